@@ -1,0 +1,12 @@
+//! `uml switch`.
+
+use std::process::ExitCode;
+
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`uml switch` is not built yet")
+}
