@@ -1,1 +1,429 @@
-//! Test support
+//! Test support for every umlkit crate: boots a real UML guest with a deadline and always
+//! cleans up.
+//!
+//! A [`Guest`] is a `linux` process with the host's `/` as a read-only hostfs root and a
+//! shell script as init. Its `uml_dir` is a fresh temporary directory. Dropping the guest,
+//! including while a failing test unwinds, kills the kernel's whole process group (the kernel
+//! calls `setsid()`, and a SIGKILL to the main pid alone leaves its helper processes behind)
+//! and removes the `uml_dir`. The kernel also gets `PR_SET_PDEATHSIG`, so a test process that
+//! is killed outright takes its guests with it.
+//!
+//! ```no_run
+//! let guest = testkit::GuestBuilder::new("t-doc").body("echo hello; sleep 1000").boot().unwrap();
+//! guest.wait_for_log("hello", std::time::Duration::from_secs(10)).unwrap();
+//! ```
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a guest may take to reach its mconsole socket before `boot` gives up.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The kernel binary the tests run: `$UML_KERNEL` or `linux` on PATH.
+pub fn kernel() -> PathBuf {
+    std::env::var_os("UML_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("linux"))
+}
+
+/// A umid unique to this test process: `<prefix>-<pid>-<n>` (at most 63 characters).
+pub fn unique_umid(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut umid = format!("{prefix}-{}-{n}", std::process::id());
+    umid.truncate(63);
+    umid
+}
+
+/// What guest to boot.
+#[derive(Debug, Clone)]
+pub struct GuestBuilder {
+    umid: String,
+    mem: String,
+    body: String,
+    args: Vec<String>,
+    uml_dir: Option<PathBuf>,
+    boot_timeout: Duration,
+    wait_for_socket: bool,
+}
+
+impl GuestBuilder {
+    /// A guest whose umid starts with `prefix` and whose init, after mounting `/proc` and a
+    /// tmpfs on `/tmp`, prints `READY` and then sleeps until it is stopped.
+    pub fn new(prefix: &str) -> Self {
+        GuestBuilder {
+            umid: unique_umid(prefix),
+            mem: "64M".into(),
+            body: "while :; do sleep 1; done".into(),
+            args: Vec::new(),
+            uml_dir: None,
+            boot_timeout: BOOT_TIMEOUT,
+            wait_for_socket: true,
+        }
+    }
+
+    /// Shell commands that init runs after `READY`. After them it powers off with
+    /// `poweroff -f`; the guest's exit status is what was written to `/proc/exitcode`.
+    pub fn body(mut self, body: &str) -> Self {
+        self.body = body.to_owned();
+        self
+    }
+
+    /// An exact umid instead of the generated one.
+    pub fn umid(mut self, umid: &str) -> Self {
+        umid.clone_into(&mut self.umid);
+        self
+    }
+
+    pub fn mem(mut self, mem: &str) -> Self {
+        mem.clone_into(&mut self.mem);
+        self
+    }
+
+    /// An extra kernel argument, such as `ubd1=/path/disk.img` or `mconsole=notify:/path`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Use this `uml_dir` (which the guest does not own) instead of a fresh temporary one.
+    pub fn uml_dir(mut self, dir: &Path) -> Self {
+        self.uml_dir = Some(dir.to_owned());
+        self
+    }
+
+    pub fn boot_timeout(mut self, timeout: Duration) -> Self {
+        self.boot_timeout = timeout;
+        self
+    }
+
+    /// Return as soon as the kernel is started, without waiting for its mconsole socket
+    /// (for guests that are expected to fail early).
+    pub fn no_wait(mut self) -> Self {
+        self.wait_for_socket = false;
+        self
+    }
+
+    /// The full argv after the kernel binary, as it will be run.
+    pub fn argv(&self, init: &Path, uml_dir: &Path) -> Vec<String> {
+        let mut argv = vec![
+            format!("mem={}", self.mem),
+            "root=/dev/root".into(),
+            "rootfstype=hostfs".into(),
+            "rootflags=/".into(),
+            "ro".into(),
+            format!("init={}", init.display()),
+            "con=null".into(),
+            "con0=fd:0,fd:1".into(),
+            format!("umid={}", self.umid),
+            format!("uml_dir={}", uml_dir.display()),
+        ];
+        argv.extend(self.args.iter().cloned());
+        argv
+    }
+
+    /// Boot the guest and wait until its mconsole socket exists (it answers requests from then
+    /// on), or until the boot timeout. On failure the guest is already cleaned up and the
+    /// error holds the tail of its boot log.
+    pub fn boot(self) -> Result<Guest, String> {
+        let scratch = tempfile::Builder::new()
+            .prefix("umlkit-t")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+        let uml_dir = match &self.uml_dir {
+            Some(d) => d.clone(),
+            None => scratch.path().join("uml"),
+        };
+        let init = scratch.path().join("init");
+        let mut script = String::from("#!/bin/sh\n");
+        script.push_str("mount -t proc proc /proc\n");
+        script.push_str("mount -t tmpfs tmpfs /tmp\n");
+        script.push_str("mount -t sysfs sysfs /sys 2>/dev/null\n");
+        script.push_str("echo READY\n");
+        let _ = writeln!(script, "{}", self.body);
+        script.push_str("poweroff -f\n");
+        fs::write(&init, script).map_err(|e| format!("cannot write init script: {e}"))?;
+        fs::set_permissions(&init, fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot chmod init script: {e}"))?;
+        let log_path = scratch.path().join("console.log");
+        let log = fs::File::create(&log_path).map_err(|e| format!("cannot create log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("cannot dup log: {e}"))?;
+
+        let argv = self.argv(&init, &uml_dir);
+        let mut command = Command::new(kernel());
+        command
+            .args(&argv)
+            .current_dir(scratch.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+        // parent; it is the only thing run between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", kernel().display()))?;
+        let mut guest = Guest {
+            umid: self.umid.clone(),
+            pid: child.id(),
+            child,
+            uml_dir,
+            owns_uml_dir: self.uml_dir.is_none(),
+            log_path,
+            argv,
+            exited: None,
+            _scratch: scratch,
+        };
+        if self.wait_for_socket {
+            guest.wait_for_socket(self.boot_timeout)?;
+        }
+        Ok(guest)
+    }
+}
+
+/// A running guest. Dropping it kills the kernel's process group and removes its `uml_dir`.
+#[derive(Debug)]
+pub struct Guest {
+    umid: String,
+    pid: u32,
+    child: Child,
+    uml_dir: PathBuf,
+    owns_uml_dir: bool,
+    log_path: PathBuf,
+    argv: Vec<String>,
+    exited: Option<ExitStatus>,
+    _scratch: tempfile::TempDir,
+}
+
+impl Guest {
+    pub fn umid(&self) -> &str {
+        &self.umid
+    }
+
+    /// The kernel's host pid (also its process group and session id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn uml_dir(&self) -> &Path {
+        &self.uml_dir
+    }
+
+    /// `<uml_dir>/<umid>`.
+    pub fn instance_dir(&self) -> PathBuf {
+        self.uml_dir.join(&self.umid)
+    }
+
+    pub fn mconsole_path(&self) -> PathBuf {
+        self.instance_dir().join("mconsole")
+    }
+
+    /// The kernel arguments it was started with.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// Everything the guest wrote to its console (stdout and stderr) so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    /// The last `lines` lines of the console log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Wait until the console log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "guest {} did not print {needle:?} within {timeout:?}; log tail:\n{}",
+                    self.umid,
+                    self.log_tail(20)
+                ));
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for_socket(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let socket = self.mconsole_path();
+        loop {
+            if socket.exists() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                return Err(format!(
+                    "guest {} exited ({status}) before its mconsole socket appeared; log tail:\n{}",
+                    self.umid,
+                    self.log_tail(20)
+                ));
+            }
+            if Instant::now() >= deadline {
+                let tail = self.log_tail(20);
+                self.kill();
+                return Err(format!(
+                    "guest {} did not boot within {timeout:?}; log tail:\n{tail}",
+                    self.umid
+                ));
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait for the kernel to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        if let Some(status) = self.exited {
+            return Ok(status);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(status);
+                    return Ok(status);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("waitpid failed: {e}")),
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "guest {} still running after {timeout:?}; log tail:\n{}",
+                    self.umid,
+                    self.log_tail(20)
+                ));
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the kernel process is still running.
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exited = Some(status);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Kill the kernel's whole process group and reap it. Idempotent.
+    pub fn kill(&mut self) {
+        kill_group(self.pid);
+        if self.exited.is_none() {
+            self.exited = self.child.wait().ok();
+        }
+        // Helper processes are reparented to init; give them a moment to die so a following
+        // check for leftovers is meaningful.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while group_alive(self.pid) && Instant::now() < deadline {
+            kill_group(self.pid);
+            sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.kill();
+        if self.owns_uml_dir {
+            let _ = fs::remove_dir_all(&self.uml_dir);
+        } else {
+            let _ = fs::remove_dir_all(self.instance_dir());
+        }
+    }
+}
+
+/// SIGKILL every process in the process group `pgid`.
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else { return };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid only sends a signal; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// Whether any process of the process group `pgid` still exists.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    // SAFETY: kill(2) with signal 0 only checks for existence.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+/// A path for a socket or file under a fresh short temporary directory (unix socket paths are
+/// limited to 107 bytes, so tests keep them under /tmp).
+pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("cannot create a temporary directory under /tmp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_boots_and_drop_leaves_no_process_or_directory() {
+        let guest = GuestBuilder::new("tk").boot().unwrap();
+        guest.wait_for_log("READY", Duration::from_secs(20)).unwrap();
+        let pid = guest.pid();
+        let dir = guest.uml_dir().to_owned();
+        assert!(guest.mconsole_path().exists());
+        assert!(group_alive(pid));
+        drop(guest);
+        assert!(!group_alive(pid), "a process of the guest survived");
+        assert!(!dir.exists(), "uml_dir survived");
+    }
+
+    #[test]
+    fn exit_status_comes_from_proc_exitcode() {
+        let mut guest = GuestBuilder::new("tk")
+            .body("echo 7 > /proc/exitcode")
+            .boot()
+            .unwrap();
+        let status = guest.wait_exit(Duration::from_secs(20)).unwrap();
+        assert_eq!(status.code(), Some(7));
+    }
+
+    #[test]
+    fn a_guest_that_cannot_boot_reports_its_log() {
+        let err = GuestBuilder::new("tk")
+            .arg("mem=1K")
+            .boot_timeout(Duration::from_secs(20))
+            .boot()
+            .unwrap_err();
+        assert!(err.contains("log tail"), "{err}");
+    }
+}
