@@ -155,7 +155,9 @@ impl GuestBuilder {
             .map_err(|e| format!("cannot chmod init script: {e}"))?;
         let log_path = scratch.path().join("console.log");
         let log = fs::File::create(&log_path).map_err(|e| format!("cannot create log: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("cannot dup log: {e}"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot dup log: {e}"))?;
 
         let argv = self.argv(&init, &uml_dir);
         let mut command = Command::new(kernel());
@@ -364,7 +366,9 @@ impl Drop for Guest {
 
 /// SIGKILL every process in the process group `pgid`.
 pub fn kill_group(pgid: u32) {
-    let Ok(pgid) = i32::try_from(pgid) else { return };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
     if pgid <= 1 {
         return;
     }
@@ -376,7 +380,9 @@ pub fn kill_group(pgid: u32) {
 
 /// Whether any process of the process group `pgid` still exists.
 pub fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
     // SAFETY: kill(2) with signal 0 only checks for existence.
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
@@ -397,7 +403,9 @@ mod tests {
     #[test]
     fn guest_boots_and_drop_leaves_no_process_or_directory() {
         let guest = GuestBuilder::new("tk").boot().unwrap();
-        guest.wait_for_log("READY", Duration::from_secs(20)).unwrap();
+        guest
+            .wait_for_log("READY", Duration::from_secs(20))
+            .unwrap();
         let pid = guest.pid();
         let dir = guest.uml_dir().to_owned();
         assert!(guest.mconsole_path().exists());
