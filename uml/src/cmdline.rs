@@ -145,9 +145,15 @@ pub enum Arg {
     /// `ubd=sync`: every ubd disk is opened O_SYNC.
     UbdSync,
     /// `con=<channels>` (`unit: None`: every console) or `con<unit>=<channels>`.
-    Con { unit: Option<u64>, channels: Channels },
+    Con {
+        unit: Option<u64>,
+        channels: Channels,
+    },
     /// `ssl=<channels>` or `ssl<unit>=<channels>`.
-    Ssl { unit: Option<u64>, channels: Channels },
+    Ssl {
+        unit: Option<u64>,
+        channels: Channels,
+    },
     /// `eth<unit>=<transport>,…`.
     Eth { unit: u64, transport: Transport },
     /// `vec<unit>:<key>=<value>,…`, pairs in order.
@@ -598,7 +604,14 @@ impl Transport {
                 group,
                 mode,
                 description,
-            } => vec![p(switch), m(mac), s(port), s(group), s(mode), s(description)],
+            } => vec![
+                p(switch),
+                m(mac),
+                s(port),
+                s(group),
+                s(mode),
+                s(description),
+            ],
             Transport::Other { fields, .. } => fields.iter().map(|f| Some(f.clone())).collect(),
         }
     }
@@ -617,7 +630,10 @@ impl fmt::Display for Transport {
         } else if matches!(self, Transport::Other { .. }) {
             fields.len()
         } else {
-            fields.iter().rposition(Option::is_some).map_or(0, |i| i + 1)
+            fields
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1)
         };
         for field in fields.iter().take(keep) {
             write!(f, ",{}", field.as_deref().unwrap_or(""))?;
@@ -631,8 +647,14 @@ struct Size(u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SUFFIXES: [(u32, char); 6] =
-            [(60, 'E'), (50, 'P'), (40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')];
+        const SUFFIXES: [(u32, char); 6] = [
+            (60, 'E'),
+            (50, 'P'),
+            (40, 'T'),
+            (30, 'G'),
+            (20, 'M'),
+            (10, 'K'),
+        ];
         if self.0 != 0 {
             for (shift, suffix) in SUFFIXES {
                 if self.0.trailing_zeros() >= shift {
@@ -648,9 +670,13 @@ impl fmt::Display for Size {
 /// where the kernel has its own message it is quoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("`{0}` is not a size: expected a number (decimal, 0x hex or 0 octal) with an optional K, M, G, T, P or E suffix")]
+    #[error(
+        "`{0}` is not a size: expected a number (decimal, 0x hex or 0 octal) with an optional K, M, G, T, P or E suffix"
+    )]
     Size(String),
-    #[error("`{0}` is not a ubd unit: expected a number 0-15 or a letter a-p (`Couldn't parse device number`)")]
+    #[error(
+        "`{0}` is not a ubd unit: expected a number 0-15 or a letter a-p (`Couldn't parse device number`)"
+    )]
     UbdUnit(String),
     #[error("ubd unit {0} is out of range: units are 0-15 or a-p (`Device number out of range`)")]
     UbdUnitRange(u64),
@@ -660,45 +686,65 @@ pub enum ParseError {
     UbdTooManyFlags(usize),
     #[error("expected `=` after the ubd unit and flags in `ubd{0}`: ubd<n><flags>=<file>")]
     UbdEquals(String),
-    #[error("`ubd={0}` is not accepted: without a unit only `ubd=sync` exists (`fake major not supported any more`)")]
+    #[error(
+        "`ubd={0}` is not accepted: without a unit only `ubd=sync` exists (`fake major not supported any more`)"
+    )]
     UbdFakeMajor(String),
-    #[error("`{text}` is not a {device} number: expected {device}=<channels> or {device}<n>=<channels> (`Couldn't parse device number`)")]
+    #[error(
+        "`{text}` is not a {device} number: expected {device}=<channels> or {device}<n>=<channels> (`Couldn't parse device number`)"
+    )]
     LineUnit { device: &'static str, text: String },
-    #[error("{device}{unit} is out of range: {device} lines are 0-{max} (`Device number out of range`)")]
+    #[error(
+        "{device}{unit} is out of range: {device} lines are 0-{max} (`Device number out of range`)"
+    )]
     LineUnitRange {
         device: &'static str,
         unit: u64,
         max: u64,
     },
-    #[error("`{text}` is not a channel: expected fd:<n>, null, port:<tcp port>, pty, pts, tty:<device>, xterm or none{hint}")]
+    #[error(
+        "`{text}` is not a channel: expected fd:<n>, null, port:<tcp port>, pty, pts, tty:<device>, xterm or none{hint}"
+    )]
     Channel { text: String, hint: String },
     #[error("`{0}` has no device number: expected eth<n>=<transport>,… (`Bad device number`)")]
     EthUnit(String),
     #[error("expected `=` after the device number in `{0}` (`Expected '=' after device number`)")]
     EthEquals(String),
-    #[error("the {transport} transport takes at most {max} fields, {given} given (`Extra garbage on specification`)")]
+    #[error(
+        "the {transport} transport takes at most {max} fields, {given} given (`Extra garbage on specification`)"
+    )]
     ExtraFields {
         transport: &'static str,
         max: usize,
         given: usize,
     },
-    #[error("the {transport} transport takes at most {max} fields; the kernel ignores the other {ignored} with a warning")]
+    #[error(
+        "the {transport} transport takes at most {max} fields; the kernel ignores the other {ignored} with a warning"
+    )]
     IgnoredFields {
         transport: &'static str,
         max: usize,
         ignored: usize,
     },
-    #[error("expected `:` after the vec device number in `{0}` (`Expected ':' after device number`)")]
+    #[error(
+        "expected `:` after the vec device number in `{0}` (`Expected ':' after device number`)"
+    )]
     VecColon(String),
     #[error("`{0}` is not a vec device number: expected an unsigned number (`Bad device number`)")]
     VecUnit(String),
     #[error("vec option `{0}` has no `=`: the kernel drops it silently; expected <key>=<value>")]
     VecKeyWithoutValue(String),
-    #[error("vec option `{0}` has a second `=`: expected <key>=<value> (`vector_setup - Couldn't parse`)")]
+    #[error(
+        "vec option `{0}` has a second `=`: expected <key>=<value> (`vector_setup - Couldn't parse`)"
+    )]
     VecDoubleEquals(String),
-    #[error("`mconsole={0}` is not accepted: the only form is mconsole=notify:<socket> (`mconsole_setup : Unknown option`)")]
+    #[error(
+        "`mconsole={0}` is not accepted: the only form is mconsole=notify:<socket> (`mconsole_setup : Unknown option`)"
+    )]
     Mconsole(String),
-    #[error("`{0}` is not a virtio device: expected <socket>:<virtio id>[:<platform id>] with decimal ids")]
+    #[error(
+        "`{0}` is not a virtio device: expected <socket>:<virtio id>[:<platform id>] with decimal ids"
+    )]
     Virtio(String),
 }
 
@@ -1100,7 +1146,13 @@ mod tests {
         assert_eq!(one("mem=0x100m").meaning(), &Arg::Mem(256 << 20));
         assert_eq!(one("mem=010K").meaning(), &Arg::Mem(8 << 10));
         assert_eq!(one("mem=128MB").meaning(), &Arg::Mem(128 << 20));
-        assert!(matches!(one("mem=lots"), Arg::Invalid { error: ParseError::Size(_), .. }));
+        assert!(matches!(
+            one("mem=lots"),
+            Arg::Invalid {
+                error: ParseError::Size(_),
+                ..
+            }
+        ));
         assert_eq!(Arg::Mem(1536 << 20).to_string(), "mem=1536M");
     }
 
@@ -1112,15 +1164,24 @@ mod tests {
         assert!(matches!(one("ubd15=/x"), Arg::Ubd { unit: 15, .. }));
         assert!(matches!(
             one("ubd16=/x"),
-            Arg::Invalid { error: ParseError::UbdUnitRange(16), .. }
+            Arg::Invalid {
+                error: ParseError::UbdUnitRange(16),
+                ..
+            }
         ));
         assert!(matches!(
             one("ubdq=/x"),
-            Arg::Invalid { error: ParseError::UbdUnitRange(16), .. }
+            Arg::Invalid {
+                error: ParseError::UbdUnitRange(16),
+                ..
+            }
         ));
         assert!(matches!(
             one("ubd_0=/x"),
-            Arg::Invalid { error: ParseError::UbdUnit(_), .. }
+            Arg::Invalid {
+                error: ParseError::UbdUnit(_),
+                ..
+            }
         ));
     }
 
@@ -1141,19 +1202,44 @@ mod tests {
                 serial: Some("SER".into()),
             }
         );
-        assert!(matches!(one("ubd0=/a:/b").meaning(), Arg::Ubd { backing: Some(_), .. }));
-        assert!(matches!(one("ubd0=/a,,S"), Arg::Ubd { backing: None, serial: Some(_), .. }));
+        assert!(matches!(
+            one("ubd0=/a:/b").meaning(),
+            Arg::Ubd {
+                backing: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            one("ubd0=/a,,S"),
+            Arg::Ubd {
+                backing: None,
+                serial: Some(_),
+                ..
+            }
+        ));
         assert!(matches!(
             one("ubd0x=/a"),
-            Arg::Invalid { error: ParseError::UbdFlag('x'), .. }
+            Arg::Invalid {
+                error: ParseError::UbdFlag('x'),
+                ..
+            }
         ));
         assert!(matches!(
             one("ubd0rrrrrrr=/a"),
-            Arg::Invalid { error: ParseError::UbdTooManyFlags(7), .. }
+            Arg::Invalid {
+                error: ParseError::UbdTooManyFlags(7),
+                ..
+            }
         ));
         assert!(matches!(one("ubd0rrrrrr=/a").meaning(), Arg::Ubd { .. }));
         assert_eq!(one("ubd=sync"), Arg::UbdSync);
-        assert!(matches!(one("ubd=3"), Arg::Invalid { error: ParseError::UbdFakeMajor(_), .. }));
+        assert!(matches!(
+            one("ubd=3"),
+            Arg::Invalid {
+                error: ParseError::UbdFakeMajor(_),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1175,7 +1261,10 @@ mod tests {
         assert!(matches!(one("ssl63=pts"), Arg::Ssl { unit: Some(63), .. }));
         assert!(matches!(
             one("ssl64=pts"),
-            Arg::Invalid { error: ParseError::LineUnitRange { unit: 64, .. }, .. }
+            Arg::Invalid {
+                error: ParseError::LineUnitRange { unit: 64, .. },
+                ..
+            }
         ));
         assert!(matches!(one("con1=tty:/dev/tty8"), Arg::Con { .. }));
         match one("con1=/dev/tty8") {
@@ -1185,7 +1274,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(one("con1=fd:x"), Arg::Invalid { .. }));
-        assert!(matches!(one("con1=none"), Arg::Con { channels: Channels::None, .. }));
+        assert!(matches!(
+            one("con1=none"),
+            Arg::Con {
+                channels: Channels::None,
+                ..
+            }
+        ));
         assert!(matches!(one("console=ttyS0"), Arg::Known { .. }));
         assert!(matches!(one("ssl-non-raw"), Arg::Known { .. }));
     }
@@ -1201,23 +1296,42 @@ mod tests {
         );
         assert!(matches!(
             one("eth1=pcap,eth0"),
-            Arg::Eth { transport: Transport::Other { .. }, .. }
+            Arg::Eth {
+                transport: Transport::Other { .. },
+                ..
+            }
         ));
         assert!(matches!(
             one("eth1=tuntap,tap0,,,x"),
-            Arg::Invalid { error: ParseError::ExtraFields { max: 3, given: 4, .. }, .. }
+            Arg::Invalid {
+                error: ParseError::ExtraFields {
+                    max: 3,
+                    given: 4,
+                    ..
+                },
+                ..
+            }
         ));
         assert!(matches!(
             one("eth1=daemon,,unix,/c,/d"),
-            Arg::Invalid { error: ParseError::IgnoredFields { .. }, .. }
+            Arg::Invalid {
+                error: ParseError::IgnoredFields { .. },
+                ..
+            }
         ));
         assert!(matches!(
             one("eth0=slirp,,slirp,-P,x"),
-            Arg::Eth { transport: Transport::Slirp { .. }, .. }
+            Arg::Eth {
+                transport: Transport::Slirp { .. },
+                ..
+            }
         ));
         assert!(matches!(one("ethX=tuntap"), Arg::Invalid { .. }));
         assert!(matches!(one("eth0tuntap"), Arg::Invalid { .. }));
-        assert!(matches!(one("eth0=daemon,,unix,").meaning(), Arg::Eth { .. }));
+        assert!(matches!(
+            one("eth0=daemon,,unix,").meaning(),
+            Arg::Eth { .. }
+        ));
     }
 
     #[test]
@@ -1228,7 +1342,10 @@ mod tests {
         );
         assert_eq!(Mac::from_text("fe:fd:0:1:2").bytes(), None);
         assert_eq!(Mac::from_text("zz:fd:0:1:2:3").bytes(), None);
-        assert_eq!(Mac::new([0xfe, 0xfd, 0, 1, 2, 3]).as_str(), "fe:fd:00:01:02:03");
+        assert_eq!(
+            Mac::new([0xfe, 0xfd, 0, 1, 2, 3]).as_str(),
+            "fe:fd:00:01:02:03"
+        );
     }
 
     #[test]
@@ -1251,7 +1368,10 @@ mod tests {
 
     #[test]
     fn other_options() {
-        assert_eq!(one("mconsole=notify:/tmp/n"), Arg::MconsoleNotify("/tmp/n".into()));
+        assert_eq!(
+            one("mconsole=notify:/tmp/n"),
+            Arg::MconsoleNotify("/tmp/n".into())
+        );
         assert!(matches!(one("mconsole=foo"), Arg::Invalid { .. }));
         assert_eq!(
             one("virtio_uml.device=/tmp/v:1:2"),
@@ -1261,7 +1381,10 @@ mod tests {
                 platform_id: Some(2)
             }
         );
-        assert!(matches!(one("virtio_uml.device=/tmp/v"), Arg::Invalid { .. }));
+        assert!(matches!(
+            one("virtio_uml.device=/tmp/v"),
+            Arg::Invalid { .. }
+        ));
         assert_eq!(one("umid=web"), Arg::Umid("web".into()));
         assert!(matches!(one("hostfs=/srv,append"), Arg::Hostfs { .. }));
         assert!(matches!(one("noreboot"), Arg::Known { .. }));
@@ -1276,15 +1399,32 @@ mod tests {
         c.push_hostfs_root("/srv/root").push(Arg::word("rw"));
         assert_eq!(
             c.to_argv(),
-            ["root=/dev/root", "rootfstype=hostfs", "rootflags=/srv/root", "rw"]
+            [
+                "root=/dev/root",
+                "rootfstype=hostfs",
+                "rootflags=/srv/root",
+                "rw"
+            ]
         );
         assert_eq!(CommandLine::parse(&c.to_argv()), c);
     }
 
     fn word() -> impl Strategy<Value = String> {
         let prefix = prop::sample::select(vec![
-            "", "ubd", "udb", "con", "ssl", "eth", "vec", "mem=", "mconsole=", "umid=",
-            "virtio_uml.device=", "hostfs=", "ssl-non-raw", "console=",
+            "",
+            "ubd",
+            "udb",
+            "con",
+            "ssl",
+            "eth",
+            "vec",
+            "mem=",
+            "mconsole=",
+            "umid=",
+            "virtio_uml.device=",
+            "hostfs=",
+            "ssl-non-raw",
+            "console=",
         ]);
         (prefix, "[0-9a-z=:,./_-]{0,24}|\\PC{0,12}").prop_map(|(p, s)| format!("{p}{s}"))
     }
@@ -1345,7 +1485,10 @@ mod tests {
                     },
                 }
             }),
-            (any::<u32>(), prop::collection::vec(("[a-z_]{1,8}", "[a-z0-9]{0,8}"), 0..5))
+            (
+                any::<u32>(),
+                prop::collection::vec(("[a-z_]{1,8}", "[a-z0-9]{0,8}"), 0..5)
+            )
                 .prop_map(|(unit, pairs)| Arg::Vec {
                     unit: unit.into(),
                     pairs

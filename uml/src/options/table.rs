@@ -69,7 +69,9 @@ const MAC: FieldSpec = field(
 
 static CON_FIELDS: &[FieldSpec] = &[field(
     "channels",
-    C::Candidates(&["null", "pts", "pty", "fd:", "port:", "tty:", "xterm", "none"]),
+    C::Candidates(&[
+        "null", "pts", "pty", "fd:", "port:", "tty:", "xterm", "none",
+    ]),
     "<in>,<out> or one channel for both",
 )];
 
@@ -174,9 +176,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "debug",
         syntax: "debug",
         init: None,
-        kernel_message: Some(
-            "'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'",
-        ),
+        kernel_message: Some("'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'"),
         summary: "Obsolete debugger switch; now the generic debug loglevel",
         help: "Used to start UML under gdb (tt mode). 6.1 only prints a warning that it is not \
                needed; the word stays on the line and sets the generic debug loglevel. Matched by \
@@ -273,7 +273,11 @@ pub static OPTIONS: &[OptionSpec] = &[
                cannot contain either. With two files the first is a COW file over the second. \
                ubd=sync makes every disk synchronous.",
         fields: &[
-            field("file", C::File, "image, or COW file when a backing file follows"),
+            field(
+                "file",
+                C::File,
+                "image, or COW file when a backing file follows",
+            ),
             field("backing", C::File, "backing file of the COW file"),
             field("serial", C::None, "serial shown in /sys/block/ubdX/serial"),
         ],
@@ -283,7 +287,9 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "udb",
         syntax: "udb",
         stage: Stage::Setup,
-        kernel_message: Some("udb<rest> specified on command line is almost certainly a ubd -> udb TYPO"),
+        kernel_message: Some(
+            "udb<rest> specified on command line is almost certainly a ubd -> udb TYPO",
+        ),
         summary: "Typo catcher for ubd",
         help: "Any word starting with udb only logs a warning that it is almost certainly a typo \
                of ubd. No disk is attached.",
@@ -536,11 +542,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         summary: "Simulated time mode (not built)",
         help: "Selects the time-travel mode. Not built in Debian's 6.1: passed to init's \
                environment, no effect.",
-        fields: &[field(
-            "mode",
-            C::Candidates(&["inf-cpu", "ext:"]),
-            "mode",
-        )],
+        fields: &[field("mode", C::Candidates(&["inf-cpu", "ext:"]), "mode")],
         ..OBSOLETE_KEY
     },
     OptionSpec {
@@ -621,9 +623,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "debugtrace",
         syntax: "debugtrace",
-        kernel_message: Some(
-            "'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'",
-        ),
+        kernel_message: Some("'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'"),
         summary: "Removed: trace the tracing thread (tt mode)",
         help: "Debugged UML's tracing thread in tt mode. In 6.1 the debug prefix fires (its warning \
                is printed) and the word then lands in init's argv.",
@@ -694,7 +694,11 @@ pub static TRANSPORTS: &[TransportSpec] = &[
         required: &[],
         summary: "A host TAP device (/dev/net/tun), or one made by uml_net when dev is empty",
         fields: &[
-            field("dev", C::NetInterface, "host tap device; empty: uml_net creates one"),
+            field(
+                "dev",
+                C::NetInterface,
+                "host tap device; empty: uml_net creates one",
+            ),
             MAC,
             field("gate", C::Address, "host-side IP address for uml_net"),
         ],
@@ -707,7 +711,12 @@ pub static TRANSPORTS: &[TransportSpec] = &[
         summary: "A uml_switch (or `uml switch`) daemon over a unix control socket",
         fields: &[
             MAC,
-            field_d("type", C::Candidates(&["unix"]), "unix", "socket type; only unix works"),
+            field_d(
+                "type",
+                C::Candidates(&["unix"]),
+                "unix",
+                "socket type; only unix works",
+            ),
             field_d(
                 "ctl",
                 C::Socket,
@@ -750,7 +759,12 @@ pub static TRANSPORTS: &[TransportSpec] = &[
         summary: "User-space NAT through a slirp program",
         fields: &[
             MAC,
-            field_d("argv", C::Command, "slirp", "program and arguments; _ becomes a space"),
+            field_d(
+                "argv",
+                C::Command,
+                "slirp",
+                "program and arguments; _ becomes a space",
+            ),
         ],
     },
     TransportSpec {
@@ -773,7 +787,12 @@ pub static TRANSPORTS: &[TransportSpec] = &[
             field_d("port", C::Number, "0", "switch port"),
             field("group", C::None, "group of the port"),
             field_d("mode", C::Number, "0700", "octal mode"),
-            field_d("description", C::None, "UML vde_transport", "port description"),
+            field_d(
+                "description",
+                C::None,
+                "UML vde_transport",
+                "port description",
+            ),
         ],
     },
     TransportSpec {
@@ -810,10 +829,22 @@ pub static VEC_COMMON_KEYS: &[FieldSpec] = &[
     field_d("mtu", C::Number, "1500", "576..65534, otherwise 1500"),
     field_d("headroom", C::Number, "2", "headroom"),
     field_d("depth", C::Number, "64", "queue length"),
-    field("gro", C::Candidates(&["0", "1"]), ">0: 64 KiB receive buffers"),
-    field("vec", C::Candidates(&["0", "1"]), "0 disables multi-packet I/O"),
+    field(
+        "gro",
+        C::Candidates(&["0", "1"]),
+        ">0: 64 KiB receive buffers",
+    ),
+    field(
+        "vec",
+        C::Candidates(&["0", "1"]),
+        "0 disables multi-packet I/O",
+    ),
     field("bpffile", C::File, "BPF program file"),
-    field("bpfflash", C::Candidates(&["0", "1"]), ">0 allows loading BPF via ethtool"),
+    field(
+        "bpfflash",
+        C::Candidates(&["0", "1"]),
+        ">0 allows loading BPF via ethtool",
+    ),
 ];
 
 const IFNAME: FieldSpec = field("ifname", C::NetInterface, "host interface");
