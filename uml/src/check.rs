@@ -591,16 +591,12 @@ impl Checker<'_> {
         };
         for chan in chans {
             match chan {
-                Channel::Tty(dev) => {
-                    if self.env.filesystem && !dev.exists() {
-                        self.push(
-                            Severity::Error,
-                            "tty-missing",
-                            at,
-                            format!("host tty `{}` does not exist", dev.display()),
-                        );
-                    }
-                }
+                Channel::Tty(dev) if self.env.filesystem && !dev.exists() => self.push(
+                    Severity::Error,
+                    "tty-missing",
+                    at,
+                    format!("host tty `{}` does not exist", dev.display()),
+                ),
                 Channel::Fd(n) if *n > 2 => self.push(
                     Severity::Note,
                     "fd-inherited",
@@ -1177,4 +1173,96 @@ fn is_tmpfs(p: &Path) -> bool {
 fn is_noexec(p: &Path) -> bool {
     nix::sys::statvfs::statvfs(p)
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmdline::{Transport, UbdFlags};
+
+    fn launcher_cmdline() -> CommandLine {
+        let mut c = CommandLine::new();
+        c.push(Arg::Mem(256 << 20))
+            .push(Arg::Umid("web1".into()))
+            .push(Arg::UmlDir("/tmp/umlkit".into()))
+            .push_hostfs_root("/")
+            .push(Arg::Con {
+                unit: None,
+                channels: Channels::Both(Channel::Null),
+            })
+            .push(Arg::Con {
+                unit: Some(0),
+                channels: Channels::Pair(Channel::Fd(0), Channel::Fd(1)),
+            })
+            .push(Arg::Ubd {
+                unit: 0,
+                flags: UbdFlags::default(),
+                file: Some("/srv/web1.cow".into()),
+                backing: Some("/srv/base.img".into()),
+                serial: None,
+            })
+            .push(Arg::Eth {
+                unit: 0,
+                transport: Transport::daemon("/tmp/sw.ctl"),
+            })
+            .push(Arg::MconsoleNotify("/tmp/umlkit/notify".into()));
+        c
+    }
+
+    #[test]
+    fn a_launcher_command_line_has_no_errors_or_warnings() {
+        let report = check(&launcher_cmdline(), &CheckEnv::offline());
+        assert_eq!(report.worst(), Some(Severity::Note), "{report:#?}");
+        assert_eq!(
+            report.with_code("reaches-init").count(),
+            2,
+            "mem= and uml_dir="
+        );
+    }
+
+    #[test]
+    fn builder_mistakes_are_caught_like_parsed_ones() {
+        let mut c = launcher_cmdline();
+        c.push(Arg::Ubd {
+            unit: 0,
+            flags: UbdFlags {
+                no_cow: true,
+                ..UbdFlags::default()
+            },
+            file: Some("/a".into()),
+            backing: Some("/b".into()),
+            serial: None,
+        });
+        let report = check(&c, &CheckEnv::offline());
+        assert_eq!(report.with_code("ubd-duplicate").count(), 1);
+        assert_eq!(report.with_code("ubd-raw-with-cow").count(), 1);
+        assert!(report.has_errors());
+        let parsed = check(&CommandLine::parse(&c.to_argv()), &CheckEnv::offline());
+        assert_eq!(parsed, report);
+    }
+
+    #[test]
+    fn umid_and_uml_dir_make_the_mconsole_path() {
+        let mut env = CheckEnv::offline();
+        env.vars
+            .insert("HOME".into(), format!("/home/{}", "h".repeat(90)));
+        let c = CommandLine::parse(&["umid=abcdefgh", "con=null", "root=/dev/root"]);
+        let report = check(&c, &env);
+        let f = report
+            .with_code("mconsole-path-too-long")
+            .next()
+            .expect("too long");
+        assert!(
+            f.message.contains("/.uml/abcdefgh/mconsole"),
+            "{}",
+            f.message
+        );
+        let short = CommandLine::parse(&["umid=abcdefgh", "uml_dir=/tmp/u", "con=null"]);
+        assert_eq!(
+            check(&short, &env)
+                .with_code("mconsole-path-too-long")
+                .count(),
+            0
+        );
+    }
 }

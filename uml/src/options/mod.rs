@@ -17,7 +17,7 @@
 
 mod table;
 
-pub use table::{CHANNELS, OPTIONS, TRANSPORTS, VEC_COMMON_KEYS, VEC_TRANSPORTS};
+use table::{CHANNELS, OPTIONS, TRANSPORTS, VEC_COMMON_KEYS, VEC_TRANSPORTS};
 
 /// Every option, in the order a reference page should list them: argv-stage UML options,
 /// setup-stage UML options, generic kernel options, then obsolete and config-dependent ones.
