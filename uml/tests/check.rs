@@ -511,14 +511,36 @@ fn overlong_command_line_and_too_many_init_args() {
     assert_eq!(init.len(), 1, "{}", run.context());
     assert!(init[0]["message"].as_str().unwrap().contains("arguments"));
 
-    let short: Vec<String> = (0..126).map(|i| format!("a{i}")).collect();
+    // BASE's words are consumed by the kernel or, like mem=, go to the environment.
+    let args: Vec<String> = (0..128).map(|i| format!("a{i}")).collect();
     let mut fits: Vec<&str> = BASE.to_vec();
-    fits.extend(short.iter().map(String::as_str));
+    fits.extend(args.iter().map(String::as_str));
     let run = uml_check(&["--no-fs", "--json"], &fits);
     assert!(
         run.findings("init-too-many").is_empty(),
-        "{}",
+        "128 arguments fit{}",
         run.context()
+    );
+
+    // mem=64M is one variable already; 126 more make 127, the most that fit.
+    let vars: Vec<String> = (0..127).map(|i| format!("e{i}=1")).collect();
+    let mut env: Vec<&str> = BASE.to_vec();
+    env.extend(vars.iter().take(126).map(String::as_str));
+    let run = uml_check(&["--no-fs", "--json"], &env);
+    assert!(
+        run.findings("init-too-many").is_empty(),
+        "127 variables fit{}",
+        run.context()
+    );
+    env.push(&vars[126]);
+    let run = uml_check(&["--no-fs", "--json"], &env);
+    let found = run.findings("init-too-many");
+    assert_eq!(found.len(), 1, "{}", run.context());
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Too many boot env vars")
     );
 }
 
@@ -767,4 +789,34 @@ fn kernel_refuses_a_bad_tty_channel_and_passes_obsolete_words_to_init() {
         "{log}"
     );
     assert!(log.lines().any(|l| l == "ENV:skas"), "{log}");
+}
+
+/// Boot a guest with `extra` words and report whether `uml check` predicted an init-slot panic
+/// and whether the kernel panicked.
+fn init_limit_agrees(prefix: &str, extra: &[String]) -> (bool, bool) {
+    let mut builder = GuestBuilder::new(prefix).body("true").no_wait();
+    for word in extra {
+        builder = builder.arg(word.clone());
+    }
+    let words = builder.argv(
+        std::path::Path::new("/init"),
+        std::path::Path::new("/tmp/u"),
+    );
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let run = uml_check(&["--no-fs", "--json"], &words);
+    let predicted = !run.findings("init-too-many").is_empty();
+    let mut guest = builder.boot().expect("start the kernel");
+    let status = guest.wait_exit(BOOT).expect("the guest ends");
+    let log = guest.log();
+    let panicked = log.contains("Too many boot env vars");
+    assert_eq!(panicked, !status.success(), "{log}");
+    (predicted, panicked)
+}
+
+#[test]
+fn init_environment_limit_matches_the_kernel() {
+    // The guest's own words put mem= and uml_dir= in init's environment: 125 more fit.
+    let vars: Vec<String> = (0..126).map(|i| format!("e{i}=1")).collect();
+    assert_eq!(init_limit_agrees("chk-env", &vars[..125]), (false, false));
+    assert_eq!(init_limit_agrees("chk-env", &vars), (true, true));
 }
