@@ -220,6 +220,7 @@ impl Checker<'_> {
         if let Some(spec) = arg.spec() {
             self.status(index, arg, spec);
         }
+        self.rendering(index, arg);
         if let (Arg::Verbatim { .. }, Arg::Ubd { unit, .. }) = (arg, arg.meaning()) {
             let letter = char::from(b'a'.saturating_add(*unit));
             self.push(
@@ -233,7 +234,16 @@ impl Checker<'_> {
             );
         }
         match arg.meaning() {
-            Arg::Invalid { error, spec, .. } => self.invalid(index, arg, spec, error),
+            Arg::Invalid {
+                error, spec, text, ..
+            } => {
+                self.invalid(index, arg, spec, error);
+                match crate::cmdline::accepted_part(text, error) {
+                    Some(Arg::Eth { unit, transport }) => self.eth(index, arg, unit, &transport),
+                    Some(Arg::Vec { unit, pairs }) => self.vec(index, arg, unit, &pairs),
+                    _ => {}
+                }
+            }
             Arg::Unknown(word) => self.unknown(index, arg, word),
             Arg::Known { spec, text } => self.known(index, arg, spec, text),
             Arg::Umid(name) => self.umid(index, arg, name),
@@ -348,6 +358,40 @@ impl Checker<'_> {
                 "mem=0: expected a size such as 256M".into(),
             ),
             _ => {}
+        }
+    }
+
+    /// A typed argument (built by a program) must read back as itself, and no word should hold
+    /// a space: the kernel joins argv with spaces and its generic parser splits them again.
+    fn rendering(&mut self, index: usize, arg: &Arg) {
+        let at = Some((index, arg));
+        let word = arg.to_string();
+        let typed = !matches!(
+            arg,
+            Arg::Known { .. } | Arg::Verbatim { .. } | Arg::Invalid { .. } | Arg::Unknown(_)
+        );
+        if typed && Arg::parse(&word).meaning() != arg {
+            self.push(
+                Severity::Error,
+                "ambiguous",
+                at,
+                "a field holds a character the kernel splits on (`,` or `:` in ubd files, `,` in \
+                 transport fields and vec values, `=` in vec values): the kernel would read \
+                 something else"
+                    .into(),
+            );
+        }
+        let removed = matches!(arg.meaning(), Arg::Umid(_))
+            || arg.spec().is_some_and(OptionSpec::removed_from_cmdline);
+        if !removed && word.contains([' ', '\t', '\n']) && !word.contains('"') {
+            self.push(
+                Severity::Error,
+                "whitespace",
+                at,
+                "contains whitespace: the kernel joins its argv with spaces and splits the \
+                 command line again, so this becomes several parameters"
+                    .into(),
+            );
         }
     }
 
@@ -1246,11 +1290,48 @@ mod tests {
     }
 
     #[test]
+    fn built_values_the_kernel_would_split_are_errors() {
+        let mut c = launcher_cmdline();
+        c.push(Arg::Ubd {
+            unit: 3,
+            flags: UbdFlags::default(),
+            file: Some("/srv/a:b.img".into()),
+            backing: None,
+            serial: None,
+        })
+        .push(Arg::Eth {
+            unit: 1,
+            transport: Transport::daemon("/tmp/a,b.ctl"),
+        })
+        .push(Arg::Init("/bin/sh -x".into()));
+        let report = check(&c, &CheckEnv::offline());
+        let ambiguous: Vec<_> = report.with_code("ambiguous").map(|f| f.index).collect();
+        assert_eq!(ambiguous, [Some(11), Some(12)], "{report:#?}");
+        assert_eq!(report.with_code("whitespace").count(), 1);
+    }
+
+    #[test]
+    fn accepted_part_of_a_warned_word_is_still_checked() {
+        let c = CommandLine::parse(&[
+            "eth0=daemon,,unix,/tmp/nope.ctl,/tmp/data",
+            "vec0:transport=hybrid,bare",
+        ]);
+        let mut env = CheckEnv::offline();
+        env.filesystem = true;
+        let report = check(&c, &env);
+        assert_eq!(report.with_code("eth-ignored-fields").count(), 1);
+        assert_eq!(report.with_code("daemon-missing").count(), 1);
+        assert_eq!(report.with_code("vec-key-without-value").count(), 1);
+        assert_eq!(report.with_code("vec-missing-key").count(), 1);
+    }
+
+    #[test]
     fn umid_and_uml_dir_make_the_mconsole_path() {
         let mut env = CheckEnv::offline();
         env.vars
             .insert("HOME".into(), format!("/home/{}", "h".repeat(90)));
         let c = CommandLine::parse(&["umid=abcdefgh", "con=null", "root=/dev/root"]);
+        assert_eq!(check(&c, &env).with_code("ambiguous").count(), 0);
         let report = check(&c, &env);
         let f = report
             .with_code("mconsole-path-too-long")

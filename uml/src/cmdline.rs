@@ -748,6 +748,28 @@ pub enum ParseError {
     Virtio(String),
 }
 
+/// The part of a word the kernel goes on to use when it accepts the word with a warning: a
+/// `vec` key without `=` is dropped, `daemon`/`vde` fields past the last are ignored.
+pub(crate) fn accepted_part(text: &str, error: &ParseError) -> Option<Arg> {
+    let rebuilt = match error {
+        ParseError::VecKeyWithoutValue(_) => {
+            let (head, spec) = text.split_once(':')?;
+            let kept: Vec<&str> = spec.split(',').filter(|p| p.contains('=')).collect();
+            format!("{head}:{}", kept.join(","))
+        }
+        ParseError::IgnoredFields { max, .. } => {
+            let (head, spec) = text.split_once('=')?;
+            let kept: Vec<&str> = spec.split(',').take(max + 1).collect();
+            format!("{head}={}", kept.join(","))
+        }
+        _ => return None,
+    };
+    match Arg::parse(&rebuilt).meaning() {
+        Arg::Invalid { .. } => None,
+        arg => Some(arg.clone()),
+    }
+}
+
 fn parse_option(spec: &'static OptionSpec, text: &str) -> Result<Option<Arg>, ParseError> {
     let rest = text.get(spec.name().len()..).unwrap_or("");
     Ok(Some(match spec.name() {

@@ -24,6 +24,11 @@ use super::Global;
 /// Give the words exactly as they would follow the kernel binary; options of `uml check` come
 /// first. Put kernel words that start with `-` after `--`: `uml check -- --help`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Give the words exactly as they would follow the kernel binary, after the \
+options of `uml check`; put `--` before them when one starts with `-` (uml check -- --help). \
+Exit status: 0 without errors, 1 with errors (or warnings, with --strict)."
+)]
 pub struct Args {
     /// Also fail (exit 1) on warnings
     #[arg(long)]
