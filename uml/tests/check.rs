@@ -820,3 +820,26 @@ fn init_environment_limit_matches_the_kernel() {
     assert_eq!(init_limit_agrees("chk-env", &vars[..125]), (false, false));
     assert_eq!(init_limit_agrees("chk-env", &vars), (true, true));
 }
+
+#[test]
+fn option_table_covers_every_option_in_the_kernels_help() {
+    let output = Command::new(testkit::kernel())
+        .arg("--help")
+        .output()
+        .expect("run the kernel");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let mut seen = 0;
+    for line in help.lines().skip(1) {
+        if line.is_empty() || line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let name = line.split(['[', '<']).next().unwrap_or(line);
+        let spec = uml::options::lookup(name)
+            .unwrap_or_else(|| panic!("`{name}` from `linux --help` is not in the option table"));
+        // Present in the binary, so never "not built" (fake_ide is listed as an obsolete stub).
+        assert_ne!(spec.status(), uml::options::Status::NotBuilt, "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 26, "only {seen} options in:\n{help}");
+}
