@@ -435,3 +435,76 @@ mod tests {
         assert!(err.contains("log tail"), "{err}");
     }
 }
+
+/// A temporary `uml_dir` for guests that a test starts through the `uml` binary (for example
+/// `uml run --detach`). Dropping it kills the process group of every kernel whose pid file is
+/// in it (also the helper processes of a panicked kernel), then removes the directory.
+#[derive(Debug)]
+pub struct UmlDir {
+    dir: tempfile::TempDir,
+    pids: std::sync::Mutex<Vec<u32>>,
+}
+
+impl UmlDir {
+    pub fn new() -> UmlDir {
+        UmlDir {
+            dir: short_tempdir("umlkit-d"),
+            pids: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Also kill this process group on drop (for a kernel whose pid file is already gone).
+    pub fn adopt(&self, pid: u32) {
+        if let Ok(mut p) = self.pids.lock() {
+            p.push(pid);
+        }
+    }
+
+    /// The pids in the instance directories' pid files right now.
+    pub fn kernel_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok(entries) = fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if let Ok(text) = fs::read_to_string(e.path().join("pid")) {
+                    if let Ok(pid) = text.trim().parse() {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    /// Remember the current kernels, so they are killed on drop even after their pid files go.
+    pub fn remember(&self) {
+        for pid in self.kernel_pids() {
+            self.adopt(pid);
+        }
+    }
+}
+
+impl Default for UmlDir {
+    fn default() -> Self {
+        UmlDir::new()
+    }
+}
+
+impl Drop for UmlDir {
+    fn drop(&mut self) {
+        let mut pids = self.kernel_pids();
+        if let Ok(p) = self.pids.lock() {
+            pids.extend(p.iter().copied());
+        }
+        for pid in &pids {
+            kill_group(*pid);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while pids.iter().any(|p| group_alive(*p)) && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
+    }
+}

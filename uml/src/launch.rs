@@ -135,6 +135,7 @@ pub struct Running {
     userspace_up: bool,
     status: Option<ExitStatus>,
     notify_socket: PathBuf,
+    stdin_pipe: Option<std::process::ChildStdin>,
     _listener_stop: mpsc::Sender<()>,
 }
 
@@ -260,12 +261,7 @@ impl Launch {
             source,
         })?;
         drop(log);
-        if let Some(pipe) = child.stdin.take() {
-            thread::Builder::new()
-                .name("uml-stdin".into())
-                .spawn(move || copy_stdin_as_text(pipe))
-                .map_err(prepare(&self.notify_socket))?;
-        }
+        let stdin_pipe = child.stdin.take();
 
         let (tx, rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -301,6 +297,7 @@ impl Launch {
             userspace_up: false,
             status: None,
             notify_socket: self.notify_socket.clone(),
+            stdin_pipe,
             _listener_stop: stop_tx,
         })
     }
@@ -379,6 +376,23 @@ impl Running {
                 .recv_timeout((deadline - now).min(Duration::from_millis(50)))
             {
                 self.absorb(n);
+            }
+        }
+    }
+
+    /// Starts copying our stdin to the guest (with [`Console::Terminal`]`{ stdin_as_text }`).
+    ///
+    /// Call it once the guest holds its console line open ([`Running::wait_booted`] with
+    /// `userspace`): the kernel watches a console's input descriptor with edge-triggered epoll
+    /// from the moment the line is opened, so input that is already waiting in the pipe then
+    /// would never be read.
+    pub fn feed_stdin(&mut self) {
+        if let Some(pipe) = self.stdin_pipe.take() {
+            let spawned = thread::Builder::new()
+                .name("uml-stdin".into())
+                .spawn(move || copy_stdin_as_text(pipe));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot copy stdin to the guest: {e}");
             }
         }
     }
@@ -570,9 +584,21 @@ impl DefaultGuest {
                 "[ -d {dir} ] && mount -t tmpfs -o mode=1777 tmpfs {dir}\n"
             ));
         }
+        // Host directories that must stay visible: the writable ones, and the working
+        // directory when a tmpfs above hid it (a project under /tmp). hostfs takes the host
+        // path as its mount data.
+        let hidden = |p: &Path| TMPFS_DIRS.iter().any(|t| p.starts_with(t));
         for dir in &self.writable {
             let d = sh_quote(&dir.to_string_lossy());
-            s.push_str(&format!("mount -t hostfs -o {d} hostfs {d}\n"));
+            s.push_str(&format!(
+                "mkdir -p {d} 2>/dev/null; mount -t hostfs -o {d} hostfs {d}\n"
+            ));
+        }
+        if hidden(&self.cwd) && !self.writable.iter().any(|w| self.cwd.starts_with(w)) {
+            let d = sh_quote(&self.cwd.to_string_lossy());
+            s.push_str(&format!(
+                "mkdir -p {d} 2>/dev/null; mount -r -t hostfs -o {d} hostfs {d}\n"
+            ));
         }
         s.push_str("hostname uml 2>/dev/null\n");
         // ctrl-alt-del (mconsole `cad`, `uml shutdown`) becomes SIGINT to init: power off.

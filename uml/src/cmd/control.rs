@@ -369,19 +369,33 @@ pub fn console(args: ConsoleArgs, global: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Copies stdin to the pty and the pty to stdout until Ctrl-] or end of input.
+/// Copies stdin to the pty and the pty to stdout until Ctrl-] or, once input has ended, until
+/// the guest has been quiet for two seconds (so `echo cmd | uml console` shows the answer).
 fn relay(device: &mut std::fs::File) -> anyhow::Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     let mut buf = [0u8; 4096];
+    let mut input_done = false;
     loop {
         let (in_ready, dev_ready, dev_gone) = {
             let mut fds = [
                 PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
                 PollFd::new(device.as_fd(), PollFlags::POLLIN),
             ];
-            poll(&mut fds, PollTimeout::NONE)?;
+            let active = if input_done {
+                &mut fds[1..]
+            } else {
+                &mut fds[..]
+            };
+            let timeout = if input_done {
+                PollTimeout::from(2000u16)
+            } else {
+                PollTimeout::NONE
+            };
+            if poll(active, timeout)? == 0 {
+                return Ok(());
+            }
             let r0 = fds[0].revents().unwrap_or(PollFlags::empty());
             let r1 = fds[1].revents().unwrap_or(PollFlags::empty());
             (
@@ -401,10 +415,11 @@ fn relay(device: &mut std::fs::File) -> anyhow::Result<()> {
         } else if dev_gone {
             return Ok(());
         }
-        if in_ready {
-            let n = stdin.lock().read(&mut buf)?;
+        if in_ready && !input_done {
+            let n = nix::unistd::read(&stdin, &mut buf)?;
             if n == 0 {
-                return Ok(());
+                input_done = true;
+                continue;
             }
             if let Some(pos) = buf[..n].iter().position(|&b| b == 0x1d) {
                 device.write_all(&buf[..pos])?;

@@ -104,8 +104,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cwd,
         env,
         writable,
-        stdin_tty: stdin_tty && !args.detach,
-        stdout_tty: stdout_tty && !args.detach,
+        // A detached shell's line is a host pty: a terminal.
+        stdin_tty: if args.detach {
+            detached_shell
+        } else {
+            stdin_tty
+        },
+        stdout_tty: if args.detach {
+            detached_shell
+        } else {
+            stdout_tty
+        },
     };
 
     let mut kernel_args = guest.kernel_args(&init, &args.mem, &umid, &uml_dir);
@@ -124,7 +133,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         kernel_args.push(net_arg(unit, spec, &umid, &uml_dir)?);
     }
     kernel_args.extend(args.kernel_args.iter().cloned());
-    gate(&kernel_args, args.no_check)?;
+    let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
 
     guest.write_init(&init)?;
     let launch = Launch {
@@ -159,6 +168,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         running.detach();
         return Ok(ExitCode::SUCCESS);
     }
+    running.feed_stdin();
     let outcome = running.wait()?;
     terminal.restore();
     let _ = std::fs::remove_file(&init);
@@ -274,10 +284,35 @@ fn net_arg(unit: usize, spec: &str, umid: &str, uml_dir: &Path) -> anyhow::Resul
     })
 }
 
-/// Validates the kernel command line with the option model before anything starts.
-fn gate(kernel_args: &[String], no_check: bool) -> anyhow::Result<()> {
-    let _ = (kernel_args, no_check);
-    Ok(())
+/// Validates the kernel command line with the option model before anything starts, and
+/// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
+fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Result<Vec<String>> {
+    use uml::check::{CheckEnv, Severity};
+    let cmdline = uml::cmdline::CommandLine::parse(kernel_args);
+    let mut env = CheckEnv::from_process();
+    env.default_uml_dir = Some(uml_dir.to_owned());
+    let report = uml::check::check(&cmdline, &env);
+    let mut errors = Vec::new();
+    for f in &report.findings {
+        let what = f
+            .arg
+            .as_deref()
+            .map(|a| format!("{a}: "))
+            .unwrap_or_default();
+        match f.severity {
+            Severity::Error => errors.push(format!("{what}{}", f.message)),
+            Severity::Warning => eprintln!("uml: warning: {what}{}", f.message),
+            Severity::Note => tracing::info!("{what}{}", f.message),
+        }
+    }
+    if !errors.is_empty() && !no_check {
+        bail!(
+            "the kernel command line has {} error(s); nothing was started (--no-check starts anyway):\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
+    }
+    Ok(cmdline.to_argv())
 }
 
 /// The control socket of the switch called `name`, started if it is not running.
