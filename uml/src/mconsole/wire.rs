@@ -683,4 +683,40 @@ mod tests {
         };
         assert!(matches!(too_long.encode(), Err(WireError::TooLong { .. })));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic_and_parsed_values_round_trip(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            header in proptest::prelude::any::<[u32; 4]>(),
+        ) {
+            // Half random bytes, half a plausible header in front of random bytes, so the
+            // length checks are reached too.
+            let mut framed: Vec<u8> = Vec::new();
+            for (i, field) in header.iter().enumerate() {
+                let field = match i {
+                    0 => if field % 2 == 0 { MAGIC } else { *field },
+                    1 => if field % 2 == 0 { VERSION } else { *field },
+                    _ => field % 700,
+                };
+                framed.extend_from_slice(&field.to_ne_bytes());
+            }
+            framed.extend_from_slice(&data);
+            for bytes in [&data[..], &framed[..], &framed[4..]] {
+                if let Ok(chunk) = ReplyChunk::parse(bytes) {
+                    if let Ok(again) = chunk.encode() {
+                        proptest::prop_assert_eq!(ReplyChunk::parse(&again), Ok(chunk));
+                    }
+                }
+                if let Ok(n) = Notification::parse(bytes) {
+                    if let Ok(again) = n.encode() {
+                        proptest::prop_assert_eq!(Notification::parse(&again), Ok(n));
+                    }
+                }
+                if let Ok(r) = Request::parse(bytes) {
+                    proptest::prop_assert_eq!(Request::parse(&r.encode()), Ok(r));
+                }
+            }
+        }
+    }
 }
