@@ -555,7 +555,8 @@ fn an_endless_more_stream_ends_in_reply_too_large() {
 
 #[test]
 fn broken_reply_datagrams_are_errors() {
-    let cases: Vec<(Vec<u8>, fn(&Error) -> bool)> = vec![
+    type Expect = fn(&Error) -> bool;
+    let cases: Vec<(Vec<u8>, Expect)> = vec![
         // len says 100, five bytes follow.
         (
             {

@@ -32,10 +32,11 @@ impl Drop for SocketFile {
         let current = std::fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| (m.dev(), m.ino()));
-        if current.is_some() && current == self.identity {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), "cannot remove notify socket: {e}");
-            }
+        if current.is_some()
+            && current == self.identity
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), "cannot remove notify socket: {e}");
         }
     }
 }

@@ -703,15 +703,15 @@ mod tests {
             }
             framed.extend_from_slice(&data);
             for bytes in [&data[..], &framed[..], &framed[4..]] {
-                if let Ok(chunk) = ReplyChunk::parse(bytes) {
-                    if let Ok(again) = chunk.encode() {
-                        proptest::prop_assert_eq!(ReplyChunk::parse(&again), Ok(chunk));
-                    }
+                if let Ok(chunk) = ReplyChunk::parse(bytes)
+                    && let Ok(again) = chunk.encode()
+                {
+                    proptest::prop_assert_eq!(ReplyChunk::parse(&again), Ok(chunk));
                 }
-                if let Ok(n) = Notification::parse(bytes) {
-                    if let Ok(again) = n.encode() {
-                        proptest::prop_assert_eq!(Notification::parse(&again), Ok(n));
-                    }
+                if let Ok(n) = Notification::parse(bytes)
+                    && let Ok(again) = n.encode()
+                {
+                    proptest::prop_assert_eq!(Notification::parse(&again), Ok(n));
                 }
                 if let Ok(r) = Request::parse(bytes) {
                     proptest::prop_assert_eq!(Request::parse(&r.encode()), Ok(r));
