@@ -121,7 +121,7 @@ fn queries_match_uml_mconsole_exactly() {
         "config bogus0",
         "remove ubd9",
         "remove ubd99",
-        "umlfs",
+        "frobnicate",
         "versionXYZ",
         "go",
         "sysrq h",
@@ -141,7 +141,7 @@ fn queries_match_uml_mconsole_exactly() {
     let (code, message) = guest_code(&client.go().unwrap_err());
     assert_eq!((code, message.as_str()), (1, "Not stopped"));
 
-    let (code, message) = guest_code(&client.run("umlfs").unwrap_err());
+    let (code, message) = guest_code(&client.run("frobnicate").unwrap_err());
     assert_eq!((code, message.as_str()), (1, "Unknown command"));
 }
 
@@ -180,11 +180,10 @@ fn console_streaming_commands_return_their_output() {
     assert!(mem.trim_end().ends_with("pages reserved"), "{mem:?}");
     assert_same(&client, &socket, "sysrq h");
 
-    // Whatever this kernel prints for a stack, the reply ends and agrees with uml_mconsole
-    // on success.
+    // Whatever this kernel prints for a stack, the reply ends. (No comparison: a stack is a
+    // burst of console lines, which uml_mconsole loses for the reason above.)
     let stack = client.request("stack 1").unwrap();
-    let (ok, _) = reference(&socket, "stack 1");
-    assert_eq!(stack.is_ok(), ok, "{stack:?}");
+    assert!(stack.is_ok(), "{stack:?}");
     assert!(client.stack(1).is_ok());
     assert_same(&client, &socket, "stack 0");
     assert_same(&client, &socket, "stack");
