@@ -537,18 +537,38 @@ fn a_trickling_peer_hits_the_whole_reply_deadline() {
 
 #[test]
 fn an_endless_more_stream_ends_in_reply_too_large() {
-    let dir = short_tempdir("mcr");
-    let (peer, socket) = fake_peer(dir.path());
-    let server = serve_once(peer, |peer, from| {
+    fn endless(peer: &UnixDatagram, from: &SocketAddr) {
         let full = "y".repeat(511);
         while peer.send_to_addr(&chunk(0, true, &full), from).is_ok() {}
-    });
+    }
+    let dir = short_tempdir("mcr");
+    let (peer, socket) = fake_peer(dir.path());
+    let server = serve_once(peer, endless);
     let client = Client::connect(&socket).unwrap().with_reply_limit(64 << 10);
     assert!(matches!(
         client.request("help"),
         Err(Error::ReplyTooLarge { limit: 65536 })
     ));
     drop(client);
+    server.join().unwrap();
+
+    let dir = short_tempdir("mcr");
+    let (peer, socket) = fake_peer(dir.path());
+    let server = serve_once(peer, endless);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = AsyncClient::connect(&socket)
+            .await
+            .unwrap()
+            .with_reply_limit(64 << 10);
+        assert!(matches!(
+            client.request("help").await,
+            Err(Error::ReplyTooLarge { limit: 65536 })
+        ));
+    });
     server.join().unwrap();
 }
 

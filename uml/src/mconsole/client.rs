@@ -238,6 +238,10 @@ impl Client {
     }
 
     /// Run the SysRq handler for `key` and return the console output it produced.
+    ///
+    /// Observed with Debian's 6.1.176 kernel: `t` (dump all tasks) panics it ("Kernel mode
+    /// fault at addr 0x8") whichever client asks, and `stack` prints only
+    /// "Received SIGSEGV in SIGSEGV handler, aborting stack trace!".
     pub fn sysrq(&self, key: char) -> Result<String, Error> {
         self.run(&command::sysrq(key)?)
     }

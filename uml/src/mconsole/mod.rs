@@ -19,6 +19,14 @@
 //!   datagrams from any other sender (`unix_may_send` in `net/unix/af_unix.c`): a reply from an
 //!   address other than the one the request went to never reaches us.
 //!
+//! Connecting also matters for long console-streaming replies. The UML kernel sends with a
+//! non-blocking `sendto` and gives up on the reply at the first `EAGAIN`. For a receiver that
+//! is not connected to the sender, the host caps the receive queue at
+//! `net.unix.max_dgram_qlen` (10) datagrams, so a burst such as `sysrq m` (about 15 chunks)
+//! loses its tail and its final chunk: `uml_mconsole`, which does not connect, then waits
+//! forever (observed with Debian's uml-utilities 20070815). `unix_dgram_sendmsg` skips that cap
+//! when the receiver is connected to the sender, so this client gets the whole reply.
+//!
 //! The kernel quirks handled here (`arch/um/drivers/mconsole_kern.c`, `mconsole_user.c`):
 //! `err` is set only on the first chunk of each reply call, console-streaming commands
 //! (`sysrq`, `stack`) end with an empty `more = 0` chunk, `proc` starts with a `"\n"` chunk,
