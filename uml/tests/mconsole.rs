@@ -313,14 +313,41 @@ fn halt_makes_the_guest_exit_and_later_requests_fail_to_connect() {
         Err(Error::Connect { .. }) => {}
         other => panic!("expected a connect error after halt, got {other:?}"),
     }
+
+    // uml_mconsole gets the same empty success reply.
+    let mut other = boot("mch");
+    assert_eq!(
+        reference(&other.mconsole_path(), "halt"),
+        (true, String::new())
+    );
+    other.wait_exit(WAIT).unwrap();
 }
 
 #[test]
 fn cad_restarts_the_kernel_which_exits_with_noreboot() {
     let mut guest = ready(GuestBuilder::new("mcc").arg("noreboot"));
     let client = Client::connect(&guest.mconsole_path()).unwrap();
-    client.cad().unwrap();
+    assert_eq!(
+        client.request("cad").unwrap(),
+        Reply {
+            err: 0,
+            text: String::new()
+        }
+    );
     guest.wait_exit(WAIT).unwrap();
+
+    let mut other = ready(GuestBuilder::new("mcc").arg("noreboot"));
+    assert_eq!(
+        reference(&other.mconsole_path(), "cad"),
+        (true, String::new())
+    );
+    other.wait_exit(WAIT).unwrap();
+    let mut third = ready(GuestBuilder::new("mcc").arg("noreboot"));
+    Client::connect(&third.mconsole_path())
+        .unwrap()
+        .cad()
+        .unwrap();
+    third.wait_exit(WAIT).unwrap();
 }
 
 #[test]
@@ -679,4 +706,23 @@ fn a_notification_datagram_that_does_not_parse_is_an_error_and_the_listener_goes
         NotifyListener::bind(&path),
         Err(Error::Bind { .. })
     ));
+}
+
+#[test]
+fn a_client_keeps_working_across_a_guest_reboot() {
+    let guest = boot("mcb");
+    let client = Client::connect(&guest.mconsole_path()).unwrap();
+    let before = client.version().unwrap();
+    client.reboot().unwrap();
+    // The kernel re-execs itself with the same argv: same pid, same umid, a new socket at the
+    // same path; init prints READY a second time.
+    let deadline = std::time::Instant::now() + WAIT;
+    while guest.log().matches("READY").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest did not come back"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(client.version().unwrap(), before);
 }
