@@ -143,6 +143,18 @@ fn queries_match_uml_mconsole_exactly() {
 
     let (code, message) = guest_code(&client.run("frobnicate").unwrap_err());
     assert_eq!((code, message.as_str()), (1, "Unknown command"));
+
+    // Threads sharing one client take turns: every reply belongs to its own request.
+    thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..25 {
+                    assert_eq!(client.version().unwrap(), version.text);
+                    assert_eq!(client.config_get("con0").unwrap(), "fd:0,fd:1");
+                }
+            });
+        }
+    });
 }
 
 #[test]
