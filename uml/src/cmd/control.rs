@@ -138,17 +138,14 @@ fn print_reply(text: &str) {
 
 pub fn plain(op: Op, args: Plain, global: &Global) -> anyhow::Result<ExitCode> {
     let client = args.target.client(global)?;
-    let reply = match op {
-        Op::Version => client.version()?,
+    match op {
+        Op::Version => print_reply(&client.version()?),
         Op::Halt => client.halt()?,
         Op::Reboot => client.reboot()?,
         Op::Cad => client.cad()?,
+        // `stop` answers "stopped"; the command's success already says so.
         Op::Pause => client.stop()?,
         Op::Resume => client.go()?,
-    };
-    // `stop` answers "stopped"; the command's success already says so.
-    if !matches!(op, Op::Pause) {
-        print_reply(&reply);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -180,16 +177,15 @@ fn absolutize_config(device: &str) -> String {
 pub fn config(args: ConfigArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let client = args.target.client(global)?;
     let device = absolutize_config(&args.device);
-    let reply = match device.split_once('=') {
+    match device.split_once('=') {
         Some((dev, spec)) => client.config_set(dev, spec)?,
-        None => client.config_get(&device)?,
-    };
-    print_reply(&reply);
+        None => print_reply(&client.config_get(&device)?),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn remove(args: RemoveArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    print_reply(&args.target.client(global)?.remove(&args.device)?);
+    args.target.client(global)?.remove(&args.device)?;
     Ok(ExitCode::SUCCESS)
 }
 
