@@ -415,7 +415,7 @@ impl Running {
         }
         self.drain();
         // Whatever is left of the process group (helpers of a panicked kernel) goes too.
-        crate::instance::kill_group(self.pid);
+        crate::instance::kill_group_and_wait(self.pid, Duration::from_secs(3));
         Ok(Outcome {
             status,
             panic: self.panic.clone(),
@@ -438,6 +438,7 @@ impl Running {
         if self.status.is_none() {
             self.status = self.child.wait().ok();
         }
+        crate::instance::kill_group_and_wait(self.pid, Duration::from_secs(3));
     }
 
     /// The last lines of the boot log.
@@ -502,8 +503,12 @@ pub fn read_tail(path: &Path, lines: usize) -> String {
 /// What the built-in guest runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    /// An interactive login shell on the user's terminal.
+    /// An interactive login shell on the user's terminal; the guest powers off when it exits.
     Shell,
+    /// A login shell on a host pty that `uml console` attaches to, started again whenever it
+    /// exits (detaching hangs the line up, which ends the shell), like a getty: the guest runs
+    /// until it is shut down.
+    RespawningShell,
     /// One command; its exit status becomes the kernel's.
     Command(Vec<String>),
 }
@@ -633,6 +638,9 @@ impl DefaultGuest {
             Payload::Shell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
                  setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1 &\n"
                 .to_owned(),
+            Payload::RespawningShell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
+                 (while :; do setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1; sleep 0.2; done) &\n"
+                .to_owned(),
             Payload::Command(argv) => {
                 let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
                 let ctty = if self.stdin_tty { "-c " } else { "" };
@@ -723,7 +731,11 @@ mod tests {
     #[test]
     fn runtime_dir_falls_back_when_the_socket_path_would_be_too_long() {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
-        assert!(runtime_dir(&long, "g").to_string_lossy().starts_with("/tmp/umlkit-"));
+        assert!(
+            runtime_dir(&long, "g")
+                .to_string_lossy()
+                .starts_with("/tmp/umlkit-")
+        );
         assert_eq!(
             runtime_dir(Path::new("/h/.uml"), "g"),
             Path::new("/h/.uml/.umlkit")
