@@ -640,20 +640,20 @@ fn tap_port_bridges_a_guest_to_a_host_tap_device_in_a_network_namespace() {
     let sw = DaemonSwitch::start(dir.path(), &["--tap", "tap0"], &["ip", "netns", "exec", n]);
     // Abstract unix addresses belong to a network namespace, so the guest must live in the
     // switch's namespace too: boot it from a thread that entered it (setns is per thread, and
-    // the kernel process inherits the thread's namespace).
+    // the kernel process inherits the thread's namespace). The guest's whole life stays in
+    // that thread: testkit sets PR_SET_PDEATHSIG, which fires when the spawning thread ends.
     let ns_path = format!("/var/run/netns/{n}");
     let builder = pinger(sw.ctl(), 1, 254);
-    let guest = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let f = std::fs::File::open(&ns_path).unwrap();
         // SAFETY: setns only switches this thread's network namespace; f is an open nsfs fd.
         let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        boot(builder)
+        let guest = boot(builder);
+        assert_pinged(&guest);
     })
     .join()
-    .unwrap();
-    assert_pinged(&guest);
-    drop(guest);
+    .expect("the guest in the namespace pinged the tap device");
     drop(sw);
 }
 
