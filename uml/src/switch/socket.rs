@@ -54,9 +54,8 @@ impl DataSocket {
             )
         })?;
         // SAFETY: fd is a freshly created descriptor that nothing else owns.
-        Ok(DataSocket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(DataSocket { fd })
     }
 
     /// A socket bound to `addr` with the full 110-byte length.
