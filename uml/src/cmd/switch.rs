@@ -10,13 +10,15 @@ use uml::switch::{DEFAULT_CONTROL_SOCKET, Switch, SwitchOptions};
 
 use super::Global;
 
-/// Guests attach with `eth0=daemon,<mac>,unix,<CTL_SOCKET>`.
-///
-/// uml_switch's single-dash options are spelled with two dashes here: `-unix` is `--unix`,
-/// `-hub` is `--hub`, `-tap` is `--tap`, `-daemon` is `--daemon`. SIGINT and SIGTERM stop the
-/// switch and remove its control socket.
+const AFTER_HELP: &str = "\
+Guests attach with eth0=daemon,<mac>,unix,<CTL_SOCKET>.
+uml_switch's single-dash options are spelled with two dashes here: -unix is --unix, -hub is
+--hub, -tap is --tap, -daemon is --daemon. SIGINT, SIGTERM and SIGHUP stop the switch and
+remove its control socket.";
+
+/// Arguments of `uml switch`.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// Control socket that guests connect to (uml_switch's -unix)
     #[arg(long = "unix", value_name = "CTL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
