@@ -29,6 +29,8 @@ fn uml_bin() -> &'static str {
 /// A switch served by a thread of this test process; stopped and joined on drop.
 struct InProcess {
     handle: SwitchHandle,
+    /// The shared data address (where clients without a reply send).
+    data_addr: PeerAddr,
     thread: Option<JoinHandle<Result<SwitchStats, SwitchError>>>,
     ctl: PathBuf,
     _dir: tempfile::TempDir,
@@ -40,9 +42,11 @@ impl InProcess {
         let ctl = dir.path().join("ctl");
         let switch = Switch::bind(&ctl, opts).expect("switch binds");
         let handle = switch.handle();
+        let data_addr = switch.data_address();
         let thread = std::thread::spawn(move || switch.serve());
         InProcess {
             handle,
+            data_addr,
             thread: Some(thread),
             ctl,
             _dir: dir,
@@ -503,7 +507,11 @@ fn malformed_requests_never_crash_or_block_the_switch() {
 
     // Frames that are too long, too short, or from nobody are dropped and counted.
     let stranger = DataSocket::bind(&fresh_addr()).unwrap();
-    stranger.send_to(&[0x02; 60], &raw.switch_addr).unwrap();
+    assert!(
+        stranger.send_to(&[0x02; 60], &raw.switch_addr).is_err(),
+        "a port's data socket took a frame from someone other than its client"
+    );
+    stranger.send_to(&[0x02; 60], &sw.data_addr).unwrap();
     let ok = RawPort::register(sw.ctl());
     ok.data.send_to(&[0x02; 2000], &ok.switch_addr).unwrap();
     ok.data.send_to(&[0x02; 9], &ok.switch_addr).unwrap();

@@ -226,7 +226,8 @@ impl Switch {
         self.control.path()
     }
 
-    /// The address clients are told to send their frames to.
+    /// The shared data address. v1 and v3 clients are told their own per-port address in
+    /// the reply; only clients that get no reply (v0) send here.
     pub fn data_address(&self) -> PeerAddr {
         self.data_addr
     }
@@ -300,17 +301,20 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-/// uml_switch's data address `{0, pad, pid, usec}`, with the microseconds bumped until the
-/// name is free (several switches may live in one process).
+/// A data socket on a fresh address shaped like uml_switch's `{0, pad, pid, usec}`; the
+/// second word counts up from the start time so that every socket of every switch in this
+/// process gets its own name.
 fn bind_data_socket() -> io::Result<(DataSocket, PeerAddr)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
-    let usec = SystemTime::now()
+    let start = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .subsec_micros();
     let mut last = io::Error::from(io::ErrorKind::AddrInUse);
-    for bump in 0..64u32 {
-        let addr = PeerAddr::abstract_from_pid(pid, usec.wrapping_add(bump.wrapping_mul(7919)));
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let addr = PeerAddr::abstract_from_pid(pid, start.wrapping_add(n));
         match DataSocket::bind(&addr) {
             Ok(sock) => return Ok((sock, addr)),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
@@ -329,7 +333,8 @@ enum Source {
     Tap,
     Pending(usize),
     Control(PortId),
-    Writable(PortId),
+    /// A client port's own data socket.
+    Port(PortId),
 }
 
 struct Engine {
@@ -396,9 +401,11 @@ impl Engine {
                 }) = port
                 {
                     watch(ctl.as_raw_fd(), libc::POLLIN, Source::Control(id));
+                    let mut ev = libc::POLLIN;
                     if !queue.is_empty() {
-                        watch(tx.as_raw_fd(), libc::POLLOUT, Source::Writable(id));
+                        ev |= libc::POLLOUT;
                     }
+                    watch(tx.as_raw_fd(), ev, Source::Port(id));
                 }
             }
 
@@ -435,7 +442,14 @@ impl Engine {
                     }
                     Source::Pending(i) => pending_events.push(i),
                     Source::Control(id) => control_events.push(id),
-                    Source::Writable(id) => self.flush_queue(id),
+                    Source::Port(id) => {
+                        if fd.revents & libc::POLLOUT != 0 {
+                            self.flush_queue(id);
+                        }
+                        if fd.revents & !libc::POLLOUT != 0 {
+                            self.receive_port(id, &mut rx);
+                        }
+                    }
                 }
             }
             for id in control_events {
@@ -444,7 +458,7 @@ impl Engine {
             // Highest index first, so removing one does not shift the others.
             pending_events.sort_unstable();
             for i in pending_events.into_iter().rev() {
-                self.pending_readable(i, sw.data_addr);
+                self.pending_readable(i);
             }
             self.expire_pending();
 
@@ -545,7 +559,7 @@ impl Engine {
         }
     }
 
-    fn pending_readable(&mut self, i: usize, data_addr: PeerAddr) {
+    fn pending_readable(&mut self, i: usize) {
         let Some(p) = self.pending.get_mut(i) else {
             return;
         };
@@ -570,8 +584,16 @@ impl Engine {
         };
         let garbage = p.buf.len() > len;
         let p = self.pending.swap_remove(i);
-        let tx = match DataSocket::connect(&request.addr) {
-            Ok(tx) => tx,
+        // Each port gets its own data socket, connected to the client: its receive queue
+        // (net.unix.max_dgram_qlen datagrams, 10 by default) is not shared with other senders,
+        // it only takes frames from that client, and poll reports it writable exactly when the
+        // client's own queue has room again.
+        let port_socket = bind_data_socket().and_then(|(sock, local)| {
+            sock.connect_to(&request.addr)?;
+            Ok((sock, local))
+        });
+        let (tx, local) = match port_socket {
+            Ok(x) => x,
             Err(e) => {
                 tracing::warn!(
                     peer = %request.addr.describe(),
@@ -591,7 +613,7 @@ impl Engine {
         if request.wants_reply() {
             // The kernel reads exactly 110 bytes (daemon_user.c); a fresh stream always has
             // room for them, so a short write means the client is broken.
-            match ctl.write(&data_addr.to_sockaddr()) {
+            match ctl.write(&local.to_sockaddr()) {
                 Ok(request::REPLY_LEN) => {}
                 other => {
                     tracing::warn!("cannot send the reply to a new client: {other:?}");
@@ -662,6 +684,29 @@ impl Engine {
                 continue;
             };
             self.forward(ingress, rx, n);
+        }
+    }
+
+    fn receive_port(&mut self, id: PortId, rx: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Some(Port {
+                link: Link::Client { tx, .. },
+                ..
+            }) = self.port(id)
+            else {
+                return;
+            };
+            let n = match tx.recv_from(rx) {
+                Ok((n, _)) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The socket is connected to the client, so an error means it is gone.
+                    self.remove_port(id, &format!("data socket error: {e}"));
+                    return;
+                }
+            };
+            self.forward(id, rx, n);
         }
     }
 

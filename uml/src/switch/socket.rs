@@ -77,16 +77,23 @@ impl DataSocket {
     /// only when the peer's receive queue has room.
     pub fn connect(addr: &PeerAddr) -> io::Result<Self> {
         let sock = Self::new()?;
+        sock.connect_to(addr)?;
+        Ok(sock)
+    }
+
+    /// Connect this socket to `addr` (110-byte length): it then only receives from `addr`, and
+    /// `poll` reports it writable only when `addr`'s receive queue has room.
+    pub fn connect_to(&self, addr: &PeerAddr) -> io::Result<()> {
         let sun = sockaddr(addr);
         // SAFETY: sun is a valid sockaddr_un that lives across the call; 110 is its size.
         check(unsafe {
             libc::connect(
-                sock.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 (&raw const sun).cast::<libc::sockaddr>(),
                 SOCKADDR_LEN as libc::socklen_t,
             )
-        })?;
-        Ok(sock)
+        })
+        .map(drop)
     }
 
     /// Send one datagram to `addr` (110-byte length). Never blocks.
