@@ -24,6 +24,8 @@ struct Row {
     mbit: f64,
     rtt_p50_ms: f64,
     retransmits: u64,
+    /// Frames the iperf3 client's kernel dropped because the switch's socket was full.
+    guest_tx_dropped: u64,
     drops: String,
 }
 
@@ -66,6 +68,7 @@ while [ $n -lt 60 ] && ! ping -c 1 -W 1 {SERVER_IP} >/dev/null 2>&1; do n=$((n+1
 sleep 1
 ping -c 50 -i 0.05 {SERVER_IP} > /tmp/ping.txt
 iperf3 -c {SERVER_IP} -t {secs} -J > /tmp/iperf.json
+echo GUEST_TX_DROPPED=$(cat /sys/class/net/eth0/statistics/tx_dropped)
 echo BEGIN_PING; cat /tmp/ping.txt; echo END_PING
 echo BEGIN_IPERF; cat /tmp/iperf.json; echo END_IPERF
 echo BENCH_DONE"
@@ -84,8 +87,8 @@ fn between<'a>(log: &'a str, begin: &str, end: &str) -> &'a str {
 }
 
 /// Boot the pair on `eth` (a kernel `eth0=` argument), run the measurements, return
-/// (Mbit/s, p50 RTT ms, retransmits).
-fn measure(eth_server: &str, eth_client: &str) -> (f64, f64, u64) {
+/// (Mbit/s, p50 RTT ms, TCP retransmits, frames the sending guest dropped on transmit).
+fn measure(eth_server: &str, eth_client: &str) -> (f64, f64, u64, u64) {
     let srv = server(eth_server);
     srv.wait_for_log("SERVER_READY", Duration::from_secs(60))
         .expect("iperf3 server starts");
@@ -114,7 +117,12 @@ fn measure(eth_server: &str, eth_client: &str) -> (f64, f64, u64) {
         .as_f64()
         .unwrap_or(f64::NAN);
     let retransmits = json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-    (bps / 1e6, p50, retransmits)
+    let tx_dropped = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("GUEST_TX_DROPPED="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    (bps / 1e6, p50, retransmits, tx_dropped)
 }
 
 fn mac(i: u8) -> String {
@@ -127,7 +135,7 @@ fn ours(dir: &Path) -> Row {
     let handle = switch.handle();
     let thread = std::thread::spawn(move || switch.serve());
     let c = ctl.display();
-    let (mbit, rtt, retransmits) = measure(
+    let (mbit, rtt, retransmits, guest_tx_dropped) = measure(
         &format!("eth0=daemon,{},unix,{c}", mac(2)),
         &format!("eth0=daemon,{},unix,{c}", mac(1)),
     );
@@ -138,6 +146,7 @@ fn ours(dir: &Path) -> Row {
         mbit,
         rtt_p50_ms: rtt,
         retransmits,
+        guest_tx_dropped,
         drops: format!("{} (counter)", stats.dropped()),
     }
 }
@@ -168,7 +177,7 @@ fn uml_switch(dir: &Path) -> Row {
         sleep(Duration::from_millis(20));
     }
     let c = ctl.display();
-    let (mbit, rtt, retransmits) = measure(
+    let (mbit, rtt, retransmits, guest_tx_dropped) = measure(
         &format!("eth0=daemon,{},unix,{c}", mac(2)),
         &format!("eth0=daemon,{},unix,{c}", mac(1)),
     );
@@ -183,6 +192,7 @@ fn uml_switch(dir: &Path) -> Row {
         mbit,
         rtt_p50_ms: rtt,
         retransmits,
+        guest_tx_dropped,
         drops: if reported > 0 {
             format!("{reported} (stderr lines)")
         } else {
@@ -227,7 +237,7 @@ fn vde_switch(dir: &Path) -> Row {
     }
     let _kill = Kill(pid);
     let s = sock.display();
-    let (mbit, rtt, retransmits) = measure(
+    let (mbit, rtt, retransmits, guest_tx_dropped) = measure(
         &format!("eth0=vde,{s},{}", mac(2)),
         &format!("eth0=vde,{s},{}", mac(1)),
     );
@@ -236,6 +246,7 @@ fn vde_switch(dir: &Path) -> Row {
         mbit,
         rtt_p50_ms: rtt,
         retransmits,
+        guest_tx_dropped,
         drops: "-".into(),
     }
 }
@@ -254,13 +265,13 @@ fn main() {
         seconds()
     );
     println!(
-        "{:<20} {:>10} {:>12} {:>12} {:>20}",
-        "switch", "Mbit/s", "p50 RTT ms", "TCP retrans", "dropped frames"
+        "{:<20} {:>10} {:>12} {:>12} {:>14} {:>22}",
+        "switch", "Mbit/s", "p50 RTT ms", "TCP retrans", "guest tx drop", "switch dropped frames"
     );
     for r in &results {
         println!(
-            "{:<20} {:>10.1} {:>12.3} {:>12} {:>20}",
-            r.name, r.mbit, r.rtt_p50_ms, r.retransmits, r.drops
+            "{:<20} {:>10.1} {:>12.3} {:>12} {:>14} {:>22}",
+            r.name, r.mbit, r.rtt_p50_ms, r.retransmits, r.guest_tx_dropped, r.drops
         );
     }
     let [o, u, v] = &results[..] else {

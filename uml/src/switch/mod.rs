@@ -6,6 +6,16 @@
 //! ([`request`]), and reads back the switch's data address. From then on every datagram is one
 //! Ethernet frame, and the port lives as long as the control connection.
 //!
+//! Unlike uml_switch, which receives every port's frames on one data socket, each port gets a
+//! data socket of its own, connected to the client, and its address is what the reply
+//! carries (the kernel sends to whatever address it is told). A connected receiver is not
+//! limited by `net.unix.max_dgram_qlen` (10 datagrams by default) for frames from its peer,
+//! it accepts frames from that client only, and `poll` reports it writable exactly when the
+//! client's receive queue has room again.
+//!
+//! Abstract `AF_UNIX` names belong to a network namespace: the switch and its guests must run
+//! in the same one (the control socket, a filesystem path, is reachable from any).
+//!
 //! Guarantees:
 //! * Learning switch with 100 s aging, or a hub ([`SwitchOptions::hub`]); a host tap device
 //!   can be a port; every frame can be captured to a pcap file.
