@@ -716,3 +716,34 @@ fn uml_switch_and_our_switch_answer_the_kernels_request_alike() {
     assert_pinged(&b);
     drop((a, b, theirs));
 }
+
+#[test]
+fn sigint_stops_a_foreground_switch_and_removes_its_control_socket() {
+    let dir = short_tempdir("umlkit-sw");
+    let ctl = dir.path().join("ctl");
+    let child = Command::new(uml_bin())
+        .args(["switch", "--unix"])
+        .arg(&ctl)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = UmlSwitch(child);
+    wait_until("the switch to listen", Duration::from_secs(10), || {
+        is_served(&ctl)
+    });
+    // SAFETY: kill(2) only sends a signal.
+    unsafe {
+        libc::kill(child.0.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the switch ignored SIGINT");
+        sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!ctl.exists(), "the control socket survived SIGINT");
+}
