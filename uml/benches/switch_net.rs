@@ -251,40 +251,66 @@ fn vde_switch(dir: &Path) -> Row {
     }
 }
 
+fn rounds() -> usize {
+    std::env::var("SWITCH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to configure from the command line.
+    // `cargo bench` passes `--bench`; nothing to configure from the command line. The
+    // switches take turns, round after round, so that load from elsewhere on the machine hits
+    // them alike; medians and ratios come from all rounds.
     let dir = short_tempdir("umlkit-swb");
-    let results = [
-        ours(dir.path()),
-        uml_switch(dir.path()),
-        vde_switch(dir.path()),
-    ];
-    println!();
+    let runs: [fn(&Path) -> Row; 3] = [ours, uml_switch, vde_switch];
+    let mut rows: Vec<Vec<Row>> = vec![Vec::new(), Vec::new(), Vec::new()];
     println!(
-        "guest -> guest, iperf3 TCP {} s, ping -c 50 -i 0.05 (mem=128M guests)",
-        seconds()
+        "guest -> guest, iperf3 TCP {} s, ping -c 50 -i 0.05 (mem=128M guests), {} rounds",
+        seconds(),
+        rounds()
     );
     println!(
-        "{:<20} {:>10} {:>12} {:>12} {:>14} {:>22}",
-        "switch", "Mbit/s", "p50 RTT ms", "TCP retrans", "guest tx drop", "switch dropped frames"
+        "{:<6} {:<20} {:>10} {:>12} {:>12} {:>14} {:>22}",
+        "round",
+        "switch",
+        "Mbit/s",
+        "p50 RTT ms",
+        "TCP retrans",
+        "guest tx drop",
+        "switch dropped frames"
     );
-    for r in &results {
+    for round in 1..=rounds() {
+        for (run, out) in runs.iter().zip(rows.iter_mut()) {
+            let r = run(dir.path());
+            println!(
+                "{:<6} {:<20} {:>10.1} {:>12.3} {:>12} {:>14} {:>22}",
+                round, r.name, r.mbit, r.rtt_p50_ms, r.retransmits, r.guest_tx_dropped, r.drops
+            );
+            out.push(r);
+        }
+    }
+    let med = |i: usize, f: fn(&Row) -> f64| median(rows[i].iter().map(f).collect());
+    println!("median:");
+    for (i, r) in rows.iter().enumerate() {
         println!(
-            "{:<20} {:>10.1} {:>12.3} {:>12} {:>14} {:>22}",
-            r.name, r.mbit, r.rtt_p50_ms, r.retransmits, r.guest_tx_dropped, r.drops
+            "       {:<20} {:>10.1} {:>12.3}",
+            r[0].name,
+            med(i, |r| r.mbit),
+            med(i, |r| r.rtt_p50_ms)
         );
     }
-    let [o, u, v] = &results[..] else {
-        unreachable!("three switches measured")
-    };
-    println!(
-        "ours / uml_switch: throughput x{:.2}, p50 RTT x{:.2}",
-        o.mbit / u.mbit,
-        o.rtt_p50_ms / u.rtt_p50_ms
-    );
-    println!(
-        "ours / vde_switch: throughput x{:.2}, p50 RTT x{:.2}",
-        o.mbit / v.mbit,
-        o.rtt_p50_ms / v.rtt_p50_ms
-    );
+    for (i, name) in [(1, "uml_switch"), (2, "vde_switch")] {
+        println!(
+            "ours / {name}: throughput x{:.2}, p50 RTT x{:.2}",
+            med(0, |r| r.mbit) / med(i, |r| r.mbit),
+            med(0, |r| r.rtt_p50_ms) / med(i, |r| r.rtt_p50_ms)
+        );
+    }
 }
