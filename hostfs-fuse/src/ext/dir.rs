@@ -93,7 +93,12 @@ impl<S: BlockSource> Filesystem<S> {
     ///
     /// # Errors
     /// `NotADirectory`, `Encrypted`, a corrupt directory block, or a read error.
-    pub fn read_dir(&self, dir: u64, offset: u64, f: impl FnMut(DirEntry) -> bool) -> Result<(), ExtError> {
+    pub fn read_dir(
+        &self,
+        dir: u64,
+        offset: u64,
+        f: impl FnMut(DirEntry) -> bool,
+    ) -> Result<(), ExtError> {
         let inode = self.dir_inode(dir)?;
         self.scan_dir(&inode, offset, f)
     }
@@ -119,7 +124,11 @@ impl<S: BlockSource> Filesystem<S> {
             match self.htree_lookup(&inode, name) {
                 Ok(found) => return Ok(found),
                 Err(reason) => {
-                    tracing::debug!(dir, reason, "htree lookup failed; scanning the directory linearly");
+                    tracing::debug!(
+                        dir,
+                        reason,
+                        "htree lookup failed; scanning the directory linearly"
+                    );
                 }
             }
         }
@@ -158,7 +167,12 @@ impl<S: BlockSource> Filesystem<S> {
         inode.size.div_ceil(self.bs)
     }
 
-    fn scan_dir(&self, inode: &Inode, offset: u64, mut f: impl FnMut(DirEntry) -> bool) -> Result<(), ExtError> {
+    fn scan_dir(
+        &self,
+        inode: &Inode,
+        offset: u64,
+        mut f: impl FnMut(DirEntry) -> bool,
+    ) -> Result<(), ExtError> {
         let big = self.bs >= 65536;
         if inode.is_inline() {
             // Inline directories have no "." / ".." entries; i_block[0] is the parent
@@ -172,7 +186,8 @@ impl<S: BlockSource> Filesystem<S> {
                 return Ok(());
             }
             let extra = self.inline_extra(inode)?;
-            let areas: [(u64, &[u8]); 2] = [(4, inode.i_block.get(4..).unwrap_or(&[])), (60, &extra)];
+            let areas: [(u64, &[u8]); 2] =
+                [(4, inode.i_block.get(4..).unwrap_or(&[])), (60, &extra)];
             for (base, area) in areas {
                 let more = parse_entries(inode.ino, area, big, |e| {
                     let pos = base + e.off as u64;
@@ -240,7 +255,9 @@ impl<S: BlockSource> Filesystem<S> {
             return Err("an index points past the end of the directory");
         }
         match self.map_run(inode, lblk) {
-            Ok(Run::Mapped { pblk, .. }) => self.meta_block(pblk).map_err(|_| "an index block cannot be read"),
+            Ok(Run::Mapped { pblk, .. }) => self
+                .meta_block(pblk)
+                .map_err(|_| "an index block cannot be read"),
             Ok(Run::Zero { .. }) => Err("an index points at a hole"),
             Err(_) => Err("the directory's block mapping is corrupt"),
         }
@@ -255,7 +272,11 @@ impl<S: BlockSource> Filesystem<S> {
             return Err("the index root is malformed");
         }
         let levels = usize::from(*root.get(0x1E).ok_or("short root")?);
-        let max_levels = if self.sb.has_incompat(INCOMPAT_LARGEDIR) { 3 } else { 2 };
+        let max_levels = if self.sb.has_incompat(INCOMPAT_LARGEDIR) {
+            3
+        } else {
+            2
+        };
         if levels >= max_levels {
             return Err("the index is deeper than allowed");
         }
@@ -264,8 +285,10 @@ impl<S: BlockSource> Filesystem<S> {
             version += 3;
         }
         let (h, _) = dx_hash(name, version, self.sb.hash_seed).ok_or("unknown hash version")?;
-        let hash_at = |b: &[u8], eoff: usize, i: usize| if i == 0 { 0 } else { le32(b, eoff + 8 * i) };
-        let child_at = |b: &[u8], eoff: usize, i: usize| u64::from(le32(b, eoff + 8 * i + 4) & 0x0FFF_FFFF);
+        let hash_at =
+            |b: &[u8], eoff: usize, i: usize| if i == 0 { 0 } else { le32(b, eoff + 8 * i) };
+        let child_at =
+            |b: &[u8], eoff: usize, i: usize| u64::from(le32(b, eoff + 8 * i + 4) & 0x0FFF_FFFF);
         // path[level] = (block, entries offset, count, chosen index)
         let mut path: Vec<(Arc<[u8]>, usize, usize, usize)> = Vec::with_capacity(levels + 1);
         let mut block = root;

@@ -14,8 +14,14 @@ pub enum ExtError {
         source: io::Error,
     },
     /// A read reached past the end of the image (a truncated image or a corrupt pointer).
-    #[error("the image ends at byte {image_len}, but {len} bytes at byte {offset} are needed: the image is truncated or a block pointer is corrupt")]
-    OutsideImage { offset: u64, len: u64, image_len: u64 },
+    #[error(
+        "the image ends at byte {image_len}, but {len} bytes at byte {offset} are needed: the image is truncated or a block pointer is corrupt"
+    )]
+    OutsideImage {
+        offset: u64,
+        len: u64,
+        image_len: u64,
+    },
     /// No ext2/3/4 superblock at byte 1024.
     #[error("no ext2/ext3/ext4 filesystem: the superblock magic is {found:#06x}, expected 0xef53")]
     BadMagic { found: u16 },
@@ -30,7 +36,9 @@ pub enum ExtError {
     #[error("the superblock checksum is {stored:#010x} but its contents give {computed:#010x}")]
     SuperblockChecksum { stored: u32, computed: u32 },
     /// An incompatible feature this reader cannot handle.
-    #[error("the filesystem uses the incompatible feature \"{name}\", which this reader does not support")]
+    #[error(
+        "the filesystem uses the incompatible feature \"{name}\", which this reader does not support"
+    )]
     UnsupportedFeature { name: String },
     /// The journal must be replayed but cannot be.
     #[error("the filesystem needs journal recovery but its journal cannot be replayed: {0}")]
@@ -49,7 +57,11 @@ pub enum ExtError {
     CorruptMapping { ino: u64, reason: &'static str },
     /// A block pointer points outside the filesystem.
     #[error("inode {ino} points at block {block}, but the filesystem has {blocks_count} blocks")]
-    BlockOutOfRange { ino: u64, block: u64, blocks_count: u64 },
+    BlockOutOfRange {
+        ino: u64,
+        block: u64,
+        blocks_count: u64,
+    },
     /// A directory block is inconsistent.
     #[error("directory inode {ino} is corrupt: {reason}")]
     CorruptDirectory { ino: u64, reason: &'static str },

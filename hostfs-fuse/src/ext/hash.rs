@@ -8,7 +8,11 @@ fn str2hashbuf(msg: &[u8], len: usize, out: &mut [u32], signed: bool) {
     let take = len.min(out.len() * 4);
     let mut w = 0;
     for (i, &c) in msg.iter().take(take).enumerate() {
-        let c = if signed { c as i8 as i32 as u32 } else { u32::from(c) };
+        let c = if signed {
+            c as i8 as i32 as u32
+        } else {
+            u32::from(c)
+        };
         val = c.wrapping_add(val << 8);
         if i % 4 == 3 {
             if let Some(slot) = out.get_mut(w) {
@@ -42,10 +46,34 @@ fn half_md4(buf: &mut [u32; 4], w: &[u32; 8]) {
             let s = shifts[step % 4];
             let word = w[wi];
             match step % 4 {
-                0 => a = a.wrapping_add(func(b, c, d)).wrapping_add(word).wrapping_add(*k).rotate_left(s),
-                1 => d = d.wrapping_add(func(a, b, c)).wrapping_add(word).wrapping_add(*k).rotate_left(s),
-                2 => c = c.wrapping_add(func(d, a, b)).wrapping_add(word).wrapping_add(*k).rotate_left(s),
-                _ => b = b.wrapping_add(func(c, d, a)).wrapping_add(word).wrapping_add(*k).rotate_left(s),
+                0 => {
+                    a = a
+                        .wrapping_add(func(b, c, d))
+                        .wrapping_add(word)
+                        .wrapping_add(*k)
+                        .rotate_left(s)
+                }
+                1 => {
+                    d = d
+                        .wrapping_add(func(a, b, c))
+                        .wrapping_add(word)
+                        .wrapping_add(*k)
+                        .rotate_left(s)
+                }
+                2 => {
+                    c = c
+                        .wrapping_add(func(d, a, b))
+                        .wrapping_add(word)
+                        .wrapping_add(*k)
+                        .rotate_left(s)
+                }
+                _ => {
+                    b = b
+                        .wrapping_add(func(c, d, a))
+                        .wrapping_add(word)
+                        .wrapping_add(*k)
+                        .rotate_left(s)
+                }
             }
         }
     }
@@ -61,8 +89,12 @@ fn tea(buf: &mut [u32; 4], w: &[u32; 4]) {
     let mut sum = 0u32;
     for _ in 0..16 {
         sum = sum.wrapping_add(0x9E37_79B9);
-        x = x.wrapping_add(((y << 4).wrapping_add(a)) ^ y.wrapping_add(sum) ^ ((y >> 5).wrapping_add(b)));
-        y = y.wrapping_add(((x << 4).wrapping_add(c)) ^ x.wrapping_add(sum) ^ ((x >> 5).wrapping_add(d)));
+        x = x.wrapping_add(
+            ((y << 4).wrapping_add(a)) ^ y.wrapping_add(sum) ^ ((y >> 5).wrapping_add(b)),
+        );
+        y = y.wrapping_add(
+            ((x << 4).wrapping_add(c)) ^ x.wrapping_add(sum) ^ ((x >> 5).wrapping_add(d)),
+        );
     }
     buf[0] = buf[0].wrapping_add(x);
     buf[1] = buf[1].wrapping_add(y);
@@ -71,7 +103,11 @@ fn tea(buf: &mut [u32; 4], w: &[u32; 4]) {
 fn legacy(name: &[u8], signed: bool) -> u32 {
     let (mut a, mut b) = (0x12A3_FE2Du32, 0x37AB_E8F9u32);
     for &c in name {
-        let c = if signed { c as i8 as i32 as u32 } else { u32::from(c) };
+        let c = if signed {
+            c as i8 as i32 as u32
+        } else {
+            u32::from(c)
+        };
         let mut t = b.wrapping_add(a ^ c.wrapping_mul(7_152_373));
         if t & 0x8000_0000 != 0 {
             t = t.wrapping_sub(0x7FFF_FFFF);
@@ -176,7 +212,11 @@ mod tests {
         ];
         for (name, seed, expect) in cases {
             for (v, want) in expect.iter().enumerate() {
-                assert_eq!(dx_hash(name, v as u8, seed), Some(*want), "name {name:?} version {v}");
+                assert_eq!(
+                    dx_hash(name, v as u8, seed),
+                    Some(*want),
+                    "name {name:?} version {v}"
+                );
             }
         }
     }

@@ -114,22 +114,31 @@ impl Inode {
         let extra_isize = if r.len() > 128 {
             let e = usize::from(le16(r, 0x80));
             if e % 4 != 0 || 128 + e > r.len() {
-                return Err(corrupt("i_extra_isize is not a multiple of 4 inside the inode record"));
+                return Err(corrupt(
+                    "i_extra_isize is not a multiple of 4 inside the inode record",
+                ));
             }
             e
         } else {
             0
         };
         let has = |off: usize, len: usize| r.len() > 128 && 128 + extra_isize >= off + len;
-        let extra = |off: usize| if has(off, 4) { Some(le32(r, off)) } else { None };
+        let extra = |off: usize| {
+            if has(off, 4) {
+                Some(le32(r, off))
+            } else {
+                None
+            }
+        };
         let flags = le32(r, 0x20);
         let size_lo = u64::from(le32(r, 0x04));
         let size_hi = u64::from(le32(r, 0x6C));
-        let size = if file_type == FileType::Regular || sb.features.incompat & INCOMPAT_LARGEDIR != 0 {
-            size_lo | (size_hi << 32)
-        } else {
-            size_lo
-        };
+        let size =
+            if file_type == FileType::Regular || sb.features.incompat & INCOMPAT_LARGEDIR != 0 {
+                size_lo | (size_hi << 32)
+            } else {
+                size_lo
+            };
         let linux = sb.creator_os != 1;
         let blocks = {
             let lo = u64::from(le32(r, 0x1C));
@@ -180,7 +189,11 @@ impl Inode {
             atime: ts(le32(r, 0x08), extra(0x8C)),
             mtime: ts(le32(r, 0x10), extra(0x88)),
             ctime: ts(le32(r, 0x0C), extra(0x84)),
-            crtime: if has(0x90, 4) { Some(ts(le32(r, 0x90), extra(0x94))) } else { None },
+            crtime: if has(0x90, 4) {
+                Some(ts(le32(r, 0x90), extra(0x94)))
+            } else {
+                None
+            },
             rdev,
             blocks,
             flags,

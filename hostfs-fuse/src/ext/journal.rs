@@ -108,10 +108,9 @@ struct Journal<'a, S: BlockSource> {
 
 impl<S: BlockSource> Journal<'_, S> {
     fn read(&self, pos: u32) -> Result<std::sync::Arc<[u8]>, ExtError> {
-        let phys = *self
-            .map
-            .get(pos as usize)
-            .ok_or(JournalError::Corrupt("a log position lies outside the journal"))?;
+        let phys = *self.map.get(pos as usize).ok_or(JournalError::Corrupt(
+            "a log position lies outside the journal",
+        ))?;
         self.fs.read_block(phys)
     }
 
@@ -159,7 +158,11 @@ impl<S: BlockSource> Journal<'_, S> {
             return c == be32(blk, 0x10);
         }
         if self.compat & COMPAT_CHECKSUM != 0 {
-            let (ty, size, found) = (blk.get(0x0C).copied(), blk.get(0x0D).copied(), be32(blk, 0x10));
+            let (ty, size, found) = (
+                blk.get(0x0C).copied(),
+                blk.get(0x0D).copied(),
+                be32(blk, 0x10),
+            );
             return (found == crc_v1 && ty == Some(1) && size == Some(4))
                 || (ty == Some(0) && size == Some(0) && found == 0);
         }
@@ -176,7 +179,9 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
     let inode_blocks = (jinode.size / bs).min(fs.sb.blocks_count);
     let jsb_phys = match fs.map_run(&jinode, 0)? {
         Run::Mapped { pblk, .. } => pblk,
-        Run::Zero { .. } => return Err(JournalError::Corrupt("the journal superblock is a hole").into()),
+        Run::Zero { .. } => {
+            return Err(JournalError::Corrupt("the journal superblock is a hole").into());
+        }
     };
     let jsb = fs.read_block(jsb_phys)?;
     if be32(&jsb, 0) != JBD2_MAGIC {
@@ -186,16 +191,26 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
     let v2 = match btype {
         BT_SB_V1 => false,
         BT_SB_V2 => true,
-        _ => return Err(JournalError::Corrupt("the journal superblock has an unknown block type").into()),
+        _ => {
+            return Err(
+                JournalError::Corrupt("the journal superblock has an unknown block type").into(),
+            );
+        }
     };
     if u64::from(be32(&jsb, 0x0C)) != bs {
-        return Err(JournalError::Corrupt("the journal block size differs from the filesystem's").into());
+        return Err(
+            JournalError::Corrupt("the journal block size differs from the filesystem's").into(),
+        );
     }
     let maxlen = be32(&jsb, 0x10);
     let first = be32(&jsb, 0x14);
     let sequence = be32(&jsb, 0x18);
     let start = be32(&jsb, 0x1C);
-    let (compat, incompat) = if v2 { (be32(&jsb, 0x24), be32(&jsb, 0x28)) } else { (0, 0) };
+    let (compat, incompat) = if v2 {
+        (be32(&jsb, 0x24), be32(&jsb, 0x28))
+    } else {
+        (0, 0)
+    };
     let mut uuid = [0u8; 16];
     if v2 {
         uuid.copy_from_slice(jsb.get(0x30..0x40).unwrap_or(&[0; 16]));
@@ -209,24 +224,35 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
     }
     let v23 = incompat & (INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3);
     if v23 == (INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3) || (v23 != 0 && compat & COMPAT_CHECKSUM != 0) {
-        return Err(JournalError::Corrupt("the journal claims two checksum versions at once").into());
+        return Err(
+            JournalError::Corrupt("the journal claims two checksum versions at once").into(),
+        );
     }
     if v2 && be32(&jsb, 0x40) > 1 {
-        return Err(JournalError::Unsupported("a journal shared by several filesystems".into()).into());
+        return Err(
+            JournalError::Unsupported("a journal shared by several filesystems".into()).into(),
+        );
     }
     if v23 != 0 {
         if jsb.get(0x50) != Some(&4) {
-            return Err(JournalError::Unsupported("a journal checksum type other than crc32c".into()).into());
+            return Err(JournalError::Unsupported(
+                "a journal checksum type other than crc32c".into(),
+            )
+            .into());
         }
         let mut c = crc32c_raw(0xFFFF_FFFF, jsb.get(..0xFC).unwrap_or(&[]));
         c = crc32c_raw(c, &[0; 4]);
         c = crc32c_raw(c, jsb.get(0x100..0x400).unwrap_or(&[]));
         if c != be32(&jsb, 0xFC) {
-            return Err(JournalError::Corrupt("the journal superblock checksum does not match").into());
+            return Err(
+                JournalError::Corrupt("the journal superblock checksum does not match").into(),
+            );
         }
     }
     if u64::from(maxlen) > inode_blocks || first == 0 || first >= maxlen {
-        return Err(JournalError::Corrupt("the journal length or first log block is out of range").into());
+        return Err(
+            JournalError::Corrupt("the journal length or first log block is out of range").into(),
+        );
     }
     let mut last = maxlen;
     let fast_commit = incompat & INCOMPAT_FAST_COMMIT != 0;
@@ -237,7 +263,9 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
         };
         last = maxlen.saturating_sub(n);
         if last <= first {
-            return Err(JournalError::Corrupt("the fast-commit area leaves no room for the log").into());
+            return Err(
+                JournalError::Corrupt("the fast-commit area leaves no room for the log").into(),
+            );
         }
     }
     let mut info = JournalReplayInfo {
@@ -264,7 +292,9 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
                 let take = len.min(u64::from(maxlen) - map.len() as u64);
                 map.extend(pblk..pblk + take);
             }
-            Run::Zero { .. } => return Err(JournalError::Corrupt("the journal file has a hole").into()),
+            Run::Zero { .. } => {
+                return Err(JournalError::Corrupt("the journal file has a hole").into());
+            }
         }
     }
     let j = Journal {
@@ -293,7 +323,10 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
     let mut overlay = HashMap::new();
     for t in &txns {
         for tag in &t.tags {
-            if revoked.get(&tag.fs_block).is_some_and(|&r| !after(t.seq, r)) {
+            if revoked
+                .get(&tag.fs_block)
+                .is_some_and(|&r| !after(t.seq, r))
+            {
                 continue;
             }
             if tag.fs_block >= fs.sb.blocks_count {
@@ -309,12 +342,19 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
                     (c & 0xFFFF) == tag.csum
                 };
                 if !ok {
-                    tracing::warn!(block = tag.fs_block, seq = t.seq, "journal block checksum mismatch; skipped");
+                    tracing::warn!(
+                        block = tag.fs_block,
+                        seq = t.seq,
+                        "journal block checksum mismatch; skipped"
+                    );
                     info.bad_blocks += 1;
                     continue;
                 }
             }
-            let phys = *j.map.get(tag.jpos as usize).ok_or(JournalError::Corrupt("a tag lies outside the journal"))?;
+            let phys = *j
+                .map
+                .get(tag.jpos as usize)
+                .ok_or(JournalError::Corrupt("a tag lies outside the journal"))?;
             overlay.insert(
                 tag.fs_block,
                 OverlayBlock {
@@ -330,7 +370,11 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
 }
 
 /// Pass 1: the committed transactions from `start`, in order.
-fn scan<S: BlockSource>(j: &Journal<'_, S>, sequence: u32, start: u32) -> Result<Vec<Txn>, ExtError> {
+fn scan<S: BlockSource>(
+    j: &Journal<'_, S>,
+    sequence: u32,
+    start: u32,
+) -> Result<Vec<Txn>, ExtError> {
     let bs = j.fs.bs as usize;
     let log_len = u64::from(j.last - j.first);
     let tail = if j.csum_v23() { 4 } else { 0 };
@@ -355,7 +399,11 @@ fn scan<S: BlockSource>(j: &Journal<'_, S>, sequence: u32, start: u32) -> Result
         match be32(&blk, 4) {
             BT_DESCRIPTOR => {
                 if j.csum_v23() && !j.tail_ok(&blk) {
-                    tracing::warn!(seq, pos, "journal descriptor checksum mismatch; the log ends here");
+                    tracing::warn!(
+                        seq,
+                        pos,
+                        "journal descriptor checksum mismatch; the log ends here"
+                    );
                     break;
                 }
                 if j.compat & COMPAT_CHECKSUM != 0 {
@@ -397,7 +445,11 @@ fn scan<S: BlockSource>(j: &Journal<'_, S>, sequence: u32, start: u32) -> Result
             }
             BT_REVOKE => {
                 if j.csum_v23() && !j.tail_ok(&blk) {
-                    tracing::warn!(seq, pos, "journal revoke block checksum mismatch; the log ends here");
+                    tracing::warn!(
+                        seq,
+                        pos,
+                        "journal revoke block checksum mismatch; the log ends here"
+                    );
                     break;
                 }
                 let rsize = if j.is64() { 8 } else { 4 };
@@ -407,7 +459,11 @@ fn scan<S: BlockSource>(j: &Journal<'_, S>, sequence: u32, start: u32) -> Result
                 }
                 let mut off = 16;
                 while off + rsize <= used {
-                    let b = if j.is64() { be64(&blk, off) } else { u64::from(be32(&blk, off)) };
+                    let b = if j.is64() {
+                        be64(&blk, off)
+                    } else {
+                        u64::from(be32(&blk, off))
+                    };
                     cur.revokes.push(b);
                     off += rsize;
                 }
@@ -415,7 +471,11 @@ fn scan<S: BlockSource>(j: &Journal<'_, S>, sequence: u32, start: u32) -> Result
             }
             BT_COMMIT => {
                 if !j.commit_ok(&blk, crc_v1) {
-                    tracing::warn!(seq, pos, "journal commit block checksum mismatch; the log ends here");
+                    tracing::warn!(
+                        seq,
+                        pos,
+                        "journal commit block checksum mismatch; the log ends here"
+                    );
                     break;
                 }
                 let done = std::mem::replace(

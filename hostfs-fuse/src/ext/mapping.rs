@@ -34,7 +34,9 @@ impl<S: BlockSource> Filesystem<S> {
         };
         if let Run::Mapped { pblk, len } = run {
             let end = pblk.checked_add(len);
-            if pblk < u64::from(self.sb.first_data_block) || end.is_none_or(|e| e > self.sb.blocks_count) {
+            if pblk < u64::from(self.sb.first_data_block)
+                || end.is_none_or(|e| e > self.sb.blocks_count)
+            {
                 return Err(ExtError::BlockOutOfRange {
                     ino: inode.ino,
                     block: pblk.saturating_add(len.saturating_sub(1)),
@@ -46,7 +48,10 @@ impl<S: BlockSource> Filesystem<S> {
     }
 
     fn map_extent(&self, inode: &Inode, lblk: u64) -> Result<Run, ExtError> {
-        let corrupt = |reason| ExtError::CorruptMapping { ino: inode.ino, reason };
+        let corrupt = |reason| ExtError::CorruptMapping {
+            ino: inode.ino,
+            reason,
+        };
         if lblk >= LBLK_LIMIT {
             return Ok(Run::Zero { len: 1 << 32 });
         }
@@ -64,9 +69,13 @@ impl<S: BlockSource> Filesystem<S> {
                 return Err(corrupt("an extent node has more entries than fit"));
             }
             match expect_depth {
-                None if depth > MAX_DEPTH => return Err(corrupt("the extent tree is deeper than 5")),
+                None if depth > MAX_DEPTH => {
+                    return Err(corrupt("the extent tree is deeper than 5"));
+                }
                 Some(d) if d != depth => {
-                    return Err(corrupt("an extent node's depth does not decrease by one per level"));
+                    return Err(corrupt(
+                        "an extent node's depth does not decrease by one per level",
+                    ));
                 }
                 _ => {}
             }
@@ -81,7 +90,11 @@ impl<S: BlockSource> Filesystem<S> {
                     hi = mid;
                 }
             }
-            let next_start = if lo < entries { key(lo).min(upper) } else { upper };
+            let next_start = if lo < entries {
+                key(lo).min(upper)
+            } else {
+                upper
+            };
             if lo == 0 {
                 return Ok(Run::Zero {
                     len: next_start.saturating_sub(lblk).max(1),
@@ -138,7 +151,11 @@ impl<S: BlockSource> Filesystem<S> {
             let mut len = 1;
             while lblk + len < 12 {
                 let next = ptr(lblk + len);
-                let contiguous = if first == 0 { next == 0 } else { next == first + len };
+                let contiguous = if first == 0 {
+                    next == 0
+                } else {
+                    next == first + len
+                };
                 if !contiguous {
                     break;
                 }
@@ -163,7 +180,13 @@ impl<S: BlockSource> Filesystem<S> {
     }
 
     /// Walk `levels` levels of indirect blocks from `blk` to entry `idx` of the subtree.
-    fn walk_indirect(&self, inode: &Inode, mut blk: u64, levels: u32, mut idx: u64) -> Result<Run, ExtError> {
+    fn walk_indirect(
+        &self,
+        inode: &Inode,
+        mut blk: u64,
+        levels: u32,
+        mut idx: u64,
+    ) -> Result<Run, ExtError> {
         let p = self.bs / 4;
         for level in (1..=levels).rev() {
             let span = p.pow(level - 1);
@@ -189,7 +212,11 @@ impl<S: BlockSource> Filesystem<S> {
                 let mut len = 1;
                 while slot + len < p {
                     let next = at(slot + len);
-                    let contiguous = if first == 0 { next == 0 } else { next == first + len };
+                    let contiguous = if first == 0 {
+                        next == 0
+                    } else {
+                        next == first + len
+                    };
                     if !contiguous {
                         break;
                     }
@@ -207,7 +234,12 @@ impl<S: BlockSource> Filesystem<S> {
     }
 
     /// Fill `buf` with file data from byte `offset` (the caller has clipped it to the size).
-    pub(crate) fn read_mapped(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<(), ExtError> {
+    pub(crate) fn read_mapped(
+        &self,
+        inode: &Inode,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), ExtError> {
         let bs = self.bs;
         let mut done = 0usize;
         while done < buf.len() {

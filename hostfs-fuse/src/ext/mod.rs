@@ -123,7 +123,9 @@ impl<S: BlockSource> Filesystem<S> {
         let needs_recovery = fs.sb.has_incompat(INCOMPAT_RECOVER);
         if !needs_recovery || !opts.replay_journal {
             if needs_recovery {
-                tracing::warn!("journal replay disabled: reading stale metadata of a dirty filesystem");
+                tracing::warn!(
+                    "journal replay disabled: reading stale metadata of a dirty filesystem"
+                );
             }
             let mut fs = fs;
             fs.journal = Some(JournalReplayInfo::clean(needs_recovery));
@@ -229,7 +231,12 @@ impl<S: BlockSource> Filesystem<S> {
 
     /// The volume label, without padding.
     pub fn volume_name(&self) -> Vec<u8> {
-        let n = self.sb.volume_name.iter().position(|&c| c == 0).unwrap_or(16);
+        let n = self
+            .sb
+            .volume_name
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(16);
         self.sb.volume_name.get(..n).unwrap_or(&[]).to_vec()
     }
 
@@ -281,9 +288,11 @@ impl<S: BlockSource> Filesystem<S> {
                 ino,
                 count: sb.inodes_count,
             })?;
-        let uninit_hints = sb.has_ro_compat(RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) && gd.csum_ok;
+        let uninit_hints =
+            sb.has_ro_compat(RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) && gd.csum_ok;
         if uninit_hints
-            && (gd.flags & BG_INODE_UNINIT != 0 || idx >= ipg.saturating_sub(u64::from(gd.itable_unused)))
+            && (gd.flags & BG_INODE_UNINIT != 0
+                || idx >= ipg.saturating_sub(u64::from(gd.itable_unused)))
         {
             return Err(ExtError::InodeNotAllocated { ino });
         }
@@ -306,7 +315,10 @@ impl<S: BlockSource> Filesystem<S> {
                 reason: "the inode record crosses its block",
             })?;
         let inode = Inode::parse(sb, ino, rec)?;
-        if inode.mode == 0 && inode.nlink == 0 && (ino >= u64::from(sb.first_ino) || ino == ROOT_INO) {
+        if inode.mode == 0
+            && inode.nlink == 0
+            && (ino >= u64::from(sb.first_ino) || ino == ROOT_INO)
+        {
             return Err(ExtError::InodeNotAllocated { ino });
         }
         Ok(inode)
@@ -329,7 +341,12 @@ impl<S: BlockSource> Filesystem<S> {
     ///
     /// # Errors
     /// As [`Filesystem::read`].
-    pub fn read_inode_data(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize, ExtError> {
+    pub fn read_inode_data(
+        &self,
+        inode: &Inode,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, ExtError> {
         if inode.flags & FL_ENCRYPT != 0 {
             return Err(ExtError::Encrypted { ino: inode.ino });
         }
@@ -377,7 +394,11 @@ impl<S: BlockSource> Filesystem<S> {
         // Inline first, then fast (target in i_block, size < 60, as e2fsprogs decides), then
         // slow (target in data block 0).
         if !inode.is_inline() && inode.size < 60 {
-            return Ok(inode.i_block.get(..inode.size as usize).unwrap_or(&[]).to_vec());
+            return Ok(inode
+                .i_block
+                .get(..inode.size as usize)
+                .unwrap_or(&[])
+                .to_vec());
         }
         let mut buf = vec![0u8; inode.size as usize];
         let n = self.read_inode_data(&inode, 0, &mut buf)?;
@@ -437,7 +458,8 @@ impl<S: BlockSource> Filesystem<S> {
             let chunk = (bs - skip).min(dest.len() - done);
             if self.overlay.contains_key(&blk) {
                 let data = self.read_block(blk)?;
-                dest[done..done + chunk].copy_from_slice(data.get(skip..skip + chunk).unwrap_or(&[]));
+                dest[done..done + chunk]
+                    .copy_from_slice(data.get(skip..skip + chunk).unwrap_or(&[]));
                 done += chunk;
                 blk += 1;
                 skip = 0;
@@ -459,7 +481,12 @@ impl<S: BlockSource> Filesystem<S> {
     }
 }
 
-fn read_exact<S: BlockSource>(src: &S, image_len: u64, buf: &mut [u8], off: u64) -> Result<(), ExtError> {
+fn read_exact<S: BlockSource>(
+    src: &S,
+    image_len: u64,
+    buf: &mut [u8],
+    off: u64,
+) -> Result<(), ExtError> {
     let len = buf.len() as u64;
     if off.checked_add(len).is_none_or(|end| end > image_len) {
         return Err(ExtError::OutsideImage {

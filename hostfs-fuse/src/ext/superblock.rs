@@ -168,7 +168,11 @@ impl Superblock {
         }
         let log_bs = le32(sb, 0x18);
         if log_bs > 6 {
-            return Err(bad("s_log_block_size", log_bs.into(), "0 to 6 (1 KiB to 64 KiB blocks)"));
+            return Err(bad(
+                "s_log_block_size",
+                log_bs.into(),
+                "0 to 6 (1 KiB to 64 KiB blocks)",
+            ));
         }
         let block_size = 1024u32 << log_bs;
         let is64 = incompat & INCOMPAT_64BIT != 0;
@@ -186,7 +190,11 @@ impl Superblock {
         }
         let first_data_block = le32(sb, 0x14);
         if u64::from(first_data_block) >= blocks_count || first_data_block > 1 {
-            return Err(bad("s_first_data_block", first_data_block.into(), "0 or 1, below the block count"));
+            return Err(bad(
+                "s_first_data_block",
+                first_data_block.into(),
+                "0 or 1, below the block count",
+            ));
         }
         let blocks_per_group = le32(sb, 0x20);
         if blocks_per_group == 0 {
@@ -194,7 +202,11 @@ impl Superblock {
         }
         let inodes_per_group = le32(sb, 0x28);
         if inodes_per_group == 0 || u64::from(inodes_per_group) > u64::from(block_size) * 8 {
-            return Err(bad("s_inodes_per_group", inodes_per_group.into(), "1 to 8 × block size"));
+            return Err(bad(
+                "s_inodes_per_group",
+                inodes_per_group.into(),
+                "1 to 8 × block size",
+            ));
         }
         let (first_ino, inode_size) = if rev_level == 0 {
             (11, 128)
@@ -202,28 +214,47 @@ impl Superblock {
             (le32(sb, 0x54), u32::from(le16(sb, 0x58)))
         };
         if inode_size < 128 || inode_size > block_size || !inode_size.is_power_of_two() {
-            return Err(bad("s_inode_size", inode_size.into(), "a power of two from 128 to the block size"));
+            return Err(bad(
+                "s_inode_size",
+                inode_size.into(),
+                "a power of two from 128 to the block size",
+            ));
         }
         let desc_size = if is64 {
             let d = u32::from(le16(sb, 0xFE));
             if !(64..=1024).contains(&d) || !d.is_power_of_two() || d > block_size {
-                return Err(bad("s_desc_size", d.into(), "a power of two from 64 to 1024"));
+                return Err(bad(
+                    "s_desc_size",
+                    d.into(),
+                    "a power of two from 64 to 1024",
+                ));
             }
             d
         } else {
             32
         };
-        let groups = (blocks_count - u64::from(first_data_block)).div_ceil(u64::from(blocks_per_group));
+        let groups =
+            (blocks_count - u64::from(first_data_block)).div_ceil(u64::from(blocks_per_group));
         let inodes_count = le32(sb, 0x00);
         if groups.checked_mul(u64::from(inodes_per_group)) != Some(u64::from(inodes_count)) {
-            return Err(bad("s_inodes_count", inodes_count.into(), "block groups × inodes per group"));
+            return Err(bad(
+                "s_inodes_count",
+                inodes_count.into(),
+                "block groups × inodes per group",
+            ));
         }
-        let group_count = u32::try_from(groups).map_err(|_| bad("block group count", groups, "below 2^32"))?;
+        let group_count =
+            u32::try_from(groups).map_err(|_| bad("block group count", groups, "below 2^32"))?;
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(sb.get(0x68..0x78).unwrap_or(&[0; 16]));
         let mut volume_name = [0u8; 16];
         volume_name.copy_from_slice(sb.get(0x78..0x88).unwrap_or(&[0; 16]));
-        let hash_seed = [le32(sb, 0xEC), le32(sb, 0xF0), le32(sb, 0xF4), le32(sb, 0xF8)];
+        let hash_seed = [
+            le32(sb, 0xEC),
+            le32(sb, 0xF0),
+            le32(sb, 0xF4),
+            le32(sb, 0xF8),
+        ];
         let csum_seed = if incompat & INCOMPAT_CSUM_SEED != 0 {
             le32(sb, 0x270)
         } else {
@@ -278,9 +309,13 @@ impl Superblock {
                 }
             }
         }
-        let unknown_ro = self.features.ro_compat & !RO_COMPAT_NAMES.iter().fold(0, |a, (v, _)| a | v);
+        let unknown_ro =
+            self.features.ro_compat & !RO_COMPAT_NAMES.iter().fold(0, |a, (v, _)| a | v);
         if unknown_ro != 0 {
-            tracing::warn!(bits = unknown_ro, "unknown read-only-compatible features; reading anyway");
+            tracing::warn!(
+                bits = unknown_ro,
+                "unknown read-only-compatible features; reading anyway"
+            );
         }
         Ok(())
     }

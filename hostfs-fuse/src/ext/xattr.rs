@@ -103,7 +103,11 @@ impl<S: BlockSource> Filesystem<S> {
     /// # Errors
     /// As [`Filesystem::xattrs`].
     pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>, ExtError> {
-        Ok(self.xattrs(ino)?.into_iter().find(|(n, _)| n == name).map(|(_, v)| v))
+        Ok(self
+            .xattrs(ino)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v))
     }
 
     fn raw_xattrs(&self, inode: &Inode) -> Result<Vec<RawXattr>, ExtError> {
@@ -202,9 +206,19 @@ impl<S: BlockSource> Filesystem<S> {
             let area = &inode.xattr_area;
             let mut xs = Vec::new();
             if le32(area, 0) == XATTR_MAGIC {
-                self.parse_entries(inode.ino, area.get(4..).unwrap_or(&[]), 0, 0, &mut xs, false)?;
+                self.parse_entries(
+                    inode.ino,
+                    area.get(4..).unwrap_or(&[]),
+                    0,
+                    0,
+                    &mut xs,
+                    false,
+                )?;
             }
-            if let Some(x) = xs.into_iter().find(|x| x.index == INDEX_SYSTEM && x.name == b"data") {
+            if let Some(x) = xs
+                .into_iter()
+                .find(|x| x.index == INDEX_SYSTEM && x.name == b"data")
+            {
                 data.extend_from_slice(&x.value);
             }
         }
@@ -216,7 +230,14 @@ impl<S: BlockSource> Filesystem<S> {
         let area = &inode.xattr_area;
         let mut xs = Vec::new();
         if le32(area, 0) == XATTR_MAGIC {
-            self.parse_entries(inode.ino, area.get(4..).unwrap_or(&[]), 0, 0, &mut xs, false)?;
+            self.parse_entries(
+                inode.ino,
+                area.get(4..).unwrap_or(&[]),
+                0,
+                0,
+                &mut xs,
+                false,
+            )?;
         }
         Ok(xs
             .into_iter()
