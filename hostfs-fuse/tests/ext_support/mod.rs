@@ -457,3 +457,73 @@ pub fn with_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
     let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
     (out, text)
 }
+
+/// Compare everything the reader shows of `fs` with debugfs's view of `truth` (an image with
+/// the same contents, e.g. a copy that e2fsck recovered): names per directory, inode numbers,
+/// modes, link counts, sizes, owners, mtime/ctime with nanoseconds, and file contents.
+pub fn compare_with_debugfs<S: BlockSource>(fs: &Filesystem<S>, truth: &Path, what: &str) -> BTreeMap<String, Found> {
+    let found = walk(fs);
+    let mut dirs: Vec<String> = found
+        .iter()
+        .filter(|(_, f)| f.inode.file_type == FileType::Directory)
+        .map(|(p, _)| p.clone())
+        .collect();
+    dirs.push(String::new());
+    let files: Vec<&String> = found.keys().collect();
+    let dump = tempdir();
+    let mut reqs: Vec<String> = dirs.iter().map(|d| format!("ls -l /{d}")).collect();
+    for (k, p) in files.iter().enumerate() {
+        reqs.push(format!("stat /{p}"));
+        if found[*p].inode.file_type == FileType::Regular {
+            reqs.push(format!("dump /{p} {}", dump.path().join(k.to_string()).display()));
+        }
+    }
+    let outs = debugfs_batch(truth, &reqs);
+    for (k, d) in dirs.iter().enumerate() {
+        let listing = debugfs_ls(&outs[k]);
+        let theirs: Vec<&String> = listing.keys().filter(|n| *n != "." && *n != "..").collect();
+        let ours: Vec<String> = found
+            .keys()
+            .filter(|p| match p.rsplit_once('/') {
+                Some((parent, _)) => parent == d,
+                None => d.is_empty(),
+            })
+            .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+            .collect();
+        let theirs: Vec<String> = theirs.into_iter().cloned().collect();
+        let mut ours_sorted = ours.clone();
+        ours_sorted.sort();
+        assert_eq!(ours_sorted, theirs, "{what}: names in /{d}");
+        for (name, (ino, mode, _)) in &listing {
+            if name == "." || name == ".." {
+                continue;
+            }
+            let p = if d.is_empty() { name.clone() } else { format!("{d}/{name}") };
+            assert_eq!(found[&p].inode.ino, *ino, "{what}: inode number of {p}");
+            assert_eq!(u32::from(found[&p].inode.mode), *mode, "{what}: mode of {p}");
+        }
+    }
+    let mut at = dirs.len();
+    for (k, p) in files.iter().enumerate() {
+        let st = parse_stat(&outs[at]);
+        at += 1;
+        let i = &found[*p].inode;
+        let w = format!("{what}: {p}");
+        assert_eq!(u64::from(i.nlink), st.links, "{w}: links");
+        assert_eq!(i.size, st.size, "{w}: size");
+        assert_eq!((u64::from(i.uid), u64::from(i.gid)), (st.user, st.group), "{w}: owner");
+        assert_eq!(i.blocks, st.blockcount, "{w}: blockcount");
+        for (name, t) in [("mtime", i.mtime), ("ctime", i.ctime)] {
+            let (sec, extra) = st.times[name];
+            let extra = extra.unwrap_or(0);
+            assert_eq!(t.sec, i64::from(sec as i32) + (i64::from(extra & 3) << 32), "{w}: {name}");
+            assert_eq!(t.nsec, extra >> 2, "{w}: {name} nanoseconds");
+        }
+        if i.file_type == FileType::Regular {
+            at += 1;
+            let theirs = fs::read(dump.path().join(k.to_string())).unwrap();
+            assert!(read_all(fs, i.ino) == theirs, "{w}: content differs from debugfs dump");
+        }
+    }
+    found
+}
