@@ -56,7 +56,13 @@ struct Snapshot {
 
 /// Boot a guest on a fresh image, run the workload, copy the image twice while the guest
 /// still runs, and recover the second copy with e2fsck.
-fn snapshot(mkfs_type: &str, mkfs_opts: &[&str], mount_type: &str, mount_opts: &str, extra: &str) -> Snapshot {
+fn snapshot(
+    mkfs_type: &str,
+    mkfs_opts: &[&str],
+    mount_type: &str,
+    mount_opts: &str,
+    extra: &str,
+) -> Snapshot {
     let dir = tempdir();
     let img = dir.path().join("disk.img");
     let empty = dir.path().join("empty");
@@ -73,14 +79,28 @@ fn snapshot(mkfs_type: &str, mkfs_opts: &[&str], mount_type: &str, mount_opts: &
     guest
         .wait_for_log("SNAPSHOT-READY", Duration::from_secs(180))
         .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(40)));
-    assert!(!guest.log().contains("MOUNT-FAILED"), "{}", guest.log_tail(40));
+    assert!(
+        !guest.log().contains("MOUNT-FAILED"),
+        "{}",
+        guest.log_tail(40)
+    );
     let dirty = dir.path().join("dirty.img");
     let recovered = dir.path().join("recovered.img");
-    for copy in [&dirty, &recovered] {
-        run(Command::new("cp").arg("--sparse=always").arg(&img).arg(copy));
-    }
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&img)
+        .arg(&dirty));
     drop(guest);
-    let out = Command::new("e2fsck").arg("-fy").arg(&recovered).output().unwrap();
+    // The second copy is made from the first, so both hold the very same moment.
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&dirty)
+        .arg(&recovered));
+    let out = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&recovered)
+        .output()
+        .unwrap();
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "e2fsck of the second copy failed: {}",
@@ -97,11 +117,24 @@ fn journal_features(img: &Path) -> String {
     run(Command::new("dumpe2fs").arg("-h").arg(img))
 }
 
-fn check_replay(snap: &Snapshot, what: &str, expect_journal_features: &str) {
+fn check_replay(
+    snap: &Snapshot,
+    what: &str,
+    expect_journal_features: &str,
+) -> umlfs::ext::JournalReplayInfo {
     let header = journal_features(&snap.dirty);
-    assert!(header.contains("needs_recovery"), "{what}: the copy is not dirty:\n{header}");
-    let jf = header.lines().find(|l| l.starts_with("Journal features:")).unwrap_or("");
-    assert!(jf.contains(expect_journal_features), "{what}: journal features {jf:?}");
+    assert!(
+        header.contains("needs_recovery"),
+        "{what}: the copy is not dirty:\n{header}"
+    );
+    let jf = header
+        .lines()
+        .find(|l| l.starts_with("Journal features:"))
+        .unwrap_or("");
+    assert!(
+        jf.contains(expect_journal_features),
+        "{what}: journal features {jf:?}"
+    );
     let before = fingerprint(&snap.dirty);
 
     // Without replay the committed changes are invisible: the journal really matters.
@@ -113,44 +146,94 @@ fn check_replay(snap: &Snapshot, what: &str, expect_journal_features: &str) {
         },
     )
     .unwrap();
-    assert_eq!(stale.lookup(stale.root(), b"late").unwrap(), None, "{what}: late visible without replay");
+    assert_eq!(
+        stale.lookup(stale.root(), b"late").unwrap(),
+        None,
+        "{what}: late visible without replay"
+    );
 
     let fs = open(&snap.dirty);
     let info = fs.journal_info().unwrap().clone();
-    assert!(info.needs_recovery && info.transactions > 0 && info.blocks > 0, "{what}: {info:?}");
+    assert!(
+        info.needs_recovery && info.transactions > 0 && info.blocks > 0,
+        "{what}: {info:?}"
+    );
     assert_eq!(info.bad_blocks, 0, "{what}: {info:?}");
     let found = compare_with_debugfs(&fs, &snap.recovered, what);
-    for p in ["late/file", "late/empty", "numbers", "hardlink", "longlink", "chardev", "pipe", "escaped", "many/entry-399"] {
+    for p in [
+        "late/file",
+        "late/empty",
+        "numbers",
+        "hardlink",
+        "longlink",
+        "chardev",
+        "pipe",
+        "escaped",
+        "many/entry-399",
+    ] {
         assert!(found.contains_key(p), "{what}: {p} missing after replay");
     }
-    assert!(!found.contains_key("gone"), "{what}: the removed directory came back");
+    assert!(
+        !found.contains_key("gone"),
+        "{what}: the removed directory came back"
+    );
     // newdir/hello.txt was unlinked in the journal-only part; its other name stays.
-    assert!(!found.contains_key("newdir/hello.txt"), "{what}: an unlinked name came back");
+    assert!(
+        !found.contains_key("newdir/hello.txt"),
+        "{what}: an unlinked name came back"
+    );
     assert_eq!(found["hardlink"].inode.nlink, 1);
     assert_eq!(read_all(&fs, found["hardlink"].inode.ino), b"hello\n");
     let numbers: String = (1..=40000).map(|i| format!("{i}\n")).collect();
-    assert!(read_all(&fs, found["numbers"].inode.ino) == numbers.as_bytes(), "{what}: numbers");
+    assert!(
+        read_all(&fs, found["numbers"].inode.ino) == numbers.as_bytes(),
+        "{what}: numbers"
+    );
     assert_eq!(found["numbers"].inode.mode & 0o7777, 0o4751);
-    assert_eq!((found["numbers"].inode.uid, found["numbers"].inode.gid), (1234, 5678));
-    assert_eq!(&read_all(&fs, found["escaped"].inode.ino)[..4], &[0xC0, 0x3B, 0x39, 0x98]);
-    assert_eq!(fs.read_link(found["shortlink"].inode.ino).unwrap(), b"newdir/hello.txt");
+    assert_eq!(
+        (found["numbers"].inode.uid, found["numbers"].inode.gid),
+        (1234, 5678)
+    );
+    assert_eq!(
+        &read_all(&fs, found["escaped"].inode.ino)[..4],
+        &[0xC0, 0x3B, 0x39, 0x98]
+    );
+    assert_eq!(
+        fs.read_link(found["shortlink"].inode.ino).unwrap(),
+        b"newdir/hello.txt"
+    );
     assert_eq!(found["chardev"].inode.rdev, Some((4, 5)));
     // Files the kernel wrote carry nanosecond timestamps.
-    assert!(found.values().any(|f| f.inode.mtime.nsec != 0), "{what}: no nanoseconds anywhere");
+    assert!(
+        found.values().any(|f| f.inode.mtime.nsec != 0),
+        "{what}: no nanoseconds anywhere"
+    );
     drop(fs);
     drop(stale);
-    assert_eq!(fingerprint(&snap.dirty), before, "{what}: reading modified the image");
+    assert_eq!(
+        fingerprint(&snap.dirty),
+        before,
+        "{what}: reading modified the image"
+    );
+    info
 }
 
 #[test]
 fn ext4_metadata_csum_journal_v3_is_replayed_like_e2fsck() {
     let snap = snapshot("ext4", &["-b", "4096"], "ext4", "rw,commit=1", "");
-    check_replay(&snap, "ext4 csum v3", "journal_checksum_v3");
+    let info = check_replay(&snap, "ext4 csum v3", "journal_checksum_v3");
+    assert!(info.revoked > 0, "no revoke record: {info:?}");
 }
 
 #[test]
 fn ext4_without_checksums_journal_is_replayed_like_e2fsck() {
-    let snap = snapshot("ext4", &["-O", "^metadata_csum,^64bit"], "ext4", "rw,commit=1", "");
+    let snap = snapshot(
+        "ext4",
+        &["-O", "^metadata_csum,^64bit"],
+        "ext4",
+        "rw,commit=1",
+        "",
+    );
     check_replay(&snap, "ext4 no csum", "");
 }
 
@@ -163,14 +246,68 @@ fn ext3_journal_with_8_byte_tags_is_replayed_like_e2fsck() {
 #[test]
 fn data_journal_mode_with_escaped_blocks_is_replayed_like_e2fsck() {
     let snap = snapshot("ext4", &["-b", "1024"], "ext4", "data=journal,commit=1", "");
-    check_replay(&snap, "ext4 data=journal", "journal_checksum_v3");
+    let info = check_replay(&snap, "ext4 data=journal", "journal_checksum_v3");
+    assert!(info.escaped > 0, "no escaped block was replayed: {info:?}");
 }
 
 #[test]
 fn wrapped_journal_is_replayed_like_e2fsck() {
-    // A 1 MiB journal (1024 blocks of 1 KiB) and hundreds of small transactions: the log
-    // wraps around its end, also inside transactions.
-    let extra = "i=0; while [ $i -lt 150 ]; do mkdir w$i; echo $i > w$i/f; sync; i=$((i+1)); done";
-    let snap = snapshot("ext4", &["-b", "1024", "-J", "size=1"], "ext4", "rw,commit=1", extra);
-    check_replay(&snap, "ext4 wrapped", "journal_checksum_v3");
+    // A 1 MiB journal (1024 blocks of 1 KiB) and a stream of transactions: snapshots are
+    // taken between transactions until one holds a log that runs across the journal's end.
+    let dir = tempdir();
+    let img = dir.path().join("disk.img");
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    mkfs("ext4", &["-b", "1024", "-J", "size=1"], &empty, &img, "64M");
+    let body = "mknod /tmp/ubdb b 98 16\nmkdir /tmp/mnt\nmount -t ext4 -o commit=1 /tmp/ubdb /tmp/mnt || echo MOUNT-FAILED\ncd /tmp/mnt\n\
+        i=0; while [ $i -lt 400 ]; do mkdir w$i; j=0; while [ $j -lt 40 ]; do echo $i.$j > w$i/f$j; j=$((j+1)); done; sync; echo SNAP-$i.; sleep 1; i=$((i+1)); done\nsleep 1000\n";
+    let guest = GuestBuilder::new("extw")
+        .arg(format!("ubd1={}", img.display()))
+        .body(body)
+        .boot()
+        .unwrap();
+    let dirty = dir.path().join("dirty.img");
+    let recovered = dir.path().join("recovered.img");
+    let mut wrapped_at = None;
+    for i in 0..400 {
+        guest
+            .wait_for_log(&format!("SNAP-{i}."), Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(40)));
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&img)
+            .arg(&dirty));
+        let fs = open(&dirty);
+        if fs.journal_info().is_some_and(|j| j.wrapped) {
+            wrapped_at = Some(i);
+            break;
+        }
+    }
+    drop(guest);
+    let i = wrapped_at.expect("no snapshot held a wrapped log");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&dirty)
+        .arg(&recovered));
+    let out = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&recovered)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let fs = open(&dirty);
+    let info = fs.journal_info().unwrap().clone();
+    assert!(
+        info.wrapped && info.transactions > 0 && info.bad_blocks == 0,
+        "{info:?}"
+    );
+    let found = compare_with_debugfs(&fs, &recovered, "ext4 wrapped");
+    assert!(
+        found.contains_key(&format!("w{i}/f39")),
+        "the last transaction before snapshot {i} is missing"
+    );
 }

@@ -58,6 +58,11 @@ pub struct JournalReplayInfo {
     /// Logged blocks skipped because their checksum did not match, or pointing outside the
     /// filesystem.
     pub bad_blocks: u32,
+    /// Replayed blocks whose journal copy was escaped (it began with the jbd2 magic).
+    pub escaped: usize,
+    /// The replayed part of the log runs across the end of the journal and restarts at its
+    /// beginning.
+    pub wrapped: bool,
     /// The journal has a fast-commit area; its records are not applied (the state is that of
     /// the last full commit).
     pub fast_commit_ignored: bool,
@@ -306,7 +311,8 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
         compat,
         seed: crc32c_raw(0xFFFF_FFFF, &uuid),
     };
-    let txns = scan(&j, sequence, start)?;
+    let (txns, wrapped) = scan(&j, sequence, start)?;
+    info.wrapped = wrapped;
     info.transactions = txns.len() as u32;
     info.end_sequence = sequence.wrapping_add(info.transactions);
 
@@ -365,16 +371,21 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
         }
     }
     info.blocks = overlay.len();
+    info.escaped = overlay
+        .values()
+        .filter(|o: &&OverlayBlock| o.escape)
+        .count();
     tracing::debug!(?info, "journal replayed in memory");
     Ok(Replay { overlay, info })
 }
 
 /// Pass 1: the committed transactions from `start`, in order.
+/// Also returns whether the committed part of the log wraps around the end of the journal.
 fn scan<S: BlockSource>(
     j: &Journal<'_, S>,
     sequence: u32,
     start: u32,
-) -> Result<Vec<Txn>, ExtError> {
+) -> Result<(Vec<Txn>, bool), ExtError> {
     let bs = j.fs.bs as usize;
     let log_len = u64::from(j.last - j.first);
     let tail = if j.csum_v23() { 4 } else { 0 };
@@ -384,6 +395,8 @@ fn scan<S: BlockSource>(
     let mut pos = start;
     let mut visited = 0u64;
     let mut crc_v1 = 0xFFFF_FFFFu32;
+    let mut wrapped = false;
+    let mut committed_wrapped = false;
     let mut cur = Txn {
         seq,
         tags: Vec::new(),
@@ -396,6 +409,7 @@ fn scan<S: BlockSource>(
             break;
         }
         let next = j.advance(pos);
+        wrapped |= next < pos;
         match be32(&blk, 4) {
             BT_DESCRIPTOR => {
                 if j.csum_v23() && !j.tail_ok(&blk) {
@@ -431,7 +445,9 @@ fn scan<S: BlockSource>(
                         escape: flags & FLAG_ESCAPE != 0,
                         csum,
                     });
-                    dpos = j.advance(dpos);
+                    let after_data = j.advance(dpos);
+                    wrapped |= after_data < dpos;
+                    dpos = after_data;
                     visited += 1;
                     off += tag_size;
                     if flags & FLAG_SAME_UUID == 0 {
@@ -487,6 +503,7 @@ fn scan<S: BlockSource>(
                     },
                 );
                 txns.push(done);
+                committed_wrapped = wrapped;
                 seq = seq.wrapping_add(1);
                 crc_v1 = 0xFFFF_FFFF;
                 pos = next;
@@ -494,5 +511,5 @@ fn scan<S: BlockSource>(
             _ => break,
         }
     }
-    Ok(txns)
+    Ok((txns, committed_wrapped))
 }

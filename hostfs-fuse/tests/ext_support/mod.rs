@@ -461,7 +461,11 @@ pub fn with_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
 /// Compare everything the reader shows of `fs` with debugfs's view of `truth` (an image with
 /// the same contents, e.g. a copy that e2fsck recovered): names per directory, inode numbers,
 /// modes, link counts, sizes, owners, mtime/ctime with nanoseconds, and file contents.
-pub fn compare_with_debugfs<S: BlockSource>(fs: &Filesystem<S>, truth: &Path, what: &str) -> BTreeMap<String, Found> {
+pub fn compare_with_debugfs<S: BlockSource>(
+    fs: &Filesystem<S>,
+    truth: &Path,
+    what: &str,
+) -> BTreeMap<String, Found> {
     let found = walk(fs);
     let mut dirs: Vec<String> = found
         .iter()
@@ -475,7 +479,10 @@ pub fn compare_with_debugfs<S: BlockSource>(fs: &Filesystem<S>, truth: &Path, wh
     for (k, p) in files.iter().enumerate() {
         reqs.push(format!("stat /{p}"));
         if found[*p].inode.file_type == FileType::Regular {
-            reqs.push(format!("dump /{p} {}", dump.path().join(k.to_string()).display()));
+            reqs.push(format!(
+                "dump /{p} {}",
+                dump.path().join(k.to_string()).display()
+            ));
         }
     }
     let outs = debugfs_batch(truth, &reqs);
@@ -498,9 +505,17 @@ pub fn compare_with_debugfs<S: BlockSource>(fs: &Filesystem<S>, truth: &Path, wh
             if name == "." || name == ".." {
                 continue;
             }
-            let p = if d.is_empty() { name.clone() } else { format!("{d}/{name}") };
+            let p = if d.is_empty() {
+                name.clone()
+            } else {
+                format!("{d}/{name}")
+            };
             assert_eq!(found[&p].inode.ino, *ino, "{what}: inode number of {p}");
-            assert_eq!(u32::from(found[&p].inode.mode), *mode, "{what}: mode of {p}");
+            assert_eq!(
+                u32::from(found[&p].inode.mode),
+                *mode,
+                "{what}: mode of {p}"
+            );
         }
     }
     let mut at = dirs.len();
@@ -511,18 +526,29 @@ pub fn compare_with_debugfs<S: BlockSource>(fs: &Filesystem<S>, truth: &Path, wh
         let w = format!("{what}: {p}");
         assert_eq!(u64::from(i.nlink), st.links, "{w}: links");
         assert_eq!(i.size, st.size, "{w}: size");
-        assert_eq!((u64::from(i.uid), u64::from(i.gid)), (st.user, st.group), "{w}: owner");
+        assert_eq!(
+            (u64::from(i.uid), u64::from(i.gid)),
+            (st.user, st.group),
+            "{w}: owner"
+        );
         assert_eq!(i.blocks, st.blockcount, "{w}: blockcount");
         for (name, t) in [("mtime", i.mtime), ("ctime", i.ctime)] {
             let (sec, extra) = st.times[name];
             let extra = extra.unwrap_or(0);
-            assert_eq!(t.sec, i64::from(sec as i32) + (i64::from(extra & 3) << 32), "{w}: {name}");
+            assert_eq!(
+                t.sec,
+                i64::from(sec as i32) + (i64::from(extra & 3) << 32),
+                "{w}: {name}"
+            );
             assert_eq!(t.nsec, extra >> 2, "{w}: {name} nanoseconds");
         }
         if i.file_type == FileType::Regular {
             at += 1;
             let theirs = fs::read(dump.path().join(k.to_string())).unwrap();
-            assert!(read_all(fs, i.ino) == theirs, "{w}: content differs from debugfs dump");
+            assert!(
+                read_all(fs, i.ino) == theirs,
+                "{w}: content differs from debugfs dump"
+            );
         }
     }
     found
