@@ -306,7 +306,7 @@ fn compare_with_host(
             }
             FileType::Regular => {
                 assert!(
-                    read_all(&fs, i.ino) == fs::read(&full).unwrap(),
+                    read_all(fs, i.ino) == fs::read(&full).unwrap(),
                     "{what}: content"
                 );
             }

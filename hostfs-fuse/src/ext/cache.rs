@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 16;
 
+type Shard = Mutex<HashMap<u64, Arc<[u8]>>>;
+
 #[derive(Debug)]
 pub(crate) struct BlockCache {
-    shards: Vec<Mutex<HashMap<u64, Arc<[u8]>>>>,
+    shards: Vec<Shard>,
     per_shard: usize,
 }
 
@@ -24,7 +26,7 @@ impl BlockCache {
         }
     }
 
-    fn shard(&self, block: u64) -> Option<&Mutex<HashMap<u64, Arc<[u8]>>>> {
+    fn shard(&self, block: u64) -> Option<&Shard> {
         let h = block.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
         self.shards.get(h as usize % SHARDS)
     }
@@ -40,10 +42,11 @@ impl BlockCache {
             return;
         };
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= self.per_shard && !map.contains_key(&block) {
-            if let Some(&victim) = map.keys().next() {
-                map.remove(&victim);
-            }
+        if map.len() >= self.per_shard
+            && !map.contains_key(&block)
+            && let Some(&victim) = map.keys().next()
+        {
+            map.remove(&victim);
         }
         map.insert(block, data);
     }

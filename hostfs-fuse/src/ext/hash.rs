@@ -31,12 +31,15 @@ fn str2hashbuf(msg: &[u8], len: usize, out: &mut [u32], signed: bool) {
     }
 }
 
+/// One half-MD4 round: mixing function, constant, word order, shifts.
+type Round<'a> = (&'a dyn Fn(u32, u32, u32) -> u32, u32, [usize; 8], [u32; 4]);
+
 fn half_md4(buf: &mut [u32; 4], w: &[u32; 8]) {
     let (mut a, mut b, mut c, mut d) = (buf[0], buf[1], buf[2], buf[3]);
     let f = |x: u32, y: u32, z: u32| z ^ (x & (y ^ z));
     let g = |x: u32, y: u32, z: u32| (x & y).wrapping_add((x ^ y) & z);
     let h = |x: u32, y: u32, z: u32| x ^ y ^ z;
-    let rounds: [(&dyn Fn(u32, u32, u32) -> u32, u32, [usize; 8], [u32; 4]); 3] = [
+    let rounds: [Round<'_>; 3] = [
         (&f, 0, [0, 1, 2, 3, 4, 5, 6, 7], [3, 7, 11, 19]),
         (&g, 0x5A82_7999, [1, 3, 5, 7, 0, 2, 4, 6], [3, 5, 9, 13]),
         (&h, 0x6ED9_EBA1, [3, 7, 2, 6, 1, 5, 0, 4], [3, 9, 11, 15]),
@@ -172,7 +175,8 @@ mod tests {
 
     #[test]
     fn hashes_match_the_reference_vectors() {
-        let cases: [(&[u8], [u32; 4], [(u32, u32); 6]); 3] = [
+        type Case = (&'static [u8], [u32; 4], [(u32, u32); 6]);
+        let cases: [Case; 3] = [
             (
                 b"hello",
                 SEED,

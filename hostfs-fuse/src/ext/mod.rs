@@ -34,6 +34,7 @@ pub use inode::{FileType, Inode, Timestamp};
 pub use journal::JournalReplayInfo;
 pub use source::BlockSource;
 pub use superblock::Features;
+pub use xattr::Xattr;
 
 use cache::BlockCache;
 use inode::FL_ENCRYPT;
@@ -423,10 +424,11 @@ impl<S: BlockSource> Filesystem<S> {
         match self.overlay.get(&b) {
             Some(o) => {
                 self.read_exact_at(buf, o.phys * self.bs)?;
-                if o.escape {
-                    if let Some(head) = buf.get_mut(..4) {
-                        head.copy_from_slice(&journal::JBD2_MAGIC.to_be_bytes());
-                    }
+                // jbd2 zeroes a logged block's leading magic and flags the tag ESCAPE.
+                if o.escape
+                    && let Some(head) = buf.get_mut(..4)
+                {
+                    head.copy_from_slice(&journal::JBD2_MAGIC.to_be_bytes());
                 }
                 Ok(())
             }

@@ -6,6 +6,9 @@ use super::error::ExtError;
 use super::inode::Inode;
 use super::{BlockSource, Filesystem, MAX_VALUE};
 
+/// An extended attribute: full name (with its namespace prefix) and value.
+pub type Xattr = (Vec<u8>, Vec<u8>);
+
 const XATTR_MAGIC: u32 = 0xEA02_0000;
 const INDEX_POSIX_ACL_ACCESS: u8 = 2;
 const INDEX_POSIX_ACL_DEFAULT: u8 = 3;
@@ -73,7 +76,7 @@ impl<S: BlockSource> Filesystem<S> {
     ///
     /// # Errors
     /// A corrupt attribute area or block, or a read error.
-    pub fn xattrs(&self, ino: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExtError> {
+    pub fn xattrs(&self, ino: u64) -> Result<Vec<Xattr>, ExtError> {
         let inode = self.inode(ino)?;
         let mut out = Vec::new();
         for x in self.raw_xattrs(&inode)? {
