@@ -346,3 +346,19 @@ fn compare_with_host(
         );
     }
 }
+
+#[test]
+fn ext4_with_meta_bg_reads_like_its_source() {
+    // 1 KiB blocks and 64-byte descriptors: 16 per block, so the second descriptor block
+    // lives in group 16 (meta_bg placement).
+    check_image(
+        "ext4",
+        &["-O", "meta_bg,^resize_inode", "-b", "1024"],
+        false,
+    );
+}
+
+#[test]
+fn ext4_with_bigalloc_reads_like_its_source() {
+    check_image("ext4", &["-O", "bigalloc", "-C", "16384"], false);
+}

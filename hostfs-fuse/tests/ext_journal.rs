@@ -311,3 +311,22 @@ fn wrapped_journal_is_replayed_like_e2fsck() {
         "the last transaction before snapshot {i} is missing"
     );
 }
+
+#[test]
+fn journal_with_v1_commit_checksums_is_replayed_like_e2fsck() {
+    // Without metadata_csum, the journal_checksum mount option makes the kernel write jbd2
+    // v1 checksums (COMPAT_CHECKSUM: a crc32 over each transaction in its commit block).
+    let snap = snapshot(
+        "ext4",
+        &["-O", "^metadata_csum"],
+        "ext4",
+        "journal_checksum,commit=1",
+        "",
+    );
+    check_replay(&snap, "ext4 journal_checksum v1", "journal_checksum");
+    let header = journal_features(&snap.dirty);
+    assert!(
+        !header.contains("journal_checksum_v"),
+        "not a v1 journal:\n{header}"
+    );
+}
