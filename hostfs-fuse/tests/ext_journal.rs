@@ -330,3 +330,53 @@ fn journal_with_v1_commit_checksums_is_replayed_like_e2fsck() {
         "not a v1 journal:\n{header}"
     );
 }
+
+#[test]
+fn uncommitted_tail_is_ignored_like_e2fsck() {
+    // Zero the last commit block of a dirty log: its transaction is incomplete, so both the
+    // reader and e2fsck stop one transaction earlier.
+    let snap = snapshot("ext4", &["-b", "4096"], "ext4", "rw,commit=1", "");
+    let full = open(&snap.dirty).journal_info().unwrap().clone();
+    let logdump = run(Command::new("debugfs")
+        .arg("-R")
+        .arg("logdump")
+        .arg(&snap.dirty));
+    let last_commit: u64 = logdump
+        .lines()
+        .filter(|l| l.contains("(commit block)"))
+        .filter_map(|l| l.rsplit("at block ").next()?.trim().parse().ok())
+        .last()
+        .expect("logdump shows no commit block");
+    let phys: u64 = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("bmap <8> {last_commit}"))
+        .arg(&snap.dirty))
+    .trim()
+    .parse()
+    .unwrap();
+    let mut bytes = fs::read(&snap.dirty).unwrap();
+    let at = (phys * 4096) as usize;
+    bytes[at..at + 4096].fill(0);
+    let torn = snap.dirty.with_file_name("torn.img");
+    fs::write(&torn, &bytes).unwrap();
+    let truth = snap.dirty.with_file_name("torn-recovered.img");
+    fs::write(&truth, &bytes).unwrap();
+    let out = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let fs = open(&torn);
+    let info = fs.journal_info().unwrap().clone();
+    assert_eq!(
+        info.transactions + 1,
+        full.transactions,
+        "{info:?} vs {full:?}"
+    );
+    compare_with_debugfs(&fs, &truth, "torn tail");
+}
