@@ -56,15 +56,20 @@ impl<S: BlockSource> Filesystem<S> {
             return Ok(Run::Zero { len: 1 << 32 });
         }
         let mut upper = LBLK_LIMIT;
-        let mut node: std::sync::Arc<[u8]> = std::sync::Arc::from(&inode.i_block[..]);
+        // The root lives in the inode; deeper nodes are cached blocks.
+        let mut block: Option<std::sync::Arc<[u8]>> = None;
         let mut expect_depth: Option<u16> = None;
         loop {
-            if le16(&node, 0) != EXT_MAGIC {
+            let node: &[u8] = match &block {
+                Some(b) => b,
+                None => &inode.i_block,
+            };
+            if le16(node, 0) != EXT_MAGIC {
                 return Err(corrupt("an extent node has a bad magic number"));
             }
-            let entries = usize::from(le16(&node, 2));
-            let max = usize::from(le16(&node, 4));
-            let depth = le16(&node, 6);
+            let entries = usize::from(le16(node, 2));
+            let max = usize::from(le16(node, 4));
+            let depth = le16(node, 6);
             if entries > max || 12 + 12 * max > node.len() {
                 return Err(corrupt("an extent node has more entries than fit"));
             }
@@ -79,7 +84,7 @@ impl<S: BlockSource> Filesystem<S> {
                 }
                 _ => {}
             }
-            let key = |i: usize| u64::from(le32(&node, 12 + 12 * i));
+            let key = |i: usize| u64::from(le32(node, 12 + 12 * i));
             // Last entry whose first logical block is <= lblk.
             let (mut lo, mut hi) = (0usize, entries);
             while lo < hi {
@@ -104,7 +109,7 @@ impl<S: BlockSource> Filesystem<S> {
             let e = 12 + 12 * i;
             if depth == 0 {
                 let start = key(i);
-                let raw_len = le16(&node, e + 4);
+                let raw_len = le16(node, e + 4);
                 let (len, unwritten) = if raw_len > 32768 {
                     (u64::from(raw_len - 32768), true)
                 } else {
@@ -123,14 +128,14 @@ impl<S: BlockSource> Filesystem<S> {
                 if unwritten {
                     return Ok(Run::Zero { len: avail });
                 }
-                let pstart = u64::from(le32(&node, e + 8)) | (u64::from(le16(&node, e + 6)) << 32);
+                let pstart = u64::from(le32(node, e + 8)) | (u64::from(le16(node, e + 6)) << 32);
                 return Ok(Run::Mapped {
                     pblk: pstart + (lblk - start),
                     len: avail,
                 });
             }
             upper = next_start;
-            let child = u64::from(le32(&node, e + 4)) | (u64::from(le16(&node, e + 8)) << 32);
+            let child = u64::from(le32(node, e + 4)) | (u64::from(le16(node, e + 8)) << 32);
             if child >= self.sb.blocks_count || child < u64::from(self.sb.first_data_block) {
                 return Err(ExtError::BlockOutOfRange {
                     ino: inode.ino,
@@ -139,7 +144,7 @@ impl<S: BlockSource> Filesystem<S> {
                 });
             }
             expect_depth = Some(depth - 1);
-            node = self.meta_block(child)?;
+            block = Some(self.meta_block(child)?);
         }
     }
 
