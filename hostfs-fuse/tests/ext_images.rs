@@ -362,3 +362,43 @@ fn ext4_with_meta_bg_reads_like_its_source() {
 fn ext4_with_bigalloc_reads_like_its_source() {
     check_image("ext4", &["-O", "bigalloc", "-C", "16384"], false);
 }
+
+#[test]
+fn xattr_values_in_ea_inodes_are_read() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("file"), b"x").unwrap();
+    let img = tmp.path().join("ea.img");
+    mkfs("ext4", &["-O", "ea_inode", "-b", "1024"], &src, &img, "16M");
+    // 1000 bytes fit neither in a 256-byte inode nor (with the 32-byte header and the entry)
+    // in a 1 KiB xattr block, so ext4 puts the value in its own inode. (debugfs `ea_set -f`
+    // reads at most 1024 bytes of the file.)
+    let value = pattern(1000, 77);
+    let vf = tmp.path().join("value");
+    fs::write(&vf, &value).unwrap();
+    run(std::process::Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("ea_set -f {} /file user.huge", vf.display()))
+        .arg(&img));
+    let stat = run(std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg("stat /file")
+        .arg(&img));
+    assert!(
+        stat.contains("File ACL: 0"),
+        "the value went to an xattr block:\n{stat}"
+    );
+    let fs = open(&img);
+    let ino = fs.lookup(fs.root(), b"file").unwrap().unwrap();
+    let got = fs
+        .xattr(ino, b"user.huge")
+        .unwrap()
+        .expect("user.huge missing");
+    assert!(
+        got == value,
+        "EA-inode value differs ({} bytes read)",
+        got.len()
+    );
+}

@@ -152,6 +152,31 @@ pub fn build_tree(root: &Path) {
     fs::write(root.join("bigxattr"), b"big attribute\n").unwrap();
     set_xattr(&root.join("bigxattr"), "user.big", &pattern(700, 10));
     set_xattr(&root.join("sub"), "user.dir", b"on a directory");
+    // POSIX ACLs in the VFS form (version 2, 8-byte entries): user::rw- user:1000:r--
+    // group::r-- mask::r-- other::r--; ext4 stores them in its compact form.
+    let acl = |entries: &[(u16, u16, u32)]| {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in entries {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
+    };
+    let entries = [
+        (1, 6, u32::MAX),
+        (2, 4, 1000),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ];
+    fs::write(root.join("acl"), b"with an access ACL\n").unwrap();
+    set_xattr(&root.join("acl"), "system.posix_acl_access", &acl(&entries));
+    set_xattr(
+        &root.join("sub"),
+        "system.posix_acl_default",
+        &acl(&entries),
+    );
     fs::create_dir(root.join("many")).unwrap();
     for i in 0..MANY {
         fs::write(
