@@ -254,7 +254,10 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
             );
         }
     }
-    if u64::from(maxlen) > inode_blocks || first == 0 || first >= maxlen {
+    // The journal must fit in both its inode and the image: this also bounds the block map
+    // allocated below.
+    let image_blocks = fs.image_len / bs;
+    if u64::from(maxlen) > inode_blocks.min(image_blocks) || first == 0 || first >= maxlen {
         return Err(
             JournalError::Corrupt("the journal length or first log block is out of range").into(),
         );
