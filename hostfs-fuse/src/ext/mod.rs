@@ -520,3 +520,43 @@ fn read_exact<S: BlockSource>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn image(opts: &[&str]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("t.img");
+        let st = Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4"])
+            .args(opts)
+            .arg(&img)
+            .arg("64M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::read(&img).unwrap()
+    }
+
+    #[test]
+    fn descriptor_checksums_of_fresh_images_verify() {
+        // crc16 (uninit_bg) and crc32c (metadata_csum) descriptors, 32- and 64-byte.
+        for opts in [
+            &["-O", "^metadata_csum,^64bit,uninit_bg"][..],
+            &["-O", "^metadata_csum,uninit_bg"][..],
+            &[][..],
+        ] {
+            let fs = Filesystem::open(image(opts)).unwrap();
+            assert!(fs.groups.len() > 1);
+            assert!(fs.groups.iter().all(|g| g.csum_ok), "{opts:?}");
+            // Never-used inodes of uninitialised tables are reported as unallocated.
+            let last = u64::from(fs.sb.inodes_count);
+            assert!(
+                matches!(fs.inode(last), Err(ExtError::InodeNotAllocated { .. })),
+                "{opts:?}"
+            );
+        }
+    }
+}
