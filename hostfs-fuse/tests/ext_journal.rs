@@ -345,7 +345,7 @@ fn uncommitted_tail_is_ignored_like_e2fsck() {
         .lines()
         .filter(|l| l.contains("(commit block)"))
         .filter_map(|l| l.rsplit("at block ").next()?.trim().parse().ok())
-        .last()
+        .next_back()
         .expect("logdump shows no commit block");
     let phys: u64 = run(Command::new("debugfs")
         .arg("-R")
