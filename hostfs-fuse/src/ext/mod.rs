@@ -10,6 +10,10 @@
 //!   sharded cache of metadata blocks. Random access inside a file costs O(tree depth), and
 //!   contiguous file blocks are read with one `pread`.
 //!
+//! * **A point in time.** The journal overlay and the superblock are read at open, and
+//!   metadata blocks are cached: a guest that keeps writing is seen as of the moment of
+//!   [`Filesystem::open`]. Open again to see later commits.
+//!
 //! Layouts follow the ext4 on-disk format; kernel quirks are noted where they are handled.
 
 mod bytes;
