@@ -504,10 +504,10 @@ struct SwitchGuard(std::path::PathBuf);
 
 impl Drop for SwitchGuard {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.0) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
+        if let Ok(pid) = std::fs::read_to_string(&self.0)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }
 }

@@ -277,13 +277,13 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     };
     let log = uml::launch::runtime_dir(uml_dir, &target.umid).join(format!("{}.log", target.umid));
     let needle = format!("{kind} {n} assigned device '");
-    if let Ok(text) = std::fs::read_to_string(&log) {
-        if let Some(dev) = text.lines().rev().find_map(|l| {
+    if let Ok(text) = std::fs::read_to_string(&log)
+        && let Some(dev) = text.lines().rev().find_map(|l| {
             l.split_once(&needle)
                 .and_then(|(_, r)| r.split('\'').next())
-        }) {
-            return Ok(PathBuf::from(dev));
-        }
+        })
+    {
+        return Ok(PathBuf::from(dev));
     }
     let pid = target.pid.context("the instance has no pid")?;
     let mut found = Vec::new();
