@@ -409,7 +409,11 @@ impl Running {
                 s
             }
         };
-        if let Ok(n) = self.events.recv_timeout(Duration::from_millis(50)) {
+        // The panic notifier runs before the kernel aborts, so its datagram is already queued;
+        // give the listener thread a moment to pass it on, but only when the exit was not clean.
+        if status.code().is_none()
+            && let Ok(n) = self.events.recv_timeout(Duration::from_millis(50))
+        {
             self.absorb(n);
         }
         self.drain();

@@ -33,6 +33,14 @@ impl Target {
                 .map_err(Into::into);
         }
         let uml_dir = instance::uml_dir_or_default(global.uml_dir.as_deref())?;
+        // Fast path: the socket is where the kernel puts it. Full discovery (which proves the
+        // pid behind it) runs only to explain a failure.
+        if !self.umid.is_empty() && !self.umid.starts_with('.') {
+            let socket = uml_dir.join(&self.umid).join("mconsole");
+            if let Ok(client) = Client::connect(&socket) {
+                return Ok(client.with_timeout(timeout));
+            }
+        }
         let found = instance::find_running(&uml_dir, &self.umid)?;
         Ok(found.client(timeout)?)
     }
