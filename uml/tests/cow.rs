@@ -174,9 +174,17 @@ fn create_refuses_to_overwrite_and_force_truncates_the_old_bitmap() {
     drop(f);
     let err = uml_fails(&["cow", "create", s(&cow), s(&backing)]);
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(count_bits_v3(&cow, 1 << 20), 8, "refused create must not touch the file");
+    assert_eq!(
+        count_bits_v3(&cow, 1 << 20),
+        8,
+        "refused create must not touch the file"
+    );
     uml_ok(&["cow", "create", "--force", s(&cow), s(&backing)]);
-    assert_eq!(count_bits_v3(&cow, 1 << 20), 0, "--force must not keep the old bitmap");
+    assert_eq!(
+        count_bits_v3(&cow, 1 << 20),
+        0,
+        "--force must not keep the old bitmap"
+    );
     let fresh = dir.path().join("fresh.cow");
     tool_ok("uml_mkcow", &[s(&fresh), s(&backing)]);
     assert!(same_content(&cow, &fresh));
@@ -203,17 +211,29 @@ fn merges_match_uml_moo(dir: &Path, cow: &Path, backing: &Path, name: &str) {
     let theirs = dir.join(format!("{name}-moo.img"));
     uml_ok(&["cow", "merge", s(cow), s(&ours)]);
     tool_ok("uml_moo", &[s(cow), s(&theirs)]);
-    assert!(same_content(&ours, &theirs), "{name}: merged image differs from uml_moo's");
-    assert!(!same_content(&ours, backing), "{name}: the guest's writes are missing");
+    assert!(
+        same_content(&ours, &theirs),
+        "{name}: merged image differs from uml_moo's"
+    );
+    assert!(
+        !same_content(&ours, backing),
+        "{name}: the guest's writes are missing"
+    );
     let (b_ours, b_moo) = (blocks(&ours), blocks(&theirs));
     assert!(
         b_ours <= b_moo + 8 && b_moo <= b_ours + 8,
         "{name}: sparseness differs: {b_ours} vs {b_moo} blocks"
     );
-    assert!(b_ours * 512 < fs::metadata(&ours).unwrap().len() / 2, "{name}: not sparse");
+    assert!(
+        b_ours * 512 < fs::metadata(&ours).unwrap().len() / 2,
+        "{name}: not sparse"
+    );
 
     // In place, on copies, with -b naming the copy of the backing file.
-    let (d1, d2) = (dir.join(format!("{name}-ip1")), dir.join(format!("{name}-ip2")));
+    let (d1, d2) = (
+        dir.join(format!("{name}-ip1")),
+        dir.join(format!("{name}-ip2")),
+    );
     for d in [&d1, &d2] {
         fs::create_dir(d).unwrap();
         copy(cow, &d.join("disk.cow"));
@@ -260,11 +280,17 @@ fn merges_of_cow_files_a_guest_wrote_match_uml_moo() {
         .unwrap();
     wait_exit(&mut guest);
     let log = guest.log();
-    assert!(log.contains("Creating"), "the kernel did not create the COW file:\n{log}");
+    assert!(
+        log.contains("Creating"),
+        "the kernel did not create the COW file:\n{log}"
+    );
 
     for (cow, name) in [(&kernel_cow, "kernel"), (&our_cow, "ours")] {
         let held = count_bits_v3(cow, size);
-        assert!(held > 0, "{name}: the guest wrote nothing through the COW file");
+        assert!(
+            held > 0,
+            "{name}: the guest wrote nothing through the COW file"
+        );
         let info = json(&uml_ok(&["cow", "info", "--json", s(cow)]));
         assert_eq!(info["version"], 3);
         assert_eq!(info["backing_ok"], true);
@@ -330,7 +356,8 @@ fn craft(version: &str, path: &Path, backing: &Path, sectors: &[(u64, Vec<u8>)])
     f.set_len(data_offset + size).unwrap();
     for (sector, data) in sectors {
         let mut byte = [0u8];
-        f.read_exact_at(&mut byte, bitmap_offset + sector / 8).unwrap();
+        f.read_exact_at(&mut byte, bitmap_offset + sector / 8)
+            .unwrap();
         byte[0] |= 1 << (sector % 8);
         f.write_all_at(&byte, bitmap_offset + sector / 8).unwrap();
         f.write_all_at(data, data_offset + sector * 512).unwrap();
@@ -364,14 +391,20 @@ fn version_1_2_and_broken_3_files_are_read_and_merged() {
         assert_eq!(info["sectors_in_cow"], sectors.len(), "{version}");
         let ours = dir.path().join(format!("{version}-ours.img"));
         uml_ok(&["cow", "merge", s(&cow), s(&ours)]);
-        assert!(fs::read(&ours).unwrap() == expected, "{version}: wrong merge");
+        assert!(
+            fs::read(&ours).unwrap() == expected,
+            "{version}: wrong merge"
+        );
         if version != "v3broken" {
             // uml_moo reads V1 and V2; its image drops the trailing partial sector.
             let theirs = dir.path().join(format!("{version}-moo.img"));
             tool_ok("uml_moo", &[s(&cow), s(&theirs)]);
             let moo = fs::read(&theirs).unwrap();
             assert_eq!(moo.len() as u64, size / 512 * 512);
-            assert!(moo[..] == expected[..moo.len()], "{version}: differs from uml_moo");
+            assert!(
+                moo[..] == expected[..moo.len()],
+                "{version}: differs from uml_moo"
+            );
         }
         // Rebase keeps the layout: the file still reads the same afterwards.
         let moved = dir.path().join(format!("{version}-moved.img"));
@@ -383,7 +416,10 @@ fn version_1_2_and_broken_3_files_are_read_and_merged() {
         assert_eq!(info["sectors_in_cow"], sectors.len());
         let again = dir.path().join(format!("{version}-again.img"));
         uml_ok(&["cow", "merge", s(&cow), s(&again)]);
-        assert!(fs::read(&again).unwrap() == expected, "{version}: rebase broke it");
+        assert!(
+            fs::read(&again).unwrap() == expected,
+            "{version}: rebase broke it"
+        );
     }
 }
 
@@ -448,7 +484,11 @@ fn files_a_running_guest_holds_are_refused_naming_its_pid_and_umid() {
         .wait_for_log("HELD", GUEST_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     let uml_dir = s(guest.uml_dir()).to_owned();
-    let named = format!("used by pid {} (uml instance \"{}\")", guest.pid(), guest.umid());
+    let named = format!(
+        "used by pid {} (uml instance \"{}\")",
+        guest.pid(),
+        guest.umid()
+    );
     let out = dir.path().join("out.img");
     for args in [
         vec!["cow", "merge", s(&cow), s(&out)],
@@ -465,11 +505,25 @@ fn files_a_running_guest_holds_are_refused_naming_its_pid_and_umid() {
     // refused, a merge into a new file is not.
     let other = dir.path().join("other.cow");
     uml_ok(&["cow", "create", s(&other), s(&backing)]);
-    let err = uml_fails(&["--uml-dir", &uml_dir, "cow", "merge", "--in-place", s(&other)]);
+    let err = uml_fails(&[
+        "--uml-dir",
+        &uml_dir,
+        "cow",
+        "merge",
+        "--in-place",
+        s(&other),
+    ]);
     assert!(err.contains(&named) && err.contains("base.img"), "{err}");
     uml_ok(&["--uml-dir", &uml_dir, "cow", "merge", s(&other), s(&out)]);
     // Looking is fine, and says who holds it.
-    let info = json(&uml_ok(&["--uml-dir", &uml_dir, "cow", "info", "--json", s(&cow)]));
+    let info = json(&uml_ok(&[
+        "--uml-dir",
+        &uml_dir,
+        "cow",
+        "info",
+        "--json",
+        s(&cow),
+    ]));
     assert_eq!(info["in_use_by"]["pid"], guest.pid());
     assert_eq!(info["in_use_by"]["umid"], guest.umid());
 }
@@ -504,7 +558,12 @@ fn a_killed_in_place_merge_is_completed_by_a_rerun() {
     copy(&cow, &reference.join("disk.cow"));
     tool_ok(
         "uml_moo",
-        &["-d", "-b", s(&reference.join("base.img")), s(&reference.join("disk.cow"))],
+        &[
+            "-d",
+            "-b",
+            s(&reference.join("base.img")),
+            s(&reference.join("disk.cow")),
+        ],
     );
 
     let marker = dir.path().join(".disk.cow.uml-merge-in-place");
@@ -517,13 +576,19 @@ fn a_killed_in_place_merge_is_completed_by_a_rerun() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "the merge never started");
-        assert!(child.try_wait().unwrap().is_none(), "the merge ended before writing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the merge ended before writing"
+        );
         sleep(Duration::from_millis(1));
     }
     sleep(Duration::from_millis(50));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(marker.exists(), "the merge was not interrupted (it finished too fast)");
+    assert!(
+        marker.exists(),
+        "the merge was not interrupted (it finished too fast)"
+    );
     assert!(
         !same_content(&backing, &reference.join("base.img")),
         "the interrupted merge already produced the whole result"

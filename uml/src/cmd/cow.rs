@@ -163,7 +163,10 @@ fn merge_in_place(
     let dirs = [parent(path), parent(backing_used)];
     let others = cow::cows_on_backing(backing_used, &dirs, path);
     if cow::interrupted_merge(path).is_some() {
-        eprintln!("completing the interrupted in-place merge of {}", path.display());
+        eprintln!(
+            "completing the interrupted in-place merge of {}",
+            path.display()
+        );
     }
     eprintln!(
         "uml: warning: merging in place changes the mtime of {}: the kernel will refuse every \
@@ -236,7 +239,7 @@ fn info(path: &Path, backing: Option<&Path>, json: bool, uml_dir: &Path) -> anyh
             "sectors_in_cow": held,
             "share_in_cow": share,
             "backing_ok": check.is_ok(),
-            "backing_error": check.as_ref().err().map(|e| crate::cmd::error_chain(&anyhow::Error::from(clone_err(e)))),
+            "backing_error": check.as_ref().err().map(error_text),
             "in_use_by": in_use.as_ref().map(|(pid, umid)| serde_json::json!({"pid": pid, "umid": umid})),
             "interrupted_in_place_merge": interrupted.is_some(),
         });
@@ -261,11 +264,7 @@ fn info(path: &Path, backing: Option<&Path>, json: bool, uml_dir: &Path) -> anyh
     writeln!(out, "mtime:          {}", file.mtime())?;
     match &check {
         Ok(()) => writeln!(out, "backing check:  size and mtime match")?,
-        Err(e) => writeln!(
-            out,
-            "backing check:  FAILED: {}",
-            crate::cmd::error_chain(&anyhow::Error::from(clone_err(e)))
-        )?,
+        Err(e) => writeln!(out, "backing check:  FAILED: {}", error_text(e))?,
     }
     writeln!(
         out,
@@ -295,8 +294,8 @@ fn info(path: &Path, backing: Option<&Path>, json: bool, uml_dir: &Path) -> anyh
     Ok(())
 }
 
-/// `CowError` holds `io::Error`s and cannot be cloned; its text is all that is needed here.
-fn clone_err(e: &CowError) -> anyhow::Error {
+/// The error and its causes, joined by ": " as the binary prints them.
+fn error_text(e: &CowError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -304,7 +303,7 @@ fn clone_err(e: &CowError) -> anyhow::Error {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    anyhow::anyhow!(text)
+    text
 }
 
 fn human(bytes: u64) -> String {
@@ -353,7 +352,11 @@ impl Progress {
             return;
         }
         self.last.set(Some(now));
-        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        let frac = if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        };
         let width = 30;
         let filled = ((frac * width as f64) as usize).min(width);
         eprint!(

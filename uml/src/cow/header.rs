@@ -112,7 +112,11 @@ impl Endian {
 pub enum HeaderError {
     /// The file ends inside the header.
     #[error("the COW header is cut short: {len} bytes where version {version} needs {need}")]
-    Short { len: usize, need: usize, version: u32 },
+    Short {
+        len: usize,
+        need: usize,
+        version: u32,
+    },
     /// Only versions 1, 2 and 3 exist.
     #[error("unknown COW version {0} (versions 1, 2 and 3 exist)")]
     UnknownVersion(u32),
@@ -135,8 +139,14 @@ pub enum HeaderError {
     #[error("the COW header names no backing file")]
     PathEmpty,
     /// The path does not fit the layout (encoding only).
-    #[error("backing file name is {len} bytes long; a version {version} header holds at most {max}")]
-    PathTooLong { len: usize, max: usize, version: u32 },
+    #[error(
+        "backing file name is {len} bytes long; a version {version} header holds at most {max}"
+    )]
+    PathTooLong {
+        len: usize,
+        max: usize,
+        version: u32,
+    },
     /// A NUL inside the path (encoding only).
     #[error("backing file name contains a NUL byte")]
     PathNul,
@@ -478,7 +488,10 @@ mod tests {
     fn damaged_headers_are_errors() {
         let good = spec_example();
         assert!(matches!(parse(&good[..7]), Err(HeaderError::Short { .. })));
-        assert!(matches!(parse(&good[..4127]), Err(HeaderError::Short { .. })));
+        assert!(matches!(
+            parse(&good[..4127]),
+            Err(HeaderError::Short { .. })
+        ));
         let mut b = good.clone();
         b[24..28].copy_from_slice(&[0; 4]);
         assert_eq!(parse(&b), Err(HeaderError::AlignmentZero));

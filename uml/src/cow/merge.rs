@@ -206,7 +206,9 @@ fn write_run(
     to: usize,
 ) -> Result<u64, CowError> {
     let s = SECTOR as usize;
-    let bytes = data.get(from * s..(to * s).min(data.len())).unwrap_or_default();
+    let bytes = data
+        .get(from * s..(to * s).min(data.len()))
+        .unwrap_or_default();
     out.write_all_at(bytes, start + (from * s) as u64)
         .map_err(write_err(out_path))?;
     Ok(bytes.len() as u64)
@@ -214,10 +216,16 @@ fn write_run(
 
 /// Read the bitmap bytes of sectors `first..first + n` (`first` a multiple of 8) into `bm`,
 /// clearing bits past the end of the disk.
-fn read_bitmap(info: &CowFile, cow: &File, bm: &mut [u8], first: u64, n: u64) -> Result<(), CowError> {
+fn read_bitmap(
+    info: &CowFile,
+    cow: &File,
+    bm: &mut [u8],
+    first: u64,
+    n: u64,
+) -> Result<(), CowError> {
     cow.read_exact_at(bm, info.bitmap_offset() + first / 8)
         .map_err(read_err(info.path()))?;
-    if n % 8 != 0
+    if !n.is_multiple_of(8)
         && let Some(last) = bm.last_mut()
     {
         *last &= (1u8 << (n % 8)) - 1;
@@ -279,7 +287,7 @@ pub fn merge_to(
         let end = ((first + n) * SECTOR).min(size);
         let bm = bitmap.get_mut(..n.div_ceil(8) as usize).unwrap_or_default();
         read_bitmap(info, cow_file, bm, first, n)?;
-        let all_cow = n % 8 == 0 && bm.iter().all(|&b| b == 0xFF);
+        let all_cow = n.is_multiple_of(8) && bm.iter().all(|&b| b == 0xFF);
         let no_cow = bm.iter().all(|&b| b == 0);
         let hole = holes.is_hole(start, end);
         let last_chunk = end == size;
@@ -462,8 +470,7 @@ pub fn merge_in_place(
                 .read_exact_at(data, info.data_offset() + a)
                 .map_err(read_err(cow))?;
             stats.sectors_from_cow += run.end - run.start;
-            stats.bytes_written +=
-                write_run_in_place(&backing, &backing_path, data, a, &mut old)?;
+            stats.bytes_written += write_run_in_place(&backing, &backing_path, data, a, &mut old)?;
         }
         first += n;
         progress(end, size);

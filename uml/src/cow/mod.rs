@@ -318,7 +318,7 @@ impl CowFile {
                     source,
                 })?;
             // Bits past the disk's last sector are not part of it.
-            if n % 8 != 0
+            if !n.is_multiple_of(8)
                 && let Some(last) = chunk.last_mut()
             {
                 *last &= (1u8 << (n % 8)) - 1;
@@ -406,7 +406,11 @@ pub fn create(cow: &Path, backing: &Path, force: bool) -> Result<CowFile, CowErr
         Err(_) => false,
     };
     // write_cow_header() stores htobe32(st_mtime): the low 32 bits.
-    let header = Header::new_v3(abs.as_os_str().as_bytes().to_vec(), meta.mtime() as u32, size);
+    let header = Header::new_v3(
+        abs.as_os_str().as_bytes().to_vec(),
+        meta.mtime() as u32,
+        size,
+    );
     let bytes = header.encode().map_err(|source| CowError::Encode {
         path: abs.clone(),
         source,

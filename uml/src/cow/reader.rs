@@ -86,7 +86,8 @@ impl CowReader {
         let first = offset / SECTOR;
         let last = (end - 1) / SECTOR;
         let base = first / 8 * 8;
-        let mut bitmap = vec![0u8; usize::try_from(last / 8 - first / 8 + 1).map_err(io::Error::other)?];
+        let mut bitmap =
+            vec![0u8; usize::try_from(last / 8 - first / 8 + 1).map_err(io::Error::other)?];
         self.cow
             .read_exact_at(&mut bitmap, self.info.bitmap_offset() + first / 8)?;
         for run in Runs::new(&bitmap, base, first, last + 1) {
@@ -151,7 +152,7 @@ impl Iterator for Runs<'_> {
         while s < self.end {
             let rel = s - self.base;
             // Skip whole bytes of equal bits.
-            if rel % 8 == 0
+            if rel.is_multiple_of(8)
                 && s + 8 <= self.end
                 && usize::try_from(rel / 8)
                     .ok()
