@@ -210,10 +210,8 @@ fn write_nonzero(
             if candidate && !is_zero(sector) {
                 true
             } else if i + 1 == count && last_forced {
-                if !candidate {
-                    if let Some(sector) = data.get_mut(i * s..) {
-                        sector.fill(0);
-                    }
+                if !candidate && let Some(sector) = data.get_mut(i * s..) {
+                    sector.fill(0);
                 }
                 true
             } else {
