@@ -299,7 +299,33 @@ fn merges_of_cow_files_a_guest_wrote_match_uml_moo() {
         let share = info["share_in_cow"].as_f64().unwrap();
         assert!((share - held as f64 / (size / 512) as f64).abs() < 1e-9);
         merges_match_uml_moo(dir.path(), cow, &backing, name);
+        reader_matches_image(cow, &dir.path().join(format!("{name}-ours.img")));
     }
+}
+
+/// `CowReader::read_at` gives the merged image's bytes at odd offsets and lengths.
+fn reader_matches_image(cow: &Path, image: &Path) {
+    let reader = uml::cow::CowReader::open(cow, None).unwrap();
+    let image = fs::read(image).unwrap();
+    assert_eq!(reader.size(), image.len() as u64);
+    let size = image.len() as u64;
+    let mut at = 0u64;
+    let mut len = 1usize;
+    while at < size {
+        let mut buf = vec![0xAAu8; len];
+        let n = reader.read_at(&mut buf, at).unwrap();
+        let want = (size - at).min(len as u64) as usize;
+        assert_eq!(n, want, "read of {len} at {at}");
+        assert!(
+            buf[..n] == image[at as usize..at as usize + n],
+            "bytes at {at}+{len}"
+        );
+        at += (len as u64) * 3 + 777;
+        len = (len * 7 + 13) % 300_000 + 1;
+    }
+    let mut buf = [0u8; 16];
+    assert_eq!(reader.read_at(&mut buf, size).unwrap(), 0);
+    assert_eq!(reader.read_at(&mut buf, size - 3).unwrap(), 3);
 }
 
 /// A crafted COW file of version 1, 2 or broken 3 (§3.1 of the spec), holding `sectors`.
@@ -515,6 +541,10 @@ fn files_a_running_guest_holds_are_refused_naming_its_pid_and_umid() {
     ]);
     assert!(err.contains(&named) && err.contains("base.img"), "{err}");
     uml_ok(&["--uml-dir", &uml_dir, "cow", "merge", s(&other), s(&out)]);
+    // Reading never locks, so it works on a disk a guest is using.
+    let reader = uml::cow::CowReader::open(&cow, None).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(reader.read_at(&mut buf, 4096).unwrap(), 4096);
     // Looking is fine, and says who holds it.
     let info = json(&uml_ok(&[
         "--uml-dir",
@@ -658,4 +688,68 @@ fn rebase_points_a_cow_at_a_moved_backing_file_and_the_kernel_accepts_it() {
     assert!(log.contains("cow-says-hello"), "{log}");
     assert!(log.contains("backing-says-hello"), "{log}");
     assert!(!log.contains("mismatch"), "{log}");
+}
+
+#[test]
+fn in_place_merge_warns_and_names_other_cow_files_on_the_same_backing_file() {
+    let dir = tempdir();
+    let backing = dir.path().join("base.img");
+    make_backing(&backing, 1 << 20);
+    let cow = dir.path().join("a.cow");
+    let sibling = dir.path().join("b.cow");
+    let unrelated = dir.path().join("c.cow");
+    let other_backing = dir.path().join("other.img");
+    make_backing(&other_backing, 1 << 20);
+    uml_ok(&["cow", "create", s(&cow), s(&backing)]);
+    uml_ok(&["cow", "create", s(&sibling), s(&backing)]);
+    uml_ok(&["cow", "create", s(&unrelated), s(&other_backing)]);
+    // One page held in a.cow (bitmap at 8192, data at 12288 for a 1 MiB disk); wait a second
+    // so that writing it changes the backing file's mtime, which has whole seconds.
+    let f = OpenOptions::new().write(true).open(&cow).unwrap();
+    f.write_all_at(&[0xFF], 8192).unwrap();
+    f.write_all_at(&[0x5A; 4096], 12288).unwrap();
+    drop(f);
+    sleep(Duration::from_millis(1100));
+    let out = uml_ok(&["cow", "merge", "--in-place", s(&cow)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("changes the mtime"), "{err}");
+    assert!(err.contains(s(&sibling)), "{err}");
+    assert!(!err.contains(s(&unrelated)), "{err}");
+    // The sibling is now refused, as the warning said.
+    let err = uml_fails(&["cow", "merge", s(&sibling), s(&dir.path().join("x.img"))]);
+    assert!(err.contains("mismatch"), "{err}");
+}
+
+#[test]
+fn damaged_and_foreign_files_are_reported_not_used() {
+    let dir = tempdir();
+    let backing = dir.path().join("base.img");
+    make_backing(&backing, 1 << 20);
+    let err = uml_fails(&["cow", "info", s(&backing)]);
+    assert!(err.contains("is not a COW file"), "{err}");
+    let cow = dir.path().join("disk.cow");
+    uml_ok(&["cow", "create", s(&cow), s(&backing)]);
+    let f = OpenOptions::new().write(true).open(&cow).unwrap();
+    f.set_len(8192 + 100).unwrap();
+    drop(f);
+    let err = uml_fails(&["cow", "info", s(&cow)]);
+    assert!(err.contains("truncated"), "{err}");
+    let f = OpenOptions::new().write(true).open(&cow).unwrap();
+    f.set_len(0).unwrap();
+    // Magic, version 3, then nothing: a header cut short.
+    f.write_all_at(&[0x4F, 0x4F, 0x4F, 0x4D, 0, 0, 0, 3, 1], 0)
+        .unwrap();
+    drop(f);
+    let err = uml_fails(&["cow", "merge", s(&cow), s(&dir.path().join("out.img"))]);
+    assert!(err.contains("cut short"), "{err}");
+    let f = OpenOptions::new().write(true).open(&cow).unwrap();
+    let mut header = vec![0u8; 4200];
+    header[..8].copy_from_slice(&[0x4F, 0x4F, 0x4F, 0x4D, 0, 0, 0, 3]);
+    header[12..20].copy_from_slice(&(1u64 << 20).to_be_bytes());
+    header[20..24].copy_from_slice(&512u32.to_be_bytes());
+    header[32] = b'/';
+    f.write_all_at(&header, 0).unwrap();
+    drop(f);
+    let err = uml_fails(&["cow", "info", s(&cow)]);
+    assert!(err.contains("align == 0"), "{err}");
 }
