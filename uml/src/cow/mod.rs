@@ -517,6 +517,13 @@ pub struct LockHolder {
 
 /// Who holds an `fcntl` lock on `path`, asked with `F_GETLK` (which takes no lock).
 ///
+/// The kernel holds its locks only while the ubd device is open inside the guest (mounted, or
+/// opened by a process): `ubd_open()` opens and locks the files, and the last `ubd_release()`
+/// closes them (`ubd_kern.c`). A guest that merely has the disk configured holds no lock, so
+/// this cannot see it. (Checked on 6.1: a freshly booted guest with an unopened `ubd1=COW,B`
+/// holds nothing; `exec 3<>/dev/ubdb` in the guest makes the write lock appear, owned by the
+/// kernel's main pid.)
+///
 /// # Errors
 /// The file cannot be opened for reading or `fcntl` fails.
 pub fn holder(path: &Path) -> io::Result<Option<LockHolder>> {
