@@ -155,7 +155,9 @@ impl GuestBuilder {
             .map_err(|e| format!("cannot chmod init script: {e}"))?;
         let log_path = scratch.path().join("console.log");
         let log = fs::File::create(&log_path).map_err(|e| format!("cannot create log: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("cannot dup log: {e}"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot dup log: {e}"))?;
 
         let argv = self.argv(&init, &uml_dir);
         let mut command = Command::new(kernel());
@@ -364,7 +366,9 @@ impl Drop for Guest {
 
 /// SIGKILL every process in the process group `pgid`.
 pub fn kill_group(pgid: u32) {
-    let Ok(pgid) = i32::try_from(pgid) else { return };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
     if pgid <= 1 {
         return;
     }
@@ -376,7 +380,9 @@ pub fn kill_group(pgid: u32) {
 
 /// Whether any process of the process group `pgid` still exists.
 pub fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
     // SAFETY: kill(2) with signal 0 only checks for existence.
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
@@ -397,7 +403,9 @@ mod tests {
     #[test]
     fn guest_boots_and_drop_leaves_no_process_or_directory() {
         let guest = GuestBuilder::new("tk").boot().unwrap();
-        guest.wait_for_log("READY", Duration::from_secs(20)).unwrap();
+        guest
+            .wait_for_log("READY", Duration::from_secs(20))
+            .unwrap();
         let pid = guest.pid();
         let dir = guest.uml_dir().to_owned();
         assert!(guest.mconsole_path().exists());
@@ -425,5 +433,78 @@ mod tests {
             .boot()
             .unwrap_err();
         assert!(err.contains("log tail"), "{err}");
+    }
+}
+
+/// A temporary `uml_dir` for guests that a test starts through the `uml` binary (for example
+/// `uml run --detach`). Dropping it kills the process group of every kernel whose pid file is
+/// in it (also the helper processes of a panicked kernel), then removes the directory.
+#[derive(Debug)]
+pub struct UmlDir {
+    dir: tempfile::TempDir,
+    pids: std::sync::Mutex<Vec<u32>>,
+}
+
+impl UmlDir {
+    pub fn new() -> UmlDir {
+        UmlDir {
+            dir: short_tempdir("umlkit-d"),
+            pids: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Also kill this process group on drop (for a kernel whose pid file is already gone).
+    pub fn adopt(&self, pid: u32) {
+        if let Ok(mut p) = self.pids.lock() {
+            p.push(pid);
+        }
+    }
+
+    /// The pids in the instance directories' pid files right now.
+    pub fn kernel_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok(entries) = fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if let Ok(text) = fs::read_to_string(e.path().join("pid")) {
+                    if let Ok(pid) = text.trim().parse() {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    /// Remember the current kernels, so they are killed on drop even after their pid files go.
+    pub fn remember(&self) {
+        for pid in self.kernel_pids() {
+            self.adopt(pid);
+        }
+    }
+}
+
+impl Default for UmlDir {
+    fn default() -> Self {
+        UmlDir::new()
+    }
+}
+
+impl Drop for UmlDir {
+    fn drop(&mut self) {
+        let mut pids = self.kernel_pids();
+        if let Ok(p) = self.pids.lock() {
+            pids.extend(p.iter().copied());
+        }
+        for pid in &pids {
+            kill_group(*pid);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while pids.iter().any(|p| group_alive(*p)) && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
     }
 }

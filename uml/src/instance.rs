@@ -1,1 +1,787 @@
-//! TODO
+//! Instances: the running (and dead) UML kernels that live in a `uml_dir`.
+//!
+//! An instance is a directory `<uml_dir>/<umid>/` holding `pid` (decimal pid and `\n`) and the
+//! `mconsole` datagram socket (`arch/um/os-Linux/umid.c`). The kernel removes the directory on
+//! an orderly exit; after a panic or SIGKILL it stays behind. Discovery here never trusts the
+//! pid file alone: an instance is *running* only when that pid is alive **and** holds the
+//! socket bound at `<dir>/mconsole` (checked through `/proc/net/unix` and `/proc/<pid>/fd`), so
+//! a recycled pid is reported as stale, not as a guest.
+//!
+//! Every part of umlkit (the CLI, umlfs, the D-Bus service) uses this one discovery code and
+//! the [`Watcher`] for instances that appear and disappear.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::mconsole;
+
+/// The most bytes read from a `pid` file; a real one holds at most 11.
+const PID_FILE_LIMIT: u64 = 64;
+
+/// Errors of discovery and instance control.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("cannot find the default uml_dir: $HOME is not set (pass --uml-dir)")]
+    NoHome,
+    #[error("cannot read uml_dir {path}: {source}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "no UML instance \"{umid}\" in {uml_dir} (running instances: {})",
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+    )]
+    NotFound {
+        umid: String,
+        uml_dir: PathBuf,
+        known: Vec<String>,
+    },
+    #[error("UML instance \"{umid}\" is not running ({reason})")]
+    NotRunning { umid: String, reason: String },
+    #[error("UML instance \"{umid}\": {source}")]
+    Mconsole {
+        umid: String,
+        #[source]
+        source: mconsole::Error,
+    },
+    #[error("cannot remove stale instance directory {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("UML instance \"{umid}\" (pid {pid}) is still running after {after:?}")]
+    StillRunning {
+        umid: String,
+        pid: u32,
+        after: Duration,
+    },
+}
+
+/// The default `uml_dir`, as the kernel computes it: `$HOME/.uml`.
+///
+/// # Errors
+/// [`InstanceError::NoHome`] when `$HOME` is unset or empty (the kernel fails the same way).
+pub fn default_uml_dir() -> Result<PathBuf, InstanceError> {
+    match std::env::var_os("HOME") {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".uml")),
+        _ => Err(InstanceError::NoHome),
+    }
+}
+
+/// `dir` if given, else [`default_uml_dir`].
+pub fn uml_dir_or_default(dir: Option<&Path>) -> Result<PathBuf, InstanceError> {
+    match dir {
+        Some(d) => Ok(d.to_owned()),
+        None => default_uml_dir(),
+    }
+}
+
+/// What discovery can tell about an instance without asking the guest anything.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Liveness {
+    /// The pid is alive and holds this instance's mconsole socket.
+    Running,
+    /// The kernel has written its pid but not yet bound its mconsole socket (early boot).
+    Starting,
+    /// Nothing alive serves this directory: left behind by a panic, SIGKILL or a crash.
+    Stale { reason: String },
+}
+
+/// One instance directory in a `uml_dir`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Instance {
+    pub umid: String,
+    pub dir: PathBuf,
+    pub pid: Option<u32>,
+    #[serde(flatten)]
+    pub liveness: Liveness,
+}
+
+impl Instance {
+    /// `<dir>/mconsole`.
+    pub fn mconsole_path(&self) -> PathBuf {
+        self.dir.join("mconsole")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.liveness == Liveness::Running
+    }
+
+    /// A client for this instance's mconsole socket.
+    ///
+    /// # Errors
+    /// [`InstanceError::NotRunning`] for a stale or starting instance; otherwise the client's
+    /// connect error.
+    pub fn client(&self, timeout: Duration) -> Result<mconsole::Client, InstanceError> {
+        if !self.is_running() {
+            return Err(InstanceError::NotRunning {
+                umid: self.umid.clone(),
+                reason: self.liveness_text(),
+            });
+        }
+        mconsole::Client::connect(&self.mconsole_path())
+            .map(|c| c.with_timeout(timeout))
+            .map_err(|source| self.mconsole_error(source))
+    }
+
+    pub(crate) fn mconsole_error(&self, source: mconsole::Error) -> InstanceError {
+        InstanceError::Mconsole {
+            umid: self.umid.clone(),
+            source,
+        }
+    }
+
+    /// A short description of the liveness, for messages.
+    pub fn liveness_text(&self) -> String {
+        match &self.liveness {
+            Liveness::Running => "running".into(),
+            Liveness::Starting => "starting".into(),
+            Liveness::Stale { reason } => format!("stale: {reason}"),
+        }
+    }
+
+    /// Re-read this instance's directory.
+    pub fn refresh(&self) -> Instance {
+        let sockets = UnixSockets::read();
+        inspect(&self.dir, &self.umid, &sockets)
+    }
+}
+
+/// Every instance directory in `uml_dir`, sorted by umid. A missing `uml_dir` holds none.
+///
+/// # Errors
+/// [`InstanceError::ReadDir`] when the directory exists but cannot be read.
+pub fn discover(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
+    let entries = match fs::read_dir(uml_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(InstanceError::ReadDir {
+                path: uml_dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let sockets = UnixSockets::read();
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if !file_type.is_dir() {
+            continue;
+        }
+        let Some(umid) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        // umlkit keeps its own runtime files in dot-directories; the kernel never makes one
+        // (a umid is at most 63 bytes, and a random one is [A-Za-z0-9]{6}).
+        if umid.starts_with('.') {
+            continue;
+        }
+        found.push(inspect(&entry.path(), &umid, &sockets));
+    }
+    found.sort_by(|a, b| a.umid.cmp(&b.umid));
+    Ok(found)
+}
+
+/// The instance `umid` in `uml_dir`, whatever its liveness.
+///
+/// # Errors
+/// [`InstanceError::NotFound`] naming the running instances when there is no such directory.
+pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
+    let dir = uml_dir.join(umid);
+    if umid.is_empty() || umid.contains('/') || !dir.is_dir() {
+        let known = discover(uml_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(Instance::is_running)
+            .map(|i| i.umid)
+            .collect();
+        return Err(InstanceError::NotFound {
+            umid: umid.to_owned(),
+            uml_dir: uml_dir.to_owned(),
+            known,
+        });
+    }
+    Ok(inspect(&dir, umid, &UnixSockets::read()))
+}
+
+/// The running instance `umid`.
+///
+/// # Errors
+/// As [`find`], plus [`InstanceError::NotRunning`] for a stale or starting one.
+pub fn find_running(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
+    let instance = find(uml_dir, umid)?;
+    if !instance.is_running() {
+        return Err(InstanceError::NotRunning {
+            umid: umid.to_owned(),
+            reason: instance.liveness_text(),
+        });
+    }
+    Ok(instance)
+}
+
+/// The umid of the running instance whose kernel has host pid `pid`, if any.
+pub fn umid_of_pid(uml_dir: &Path, pid: u32) -> Option<String> {
+    discover(uml_dir)
+        .ok()?
+        .into_iter()
+        .find(|i| i.pid == Some(pid) && i.is_running())
+        .map(|i| i.umid)
+}
+
+fn inspect(dir: &Path, umid: &str, sockets: &UnixSockets) -> Instance {
+    let pid = read_pid_file(&dir.join("pid"));
+    let socket = dir.join("mconsole");
+    let liveness = match pid {
+        None => Liveness::Stale {
+            reason: "no readable pid file".into(),
+        },
+        Some(pid) if !pid_alive(pid) => Liveness::Stale {
+            reason: format!("pid {pid} is not running"),
+        },
+        Some(pid) => {
+            if !socket.exists() {
+                // The kernel writes the pid file before it binds the socket (umid.c, then
+                // the mconsole initcall), so this is a booting guest, unless the pid was
+                // recycled by something that is not a UML kernel.
+                if is_uml_kernel(pid) {
+                    Liveness::Starting
+                } else {
+                    Liveness::Stale {
+                        reason: format!("pid {pid} belongs to another program"),
+                    }
+                }
+            } else if sockets.held_by(&socket, pid) {
+                Liveness::Running
+            } else if sockets.known && !sockets.inodes_of(&socket).is_empty() {
+                Liveness::Stale {
+                    reason: format!("pid {pid} does not serve {}", socket.display()),
+                }
+            } else if !sockets.known && is_uml_kernel(pid) {
+                // /proc/net/unix unreadable: fall back to what the process is.
+                Liveness::Running
+            } else {
+                Liveness::Stale {
+                    reason: format!("nothing is bound to {}", socket.display()),
+                }
+            }
+        }
+    };
+    Instance {
+        umid: umid.to_owned(),
+        dir: dir.to_owned(),
+        pid,
+        liveness,
+    }
+}
+
+fn read_pid_file(path: &Path) -> Option<u32> {
+    let mut text = String::new();
+    fs::File::open(path)
+        .ok()?
+        .take(PID_FILE_LIMIT)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().parse().ok().filter(|&p| p > 0)
+}
+
+/// Whether a process with this pid exists (the kernel's own test in umid.c: `kill(pid, 0)`
+/// succeeds or fails with anything but ESRCH).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        Err(_) => true,
+    }
+}
+
+/// Whether `pid` runs a UML kernel: a zombie is not; a process whose argv or executable says
+/// `linux`/`vmlinux` or which has the kernel's `umid=`/`uml_dir=`-style arguments is.
+fn is_uml_kernel(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    if let Some(rest) = stat.rsplit_once(") ") {
+        if rest.1.starts_with('Z') || rest.1.starts_with('X') {
+            return false;
+        }
+    }
+    let mut cmdline = Vec::new();
+    if let Ok(f) = fs::File::open(format!("/proc/{pid}/cmdline")) {
+        let _ = f.take(64 * 1024).read_to_end(&mut cmdline);
+    }
+    cmdline.split(|&b| b == 0).any(|arg| {
+        arg.starts_with(b"umid=")
+            || arg.starts_with(b"uml_dir=")
+            || arg.starts_with(b"mem=")
+            || arg.starts_with(b"ubd")
+            || arg.starts_with(b"con")
+    }) || fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("linux") || n.starts_with("vmlinux"))
+}
+
+/// The bound unix sockets of the host (`/proc/net/unix`): path → socket inodes.
+struct UnixSockets {
+    known: bool,
+    by_path: BTreeMap<PathBuf, Vec<u64>>,
+}
+
+impl UnixSockets {
+    fn read() -> UnixSockets {
+        let Ok(text) = fs::read_to_string("/proc/net/unix") else {
+            return UnixSockets {
+                known: false,
+                by_path: BTreeMap::new(),
+            };
+        };
+        let mut by_path: BTreeMap<PathBuf, Vec<u64>> = BTreeMap::new();
+        // Num RefCount Protocol Flags Type St Inode Path
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 || !fields[7].starts_with('/') {
+                continue;
+            }
+            if let Ok(inode) = fields[6].parse::<u64>() {
+                by_path
+                    .entry(PathBuf::from(fields[7..].join(" ")))
+                    .or_default()
+                    .push(inode);
+            }
+        }
+        UnixSockets {
+            known: true,
+            by_path,
+        }
+    }
+
+    fn inodes_of(&self, path: &Path) -> &[u64] {
+        self.by_path.get(path).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether process `pid` has an open descriptor on a socket bound to `path`.
+    fn held_by(&self, path: &Path, pid: u32) -> bool {
+        let inodes: HashSet<u64> = self.inodes_of(path).iter().copied().collect();
+        if inodes.is_empty() {
+            return false;
+        }
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten().take(65_536).any(|fd| {
+            fs::read_link(fd.path())
+                .ok()
+                .and_then(|target| {
+                    let t = target
+                        .to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?;
+                    t.parse::<u64>().ok()
+                })
+                .is_some_and(|inode| inodes.contains(&inode))
+        })
+    }
+}
+
+/// Removes the stale instance directories of `uml_dir` and returns them. A directory is
+/// checked again right before it is removed, and a live instance is never touched.
+///
+/// # Errors
+/// The first directory that could not be removed; those removed before it stay removed.
+pub fn clean(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
+    let mut removed = Vec::new();
+    for instance in discover(uml_dir)? {
+        if !matches!(instance.liveness, Liveness::Stale { .. }) {
+            continue;
+        }
+        let again = instance.refresh();
+        if !matches!(again.liveness, Liveness::Stale { .. }) {
+            continue;
+        }
+        remove_instance_dir(&again.dir)?;
+        removed.push(again);
+    }
+    Ok(removed)
+}
+
+/// What the kernel itself does when it takes over a stale directory (umid.c
+/// `remove_files_and_dir`): unlink the files in it, then rmdir. Nothing recursive, so a
+/// directory a person put there is never deleted wholesale.
+fn remove_instance_dir(dir: &Path) -> Result<(), InstanceError> {
+    let err = |source| InstanceError::Remove {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in fs::read_dir(dir).map_err(err)?.flatten() {
+        if entry.file_type().map(|t| !t.is_dir()).unwrap_or(false) {
+            fs::remove_file(entry.path()).map_err(err)?;
+        }
+    }
+    fs::remove_dir(dir).map_err(err)
+}
+
+/// Whether a running guest is paused (`stop` over mconsole) or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Paused,
+}
+
+/// Tells a paused guest from a running one without changing its state.
+///
+/// A stopped UML loops in `mconsole_stop()` (`mconsole_kern.c`): its host process uses no CPU
+/// and the guest's idle time (second field of `/proc/uptime`) stops advancing while its uptime
+/// goes on. A running guest either idles (idle time advances) or is busy (its host processes
+/// use CPU). Two samples `window` apart tell which.
+///
+/// # Errors
+/// The mconsole error when the guest does not answer.
+pub fn run_state(
+    instance: &Instance,
+    client: &mconsole::Client,
+    window: Duration,
+) -> Result<RunState, InstanceError> {
+    let sample = || -> Result<(f64, u64), InstanceError> {
+        let text = client
+            .proc_file("uptime")
+            .map_err(|e| instance.mconsole_error(e))?;
+        let idle = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        Ok((idle, instance.pid.map(group_cpu_ticks).unwrap_or(0)))
+    };
+    let (idle0, cpu0) = sample()?;
+    thread::sleep(window);
+    let (idle1, cpu1) = sample()?;
+    // The proc reads themselves cost the host a tick now and then; a paused guest shows no
+    // idle progress and at most that.
+    if idle1 > idle0 || cpu1.saturating_sub(cpu0) > 2 {
+        Ok(RunState::Running)
+    } else {
+        Ok(RunState::Paused)
+    }
+}
+
+/// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
+fn group_cpu_ticks(pgid: u32) -> u64 {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0u64;
+    for entry in procs.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        // Fields after the comm: state(3) ppid(4) pgrp(5) ... utime(14) stime(15).
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 12 && f[2].parse::<u32>().ok() == Some(pgid) {
+            total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// How [`shutdown`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownStep {
+    /// The guest powered off after ctrl-alt-del.
+    CtrlAltDel,
+    /// The guest ignored ctrl-alt-del (or rebooted) and stopped after mconsole `halt`.
+    Halt,
+    /// It did not answer; SIGTERM to the kernel made it clean up and exit.
+    Terminate,
+    /// Nothing else worked; its whole process group was killed.
+    Kill,
+}
+
+/// Stops a guest, gently first: `cad` and up to `grace` for it to exit; then `halt` and a few
+/// seconds; then SIGTERM to the kernel (it cleans up and exits); then SIGKILL to its process
+/// group (the kernel's helper processes survive a SIGKILL of the main pid alone).
+/// A paused guest is resumed first, since a stopped UML cannot run ctrl-alt-del.
+///
+/// # Errors
+/// [`InstanceError::NotRunning`] when it was not running to begin with;
+/// [`InstanceError::StillRunning`] when even SIGKILL did not end it.
+pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, InstanceError> {
+    let pid = instance
+        .pid
+        .filter(|_| instance.is_running())
+        .ok_or_else(|| InstanceError::NotRunning {
+            umid: instance.umid.clone(),
+            reason: instance.liveness_text(),
+        })?;
+    let short = Duration::from_secs(2);
+    if let Ok(client) = instance.client(short) {
+        // A stopped UML answers every command inline but runs nothing else; resume it.
+        let _ = client.go();
+        if client.cad().is_ok() {
+            if wait_gone(instance, pid, grace) {
+                return Ok(ShutdownStep::CtrlAltDel);
+            }
+        }
+        // After cad the kernel may have rebooted (re-exec, same pid, a new socket).
+        if let Ok(client) = instance.refresh().client(short) {
+            let _ = client.go();
+            let _ = client.halt();
+            if wait_gone(instance, pid, Duration::from_secs(5)) {
+                return Ok(ShutdownStep::Halt);
+            }
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    if wait_gone(instance, pid, Duration::from_secs(5)) {
+        return Ok(ShutdownStep::Terminate);
+    }
+    kill_group(pid);
+    if wait_gone(instance, pid, Duration::from_secs(5)) {
+        return Ok(ShutdownStep::Kill);
+    }
+    Err(InstanceError::StillRunning {
+        umid: instance.umid.clone(),
+        pid,
+        after: grace,
+    })
+}
+
+/// SIGKILL to the process group of a UML kernel (its pid: the kernel calls `setsid()`).
+pub fn kill_group(pid: u32) {
+    if let Ok(p) = i32::try_from(pid) {
+        if p > 1 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Waits until the process `pid` is gone (or a zombie) and no longer serves this instance.
+fn wait_gone(instance: &Instance, pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !pid_alive(pid) || !is_uml_kernel(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let _ = instance;
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What [`wait`] waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Until the instance answers on its mconsole socket.
+    Booted,
+    /// Until its kernel process is gone.
+    Exited,
+}
+
+/// Waits until the instance `umid` has booted (its mconsole answers `version`) or exited.
+/// An instance that does not exist yet is waited for too.
+///
+/// # Errors
+/// [`InstanceError::StillRunning`] / [`InstanceError::NotRunning`] at the deadline.
+pub fn wait(
+    uml_dir: &Path,
+    umid: &str,
+    what: WaitFor,
+    timeout: Duration,
+) -> Result<Instance, InstanceError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = find(uml_dir, umid);
+        match (what, &found) {
+            (WaitFor::Booted, Ok(i)) if i.is_running() => {
+                if let Ok(c) = i.client(Duration::from_millis(500)) {
+                    if c.version().is_ok() {
+                        return Ok(i.clone());
+                    }
+                }
+            }
+            (WaitFor::Exited, Err(InstanceError::NotFound { .. })) => {
+                return Ok(Instance {
+                    umid: umid.to_owned(),
+                    dir: uml_dir.join(umid),
+                    pid: None,
+                    liveness: Liveness::Stale {
+                        reason: "exited".into(),
+                    },
+                });
+            }
+            (WaitFor::Exited, Ok(i)) if matches!(i.liveness, Liveness::Stale { .. }) => {
+                return Ok(i.clone());
+            }
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return match (what, found) {
+                (WaitFor::Exited, Ok(i)) => Err(InstanceError::StillRunning {
+                    umid: umid.to_owned(),
+                    pid: i.pid.unwrap_or(0),
+                    after: timeout,
+                }),
+                (_, Ok(i)) => Err(InstanceError::NotRunning {
+                    umid: umid.to_owned(),
+                    reason: format!("not booted after {timeout:?} ({})", i.liveness_text()),
+                }),
+                (_, Err(e)) => Err(e),
+            };
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A change in a watched `uml_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceEvent {
+    /// A new instance directory, or one whose liveness changed (starting → running, running →
+    /// stale).
+    Changed(Instance),
+    /// The instance directory is gone (an orderly exit, or `uml clean`).
+    Removed { umid: String },
+}
+
+/// Watches a `uml_dir` for instances that appear, change and disappear.
+///
+/// Events come from the `notify` crate (inotify) and are confirmed by a rescan, so every event
+/// reflects the directory as it is; a periodic rescan (every `poll`) also catches what inotify
+/// cannot see: a kernel killed by SIGKILL leaves its directory unchanged while its pid dies.
+#[derive(Debug)]
+pub struct Watcher {
+    _watcher: notify::RecommendedWatcher,
+    _stop: mpsc::Sender<()>,
+}
+
+impl Watcher {
+    /// Starts watching `uml_dir` (created if missing, as the kernel would). Events arrive on
+    /// the returned channel; the current instances arrive first as `Changed`.
+    ///
+    /// # Errors
+    /// [`InstanceError::Watch`] when inotify cannot watch the directory.
+    pub fn start(
+        uml_dir: &Path,
+        poll: Duration,
+    ) -> Result<(Watcher, mpsc::Receiver<InstanceEvent>), InstanceError> {
+        use notify::Watcher as _;
+        let _ = fs::create_dir_all(uml_dir);
+        let (kick_tx, kick_rx) = mpsc::channel::<()>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (event_tx, event_rx) = mpsc::channel();
+        let kick = kick_tx.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+                let _ = kick.send(());
+            })
+            .map_err(|source| InstanceError::Watch {
+                path: uml_dir.to_owned(),
+                source,
+            })?;
+        watcher
+            .watch(uml_dir, notify::RecursiveMode::Recursive)
+            .map_err(|source| InstanceError::Watch {
+                path: uml_dir.to_owned(),
+                source,
+            })?;
+        let dir = uml_dir.to_owned();
+        thread::Builder::new()
+            .name("uml-dir-watch".into())
+            .spawn(move || watch_loop(&dir, poll, &kick_rx, &stop_rx, &event_tx))
+            .map_err(|source| InstanceError::Watch {
+                path: uml_dir.to_owned(),
+                source: notify::Error::io(source),
+            })?;
+        Ok((
+            Watcher {
+                _watcher: watcher,
+                _stop: stop_tx,
+            },
+            event_rx,
+        ))
+    }
+}
+
+fn watch_loop(
+    dir: &Path,
+    poll: Duration,
+    kick: &mpsc::Receiver<()>,
+    stop: &mpsc::Receiver<()>,
+    events: &mpsc::Sender<InstanceEvent>,
+) {
+    let mut known: BTreeMap<String, Instance> = BTreeMap::new();
+    loop {
+        if matches!(stop.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
+            return;
+        }
+        let now: BTreeMap<String, Instance> = discover(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.umid.clone(), i))
+            .collect();
+        for (umid, instance) in &now {
+            if known.get(umid) != Some(instance)
+                && events
+                    .send(InstanceEvent::Changed(instance.clone()))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        for umid in known.keys() {
+            if !now.contains_key(umid)
+                && events
+                    .send(InstanceEvent::Removed { umid: umid.clone() })
+                    .is_err()
+            {
+                return;
+            }
+        }
+        known = now;
+        match kick.recv_timeout(poll) {
+            Ok(()) => {
+                // Coalesce a burst (a boot makes several files) into one rescan.
+                thread::sleep(Duration::from_millis(20));
+                while kick.try_recv().is_ok() {}
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

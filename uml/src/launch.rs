@@ -1,1 +1,732 @@
-//! TODO
+//! Launching and supervising a UML kernel.
+//!
+//! [`Launch`] spawns the kernel with an argv built by the option model, learns that it booted
+//! from its notify socket (`mconsole=notify:`), supervises it and collects its exit status.
+//! [`DefaultGuest`] is the built-in guest of `uml run`: the host's `/` as a read-only hostfs
+//! root, tmpfs where a shell needs to write, and either an interactive shell or one command
+//! whose output and exit status come back to the host.
+//!
+//! Kernel facts this relies on (checked against the 6.1 kernel):
+//! * `main()` calls `setsid()`, so the kernel must not be started as a process-group leader, and
+//!   its helper processes share its process group: cleanup kills the group, not the pid.
+//! * On a panic it sends SIGTERM to its own process group and aborts (SIGABRT); the instance
+//!   directory stays behind.
+//! * `/proc/exitcode` sets the exit status of a halt or poweroff.
+//! * `conN` is the guest's `/dev/ttyN`; `null,fd:N` is a channel pair with no input that writes to
+//!   host descriptor N; `console=ttyN` sends the kernel's own messages (the boot log) there.
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::mconsole::{Notification, NotifyListener};
+
+/// The message the built-in guest's init writes to `/proc/mconsole` once userspace is up.
+pub const BOOTED_MESSAGE: &[u8] = b"umlkit: booted\n";
+
+/// The most of a boot log that an error message quotes.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Errors of launching and supervising a kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(
+        "cannot run the UML kernel {}: {source} (install the user-mode-linux package, or pass --kernel PATH)",
+        kernel.display()
+    )]
+    Kernel {
+        kernel: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "umid \"{umid}\" is already in use by pid {pid} (choose another --umid, or stop that guest)"
+    )]
+    UmidInUse { umid: String, pid: u32 },
+    #[error("cannot prepare {}: {source}", path.display())]
+    Prepare {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen for the guest's notifications on {}: {source}", path.display())]
+    Notify {
+        path: PathBuf,
+        #[source]
+        source: crate::mconsole::Error,
+    },
+    #[error("the guest panicked: {message}{}", tail_text(log_tail))]
+    Panicked { message: String, log_tail: String },
+    #[error(
+        "the kernel exited ({status}) before the guest booted{}",
+        tail_text(log_tail)
+    )]
+    ExitedEarly { status: String, log_tail: String },
+    #[error(
+        "the guest did not boot within {after:?}; it was killed{}",
+        tail_text(log_tail)
+    )]
+    BootTimeout { after: Duration, log_tail: String },
+    #[error("waiting for the kernel failed: {0}")]
+    Wait(#[source] io::Error),
+}
+
+fn tail_text(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n--- last lines of the boot log ---\n{tail}")
+    }
+}
+
+/// Where the kernel's console and boot log go.
+#[derive(Debug, Clone)]
+pub enum Console {
+    /// con0 reads and writes the launcher's stdin/stdout, con1 writes its stderr; the boot log
+    /// goes to `log` (descriptor 3 of the kernel). With `stdin_as_text`, stdin (not a terminal)
+    /// is copied through a pipe and its end is sent as the tty's EOF character (^D), because
+    /// the kernel turns end of file on a console channel into a hangup, which a guest command
+    /// that opens the line later never sees.
+    Terminal { log: PathBuf, stdin_as_text: bool },
+    /// Everything goes to `log`; stdin is /dev/null (a detached guest).
+    Log { log: PathBuf },
+}
+
+impl Console {
+    fn log(&self) -> &Path {
+        match self {
+            Console::Terminal { log, .. } | Console::Log { log } => log,
+        }
+    }
+}
+
+/// How to start one kernel.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub kernel: PathBuf,
+    /// The kernel's argv (without the binary), as rendered by the option model. The launcher
+    /// adds `mconsole=notify:` for its own socket.
+    pub args: Vec<String>,
+    pub umid: String,
+    pub uml_dir: PathBuf,
+    pub console: Console,
+    /// The kernel's working directory: relative ubd paths resolve against it, and the kernel
+    /// opens `root_fs` there by default, so it is a private directory, not the user's.
+    pub cwd: PathBuf,
+    /// Where the notify socket is bound.
+    pub notify_socket: PathBuf,
+}
+
+/// A started kernel.
+#[derive(Debug)]
+pub struct Running {
+    pub umid: String,
+    pub pid: u32,
+    child: Child,
+    events: mpsc::Receiver<Notification>,
+    log: PathBuf,
+    panic: Option<String>,
+    booted: bool,
+    userspace_up: bool,
+    status: Option<ExitStatus>,
+    notify_socket: PathBuf,
+    stdin_pipe: Option<std::process::ChildStdin>,
+    _listener_stop: mpsc::Sender<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.notify_socket);
+    }
+}
+
+/// Copies our stdin into the kernel's, then ends it with the EOF character: once after a
+/// complete line, twice after a partial one (the first ^D only pushes the partial line).
+fn copy_stdin_as_text(mut pipe: std::process::ChildStdin) {
+    use std::io::Write;
+    let mut stdin = io::stdin().lock();
+    let mut buf = [0u8; 16 * 1024];
+    let mut last = b'\n';
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                last = buf[n - 1];
+                if pipe.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let eof: &[u8] = if last == b'\n' { b"\x04" } else { b"\x04\x04" };
+    let _ = pipe.write_all(eof);
+    // Keep the pipe open: closing it would hang up the guest's console.
+    std::mem::forget(pipe);
+}
+
+impl Launch {
+    /// Starts the kernel.
+    ///
+    /// # Errors
+    /// [`LaunchError::UmidInUse`] when a live kernel owns the umid (the kernel itself would
+    /// silently take a random one); [`LaunchError::Kernel`] when the binary cannot be run.
+    pub fn spawn(&self) -> Result<Running, LaunchError> {
+        if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid) {
+            if let (Some(pid), true) = (
+                existing.pid,
+                existing.pid.is_some_and(crate::instance::pid_alive),
+            ) {
+                if !matches!(existing.liveness, crate::instance::Liveness::Stale { .. }) {
+                    return Err(LaunchError::UmidInUse {
+                        umid: self.umid.clone(),
+                        pid,
+                    });
+                }
+            }
+        }
+        fn prepare(path: &Path) -> impl FnOnce(io::Error) -> LaunchError + '_ {
+            move |source| LaunchError::Prepare {
+                path: path.to_owned(),
+                source,
+            }
+        }
+        fs::create_dir_all(&self.uml_dir).map_err(prepare(&self.uml_dir))?;
+        fs::create_dir_all(&self.cwd).map_err(prepare(&self.cwd))?;
+        let _ = fs::remove_file(&self.notify_socket);
+        let listener =
+            NotifyListener::bind(&self.notify_socket).map_err(|source| LaunchError::Notify {
+                path: self.notify_socket.clone(),
+                source,
+            })?;
+
+        let log_path = self.console.log();
+        let log = fs::File::create(log_path).map_err(prepare(log_path))?;
+        let mut args = self.args.clone();
+        args.push(format!("mconsole=notify:{}", self.notify_socket.display()));
+
+        let mut command = Command::new(&self.kernel);
+        command.args(&args).current_dir(&self.cwd);
+        match &self.console {
+            Console::Terminal { stdin_as_text, .. } => {
+                command
+                    .stdin(if *stdin_as_text {
+                        Stdio::piped()
+                    } else {
+                        Stdio::inherit()
+                    })
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::inherit());
+            }
+            Console::Log { .. } => {
+                let out = log.try_clone().map_err(prepare(log_path))?;
+                let err = log.try_clone().map_err(prepare(log_path))?;
+                command.stdin(Stdio::null()).stdout(out).stderr(err);
+            }
+        }
+        let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log);
+        // SAFETY: between fork and exec only sigemptyset(3), pthread_sigmask(2), dup2(2) and
+        // fcntl(2) run, all async-signal-safe, on a local sigset and plain descriptors. They
+        // give the kernel an empty signal mask (the launcher blocks SIGINT/SIGTERM for its
+        // signal thread, and a blocked SIGTERM would make the kernel unstoppable) and make the
+        // log file its descriptor 3 (the boot log channel) without close-on-exec. `log_fd`
+        // stays open in the parent until spawn returns.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if log_fd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(log_fd, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        tracing::info!(kernel = %self.kernel.display(), ?args, "starting UML kernel");
+        let mut child = command.spawn().map_err(|source| LaunchError::Kernel {
+            kernel: self.kernel.clone(),
+            source,
+        })?;
+        drop(log);
+        let stdin_pipe = child.stdin.take();
+
+        let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        thread::Builder::new()
+            .name("uml-notify".into())
+            .spawn(move || {
+                let listener = listener;
+                loop {
+                    if matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
+                        return;
+                    }
+                    match listener.recv(Duration::from_millis(100)) {
+                        Ok(Some(n)) => {
+                            if tx.send(n).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!("ignoring a bad notify datagram: {e}"),
+                    }
+                }
+            })
+            .map_err(prepare(&self.notify_socket))?;
+
+        Ok(Running {
+            umid: self.umid.clone(),
+            pid: child.id(),
+            child,
+            events: rx,
+            log: log_path.to_owned(),
+            panic: None,
+            booted: false,
+            userspace_up: false,
+            status: None,
+            notify_socket: self.notify_socket.clone(),
+            stdin_pipe,
+            _listener_stop: stop_tx,
+        })
+    }
+}
+
+impl Running {
+    fn absorb(&mut self, n: Notification) {
+        match n {
+            Notification::Socket { .. } => self.booted = true,
+            Notification::Panic { message } => {
+                self.panic = Some(message.trim_end_matches('\0').trim().to_owned());
+            }
+            Notification::User { data } => {
+                if data == BOOTED_MESSAGE {
+                    self.userspace_up = true;
+                }
+            }
+            Notification::Hang => {}
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(n) = self.events.try_recv() {
+            self.absorb(n);
+        }
+    }
+
+    /// Waits until the kernel's mconsole is up (the notify socket's first message) and, with
+    /// `userspace`, until the built-in guest's init reported [`BOOTED_MESSAGE`].
+    ///
+    /// # Errors
+    /// A panic, an early exit, or the timeout (the guest is then killed); each with the tail
+    /// of the boot log.
+    pub fn wait_booted(&mut self, timeout: Duration, userspace: bool) -> Result<(), LaunchError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain();
+            if let Some(message) = self.panic.clone() {
+                self.kill();
+                return Err(LaunchError::Panicked {
+                    message,
+                    log_tail: self.log_tail(),
+                });
+            }
+            if self.booted && (!userspace || self.userspace_up) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait().map_err(LaunchError::Wait)? {
+                self.status = Some(status);
+                // A panic message may still be on its way.
+                if let Ok(n) = self.events.recv_timeout(Duration::from_millis(100)) {
+                    self.absorb(n);
+                    self.drain();
+                }
+                if let Some(message) = self.panic.clone() {
+                    return Err(LaunchError::Panicked {
+                        message,
+                        log_tail: self.log_tail(),
+                    });
+                }
+                return Err(LaunchError::ExitedEarly {
+                    status: describe_status(status),
+                    log_tail: self.log_tail(),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.kill();
+                return Err(LaunchError::BootTimeout {
+                    after: timeout,
+                    log_tail: self.log_tail(),
+                });
+            }
+            if let Ok(n) = self
+                .events
+                .recv_timeout((deadline - now).min(Duration::from_millis(50)))
+            {
+                self.absorb(n);
+            }
+        }
+    }
+
+    /// Starts copying our stdin to the guest (with [`Console::Terminal`]`{ stdin_as_text }`).
+    ///
+    /// Call it once the guest holds its console line open ([`Running::wait_booted`] with
+    /// `userspace`): the kernel watches a console's input descriptor with edge-triggered epoll
+    /// from the moment the line is opened, so input that is already waiting in the pipe then
+    /// would never be read.
+    pub fn feed_stdin(&mut self) {
+        if let Some(pipe) = self.stdin_pipe.take() {
+            let spawned = thread::Builder::new()
+                .name("uml-stdin".into())
+                .spawn(move || copy_stdin_as_text(pipe));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot copy stdin to the guest: {e}");
+            }
+        }
+    }
+
+    /// Waits for the kernel to exit and returns how it ended.
+    ///
+    /// # Errors
+    /// [`LaunchError::Wait`] when waitpid fails.
+    pub fn wait(&mut self) -> Result<Outcome, LaunchError> {
+        let status = match self.status {
+            Some(s) => s,
+            None => {
+                let s = self.child.wait().map_err(LaunchError::Wait)?;
+                self.status = Some(s);
+                s
+            }
+        };
+        if let Ok(n) = self.events.recv_timeout(Duration::from_millis(50)) {
+            self.absorb(n);
+        }
+        self.drain();
+        // Whatever is left of the process group (helpers of a panicked kernel) goes too.
+        crate::instance::kill_group(self.pid);
+        Ok(Outcome {
+            status,
+            panic: self.panic.clone(),
+        })
+    }
+
+    /// Sends SIGTERM to the kernel: it cleans up its instance directory and exits.
+    pub fn terminate(&self) {
+        if let Ok(pid) = i32::try_from(self.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+
+    /// Kills the kernel's whole process group and reaps it.
+    pub fn kill(&mut self) {
+        crate::instance::kill_group(self.pid);
+        if self.status.is_none() {
+            self.status = self.child.wait().ok();
+        }
+    }
+
+    /// The last lines of the boot log.
+    pub fn log_tail(&self) -> String {
+        read_tail(&self.log, LOG_TAIL_LINES)
+    }
+
+    /// Detaches: the kernel keeps running after this launcher exits.
+    /// (Dropping a `Child` neither kills nor waits for it; no one listens on the notify socket
+    /// any more, so it is removed.)
+    pub fn detach(self) {
+        drop(self);
+    }
+}
+
+/// How a kernel ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    /// The panic message, when the guest panicked.
+    pub panic: Option<String>,
+}
+
+impl Outcome {
+    /// The guest's exit code: what it wrote to `/proc/exitcode` on a clean halt.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// `exit status 3`, `killed by signal 6 (SIGABRT)`.
+pub fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        format!("exit status {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        format!("killed by signal {sig} ({name})")
+    } else {
+        status.to_string()
+    }
+}
+
+/// The last `lines` lines of a file, reading at most its last 64 KiB.
+pub fn read_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(64 * 1024);
+    let mut buf = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What the built-in guest runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// An interactive login shell on the user's terminal.
+    Shell,
+    /// One command; its exit status becomes the kernel's.
+    Command(Vec<String>),
+}
+
+/// The built-in guest of `uml run`: host `/` read-only over hostfs, tmpfs on the directories a
+/// shell writes to, proc/sys/dev mounted, the payload in the user's working directory.
+#[derive(Debug, Clone)]
+pub struct DefaultGuest {
+    pub payload: Payload,
+    /// The guest command's working directory (the host path, which is the same in the guest).
+    pub cwd: PathBuf,
+    /// Environment for the payload.
+    pub env: Vec<(String, String)>,
+    /// Host directories mounted read-write at the same path in the guest.
+    pub writable: Vec<PathBuf>,
+    /// Whether the host's stdin and stdout are terminals; if not, the guest's tty is made raw
+    /// so bytes pass unchanged (no echo of piped input, no `\r` added to output).
+    pub stdin_tty: bool,
+    pub stdout_tty: bool,
+}
+
+/// Directories that get a tmpfs, so a shell and ordinary tools can write.
+pub const TMPFS_DIRS: &[&str] = &[
+    "/tmp",
+    "/run",
+    "/var/tmp",
+    "/var/log",
+    "/var/cache",
+    "/var/lib/sudo",
+];
+
+/// `'...'` quoting for sh.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=+:,@%".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl DefaultGuest {
+    /// The kernel arguments of the built-in guest, before any the user adds.
+    pub fn kernel_args(&self, init: &Path, mem: &str, umid: &str, uml_dir: &Path) -> Vec<String> {
+        vec![
+            format!("mem={mem}"),
+            "root=/dev/root".into(),
+            "rootfstype=hostfs".into(),
+            "rootflags=/".into(),
+            "ro".into(),
+            format!("init={}", init.display()),
+            // Debian's default for con1-15 does not parse; silence the lines we don't use.
+            "con=null".into(),
+            "con0=fd:0,fd:1".into(),
+            "con1=null,fd:2".into(),
+            "con2=null,fd:3".into(),
+            "console=tty2".into(),
+            "quiet".into(),
+            format!("umid={umid}"),
+            format!("uml_dir={}", uml_dir.display()),
+        ]
+    }
+
+    /// The init script (runs as the guest's pid 1).
+    pub fn init_script(&self) -> String {
+        let mut s = String::from("#!/bin/sh\n# init of a guest started by `uml run`\n");
+        s.push_str(
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n",
+        );
+        s.push_str("mount -t proc proc /proc\nmount -t sysfs sysfs /sys\n");
+        s.push_str("mount -t devtmpfs devtmpfs /dev 2>/dev/null\n");
+        s.push_str("mkdir -p /dev/pts /dev/shm 2>/dev/null\n");
+        s.push_str("mount -t devpts -o gid=5,mode=620 devpts /dev/pts 2>/dev/null\n");
+        s.push_str("mount -t tmpfs tmpfs /dev/shm 2>/dev/null\n");
+        for dir in TMPFS_DIRS {
+            s.push_str(&format!(
+                "[ -d {dir} ] && mount -t tmpfs -o mode=1777 tmpfs {dir}\n"
+            ));
+        }
+        // Host directories that must stay visible: the writable ones, and the working
+        // directory when a tmpfs above hid it (a project under /tmp). hostfs takes the host
+        // path as its mount data.
+        let hidden = |p: &Path| TMPFS_DIRS.iter().any(|t| p.starts_with(t));
+        for dir in &self.writable {
+            let d = sh_quote(&dir.to_string_lossy());
+            s.push_str(&format!(
+                "mkdir -p {d} 2>/dev/null; mount -t hostfs -o {d} hostfs {d}\n"
+            ));
+        }
+        if hidden(&self.cwd) && !self.writable.iter().any(|w| self.cwd.starts_with(w)) {
+            let d = sh_quote(&self.cwd.to_string_lossy());
+            s.push_str(&format!(
+                "mkdir -p {d} 2>/dev/null; mount -r -t hostfs -o {d} hostfs {d}\n"
+            ));
+        }
+        s.push_str("hostname uml 2>/dev/null\n");
+        // ctrl-alt-del (mconsole `cad`, `uml shutdown`) becomes SIGINT to init: power off.
+        s.push_str("echo 0 > /proc/sys/kernel/ctrl-alt-del\n");
+        s.push_str(
+            "trap 'kill -TERM $child 2>/dev/null; sync; poweroff -f >/dev/null 2>&1' INT TERM\n",
+        );
+        // Hold the console line open for the guest's whole life: its input buffer is flushed
+        // when the last opener closes it.
+        s.push_str("exec 3<>/dev/tty0\n");
+        if !self.stdin_tty {
+            // Input is text from a pipe, ended by ^D: no echo, no editing characters.
+            s.push_str("stty -echo -icrnl -isig -iexten -ixon erase undef kill undef werase undef lnext undef rprnt undef eol undef eol2 undef <&3 2>/dev/null\n");
+        }
+        if !self.stdout_tty {
+            s.push_str(
+                "stty -opost < /dev/tty0 2>/dev/null\nstty -opost < /dev/tty1 2>/dev/null\n",
+            );
+        }
+        for (k, v) in &self.env {
+            s.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
+        }
+        s.push_str(&format!(
+            "cd {} 2>/dev/null || cd /\n",
+            sh_quote(&self.cwd.to_string_lossy())
+        ));
+        s.push_str(&format!(
+            "printf '{}' > /proc/mconsole 2>/dev/null\n",
+            String::from_utf8_lossy(BOOTED_MESSAGE).replace('\n', "\\n")
+        ));
+        let run = match &self.payload {
+            Payload::Shell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
+                 setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1 &\n"
+                .to_owned(),
+            Payload::Command(argv) => {
+                let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
+                let ctty = if self.stdin_tty { "-c " } else { "" };
+                format!(
+                    "setsid {ctty}-w {} </dev/tty0 >/dev/tty0 2>/dev/tty1 &\n",
+                    words.join(" ")
+                )
+            }
+        };
+        s.push_str(&run);
+        s.push_str("child=$!\nwait $child\nstatus=$?\n");
+        s.push_str("echo $status > /proc/exitcode\nsync\npoweroff -f >/dev/null 2>&1\n");
+        s
+    }
+
+    /// Writes the init script, executable, to `path`.
+    ///
+    /// # Errors
+    /// [`LaunchError::Prepare`] when it cannot be written.
+    pub fn write_init(&self, path: &Path) -> Result<(), LaunchError> {
+        let err = |source| LaunchError::Prepare {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(err)?;
+        }
+        fs::write(path, self.init_script()).map_err(err)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(err)
+    }
+}
+
+/// The directory where umlkit keeps a launch's runtime files (init script, boot log, notify
+/// socket): `<uml_dir>/.umlkit`, or a directory under /tmp when that would make the notify
+/// socket's path longer than a unix socket allows (107 bytes).
+pub fn runtime_dir(uml_dir: &Path, umid: &str) -> PathBuf {
+    let preferred = uml_dir.join(".umlkit");
+    let socket = preferred.join(format!("{umid}.notify"));
+    if socket.as_os_str().len() <= 107 {
+        preferred
+    } else {
+        PathBuf::from(format!("/tmp/umlkit-{}", nix::unistd::getuid()))
+    }
+}
+
+/// A umid for a guest that was not given one: `run-` and six characters.
+pub fn fresh_umid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let mut n = h.finish();
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut s = String::from("run-");
+    for _ in 0..6 {
+        s.push(alphabet[(n % alphabet.len() as u64) as usize] as char);
+        n /= alphabet.len() as u64;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(sh_quote("make"), "make");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn fresh_umids_fit_the_kernel_limit_and_differ() {
+        let a = fresh_umid();
+        let b = fresh_umid();
+        assert!(a.len() <= 63);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn runtime_dir_falls_back_when_the_socket_path_would_be_too_long() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
+        assert!(runtime_dir(&long, "g").to_string_lossy().starts_with("/tmp/umlkit-"));
+        assert_eq!(
+            runtime_dir(Path::new("/h/.uml"), "g"),
+            Path::new("/h/.uml/.umlkit")
+        );
+    }
+}

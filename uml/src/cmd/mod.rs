@@ -2,7 +2,10 @@
 //! `run` function that calls the library.
 
 pub mod check;
+pub mod control;
 pub mod cow;
+pub mod instances;
+pub mod run;
 pub mod switch;
 
 use std::path::PathBuf;
@@ -33,8 +36,47 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Boot a guest over the host's / with a shell, or run one command in a fresh guest
+    Run(run::Args),
     /// Validate a UML kernel command line and explain what the kernel would do with it
     Check(check::Args),
+    /// List the instances in the uml_dir with their state, memory, uptime and kernel
+    #[command(visible_alias = "ls")]
+    List(instances::ListArgs),
+    /// Remove the directories that dead guests left in the uml_dir (never a live one)
+    Clean(instances::CleanArgs),
+    /// Wait until a guest has booted (answers on its mconsole), or with --exited, has exited
+    Wait(instances::WaitArgs),
+    /// Stop a guest: ctrl-alt-del, then halt, then a signal, each after a timeout
+    Shutdown(instances::ShutdownArgs),
+    /// Print the guest kernel's version (mconsole `version`)
+    Version(control::Plain),
+    /// Halt the guest at once, without syncing its disks (mconsole `halt`)
+    Halt(control::Plain),
+    /// Restart the guest kernel at once (mconsole `reboot`)
+    Reboot(control::Plain),
+    /// Send ctrl-alt-del to the guest (mconsole `cad`)
+    Cad(control::Plain),
+    /// Run a SysRq key in the guest and print its output (mconsole `sysrq`)
+    Sysrq(control::SysrqArgs),
+    /// Freeze the whole guest (mconsole `stop`)
+    Pause(control::Plain),
+    /// Resume a paused guest (mconsole `go`)
+    Resume(control::Plain),
+    /// Query a device's configuration, or hot-add or change one (mconsole `config`)
+    Config(control::ConfigArgs),
+    /// Hot-remove a device (mconsole `remove`)
+    Remove(control::RemoveArgs),
+    /// Write text into the guest's kernel log (mconsole `log`)
+    Log(control::LogArgs),
+    /// Print a file of the guest's /proc (mconsole `proc`)
+    Proc(control::ProcArgs),
+    /// Print the kernel stack of a guest process (mconsole `stack`)
+    Stack(control::StackArgs),
+    /// Send raw mconsole commands, or talk to the guest at a prompt like uml_mconsole
+    Mconsole(control::MconsoleArgs),
+    /// Attach this terminal to a guest console or serial line backed by a host pty
+    Console(control::ConsoleArgs),
     /// Create, inspect, merge and rebase COW disk files
     Cow(cow::Args),
     /// A userspace Ethernet switch for the kernel's `daemon` transport
@@ -44,7 +86,26 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
+        Command::Run(args) => run::run(args, &global),
         Command::Check(args) => check::run(args, &global),
+        Command::List(args) => instances::list(args, &global),
+        Command::Clean(args) => instances::clean(args, &global),
+        Command::Wait(args) => instances::wait(args, &global),
+        Command::Shutdown(args) => instances::shutdown(args, &global),
+        Command::Version(a) => control::plain(control::Op::Version, a, &global),
+        Command::Halt(a) => control::plain(control::Op::Halt, a, &global),
+        Command::Reboot(a) => control::plain(control::Op::Reboot, a, &global),
+        Command::Cad(a) => control::plain(control::Op::Cad, a, &global),
+        Command::Pause(a) => control::plain(control::Op::Pause, a, &global),
+        Command::Resume(a) => control::plain(control::Op::Resume, a, &global),
+        Command::Sysrq(a) => control::sysrq(a, &global),
+        Command::Config(a) => control::config(a, &global),
+        Command::Remove(a) => control::remove(a, &global),
+        Command::Log(a) => control::log(a, &global),
+        Command::Proc(a) => control::proc_file(a, &global),
+        Command::Stack(a) => control::stack(a, &global),
+        Command::Mconsole(a) => control::mconsole(a, &global),
+        Command::Console(a) => control::console(a, &global),
         Command::Cow(args) => cow::run(args, &global),
         Command::Switch(args) => switch::run(args, &global),
     }

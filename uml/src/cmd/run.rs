@@ -1,0 +1,404 @@
+//! `uml run`: boot the built-in guest, or run one command in a fresh guest.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use uml::launch::{Console, DefaultGuest, Launch, Payload, runtime_dir};
+
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    uml run                          an interactive shell in a guest over the host's /\n  \
+    uml run -- make -C linux test    one command; its output here, its exit status ours\n  \
+    uml run --rw $PWD -- ./build.sh  the current directory writable in the guest\n  \
+    uml run --detach --umid web1 --disk web1.cow:base.img\n  \
+    uml run --net switch:lab -- ip -br addr")]
+pub struct Args {
+    /// Guest memory (kernel `mem=`): a number with an optional K, M or G suffix
+    #[arg(long, short = 'm', value_name = "SIZE", default_value = "256M")]
+    pub mem: String,
+    /// The instance's name (kernel `umid=`, at most 63 characters) [default: run-XXXXXX]
+    #[arg(long, value_name = "NAME")]
+    pub umid: Option<String>,
+    /// The UML kernel binary
+    #[arg(long, value_name = "PATH", env = "UML_KERNEL", default_value = "linux")]
+    pub kernel: PathBuf,
+    /// A disk: FILE, FILE:ro, or COW:BASE (a COW file over a base image; created by the kernel
+    /// if missing). The first is ubda (/dev/ubda in the guest), the next ubdb, …
+    #[arg(long = "disk", short = 'd', value_name = "SPEC")]
+    pub disks: Vec<String>,
+    /// A network interface: daemon[:CTL_SOCKET], switch:NAME (starts or joins a `uml switch`
+    /// named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first.
+    #[arg(long = "net", short = 'n', value_name = "SPEC")]
+    pub nets: Vec<String>,
+    /// A host directory that is writable at the same path in the guest (the root is read-only)
+    #[arg(long = "rw", value_name = "DIR")]
+    pub writable: Vec<PathBuf>,
+    /// An extra kernel argument, passed as it is (repeatable), e.g. --arg loglevel=7
+    #[arg(
+        long = "arg",
+        short = 'a',
+        value_name = "WORD",
+        allow_hyphen_values = true
+    )]
+    pub kernel_args: Vec<String>,
+    /// Return once the guest has booted and print its umid; the guest keeps running
+    #[arg(long)]
+    pub detach: bool,
+    /// Seconds to wait for the guest to boot before it is killed
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub boot_timeout: u64,
+    /// Start even if `uml check` finds errors in the kernel command line
+    #[arg(long)]
+    pub no_check: bool,
+    /// Run this command in the guest instead of a shell
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    let uml_dir = uml::instance::uml_dir_or_default(global.uml_dir.as_deref())?;
+    let umid = args.umid.clone().unwrap_or_else(uml::launch::fresh_umid);
+    if umid.len() > 63 {
+        bail!(
+            "--umid {umid:?} is {} characters long; the kernel accepts at most 63 (it would silently pick a random one)",
+            umid.len()
+        );
+    }
+    let rt = runtime_dir(&uml_dir, &umid);
+    let init = rt.join(format!("{umid}.init"));
+    let log = rt.join(format!("{umid}.log"));
+    let notify_socket = rt.join(format!("{umid}.notify"));
+
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let stdin_tty = std::io::stdin().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
+    let payload = if args.command.is_empty() {
+        Payload::Shell
+    } else {
+        Payload::Command(args.command.clone())
+    };
+    let detached_shell = args.detach && payload == Payload::Shell;
+    let mut env = Vec::new();
+    for key in ["HOME", "TERM", "LANG", "LC_ALL", "USER", "LOGNAME", "SHELL"] {
+        if let Ok(v) = std::env::var(key) {
+            env.push((key.to_owned(), v));
+        }
+    }
+    let writable = args
+        .writable
+        .iter()
+        .map(|d| {
+            std::fs::canonicalize(d)
+                .with_context(|| format!("--rw {}: no such directory", d.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let guest = DefaultGuest {
+        payload,
+        cwd,
+        env,
+        writable,
+        // A detached shell's line is a host pty: a terminal.
+        stdin_tty: if args.detach {
+            detached_shell
+        } else {
+            stdin_tty
+        },
+        stdout_tty: if args.detach {
+            detached_shell
+        } else {
+            stdout_tty
+        },
+    };
+
+    let mut kernel_args = guest.kernel_args(&init, &args.mem, &umid, &uml_dir);
+    if detached_shell {
+        // A detached shell gets a host pty that `uml console` attaches to.
+        for a in &mut kernel_args {
+            if a.starts_with("con0=") {
+                *a = "con0=pts".into();
+            }
+        }
+    }
+    for (unit, spec) in args.disks.iter().enumerate() {
+        kernel_args.push(disk_arg(unit, spec)?);
+    }
+    for (unit, spec) in args.nets.iter().enumerate() {
+        kernel_args.push(net_arg(unit, spec, &umid, &uml_dir)?);
+    }
+    kernel_args.extend(args.kernel_args.iter().cloned());
+    let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
+
+    guest.write_init(&init)?;
+    let launch = Launch {
+        kernel: args.kernel.clone(),
+        args: kernel_args,
+        umid: umid.clone(),
+        uml_dir,
+        console: if args.detach {
+            Console::Log { log: log.clone() }
+        } else {
+            Console::Terminal {
+                log: log.clone(),
+                stdin_as_text: !stdin_tty,
+            }
+        },
+        cwd: rt.clone(),
+        notify_socket,
+    };
+
+    let pid = Arc::new(AtomicU32::new(0));
+    let _signals = forward_signals(Arc::clone(&pid));
+    let terminal = TerminalState::save();
+    let mut running = launch.spawn()?;
+    pid.store(running.pid, Ordering::SeqCst);
+    let booted = running.wait_booted(Duration::from_secs(args.boot_timeout), true);
+    if let Err(e) = booted {
+        terminal.restore();
+        return Err(e.into());
+    }
+    if args.detach {
+        println!("{umid}");
+        running.detach();
+        return Ok(ExitCode::SUCCESS);
+    }
+    running.feed_stdin();
+    let outcome = running.wait()?;
+    terminal.restore();
+    let _ = std::fs::remove_file(&init);
+    if let Some(message) = outcome.panic {
+        bail!(
+            "the guest panicked: {message}\n--- last lines of the boot log ({}) ---\n{}",
+            log.display(),
+            uml::launch::read_tail(&log, 20)
+        );
+    }
+    match outcome.code() {
+        Some(code) => {
+            let _ = std::fs::remove_file(&log);
+            Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
+        }
+        None => bail!(
+            "the kernel was {}; boot log: {}",
+            uml::launch::describe_status(outcome.status),
+            log.display()
+        ),
+    }
+}
+
+/// `FILE`, `FILE:ro`, `COW:BASE`, `COW:BASE:ro` → `ubd<unit>[r]=<abs>[,<abs>]`.
+fn disk_arg(unit: usize, spec: &str) -> anyhow::Result<String> {
+    if unit > 15 {
+        bail!("--disk {spec}: at most 16 disks (ubda to ubdp)");
+    }
+    let mut fields: Vec<&str> = spec.split(':').collect();
+    let read_only = fields.last() == Some(&"ro");
+    if read_only || fields.last() == Some(&"rw") {
+        fields.pop();
+    }
+    let files: Vec<PathBuf> = match fields.as_slice() {
+        [file] if !file.is_empty() => vec![absolute(file)?],
+        [cow, base] if !cow.is_empty() && !base.is_empty() => vec![absolute(cow)?, absolute(base)?],
+        _ => bail!("--disk {spec:?}: expected FILE, FILE:ro, COW:BASE or COW:BASE:ro"),
+    };
+    for f in &files {
+        let s = f.to_string_lossy();
+        if s.contains(',') || s.contains(':') {
+            bail!(
+                "--disk {spec:?}: the kernel splits disk paths at ',' and ':', so {s:?} cannot be used; rename it or use a symlink"
+            );
+        }
+    }
+    if files.len() == 1 && !files[0].exists() {
+        bail!("--disk {spec:?}: {} does not exist", files[0].display());
+    }
+    let letter = char::from(b'a' + unit as u8);
+    let flags = if read_only { "r" } else { "" };
+    let value: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let _ = letter;
+    Ok(format!("ubd{unit}{flags}={}", value.join(",")))
+}
+
+fn absolute(path: &str) -> anyhow::Result<PathBuf> {
+    let p = Path::new(path);
+    Ok(if p.is_absolute() {
+        p.to_owned()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+/// A locally administered MAC (`fe:fd:` as UML's documentation uses), stable per umid and unit.
+fn mac_for(umid: &str, unit: usize) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    umid.hash(&mut h);
+    unit.hash(&mut h);
+    let b = h.finish().to_le_bytes();
+    format!("fe:fd:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
+fn net_arg(unit: usize, spec: &str, umid: &str, uml_dir: &Path) -> anyhow::Result<String> {
+    let mac = mac_for(umid, unit);
+    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    Ok(match kind {
+        "daemon" => {
+            let ctl = if rest.is_empty() {
+                "/var/run/uml-utilities/uml_switch.ctl"
+            } else {
+                rest
+            };
+            format!("eth{unit}=daemon,{mac},unix,{ctl}")
+        }
+        "switch" => {
+            if rest.is_empty() {
+                bail!("--net switch:NAME needs a switch name");
+            }
+            let ctl = named_switch(uml_dir, rest)?;
+            format!("eth{unit}=daemon,{mac},unix,{}", ctl.display())
+        }
+        "tuntap" => {
+            if rest.is_empty() {
+                bail!(
+                    "--net tuntap:TAPDEV needs the host tap device (create it with `ip tuntap add TAPDEV mode tap user $USER`)"
+                );
+            }
+            format!("eth{unit}=tuntap,{rest},{mac}")
+        }
+        "mcast" => {
+            let mut parts = rest.splitn(2, ':');
+            let group = parts.next().filter(|s| !s.is_empty()).unwrap_or("");
+            let port = parts.next().unwrap_or("");
+            format!("eth{unit}=mcast,{mac},{group},{port}")
+        }
+        "vde" => format!("eth{unit}=vde,{rest},{mac}"),
+        other => bail!(
+            "--net {spec:?}: unknown network {other:?}; expected daemon[:CTL], switch:NAME, tuntap:DEV, mcast[:GROUP[:PORT]] or vde[:DIR]"
+        ),
+    })
+}
+
+/// Validates the kernel command line with the option model before anything starts, and
+/// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
+fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Result<Vec<String>> {
+    use uml::check::{CheckEnv, Severity};
+    let cmdline = uml::cmdline::CommandLine::parse(kernel_args);
+    let mut env = CheckEnv::from_process();
+    env.default_uml_dir = Some(uml_dir.to_owned());
+    let report = uml::check::check(&cmdline, &env);
+    let mut errors = Vec::new();
+    for f in &report.findings {
+        let what = f
+            .arg
+            .as_deref()
+            .map(|a| format!("{a}: "))
+            .unwrap_or_default();
+        match f.severity {
+            Severity::Error => errors.push(format!("{what}{}", f.message)),
+            Severity::Warning => eprintln!("uml: warning: {what}{}", f.message),
+            Severity::Note => tracing::info!("{what}{}", f.message),
+        }
+    }
+    if !errors.is_empty() && !no_check {
+        bail!(
+            "the kernel command line has {} error(s); nothing was started (--no-check starts anyway):\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
+    }
+    Ok(cmdline.to_argv())
+}
+
+/// The control socket of the switch called `name`, started if it is not running.
+fn named_switch(uml_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let _ = (uml_dir, name);
+    bail!("--net switch:NAME is not available in this build")
+}
+
+/// The host terminal's settings, restored after the kernel (which makes it raw) exits.
+struct TerminalState(Option<nix::sys::termios::Termios>);
+
+impl TerminalState {
+    fn save() -> TerminalState {
+        TerminalState(nix::sys::termios::tcgetattr(std::io::stdin()).ok())
+    }
+    fn restore(&self) {
+        if let Some(t) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSADRAIN,
+                t,
+            );
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP to `uml run` become SIGTERM to the kernel, which cleans up its
+/// instance directory and exits; `uml run` then reports and exits itself.
+fn forward_signals(pid: Arc<AtomicU32>) -> Option<std::thread::JoinHandle<()>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    // Blocked here, before any thread starts, so that every thread inherits the mask and only
+    // the waiter below takes them. The kernel's child process gets a clean mask from std.
+    set.thread_block().ok()?;
+    std::thread::Builder::new()
+        .name("uml-signals".into())
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                let p = pid.load(Ordering::SeqCst);
+                tracing::info!("received {sig}, stopping the guest (pid {p})");
+                if p > 1 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p as i32),
+                        Signal::SIGTERM,
+                    );
+                }
+            }
+        })
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_specs_become_ubd_arguments() {
+        assert_eq!(disk_arg(0, "/dev/null").unwrap(), "ubd0=/dev/null");
+        assert_eq!(disk_arg(1, "/dev/null:ro").unwrap(), "ubd1r=/dev/null");
+        assert_eq!(
+            disk_arg(2, "/x/a.cow:/x/b.img").unwrap(),
+            "ubd2=/x/a.cow,/x/b.img"
+        );
+        assert!(disk_arg(0, "/nonexistent/file.img").is_err());
+        assert!(disk_arg(16, "/dev/null").is_err());
+        assert!(disk_arg(0, "").is_err());
+    }
+
+    #[test]
+    fn net_specs_become_eth_arguments() {
+        let d = Path::new("/tmp");
+        assert!(
+            net_arg(0, "daemon:/tmp/s.ctl", "g", d)
+                .unwrap()
+                .starts_with("eth0=daemon,fe:fd:")
+        );
+        assert!(
+            net_arg(1, "tuntap:tap0", "g", d)
+                .unwrap()
+                .starts_with("eth1=tuntap,tap0,fe:fd:")
+        );
+        assert!(net_arg(0, "bogus", "g", d).is_err());
+        assert_eq!(mac_for("g", 0), mac_for("g", 0));
+        assert_ne!(mac_for("g", 0), mac_for("g", 1));
+    }
+}

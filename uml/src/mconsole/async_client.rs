@@ -1,0 +1,249 @@
+//! The tokio faces of the mconsole client and the notify listener. They share the wire codec,
+//! the reply assembly and the command texts with the blocking ones, so both treat guest input
+//! the same way.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixDatagram;
+use tokio::sync::Mutex;
+
+use super::client::{RECV_BUFFER, client_socket, peer_gone};
+use super::notify::{SocketFile, bind_notify_socket};
+use super::{
+    DEFAULT_DEADLINE, DEFAULT_REPLY_LIMIT, DEFAULT_TIMEOUT, Error, Notification, Reply,
+    ReplyAssembler, command, guest_result, wire,
+};
+
+fn into_tokio(socket: std::os::unix::net::UnixDatagram) -> Result<UnixDatagram, Error> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::NoRuntime);
+    }
+    socket.set_nonblocking(true).map_err(Error::Socket)?;
+    UnixDatagram::from_std(socket).map_err(Error::Socket)
+}
+
+/// An async client for one guest's mconsole socket; the same operations as
+/// [`Client`](super::Client), each receive under `tokio::time::timeout`.
+///
+/// Requests are serialised: concurrent calls on one client take turns.
+#[derive(Debug)]
+pub struct AsyncClient {
+    path: PathBuf,
+    socket: Mutex<UnixDatagram>,
+    per_receive: Duration,
+    deadline: Duration,
+    reply_limit: usize,
+}
+
+impl AsyncClient {
+    /// Bind a client socket (an abstract address unique to this client) and connect it to
+    /// the guest's mconsole socket at `socket`.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when nothing is listening at `socket`; [`Error::NoRuntime`] outside
+    /// a tokio runtime.
+    pub async fn connect(socket: &Path) -> Result<AsyncClient, Error> {
+        Ok(AsyncClient {
+            path: socket.to_owned(),
+            socket: Mutex::new(into_tokio(client_socket(socket)?)?),
+            per_receive: DEFAULT_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
+            reply_limit: DEFAULT_REPLY_LIMIT,
+        })
+    }
+
+    /// How long each receive may wait (default 5 s).
+    pub fn with_timeout(mut self, per_receive: Duration) -> Self {
+        self.per_receive = per_receive;
+        self
+    }
+
+    /// How long a whole reply may take, however many chunks it has (default 60 s).
+    pub fn with_deadline(mut self, total: Duration) -> Self {
+        self.deadline = total;
+        self
+    }
+
+    /// The cap on a reply's total size in datagram bytes (default 1 MiB).
+    pub fn with_reply_limit(mut self, bytes: usize) -> Self {
+        self.reply_limit = bytes;
+        self
+    }
+
+    /// The guest socket this client talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Send `command` and return the guest's reply as it is (see [`Client::request`]).
+    ///
+    /// [`Client::request`]: super::Client::request
+    pub async fn request(&self, command: &str) -> Result<Reply, Error> {
+        let request = wire::Request::new(command.as_bytes())
+            .map_err(|_| Error::CommandTooLong { len: command.len() })?;
+        let datagram = request.encode();
+        let mut socket = self.socket.lock().await;
+        let mut buf = [0u8; RECV_BUFFER];
+        // Leftovers of an earlier request whose reply we stopped reading.
+        while socket.try_recv(&mut buf).is_ok() {
+            tracing::debug!("discarded a stale mconsole datagram");
+        }
+        if let Err(e) = socket.send(&datagram).await {
+            if !peer_gone(&e) {
+                return Err(Error::Send {
+                    command: command.to_owned(),
+                    source: e,
+                });
+            }
+            tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
+            *socket = into_tokio(client_socket(&self.path)?)?;
+            socket.send(&datagram).await.map_err(|source| Error::Send {
+                command: command.to_owned(),
+                source,
+            })?;
+        }
+        let started = Instant::now();
+        let mut reply = ReplyAssembler::new(self.reply_limit);
+        loop {
+            let left = self.deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    command: command.to_owned(),
+                    after: self.deadline,
+                });
+            }
+            let wait = self.per_receive.min(left);
+            let n = match tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+                Err(_elapsed) => {
+                    return Err(Error::Timeout {
+                        command: command.to_owned(),
+                        after: wait,
+                    });
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(source)) => {
+                    return Err(Error::Receive {
+                        command: command.to_owned(),
+                        source,
+                    });
+                }
+            };
+            if reply.push(buf.get(..n).unwrap_or_default())? {
+                return Ok(reply.finish());
+            }
+        }
+    }
+
+    /// Send `command`; a reply with non-zero `err` becomes [`Error::Guest`].
+    pub async fn run(&self, command: &str) -> Result<String, Error> {
+        guest_result(command, self.request(command).await?)
+    }
+
+    pub async fn version(&self) -> Result<String, Error> {
+        self.run("version").await
+    }
+
+    pub async fn help(&self) -> Result<String, Error> {
+        self.run("help").await
+    }
+
+    pub async fn halt(&self) -> Result<(), Error> {
+        self.run("halt").await.map(drop)
+    }
+
+    pub async fn reboot(&self) -> Result<(), Error> {
+        self.run("reboot").await.map(drop)
+    }
+
+    pub async fn cad(&self) -> Result<(), Error> {
+        self.run("cad").await.map(drop)
+    }
+
+    pub async fn sysrq(&self, key: char) -> Result<String, Error> {
+        self.run(&command::sysrq(key)?).await
+    }
+
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.run("stop").await.map(drop)
+    }
+
+    pub async fn go(&self) -> Result<(), Error> {
+        self.run("go").await.map(drop)
+    }
+
+    pub async fn config_get(&self, dev: &str) -> Result<String, Error> {
+        self.run(&command::config_get(dev)?).await
+    }
+
+    pub async fn config_set(&self, dev: &str, spec: &str) -> Result<(), Error> {
+        self.run(&command::config_set(dev, spec)?).await.map(drop)
+    }
+
+    pub async fn remove(&self, dev: &str) -> Result<(), Error> {
+        self.run(&command::remove(dev)?).await.map(drop)
+    }
+
+    pub async fn log(&self, text: &str) -> Result<(), Error> {
+        for request in command::log(text) {
+            self.run(&request).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn proc_file(&self, path: &str) -> Result<String, Error> {
+        self.run(&format!("proc {path}"))
+            .await
+            .map(command::strip_proc_newline)
+    }
+
+    pub async fn stack(&self, pid: u32) -> Result<String, Error> {
+        self.run(&format!("stack {pid}")).await
+    }
+}
+
+/// The tokio version of [`NotifyListener`](super::NotifyListener): a datagram socket at a
+/// filesystem path, removed again on drop.
+#[derive(Debug)]
+pub struct AsyncNotifyListener {
+    socket: UnixDatagram,
+    file: SocketFile,
+}
+
+impl AsyncNotifyListener {
+    /// Bind the notify socket at `path` (pass it to the kernel as `mconsole=notify:<path>`).
+    ///
+    /// # Errors
+    /// [`Error::Bind`] (for example when `path` exists); [`Error::NoRuntime`] outside a tokio
+    /// runtime.
+    pub fn bind(path: &Path) -> Result<AsyncNotifyListener, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let (socket, file) = bind_notify_socket(path)?;
+        let socket = into_tokio(socket)?;
+        Ok(AsyncNotifyListener { socket, file })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Wait for the next notification. Wrap it in `tokio::time::timeout` to bound the wait.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a datagram that is not a notification (the listener stays
+    /// usable); [`Error::NotifyReceive`] when the socket fails.
+    pub async fn recv(&self) -> Result<Notification, Error> {
+        let mut buf = [0u8; RECV_BUFFER];
+        loop {
+            match self.socket.recv(&mut buf).await {
+                Ok(n) => return Ok(Notification::parse(buf.get(..n).unwrap_or_default())?),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::NotifyReceive(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The blocking mconsole client.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{
+    DEFAULT_DEADLINE, DEFAULT_REPLY_LIMIT, DEFAULT_TIMEOUT, Error, Reply, ReplyAssembler, command,
+    guest_result, wire,
+};
+
+/// Receive buffer: larger than any valid datagram, so an oversized one is caught by the parser
+/// (its `len` or trailing bytes) instead of being cut down to something that parses.
+pub(super) const RECV_BUFFER: usize = 4096;
+
+/// Create a datagram socket bound to a fresh abstract address and connected to `path`.
+///
+/// The kernel answers with `sendto` to the address it received the request from, so the
+/// client needs a bound address; an abstract one leaves no file behind. Connecting makes the
+/// host kernel deliver only the guest socket's datagrams to us and fails fast (ENOENT,
+/// ECONNREFUSED) when no guest is behind the path.
+pub(super) fn client_socket(path: &Path) -> Result<UnixDatagram, Error> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let mut attempt = 0;
+    let socket = loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("umlkit-mconsole-{pid}-{n}");
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(Error::Socket)?;
+        match UnixDatagram::bind_addr(&addr) {
+            Ok(socket) => break socket,
+            // Another process (in another pid namespace) may hold the same name.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 16 => attempt += 1,
+            Err(e) => return Err(Error::Socket(e)),
+        }
+    };
+    socket.connect(path).map_err(|source| Error::Connect {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(socket)
+}
+
+/// Whether a send failed because the socket we connected to is gone (the guest exited or
+/// rebooted: a rebooting UML re-execs and binds a new socket at the same path).
+pub(super) fn peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::ENOTCONN | libc::ECONNRESET)
+    )
+}
+
+/// A blocking client for one guest's mconsole socket.
+///
+/// Requests are serialised: the client is `Sync`, and two threads sharing it take turns.
+///
+/// ```no_run
+/// # fn main() -> Result<(), uml::mconsole::Error> {
+/// let client = uml::mconsole::Client::connect("/home/me/.uml/web1/mconsole".as_ref())?;
+/// println!("{}", client.version()?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Client {
+    path: PathBuf,
+    state: Mutex<State>,
+    per_receive: Duration,
+    deadline: Duration,
+    reply_limit: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    socket: UnixDatagram,
+    /// The receive timeout last set on the socket, to skip a setsockopt per receive.
+    timeout: Option<Duration>,
+}
+
+impl Client {
+    /// Bind a client socket (an abstract address unique to this client) and connect it to
+    /// the guest's mconsole socket at `socket`.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when nothing is listening at `socket`; [`Error::Socket`] when the
+    /// client socket cannot be created.
+    pub fn connect(socket: &Path) -> Result<Client, Error> {
+        Ok(Client {
+            path: socket.to_owned(),
+            state: Mutex::new(State {
+                socket: client_socket(socket)?,
+                timeout: None,
+            }),
+            per_receive: DEFAULT_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
+            reply_limit: DEFAULT_REPLY_LIMIT,
+        })
+    }
+
+    /// How long each receive may wait (default 5 s).
+    pub fn with_timeout(mut self, per_receive: Duration) -> Self {
+        self.per_receive = per_receive.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a whole reply may take, however many chunks it has (default 60 s).
+    pub fn with_deadline(mut self, total: Duration) -> Self {
+        self.deadline = total.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The cap on a reply's total size in datagram bytes (default 1 MiB).
+    pub fn with_reply_limit(mut self, bytes: usize) -> Self {
+        self.reply_limit = bytes;
+        self
+    }
+
+    /// The guest socket this client talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the socket in a state we rely on: every
+        // request drains stale datagrams first.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Send `command` and return the guest's reply as it is: a non-zero `err` is not an error
+    /// here.
+    ///
+    /// # Errors
+    /// [`Error::CommandTooLong`], [`Error::Connect`] if the guest is gone, [`Error::Timeout`],
+    /// [`Error::ReplyTooLarge`], [`Error::Malformed`], [`Error::VersionZero`].
+    pub fn request(&self, command: &str) -> Result<Reply, Error> {
+        let request = wire::Request::new(command.as_bytes())
+            .map_err(|_| Error::CommandTooLong { len: command.len() })?;
+        let datagram = request.encode();
+        let mut state = self.lock();
+        drain(&state.socket);
+        if let Err(e) = state.socket.send(&datagram) {
+            if !peer_gone(&e) {
+                return Err(Error::Send {
+                    command: command.to_owned(),
+                    source: e,
+                });
+            }
+            // The guest may have rebooted and bound a new socket at the same path.
+            tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
+            let socket = client_socket(&self.path)?;
+            state.socket = socket;
+            state.timeout = None;
+            state.socket.send(&datagram).map_err(|source| Error::Send {
+                command: command.to_owned(),
+                source,
+            })?;
+        }
+        let started = Instant::now();
+        let mut reply = ReplyAssembler::new(self.reply_limit);
+        let mut buf = [0u8; RECV_BUFFER];
+        loop {
+            let left = self.deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    command: command.to_owned(),
+                    after: self.deadline,
+                });
+            }
+            let wait = self.per_receive.min(left);
+            if state.timeout != Some(wait) {
+                state.socket.set_read_timeout(Some(wait))?;
+                state.timeout = Some(wait);
+            }
+            let n = match state.socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Error::Timeout {
+                        command: command.to_owned(),
+                        after: wait,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(Error::Receive {
+                        command: command.to_owned(),
+                        source,
+                    });
+                }
+            };
+            if reply.push(buf.get(..n).unwrap_or_default())? {
+                return Ok(reply.finish());
+            }
+        }
+    }
+
+    /// Send `command`; a reply with non-zero `err` becomes [`Error::Guest`].
+    ///
+    /// # Errors
+    /// As [`Client::request`], and [`Error::Guest`].
+    pub fn run(&self, command: &str) -> Result<String, Error> {
+        guest_result(command, self.request(command)?)
+    }
+
+    /// The guest kernel's `uname`: sysname, nodename, release, version, machine.
+    pub fn version(&self) -> Result<String, Error> {
+        self.run("version")
+    }
+
+    /// The kernel's mconsole help text.
+    pub fn help(&self) -> Result<String, Error> {
+        self.run("help")
+    }
+
+    /// Halt the guest: it replies, then the kernel exits.
+    pub fn halt(&self) -> Result<(), Error> {
+        self.run("halt").map(drop)
+    }
+
+    /// Reboot the guest: the kernel re-execs itself (or exits with `noreboot`).
+    pub fn reboot(&self) -> Result<(), Error> {
+        self.run("reboot").map(drop)
+    }
+
+    /// Ctrl-Alt-Del: with the kernel default an immediate restart, else SIGINT to init.
+    pub fn cad(&self) -> Result<(), Error> {
+        self.run("cad").map(drop)
+    }
+
+    /// Run the SysRq handler for `key` and return the console output it produced.
+    ///
+    /// Observed with Debian's 6.1.176 kernel: `t` (dump all tasks) panics it ("Kernel mode
+    /// fault at addr 0x8") whichever client asks, and `stack` prints only
+    /// "Received SIGSEGV in SIGSEGV handler, aborting stack trace!".
+    pub fn sysrq(&self, key: char) -> Result<String, Error> {
+        self.run(&command::sysrq(key)?)
+    }
+
+    /// Freeze the whole guest. It still answers mconsole requests until [`Client::go`].
+    pub fn stop(&self) -> Result<(), Error> {
+        self.run("stop").map(drop)
+    }
+
+    /// Resume a stopped guest (`Not stopped` otherwise).
+    pub fn go(&self) -> Result<(), Error> {
+        self.run("go").map(drop)
+    }
+
+    /// A device's configuration, e.g. `config_get("ubd1")` gives the backing file, `""` when
+    /// the unit is unconfigured (`none` for an unconfigured line).
+    pub fn config_get(&self, dev: &str) -> Result<String, Error> {
+        self.run(&command::config_get(dev)?)
+    }
+
+    /// Hot-add or change a device with command-line syntax: `config_set("ubd1", "/a.img")`.
+    /// Relative file names are resolved by the guest kernel, in its own working directory.
+    pub fn config_set(&self, dev: &str, spec: &str) -> Result<(), Error> {
+        self.run(&command::config_set(dev, spec)?).map(drop)
+    }
+
+    /// Remove a device (`con`/`ssl`: set the line to `none`).
+    pub fn remove(&self, dev: &str) -> Result<(), Error> {
+        self.run(&command::remove(dev)?).map(drop)
+    }
+
+    /// Write `text` to the guest's kernel log, in requests of at most
+    /// [`LOG_CHUNK`](super::LOG_CHUNK) bytes, with a final newline added like `uml_mconsole`.
+    pub fn log(&self, text: &str) -> Result<(), Error> {
+        for request in command::log(text) {
+            self.run(&request)?;
+        }
+        Ok(())
+    }
+
+    /// The contents of `/proc/<path>` in the guest.
+    pub fn proc_file(&self, path: &str) -> Result<String, Error> {
+        self.run(&format!("proc {path}"))
+            .map(command::strip_proc_newline)
+    }
+
+    /// The kernel stack of guest task `pid`, as the kernel prints it.
+    pub fn stack(&self, pid: u32) -> Result<String, Error> {
+        self.run(&format!("stack {pid}"))
+    }
+}
+
+/// Throw away datagrams left over from an earlier request whose reply we stopped reading
+/// (after a timeout or an error), so they are not taken for this request's reply.
+fn drain(socket: &UnixDatagram) {
+    let mut buf = [0u8; RECV_BUFFER];
+    for _ in 0..1024 {
+        match nix::sys::socket::recv(
+            socket.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => tracing::debug!(bytes = n, "discarded a stale mconsole datagram"),
+            Err(_) => return,
+        }
+    }
+}

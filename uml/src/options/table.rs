@@ -1,0 +1,974 @@
+//! The data: every option of the 6.1 UML kernel and the obsolete ones, with their fates as
+//! observed on 6.1.176 (Debian `user-mode-linux` 6.1um4).
+
+use super::{
+    ChannelSpec, Completion as C, FieldSpec, InitSlot, Matching, OptionSpec, Stage, Status,
+    TransportSpec, ValueKind as V, VecTransportSpec,
+};
+
+const fn field(name: &'static str, completion: C, help: &'static str) -> FieldSpec {
+    FieldSpec {
+        name,
+        completion,
+        default: None,
+        help,
+    }
+}
+
+const fn field_d(
+    name: &'static str,
+    completion: C,
+    default: &'static str,
+    help: &'static str,
+) -> FieldSpec {
+    FieldSpec {
+        name,
+        completion,
+        default: Some(default),
+        help,
+    }
+}
+
+const BASE: OptionSpec = OptionSpec {
+    name: "",
+    matching: Matching::Prefix,
+    syntax: "",
+    value: V::Flag,
+    default: None,
+    stage: Stage::Argv,
+    status: Status::Current,
+    init: None,
+    removed: false,
+    kernel_message: None,
+    summary: "",
+    help: "",
+    fields: &[],
+};
+
+/// An option no handler claims in 6.1: it only reaches init.
+const OBSOLETE: OptionSpec = OptionSpec {
+    matching: Matching::Exact,
+    stage: Stage::Unclaimed,
+    status: Status::Obsolete,
+    init: Some(InitSlot::Argv),
+    ..BASE
+};
+
+const OBSOLETE_KEY: OptionSpec = OptionSpec {
+    matching: Matching::Key,
+    value: V::Text,
+    init: Some(InitSlot::Env),
+    ..OBSOLETE
+};
+
+const MAC: FieldSpec = field(
+    "mac",
+    C::Mac,
+    "Ethernet address xx:xx:xx:xx:xx:xx; empty, invalid, multicast or zero: random",
+);
+
+static CON_FIELDS: &[FieldSpec] = &[field(
+    "channels",
+    C::Candidates(&[
+        "null", "pts", "pty", "fd:", "port:", "tty:", "xterm", "none",
+    ]),
+    "<in>,<out> or one channel for both",
+)];
+
+pub static OPTIONS: &[OptionSpec] = &[
+    // ---- argv stage (`__uml_setup`, arch/um/kernel/um_arch.c and friends) ----
+    OptionSpec {
+        name: "mem=",
+        syntax: "mem=<size>",
+        value: V::Size,
+        default: Some("64M"),
+        init: Some(InitSlot::Env),
+        summary: "Guest RAM size",
+        help: "Physical memory of the guest. The size is a base-0 number (decimal, 0x hex, leading-0 \
+               octal) with an optional K, M, G, T, P or E suffix; trailing junk is ignored. The word \
+               stays on the command line, so init also sees mem=... in its environment.",
+        fields: &[field("size", C::Size, "e.g. 256M")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "iomem=",
+        syntax: "iomem=<name>,<file>",
+        value: V::Fields,
+        init: Some(InitSlot::Env),
+        summary: "Map a host file as an IO memory region",
+        help: "Maps <file> (opened read-write) as the IO memory region <name>, used by drivers such \
+               as mmapper. Without the comma the kernel logs `parse_iomem : failed to parse iomem`.",
+        fields: &[
+            field("name", C::None, "region name"),
+            field("file", C::File, "host file"),
+        ],
+        ..BASE
+    },
+    OptionSpec {
+        name: "initrd=",
+        syntax: "initrd=<file>",
+        value: V::Path,
+        summary: "Load a host file as the initrd",
+        help: "Loads the host file <file> as the initial ramdisk.",
+        fields: &[field("file", C::File, "initrd image on the host")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "root=",
+        syntax: "root=<device>",
+        value: V::Text,
+        default: Some("98:0"),
+        stage: Stage::Argv,
+        summary: "Root device",
+        help: "The root device, parsed by the generic kernel. UML only records that it was given; \
+               without it the kernel appends root=98:0 (ubd0). For a hostfs root use \
+               root=/dev/root rootfstype=hostfs rootflags=<host dir>.",
+        fields: &[field(
+            "device",
+            C::Candidates(&["/dev/ubda", "/dev/root", "98:0"]),
+            "device",
+        )],
+        ..BASE
+    },
+    OptionSpec {
+        name: "console=",
+        syntax: "console=<name>",
+        value: V::Text,
+        default: Some("tty0"),
+        summary: "Preferred kernel console",
+        help: "The generic preferred console (tty0, ttyS0, ...). Without it the kernel appends \
+               console=tty0. Not to be confused with con=, which sets up console channels.",
+        fields: &[field(
+            "name",
+            C::Candidates(&["tty0", "tty1", "ttyS0"]),
+            "console device",
+        )],
+        ..BASE
+    },
+    OptionSpec {
+        name: "umid=",
+        syntax: "umid=<name>",
+        value: V::Text,
+        default: Some("random 6 characters"),
+        removed: true,
+        summary: "Name of this instance",
+        help: "The unique machine id: names the instance directory <uml_dir>/<umid>/ that holds \
+               the pid file and the mconsole socket. At most 63 characters; a longer name is \
+               dropped without a message and a random one is used. A second umid= is refused with \
+               `umid already set`. Removed from the command line.",
+        fields: &[field("name", C::None, "at most 63 characters")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "uml_dir=",
+        syntax: "uml_dir=<directory>",
+        value: V::Path,
+        default: Some("~/.uml/"),
+        init: Some(InitSlot::Env),
+        summary: "Directory for instance directories",
+        help: "Where the instance directory <umid>/ is created (one mkdir, parents are not \
+               created). A leading ~ is expanded. Stays on the command line, so init sees it in \
+               its environment.",
+        fields: &[field("directory", C::Directory, "host directory")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "debug",
+        syntax: "debug",
+        init: None,
+        kernel_message: Some("'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'"),
+        summary: "Obsolete debugger switch; now the generic debug loglevel",
+        help: "Used to start UML under gdb (tt mode). 6.1 only prints a warning that it is not \
+               needed; the word stays on the line and sets the generic debug loglevel. Matched by \
+               prefix, so anything starting with debug triggers the warning.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "xterm=",
+        syntax: "xterm=<emulator>[,<title switch>[,<exec switch>]]",
+        value: V::Fields,
+        default: Some("x-terminal-emulator,-T,-e"),
+        removed: true,
+        summary: "Terminal emulator for the xterm channel",
+        help: "The program the xterm channel runs, with its title and exec switches. Empty fields \
+               keep the defaults. Removed from the command line.",
+        fields: &[
+            field_d("emulator", C::Command, "x-terminal-emulator", "program"),
+            field_d("title-switch", C::None, "-T", "title switch"),
+            field_d("exec-switch", C::None, "-e", "exec switch"),
+        ],
+        ..BASE
+    },
+    OptionSpec {
+        name: "nosysemu",
+        syntax: "nosysemu",
+        init: Some(InitSlot::Argv),
+        summary: "Do not use PTRACE_SYSEMU",
+        help: "Turns off the host's PTRACE_SYSEMU support. Stays on the command line, so init gets \
+               nosysemu as an argument.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "quiet",
+        syntax: "quiet",
+        summary: "Fewer boot messages",
+        help: "Suppresses UML's host-side boot messages and sets the generic quiet loglevel.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "noreboot",
+        syntax: "noreboot",
+        init: Some(InitSlot::Argv),
+        summary: "Exit instead of rebooting",
+        help: "A reboot (reboot, ctrl-alt-del, sysrq b, mconsole reboot/cad) exits the process \
+               instead of re-executing the kernel. Stays on the line, so init gets it as an \
+               argument.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "hostfs=",
+        syntax: "hostfs=<root>[,append]",
+        value: V::Fields,
+        init: Some(InitSlot::Env),
+        summary: "Confine hostfs mounts under a host directory",
+        help: "Every hostfs mount, including a hostfs root, is taken relative to <root>. The flag \
+               append opens files O_APPEND; any other flag logs `hostfs_args - unsupported option`.",
+        fields: &[
+            field("root", C::Directory, "host directory"),
+            field("flags", C::Candidates(&["append"]), "flags"),
+        ],
+        ..BASE
+    },
+    OptionSpec {
+        name: "--help",
+        syntax: "--help",
+        summary: "Print the kernel's option help and exit",
+        help: "Prints the help of every UML option and exits 0 before booting. Prefix-matched.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "--version",
+        syntax: "--version",
+        summary: "Print the kernel release and exit",
+        help: "Prints the release (6.1.176) and exits 0 before booting. Prefix-matched.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "--showconfig",
+        syntax: "--showconfig",
+        summary: "Print the kernel's build configuration and exit",
+        help: "Prints the .config the kernel was built with and exits 0 before booting.",
+        ..BASE
+    },
+    // ---- setup stage: UML drivers' `__setup` handlers ----
+    OptionSpec {
+        name: "ubd",
+        syntax: "ubd<n><flags>=<file>[,<backing file>][,<serial>]",
+        value: V::Ubd,
+        stage: Stage::Setup,
+        summary: "Attach a host file as a block device",
+        help: "Attaches <file> as /dev/ubd<letter>. <n> is 0-15 or a-p (parsed base 0, so ubd010 \
+               is unit 8). Flags, at most 6: r read-only, s O_SYNC, d raw (no COW detection), c \
+               shared (no host lock), t no discard. Fields are separated by , or :, so file names \
+               cannot contain either. With two files the first is a COW file over the second. \
+               ubd=sync makes every disk synchronous.",
+        fields: &[
+            field(
+                "file",
+                C::File,
+                "image, or COW file when a backing file follows",
+            ),
+            field("backing", C::File, "backing file of the COW file"),
+            field("serial", C::None, "serial shown in /sys/block/ubdX/serial"),
+        ],
+        ..BASE
+    },
+    OptionSpec {
+        name: "udb",
+        syntax: "udb",
+        stage: Stage::Setup,
+        kernel_message: Some(
+            "udb<rest> specified on command line is almost certainly a ubd -> udb TYPO",
+        ),
+        summary: "Typo catcher for ubd",
+        help: "Any word starting with udb only logs a warning that it is almost certainly a typo \
+               of ubd. No disk is attached.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "fake_ide",
+        syntax: "fake_ide",
+        stage: Stage::Setup,
+        status: Status::Obsolete,
+        kernel_message: Some("The fake_ide option has been removed"),
+        summary: "Removed: fake IDE names for ubd disks",
+        help: "Used to create /proc/ide entries for ubd disks. 6.1 logs that it has been removed \
+               and ignores it.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "con",
+        syntax: "con[<n>]=<channels>",
+        value: V::Channels,
+        stage: Stage::Setup,
+        default: Some("con0=fd:0,fd:1, other consoles x-terminal-emulator (which does not parse)"),
+        summary: "Connect virtual consoles to host channels",
+        help: "con=<channels> sets every console, con<n>=<channels> console n (0-15, /dev/tty<n>). \
+               Channels: fd:<n>, null, port:<tcp port>, pty, pts, tty:<host device>, xterm, or \
+               none; <in>,<out> or one for both. Debian's default for con1-15 is not a channel \
+               type, so without con= each logs `setup_one_line failed`; con=null avoids that.",
+        fields: CON_FIELDS,
+        ..BASE
+    },
+    OptionSpec {
+        name: "ssl",
+        syntax: "ssl[<n>]=<channels>",
+        value: V::Channels,
+        stage: Stage::Setup,
+        default: Some("pty"),
+        summary: "Connect serial lines to host channels",
+        help: "ssl=<channels> sets every serial line, ssl<n>=<channels> line n (0-63, /dev/ttyS<n>). \
+               Channels as for con.",
+        fields: CON_FIELDS,
+        ..BASE
+    },
+    OptionSpec {
+        name: "ssl-non-raw",
+        syntax: "ssl-non-raw",
+        stage: Stage::Setup,
+        summary: "Do not put serial lines' host ttys into raw mode",
+        help: "Leaves the host terminals behind serial lines in their current mode instead of raw.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "stderr=",
+        syntax: "stderr=<n>",
+        value: V::Number,
+        stage: Stage::Setup,
+        summary: "Early console on stderr",
+        help: "A non-zero value registers an early console that writes to fd 2 until the real \
+               consoles are up.",
+        fields: &[field("enable", C::Candidates(&["0", "1"]), "0 or 1")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "eth",
+        syntax: "eth<n>=<transport>[,<field>...]",
+        value: V::Transport,
+        stage: Stage::Setup,
+        summary: "A network device with a legacy transport",
+        help: "Creates eth<n> using <transport> (ethertap, tuntap, daemon, mcast, ucast, slirp, \
+               slip, vde) with positional comma-separated fields; an empty field keeps the \
+               default. An unknown transport name (or pcap, which is not built) is ignored without \
+               any message.",
+        fields: &[field(
+            "transport",
+            C::Candidates(&[
+                "daemon", "tuntap", "ethertap", "mcast", "ucast", "slirp", "slip", "vde",
+            ]),
+            "transport name",
+        )],
+        ..BASE
+    },
+    OptionSpec {
+        name: "vec",
+        syntax: "vec<n>:<key>=<value>[,<key>=<value>...]",
+        value: V::KeyValues,
+        stage: Stage::Setup,
+        summary: "A network device with the vector driver",
+        help: "Creates vec<n>. transport= is required (tap, hybrid, raw, gre, l2tpv3, bess, fd); \
+               the other keys depend on it. A key without = is dropped silently, the first of a \
+               repeated key wins, at most 20 pairs.",
+        fields: &[field(
+            "transport",
+            C::Candidates(&["tap", "hybrid", "raw", "gre", "l2tpv3", "bess", "fd"]),
+            "transport",
+        )],
+        ..BASE
+    },
+    OptionSpec {
+        name: "mconsole=",
+        syntax: "mconsole=notify:<socket>",
+        value: V::Path,
+        stage: Stage::Setup,
+        summary: "Send mconsole notifications to a socket",
+        help: "The kernel sends datagrams (socket ready, panic, guest writes to /proc/mconsole) to \
+               the existing AF_UNIX datagram socket <socket>, a filesystem path under 108 bytes.",
+        fields: &[field("socket", C::Socket, "datagram socket path")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "virtio_uml.device=",
+        syntax: "virtio_uml.device=<socket>:<virtio id>[:<platform id>]",
+        value: V::Fields,
+        stage: Stage::Module,
+        summary: "A vhost-user virtio device",
+        help: "Registers a virtio device backed by the vhost-user unix socket <socket>; the ids \
+               are decimal. Repeatable.",
+        fields: &[
+            field("socket", C::Socket, "vhost-user socket"),
+            field("virtio-id", C::Number, "virtio device id"),
+            field("platform-id", C::Number, "platform id"),
+        ],
+        ..BASE
+    },
+    // ---- generic kernel parameters a UML user passes ----
+    OptionSpec {
+        name: "earlyprintk",
+        syntax: "earlyprintk",
+        stage: Stage::Generic,
+        summary: "Print to stdout early in boot",
+        help: "Registers a console that prints to stdout before the real consoles are set up.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "rootfstype=",
+        syntax: "rootfstype=<fs>",
+        value: V::Text,
+        stage: Stage::Generic,
+        summary: "Filesystem type of the root device",
+        help: "The filesystem type to mount root as, e.g. hostfs or ext4.",
+        fields: &[field(
+            "fs",
+            C::Candidates(&["hostfs", "ext4", "ext2", "tmpfs"]),
+            "filesystem",
+        )],
+        ..BASE
+    },
+    OptionSpec {
+        name: "rootflags=",
+        syntax: "rootflags=<options>",
+        value: V::Text,
+        stage: Stage::Generic,
+        summary: "Mount options for root; the host directory for a hostfs root",
+        help: "Mount data for the root filesystem; for rootfstype=hostfs it is the host directory \
+               to use as /.",
+        fields: &[field("options", C::Directory, "host directory for hostfs")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "rw",
+        matching: Matching::Exact,
+        syntax: "rw",
+        stage: Stage::Generic,
+        summary: "Mount root read-write",
+        help: "Mounts the root filesystem read-write.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "ro",
+        matching: Matching::Exact,
+        syntax: "ro",
+        stage: Stage::Generic,
+        summary: "Mount root read-only",
+        help: "Mounts the root filesystem read-only.",
+        ..BASE
+    },
+    OptionSpec {
+        name: "init=",
+        syntax: "init=<program>",
+        value: V::Path,
+        stage: Stage::Generic,
+        default: Some("/sbin/init"),
+        summary: "Program to run as init",
+        help: "The guest path of the first process.",
+        fields: &[field("program", C::File, "guest path")],
+        ..BASE
+    },
+    OptionSpec {
+        name: "loglevel=",
+        syntax: "loglevel=<0-7>",
+        value: V::Number,
+        stage: Stage::Generic,
+        summary: "Console log level",
+        help: "Messages below this level reach the console.",
+        fields: &[field(
+            "level",
+            C::Candidates(&["0", "1", "2", "3", "4", "5", "6", "7"]),
+            "level",
+        )],
+        ..BASE
+    },
+    // ---- config-dependent, not built in Debian's 6.1 ----
+    OptionSpec {
+        name: "dtb",
+        matching: Matching::Key,
+        syntax: "dtb=<file>",
+        status: Status::NotBuilt,
+        summary: "Device tree blob (CONFIG_OF; not built)",
+        help: "Loads a device tree from a host file. Not built into Debian's 6.1 kernel, so the \
+               word is passed to init's environment and has no effect.",
+        fields: &[field("file", C::File, "dtb file")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "dsp",
+        matching: Matching::Key,
+        syntax: "dsp=<device>",
+        status: Status::NotBuilt,
+        default: Some("/dev/sound/dsp"),
+        summary: "Host sound device (hostaudio; not built)",
+        help: "The host dsp device for hostaudio. Not built in Debian's 6.1: passed to init's \
+               environment, no effect.",
+        fields: &[field("device", C::File, "host device")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "mixer",
+        matching: Matching::Key,
+        syntax: "mixer=<device>",
+        status: Status::NotBuilt,
+        default: Some("/dev/sound/mixer"),
+        summary: "Host mixer device (hostaudio; not built)",
+        help: "The host mixer device for hostaudio. Not built in Debian's 6.1: passed to init's \
+               environment, no effect.",
+        fields: &[field("device", C::File, "host device")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "time-travel",
+        syntax: "time-travel",
+        status: Status::NotBuilt,
+        summary: "Simulated time (CONFIG_UML_TIME_TRAVEL_SUPPORT; not built)",
+        help: "Runs the guest on simulated time. Not built in Debian's 6.1: passed to init's \
+               argv, no effect.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "time-travel",
+        matching: Matching::Key,
+        syntax: "time-travel=<inf-cpu|ext:[<id>:]<socket>>",
+        status: Status::NotBuilt,
+        summary: "Simulated time mode (not built)",
+        help: "Selects the time-travel mode. Not built in Debian's 6.1: passed to init's \
+               environment, no effect.",
+        fields: &[field("mode", C::Candidates(&["inf-cpu", "ext:"]), "mode")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "time-travel-start",
+        matching: Matching::Key,
+        syntax: "time-travel-start=<ns>",
+        status: Status::NotBuilt,
+        summary: "Start time for time-travel (not built)",
+        help: "Start time in nanoseconds. Not built in Debian's 6.1: passed to init's environment.",
+        fields: &[field("ns", C::Number, "nanoseconds")],
+        ..OBSOLETE_KEY
+    },
+    // ---- obsolete (old Debian man page) ----
+    OptionSpec {
+        name: "mode",
+        syntax: "mode=<tt|skas|skas0>",
+        summary: "Removed: tt/skas execution mode",
+        help: "Selected tt or skas mode. 6.1 has only skas0-style operation; the word is unknown \
+               and lands in init's environment as mode=..., the last one winning.",
+        fields: &[field(
+            "mode",
+            C::Candidates(&["tt", "skas", "skas0"]),
+            "mode",
+        )],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "skas0",
+        syntax: "skas0",
+        summary: "Removed: force skas0 mode",
+        help: "Forced skas0 mode. Unknown in 6.1: lands in init's argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "honeypot",
+        syntax: "honeypot",
+        summary: "Removed: honeypot mode",
+        help: "Hid UML from the guest for honeypots (tt mode). Unknown in 6.1: lands in init's argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "jail",
+        syntax: "jail",
+        summary: "Removed: protect kernel memory (tt mode)",
+        help: "Protected kernel memory from processes in tt mode. Unknown in 6.1: lands in init's \
+               argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "fakehd",
+        syntax: "fakehd",
+        summary: "Removed: name ubd disks hd*",
+        help: "Named ubd disks like IDE disks. Unknown in 6.1: lands in init's argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "noptraceldt",
+        syntax: "noptraceldt",
+        summary: "Removed: skas3 host patch knob",
+        help: "Disabled PTRACE_LDT of the skas3 host patch. Unknown in 6.1: lands in init's argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "noptracefaultinfo",
+        syntax: "noptracefaultinfo",
+        summary: "Removed: skas3 host patch knob",
+        help: "Disabled PTRACE_FAULTINFO of the skas3 host patch. Unknown in 6.1: lands in init's \
+               argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "noprocmm",
+        syntax: "noprocmm",
+        summary: "Removed: skas3 host patch knob",
+        help: "Disabled /proc/mm of the skas3 host patch. Unknown in 6.1: lands in init's argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "debugtrace",
+        syntax: "debugtrace",
+        kernel_message: Some("'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'"),
+        summary: "Removed: trace the tracing thread (tt mode)",
+        help: "Debugged UML's tracing thread in tt mode. In 6.1 the debug prefix fires (its warning \
+               is printed) and the word then lands in init's argv.",
+        ..OBSOLETE
+    },
+    OptionSpec {
+        name: "aio",
+        syntax: "aio=2.4",
+        summary: "Removed: use 2.4-style AIO",
+        help: "Forced 2.4-style host AIO. Unknown in 6.1: lands in init's environment.",
+        fields: &[field("version", C::Candidates(&["2.4"]), "version")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "gdb-pid",
+        syntax: "gdb-pid=<pid>",
+        summary: "Removed: attach a running gdb (tt mode)",
+        help: "Attached the tt-mode debugger to a gdb process. Unknown in 6.1: lands in init's \
+               environment.",
+        fields: &[field("pid", C::Number, "pid")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "ncpus",
+        syntax: "ncpus=<n>",
+        summary: "Removed: number of virtual CPUs",
+        help: "Set the number of virtual CPUs of the old SMP support. Unknown in 6.1 (UML is \
+               uniprocessor): lands in init's environment.",
+        fields: &[field("n", C::Number, "CPUs")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "tty_log_dir",
+        syntax: "tty_log_dir=<directory>",
+        summary: "Removed: tty logging directory",
+        help: "Logged tty traffic to files in a host directory. Unknown in 6.1: lands in init's \
+               environment.",
+        fields: &[field("directory", C::Directory, "host directory")],
+        ..OBSOLETE_KEY
+    },
+    OptionSpec {
+        name: "tty_log_fd",
+        syntax: "tty_log_fd=<fd>",
+        summary: "Removed: tty logging descriptor",
+        help: "Logged tty traffic to a host descriptor. Unknown in 6.1: lands in init's environment.",
+        fields: &[field("fd", C::Number, "descriptor")],
+        ..OBSOLETE_KEY
+    },
+];
+
+pub static TRANSPORTS: &[TransportSpec] = &[
+    TransportSpec {
+        name: "ethertap",
+        built: true,
+        ignores_extra: false,
+        required: &["dev"],
+        summary: "Obsolete ethertap host device, through the uml_net helper",
+        fields: &[
+            field("dev", C::NetInterface, "host tap device (required)"),
+            MAC,
+            field("gate", C::Address, "host-side IP address"),
+        ],
+    },
+    TransportSpec {
+        name: "tuntap",
+        built: true,
+        ignores_extra: false,
+        required: &[],
+        summary: "A host TAP device (/dev/net/tun), or one made by uml_net when dev is empty",
+        fields: &[
+            field(
+                "dev",
+                C::NetInterface,
+                "host tap device; empty: uml_net creates one",
+            ),
+            MAC,
+            field("gate", C::Address, "host-side IP address for uml_net"),
+        ],
+    },
+    TransportSpec {
+        name: "daemon",
+        built: true,
+        ignores_extra: true,
+        required: &[],
+        summary: "A uml_switch (or `uml switch`) daemon over a unix control socket",
+        fields: &[
+            MAC,
+            field_d(
+                "type",
+                C::Candidates(&["unix"]),
+                "unix",
+                "socket type; only unix works",
+            ),
+            field_d(
+                "ctl",
+                C::Socket,
+                "/var/run/uml-utilities/uml_switch.ctl",
+                "the switch's control socket",
+            ),
+        ],
+    },
+    TransportSpec {
+        name: "mcast",
+        built: true,
+        ignores_extra: false,
+        required: &[],
+        summary: "UDP multicast between guests",
+        fields: &[
+            MAC,
+            field_d("group", C::Address, "239.192.168.1", "multicast group"),
+            field_d("port", C::Number, "1102", "UDP port"),
+            field_d("ttl", C::Number, "1", "multicast TTL"),
+        ],
+    },
+    TransportSpec {
+        name: "ucast",
+        built: true,
+        ignores_extra: false,
+        required: &["remote"],
+        summary: "Point-to-point UDP to one peer",
+        fields: &[
+            MAC,
+            field("remote", C::Address, "peer IP address (required)"),
+            field_d("listen-port", C::Number, "1102", "local UDP port"),
+            field_d("remote-port", C::Number, "1102", "peer UDP port"),
+        ],
+    },
+    TransportSpec {
+        name: "slirp",
+        built: true,
+        ignores_extra: false,
+        required: &[],
+        summary: "User-space NAT through a slirp program",
+        fields: &[
+            MAC,
+            field_d(
+                "argv",
+                C::Command,
+                "slirp",
+                "program and arguments; _ becomes a space",
+            ),
+        ],
+    },
+    TransportSpec {
+        name: "slip",
+        built: true,
+        ignores_extra: false,
+        required: &[],
+        summary: "IP-only SLIP through the uml_net helper",
+        fields: &[field("gate", C::Address, "host-side IP address")],
+    },
+    TransportSpec {
+        name: "vde",
+        built: true,
+        ignores_extra: true,
+        required: &[],
+        summary: "A VDE switch through libvdeplug",
+        fields: &[
+            field("switch", C::Directory, "vde_switch control directory"),
+            MAC,
+            field_d("port", C::Number, "0", "switch port"),
+            field("group", C::None, "group of the port"),
+            field_d("mode", C::Number, "0700", "octal mode"),
+            field_d(
+                "description",
+                C::None,
+                "UML vde_transport",
+                "port description",
+            ),
+        ],
+    },
+    TransportSpec {
+        name: "pcap",
+        built: false,
+        ignores_extra: false,
+        required: &[],
+        summary: "libpcap capture (CONFIG_UML_NET_PCAP; not built in Debian's 6.1)",
+        fields: &[
+            field("host-if", C::NetInterface, "host interface"),
+            field("filter", C::None, "pcap filter"),
+            field(
+                "option",
+                C::Candidates(&["promisc", "nopromisc", "optimize", "nooptimize"]),
+                "option",
+            ),
+            field(
+                "option2",
+                C::Candidates(&["promisc", "nopromisc", "optimize", "nooptimize"]),
+                "option",
+            ),
+            MAC,
+        ],
+    },
+];
+
+pub static VEC_COMMON_KEYS: &[FieldSpec] = &[
+    field(
+        "transport",
+        C::Candidates(&["tap", "hybrid", "raw", "gre", "l2tpv3", "bess", "fd"]),
+        "transport (required)",
+    ),
+    MAC,
+    field_d("mtu", C::Number, "1500", "576..65534, otherwise 1500"),
+    field_d("headroom", C::Number, "2", "headroom"),
+    field_d("depth", C::Number, "64", "queue length"),
+    field(
+        "gro",
+        C::Candidates(&["0", "1"]),
+        ">0: 64 KiB receive buffers",
+    ),
+    field(
+        "vec",
+        C::Candidates(&["0", "1"]),
+        "0 disables multi-packet I/O",
+    ),
+    field("bpffile", C::File, "BPF program file"),
+    field(
+        "bpfflash",
+        C::Candidates(&["0", "1"]),
+        ">0 allows loading BPF via ethtool",
+    ),
+];
+
+const IFNAME: FieldSpec = field("ifname", C::NetInterface, "host interface");
+const IFUP: FieldSpec = field("ifup", C::File, "script run with the interface name");
+const V6: FieldSpec = field("v6", C::Candidates(&["0", "1"]), "IPv6");
+const SRC: FieldSpec = field("src", C::Address, "local address");
+const DST: FieldSpec = field("dst", C::Address, "remote address");
+
+pub static VEC_TRANSPORTS: &[VecTransportSpec] = &[
+    VecTransportSpec {
+        name: "raw",
+        summary: "AF_PACKET socket on a host interface",
+        keys: &[IFNAME, IFUP],
+        required: &["ifname"],
+        pairs: &[],
+    },
+    VecTransportSpec {
+        name: "hybrid",
+        summary: "tap for transmit, raw socket for receive",
+        keys: &[IFNAME, IFUP],
+        required: &["ifname"],
+        pairs: &[],
+    },
+    VecTransportSpec {
+        name: "tap",
+        summary: "A host tap interface (created when ifname is omitted)",
+        keys: &[IFNAME, IFUP],
+        required: &[],
+        pairs: &[],
+    },
+    VecTransportSpec {
+        name: "gre",
+        summary: "GRE tunnel",
+        keys: &[
+            SRC,
+            DST,
+            V6,
+            field("rx_key", C::Number, "receive key"),
+            field("tx_key", C::Number, "transmit key"),
+            field("sequence", C::Candidates(&["0", "1"]), "sequence numbers"),
+            field("pin_sequence", C::Candidates(&["0", "1"]), "pin sequence"),
+        ],
+        required: &[],
+        pairs: &[("rx_key", "tx_key")],
+    },
+    VecTransportSpec {
+        name: "l2tpv3",
+        summary: "L2TPv3 tunnel",
+        keys: &[
+            SRC,
+            DST,
+            field("srcport", C::Number, "local port"),
+            field("dstport", C::Number, "remote port"),
+            V6,
+            field("udp", C::Candidates(&["0", "1"]), "over UDP"),
+            field("rx_session", C::Number, "receive session (required)"),
+            field("tx_session", C::Number, "transmit session (required)"),
+            field("cookie64", C::Candidates(&["0", "1"]), "64-bit cookies"),
+            field("rx_cookie", C::Number, "receive cookie"),
+            field("tx_cookie", C::Number, "transmit cookie"),
+            field("counter", C::Candidates(&["0", "1"]), "counter"),
+            field("pin_counter", C::Candidates(&["0", "1"]), "pin counter"),
+        ],
+        required: &["rx_session", "tx_session"],
+        pairs: &[("rx_session", "tx_session"), ("rx_cookie", "tx_cookie")],
+    },
+    VecTransportSpec {
+        name: "bess",
+        summary: "BESS over a unix SOCK_SEQPACKET socket",
+        keys: &[
+            field("dst", C::Socket, "BESS socket path (under 108 bytes)"),
+            field("src", C::Socket, "local bind path"),
+        ],
+        required: &["dst"],
+        pairs: &[],
+    },
+    VecTransportSpec {
+        name: "fd",
+        summary: "An inherited descriptor",
+        keys: &[field("fd", C::Number, "descriptor number")],
+        required: &["fd"],
+        pairs: &[],
+    },
+];
+
+pub static CHANNELS: &[ChannelSpec] = &[
+    ChannelSpec {
+        name: "fd",
+        argument: Some(field("fd", C::Number, "host descriptor")),
+        summary: "A host file descriptor",
+    },
+    ChannelSpec {
+        name: "null",
+        argument: None,
+        summary: "Discard output, no input",
+    },
+    ChannelSpec {
+        name: "port",
+        argument: Some(field("port", C::Number, "TCP port")),
+        summary: "A telnet port on every host address; the device waits for a client",
+    },
+    ChannelSpec {
+        name: "pty",
+        argument: None,
+        summary: "A BSD pty master",
+    },
+    ChannelSpec {
+        name: "pts",
+        argument: None,
+        summary: "A /dev/ptmx pseudo-terminal; the log names the /dev/pts device",
+    },
+    ChannelSpec {
+        name: "tty",
+        argument: Some(field("device", C::HostTty, "host tty device")),
+        summary: "A host terminal device",
+    },
+    ChannelSpec {
+        name: "xterm",
+        argument: None,
+        summary: "A terminal emulator window (needs $DISPLAY)",
+    },
+    ChannelSpec {
+        name: "none",
+        argument: None,
+        summary: "The line is not configured",
+    },
+];

@@ -1,0 +1,484 @@
+//! The `uml` binary against real guests: `run`, `list`, `clean`, `wait`, `shutdown` and every
+//! mconsole command, with replies compared to `uml_mconsole`'s.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::{GuestBuilder, UmlDir};
+
+/// Runs `uml --uml-dir DIR ARGS…` and returns its output; on a failed expectation the caller
+/// prints it through `show`.
+fn uml(dir: &Path, args: &[&str]) -> Output {
+    uml_with_stdin(dir, args, None)
+}
+
+fn uml_with_stdin(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uml"));
+    cmd.arg("--uml-dir").arg(dir).args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("cannot run the uml binary");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(data).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("uml {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn show(args: &[&str], out: &Output) -> String {
+    format!(
+        "uml {args:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = uml(dir, args);
+    assert!(out.status.success(), "{}", show(args, &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = uml(dir, args);
+    assert_eq!(out.status.code(), Some(1), "{}", show(args, &out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What `uml_mconsole SOCKET CMD` prints after `OK ` or `ERR `, and whether it was OK.
+fn reference(socket: &Path, command: &[&str]) -> (bool, String) {
+    let out = Command::new("uml_mconsole")
+        .arg(socket)
+        .args(command)
+        .stderr(Stdio::null())
+        .output()
+        .expect("uml_mconsole is not installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if let Some(rest) = text.strip_prefix("OK ") {
+        (true, rest.to_owned())
+    } else {
+        (false, text.strip_prefix("ERR ").unwrap_or(&text).to_owned())
+    }
+}
+
+fn list_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(dir, &["list", "--json"])).expect("uml list --json is not JSON")
+}
+
+fn state_of(dir: &Path, umid: &str) -> Option<String> {
+    list_json(dir)
+        .as_array()?
+        .iter()
+        .find(|r| r["umid"] == umid)
+        .map(|r| r["state"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn run_gives_the_commands_output_and_exit_status() {
+    let dir = UmlDir::new();
+    let args = ["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"];
+    let out = uml(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(7), "{}", show(&args, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "out\n",
+        "{}",
+        show(&args, &out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err"),
+        "{}",
+        show(&args, &out)
+    );
+    // Nothing is left behind: no instance directory, no runtime files of the guest.
+    assert_eq!(list_json(dir.path()).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn run_passes_piped_stdin_through_to_its_end() {
+    let dir = UmlDir::new();
+    let args = ["run", "--", "sh", "-c", "cat; echo done"];
+    let out = uml_with_stdin(dir.path(), &args, Some(b"line one\nno newline at the end"));
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line one\nno newline at the end\ndone\n"
+    );
+}
+
+#[test]
+fn run_works_in_the_current_directory_and_writes_only_where_allowed() {
+    let dir = UmlDir::new();
+    let work = tempfile::tempdir().unwrap();
+    let work_path = work.path().canonicalize().unwrap();
+    let script =
+        "pwd; echo made > made.txt; touch /etc/umlkit-must-not-exist 2>/dev/null || echo ro-root";
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .arg("--uml-dir")
+        .arg(dir.path())
+        .args(["run", "--rw"])
+        .arg(&work_path)
+        .args(["--", "sh", "-c", script])
+        .current_dir(&work_path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, format!("{}\nro-root\n", work_path.display()));
+    assert_eq!(
+        std::fs::read_to_string(work_path.join("made.txt")).unwrap(),
+        "made\n"
+    );
+    assert!(!Path::new("/etc/umlkit-must-not-exist").exists());
+}
+
+#[test]
+fn run_with_a_missing_kernel_says_what_to_install() {
+    let dir = UmlDir::new();
+    let err = fails(
+        dir.path(),
+        &["run", "--kernel", "/nonexistent/linux", "--", "true"],
+    );
+    assert!(
+        err.contains("cannot run the UML kernel /nonexistent/linux"),
+        "{err}"
+    );
+    assert!(err.contains("user-mode-linux"), "{err}");
+}
+
+#[test]
+fn run_refuses_a_umid_that_a_live_guest_uses() {
+    let guest = GuestBuilder::new("busy").boot().unwrap();
+    let err = fails(
+        guest.uml_dir(),
+        &["run", "--umid", guest.umid(), "--", "true"],
+    );
+    assert!(
+        err.contains(&format!("already in use by pid {}", guest.pid())),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_reports_a_panic_with_the_boot_log_and_leaves_nothing_running() {
+    let dir = UmlDir::new();
+    let out = uml(
+        dir.path(),
+        &["run", "--", "sh", "-c", "echo c > /proc/sysrq-trigger"],
+    );
+    dir.remember();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the guest panicked"), "{err}");
+    assert!(err.contains("sysrq"), "{err}");
+    for pid in dir.kernel_pids() {
+        assert!(
+            !testkit::group_alive(pid),
+            "a process of the panicked guest survived"
+        );
+    }
+}
+
+#[test]
+fn run_rejects_an_invalid_command_line_before_starting_anything() {
+    let dir = UmlDir::new();
+    let err = fails(
+        dir.path(),
+        &["run", "--arg", "ubd1x=/nonexistent", "--", "true"],
+    );
+    assert!(err.contains("ubd1x=/nonexistent"), "{err}");
+    assert!(err.contains("nothing was started"), "{err}");
+}
+
+#[test]
+fn a_guest_that_never_boots_is_killed_at_the_timeout() {
+    let dir = UmlDir::new();
+    let start = Instant::now();
+    let err = fails(dir.path(), &["run", "--boot-timeout", "0", "--", "true"]);
+    dir.remember();
+    assert!(err.contains("did not boot within"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    for pid in dir.kernel_pids() {
+        assert!(!testkit::group_alive(pid));
+    }
+}
+
+/// One detached guest driven through every mconsole command.
+#[test]
+fn a_detached_guest_is_listed_controlled_and_shut_down() {
+    let dir = UmlDir::new();
+    let d = dir.path();
+    let umid = "ctl-guest";
+    let out = ok(d, &["run", "--detach", "--umid", umid, "--mem", "128M"]);
+    dir.remember();
+    assert_eq!(out.trim(), umid);
+    let socket = d.join(umid).join("mconsole");
+
+    let rows = list_json(d);
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["umid"] == umid)
+        .unwrap()
+        .clone();
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(row["kernel"], "6.1.176", "{row}");
+    assert!(row["memory_bytes"].as_u64().unwrap() > 100 << 20, "{row}");
+    assert!(ok(d, &["list"]).contains(umid));
+
+    // Replies equal uml_mconsole's, command by command.
+    for (ours, theirs) in [
+        (vec!["version", umid], vec!["version"]),
+        (vec!["config", umid, "con0"], vec!["config", "con0"]),
+        (vec!["config", umid, "ssl0"], vec!["config", "ssl0"]),
+        (vec!["proc", umid, "meminfo"], vec!["proc", "meminfo"]),
+    ] {
+        let text = ok(d, &ours);
+        let (good, expected) = reference(&socket, &theirs);
+        assert!(good, "uml_mconsole {theirs:?} failed: {expected}");
+        let expected = expected.trim_start_matches('\n');
+        // /proc numbers move between two reads; the names and their order must not.
+        let keys = |t: &str| {
+            t.lines()
+                .map(|l| l.split(':').next().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        };
+        if theirs[0] == "proc" {
+            assert_eq!(keys(&text), keys(expected), "uml {ours:?}");
+        } else {
+            assert_eq!(text.trim_end(), expected.trim_end(), "uml {ours:?}");
+        }
+    }
+    let meminfo = ok(d, &["proc", umid, "meminfo"]);
+    assert!(
+        meminfo.len() > 511,
+        "meminfo should need several reply chunks"
+    );
+    assert!(meminfo.contains("MemTotal:"));
+
+    // An error reply is an error here, with the kernel's text; uml_mconsole agrees.
+    let err = fails(d, &["proc", umid, "no-such-file"]);
+    let (good, expected) = reference(&socket, &["proc", "no-such-file"]);
+    assert!(!good);
+    assert!(err.contains(expected.trim()), "{err} vs {expected}");
+    let err = fails(d, &["resume", umid]);
+    assert!(err.contains("Not stopped"), "{err}");
+
+    // sysrq output comes back.
+    let sysrq = ok(d, &["sysrq", umid, "m"]);
+    assert!(
+        sysrq.contains("Mem-Info") || sysrq.contains("pages"),
+        "{sysrq}"
+    );
+    ok(d, &["log", umid, "hello", "from", "the", "host"]);
+    let _ = ok(d, &["stack", umid, "1"]);
+
+    // Pause and resume, seen by `uml list`.
+    ok(d, &["pause", umid]);
+    assert_eq!(state_of(d, umid).as_deref(), Some("paused"));
+    assert!(
+        ok(d, &["version", umid]).contains("6.1.176"),
+        "a paused guest still answers"
+    );
+    ok(d, &["resume", umid]);
+    assert_eq!(state_of(d, umid).as_deref(), Some("running"));
+
+    // Hot-add a disk from a relative path, see it, remove it.
+    let disks = tempfile::tempdir().unwrap();
+    std::fs::File::create(disks.path().join("hot.img"))
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .arg("--uml-dir")
+        .arg(d)
+        .args(["config", umid, "ubd3=hot.img"])
+        .current_dir(disks.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = ok(d, &["config", umid, "ubd3"]);
+    assert_eq!(
+        conf.trim(),
+        disks.path().join("hot.img").display().to_string()
+    );
+    ok(d, &["remove", umid, "ubd3"]);
+    assert_eq!(ok(d, &["config", umid, "ubd3"]).trim(), "");
+    let err = fails(d, &["remove", umid, "ubd9"]);
+    assert!(
+        err.contains("-19") || err.contains("ENODEV") || err.contains("doesn't exist"),
+        "{err}"
+    );
+
+    // Raw commands, one-shot and at the prompt.
+    assert!(ok(d, &["mconsole", umid, "version"]).contains("6.1.176"));
+    let out = uml_with_stdin(d, &["mconsole", umid], Some(b"version\ngo\n"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OK Linux"), "{text}");
+    assert!(text.contains("ERR Not stopped"), "{text}");
+
+    // Shutdown: the built-in guest powers off on ctrl-alt-del.
+    let err = String::from_utf8_lossy(&uml(d, &["shutdown", umid, "--timeout", "20"]).stderr)
+        .into_owned();
+    assert!(err.contains("powered off"), "{err}");
+    ok(d, &["wait", umid, "--exited", "--timeout", "10"]);
+    assert!(
+        state_of(d, umid).is_none(),
+        "the instance directory should be gone"
+    );
+    let err = fails(d, &["version", umid]);
+    assert!(err.contains("no UML instance \"ctl-guest\""), "{err}");
+}
+
+#[test]
+fn shutdown_halts_a_guest_whose_init_ignores_ctrl_alt_del() {
+    let mut guest = GuestBuilder::new("nocad")
+        .body("echo 0 > /proc/sys/kernel/ctrl-alt-del; trap '' INT; echo IGNORING; while :; do sleep 1; done")
+        .boot()
+        .unwrap();
+    guest
+        .wait_for_log("IGNORING", Duration::from_secs(20))
+        .unwrap();
+    let out = uml(
+        guest.uml_dir(),
+        &["shutdown", guest.umid(), "--timeout", "2"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("halted"), "{err}");
+    guest.wait_exit(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn clean_removes_dead_instances_and_never_a_live_one() {
+    let guest = GuestBuilder::new("live").boot().unwrap();
+    let d = guest.uml_dir();
+    // A directory left by a SIGKILLed kernel: its pid is dead.
+    let dead = d.join("dead-one");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("pid"), "999999999\n").unwrap();
+    // A directory whose pid now belongs to some other program.
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let reused = d.join("reused");
+    std::fs::create_dir(&reused).unwrap();
+    std::fs::write(reused.join("pid"), format!("{}\n", sleeper.id())).unwrap();
+    std::os::unix::net::UnixDatagram::bind(reused.join("mconsole")).unwrap();
+
+    let rows = list_json(d);
+    let states: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["umid"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("dead-one".into(), "stale".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("reused".into(), "stale".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(guest.umid().into(), "running".into())),
+        "{states:?}"
+    );
+
+    let out = ok(d, &["clean"]);
+    assert!(out.contains("dead-one") && out.contains("reused"), "{out}");
+    assert!(!dead.exists() && !reused.exists());
+    assert!(guest.instance_dir().exists(), "a live instance was removed");
+    assert!(ok(d, &["version", guest.umid()]).contains("6.1.176"));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn wait_returns_once_a_guest_has_booted() {
+    let dir = UmlDir::new();
+    let d = dir.path().to_owned();
+    let waiter = std::thread::spawn(move || uml(&d, &["wait", "late", "--timeout", "60"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let guest = GuestBuilder::new("late")
+        .umid("late")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let out = waiter.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(guest);
+    let err = fails(dir.path(), &["wait", "never", "--timeout", "1"]);
+    assert!(err.contains("never"), "{err}");
+}
+
+#[test]
+fn console_attaches_to_a_guest_line_on_a_host_pty() {
+    let dir = UmlDir::new();
+    let d = dir.path();
+    let umid = "con-guest";
+    // A plain sh: a login shell's profile can take seconds to answer.
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .arg("--uml-dir")
+        .arg(d)
+        .args(["run", "--detach", "--umid", umid])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    dir.remember();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The detached shell is on con0 = pts. Type a command, then Ctrl-] to detach.
+    let out = uml_with_stdin(d, &["console", umid], Some(b"echo console-$((6*7))\n"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("console-42"), "{text}");
+    let err = fails(d, &["console", umid, "con7"]);
+    assert!(err.contains("not to a host pty"), "{err}");
+    ok(d, &["halt", umid]);
+}
