@@ -723,7 +723,11 @@ mod tests {
     #[test]
     fn runtime_dir_falls_back_when_the_socket_path_would_be_too_long() {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
-        assert!(runtime_dir(&long, "g").to_string_lossy().starts_with("/tmp/umlkit-"));
+        assert!(
+            runtime_dir(&long, "g")
+                .to_string_lossy()
+                .starts_with("/tmp/umlkit-")
+        );
         assert_eq!(
             runtime_dir(Path::new("/h/.uml"), "g"),
             Path::new("/h/.uml/.umlkit")

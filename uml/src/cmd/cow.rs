@@ -71,7 +71,11 @@ enum CowCommand {
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
-    let uml_dir = global.uml_dir.clone().unwrap_or_else(cow::default_uml_dir);
+    let uml_dir = global
+        .uml_dir
+        .clone()
+        .or_else(|| uml::instance::default_uml_dir().ok());
+    let uml_dir = uml_dir.as_deref();
     match args.command {
         CowCommand::Create {
             force,
@@ -79,9 +83,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             backing,
         } => {
             if force {
-                cow::ensure_not_held(&path, &uml_dir, false)?;
+                cow::ensure_not_held(&path, uml_dir, false)?;
             }
-            cow::ensure_not_held(&backing, &uml_dir, true)?;
+            cow::ensure_not_held(&backing, uml_dir, true)?;
             let made = cow::create(&path, &backing, force)?;
             eprintln!(
                 "created {} over {} ({} bytes)",
@@ -94,7 +98,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             backing,
             json,
             file,
-        } => info(&file, backing.as_deref(), json, &uml_dir)?,
+        } => info(&file, backing.as_deref(), json, uml_dir)?,
         CowCommand::Merge {
             backing,
             in_place,
@@ -106,8 +110,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let backing_used = backing
                 .clone()
                 .unwrap_or_else(|| header.backing_path().to_owned());
-            cow::ensure_not_held(&path, &uml_dir, false)?;
-            cow::ensure_not_held(&backing_used, &uml_dir, !in_place)?;
+            cow::ensure_not_held(&path, uml_dir, false)?;
+            cow::ensure_not_held(&backing_used, uml_dir, !in_place)?;
             let bar = Progress::new("merging");
             let progress = |done, total| bar.update(done, total);
             if let Some(out) = out {
@@ -117,7 +121,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
                         out.display()
                     );
                 }
-                cow::ensure_not_held(&out, &uml_dir, false)?;
+                cow::ensure_not_held(&out, uml_dir, false)?;
                 let stats = cow::merge_to(&path, backing.as_deref(), &out, &progress);
                 bar.finish();
                 let stats = stats?;
@@ -135,7 +139,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             cow: path,
             new_backing,
         } => {
-            cow::ensure_not_held(&path, &uml_dir, false)?;
+            cow::ensure_not_held(&path, uml_dir, false)?;
             cow::rebase(&path, &new_backing)?;
             let now = open_cow(&path)?;
             eprintln!(
@@ -204,7 +208,12 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-fn info(path: &Path, backing: Option<&Path>, json: bool, uml_dir: &Path) -> anyhow::Result<()> {
+fn info(
+    path: &Path,
+    backing: Option<&Path>,
+    json: bool,
+    uml_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     let file = open_cow(path)?;
     let backing_used = backing.unwrap_or(file.backing_path());
     let check = file.check_backing(backing_used);

@@ -282,9 +282,9 @@ pub fn merge_to(
 ) -> Result<MergeStats, CowError> {
     let reader = CowReader::open(cow, backing_override)?;
     let uml_dir = default_uml_dir();
-    ensure_not_held(cow, &uml_dir, false)?;
-    ensure_not_held(reader.backing_path(), &uml_dir, true)?;
-    ensure_not_held(out, &uml_dir, false)?;
+    ensure_not_held(cow, uml_dir.as_deref(), false)?;
+    ensure_not_held(reader.backing_path(), uml_dir.as_deref(), true)?;
+    ensure_not_held(out, uml_dir.as_deref(), false)?;
     if let Ok(out_meta) = fs::metadata(out) {
         for input in [cow, reader.backing_path()] {
             if fs::metadata(input).is_ok_and(|m| same_file(&m, &out_meta)) {
@@ -524,8 +524,8 @@ pub fn merge_in_place(
         }
     };
     let uml_dir = default_uml_dir();
-    ensure_not_held(cow, &uml_dir, false)?;
-    ensure_not_held(&backing_path, &uml_dir, false)?;
+    ensure_not_held(cow, uml_dir.as_deref(), false)?;
+    ensure_not_held(&backing_path, uml_dir.as_deref(), false)?;
     let backing = OpenOptions::new()
         .read(true)
         .write(true)

@@ -386,7 +386,7 @@ pub fn create(cow: &Path, backing: &Path, force: bool) -> Result<CowFile, CowErr
     })?;
     let size = backing_size(&abs, &meta)?;
     let uml_dir = default_uml_dir();
-    ensure_not_held(&abs, &uml_dir, true)?;
+    ensure_not_held(&abs, uml_dir.as_deref(), true)?;
     let existed = match fs::metadata(cow) {
         Ok(old) => {
             if !force {
@@ -400,7 +400,7 @@ pub fn create(cow: &Path, backing: &Path, force: bool) -> Result<CowFile, CowErr
                     b: abs,
                 });
             }
-            ensure_not_held(cow, &uml_dir, false)?;
+            ensure_not_held(cow, uml_dir.as_deref(), false)?;
             true
         }
         Err(_) => false,
@@ -481,8 +481,8 @@ pub fn rebase(cow: &Path, new_backing: &Path) -> Result<(), CowError> {
     let abs = absolutize(new_backing)?;
     old.check_backing(&abs)?;
     let uml_dir = default_uml_dir();
-    ensure_not_held(cow, &uml_dir, false)?;
-    ensure_not_held(&abs, &uml_dir, true)?;
+    ensure_not_held(cow, uml_dir.as_deref(), false)?;
+    ensure_not_held(&abs, uml_dir.as_deref(), true)?;
     let mut header = old.header.clone();
     header.backing = abs.as_os_str().as_bytes().to_vec();
     let bytes = header.encode().map_err(|source| CowError::Encode {
@@ -549,12 +549,16 @@ pub fn holder(path: &Path) -> io::Result<Option<LockHolder>> {
 }
 
 /// Refuse `path` if a process holds a lock on it (a read lock is allowed when
-/// `readers_ok`). The error names the pid and, when found in `uml_dir`, the guest's umid.
+/// `readers_ok`). The error names the pid and, when it is a guest of `uml_dir`, its umid.
 /// A file that does not exist is not held.
 ///
 /// # Errors
 /// [`CowError::InUse`], or the file cannot be opened.
-pub fn ensure_not_held(path: &Path, uml_dir: &Path, readers_ok: bool) -> Result<(), CowError> {
+pub fn ensure_not_held(
+    path: &Path,
+    uml_dir: Option<&Path>,
+    readers_ok: bool,
+) -> Result<(), CowError> {
     match holder(path) {
         Ok(None) => Ok(()),
         Ok(Some(h)) if readers_ok && h.kind == LockKind::Read => Ok(()),
@@ -562,7 +566,7 @@ pub fn ensure_not_held(path: &Path, uml_dir: &Path, readers_ok: bool) -> Result<
             path: path.to_owned(),
             pid: h.pid,
             kind: h.kind,
-            umid: umid_of_pid(uml_dir, h.pid),
+            umid: uml_dir.and_then(|d| umid_of_pid(d, h.pid)),
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(CowError::Open {
@@ -572,41 +576,22 @@ pub fn ensure_not_held(path: &Path, uml_dir: &Path, readers_ok: bool) -> Result<
     }
 }
 
-/// `$UML_DIR`, else `$HOME/.uml`: where guests keep their `<umid>/pid` files by default.
-pub fn default_uml_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("UML_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
-        .join(".uml")
+/// The default `uml_dir` (`$HOME/.uml`), where guests keep their `<umid>/pid` files, if
+/// there is one.
+pub(crate) fn default_uml_dir() -> Option<PathBuf> {
+    crate::instance::default_uml_dir().ok()
 }
 
-/// The umid of the guest whose kernel is `pid` (or whose session `pid` belongs to, since the
-/// kernel calls `setsid()` and its helpers share the session): the `<umid>` directory of
-/// `uml_dir` whose `pid` file holds that number.
-// Instance discovery (`crate::instance`) will replace this scan.
+/// The umid of the guest whose kernel is `pid`, or whose session `pid` belongs to (the
+/// kernel calls `setsid()`, and its helper processes share the session).
 fn umid_of_pid(uml_dir: &Path, pid: i32) -> Option<String> {
-    const MAX_ENTRIES: usize = 4096;
-    let session = session_of(pid);
-    let entries = fs::read_dir(uml_dir).ok()?;
-    for entry in entries.take(MAX_ENTRIES).flatten() {
-        let Ok(file) = File::open(entry.path().join("pid")) else {
-            continue;
-        };
-        let mut text = String::new();
-        if file.take(32).read_to_string(&mut text).is_err() {
-            continue;
-        }
-        let Ok(found) = text.trim().parse::<i32>() else {
-            continue;
-        };
-        if found == pid || Some(found) == session {
-            return Some(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    None
+    let by_pid = u32::try_from(pid)
+        .ok()
+        .and_then(|p| crate::instance::umid_of_pid(uml_dir, p));
+    by_pid.or_else(|| {
+        let session = u32::try_from(session_of(pid)?).ok()?;
+        crate::instance::umid_of_pid(uml_dir, session)
+    })
 }
 
 /// Session id of a process, from `/proc/<pid>/stat`.
