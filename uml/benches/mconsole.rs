@@ -125,12 +125,16 @@ fn main() {
     }
 
     let path = socket.to_str().unwrap();
-    let mut reference_t: Vec<Duration> = (0..PROCESS_RUNS)
-        .map(|_| time_process("uml_mconsole", &[path, "version"]))
-        .collect();
-
-    // `uml version <umid>` as a process belongs here once the `uml` binary has the command:
-    // time it like uml_mconsole above and print it with the ratio against it.
+    let uml_dir = guest.uml_dir().to_str().unwrap();
+    let mut reference_t = Vec::with_capacity(PROCESS_RUNS);
+    let mut cli_t = Vec::with_capacity(PROCESS_RUNS);
+    for _ in 0..PROCESS_RUNS {
+        reference_t.push(time_process("uml_mconsole", &[path, "version"]));
+        cli_t.push(time_process(
+            env!("CARGO_BIN_EXE_uml"),
+            &["--uml-dir", uml_dir, "version", guest.umid()],
+        ));
+    }
 
     let ours_s = stats(&mut ours_t);
     let raw_s = stats(&mut raw_t);
@@ -146,6 +150,12 @@ fn main() {
         ours_s.mean.as_secs_f64() / raw_s.mean.as_secs_f64()
     );
     println!("process runs, {PROCESS_RUNS} each");
+    let cli_s = stats(&mut cli_t);
     show("uml_mconsole SOCKET version", &reference_s);
-    println!("uml version                  (not measured yet: the CLI command does not exist)");
+    show("uml version UMID", &cli_s);
+    println!(
+        "ratio uml/uml_mconsole: median {:.3}, mean {:.3}",
+        cli_s.median.as_secs_f64() / reference_s.median.as_secs_f64(),
+        cli_s.mean.as_secs_f64() / reference_s.mean.as_secs_f64()
+    );
 }

@@ -590,6 +590,46 @@ pub fn kill_group(pid: u32) {
     }
 }
 
+/// Whether a process of the process group `pgid` still runs (zombies do not count: helper
+/// processes of a killed kernel are reparented to pid 1, which may be slow to reap them).
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|entry| {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.len() > 2 && f[0] != "Z" && f[0] != "X" && f[2].parse::<u32>().ok() == Some(pgid)
+    })
+}
+
+/// Kills the process group `pgid` and waits, at most `timeout`, until none of it runs.
+pub fn kill_group_and_wait(pgid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        kill_group(pgid);
+        if !group_alive(pgid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until the process `pid` is gone (or a zombie) and no longer serves this instance.
 fn wait_gone(instance: &Instance, pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

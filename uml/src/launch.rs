@@ -415,7 +415,7 @@ impl Running {
         }
         self.drain();
         // Whatever is left of the process group (helpers of a panicked kernel) goes too.
-        crate::instance::kill_group(self.pid);
+        crate::instance::kill_group_and_wait(self.pid, Duration::from_secs(3));
         Ok(Outcome {
             status,
             panic: self.panic.clone(),
@@ -438,6 +438,7 @@ impl Running {
         if self.status.is_none() {
             self.status = self.child.wait().ok();
         }
+        crate::instance::kill_group_and_wait(self.pid, Duration::from_secs(3));
     }
 
     /// The last lines of the boot log.
@@ -502,8 +503,12 @@ pub fn read_tail(path: &Path, lines: usize) -> String {
 /// What the built-in guest runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    /// An interactive login shell on the user's terminal.
+    /// An interactive login shell on the user's terminal; the guest powers off when it exits.
     Shell,
+    /// A login shell on a host pty that `uml console` attaches to, started again whenever it
+    /// exits (detaching hangs the line up, which ends the shell), like a getty: the guest runs
+    /// until it is shut down.
+    RespawningShell,
     /// One command; its exit status becomes the kernel's.
     Command(Vec<String>),
 }
@@ -632,6 +637,9 @@ impl DefaultGuest {
         let run = match &self.payload {
             Payload::Shell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
                  setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1 &\n"
+                .to_owned(),
+            Payload::RespawningShell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
+                 (while :; do setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1; sleep 0.2; done) &\n"
                 .to_owned(),
             Payload::Command(argv) => {
                 let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();

@@ -121,7 +121,8 @@ fn run_passes_piped_stdin_through_to_its_end() {
     assert!(out.status.success(), "{}", show(&args, &out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "line one\nno newline at the end\ndone\n"
+        // cat copies the input as it is: no newline is added after its last line.
+        "line one\nno newline at the enddone\n"
     );
 }
 
@@ -196,9 +197,21 @@ fn run_reports_a_panic_with_the_boot_log_and_leaves_nothing_running() {
     assert!(err.contains("the guest panicked"), "{err}");
     assert!(err.contains("sysrq"), "{err}");
     for pid in dir.kernel_pids() {
+        // Processes that got SIGKILL may still be tearing down their memory for a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while testkit::group_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
             !testkit::group_alive(pid),
-            "a process of the panicked guest survived"
+            "a process of the panicked guest survived: {}",
+            String::from_utf8_lossy(
+                &Command::new("ps")
+                    .args(["-o", "pid,pgid,stat,args", "-g", &pid.to_string()])
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
         );
     }
 }
@@ -248,7 +261,8 @@ fn a_detached_guest_is_listed_controlled_and_shut_down() {
         .clone();
     assert_eq!(row["state"], "running", "{row}");
     assert_eq!(row["kernel"], "6.1.176", "{row}");
-    assert!(row["memory_bytes"].as_u64().unwrap() > 100 << 20, "{row}");
+    // MemTotal is mem= less what the kernel keeps for itself.
+    assert!(row["memory_bytes"].as_u64().unwrap() > 80 << 20, "{row}");
     assert!(ok(d, &["list"]).contains(umid));
 
     // Replies equal uml_mconsole's, command by command.
@@ -265,6 +279,10 @@ fn a_detached_guest_is_listed_controlled_and_shut_down() {
         // /proc numbers move between two reads; the names and their order must not.
         let keys = |t: &str| {
             t.lines()
+                .filter(|l| {
+                    !l.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                        .is_empty()
+                })
                 .map(|l| l.split(':').next().unwrap_or("").to_owned())
                 .collect::<Vec<_>>()
         };
@@ -291,10 +309,7 @@ fn a_detached_guest_is_listed_controlled_and_shut_down() {
 
     // sysrq output comes back.
     let sysrq = ok(d, &["sysrq", umid, "m"]);
-    assert!(
-        sysrq.contains("Mem-Info") || sysrq.contains("pages"),
-        "{sysrq}"
-    );
+    assert!(sysrq.contains("Show Memory"), "{sysrq}");
     ok(d, &["log", umid, "hello", "from", "the", "host"]);
     let _ = ok(d, &["stack", umid, "1"]);
 

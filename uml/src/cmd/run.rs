@@ -85,6 +85,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         Payload::Command(args.command.clone())
     };
     let detached_shell = args.detach && payload == Payload::Shell;
+    let payload = if detached_shell {
+        Payload::RespawningShell
+    } else {
+        payload
+    };
     let mut env = Vec::new();
     for key in ["HOME", "TERM", "LANG", "LC_ALL", "USER", "LOGNAME", "SHELL"] {
         if let Ok(v) = std::env::var(key) {

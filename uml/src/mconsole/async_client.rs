@@ -31,7 +31,8 @@ fn into_tokio(socket: std::os::unix::net::UnixDatagram) -> Result<UnixDatagram, 
 #[derive(Debug)]
 pub struct AsyncClient {
     path: PathBuf,
-    socket: Mutex<UnixDatagram>,
+    /// The socket, and (st_dev, st_ino) of the socket file it is connected to.
+    socket: Mutex<(UnixDatagram, Option<(u64, u64)>)>,
     per_receive: Duration,
     deadline: Duration,
     reply_limit: usize,
@@ -47,7 +48,10 @@ impl AsyncClient {
     pub async fn connect(socket: &Path) -> Result<AsyncClient, Error> {
         Ok(AsyncClient {
             path: socket.to_owned(),
-            socket: Mutex::new(into_tokio(client_socket(socket)?)?),
+            socket: Mutex::new((
+                into_tokio(client_socket(socket)?)?,
+                super::client::socket_identity(socket),
+            )),
             per_receive: DEFAULT_TIMEOUT,
             deadline: DEFAULT_DEADLINE,
             reply_limit: DEFAULT_REPLY_LIMIT,
@@ -84,7 +88,15 @@ impl AsyncClient {
         let request = wire::Request::new(command.as_bytes())
             .map_err(|_| Error::CommandTooLong { len: command.len() })?;
         let datagram = request.encode();
-        let mut socket = self.socket.lock().await;
+        let mut guard = self.socket.lock().await;
+        // A rebooted guest's new socket file replaces the old one, which its dying helper
+        // processes may keep alive (and silent) for a moment: reconnect to the new one.
+        let now = super::client::socket_identity(&self.path);
+        if now.is_some() && now != guard.1 {
+            tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
+            *guard = (into_tokio(client_socket(&self.path)?)?, now);
+        }
+        let socket = &mut guard.0;
         let mut buf = [0u8; RECV_BUFFER];
         // Leftovers of an earlier request whose reply we stopped reading.
         while socket.try_recv(&mut buf).is_ok() {

@@ -79,6 +79,14 @@ struct State {
     socket: UnixDatagram,
     /// The receive timeout last set on the socket, to skip a setsockopt per receive.
     timeout: Option<Duration>,
+    /// (st_dev, st_ino) of the socket file we connected to.
+    peer: Option<(u64, u64)>,
+}
+
+/// The identity of the socket file at `path`, if any.
+pub(super) fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Client {
@@ -94,6 +102,7 @@ impl Client {
             state: Mutex::new(State {
                 socket: client_socket(socket)?,
                 timeout: None,
+                peer: socket_identity(socket),
             }),
             per_receive: DEFAULT_TIMEOUT,
             deadline: DEFAULT_DEADLINE,
@@ -143,6 +152,16 @@ impl Client {
             .map_err(|_| Error::CommandTooLong { len: command.len() })?;
         let datagram = request.encode();
         let mut state = self.lock();
+        // A rebooted guest binds a new socket at the same path while the old one may live on
+        // for a moment in its dying helper processes (they share the descriptor); a request
+        // sent to the old one is never answered. A new file at the path means reconnect.
+        let now = socket_identity(&self.path);
+        if now.is_some() && now != state.peer {
+            tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
+            state.socket = client_socket(&self.path)?;
+            state.timeout = None;
+            state.peer = now;
+        }
         drain(&state.socket);
         if let Err(e) = state.socket.send(&datagram) {
             if !peer_gone(&e) {
@@ -156,6 +175,7 @@ impl Client {
             let socket = client_socket(&self.path)?;
             state.socket = socket;
             state.timeout = None;
+            state.peer = socket_identity(&self.path);
             state.socket.send(&datagram).map_err(|source| Error::Send {
                 command: command.to_owned(),
                 source,

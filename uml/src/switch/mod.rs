@@ -1,1 +1,155 @@
-//! TODO
+//! A userspace Ethernet switch for the kernel's `daemon` network transport
+//! (`eth<n>=daemon,<mac>,unix,<control socket>`), compatible with uml_switch.
+//!
+//! A client (the UML kernel, `daemon_user.c`) connects to the control socket (a filesystem
+//! `SOCK_STREAM` socket), sends a port request naming its own abstract `SOCK_DGRAM` address
+//! ([`request`]), and reads back the switch's data address. From then on every datagram is one
+//! Ethernet frame, and the port lives as long as the control connection.
+//!
+//! Unlike uml_switch, which receives every port's frames on one data socket, each port gets a
+//! data socket of its own, connected to the client, and its address is what the reply
+//! carries (the kernel sends to whatever address it is told). A connected receiver is not
+//! limited by `net.unix.max_dgram_qlen` (10 datagrams by default) for frames from its peer,
+//! it accepts frames from that client only, and `poll` reports it writable exactly when the
+//! client's receive queue has room again.
+//!
+//! Abstract `AF_UNIX` names belong to a network namespace: the switch and its guests must run
+//! in the same one (the control socket, a filesystem path, is reachable from any).
+//!
+//! Guarantees:
+//! * Learning switch with 100 s aging, or a hub ([`SwitchOptions::hub`]); a host tap device
+//!   can be a port; every frame can be captured to a pcap file.
+//! * A frame is never dropped because a receiver's queue is momentarily full: it waits in a
+//!   bounded per-port queue until the receiver's socket is writable again (the switch goes on
+//!   serving the other ports meanwhile). Frames dropped anyway (queue full, receiver gone,
+//!   over [`MAX_FRAME_LEN`], from an unregistered sender) are counted in [`SwitchStats`].
+//! * Untrusted input never crashes or blocks it: malformed requests are refused, a client
+//!   that says nothing is dropped after [`SwitchOptions::request_timeout`], and stray bytes
+//!   after registration end that client's port (as in uml_switch).
+//! * It never takes over a control socket that a live switch serves, replaces a stale one,
+//!   never deletes a path that is not a socket, and removes its socket file when it stops.
+//!
+//! ```no_run
+//! use uml::switch::{Switch, SwitchOptions};
+//! let switch = Switch::bind("/tmp/lab.ctl".as_ref(), SwitchOptions::default())?;
+//! let handle = switch.handle();
+//! let thread = std::thread::spawn(move || switch.serve());
+//! // ... guests run with eth0=daemon,,unix,/tmp/lab.ctl ...
+//! handle.stop();
+//! let stats = thread.join().unwrap()?;
+//! println!("{} frames dropped", stats.dropped());
+//! # Ok::<(), uml::switch::SwitchError>(())
+//! ```
+
+mod control;
+mod engine;
+pub mod pcap;
+pub mod request;
+pub mod socket;
+mod table;
+pub mod tap;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use control::is_served;
+pub use engine::{Switch, SwitchHandle, SwitchStats};
+pub use request::{PeerAddr, Request, RequestVersion};
+pub use socket::DataSocket;
+pub use table::MAX_AGE;
+
+/// The longest frame forwarded: 1514 (MTU 1500 + Ethernet header) plus an 802.1Q tag.
+/// uml_switch cuts frames at 1514; we drop and count longer ones instead of passing on a
+/// corrupted frame.
+pub const MAX_FRAME_LEN: usize = 1518;
+/// The shortest frame forwarded: an Ethernet header.
+pub const MIN_FRAME_LEN: usize = 14;
+/// uml_switch's default control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/tmp/uml.ctl";
+
+/// How a switch behaves.
+#[derive(Debug, Clone)]
+pub struct SwitchOptions {
+    /// Flood every frame to every other port instead of learning addresses.
+    pub hub: bool,
+    /// A host tap device to attach as a port (`IFF_TAP | IFF_NO_PI`).
+    pub tap: Option<String>,
+    /// Capture every frame the switch receives into this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// How long a new client may take to send its complete request.
+    pub request_timeout: Duration,
+    /// Frames that may wait for one receiver whose socket is full; past this they are dropped.
+    pub queue_frames: usize,
+    /// Socket buffer size asked for on data sockets.
+    pub socket_buffer: usize,
+    /// Access mode for the control socket file (Debian's uml_switch makes it 0777).
+    pub control_mode: Option<u32>,
+}
+
+impl Default for SwitchOptions {
+    fn default() -> Self {
+        SwitchOptions {
+            hub: false,
+            tap: None,
+            pcap: None,
+            request_timeout: Duration::from_secs(2),
+            queue_frames: 256,
+            socket_buffer: 4 << 20,
+            control_mode: None,
+        }
+    }
+}
+
+/// Why a switch cannot start or stopped.
+#[derive(Debug, Error)]
+pub enum SwitchError {
+    #[error("the control socket {0} is served by another switch")]
+    AlreadyServed(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("cannot tell whether a switch serves {path}")]
+    Probe {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot remove the stale control socket {path}")]
+    RemoveStale {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on the control socket {path}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set the mode of the control socket {path}")]
+    Chmod {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the switch's data socket")]
+    DataSocket(#[source] io::Error),
+    #[error("cannot attach the tap device {name}")]
+    Tap {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the capture file {path}")]
+    Pcap {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the switch's stop channel")]
+    StopChannel(#[source] io::Error),
+    #[error("waiting for traffic failed")]
+    Poll(#[source] io::Error),
+}
