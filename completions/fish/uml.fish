@@ -52,7 +52,6 @@ complete -c uml -n "__fish_uml_needs_command" -f -a "mconsole" -d 'Send raw mcon
 complete -c uml -n "__fish_uml_needs_command" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
 complete -c uml -n "__fish_uml_needs_command" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
 complete -c uml -n "__fish_uml_needs_command" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
-complete -c uml -n "__fish_uml_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packaging; see scripts/generate)'
 complete -c uml -n "__fish_uml_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand run" -s m -l mem -d 'Guest memory (kernel `mem=`): a number with an optional K, M or G suffix' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l umid -d 'The instance\'s name (kernel `umid=`, at most 63 characters) [default: run-XXXXXX]' -r
@@ -206,7 +205,6 @@ complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcom
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "generate" -d 'Write the man pages and shell completions (for packaging; see scripts/generate)'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # Running instances: the directories of the uml_dir, as `uml list` finds them.

@@ -74,15 +74,17 @@ pub fn kernel_scripts() -> Vec<Script> {
         "# bash completion for the User-mode Linux kernel ({names}); {HEADER}\n\
          {engine}\
          _uml_kernel() {{\n    \
-             local cur prev words cword tok desc flag prefix nospace=\n    \
+             local cur prev words cword line tok prefix nospace=\n    \
              _init_completion -n =: || return\n    \
              # bash breaks words at = and :, and replaces only the text after the last one.\n    \
              prefix=${{cur%\"${{cur##*[=:]}}\"}}\n    \
              COMPREPLY=()\n    \
-             while IFS=$'\\t' read -r tok desc flag; do\n        \
+             # (tab is a blank to read: an empty description would shift the fields)\n    \
+             while IFS= read -r line; do\n        \
+                 tok=${{line%%$'\\t'*}}\n        \
                  [ -n \"$tok\" ] || continue\n        \
                  COMPREPLY+=(\"${{tok#\"$prefix\"}}\")\n        \
-                 [ \"$flag\" = n ] && nospace=1\n    \
+                 [ \"${{line##*$'\\t'}}\" = n ] && nospace=1\n    \
              done < <(__uml_kernel_candidates \"$cur\")\n    \
              [ -n \"$nospace\" ] && compopt -o nospace\n    \
              return 0\n\
@@ -252,11 +254,16 @@ pub fn command_scripts(cmd: Command, bin: &str) -> Vec<Script> {
     let slots = dynamic_slots(&cmd);
     let value_opts = value_options(&cmd);
     let uml_dir_opt = "--uml-dir";
+    let hidden: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| s.is_hide_set())
+        .map(|s| s.get_name().to_owned())
+        .collect();
     let mut out = Vec::new();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut cmd.clone(), bin, &mut buf);
-        let base = String::from_utf8_lossy(&buf).into_owned();
+        let base = drop_hidden(shell, &String::from_utf8_lossy(&buf), &hidden);
         let f = bin.replace('-', "_");
         let (path, text) = match shell {
             Shell::Bash => (
@@ -273,6 +280,39 @@ pub fn command_scripts(cmd: Command, bin: &str) -> Vec<Script> {
             ),
         };
         out.push(Script { path, text });
+    }
+    out
+}
+
+/// clap_complete offers hidden subcommands (`uml generate`) like any other; take them out of
+/// the lists a user sees. Their parsing branches stay, unreachable from a listing.
+fn drop_hidden(shell: Shell, text: &str, hidden: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let mut line = line.to_owned();
+        let mut keep = true;
+        for h in hidden {
+            match shell {
+                Shell::Bash if trimmed.starts_with("opts=\"") => {
+                    line = line
+                        .split(' ')
+                        .filter(|w| w != h && *w != format!("{h}\""))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    if !line.ends_with('"') {
+                        line.push('"');
+                    }
+                }
+                Shell::Zsh if trimmed.starts_with(&format!("'{h}:")) => keep = false,
+                Shell::Fish if line.contains(&format!("-a \"{h}\"")) => keep = false,
+                _ => {}
+            }
+        }
+        if keep {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     out
 }
@@ -356,11 +396,13 @@ fn zsh_hooks(
          (( $+functions[_{f}_umids] )) ||\n\
          _{f}_umids() {{\n    \
              local d=${{UML_DIR:-$HOME/.uml}} i\n    \
-             local -a umids\n    \
-             i=${{words[(I){uml_dir_opt}]}}\n    \
-             (( i > 0 )) && d=${{~words[i+1]}}\n    \
-             i=${{words[(I){uml_dir_opt}=*]}}\n    \
-             (( i > 0 )) && d=${{~words[i]#*=}}\n    \
+             # The whole line: inside a subcommand, $words starts at the subcommand.\n    \
+             local -a umids all=(${{(Q)${{(z)BUFFER}}}})\n    \
+             i=${{all[(I){uml_dir_opt}]}}\n    \
+             (( i > 0 )) && d=${{all[i+1]}}\n    \
+             i=${{all[(I){uml_dir_opt}=*]}}\n    \
+             (( i > 0 )) && d=${{all[i]#*=}}\n    \
+             d=${{d/#\\~/$HOME}}\n    \
              umids=($d/*(N/:t))\n    \
              _describe -t umids 'running instance' umids\n\
          }}\n\
