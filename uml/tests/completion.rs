@@ -65,8 +65,18 @@ fn run(cmd: &mut Command) -> Output {
     }
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
     Output {
         status: child.wait().unwrap(),
         stdout,
@@ -129,13 +139,7 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn complete(
-    shell: Shell,
-    scripts: &Path,
-    line: &str,
-    cwd: &Path,
-    env: &[(&str, &str)],
-) -> Offer {
+fn complete(shell: Shell, scripts: &Path, line: &str, cwd: &Path, env: &[(&str, &str)]) -> Offer {
     let command = line.split(' ').next().unwrap();
     let out = match shell {
         Shell::Bash => {
@@ -149,8 +153,18 @@ fn complete(
                  COMP_WORDS=({})\nCOMP_CWORD={cword}\nCOMP_LINE={}\nCOMP_POINT={}\n\
                  f=$(complete -p {command} | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p')\n\
                  [ -n \"$f\" ] || {{ echo 'no completion registered for {command}' >&2; exit 3; }}\n",
-                sh_quote(&scripts.join("completions/bash").join(script_name).display().to_string()),
-                words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" "),
+                sh_quote(
+                    &scripts
+                        .join("completions/bash")
+                        .join(script_name)
+                        .display()
+                        .to_string()
+                ),
+                words
+                    .iter()
+                    .map(|w| sh_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 sh_quote(line),
                 line.len(),
             );
@@ -209,7 +223,13 @@ zpty -d z
             let script_name = format!("{command}.fish");
             let script = format!(
                 "source {}\ncomplete -C {}\n",
-                sh_quote(&scripts.join("completions/fish").join(script_name).display().to_string()),
+                sh_quote(
+                    &scripts
+                        .join("completions/fish")
+                        .join(script_name)
+                        .display()
+                        .to_string()
+                ),
                 sh_quote(line)
             );
             run(Command::new("fish")
@@ -259,10 +279,16 @@ fn each_shell(scripts: &Path, line: &str, cwd: &Path, check: impl Fn(Shell, &Off
 fn expect(scripts: &Path, cwd: &Path, line: &str, present: &[&str], absent: &[&str]) {
     each_shell(scripts, line, cwd, |shell, offer| {
         for w in present {
-            assert!(offer.has(w), "{shell:?}: {line:?} offers {w:?}; got {offer:?}");
+            assert!(
+                offer.has(w),
+                "{shell:?}: {line:?} offers {w:?}; got {offer:?}"
+            );
         }
         for w in absent {
-            assert!(!offer.has(w), "{shell:?}: {line:?} must not offer {w:?}; got {offer:?}");
+            assert!(
+                !offer.has(w),
+                "{shell:?}: {line:?} must not offer {w:?}; got {offer:?}"
+            );
         }
     });
 }
@@ -275,8 +301,19 @@ fn kernel_lists_option_keys_but_not_obsolete_ones() {
         scripts.path(),
         wd.path(),
         "linux ",
-        &["mem=", "ubd", "con", "eth", "vec", "noreboot", "mconsole=", "rootfstype="],
-        &["mode=", "skas0", "honeypot", "fake_ide", "udb", "dtb=", "debug"],
+        &[
+            "mem=",
+            "ubd",
+            "con",
+            "eth",
+            "vec",
+            "noreboot",
+            "mconsole=",
+            "rootfstype=",
+        ],
+        &[
+            "mode=", "skas0", "honeypot", "fake_ide", "udb", "dtb=", "debug",
+        ],
     );
 }
 
@@ -284,7 +321,13 @@ fn kernel_lists_option_keys_but_not_obsolete_ones() {
 fn kernel_offers_ubd_units_then_flags() {
     let scripts = generate();
     let wd = workdir();
-    expect(scripts.path(), wd.path(), "linux ubd", &["ubd0", "ubd7", "ubd15"], &["ubd16"]);
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux ubd",
+        &["ubd0", "ubd7", "ubd15"],
+        &["ubd16"],
+    );
     expect(
         scripts.path(),
         wd.path(),
@@ -344,8 +387,20 @@ fn kernel_offers_eth_transports_and_daemon_fields() {
         "eth0=slirp,",
         "eth0=ethertap,",
     ];
-    expect(scripts.path(), wd.path(), "linux eth0=", &transports, &["eth0=pcap,"]);
-    expect(scripts.path(), wd.path(), "linux eth0=daemon,,", &["eth0=daemon,,unix,"], &[]);
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux eth0=",
+        &transports,
+        &["eth0=pcap,"],
+    );
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux eth0=daemon,,",
+        &["eth0=daemon,,unix,"],
+        &[],
+    );
     expect(
         scripts.path(),
         wd.path(),
@@ -359,12 +414,22 @@ fn kernel_offers_eth_transports_and_daemon_fields() {
 fn kernel_offers_vec_keys_of_the_chosen_transport() {
     let scripts = generate();
     let wd = workdir();
-    expect(scripts.path(), wd.path(), "linux vec0:", &["vec0:transport="], &[]);
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux vec0:",
+        &["vec0:transport="],
+        &[],
+    );
     expect(
         scripts.path(),
         wd.path(),
         "linux vec0:transport=",
-        &["vec0:transport=tap", "vec0:transport=raw", "vec0:transport=l2tpv3"],
+        &[
+            "vec0:transport=tap",
+            "vec0:transport=raw",
+            "vec0:transport=l2tpv3",
+        ],
         &[],
     );
     expect(
@@ -372,7 +437,10 @@ fn kernel_offers_vec_keys_of_the_chosen_transport() {
         wd.path(),
         "linux vec0:transport=gre,",
         &["vec0:transport=gre,rx_key=", "vec0:transport=gre,mtu="],
-        &["vec0:transport=gre,transport=", "vec0:transport=gre,ifname="],
+        &[
+            "vec0:transport=gre,transport=",
+            "vec0:transport=gre,ifname=",
+        ],
     );
 }
 
@@ -386,7 +454,13 @@ fn kernel_offers_console_channels() {
             .map(|c| format!("{key}{c}"))
             .collect();
         let want: Vec<&str> = want.iter().map(String::as_str).collect();
-        expect(scripts.path(), wd.path(), &format!("linux {key}"), &want, &[]);
+        expect(
+            scripts.path(),
+            wd.path(),
+            &format!("linux {key}"),
+            &want,
+            &[],
+        );
     }
     expect(
         scripts.path(),
@@ -408,8 +482,20 @@ fn kernel_offers_console_channels() {
 fn kernel_offers_sizes_sockets_and_directories() {
     let scripts = generate();
     let wd = workdir();
-    expect(scripts.path(), wd.path(), "linux mem=", &["mem=128M", "mem=1G"], &[]);
-    expect(scripts.path(), wd.path(), "linux mconsole=", &["mconsole=notify:"], &[]);
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux mem=",
+        &["mem=128M", "mem=1G"],
+        &[],
+    );
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux mconsole=",
+        &["mconsole=notify:"],
+        &[],
+    );
     expect(
         scripts.path(),
         wd.path(),
@@ -417,7 +503,13 @@ fn kernel_offers_sizes_sockets_and_directories() {
         &["mconsole=notify:notify.sock", "mconsole=notify:sub/"],
         &["mconsole=notify:base.img"],
     );
-    expect(scripts.path(), wd.path(), "linux rootfstype=h", &["rootfstype=hostfs"], &[]);
+    expect(
+        scripts.path(),
+        wd.path(),
+        "linux rootfstype=h",
+        &["rootfstype=hostfs"],
+        &[],
+    );
     for key in ["rootflags=", "hostfs="] {
         expect(
             scripts.path(),
@@ -519,10 +611,16 @@ fn uml_config_offers_devices_after_the_umid() {
     for shell in SHELLS {
         let env = [("UML_DIR", uml_dir.to_str().unwrap())];
         let offer = complete(shell, scripts.path(), "uml config web1 ", wd.path(), &env);
-        assert!(offer.has("ubd1") && offer.has("con0") && offer.has("eth0"), "{shell:?} {offer:?}");
+        assert!(
+            offer.has("ubd1") && offer.has("con0") && offer.has("eth0"),
+            "{shell:?} {offer:?}"
+        );
         assert!(!offer.has("web1"), "{shell:?} {offer:?}");
         let offer = complete(shell, scripts.path(), "uml remove ", wd.path(), &env);
-        assert!(offer.has("web1") && !offer.has("ubd1"), "{shell:?} {offer:?}");
+        assert!(
+            offer.has("web1") && !offer.has("ubd1"),
+            "{shell:?} {offer:?}"
+        );
     }
 }
 
@@ -534,13 +632,40 @@ fn uml_halt_offers_a_running_guests_umid() {
     let uml_dir: PathBuf = guest.uml_dir().to_owned();
     let dir = uml_dir.to_str().unwrap();
     for shell in SHELLS {
-        let by_env = complete(shell, scripts.path(), "uml halt ", wd.path(), &[("UML_DIR", dir)]);
-        assert!(by_env.has(guest.umid()), "{shell:?} with UML_DIR: {by_env:?}");
+        let by_env = complete(
+            shell,
+            scripts.path(),
+            "uml halt ",
+            wd.path(),
+            &[("UML_DIR", dir)],
+        );
+        assert!(
+            by_env.has(guest.umid()),
+            "{shell:?} with UML_DIR: {by_env:?}"
+        );
         let line = format!("uml --uml-dir {dir} halt ");
-        let by_flag = complete(shell, scripts.path(), &line, wd.path(), &[("UML_DIR", "/nonexistent")]);
-        assert!(by_flag.has(guest.umid()), "{shell:?} with --uml-dir: {by_flag:?}");
+        let by_flag = complete(
+            shell,
+            scripts.path(),
+            &line,
+            wd.path(),
+            &[("UML_DIR", "/nonexistent")],
+        );
+        assert!(
+            by_flag.has(guest.umid()),
+            "{shell:?} with --uml-dir: {by_flag:?}"
+        );
         let after = format!("uml halt --uml-dir {dir} ");
-        let by_flag = complete(shell, scripts.path(), &after, wd.path(), &[("UML_DIR", "/nonexistent")]);
-        assert!(by_flag.has(guest.umid()), "{shell:?} with a later --uml-dir: {by_flag:?}");
+        let by_flag = complete(
+            shell,
+            scripts.path(),
+            &after,
+            wd.path(),
+            &[("UML_DIR", "/nonexistent")],
+        );
+        assert!(
+            by_flag.has(guest.umid()),
+            "{shell:?} with a later --uml-dir: {by_flag:?}"
+        );
     }
 }

@@ -146,7 +146,10 @@ fn kernel_options_page_documents_every_option_of_the_table() {
             spec.syntax()
         );
     }
-    assert!(obsolete.contains("reaches init"), "obsolete entries say their fate");
+    assert!(
+        obsolete.contains("reaches init"),
+        "obsolete entries say their fate"
+    );
 }
 
 #[test]
@@ -160,7 +163,10 @@ fn kernel_options_page_corrects_the_kernels_own_help() {
     assert!(channels.contains("tty:<device>"));
     assert!(channels.contains("tty:/dev/tty8") || channels.contains("con1=/dev/tty8"));
     assert!(section(&page, "NETWORK TRANSPORTS").contains("transport=l2tpv3"));
-    assert!(!page.contains("linux.uml.1"), "the page is not named like Debian's");
+    assert!(
+        !page.contains("linux.uml.1"),
+        "the page is not named like Debian's"
+    );
 }
 
 #[test]
@@ -171,7 +177,11 @@ fn pages_carry_a_fixed_date_or_source_date_epoch() {
     let (_tmp2, again) = generate(None);
     for page in pages(&man) {
         let name = page.file_name().unwrap().to_str().unwrap();
-        assert_eq!(read(&man, name), read(&again, name), "{name} is reproducible");
+        assert_eq!(
+            read(&man, name),
+            read(&again, name),
+            "{name} is reproducible"
+        );
     }
     let (_tmp3, dated) = generate(Some("951782400"));
     assert!(read(&dated, "uml-kernel-options.7").contains(".TH UML-KERNEL-OPTIONS 7 2000-02-29 "));

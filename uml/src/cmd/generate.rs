@@ -97,8 +97,14 @@ fn uml_sections() -> Vec<Section> {
                      its pid file and its mconsole socket. A directory whose pid is dead is \
                      stale: uml list reports it and uml clean removes it.",
                 ),
-                item("~/.uml/<umid>/mconsole", "The guest's management console socket."),
-                item("~/.uml/<umid>/pid", "The pid of the guest's kernel process."),
+                item(
+                    "~/.uml/<umid>/mconsole",
+                    "The guest's management console socket.",
+                ),
+                item(
+                    "~/.uml/<umid>/pid",
+                    "The pid of the guest's kernel process.",
+                ),
             ],
         },
         Section {
@@ -121,8 +127,14 @@ fn uml_sections() -> Vec<Section> {
         Section {
             title: "EXIT STATUS",
             blocks: vec![
-                item("0", "Success. uml run exits with the status of the guest's command."),
-                item("1", "The operation failed; the reason is printed on stderr."),
+                item(
+                    "0",
+                    "Success. uml run exits with the status of the guest's command.",
+                ),
+                item(
+                    "1",
+                    "The operation failed; the reason is printed on stderr.",
+                ),
                 item("2", "The command line was not understood."),
             ],
         },

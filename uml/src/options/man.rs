@@ -170,7 +170,11 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
          default. The legacy transports are still built and working in 6.1.",
     );
     for t in transports() {
-        let fields: Vec<String> = t.fields().iter().map(|f| format!("<{}>", f.name())).collect();
+        let fields: Vec<String> = t
+            .fields()
+            .iter()
+            .map(|f| format!("<{}>", f.name()))
+            .collect();
         let tag = if fields.is_empty() {
             format!("eth<n>={}", t.name())
         } else {
@@ -229,7 +233,11 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
         "PATH",
         "Searched for uml_net, port-helper, slirp and in.telnetd; the kernel appends /usr/lib/uml.",
     );
-    item(&mut r, "UML_PORT_HELPER", "Overrides the path of port-helper.");
+    item(
+        &mut r,
+        "UML_PORT_HELPER",
+        "Overrides the path of port-helper.",
+    );
     item(&mut r, "DISPLAY", "Needed by the xterm channel.");
     r.control("SH", ["EXIT STATUS"]);
     para(
@@ -248,7 +256,10 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
          its tty: prefix.",
     );
     r.control("SH", ["EXAMPLES"]);
-    para(&mut r, "Boot the host's own root directory read-only with a shell:");
+    para(
+        &mut r,
+        "Boot the host's own root directory read-only with a shell:",
+    );
     code(
         &mut r,
         "linux mem=256M root=/dev/root rootfstype=hostfs rootflags=/ ro init=/bin/sh",
@@ -264,7 +275,10 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
          eth0=daemon,,unix,/tmp/switch.ctl",
     );
     r.control("SH", ["SEE ALSO"]);
-    see_also(&mut r, &[("uml", "1"), ("uml-check", "1"), ("uml-run", "1")]);
+    see_also(
+        &mut r,
+        &[("uml", "1"), ("uml-check", "1"), ("uml-run", "1")],
+    );
     Page {
         file_name: "uml-kernel-options.7".to_owned(),
         text: tidy(&r.render()),
@@ -337,11 +351,9 @@ fn collect_pages(
             sub.get_display_name().unwrap_or(sub.get_name())
         ));
     }
-    if !top || !extra.iter().any(|s| s.title == "SEE ALSO") {
-        if !see.is_empty() {
-            r.control("SH", ["SEE ALSO"]);
-            r.text([roman(see.join(", "))]);
-        }
+    if (!top || !extra.iter().any(|s| s.title == "SEE ALSO")) && !see.is_empty() {
+        r.control("SH", ["SEE ALSO"]);
+        r.text([roman(see.join(", "))]);
     }
     if let Some(v) = cmd.get_version() {
         r.control("SH", ["VERSION"]);
@@ -439,9 +451,7 @@ fn option_entry(r: &mut Roff, spec: &OptionSpec) {
     if spec.status() != Status::Current {
         match spec.init() {
             Some(InitSlot::Argv) => facts.push("In 6.1 the word reaches init's arguments.".into()),
-            Some(InitSlot::Env) => {
-                facts.push("In 6.1 the word reaches init's environment.".into())
-            }
+            Some(InitSlot::Env) => facts.push("In 6.1 the word reaches init's environment.".into()),
             None => {}
         }
     }
@@ -449,10 +459,7 @@ fn option_entry(r: &mut Roff, spec: &OptionSpec) {
         r.control("IP", []);
         r.text([roman(facts.join(" "))]);
     }
-    let described = matches!(
-        spec.value(),
-        ValueKind::Fields | ValueKind::Ubd
-    );
+    let described = matches!(spec.value(), ValueKind::Fields | ValueKind::Ubd);
     if described && !spec.fields().is_empty() && spec.status() == Status::Current {
         r.control("RS", []);
         fields_list(r, spec.fields(), &[]);
@@ -542,7 +549,11 @@ mod tests {
         let page = kernel_options_page(&Meta::umlkit("0"));
         for spec in all() {
             let escaped = spec.syntax().replace('-', "\\-");
-            assert!(page.text.contains(&escaped), "{} is documented", spec.syntax());
+            assert!(
+                page.text.contains(&escaped),
+                "{} is documented",
+                spec.syntax()
+            );
         }
     }
 }
