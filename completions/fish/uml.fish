@@ -206,6 +206,544 @@ complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcom
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+set -g __uml_kernel_engine '__uk_emit() {
+    case $1 in
+    "$__uk_cur"*) printf \'%s\\t%s\\t%s\\n\' "$1" "$2" "$3" ;;
+    esac
+}
+# __uk_split SEPARATORS: the word\'s value ($__uk_val) cut at the last separator into
+# $__uk_base (everything before the current piece) and $__uk_piece; $__uk_n counts the pieces
+# before it.
+__uk_split() {
+    __uk_piece=$__uk_val
+    __uk_n=0
+    while :; do
+        case $__uk_piece in
+        *[$1]*) __uk_piece=${__uk_piece#*[$1]}; __uk_n=$((__uk_n + 1)) ;;
+        *) break ;;
+        esac
+    done
+    __uk_base=${__uk_cur%"$__uk_piece"}
+}
+# __uk_words SUFFIX WORD...: fixed words for the current piece.
+__uk_words() {
+    __uk_sfx=$1
+    shift
+    for __uk_w in "$@"; do
+        case $__uk_sfx$__uk_w in
+        *[=,:/]) __uk_emit "$__uk_base$__uk_w$__uk_sfx" "" n ;;
+        *) __uk_emit "$__uk_base$__uk_w$__uk_sfx" "" s ;;
+        esac
+    done
+}
+# __uk_files f|d|s: files, directories only, or sockets (and the directories that lead to them).
+__uk_files() {
+    for __uk_f in "$__uk_piece"*; do
+        if [ -d "$__uk_f" ]; then
+            __uk_emit "$__uk_base$__uk_f/" "" n
+        elif [ "$1" = f ] && { [ -e "$__uk_f" ] || [ -L "$__uk_f" ]; }; then
+            __uk_emit "$__uk_base$__uk_f" "" s
+        elif [ "$1" = s ] && [ -S "$__uk_f" ]; then
+            __uk_emit "$__uk_base$__uk_f" "" s
+        fi
+    done
+}
+__uk_ttys() {
+    for __uk_f in /dev/tty* /dev/pts/[0-9]*; do
+        [ -c "$__uk_f" ] && __uk_emit "$__uk_base$__uk_f" "" s
+    done
+}
+__uk_ifaces() {
+    for __uk_f in /sys/class/net/*; do
+        [ -e "$__uk_f" ] && __uk_emit "$__uk_base${__uk_f##*/}" "" s
+    done
+}
+__uk_units() {
+    __uk_stem=$1 __uk_sep=$2 __uk_count=$3 __uk_desc=$4
+    __uk_u=0
+    while [ "$__uk_u" -lt "$__uk_count" ]; do
+        __uk_emit "$__uk_stem$__uk_u$__uk_sep" "$__uk_desc $__uk_u" n
+        __uk_u=$((__uk_u + 1))
+    done
+}
+# ubd<digits><flags>: the units that start with the digits, and once a unit is complete, its
+# flags and the = that ends the name.
+__uk_ubd_name() {
+    __uk_d=${1%%[!0-9]*}
+    __uk_fl=${1#"$__uk_d"}
+    if [ -z "$__uk_d" ]; then
+        __uk_u=0
+        while [ "$__uk_u" -lt 16 ]; do
+            __uk_emit "ubd$__uk_u" "disk unit $__uk_u" n
+            __uk_u=$((__uk_u + 1))
+        done
+        return
+    fi
+    if [ -z "$__uk_fl" ]; then
+        __uk_u=0
+        while [ "$__uk_u" -lt 16 ]; do
+            [ "$__uk_u" != "$__uk_d" ] && __uk_emit "ubd$__uk_u" "disk unit $__uk_u" n
+            __uk_u=$((__uk_u + 1))
+        done
+    fi
+    case $__uk_d in
+    [0-9]|1[0-5]) ;;
+    *) return ;;
+    esac
+    __uk_emit "$__uk_cur=" "attach a file" n
+    __uk_ubd_flags
+}
+__uml_kernel_candidates() {
+    __uk_cur=$1
+    case $__uk_cur in
+    vec*:*)
+        __uk_val=${__uk_cur#*:}
+        __uk_vec
+        ;;
+    *=*)
+        __uk_key=${__uk_cur%%=*}
+        __uk_val=${__uk_cur#*=}
+        __uk_value
+        ;;
+    *) __uk_keys ;;
+    esac
+}
+__uk_keys() {
+    case $__uk_cur in
+    ubd*)
+        case ${__uk_cur#ubd} in
+        *[!0-9rsdct]*) ;;
+        *) __uk_ubd_name "${__uk_cur#ubd}"; return ;;
+        esac
+        ;;
+    con*)
+        case ${__uk_cur#con} in
+        *[!0-9]*) ;;
+        *)
+            __uk_emit \'con=\' \'Connect virtual consoles to host channels (all)\' n
+            __uk_units con \'=\' 16 \'Connect virtual consoles to host channels\'
+            ;;
+        esac
+        ;;
+    ssl*)
+        case ${__uk_cur#ssl} in
+        *[!0-9]*) ;;
+        *)
+            __uk_emit \'ssl=\' \'Connect serial lines to host channels (all)\' n
+            __uk_units ssl \'=\' 64 \'Connect serial lines to host channels\'
+            ;;
+        esac
+        ;;
+    eth*)
+        case ${__uk_cur#eth} in
+        *[!0-9]*) ;;
+        *)
+            __uk_units eth \'=\' 4 \'A network device with a legacy transport\'
+            ;;
+        esac
+        ;;
+    vec*)
+        case ${__uk_cur#vec} in
+        *[!0-9]*) ;;
+        *)
+            __uk_units vec \':\' 4 \'A network device with the vector driver\'
+            ;;
+        esac
+        ;;
+    esac
+    __uk_emit \'mem=\' \'Guest RAM size\' n
+    __uk_emit \'iomem=\' \'Map a host file as an IO memory region\' n
+    __uk_emit \'initrd=\' \'Load a host file as the initrd\' n
+    __uk_emit \'root=\' \'Root device\' n
+    __uk_emit \'console=\' \'Preferred kernel console\' n
+    __uk_emit \'umid=\' \'Name of this instance\' n
+    __uk_emit \'uml_dir=\' \'Directory for instance directories\' n
+    __uk_emit \'xterm=\' \'Terminal emulator for the xterm channel\' n
+    __uk_emit \'nosysemu\' \'Do not use PTRACE_SYSEMU\' s
+    __uk_emit \'quiet\' \'Fewer boot messages\' s
+    __uk_emit \'noreboot\' \'Exit instead of rebooting\' s
+    __uk_emit \'hostfs=\' \'Confine hostfs mounts under a host directory\' n
+    __uk_emit \'--help\' \'Print the kernel\'\\\'\'s option help and exit\' s
+    __uk_emit \'--version\' \'Print the kernel release and exit\' s
+    __uk_emit \'--showconfig\' \'Print the kernel\'\\\'\'s build configuration and exit\' s
+    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'ubd\' \'Attach a host file as a block device\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'con\' \'Connect virtual consoles to host channels\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'ssl\' \'Connect serial lines to host channels\' n
+    __uk_emit \'ssl-non-raw\' \'Do not put serial lines\'\\\'\' host ttys into raw mode\' s
+    __uk_emit \'stderr=\' \'Early console on stderr\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'eth\' \'A network device with a legacy transport\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'vec\' \'A network device with the vector driver\' n
+    __uk_emit \'mconsole=\' \'Send mconsole notifications to a socket\' n
+    __uk_emit \'virtio_uml.device=\' \'A vhost-user virtio device\' n
+    __uk_emit \'earlyprintk\' \'Print to stdout early in boot\' s
+    __uk_emit \'rootfstype=\' \'Filesystem type of the root device\' n
+    __uk_emit \'rootflags=\' \'Mount options for root; the host directory for a hostfs root\' n
+    __uk_emit \'rw\' \'Mount root read-write\' s
+    __uk_emit \'ro\' \'Mount root read-only\' s
+    __uk_emit \'init=\' \'Program to run as init\' n
+    __uk_emit \'loglevel=\' \'Console log level\' n
+}
+__uk_ubd_flags() {
+    case $__uk_fl in *r*) ;; *) __uk_emit "${__uk_cur}r" \'read-only\' n ;; esac
+    case $__uk_fl in *s*) ;; *) __uk_emit "${__uk_cur}s" \'synchronous I/O (O_SYNC)\' n ;; esac
+    case $__uk_fl in *d*) ;; *) __uk_emit "${__uk_cur}d" \'raw: no COW detection\' n ;; esac
+    case $__uk_fl in *c*) ;; *) __uk_emit "${__uk_cur}c" \'shared: no host lock\' n ;; esac
+    case $__uk_fl in *t*) ;; *) __uk_emit "${__uk_cur}t" \'no discard (TRIM)\' n ;; esac
+}
+__uk_value() {
+    case $__uk_key in
+    \'mem\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' 64M 128M 256M 512M 1G 2G ;;
+        esac
+        ;;
+    \'iomem\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) : ;;
+        1) __uk_files f ;;
+        esac
+        ;;
+    \'initrd\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files f ;;
+        esac
+        ;;
+    \'root\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'/dev/ubda\' \'/dev/root\' \'98:0\' ;;
+        esac
+        ;;
+    \'console\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'tty0\' \'tty1\' \'ttyS0\' ;;
+        esac
+        ;;
+    \'umid\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) : ;;
+        esac
+        ;;
+    \'uml_dir\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files d ;;
+        esac
+        ;;
+    \'xterm\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) : ;;
+        1) : ;;
+        2) : ;;
+        esac
+        ;;
+    \'hostfs\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files d ;;
+        1) __uk_words \'\' \'append\' ;;
+        esac
+        ;;
+    ubd) __uk_split ,; __uk_words \'\' sync ;;
+    ubd[0-9a-p]*)
+        __uk_split ,:
+        case $__uk_n in
+        0) __uk_files f ;;
+        1) __uk_files f ;;
+        2) : ;;
+        esac
+        ;;
+    con|con[0-9]*)
+        __uk_split ,
+        [ "$__uk_n" -gt 1 ] && return
+        case $__uk_piece in
+        fd:*) __uk_val=$__uk_piece; __uk_split :; : ;;
+        port:*) __uk_val=$__uk_piece; __uk_split :; : ;;
+        tty:*) __uk_val=$__uk_piece; __uk_split :; __uk_ttys ;;
+        *)
+            __uk_emit "$__uk_base"\'fd:\' \'A host file descriptor\' n
+            __uk_emit "$__uk_base"\'null\' \'Discard output, no input\' s
+            __uk_emit "$__uk_base"\'port:\' \'A telnet port on every host address; the device waits for a client\' n
+            __uk_emit "$__uk_base"\'pty\' \'A BSD pty master\' s
+            __uk_emit "$__uk_base"\'pts\' \'A /dev/ptmx pseudo-terminal; the log names the /dev/pts device\' s
+            __uk_emit "$__uk_base"\'tty:\' \'A host terminal device\' n
+            __uk_emit "$__uk_base"\'xterm\' \'A terminal emulator window (needs $DISPLAY)\' s
+            __uk_emit "$__uk_base"\'none\' \'The line is not configured\' s
+            ;;
+        esac
+        ;;
+    ssl|ssl[0-9]*)
+        __uk_split ,
+        [ "$__uk_n" -gt 1 ] && return
+        case $__uk_piece in
+        fd:*) __uk_val=$__uk_piece; __uk_split :; : ;;
+        port:*) __uk_val=$__uk_piece; __uk_split :; : ;;
+        tty:*) __uk_val=$__uk_piece; __uk_split :; __uk_ttys ;;
+        *)
+            __uk_emit "$__uk_base"\'fd:\' \'A host file descriptor\' n
+            __uk_emit "$__uk_base"\'null\' \'Discard output, no input\' s
+            __uk_emit "$__uk_base"\'port:\' \'A telnet port on every host address; the device waits for a client\' n
+            __uk_emit "$__uk_base"\'pty\' \'A BSD pty master\' s
+            __uk_emit "$__uk_base"\'pts\' \'A /dev/ptmx pseudo-terminal; the log names the /dev/pts device\' s
+            __uk_emit "$__uk_base"\'tty:\' \'A host terminal device\' n
+            __uk_emit "$__uk_base"\'xterm\' \'A terminal emulator window (needs $DISPLAY)\' s
+            __uk_emit "$__uk_base"\'none\' \'The line is not configured\' s
+            ;;
+        esac
+        ;;
+    \'stderr\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'0\' \'1\' ;;
+        esac
+        ;;
+    eth[0-9]*)
+        __uk_split ,
+        if [ "$__uk_n" = 0 ]; then
+            __uk_emit "$__uk_base"\'ethertap,\' \'Obsolete ethertap host device, through the uml_net helper\' n
+            __uk_emit "$__uk_base"\'tuntap,\' \'A host TAP device (/dev/net/tun), or one made by uml_net when dev is empty\' n
+            __uk_emit "$__uk_base"\'daemon,\' \'A uml_switch (or `uml switch`) daemon over a unix control socket\' n
+            __uk_emit "$__uk_base"\'mcast,\' \'UDP multicast between guests\' n
+            __uk_emit "$__uk_base"\'ucast,\' \'Point-to-point UDP to one peer\' n
+            __uk_emit "$__uk_base"\'slirp,\' \'User-space NAT through a slirp program\' n
+            __uk_emit "$__uk_base"\'slip,\' \'IP-only SLIP through the uml_net helper\' n
+            __uk_emit "$__uk_base"\'vde,\' \'A VDE switch through libvdeplug\' n
+        else
+            __uk_eth "${__uk_val%%,*}"
+        fi
+        ;;
+    \'mconsole\')
+        case $__uk_val in
+        \'notify:\'*) __uk_val=${__uk_val#\'notify:\'} ;;
+        *) __uk_emit \'mconsole=notify:\' \'Send mconsole notifications to a socket\' n; return ;;
+        esac
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files s ;;
+        esac
+        ;;
+    \'virtio_uml.device\')
+        __uk_split \':\'
+        case $__uk_n in
+        0) __uk_files s ;;
+        1) : ;;
+        2) : ;;
+        esac
+        ;;
+    \'rootfstype\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'hostfs\' \'ext4\' \'ext2\' \'tmpfs\' ;;
+        esac
+        ;;
+    \'rootflags\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files d ;;
+        esac
+        ;;
+    \'init\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files f ;;
+        esac
+        ;;
+    \'loglevel\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'0\' \'1\' \'2\' \'3\' \'4\' \'5\' \'6\' \'7\' ;;
+        esac
+        ;;
+    esac
+}
+__uk_eth() {
+    __uk_n=$((__uk_n - 1))
+    case $1 in
+    \'ethertap\')
+        case $__uk_n in
+        0) __uk_ifaces ;;
+        1) : ;;
+        2) : ;;
+        esac
+        ;;
+    \'tuntap\')
+        case $__uk_n in
+        0) __uk_ifaces ;;
+        1) : ;;
+        2) : ;;
+        esac
+        ;;
+    \'daemon\')
+        case $__uk_n in
+        0) : ;;
+        1) __uk_words \',\' \'unix\' ;;
+        2) __uk_files s ;;
+        esac
+        ;;
+    \'mcast\')
+        case $__uk_n in
+        0) : ;;
+        1) : ;;
+        2) : ;;
+        3) : ;;
+        esac
+        ;;
+    \'ucast\')
+        case $__uk_n in
+        0) : ;;
+        1) : ;;
+        2) : ;;
+        3) : ;;
+        esac
+        ;;
+    \'slirp\')
+        case $__uk_n in
+        0) : ;;
+        1) : ;;
+        esac
+        ;;
+    \'slip\')
+        case $__uk_n in
+        0) : ;;
+        esac
+        ;;
+    \'vde\')
+        case $__uk_n in
+        0) __uk_files d ;;
+        1) : ;;
+        2) : ;;
+        3) : ;;
+        4) : ;;
+        5) : ;;
+        esac
+        ;;
+    esac
+}
+__uk_vec() {
+    __uk_split ,
+    __uk_t=
+    case ,$__uk_val in
+    *,transport=*) __uk_t=${__uk_val#*transport=}; __uk_t=${__uk_t%%,*} ;;
+    esac
+    case $__uk_piece in
+    *=*)
+        __uk_k=${__uk_piece%%=*}
+        __uk_val=$__uk_piece
+        __uk_split =
+        case $__uk_k in
+        \'transport\') __uk_words \'\' \'tap\' \'hybrid\' \'raw\' \'gre\' \'l2tpv3\' \'bess\' \'fd\' ;;
+        \'mac\') : ;;
+        \'mtu\') : ;;
+        \'headroom\') : ;;
+        \'depth\') : ;;
+        \'gro\') __uk_words \'\' \'0\' \'1\' ;;
+        \'vec\') __uk_words \'\' \'0\' \'1\' ;;
+        \'bpffile\') __uk_files f ;;
+        \'bpfflash\') __uk_words \'\' \'0\' \'1\' ;;
+        \'ifname\') __uk_ifaces ;;
+        \'ifup\') __uk_files f ;;
+        \'src\') : ;;
+        \'dst\') : ;;
+        \'v6\') __uk_words \'\' \'0\' \'1\' ;;
+        \'rx_key\') : ;;
+        \'tx_key\') : ;;
+        \'sequence\') __uk_words \'\' \'0\' \'1\' ;;
+        \'pin_sequence\') __uk_words \'\' \'0\' \'1\' ;;
+        \'srcport\') : ;;
+        \'dstport\') : ;;
+        \'udp\') __uk_words \'\' \'0\' \'1\' ;;
+        \'rx_session\') : ;;
+        \'tx_session\') : ;;
+        \'cookie64\') __uk_words \'\' \'0\' \'1\' ;;
+        \'rx_cookie\') : ;;
+        \'tx_cookie\') : ;;
+        \'counter\') __uk_words \'\' \'0\' \'1\' ;;
+        \'pin_counter\') __uk_words \'\' \'0\' \'1\' ;;
+        \'fd\') : ;;
+        esac
+        ;;
+    *)
+        case ,$__uk_val in *,transport=*) ;; *) __uk_emit "$__uk_base"\'transport=\' \'transport (required)\' n ;; esac
+        case ,$__uk_val in *,mac=*) ;; *) __uk_emit "$__uk_base"\'mac=\' \'Ethernet address xx:xx:xx:xx:xx:xx; empty, invalid, multicast or zero: random\' n ;; esac
+        case ,$__uk_val in *,mtu=*) ;; *) __uk_emit "$__uk_base"\'mtu=\' \'576..65534, otherwise 1500\' n ;; esac
+        case ,$__uk_val in *,headroom=*) ;; *) __uk_emit "$__uk_base"\'headroom=\' \'headroom\' n ;; esac
+        case ,$__uk_val in *,depth=*) ;; *) __uk_emit "$__uk_base"\'depth=\' \'queue length\' n ;; esac
+        case ,$__uk_val in *,gro=*) ;; *) __uk_emit "$__uk_base"\'gro=\' \'>0: 64 KiB receive buffers\' n ;; esac
+        case ,$__uk_val in *,vec=*) ;; *) __uk_emit "$__uk_base"\'vec=\' \'0 disables multi-packet I/O\' n ;; esac
+        case ,$__uk_val in *,bpffile=*) ;; *) __uk_emit "$__uk_base"\'bpffile=\' \'BPF program file\' n ;; esac
+        case ,$__uk_val in *,bpfflash=*) ;; *) __uk_emit "$__uk_base"\'bpfflash=\' \'>0 allows loading BPF via ethtool\' n ;; esac
+        case $__uk_t in
+        \'raw\')
+            case ,$__uk_val in *,ifname=*) ;; *) __uk_emit "$__uk_base"\'ifname=\' \'host interface\' n ;; esac
+            case ,$__uk_val in *,ifup=*) ;; *) __uk_emit "$__uk_base"\'ifup=\' \'script run with the interface name\' n ;; esac
+            ;;
+        \'hybrid\')
+            case ,$__uk_val in *,ifname=*) ;; *) __uk_emit "$__uk_base"\'ifname=\' \'host interface\' n ;; esac
+            case ,$__uk_val in *,ifup=*) ;; *) __uk_emit "$__uk_base"\'ifup=\' \'script run with the interface name\' n ;; esac
+            ;;
+        \'tap\')
+            case ,$__uk_val in *,ifname=*) ;; *) __uk_emit "$__uk_base"\'ifname=\' \'host interface\' n ;; esac
+            case ,$__uk_val in *,ifup=*) ;; *) __uk_emit "$__uk_base"\'ifup=\' \'script run with the interface name\' n ;; esac
+            ;;
+        \'gre\')
+            case ,$__uk_val in *,src=*) ;; *) __uk_emit "$__uk_base"\'src=\' \'local address\' n ;; esac
+            case ,$__uk_val in *,dst=*) ;; *) __uk_emit "$__uk_base"\'dst=\' \'remote address\' n ;; esac
+            case ,$__uk_val in *,v6=*) ;; *) __uk_emit "$__uk_base"\'v6=\' \'IPv6\' n ;; esac
+            case ,$__uk_val in *,rx_key=*) ;; *) __uk_emit "$__uk_base"\'rx_key=\' \'receive key\' n ;; esac
+            case ,$__uk_val in *,tx_key=*) ;; *) __uk_emit "$__uk_base"\'tx_key=\' \'transmit key\' n ;; esac
+            case ,$__uk_val in *,sequence=*) ;; *) __uk_emit "$__uk_base"\'sequence=\' \'sequence numbers\' n ;; esac
+            case ,$__uk_val in *,pin_sequence=*) ;; *) __uk_emit "$__uk_base"\'pin_sequence=\' \'pin sequence\' n ;; esac
+            ;;
+        \'l2tpv3\')
+            case ,$__uk_val in *,src=*) ;; *) __uk_emit "$__uk_base"\'src=\' \'local address\' n ;; esac
+            case ,$__uk_val in *,dst=*) ;; *) __uk_emit "$__uk_base"\'dst=\' \'remote address\' n ;; esac
+            case ,$__uk_val in *,srcport=*) ;; *) __uk_emit "$__uk_base"\'srcport=\' \'local port\' n ;; esac
+            case ,$__uk_val in *,dstport=*) ;; *) __uk_emit "$__uk_base"\'dstport=\' \'remote port\' n ;; esac
+            case ,$__uk_val in *,v6=*) ;; *) __uk_emit "$__uk_base"\'v6=\' \'IPv6\' n ;; esac
+            case ,$__uk_val in *,udp=*) ;; *) __uk_emit "$__uk_base"\'udp=\' \'over UDP\' n ;; esac
+            case ,$__uk_val in *,rx_session=*) ;; *) __uk_emit "$__uk_base"\'rx_session=\' \'receive session (required)\' n ;; esac
+            case ,$__uk_val in *,tx_session=*) ;; *) __uk_emit "$__uk_base"\'tx_session=\' \'transmit session (required)\' n ;; esac
+            case ,$__uk_val in *,cookie64=*) ;; *) __uk_emit "$__uk_base"\'cookie64=\' \'64-bit cookies\' n ;; esac
+            case ,$__uk_val in *,rx_cookie=*) ;; *) __uk_emit "$__uk_base"\'rx_cookie=\' \'receive cookie\' n ;; esac
+            case ,$__uk_val in *,tx_cookie=*) ;; *) __uk_emit "$__uk_base"\'tx_cookie=\' \'transmit cookie\' n ;; esac
+            case ,$__uk_val in *,counter=*) ;; *) __uk_emit "$__uk_base"\'counter=\' \'counter\' n ;; esac
+            case ,$__uk_val in *,pin_counter=*) ;; *) __uk_emit "$__uk_base"\'pin_counter=\' \'pin counter\' n ;; esac
+            ;;
+        \'bess\')
+            case ,$__uk_val in *,dst=*) ;; *) __uk_emit "$__uk_base"\'dst=\' \'BESS socket path (under 108 bytes)\' n ;; esac
+            case ,$__uk_val in *,src=*) ;; *) __uk_emit "$__uk_base"\'src=\' \'local bind path\' n ;; esac
+            ;;
+        \'fd\')
+            case ,$__uk_val in *,fd=*) ;; *) __uk_emit "$__uk_base"\'fd=\' \'descriptor number\' n ;; esac
+            ;;
+        esac
+        ;;
+    esac
+}
+'
+function __uml_kernel_complete
+    set -l word (commandline -ct)
+    # fish adds a space after a single candidate unless it ends in / = : , and the
+    # like; an unfinished stem (ubd) is replaced by what it expands to.
+    for i in 1 2 3
+        set -l c (sh -c "$__uml_kernel_engine"'
+__uml_kernel_candidates "$1"' sh $word)
+        if test (count $c) = 1; and string match -qr '\tn$' -- $c[1]; and not string match -qr '[/=:,.@-]\t' -- $c[1]
+            set word (string replace -r '\t.*' '' -- $c[1])
+            continue
+        end
+        string replace -r '\t?\t[sn]$' '' -- $c
+        return
+    end
+end
+complete -c uml -n '__fish_uml_using_subcommand check' -f -a '(__uml_kernel_complete)'
+complete -c uml -n '__fish_uml_using_subcommand run' -l arg -s a -r -f -a '(__uml_kernel_complete)'
 
 # Running instances: the directories of the uml_dir, as `uml list` finds them.
 function __uml_umids

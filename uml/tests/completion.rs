@@ -669,3 +669,37 @@ fn uml_halt_offers_a_running_guests_umid() {
         );
     }
 }
+
+#[test]
+fn uml_check_and_run_arg_complete_kernel_words() {
+    let scripts = generate();
+    let wd = workdir();
+    expect(
+        scripts.path(),
+        wd.path(),
+        "uml check ubd0r=",
+        &["ubd0r=base.img", "ubd0r=sub/"],
+        &[],
+    );
+    expect(
+        scripts.path(),
+        wd.path(),
+        "uml check mem=128M eth0=",
+        &["eth0=daemon,", "eth0=tuntap,"],
+        &[],
+    );
+    expect(
+        scripts.path(),
+        wd.path(),
+        "uml run --arg con1=",
+        &["con1=pts", "con1=tty:"],
+        &[],
+    );
+    expect(
+        scripts.path(),
+        wd.path(),
+        "uml check --",
+        &["--strict", "--explain"],
+        &[],
+    );
+}
