@@ -285,6 +285,36 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
     }
 }
 
+/// A page that is not a clap command (`org.umlkit.uml1(5)` from the D-Bus interface XML, a
+/// configuration file): NAME from `name` and `summary`, then `sections` in order.
+pub fn custom_page(
+    name: &str,
+    section: &str,
+    summary: &str,
+    meta: &Meta,
+    sections: &[Section],
+) -> Page {
+    let mut r = Roff::new();
+    let title = name.to_uppercase();
+    r.control(
+        "TH",
+        [
+            title.as_str(),
+            section,
+            meta.date.as_str(),
+            meta.source.as_str(),
+            meta.manual.as_str(),
+        ],
+    );
+    r.control("SH", ["NAME"]);
+    r.text([roman(format!("{name} - {summary}"))]);
+    render_sections(&mut r, sections);
+    Page {
+        file_name: format!("{name}.{section}"),
+        text: tidy(&r.render()),
+    }
+}
+
 /// A page for `cmd` and one for each of its visible subcommands (`uml-run.1`, …), in `section`.
 /// `extra` sections follow the generated ones on the top page only.
 pub fn command_pages(
@@ -330,16 +360,7 @@ fn collect_pages(
     let mut text = String::from_utf8_lossy(&buf).into_owned();
     let mut r = Roff::new();
     if top {
-        for s in extra {
-            r.control("SH", [s.title]);
-            for b in &s.blocks {
-                match b {
-                    Block::Para(t) => para(&mut r, t),
-                    Block::Item(tag, t) => item(&mut r, tag, t),
-                    Block::Code(t) => code(&mut r, t),
-                }
-            }
-        }
+        render_sections(&mut r, extra);
     }
     let mut see: Vec<String> = Vec::new();
     if !top && let Some(parent) = name.rsplit_once('-').map(|(p, _)| p) {
@@ -486,6 +507,19 @@ fn fields_list(r: &mut Roff, fields: &[FieldSpec], required: &[&str]) {
     }
 }
 
+fn render_sections(r: &mut Roff, sections: &[Section]) {
+    for s in sections {
+        r.control("SH", [s.title]);
+        for b in &s.blocks {
+            match b {
+                Block::Para(t) => para(r, t),
+                Block::Item(tag, t) => item(r, tag, t),
+                Block::Code(t) => code(r, t),
+            }
+        }
+    }
+}
+
 fn para(r: &mut Roff, text: &str) {
     r.control("PP", []);
     r.text([roman(text)]);
@@ -542,6 +576,29 @@ mod tests {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(951_782_400), "2000-02-29");
         assert_eq!(civil_date(1_795_910_400), "2026-11-29");
+    }
+
+    #[test]
+    fn custom_page_is_lint_shaped() {
+        let page = custom_page(
+            "org.umlkit.uml1",
+            "5",
+            "the D-Bus interface of umld",
+            &Meta::umlkit("0"),
+            &[Section {
+                title: "DESCRIPTION",
+                blocks: vec![Block::Para("x ".repeat(100)), Block::Code(".hidden".into())],
+            }],
+        );
+        assert_eq!(page.file_name, "org.umlkit.uml1.5");
+        assert!(page.text.contains(".TH ORG.UMLKIT.UML1 5 "));
+        assert!(
+            page.text
+                .lines()
+                .all(|l| l.len() <= 80 || l.starts_with('.'))
+        );
+        assert!(!page.text.contains(".SH DESCRIPTION\n.PP"));
+        assert!(page.text.contains("\\&.hidden"));
     }
 
     #[test]
