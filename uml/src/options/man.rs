@@ -359,6 +359,23 @@ fn collect_pages(
     }
     let mut text = String::from_utf8_lossy(&buf).into_owned();
     let mut r = Roff::new();
+    // clap's after-help: "Examples:" and an indented list become EXAMPLES, other text NOTES.
+    if let Some(after) = cmd.get_after_long_help().or_else(|| cmd.get_after_help()) {
+        let after = after.to_string();
+        let section = match after.strip_prefix("Examples:") {
+            Some(list) => Section {
+                title: "EXAMPLES",
+                blocks: vec![Block::Code(dedent(list.trim_matches('\n')))],
+            },
+            None => Section {
+                title: "NOTES",
+                blocks: vec![Block::Para(
+                    after.split_whitespace().collect::<Vec<_>>().join(" "),
+                )],
+            },
+        };
+        render_sections(&mut r, std::slice::from_ref(&section));
+    }
     if top {
         render_sections(&mut r, extra);
     }
@@ -398,6 +415,7 @@ fn tidy(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut preamble_seen = 0;
     let mut after_sh = false;
+    let mut nofill = false;
     for line in text.lines() {
         let line = line.trim_end();
         if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
@@ -418,14 +436,46 @@ fn tidy(text: &str) -> String {
                 let _ = write!(escaped, "\\[u{:04X}]", u32::from(c));
             }
         }
+        if line == ".nf" {
+            nofill = true;
+        } else if line == ".fi" {
+            nofill = false;
+        }
         if escaped.starts_with('.') || escaped.starts_with('\'') || escaped.len() <= 80 {
             out.push_str(&escaped);
             out.push('\n');
             continue;
         }
-        wrap(&escaped, &mut out);
+        if nofill {
+            wrap_nofill(&escaped, &mut out);
+        } else {
+            wrap(&escaped, &mut out);
+        }
     }
     out
+}
+
+/// Breaks an unfilled (`.nf`) line at spaces with `\c`, which joins the pieces again on output.
+fn wrap_nofill(line: &str, out: &mut String) {
+    let mut rest = line;
+    while rest.len() > 80 {
+        let cut = rest[..78]
+            .rfind(' ')
+            .filter(|&i| i > 0)
+            .map(|i| i + 1)
+            .unwrap_or(rest.len());
+        if cut >= rest.len() {
+            break;
+        }
+        out.push_str(&rest[..cut]);
+        out.push_str("\\c\n");
+        rest = &rest[cut..];
+        if rest.starts_with('.') || rest.starts_with('\'') {
+            out.push_str("\\&");
+        }
+    }
+    out.push_str(rest);
+    out.push('\n');
 }
 
 /// Breaks a roff text line at spaces into lines of at most 80 bytes where the words allow;
@@ -505,6 +555,20 @@ fn fields_list(r: &mut Roff, fields: &[FieldSpec], required: &[&str]) {
         r.control("IP", [format!("<{}>", f.name()).as_str(), "4"]);
         r.text([roman(text)]);
     }
+}
+
+/// Removes the indentation every non-blank line shares.
+fn dedent(text: &str) -> String {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    text.lines()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn render_sections(r: &mut Roff, sections: &[Section]) {
