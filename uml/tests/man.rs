@@ -125,6 +125,9 @@ fn every_visible_subcommand_has_a_page_and_the_hidden_one_none() {
         assert!(page.contains(&format!(".TH UML-{} 1", sub.to_uppercase())));
         assert!(section(&page, "SEE ALSO").contains("uml(1)"));
     }
+    let run = read(&man, "uml-run.1");
+    assert!(section(&run, "EXAMPLES").contains("uml run \\-\\- make"));
+    assert!(section(&read(&man, "uml-check.1"), "NOTES").contains("Exit status"));
     assert!(!man.join("uml-generate.1").exists());
     assert!(!read(&man, "uml.1").contains("generate"));
 }
