@@ -4,6 +4,7 @@
 pub mod check;
 pub mod control;
 pub mod cow;
+pub mod generate;
 pub mod instances;
 pub mod run;
 pub mod switch;
@@ -81,6 +82,9 @@ pub enum Command {
     Cow(cow::Args),
     /// A userspace Ethernet switch for the kernel's `daemon` transport
     Switch(switch::Args),
+    /// Write the man pages and shell completions (for packaging; see scripts/generate)
+    #[command(hide = true)]
+    Generate(generate::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -108,6 +112,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Console(a) => control::console(a, &global),
         Command::Cow(args) => cow::run(args, &global),
         Command::Switch(args) => switch::run(args, &global),
+        Command::Generate(args) => generate::run(args),
     }
 }
 

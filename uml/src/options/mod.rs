@@ -15,6 +15,8 @@
 //! tables alone; [`crate::cmdline`] parses with [`lookup`], so the parser and the documentation
 //! cannot disagree on which option a word is.
 
+pub mod complete;
+pub mod man;
 mod table;
 
 use table::{CHANNELS, OPTIONS, TRANSPORTS, VEC_COMMON_KEYS, VEC_TRANSPORTS};
