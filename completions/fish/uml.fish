@@ -170,11 +170,50 @@ complete -c uml -n "__fish_uml_using_subcommand console" -l uml-dir -d 'Director
 complete -c uml -n "__fish_uml_using_subcommand console" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand console" -s h -l help -d 'Print help'
 complete -c uml -n "__fish_uml_using_subcommand console" -s V -l version -d 'Print version'
-complete -c uml -n "__fish_uml_using_subcommand cow" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
-complete -c uml -n "__fish_uml_using_subcommand cow" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
-complete -c uml -n "__fish_uml_using_subcommand cow" -s h -l help -d 'Print help'
-complete -c uml -n "__fish_uml_using_subcommand cow" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -f -a "create" -d 'Create a COW file over a backing file (the same file as uml_mkcow and the kernel make)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -f -a "info" -d 'Show a COW file\'s header, whether its backing file still matches, and what it holds'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and not __fish_seen_subcommand_from create info merge rebase help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from create" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from create" -s f -l force -d 'Replace an existing file (it is truncated first, so no old bitmap survives)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from info" -s b -l backing -d 'Backing file to check instead of the one named in the header' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from info" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from info" -l json -d 'Print JSON'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from info" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from info" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from info" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -s b -l backing -d 'Backing file to use instead of the one named in the header (like uml_moo -b)' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -l in-place -d 'Write the COW file\'s sectors into the backing file (changes its mtime, which breaks every other COW file based on it)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -s f -l force -d 'Replace OUT if it exists'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from merge" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from rebase" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from rebase" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from rebase" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from rebase" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a COW file over a backing file (the same file as uml_mkcow and the kernel make)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "info" -d 'Show a COW file\'s header, whether its backing file still matches, and what it holds'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
+complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c uml -n "__fish_uml_using_subcommand switch" -l unix -d 'Control socket that guests connect to (uml_switch\'s -unix)' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch" -l tap -d 'Attach the host tap device DEV as a port (uml_switch\'s -tap)' -r
+complete -c uml -n "__fish_uml_using_subcommand switch" -l pcap -d 'Capture every frame into FILE (classic pcap: tcpdump -r FILE, Wireshark)' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch" -l pid-file -d 'Write the switch\'s pid to FILE; it is removed when the switch stops' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch" -l mode -d 'Access mode of the control socket, in octal (Debian\'s uml_switch service uses 777)' -r
 complete -c uml -n "__fish_uml_using_subcommand switch" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch" -l hub -d 'Be a hub: send every frame to every other port (uml_switch\'s -hub)'
+complete -c uml -n "__fish_uml_using_subcommand switch" -l daemon -d 'Go into the background once the control socket is listening (uml_switch\'s -daemon)'
 complete -c uml -n "__fish_uml_using_subcommand switch" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand switch" -s h -l help -d 'Print help'
 complete -c uml -n "__fish_uml_using_subcommand switch" -s V -l version -d 'Print version'
@@ -206,6 +245,10 @@ complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcom
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "create" -d 'Create a COW file over a backing file (the same file as uml_mkcow and the kernel make)'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "info" -d 'Show a COW file\'s header, whether its backing file still matches, and what it holds'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
 set -g __uml_kernel_engine '__uk_emit() {
     case $1 in
     "$__uk_cur"*) printf \'%s\\t%s\\t%s\\n\' "$1" "$2" "$3" ;;
@@ -777,7 +820,7 @@ function __uml_slot
             continue
         end
         switch $t
-            case --arg --boot-timeout --disk --kernel --mem --net --out-dir --reply-timeout --rw --timeout --umid --uml-dir -a -d -m -n
+            case --arg --backing --boot-timeout --disk --kernel --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --tap --timeout --umid --uml-dir --unix -a -b -d -m -n
                 set skip 1
             case '-*'
             case '*'
