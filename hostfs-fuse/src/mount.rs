@@ -109,12 +109,19 @@ fn open_image(path: &Path) -> Result<(Image, File), MountError> {
     Ok((Arc::new(file), dup))
 }
 
-fn open_disk(name: String, path: &Path, notes: &mut Vec<String>) -> Result<Disk, MountError> {
+/// Open one disk; `report_lock` (the uml_dir to name a holder from) asks for a note when a
+/// running guest holds the image.
+fn open_disk(
+    name: String,
+    path: &Path,
+    report_lock: Option<&Path>,
+    notes: &mut Vec<String>,
+) -> Result<Disk, MountError> {
     let (src, file) = open_image(path)?;
-    if let Some(pid) = lock_holder(&file) {
-        let umid = instance::default_uml_dir()
-            .ok()
-            .and_then(|d| instance::umid_of_pid(&d, pid as u32));
+    if let Some(uml_dir) = report_lock
+        && let Some(pid) = lock_holder(&file)
+    {
+        let umid = instance::umid_of_pid(uml_dir, pid as u32);
         notes.push(match umid {
             Some(u) => format!(
                 "{} is in use by pid {pid}, umid {u}: showing its committed state read-only",
@@ -155,7 +162,13 @@ pub fn prepare(
     }
     let (disks, mounts, top, fsname) = match source {
         Source::Image { image, path } => {
-            let disk = open_disk(image.display().to_string(), image, &mut notes)?;
+            let uml_dir = instance::uml_dir_or_default(opts.uml_dir.as_deref()).ok();
+            let disk = open_disk(
+                image.display().to_string(),
+                image,
+                Some(uml_dir.as_deref().unwrap_or(Path::new("/nonexistent"))),
+                &mut notes,
+            )?;
             let mounts = vec![ViewMount {
                 point: "/".into(),
                 kind: ViewKind::Ext {
@@ -235,7 +248,7 @@ pub fn prepare(
                         });
                     }
                     let name = format!("ubd{unit} ({})", b.file.display());
-                    let d = open_disk(name, &b.file, &mut notes)?;
+                    let d = open_disk(name, &b.file, None, &mut notes)?;
                     index.insert(*unit, disks.len());
                     disks.push(d);
                 }
@@ -261,11 +274,10 @@ pub fn prepare(
                             continue;
                         };
                         let fs = disks[d].fs();
-                        let root_ino = resolve_dir(&fs, &root).ok_or_else(|| {
-                            ViewError::NoSuchPath {
+                        let root_ino =
+                            resolve_dir(&fs, &root).ok_or_else(|| ViewError::NoSuchPath {
                                 path: format!("{root} on ubd{unit}"),
-                            }
-                        })?;
+                            })?;
                         ViewKind::Ext { disk: d, root_ino }
                     }
                     MountKind::Host { dir } => ViewKind::Host { dir },
@@ -297,7 +309,8 @@ pub fn prepare(
             }
         }
     }
-    let view = View::new(disks, mounts, &top, pres)?;
+    let mut view = View::new(disks, mounts, &top, pres)?;
+    view.set_own_mountpoint(canon_mp);
     Ok(Prepared {
         view,
         fsname: opts.fsname.clone().unwrap_or(fsname),

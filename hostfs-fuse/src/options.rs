@@ -134,8 +134,7 @@ impl MountOptions {
                 }
                 "fsname" => self.fsname = Some(need(value)?.to_owned()),
                 // mount.fuse3 and fstab pass these through; they mean nothing to us.
-                "subtype" | "comment" | "context" | "fscontext" | "defcontext"
-                | "rootcontext" => {}
+                "subtype" | "comment" | "context" | "fscontext" | "defcontext" | "rootcontext" => {}
                 n if n.starts_with("x-") => {}
                 n if value.is_none() && IGNORED.contains(&n) => {}
                 _ => return Err(OptionError::Unknown(opt.to_owned())),
@@ -174,7 +173,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             (o.uid, o.gid, o.umask, o.uml_dir.as_deref()),
-            (Some(1000), Some(100), Some(0o27), Some(std::path::Path::new("/x/y")))
+            (
+                Some(1000),
+                Some(100),
+                Some(0o27),
+                Some(std::path::Path::new("/x/y"))
+            )
         );
         assert!(o.snapshot);
     }
@@ -184,8 +188,17 @@ mod tests {
         let mut o = MountOptions::default();
         let e = o.parse_into("ro,writeback_cache").unwrap_err();
         assert!(e.to_string().contains("writeback_cache"), "{e}");
-        assert!(matches!(o.parse_into("uid=me"), Err(OptionError::BadValue { .. })));
-        assert!(matches!(o.parse_into("umask=99"), Err(OptionError::BadValue { .. })));
-        assert!(matches!(o.parse_into("uid"), Err(OptionError::MissingValue(_))));
+        assert!(matches!(
+            o.parse_into("uid=me"),
+            Err(OptionError::BadValue { .. })
+        ));
+        assert!(matches!(
+            o.parse_into("umask=99"),
+            Err(OptionError::BadValue { .. })
+        ));
+        assert!(matches!(
+            o.parse_into("uid"),
+            Err(OptionError::MissingValue(_))
+        ));
     }
 }

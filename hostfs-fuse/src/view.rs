@@ -153,8 +153,10 @@ pub struct View {
     tables: Mutex<Tables>,
     root_id: u64,
     mounted_at: SystemTime,
-    /// FUSE mount points of the host, refreshed at most once a second.
+    /// FUSE mount points of the host, refreshed at most twice a second.
     fuse_points: Mutex<(Option<Instant>, HashSet<PathBuf>)>,
+    /// This view's own mount point (canonical), never looked at through hostfs.
+    own_point: Option<PathBuf>,
 }
 
 /// Why a view could not be built.
@@ -258,7 +260,10 @@ fn register_handler_thread() {
 fn from_own_handler(req: &Request) -> bool {
     register_handler_thread();
     let pid = req.pid();
-    pid != 0 && HANDLER_TIDS.iter().any(|s| s.load(Ordering::Relaxed) == pid)
+    pid != 0
+        && HANDLER_TIDS
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == pid)
 }
 
 impl View {
@@ -303,6 +308,7 @@ impl View {
             root_id: 0,
             mounted_at: SystemTime::now(),
             fuse_points: Mutex::new((None, HashSet::new())),
+            own_point: None,
         };
         view.root_id = view.resolve_top()?;
         Ok(view)
@@ -519,10 +525,24 @@ impl View {
         }
     }
 
+    /// Record where this view is mounted, and forget the FUSE mount points seen so far.
+    pub fn set_own_mountpoint(&mut self, point: PathBuf) {
+        self.own_point = Some(point);
+        self.fuse_points
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .0 = None;
+    }
+
     /// Whether `path` is a FUSE mount point of the host (never to be looked at).
     fn is_fuse_point(&self, path: &Path) -> bool {
+        if self.own_point.as_deref() == Some(path) {
+            return true;
+        }
         let mut g = self.fuse_points.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0.is_none_or(|at| at.elapsed() > Duration::from_millis(500)) {
+        if g.0
+            .is_none_or(|at| at.elapsed() > Duration::from_millis(500))
+        {
             let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             g.1 = crate::source::parse_mountinfo(&text)
                 .into_iter()
@@ -995,9 +1015,11 @@ impl fuser::Filesystem for UmlFs {
         mut reply: ReplyDirectory,
     ) {
         guard!(req, reply);
-        let r = self.view.list(ino.0, offset, false, |next, name, id, kind, _| {
-            !reply.add(INodeNo(id), next, kind, name)
-        });
+        let r = self
+            .view
+            .list(ino.0, offset, false, |next, name, id, kind, _| {
+                !reply.add(INodeNo(id), next, kind, name)
+            });
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1015,17 +1037,19 @@ impl fuser::Filesystem for UmlFs {
         guard!(req, reply);
         let ttl = self.ttl();
         let dir_attr = self.view.attr(ino.0);
-        let r = self.view.list(ino.0, offset, true, |next, name, id, _, attr| {
-            // "." and ".." are never instantiated by the kernel (fs/fuse/readdir.c
-            // fuse_direntplus_link), but need an attribute record.
-            let a = match (attr, &dir_attr) {
-                (Some(a), _) => *a,
-                (None, Ok(d)) => *d,
-                (None, Err(_)) => return false,
-            };
-            let _ = id;
-            !reply.add(a.ino, next, name, &ttl, &a, Generation(0))
-        });
+        let r = self
+            .view
+            .list(ino.0, offset, true, |next, name, id, _, attr| {
+                // "." and ".." are never instantiated by the kernel (fs/fuse/readdir.c
+                // fuse_direntplus_link), but need an attribute record.
+                let a = match (attr, &dir_attr) {
+                    (Some(a), _) => *a,
+                    (None, Ok(d)) => *d,
+                    (None, Err(_)) => return false,
+                };
+                let _ = id;
+                !reply.add(a.ino, next, name, &ttl, &a, Generation(0))
+            });
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),

@@ -34,7 +34,9 @@ fn tree_and_image(fstype: &str) -> (tempfile::TempDir, std::path::PathBuf, std::
     fs::set_permissions(src.join("setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
     fs::write(src.join("owned"), b"owned\n").unwrap();
     std::os::unix::fs::chown(src.join("owned"), Some(1234), Some(5678)).unwrap();
-    run(Command::new("mknod").arg(src.join("null")).args(["c", "1", "3"]));
+    run(Command::new("mknod")
+        .arg(src.join("null"))
+        .args(["c", "1", "3"]));
     run(Command::new("mkfifo").arg(src.join("fifo")));
     run(Command::new("setfattr")
         .args(["-n", "user.color", "-v", "blue"])
@@ -102,7 +104,10 @@ fn image_mount_shows_the_source_tree_with_contents_attributes_and_xattrs() {
         let fmt = "%F %a %u %g %Y %h";
         let ours = stat_tree(m, fmt);
         let theirs = stat_tree(&src, fmt);
-        let ours: Vec<&String> = ours.iter().filter(|l| !l.starts_with("./lost+found")).collect();
+        let ours: Vec<&String> = ours
+            .iter()
+            .filter(|l| !l.starts_with("./lost+found"))
+            .collect();
         let theirs: Vec<&String> = theirs.iter().collect();
         // Directory link counts and sizes differ between filesystems; compare all else.
         let strip = |v: Vec<&String>| -> Vec<String> {
@@ -148,7 +153,11 @@ fn image_mount_shows_the_source_tree_with_contents_attributes_and_xattrs() {
             .collect();
         let truth = debugfs_inodes(&img, "/");
         assert_eq!(inos[0], inos[1], "{fstype}: hard links share st_ino");
-        assert_eq!(inos[0] & 0xFFFF_FFFF, truth["hello.txt"], "{fstype}: guest inode");
+        assert_eq!(
+            inos[0] & 0xFFFF_FFFF,
+            truth["hello.txt"],
+            "{fstype}: guest inode"
+        );
         assert_eq!(inos[2] & 0xFFFF_FFFF, truth["sub"], "{fstype}: guest inode");
         let (_, same, _) = sh(&format!(
             "cd '{}' && find . -samefile hello.txt | sort",
@@ -159,7 +168,11 @@ fn image_mount_shows_the_source_tree_with_contents_attributes_and_xattrs() {
             "cd '{}' && du -ab hello.txt sub/deeper/hardlink",
             m.display()
         ));
-        assert_eq!(du.lines().count(), 1, "{fstype}: du counts a hard link once: {du}");
+        assert_eq!(
+            du.lines().count(),
+            1,
+            "{fstype}: du counts a hard link once: {du}"
+        );
         // Extended attributes.
         let xattrs = |root: &Path| {
             let (_, out, _) = sh(&format!(
@@ -238,7 +251,10 @@ fn assert_refused(args: &[&str], mp: &MountPoint, code: i32, needle: &str) {
     let out = umlfs(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: message {err:?} lacks {needle:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: message {err:?} lacks {needle:?}"
+    );
     assert!(!mp.is_mounted(), "{args:?} left a mount");
     assert!(daemons_for(mp.path()).is_empty(), "{args:?} left a process");
 }
@@ -249,28 +265,51 @@ fn bad_sources_and_options_are_refused_with_a_message_and_leave_nothing() {
     let mp = MountPoint::new();
     let m = mp.path().to_str().unwrap();
     let i = img.to_str().unwrap();
-    assert_refused(&[i, m, "-o", "ro,writeback_cache"], &mp, 2, "writeback_cache");
+    assert_refused(
+        &[i, m, "-o", "ro,writeback_cache"],
+        &mp,
+        2,
+        "writeback_cache",
+    );
     assert_refused(&[i, m, "-o", "uid=root"], &mp, 2, "uid");
-    assert_refused(&["/nonexistent/disk.img", m], &mp, 1, "/nonexistent/disk.img");
+    assert_refused(
+        &["/nonexistent/disk.img", m],
+        &mp,
+        1,
+        "/nonexistent/disk.img",
+    );
     assert_refused(&["/etc/hostname", m], &mp, 1, "/etc/hostname");
     let other = tmp.path().join("other.img");
     fs::write(&other, vec![0u8; 1 << 20]).unwrap();
     assert_refused(&[other.to_str().unwrap(), m], &mp, 1, "no ext2/ext3/ext4");
     assert_refused(
-        &["no-such-guest:/", m, "-o", &format!("uml_dir={}", tmp.path().display())],
+        &[
+            "no-such-guest:/",
+            m,
+            "-o",
+            &format!("uml_dir={}", tmp.path().display()),
+        ],
         &mp,
         1,
         "no-such-guest",
     );
     // A feature the reader cannot read is named at mount time.
     let comp = tmp.path().join("compression.img");
-    run(Command::new("mke2fs").args(["-q", "-F"]).arg(&comp).arg("8M"));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F"])
+        .arg(&comp)
+        .arg("8M"));
     run(Command::new("debugfs")
         .args(["-w", "-R", "feature compression"])
         .arg(&comp));
     assert_refused(&[comp.to_str().unwrap(), m], &mp, 1, "compression");
     // Fine options of mount and fstab are accepted.
-    let out = umlfs(&[i, m, "-o", "ro,noauto,nofail,_netdev,user,x-systemd.automount"]);
+    let out = umlfs(&[
+        i,
+        m,
+        "-o",
+        "ro,noauto,nofail,_netdev,user,x-systemd.automount",
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert!(mp.unmount());
 }
@@ -293,7 +332,10 @@ fn mount_helper_and_fstab_lines_mount_and_umount_ends_the_daemon() {
     assert_eq!(fs::read(mp.path().join("hello.txt")).unwrap(), b"hello\n");
     let st = Command::new("umount").arg(mp.path()).status().unwrap();
     assert!(st.success());
-    assert!(wait_no_daemon(mp.path(), std::time::Duration::from_secs(10)));
+    assert!(wait_no_daemon(
+        mp.path(),
+        std::time::Duration::from_secs(10)
+    ));
     assert!(!mp.is_mounted());
     // An fstab line, with the options a real one would carry.
     let fstab = tmp.path().join("fstab");

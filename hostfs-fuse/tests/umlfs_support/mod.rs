@@ -122,7 +122,10 @@ impl Drop for MountPoint {
             if !self.is_mounted() {
                 break;
             }
-            let _ = Command::new("fusermount3").arg("-u").arg(&self.dir).status();
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.dir)
+                .status();
             if self.is_mounted() {
                 let _ = Command::new("fusermount3")
                     .args(["-u", "-z"])
