@@ -815,7 +815,7 @@ impl View {
         }
     }
 
-    fn xattrs(&self, id: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+    fn xattrs(&self, id: u64) -> Result<Vec<crate::ext::Xattr>, Errno> {
         let real = if id == 1 { self.root_id } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {

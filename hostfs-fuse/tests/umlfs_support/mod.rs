@@ -20,8 +20,8 @@ pub fn mountinfo_line(dir: &Path) -> Option<String> {
     let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let d = dir.to_string_lossy().into_owned();
     text.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(d.as_str()))
-        .last()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(d.as_str()))
         .map(str::to_owned)
 }
 
