@@ -923,7 +923,10 @@ impl fuser::Filesystem for UmlFs {
         let want = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // hostfs files change behind our back: a new mtime seen by GETATTR drops their
+            // cached pages (ext nodes are also invalidated explicitly per generation).
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
         let offered = cfg.capabilities();
         cfg.add_capabilities(want & offered)
             .map_err(|u| io::Error::other(format!("{u:?}")))?;
