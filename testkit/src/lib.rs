@@ -469,10 +469,10 @@ impl UmlDir {
         let mut pids = Vec::new();
         if let Ok(entries) = fs::read_dir(self.dir.path()) {
             for e in entries.flatten() {
-                if let Ok(text) = fs::read_to_string(e.path().join("pid")) {
-                    if let Ok(pid) = text.trim().parse() {
-                        pids.push(pid);
-                    }
+                if let Ok(text) = fs::read_to_string(e.path().join("pid"))
+                    && let Ok(pid) = text.trim().parse()
+                {
+                    pids.push(pid);
                 }
             }
         }

@@ -296,9 +296,17 @@ impl Checker<'_> {
                         at,
                         format!("ubd{unit} names no file: expected ubd{unit}=<file>"),
                     ),
-                    (Some(file), None) => self.file_exists(at, "ubd-missing-file", file, "image"),
+                    (Some(file), None) => {
+                        self.file_exists(at, "ubd-missing-file", file, "image");
+                        if !flags.no_cow {
+                            self.cow(at, file, None);
+                        }
+                    }
                     (Some(file), Some(backing)) => {
                         self.file_exists(at, "ubd-missing-backing", backing, "backing file");
+                        if self.env.filesystem && file.exists() {
+                            self.cow(at, file, Some(backing));
+                        }
                         if self.env.filesystem && !file.exists() {
                             self.push(
                                 Severity::Note,
@@ -1187,6 +1195,86 @@ impl Checker<'_> {
                 code,
                 at,
                 format!("`{}` is not a unix socket: {why}", p.display()),
+            );
+        }
+    }
+
+    /// What the kernel does with a COW file when it opens the disk (`ubd_kern.c`
+    /// `open_ubd_file`, `cow_user.c`): autodetection by header, the backing file's size and
+    /// mtime check, and the header rewrite when the command line names another backing file.
+    fn cow(&mut self, at: Option<(usize, &Arg)>, file: &Path, given: Option<&Path>) {
+        if !self.env.filesystem {
+            return;
+        }
+        let cow = match crate::cow::CowFile::open(file) {
+            Ok(Some(cow)) => cow,
+            Ok(None) => {
+                if given.is_some() {
+                    self.push(
+                        Severity::Error,
+                        "cow-no-header",
+                        at,
+                        format!(
+                            "`{}` exists but is not a COW file: the kernel refuses the disk \
+                             (`Failed to read COW header from COW file`); remove it to have a new \
+                             COW made, or drop the backing file to use it as a plain image",
+                            file.display()
+                        ),
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                self.push(
+                    Severity::Error,
+                    "cow-bad-header",
+                    at,
+                    format!("`{}`: {e}", file.display()),
+                );
+                return;
+            }
+        };
+        let header_backing = cow.backing_path().to_owned();
+        if let Some(given) = given
+            && given != header_backing
+            && cow.check_backing(given).is_ok()
+        {
+            self.push(
+                Severity::Warning,
+                "cow-backing-switch",
+                at,
+                format!(
+                    "the COW header of `{}` names `{}`, not `{}`: the kernel switches to `{}` \
+                     and rewrites the header (a v1/v2 COW file is corrupted by that; `uml cow \
+                     rebase` changes it safely)",
+                    file.display(),
+                    header_backing.display(),
+                    given.display(),
+                    given.display()
+                ),
+            );
+            return;
+        }
+        if !header_backing.exists() {
+            self.push(
+                Severity::Error,
+                "cow-missing-backing",
+                at,
+                format!(
+                    "the backing file `{}` named in the COW header of `{}` does not exist",
+                    header_backing.display(),
+                    file.display()
+                ),
+            );
+        } else if let Err(e) = cow.check_backing(&header_backing) {
+            self.push(
+                Severity::Error,
+                "cow-backing-mismatch",
+                at,
+                format!(
+                    "{e}: the kernel cannot open this disk (errno 22); the backing file changed \
+                     after the COW was made"
+                ),
             );
         }
     }

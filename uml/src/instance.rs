@@ -322,10 +322,10 @@ pub fn pid_alive(pid: u32) -> bool {
 /// `linux`/`vmlinux` or which has the kernel's `umid=`/`uml_dir=`-style arguments is.
 fn is_uml_kernel(pid: u32) -> bool {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    if let Some(rest) = stat.rsplit_once(") ") {
-        if rest.1.starts_with('Z') || rest.1.starts_with('X') {
-            return false;
-        }
+    if let Some(rest) = stat.rsplit_once(") ")
+        && (rest.1.starts_with('Z') || rest.1.starts_with('X'))
+    {
+        return false;
     }
     let mut cmdline = Vec::new();
     if let Ok(f) = fs::File::open(format!("/proc/{pid}/cmdline")) {
@@ -546,10 +546,8 @@ pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, In
     if let Ok(client) = instance.client(short) {
         // A stopped UML answers every command inline but runs nothing else; resume it.
         let _ = client.go();
-        if client.cad().is_ok() {
-            if wait_gone(instance, pid, grace) {
-                return Ok(ShutdownStep::CtrlAltDel);
-            }
+        if client.cad().is_ok() && wait_gone(instance, pid, grace) {
+            return Ok(ShutdownStep::CtrlAltDel);
         }
         // After cad the kernel may have rebooted (re-exec, same pid, a new socket).
         if let Ok(client) = instance.refresh().client(short) {
@@ -580,13 +578,13 @@ pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, In
 
 /// SIGKILL to the process group of a UML kernel (its pid: the kernel calls `setsid()`).
 pub fn kill_group(pid: u32) {
-    if let Ok(p) = i32::try_from(pid) {
-        if p > 1 {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+    if let Ok(p) = i32::try_from(pid)
+        && p > 1
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -670,10 +668,10 @@ pub fn wait(
         let found = find(uml_dir, umid);
         match (what, &found) {
             (WaitFor::Booted, Ok(i)) if i.is_running() => {
-                if let Ok(c) = i.client(Duration::from_millis(500)) {
-                    if c.version().is_ok() {
-                        return Ok(i.clone());
-                    }
+                if let Ok(c) = i.client(Duration::from_millis(500))
+                    && c.version().is_ok()
+                {
+                    return Ok(i.clone());
                 }
             }
             (WaitFor::Exited, Err(InstanceError::NotFound { .. })) => {

@@ -178,18 +178,17 @@ impl Launch {
     /// [`LaunchError::UmidInUse`] when a live kernel owns the umid (the kernel itself would
     /// silently take a random one); [`LaunchError::Kernel`] when the binary cannot be run.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid) {
-            if let (Some(pid), true) = (
+        if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid)
+            && let (Some(pid), true) = (
                 existing.pid,
                 existing.pid.is_some_and(crate::instance::pid_alive),
-            ) {
-                if !matches!(existing.liveness, crate::instance::Liveness::Stale { .. }) {
-                    return Err(LaunchError::UmidInUse {
-                        umid: self.umid.clone(),
-                        pid,
-                    });
-                }
-            }
+            )
+            && !matches!(existing.liveness, crate::instance::Liveness::Stale { .. })
+        {
+            return Err(LaunchError::UmidInUse {
+                umid: self.umid.clone(),
+                pid,
+            });
         }
         fn prepare(path: &Path) -> impl FnOnce(io::Error) -> LaunchError + '_ {
             move |source| LaunchError::Prepare {
@@ -410,7 +409,11 @@ impl Running {
                 s
             }
         };
-        if let Ok(n) = self.events.recv_timeout(Duration::from_millis(50)) {
+        // The panic notifier runs before the kernel aborts, so its datagram is already queued;
+        // give the listener thread a moment to pass it on, but only when the exit was not clean.
+        if status.code().is_none()
+            && let Ok(n) = self.events.recv_timeout(Duration::from_millis(50))
+        {
             self.absorb(n);
         }
         self.drain();

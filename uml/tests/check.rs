@@ -843,3 +843,67 @@ fn option_table_covers_every_option_in_the_kernels_help() {
     }
     assert!(seen >= 26, "only {seen} options in:\n{help}");
 }
+
+#[test]
+fn a_cow_whose_backing_file_changed_is_an_error_with_the_kernels_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.img");
+    let cow = dir.path().join("disk.cow");
+    std::fs::File::create(&base)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    uml::cow::create(&cow, &base, false).unwrap();
+    let word = format!("ubd1={}", cow.display());
+    let clean = std::process::Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(["check", "con=null", &word])
+        .output()
+        .unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    // Touching the backing file changes its mtime: the kernel refuses the COW from then on.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&base)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(["check", "--json", "con=null", &word])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "cow-backing-mismatch")
+        .unwrap_or_else(|| panic!("no cow-backing-mismatch in {report}"));
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("mtime mismatch"),
+        "{finding}"
+    );
+
+    // A file that exists but has no COW header, given as the COW of a pair.
+    let plain = dir.path().join("plain.img");
+    std::fs::write(&plain, vec![0u8; 4096]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args([
+            "check",
+            "con=null",
+            &format!("ubd2={},{}", plain.display(), base.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Failed to read COW header"));
+}

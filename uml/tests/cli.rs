@@ -497,3 +497,63 @@ fn console_attaches_to_a_guest_line_on_a_host_pty() {
     assert!(err.contains("not to a host pty"), "{err}");
     ok(d, &["halt", umid]);
 }
+
+/// Kills the named switch that `uml run --net switch:NAME` started (its pid file sits next to
+/// its control socket), even when the test fails.
+struct SwitchGuard(std::path::PathBuf);
+
+impl Drop for SwitchGuard {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+#[test]
+fn guests_on_a_named_switch_reach_each_other_without_root_networking() {
+    let dir = UmlDir::new();
+    let d = dir.path();
+    let _switch = SwitchGuard(d.join(".umlkit/switch-lab.pid"));
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .arg("--uml-dir")
+        .arg(d)
+        .args(["run", "--detach", "--umid", "left", "--net", "switch:lab"])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    dir.remember();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.join(".umlkit/switch-lab.ctl").exists());
+    let out = uml_with_stdin(
+        d,
+        &["console", "left"],
+        Some(b"ip link set eth0 up; ip addr add 192.0.2.1/24 dev eth0; echo configured\n"),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configured"));
+
+    let args = [
+        "run",
+        "--net",
+        "switch:lab",
+        "--",
+        "sh",
+        "-c",
+        "ip link set eth0 up; ip addr add 192.0.2.2/24 dev eth0; ping -c 2 -W 5 192.0.2.1",
+    ];
+    let out = uml(d, &args);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 received"),
+        "{}",
+        show(&args, &out)
+    );
+    ok(d, &["halt", "left"]);
+}

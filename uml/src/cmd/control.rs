@@ -33,6 +33,14 @@ impl Target {
                 .map_err(Into::into);
         }
         let uml_dir = instance::uml_dir_or_default(global.uml_dir.as_deref())?;
+        // Fast path: the socket is where the kernel puts it. Full discovery (which proves the
+        // pid behind it) runs only to explain a failure.
+        if !self.umid.is_empty() && !self.umid.starts_with('.') {
+            let socket = uml_dir.join(&self.umid).join("mconsole");
+            if let Ok(client) = Client::connect(&socket) {
+                return Ok(client.with_timeout(timeout));
+            }
+        }
         let found = instance::find_running(&uml_dir, &self.umid)?;
         Ok(found.client(timeout)?)
     }
@@ -277,13 +285,13 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     };
     let log = uml::launch::runtime_dir(uml_dir, &target.umid).join(format!("{}.log", target.umid));
     let needle = format!("{kind} {n} assigned device '");
-    if let Ok(text) = std::fs::read_to_string(&log) {
-        if let Some(dev) = text.lines().rev().find_map(|l| {
+    if let Ok(text) = std::fs::read_to_string(&log)
+        && let Some(dev) = text.lines().rev().find_map(|l| {
             l.split_once(&needle)
                 .and_then(|(_, r)| r.split('\'').next())
-        }) {
-            return Ok(PathBuf::from(dev));
-        }
+        })
+    {
+        return Ok(PathBuf::from(dev));
     }
     let pid = target.pid.context("the instance has no pid")?;
     let mut found = Vec::new();

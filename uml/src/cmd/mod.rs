@@ -121,6 +121,11 @@ pub fn error_chain(err: &anyhow::Error) -> String {
 
 pub fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Nothing to show: skip building a subscriber (it costs a noticeable part of a one-shot
+    // command like `uml version`).
+    if verbose == 0 && std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
     let default = match verbose {
         0 => "off",
         1 => "info",

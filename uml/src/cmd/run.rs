@@ -320,10 +320,49 @@ fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Resul
     Ok(cmdline.to_argv())
 }
 
-/// The control socket of the switch called `name`, started if it is not running.
+/// The control socket of the switch called `name`: `<uml_dir>/.umlkit/switch-<name>.ctl`,
+/// served by a `uml switch --daemon` that is started here when none serves it yet. It keeps
+/// running after the guests leave, so guests started later join the same network; stop it
+/// with the pid in `switch-<name>.pid` next to the socket.
 fn named_switch(uml_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let _ = (uml_dir, name);
-    bail!("--net switch:NAME is not available in this build")
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("--net switch:{name}: a switch name is 1 to 32 letters, digits, '-' or '_'");
+    }
+    let dir = uml::launch::runtime_dir(uml_dir, name);
+    let ctl = dir.join(format!("switch-{name}.ctl"));
+    if ctl.as_os_str().len() > 107 {
+        bail!(
+            "--net switch:{name}: the control socket path {} is longer than a unix socket allows (107 bytes); use a shorter --uml-dir",
+            ctl.display()
+        );
+    }
+    if uml::switch::is_served(&ctl) {
+        return Ok(ctl);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let me = std::env::current_exe().context("cannot find the uml binary to start a switch")?;
+    let out = std::process::Command::new(me)
+        .arg("switch")
+        .arg("--unix")
+        .arg(&ctl)
+        .arg("--daemon")
+        .arg("--pid-file")
+        .arg(dir.join(format!("switch-{name}.pid")))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot start `uml switch`")?;
+    if !out.status.success() && !uml::switch::is_served(&ctl) {
+        bail!(
+            "cannot start the switch {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(ctl)
 }
 
 /// The host terminal's settings, restored after the kernel (which makes it raw) exits.
