@@ -80,9 +80,7 @@ fn unmount(tool: Tool, mnt: &Path) {
     match tool {
         Tool::Kernel => sh(&format!("umount '{m}'")),
         _ => {
-            sh(&format!(
-                "fusermount3 -u '{m}' || fusermount3 -u -z '{m}'"
-            ));
+            sh(&format!("fusermount3 -u '{m}' || fusermount3 -u -z '{m}'"));
         }
     }
     // Let a FUSE daemon go away before the next mount.
@@ -114,7 +112,10 @@ fn main() {
         .prefix("umlfs-bench")
         .tempdir()
         .unwrap();
-    eprintln!("building the image ({BIG_MIB} MiB file, {} small files)...", DIRS * PER_DIR);
+    eprintln!(
+        "building the image ({BIG_MIB} MiB file, {} small files)...",
+        DIRS * PER_DIR
+    );
     let img = build(tmp.path());
     let _ = fs::remove_dir_all(tmp.path().join("src"));
     let mnt = tmp.path().join("mnt");
@@ -125,7 +126,10 @@ fn main() {
         ("sequential read 512 MiB", "cat M/big > /dev/null"),
         ("find 20,000 files", "find M > /dev/null"),
         ("ls -lR", "ls -lR M > /dev/null"),
-        ("read every small file", "find M -name 'small*' -exec cat {} + > /dev/null"),
+        (
+            "read every small file",
+            "find M -name 'small*' -exec cat {} + > /dev/null",
+        ),
     ];
     let tools = [Tool::Umlfs, Tool::Fuse2fs, Tool::Kernel];
     println!(

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use uml::cow::CowReader;
 use uml::instance::{self, InstanceError};
 use uml::mconsole;
 
@@ -48,10 +49,8 @@ pub enum MountError {
         #[source]
         source: ExtError,
     },
-    #[error(
-        "{path} is a COW file, which this build of umlfs cannot read yet; mount its backing file instead"
-    )]
-    CowUnsupported { path: PathBuf },
+    #[error("cannot read COW file {path}: {reason}")]
+    Cow { path: PathBuf, reason: String },
     #[error("guest \"{umid}\" has no disk ubd{unit} configured")]
     NoDisk { umid: String, unit: u32 },
     #[error(
@@ -88,25 +87,58 @@ fn lock_holder(file: &File) -> Option<i32> {
     (rc == 0 && fl.l_type != libc::F_UNLCK as i16).then_some(fl.l_pid)
 }
 
-/// Open one image read-only as a block source.
-fn open_image(path: &Path) -> Result<(Image, File), MountError> {
+/// A COW file read through to its backing file (the bitmap is read afresh on every read,
+/// so a running guest's new sectors are seen).
+impl crate::ext::BlockSource for CowReader {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+        CowReader::read_at(self, buf, off)
+    }
+
+    fn len(&self) -> u64 {
+        self.size()
+    }
+}
+
+/// The message of an error and all its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Open one image read-only as a block source: a raw image, or a COW file (v1, v2, v3) read
+/// through to its backing file (`backing` overrides the header's, as the kernel's
+/// `ubdN=cow,backing` does). Returns the source, the image file (for `F_GETLK`) and the
+/// files whose changes make a new generation.
+fn open_image(
+    path: &Path,
+    backing: Option<&Path>,
+) -> Result<(Image, File, Vec<PathBuf>), MountError> {
     let file = File::open(path).map_err(|source| MountError::Open {
         path: path.to_owned(),
         source,
     })?;
     let mut magic = [0u8; 4];
-    if std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).is_ok()
-        && u32::from_be_bytes(magic) == COW_MAGIC
-    {
-        return Err(MountError::CowUnsupported {
+    let read = std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).is_ok();
+    // V1 headers are in host byte order, V2/V3 big-endian (arch/um/drivers/cow_user.c).
+    if read && (u32::from_be_bytes(magic) == COW_MAGIC || u32::from_le_bytes(magic) == COW_MAGIC) {
+        let reader = CowReader::open(path, backing).map_err(|e| MountError::Cow {
             path: path.to_owned(),
-        });
+            reason: chain(&e),
+        })?;
+        let watch = vec![path.to_owned(), reader.backing_path().to_owned()];
+        return Ok((Arc::new(reader), file, watch));
     }
     let dup = file.try_clone().map_err(|source| MountError::Open {
         path: path.to_owned(),
         source,
     })?;
-    Ok((Arc::new(file), dup))
+    Ok((Arc::new(file), dup, vec![path.to_owned()]))
 }
 
 /// Open one disk; `report_lock` (the uml_dir to name a holder from) asks for a note when a
@@ -114,10 +146,11 @@ fn open_image(path: &Path) -> Result<(Image, File), MountError> {
 fn open_disk(
     name: String,
     path: &Path,
+    backing: Option<&Path>,
     report_lock: Option<&Path>,
     notes: &mut Vec<String>,
 ) -> Result<Disk, MountError> {
-    let (src, file) = open_image(path)?;
+    let (src, file, watch) = open_image(path, backing)?;
     if let Some(uml_dir) = report_lock
         && let Some(pid) = lock_holder(&file)
     {
@@ -137,7 +170,7 @@ fn open_disk(
         disk: name.clone(),
         source,
     })?;
-    Ok(Disk::new(name, vec![path.to_owned()], src, fs))
+    Ok(Disk::new(name, watch, src, fs))
 }
 
 /// Prepare the view of `source` for mounting at `mountpoint`.
@@ -166,6 +199,7 @@ pub fn prepare(
             let disk = open_disk(
                 image.display().to_string(),
                 image,
+                None,
                 Some(uml_dir.as_deref().unwrap_or(Path::new("/nonexistent"))),
                 &mut notes,
             )?;
@@ -242,17 +276,12 @@ pub fn prepare(
                 let mut disks = Vec::new();
                 let mut index = std::collections::HashMap::new();
                 for (unit, b) in &backings {
-                    if b.backing.is_some() {
-                        return Err(MountError::CowUnsupported {
-                            path: b.file.clone(),
-                        });
-                    }
                     let name = format!("ubd{unit} ({})", b.file.display());
-                    let d = open_disk(name, &b.file, None, &mut notes)?;
+                    let d = open_disk(name, &b.file, b.backing.as_deref(), None, &mut notes)?;
                     index.insert(*unit, disks.len());
                     disks.push(d);
                 }
-                Ok((disks, index))
+                Ok::<_, MountError>((disks, index))
             })();
             if let Some(at) = pause {
                 let resumed = client.go();
