@@ -54,9 +54,20 @@ fn boot() -> Setup {
         .status()
         .unwrap();
     assert!(st.success());
+    // A second disk made from the same tree: its files have the same guest inode numbers.
+    let img2 = dir.path().join("disk2.img");
+    let st = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img2)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(st.success());
     let trigger = dir.path().join("go");
     let body = format!(
-        "mkdir -p /tmp/d; mknod /tmp/ubdb b 98 16; mount -o commit=1 /tmp/ubdb /tmp/d || echo MOUNT-FAILED
+        "mkdir -p /tmp/d /tmp/e; mknod /tmp/ubdb b 98 16; mknod /tmp/ubdc b 98 32
+mount -o commit=1 /tmp/ubdb /tmp/d || echo MOUNT-FAILED; mount -o ro /tmp/ubdc /tmp/e || echo MOUNT-FAILED
 echo hello > /tmp/d/new.txt; sync; echo WROTE
 while [ ! -e {t} ]; do sleep 0.1; done
 echo HELLO > /tmp/d/new.txt; echo second > /tmp/d/second.txt; sync; echo WROTE2
@@ -65,6 +76,7 @@ i=0; while :; do echo TICK$i; i=$((i+1)); sleep 0.2; done",
     );
     let guest = GuestBuilder::new("ufs")
         .arg(format!("ubd1={}", img.display()))
+        .arg(format!("ubd2={}", img2.display()))
         .body(&body)
         .boot()
         .unwrap();
@@ -144,7 +156,20 @@ fn running_guest_tree_shows_its_disk_at_its_mount_point_and_follows_its_writes()
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(tmp, vec!["d".to_owned()]);
+    assert_eq!(tmp, vec!["d".to_owned(), "e".to_owned()]);
+    // Two disks, same guest inode numbers: (st_dev, st_ino) still differ.
+    let (a, b) = (
+        fs::metadata(m.join("tmp/d/old.txt")).unwrap(),
+        fs::metadata(m.join("tmp/e/old.txt")).unwrap(),
+    );
+    assert_eq!(a.ino() & 0xFFFF_FFFF, b.ino() & 0xFFFF_FFFF);
+    assert_ne!((a.dev(), a.ino()), (b.dev(), b.ino()));
+    let (_, same, _) = sh(&format!(
+        "find '{}/tmp' -samefile '{}/tmp/d/old.txt'",
+        m.display(),
+        m.display()
+    ));
+    assert_eq!(same.lines().count(), 1, "{same}");
     // The hostfs root shows the host's files; symlinks are returned, not followed.
     assert_eq!(
         fs::read(m.join("etc/hostname")).unwrap(),
