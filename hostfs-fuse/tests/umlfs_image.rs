@@ -360,3 +360,30 @@ fn mount_helper_and_fstab_lines_mount_and_umount_ends_the_daemon() {
     assert!(line.contains("allow_other"), "{line}");
     assert!(mp.unmount());
 }
+
+#[test]
+fn other_users_see_nothing_unless_allow_other_and_then_the_guest_modes_apply() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let as_nobody = |cmd: &str| {
+        sh(&format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
+        ))
+    };
+    let mp = MountPoint::new();
+    // Let nobody reach the mount point itself.
+    fs::set_permissions(mp.path().parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+    mount_image(&img, &mp, "");
+    let m = mp.path().display().to_string();
+    let (ok, _, err) = as_nobody(&format!("cat {m}/hello.txt"));
+    assert!(!ok, "another user read the mount without allow_other");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(mp.unmount());
+    mount_image(&img, &mp, "allow_other");
+    let (ok, out, err) = as_nobody(&format!("cat {m}/hello.txt"));
+    assert!(ok, "{err}");
+    assert_eq!(out, "hello\n");
+    // default_permissions comes with allow_other: the guest's 0700 lost+found stays closed.
+    let (ok, _, _) = as_nobody(&format!("ls {m}/lost+found"));
+    assert!(!ok, "the guest's permission bits were not enforced");
+    assert!(mp.unmount());
+}
