@@ -579,6 +579,18 @@ impl View {
         }
     }
 
+    /// The FUSE generation of a node: the ext inode's `i_generation`, so a reused inode
+    /// number is seen as a new file (fs/fuse/inode.c fuse_stale_inode); 0 otherwise.
+    fn generation(&self, id: u64) -> u64 {
+        match self.node(id) {
+            Some(Node::Ext { mount, ino }) => self
+                .disk_of(mount)
+                .and_then(|d| d.fs().inode(ino).ok())
+                .map_or(0, |i| u64::from(i.generation)),
+            _ => 0,
+        }
+    }
+
     /// The node a guest path shows when something is mounted on it or it leads to a mount.
     fn mounted(&self, path: &str) -> Option<u64> {
         if let Some(m) = self.mount_at(path) {
@@ -945,7 +957,7 @@ impl fuser::Filesystem for UmlFs {
             .unwrap_or_else(|| "/nonexistent-untracked".into());
         match self.view.lookup_in(parent.0, &ppath, n) {
             Ok((_, attr)) => {
-                let g = Generation(0);
+                let g = Generation(self.view.generation(attr.ino.0));
                 reply.entry(&self.ttl(), &attr, g);
             }
             Err(e) => reply.error(e),
@@ -1051,7 +1063,12 @@ impl fuser::Filesystem for UmlFs {
                     (None, Err(_)) => return false,
                 };
                 let _ = id;
-                !reply.add(a.ino, next, name, &ttl, &a, Generation(0))
+                let g = if attr.is_some() {
+                    self.view.generation(a.ino.0)
+                } else {
+                    0
+                };
+                !reply.add(a.ino, next, name, &ttl, &a, Generation(g))
             });
         match r {
             Ok(()) => reply.ok(),

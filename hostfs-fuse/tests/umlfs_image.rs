@@ -371,7 +371,11 @@ fn other_users_see_nothing_unless_allow_other_and_then_the_guest_modes_apply() {
     };
     let mp = MountPoint::new();
     // Let nobody reach the mount point itself.
-    fs::set_permissions(mp.path().parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        mp.path().parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     mount_image(&img, &mp, "");
     let m = mp.path().display().to_string();
     let (ok, _, err) = as_nobody(&format!("cat {m}/hello.txt"));
