@@ -90,7 +90,11 @@ fn unmount(tool: Tool, mnt: &Path) {
 struct Unmount<'a>(&'a Path);
 impl Drop for Unmount<'_> {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 

@@ -70,13 +70,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    // Absolute: the daemon leaves its working directory.
+    let mountpoint =
+        std::path::absolute(&args.mountpoint).unwrap_or_else(|_| args.mountpoint.clone());
     if opts.rw_requested {
         eprintln!(
             "umlfs: {}: mounting read-only; umlfs never writes to a guest's disk",
             args.source
         );
     }
-    let prepared = match mount::prepare(&source, &opts, &args.mountpoint) {
+    let prepared = match mount::prepare(&source, &opts, &mountpoint) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("umlfs: {}: {e}", args.source);
@@ -88,9 +91,9 @@ fn main() -> ExitCode {
     }
     let config = fuse_config(&opts, &prepared);
     if args.foreground {
-        return serve(prepared, &args.mountpoint, &config, None);
+        return serve(prepared, &mountpoint, &config, None);
     }
-    daemonize(prepared, &args.mountpoint, &config)
+    daemonize(prepared, &mountpoint, &config)
 }
 
 fn fuse_config(opts: &MountOptions, p: &Prepared) -> Config {
@@ -202,6 +205,8 @@ fn daemonize(p: Prepared, mountpoint: &std::path::Path, config: &Config) -> Exit
         Ok(nix::unistd::ForkResult::Child) => {
             drop(rd);
             let _ = nix::unistd::setsid();
+            // Keep no directory busy (everything the view needs is open or absolute).
+            let _ = std::env::set_current_dir("/");
             serve(p, mountpoint, config, Some(wr))
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {

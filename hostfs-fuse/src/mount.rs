@@ -131,14 +131,19 @@ fn open_image(
             path: path.to_owned(),
             reason: chain(&e),
         })?;
-        let watch = vec![path.to_owned(), reader.backing_path().to_owned()];
+        let watch = vec![absolute(path), absolute(reader.backing_path())];
         return Ok((Arc::new(reader), file, watch));
     }
     let dup = file.try_clone().map_err(|source| MountError::Open {
         path: path.to_owned(),
         source,
     })?;
-    Ok((Arc::new(file), dup, vec![path.to_owned()]))
+    Ok((Arc::new(file), dup, vec![absolute(path)]))
+}
+
+/// `path` made absolute, so it still names the file after the daemon leaves its cwd.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// Open one disk; `report_lock` (the uml_dir to name a holder from) asks for a note when a
@@ -210,7 +215,7 @@ pub fn prepare(
                     root_ino: crate::ext::ROOT_INO,
                 },
             }];
-            let fsname = format!("{}:{path}", image.display());
+            let fsname = format!("{}:{path}", absolute(image).display());
             (vec![disk], mounts, path.clone(), fsname)
         }
         Source::Guest { umid, disk, path } => {

@@ -869,6 +869,9 @@ impl View {
                     k.push(ext_id(*m, root_ino));
                 }
             }
+            k.push(self.root_id);
+            k.sort_unstable();
+            k.dedup();
             k
         };
         let mut changed = Vec::new();
@@ -896,13 +899,8 @@ impl View {
                 changed.push(id);
             }
         }
-        if changed.iter().any(|id| {
-            self.mounts.iter().enumerate().any(|(m, mt)| {
-                matches!(mt.kind, ViewKind::Ext { root_ino, .. } if ext_id(m, root_ino) == *id)
-            })
-        }) && self.root_id >> 32 != 0
-        {
-            // The FUSE root's own attributes are cached under nodeid 1.
+        if changed.contains(&self.root_id) {
+            // The FUSE root's own attributes and listing are cached under nodeid 1.
             changed.push(1);
         }
         Ok(changed)
