@@ -391,3 +391,41 @@ fn other_users_see_nothing_unless_allow_other_and_then_the_guest_modes_apply() {
     assert!(!ok, "the guest's permission bits were not enforced");
     assert!(mp.unmount());
 }
+
+#[test]
+fn a_changed_image_starts_a_new_generation_and_a_broken_one_keeps_the_last() {
+    let (tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    mount_image(&img, &mp, "");
+    let m = mp.path();
+    assert_eq!(fs::read(m.join("hello.txt")).unwrap(), b"hello\n");
+    assert!(!m.join("later.txt").exists());
+    // Written behind the mount's back (as a stopped guest's tool would).
+    let payload = tmp.path().join("payload");
+    fs::write(&payload, b"written later\n").unwrap();
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} later.txt", payload.display()))
+        .arg(&img));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while fs::read(m.join("later.txt")).ok().as_deref() != Some(&b"written later\n"[..]) {
+        assert!(std::time::Instant::now() < end, "later.txt never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A superblock wiped mid-mount cannot be re-opened: the last generation stays served
+    // (or a read fails with EIO), and nothing crashes or hangs.
+    let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 1024], 1024).unwrap();
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for _ in 0..3 {
+        match fs::read(m.join("hello.txt")) {
+            Ok(c) => assert_eq!(c, b"hello\n"),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        }
+        let (ok, _, err) = sh(&format!("timeout 20 ls -lR '{}' >/dev/null", m.display()));
+        assert!(ok || err.contains("Input/output error"), "{err}");
+    }
+    assert!(mp.unmount());
+}
