@@ -135,7 +135,7 @@ fn serve(
     let frozen = p.frozen;
     let view = Arc::new(p.view);
     let fs = UmlFs { view: view.clone() };
-    let session = match fuser::Session::new(fs, mountpoint, config) {
+    let mut session = match fuser::Session::new(fs, mountpoint, config) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", mountpoint.display());
@@ -144,6 +144,7 @@ fn serve(
         }
     };
     mount::raise_readahead(mountpoint);
+    unmount_on_signal(session.unmount_callable());
     let notifier = session.notifier();
     let daemon = ready.is_some();
     report(ready, "OK");
@@ -159,6 +160,33 @@ fn serve(
             tracing::error!("the FUSE session ended with an error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP unmount (lazily) and so end the session cleanly. The signals
+/// are blocked before any other thread exists, so only the waiting thread receives them.
+fn unmount_on_signal(mut unmounter: fuser::SessionUnmounter) {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        tracing::warn!("cannot block signals: {e}");
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("umlfs-signal".into())
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                tracing::info!("{sig}: unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount on {sig} failed: {e}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the signal thread: {e}");
     }
 }
 

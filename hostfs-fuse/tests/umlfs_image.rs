@@ -429,3 +429,39 @@ fn a_changed_image_starts_a_new_generation_and_a_broken_one_keeps_the_last() {
     }
     assert!(mp.unmount());
 }
+
+#[test]
+fn sigterm_to_a_foreground_umlfs_unmounts_and_exits() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    let mut child = Command::new(BIN)
+        .arg(&img)
+        .arg(mp.path())
+        .arg("-f")
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !mp.is_mounted() {
+        assert!(std::time::Instant::now() < end, "never mounted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(fs::read(mp.path().join("hello.txt")).unwrap(), b"hello\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("umlfs did not exit on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!mp.is_mounted());
+}
