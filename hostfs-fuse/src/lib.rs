@@ -1,6 +1,12 @@
 //! umlfs library: read-only access to the filesystems on a UML guest's disk images.
 //!
-//! The FUSE layer (the `umlfs` binary) sits on top of [`ext`], a read-only ext2/ext3/ext4
-//! reader with in-memory journal replay.
+//! [`ext`] is a read-only ext2/ext3/ext4 reader with in-memory journal replay; [`source`]
+//! parses what to show (a running guest's tree, one disk, an image); [`view`] is the FUSE
+//! filesystem composing the guest's mounts; [`mount`] prepares a view and keeps it fresh;
+//! [`options`] parses `-o` lists as mount(8) and fstab pass them.
 
 pub mod ext;
+pub mod mount;
+pub mod options;
+pub mod source;
+pub mod view;

@@ -1,1 +1,256 @@
-fn main() {}
+//! `umlfs SOURCE MOUNTPOINT [-o OPTS] [-f]`: show a UML guest's disks on the host, read-only.
+//!
+//! Also run by mount.fuse3 for `mount -t fuse.umlfs SOURCE DIR` and fstab lines. It returns
+//! once the mount is ready and serves in the background (`-f` stays in the foreground): the
+//! fork happens after the FUSE session is set up and before any thread is started.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use fuser::{Config, MountOption, SessionACL};
+
+use umlfs::mount::{self, Prepared};
+use umlfs::options::MountOptions;
+use umlfs::source::Source;
+use umlfs::view::UmlFs;
+
+/// Show a running (or stopped) UML guest's disks on the host, read-only.
+#[derive(Debug, Parser)]
+#[command(name = "umlfs", version)]
+struct Args {
+    /// UMID:/PATH, UMID:, UMID:ubdN:/PATH, /path/disk.img or /path/disk.img:/PATH
+    source: String,
+    /// Where to mount.
+    mountpoint: PathBuf,
+    /// Mount options, comma-separated (may be repeated).
+    #[arg(short = 'o', action = clap::ArgAction::Append)]
+    options: Vec<String>,
+    /// Stay in the foreground.
+    #[arg(short = 'f')]
+    foreground: bool,
+    /// Show diagnostics (also RUST_LOG).
+    #[arg(short = 'v')]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = if args.verbose {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let mut opts = MountOptions::default();
+    for list in &args.options {
+        if let Err(e) = opts.parse_into(list) {
+            eprintln!("umlfs: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let source = match Source::parse(&args.source) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("umlfs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.mountpoint.is_dir() {
+        eprintln!(
+            "umlfs: the mount point {} is not a directory",
+            args.mountpoint.display()
+        );
+        return ExitCode::from(1);
+    }
+    // Absolute: the daemon leaves its working directory.
+    let mountpoint =
+        std::path::absolute(&args.mountpoint).unwrap_or_else(|_| args.mountpoint.clone());
+    if opts.rw_requested {
+        eprintln!(
+            "umlfs: {}: mounting read-only; umlfs never writes to a guest's disk",
+            args.source
+        );
+    }
+    let prepared = match mount::prepare(&source, &opts, &mountpoint) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("umlfs: {}: {e}", args.source);
+            return ExitCode::from(1);
+        }
+    };
+    for n in &prepared.notes {
+        eprintln!("umlfs: {n}");
+    }
+    let config = fuse_config(&opts, &prepared);
+    if args.foreground {
+        return serve(prepared, &mountpoint, &config, None);
+    }
+    daemonize(prepared, &mountpoint, &config)
+}
+
+fn fuse_config(opts: &MountOptions, p: &Prepared) -> Config {
+    let mut mo = vec![
+        MountOption::RO,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::FSName(p.fsname.replace([',', ' '], "_")),
+        // fuser's direct mount drops MountOption::Subtype; the raw option keeps it.
+        MountOption::CUSTOM("subtype=umlfs".into()),
+    ];
+    if opts.noexec {
+        mo.push(MountOption::NoExec);
+    }
+    if opts.allow_other || opts.default_permissions {
+        mo.push(MountOption::DefaultPermissions);
+    }
+    let mut c = Config::default();
+    c.mount_options = mo;
+    c.acl = if opts.allow_other {
+        SessionACL::All
+    } else if opts.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    c.n_threads = Some(2);
+    c.clone_fd = true;
+    c
+}
+
+/// Mount and serve until unmounted. `ready` (the daemon's pipe) gets "OK" or the error.
+fn serve(
+    p: Prepared,
+    mountpoint: &std::path::Path,
+    config: &Config,
+    ready: Option<OwnedFd>,
+) -> ExitCode {
+    let frozen = p.frozen;
+    let view = Arc::new(p.view);
+    let fs = UmlFs { view: view.clone() };
+    let mut session = match fuser::Session::new(fs, mountpoint, config) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount on {}: {e}", mountpoint.display());
+            report(ready, &msg);
+            return ExitCode::from(1);
+        }
+    };
+    mount::raise_readahead(mountpoint);
+    unmount_on_signal(session.unmount_callable());
+    let notifier = session.notifier();
+    let daemon = ready.is_some();
+    report(ready, "OK");
+    if daemon {
+        detach_stdio();
+    }
+    if !frozen && let Err(e) = mount::spawn_freshness(view, notifier) {
+        tracing::warn!("cannot watch the images for changes: {e}");
+    }
+    match session.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("the FUSE session ended with an error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP unmount (lazily) and so end the session cleanly. The signals
+/// are blocked before any other thread exists, so only the waiting thread receives them.
+fn unmount_on_signal(mut unmounter: fuser::SessionUnmounter) {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        tracing::warn!("cannot block signals: {e}");
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("umlfs-signal".into())
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                tracing::info!("{sig}: unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount on {sig} failed: {e}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the signal thread: {e}");
+    }
+}
+
+fn report(ready: Option<OwnedFd>, msg: &str) {
+    match ready {
+        Some(fd) => {
+            let mut f = std::fs::File::from(fd);
+            let _ = f.write_all(msg.as_bytes());
+        }
+        None if msg != "OK" => eprintln!("umlfs: {msg}"),
+        None => {}
+    }
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+/// Fork; the child sets up the FUSE session (mount and INIT) and reports on a pipe, the
+/// parent waits for that report and exits with it. No thread exists before the fork.
+fn daemonize(p: Prepared, mountpoint: &std::path::Path, config: &Config) -> ExitCode {
+    let (rd, wr) = match nix::unistd::pipe() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("umlfs: cannot create a pipe: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // SAFETY: the process is single-threaded here (no runtime, no threads started yet), so
+    // the child may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => {
+            eprintln!("umlfs: cannot fork: {e}");
+            ExitCode::from(1)
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            // Keep no directory busy (everything the view needs is open or absolute).
+            let _ = std::env::set_current_dir("/");
+            serve(p, mountpoint, config, Some(wr))
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(wr);
+            let mut f = std::fs::File::from(rd);
+            let mut msg = String::new();
+            let _ = f.read_to_string(&mut msg);
+            if msg.starts_with("OK") {
+                ExitCode::SUCCESS
+            } else if msg.is_empty() {
+                eprintln!("umlfs: the mount process died before the mount was ready");
+                ExitCode::from(1)
+            } else {
+                eprintln!("umlfs: {msg}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}

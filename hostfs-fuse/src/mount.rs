@@ -1,0 +1,447 @@
+//! From a SOURCE to a ready [`View`]: find the guest, read its mount table and disks, open
+//! every image read-only (before the FUSE session exists, so no handler ever resolves a path
+//! lazily), and keep the view fresh afterwards.
+//!
+//! Images are opened `O_RDONLY` and never locked; `F_GETLK` is used only to tell the user that
+//! a running guest holds the image.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use uml::cow::CowReader;
+use uml::instance::{self, InstanceError};
+use uml::mconsole;
+
+use crate::ext::{ExtError, Filesystem};
+use crate::options::MountOptions;
+use crate::source::{self, MountKind, Source, UbdBacking};
+use crate::view::{Disk, Image, Presentation, View, ViewError, ViewKind, ViewMount};
+
+/// The magic at the start of a UML COW file (arch/um/drivers/cow_user.c `COW_MAGIC`).
+const COW_MAGIC: u32 = 0x4f4f_4f4d;
+
+/// Why a mount could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error("asking guest \"{umid}\" for {what} failed: {source}")]
+    Mconsole {
+        umid: String,
+        what: String,
+        #[source]
+        source: mconsole::Error,
+    },
+    #[error("cannot open image {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{disk} is not a filesystem umlfs can read: {source}")]
+    Ext {
+        disk: String,
+        #[source]
+        source: ExtError,
+    },
+    #[error("cannot read COW file {path}: {reason}")]
+    Cow { path: PathBuf, reason: String },
+    #[error("guest \"{umid}\" has no disk ubd{unit} configured")]
+    NoDisk { umid: String, unit: u32 },
+    #[error(
+        "image {image} lies inside the mount point {mountpoint}: serving it would read through the mount itself"
+    )]
+    ImageInsideMount { image: PathBuf, mountpoint: PathBuf },
+    #[error(transparent)]
+    View(#[from] ViewError),
+}
+
+/// A view ready to be mounted, and what to tell the user.
+#[derive(Debug)]
+pub struct Prepared {
+    pub view: View,
+    /// The source column of /proc/mounts.
+    pub fsname: String,
+    /// One-line notes for stderr (a guest holding the image, snapshot pause time, ...).
+    pub notes: Vec<String>,
+    /// Whether the view is frozen (snapshot): no freshness thread.
+    pub frozen: bool,
+}
+
+/// The pid holding a write lock on `file`, if any (F_GETLK only: nothing is locked).
+fn lock_holder(file: &File) -> Option<i32> {
+    let mut fl = libc::flock {
+        l_type: libc::F_WRLCK as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    // SAFETY: F_GETLK only reads and fills the flock struct we own; the fd is open.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    (rc == 0 && fl.l_type != libc::F_UNLCK as i16).then_some(fl.l_pid)
+}
+
+/// A COW file read through to its backing file (the bitmap is read afresh on every read,
+/// so a running guest's new sectors are seen).
+impl crate::ext::BlockSource for CowReader {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+        CowReader::read_at(self, buf, off)
+    }
+
+    fn len(&self) -> u64 {
+        self.size()
+    }
+}
+
+/// The message of an error and all its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Open one image read-only as a block source: a raw image, or a COW file (v1, v2, v3) read
+/// through to its backing file (`backing` overrides the header's, as the kernel's
+/// `ubdN=cow,backing` does). Returns the source, the image file (for `F_GETLK`) and the
+/// files whose changes make a new generation.
+fn open_image(
+    path: &Path,
+    backing: Option<&Path>,
+) -> Result<(Image, File, Vec<PathBuf>), MountError> {
+    let file = File::open(path).map_err(|source| MountError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut magic = [0u8; 4];
+    let read = std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).is_ok();
+    // V1 headers are in host byte order, V2/V3 big-endian (arch/um/drivers/cow_user.c).
+    if read && (u32::from_be_bytes(magic) == COW_MAGIC || u32::from_le_bytes(magic) == COW_MAGIC) {
+        let reader = CowReader::open(path, backing).map_err(|e| MountError::Cow {
+            path: path.to_owned(),
+            reason: chain(&e),
+        })?;
+        let watch = vec![absolute(path), absolute(reader.backing_path())];
+        return Ok((Arc::new(reader), file, watch));
+    }
+    let dup = file.try_clone().map_err(|source| MountError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((Arc::new(file), dup, vec![absolute(path)]))
+}
+
+/// `path` made absolute, so it still names the file after the daemon leaves its cwd.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Open one disk; `report_lock` (the uml_dir to name a holder from) asks for a note when a
+/// running guest holds the image.
+fn open_disk(
+    name: String,
+    path: &Path,
+    backing: Option<&Path>,
+    report_lock: Option<&Path>,
+    notes: &mut Vec<String>,
+) -> Result<Disk, MountError> {
+    let (src, file, watch) = open_image(path, backing)?;
+    if let Some(uml_dir) = report_lock
+        && let Some(pid) = lock_holder(&file)
+    {
+        let umid = instance::umid_of_pid(uml_dir, pid as u32);
+        notes.push(match umid {
+            Some(u) => format!(
+                "{} is in use by pid {pid}, umid {u}: showing its committed state read-only",
+                path.display()
+            ),
+            None => format!(
+                "{} is in use by pid {pid}: showing its committed state read-only",
+                path.display()
+            ),
+        });
+    }
+    let fs = Filesystem::open(src.clone()).map_err(|source| MountError::Ext {
+        disk: name.clone(),
+        source,
+    })?;
+    Ok(Disk::new(name, watch, src, fs))
+}
+
+/// Prepare the view of `source` for mounting at `mountpoint`.
+///
+/// # Errors
+/// [`MountError`]: no such guest or image, a disk that is not ext2/3/4 (the feature is
+/// named), a path missing in the guest's tree, an image inside the mount point.
+pub fn prepare(
+    source: &Source,
+    opts: &MountOptions,
+    mountpoint: &Path,
+) -> Result<Prepared, MountError> {
+    let mut notes = Vec::new();
+    let mut pres = Presentation {
+        uid: opts.uid,
+        gid: opts.gid,
+        umask: opts.umask.unwrap_or(0),
+        ttl: Duration::from_secs(1),
+    };
+    if opts.snapshot {
+        pres.ttl = Duration::from_secs(3600);
+    }
+    let (disks, mounts, top, fsname) = match source {
+        Source::Image { image, path } => {
+            let uml_dir = instance::uml_dir_or_default(opts.uml_dir.as_deref()).ok();
+            let disk = open_disk(
+                image.display().to_string(),
+                image,
+                None,
+                Some(uml_dir.as_deref().unwrap_or(Path::new("/nonexistent"))),
+                &mut notes,
+            )?;
+            let mounts = vec![ViewMount {
+                point: "/".into(),
+                kind: ViewKind::Ext {
+                    disk: 0,
+                    root_ino: crate::ext::ROOT_INO,
+                },
+            }];
+            let fsname = format!("{}:{path}", absolute(image).display());
+            (vec![disk], mounts, path.clone(), fsname)
+        }
+        Source::Guest { umid, disk, path } => {
+            let uml_dir = instance::uml_dir_or_default(opts.uml_dir.as_deref())?;
+            let inst = instance::find_running(&uml_dir, umid)?;
+            let client = inst.client(Duration::from_secs(5))?;
+            let ask = |what: &str, r: Result<String, mconsole::Error>| {
+                r.map_err(|source| MountError::Mconsole {
+                    umid: umid.clone(),
+                    what: what.to_owned(),
+                    source,
+                })
+            };
+            let (guest_mounts, units): (Vec<source::GuestMount>, Vec<u32>) = match disk {
+                Some(unit) => (
+                    vec![source::GuestMount {
+                        point: "/".into(),
+                        kind: MountKind::Ubd {
+                            unit: *unit,
+                            root: "/".into(),
+                        },
+                    }],
+                    vec![*unit],
+                ),
+                None => {
+                    let text = ask("its mount table", client.proc_file("1/mountinfo"))?;
+                    let gm = source::guest_mounts(&source::parse_mountinfo(&text));
+                    let mut units: Vec<u32> = gm
+                        .iter()
+                        .filter_map(|m| match m.kind {
+                            MountKind::Ubd { unit, .. } => Some(unit),
+                            _ => None,
+                        })
+                        .collect();
+                    units.sort_unstable();
+                    units.dedup();
+                    (gm, units)
+                }
+            };
+            let mut backings: Vec<(u32, UbdBacking)> = Vec::new();
+            for unit in &units {
+                let reply = ask(
+                    &format!("the file of ubd{unit}"),
+                    client.config_get(&format!("ubd{unit}")),
+                )?;
+                let b = source::parse_ubd_config(&reply).ok_or(MountError::NoDisk {
+                    umid: umid.clone(),
+                    unit: *unit,
+                })?;
+                backings.push((*unit, b));
+            }
+            let pause = if opts.snapshot {
+                // Emergency sync is queued work (drivers/tty/sysrq.c): give it a moment
+                // before freezing the guest.
+                let _ = ask("an emergency sync", client.sysrq('s'));
+                thread::sleep(Duration::from_millis(300));
+                ask("to stop", client.stop().map(|()| String::new()))?;
+                Some(Instant::now())
+            } else {
+                None
+            };
+            let opened = (|| {
+                let mut disks = Vec::new();
+                let mut index = std::collections::HashMap::new();
+                for (unit, b) in &backings {
+                    let name = format!("ubd{unit} ({})", b.file.display());
+                    let d = open_disk(name, &b.file, b.backing.as_deref(), None, &mut notes)?;
+                    index.insert(*unit, disks.len());
+                    disks.push(d);
+                }
+                Ok::<_, MountError>((disks, index))
+            })();
+            if let Some(at) = pause {
+                let resumed = client.go();
+                let paused = at.elapsed();
+                notes.push(format!(
+                    "snapshot of guest \"{umid}\": the guest was paused for {} ms",
+                    paused.as_millis()
+                ));
+                if let Err(e) = resumed {
+                    notes.push(format!("resuming guest \"{umid}\" failed: {e}"));
+                }
+            }
+            let (disks, index) = opened?;
+            let mut mounts = Vec::new();
+            for m in guest_mounts {
+                let kind = match m.kind {
+                    MountKind::Ubd { unit, root } => {
+                        let Some(&d) = index.get(&unit) else {
+                            continue;
+                        };
+                        let fs = disks[d].fs();
+                        let root_ino =
+                            resolve_dir(&fs, &root).ok_or_else(|| ViewError::NoSuchPath {
+                                path: format!("{root} on ubd{unit}"),
+                            })?;
+                        ViewKind::Ext { disk: d, root_ino }
+                    }
+                    MountKind::Host { dir } => ViewKind::Host { dir },
+                    MountKind::Opaque { .. } => ViewKind::Opaque,
+                };
+                mounts.push(ViewMount {
+                    point: m.point,
+                    kind,
+                });
+            }
+            let fsname = match disk {
+                Some(u) => format!("{umid}:ubd{u}:{path}"),
+                None => format!("{umid}:{path}"),
+            };
+            (disks, mounts, path.clone(), fsname)
+        }
+    };
+    let canon_mp = mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_owned());
+    for d in &disks {
+        for w in &d.watch {
+            let c = w.canonicalize().unwrap_or_else(|_| w.clone());
+            if c.starts_with(&canon_mp) {
+                return Err(MountError::ImageInsideMount {
+                    image: c,
+                    mountpoint: canon_mp,
+                });
+            }
+        }
+    }
+    let mut view = View::new(disks, mounts, &top, pres)?;
+    view.set_own_mountpoint(canon_mp);
+    Ok(Prepared {
+        view,
+        fsname: opts.fsname.clone().unwrap_or(fsname),
+        notes,
+        frozen: opts.snapshot,
+    })
+}
+
+/// The inode of directory `path` inside `fs` (for bind mounts of a subdirectory).
+fn resolve_dir<S: crate::ext::BlockSource>(fs: &Filesystem<S>, path: &str) -> Option<u64> {
+    let mut ino = fs.root();
+    for c in path.split('/').filter(|c| !c.is_empty()).take(4096) {
+        ino = fs.lookup(ino, c.as_bytes()).ok()??;
+    }
+    Some(ino)
+}
+
+/// (mtime in ns, size) of a watched file.
+fn stamp(path: &Path) -> Option<(i64, u64)> {
+    let md = std::fs::metadata(path).ok()?;
+    Some((md.mtime() * 1_000_000_000 + md.mtime_nsec(), md.size()))
+}
+
+/// Keep the view fresh: when a disk's image changes (inotify, with a once-a-second check of
+/// mtime and size as a fallback), open a new generation and make the kernel forget what
+/// changed. Runs until the process exits.
+pub fn spawn_freshness(view: Arc<View>, notifier: fuser::Notifier) -> std::io::Result<()> {
+    use notify::Watcher;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(std::io::Error::other)?;
+    for d in &view.disks {
+        for w in &d.watch {
+            if let Err(e) = watcher.watch(w, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {}: {e}", w.display());
+            }
+        }
+    }
+    thread::Builder::new()
+        .name("umlfs-fresh".into())
+        .spawn(move || {
+            let _watcher = watcher;
+            let mut seen: Vec<Option<(i64, u64)>> = view
+                .disks
+                .iter()
+                .map(|d| d.watch.first().and_then(|w| stamp(w)))
+                .collect();
+            loop {
+                if rx.recv_timeout(Duration::from_secs(1)).is_ok() {
+                    // Let a burst of writes settle, then take them as one generation.
+                    thread::sleep(Duration::from_millis(50));
+                    while rx.try_recv().is_ok() {}
+                }
+                for (i, d) in view.disks.iter().enumerate() {
+                    let now = d.watch.first().and_then(|w| stamp(w));
+                    if now == seen[i] {
+                        continue;
+                    }
+                    match view.refresh_disk(i) {
+                        Ok(changed) => {
+                            seen[i] = now;
+                            tracing::debug!(disk = %d.name, changed = changed.len(), "new generation");
+                            for id in changed {
+                                let _ = notifier.inval_inode(fuser::INodeNo(id), 0, 0);
+                            }
+                        }
+                        Err(e) => {
+                            // Torn by a concurrent write: keep the old generation, retry.
+                            tracing::debug!(disk = %d.name, "re-open failed, retrying: {e}");
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Raise the readahead of the FUSE mount at `mountpoint` to 1 MiB so buffered reads arrive
+/// as 1 MiB requests (the bdi is per mount: /sys/class/bdi/0:<minor>). Best effort.
+pub fn raise_readahead(mountpoint: &Path) {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let point = mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_owned());
+    let Some(m) = source::parse_mountinfo(&text)
+        .into_iter()
+        .rev()
+        .find(|m| m.point == point.to_string_lossy() && m.fstype.starts_with("fuse"))
+    else {
+        return;
+    };
+    let p = format!("/sys/class/bdi/{}:{}/read_ahead_kb", m.major, m.minor);
+    if let Err(e) = std::fs::write(&p, "1024") {
+        tracing::debug!("cannot raise readahead ({p}): {e}");
+    }
+}

@@ -1,0 +1,370 @@
+//! What a mount shows: the SOURCE argument, and the guest's mount table turned into a list of
+//! disks and mount points.
+//!
+//! SOURCE forms: `UMID:/PATH` (a running guest, PATH inside it), `UMID:` (its root),
+//! `UMID:ubdN:/PATH` (one of its disks), `/path/disk.img[:/PATH]` (an image of a stopped
+//! guest). The guest's tree comes from `proc 1/mountinfo` over mconsole: init's mount table
+//! names each mount's device number (`98:16` is ubd unit 1; arch/um/drivers/ubd_kern.c uses
+//! major 98 and 16 minors per unit), so a disk is found however its device node was named.
+
+use std::path::{Path, PathBuf};
+
+/// The block major of UML's ubd driver (arch/um/drivers/ubd_kern.c `UBD_MAJOR`).
+pub const UBD_MAJOR: u32 = 98;
+/// Minors per ubd unit (`UBD_SHIFT` = 4).
+const UBD_MINORS: u32 = 16;
+/// Units the ubd driver has (`MAX_DEV`).
+pub const MAX_UBD: u32 = 16;
+
+/// Why a SOURCE argument could not be understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SourceError {
+    #[error(
+        "cannot understand the source \"{0}\": accepted forms are UMID:/PATH, UMID:, UMID:ubdN:/PATH, /path/disk.img and /path/disk.img:/PATH"
+    )]
+    Malformed(String),
+    #[error("bad disk \"{0}\" in the source: accepted are ubd0 to ubd15 (or ubda to ubdp)")]
+    BadDisk(String),
+    #[error("the path inside the guest must be absolute, not \"{0}\"")]
+    RelativePath(String),
+}
+
+/// A parsed SOURCE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A running guest: its whole tree, or one disk.
+    Guest {
+        umid: String,
+        disk: Option<u32>,
+        path: String,
+    },
+    /// A disk image (or COW file) of a stopped guest.
+    Image { image: PathBuf, path: String },
+}
+
+impl Source {
+    /// Parse SOURCE.
+    ///
+    /// # Errors
+    /// [`SourceError`] for an empty umid, a bad disk name, or a relative inner path.
+    pub fn parse(s: &str) -> Result<Source, SourceError> {
+        if s.starts_with('/') || s.starts_with('.') || Path::new(s).is_file() {
+            if Path::new(s).exists() {
+                return Ok(Source::Image {
+                    image: s.into(),
+                    path: "/".into(),
+                });
+            }
+            if let Some((img, inner)) = s.rsplit_once(':')
+                && (inner.is_empty() || inner.starts_with('/'))
+                && !img.is_empty()
+            {
+                return Ok(Source::Image {
+                    image: img.into(),
+                    path: normalize(if inner.is_empty() { "/" } else { inner }),
+                });
+            }
+            return Ok(Source::Image {
+                image: s.into(),
+                path: "/".into(),
+            });
+        }
+        let Some((umid, rest)) = s.split_once(':') else {
+            return Err(SourceError::Malformed(s.into()));
+        };
+        if umid.is_empty() || umid.contains('/') {
+            return Err(SourceError::Malformed(s.into()));
+        }
+        let (disk, path) = if rest.starts_with("ubd") {
+            let (d, p) = rest.split_once(':').unwrap_or((rest, "/"));
+            (Some(parse_ubd(d)?), p)
+        } else {
+            (None, rest)
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        if !path.starts_with('/') {
+            return Err(SourceError::RelativePath(path.into()));
+        }
+        Ok(Source::Guest {
+            umid: umid.into(),
+            disk,
+            path: normalize(path),
+        })
+    }
+}
+
+fn parse_ubd(d: &str) -> Result<u32, SourceError> {
+    let bad = || SourceError::BadDisk(d.into());
+    let suffix = d.strip_prefix("ubd").ok_or_else(bad)?;
+    let n = match suffix.as_bytes() {
+        [c @ b'a'..=b'p'] => u32::from(c - b'a'),
+        _ => suffix.parse::<u32>().map_err(|_| bad())?,
+    };
+    if n >= MAX_UBD {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
+/// `/a//b/./c/` → `/a/b/c`; `..` goes up (never above `/`).
+pub fn normalize(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// One line of `/proc/<pid>/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub major: u32,
+    pub minor: u32,
+    /// The directory of the filesystem that is mounted (not `/` for a bind mount).
+    pub root: String,
+    pub point: String,
+    pub fstype: String,
+    pub source: String,
+    pub super_options: String,
+}
+
+/// Undo the octal escapes the kernel puts in mountinfo paths (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse mountinfo text; malformed lines are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    let mut out = Vec::new();
+    for line in text.lines().take(10_000) {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        if sep < 6 || f.len() < sep + 3 {
+            continue;
+        }
+        let Some((ma, mi)) = f[2].split_once(':') else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (ma.parse(), mi.parse()) else {
+            continue;
+        };
+        out.push(MountInfo {
+            major,
+            minor,
+            root: unescape(f[3]),
+            point: normalize(&unescape(f[4])),
+            fstype: f[sep + 1].into(),
+            source: unescape(f[sep + 2]),
+            super_options: f.get(sep + 3).map(|s| unescape(s)).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// What a guest mount shows on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// An ext2/3/4 filesystem on ubd unit `unit`, from directory `root` of that filesystem.
+    Ubd { unit: u32, root: String },
+    /// A hostfs mount of host directory `dir`.
+    Host { dir: PathBuf },
+    /// Something the host cannot see into (tmpfs, proc, sysfs, a partition, ...): an empty
+    /// directory.
+    Opaque { what: String },
+}
+
+/// One mount of the guest's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestMount {
+    pub point: String,
+    pub kind: MountKind,
+}
+
+/// Turn the guest's mountinfo into the mounts to show, in mount order (a later mount at the
+/// same point hides an earlier one).
+pub fn guest_mounts(info: &[MountInfo]) -> Vec<GuestMount> {
+    info.iter()
+        .map(|m| {
+            let kind = if m.major == UBD_MAJOR && m.minor % UBD_MINORS == 0 {
+                MountKind::Ubd {
+                    unit: m.minor / UBD_MINORS,
+                    root: normalize(&m.root),
+                }
+            } else if m.major == UBD_MAJOR {
+                MountKind::Opaque {
+                    what: format!("{} (a partition of ubd{})", m.source, m.minor / UBD_MINORS),
+                }
+            } else if m.fstype == "hostfs" {
+                // hostfs shows its host directory as the last super option
+                // (fs/hostfs/hostfs_kern.c hostfs_show_options prints ",<root_ino path>").
+                let dir = m
+                    .super_options
+                    .rsplit(',')
+                    .next()
+                    .filter(|d| d.starts_with('/'))
+                    .unwrap_or("/");
+                let root = normalize(&m.root);
+                MountKind::Host {
+                    dir: PathBuf::from(normalize(&format!("{dir}{root}"))),
+                }
+            } else {
+                MountKind::Opaque {
+                    what: format!("{} ({})", m.source, m.fstype),
+                }
+            };
+            GuestMount {
+                point: m.point.clone(),
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// A ubd unit's backing as `config ubdN` reports it: the file, or `cow,backing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UbdBacking {
+    pub file: PathBuf,
+    pub backing: Option<PathBuf>,
+}
+
+/// Parse the reply of `config ubdN` (arch/um/drivers/ubd_kern.c ubd_get_config prints the
+/// file, then `,` and the backing file for a COW disk). Empty means unconfigured.
+pub fn parse_ubd_config(reply: &str) -> Option<UbdBacking> {
+    let r = reply.trim();
+    if r.is_empty() {
+        return None;
+    }
+    match r.split_once(',') {
+        Some((cow, backing)) => Some(UbdBacking {
+            file: cow.into(),
+            backing: Some(backing.into()),
+        }),
+        None => Some(UbdBacking {
+            file: r.into(),
+            backing: None,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_forms_parse() {
+        assert_eq!(
+            Source::parse("web1:/").unwrap(),
+            Source::Guest {
+                umid: "web1".into(),
+                disk: None,
+                path: "/".into()
+            }
+        );
+        assert_eq!(
+            Source::parse("web1:").unwrap(),
+            Source::parse("web1:/").unwrap()
+        );
+        assert_eq!(
+            Source::parse("web1:ubd1:/etc/").unwrap(),
+            Source::Guest {
+                umid: "web1".into(),
+                disk: Some(1),
+                path: "/etc".into()
+            }
+        );
+        assert_eq!(
+            Source::parse("web1:ubdb").unwrap(),
+            Source::Guest {
+                umid: "web1".into(),
+                disk: Some(1),
+                path: "/".into()
+            }
+        );
+        assert_eq!(
+            Source::parse("/nonexistent/d.img:/srv").unwrap(),
+            Source::Image {
+                image: "/nonexistent/d.img".into(),
+                path: "/srv".into()
+            }
+        );
+        assert!(Source::parse("web1").is_err());
+        assert!(Source::parse("web1:ubd99:/").is_err());
+        assert!(Source::parse("web1:etc").is_err());
+    }
+
+    #[test]
+    fn mountinfo_of_a_guest_maps_disks_hostfs_and_opaque_mounts() {
+        let text = "16 1 0:15 / / ro,relatime - hostfs root ro,/\n\
+            18 16 0:16 / /proc rw,relatime - proc proc rw\n\
+            19 16 0:17 / /tmp rw,relatime - tmpfs tmpfs rw\n\
+            21 19 98:16 / /tmp/d rw,relatime - ext4 /tmp/ubdb rw\n\
+            22 19 0:19 / /tmp/h rw,relatime - hostfs none rw,/usr/share\n\
+            23 19 98:33 / /tmp/p rw - ext4 /dev/ubdc1 rw\n\
+            24 19 98:0 /srv /tmp/with\\040space rw - ext4 /dev/ubda rw\n\
+            garbage line\n";
+        let m = guest_mounts(&parse_mountinfo(text));
+        assert_eq!(m.len(), 7);
+        assert_eq!(m[0].kind, MountKind::Host { dir: "/".into() });
+        assert!(matches!(m[1].kind, MountKind::Opaque { .. }));
+        assert_eq!(
+            m[3],
+            GuestMount {
+                point: "/tmp/d".into(),
+                kind: MountKind::Ubd {
+                    unit: 1,
+                    root: "/".into()
+                }
+            }
+        );
+        assert_eq!(
+            m[4].kind,
+            MountKind::Host {
+                dir: "/usr/share".into()
+            }
+        );
+        assert!(matches!(m[5].kind, MountKind::Opaque { .. }));
+        assert_eq!(m[6].point, "/tmp/with space");
+        assert_eq!(
+            m[6].kind,
+            MountKind::Ubd {
+                unit: 0,
+                root: "/srv".into()
+            }
+        );
+    }
+
+    #[test]
+    fn ubd_config_replies_parse() {
+        assert_eq!(parse_ubd_config(""), None);
+        assert_eq!(
+            parse_ubd_config("/a/d.img").unwrap().file,
+            PathBuf::from("/a/d.img")
+        );
+        let c = parse_ubd_config("/a/d.cow,/a/base.img").unwrap();
+        assert_eq!(c.backing, Some(PathBuf::from("/a/base.img")));
+    }
+}

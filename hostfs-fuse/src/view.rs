@@ -1,0 +1,1135 @@
+//! The FUSE filesystem: a guest's tree composed of its disks (read with [`crate::ext`]),
+//! hostfs directories (a read-only passthrough) and opaque mounts (empty directories).
+//!
+//! Identity (one FUSE mount, one `st_dev`): an ext inode is shown as
+//! `st_ino = (mount_index + 1) << 32 | guest_ino`, so the low 32 bits are the guest's inode
+//! number, hard links share it, and two guest mounts never collide. hostfs nodes get numbers
+//! from a table keyed by (mount, host st_dev, host st_ino) with bit 62 set, synthetic
+//! directories (inside opaque mounts, on the way to deeper mount points) with bit 61 set.
+//! Neither 0 nor 1 is ever handed out (1 is the FUSE root, fuser's nodeid *is* st_ino).
+//! One st_dev means `find -xdev` / `du -x` cross the guest's mount boundaries.
+//!
+//! Safety: no handler ever writes; the hostfs passthrough never looks at a FUSE mount point
+//! (it would be answered by a FUSE server, possibly this one: a self-deadlock), and requests
+//! issued by this process's own handler threads are refused with EIO.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType as FType, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+use crate::ext::{BlockSource, ExtError, FileType, Filesystem, Inode};
+
+/// A filesystem image as the reader sees it (a plain file, or a COW view).
+pub type Image = Arc<dyn BlockSource>;
+/// One generation of an open disk.
+pub type ExtFs = Filesystem<Image>;
+
+const HOST_BIT: u64 = 1 << 62;
+const SYNTH_BIT: u64 = 1 << 61;
+/// Largest directory the hostfs passthrough lists.
+const HOST_DIR_LIMIT: usize = 1 << 20;
+/// Largest read served at once (the kernel sends at most 1 MiB).
+const MAX_READ: u32 = 4 << 20;
+
+/// One ubd disk of the view.
+pub struct Disk {
+    /// How messages name it, e.g. `ubd1 (/srv/web1/data.img)`.
+    pub name: String,
+    /// The file whose changes start a new generation.
+    pub watch: Vec<PathBuf>,
+    pub src: Image,
+    fs: RwLock<Arc<ExtFs>>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Disk")
+            .field("name", &self.name)
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Disk {
+    /// A disk whose filesystem is already open.
+    pub fn new(name: String, watch: Vec<PathBuf>, src: Image, fs: ExtFs) -> Disk {
+        Disk {
+            name,
+            watch,
+            src,
+            fs: RwLock::new(Arc::new(fs)),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The current generation's filesystem.
+    pub fn fs(&self) -> Arc<ExtFs> {
+        self.fs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many generations this disk has had (1 at mount).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+}
+
+/// What one mount of the view shows.
+#[derive(Debug, Clone)]
+pub enum ViewKind {
+    /// Disk `disk`, from inode `root_ino`.
+    Ext { disk: usize, root_ino: u64 },
+    /// A host directory, read-only.
+    Host { dir: PathBuf },
+    /// An empty directory.
+    Opaque,
+}
+
+/// One mount of the view, at a guest path.
+#[derive(Debug, Clone)]
+pub struct ViewMount {
+    pub point: String,
+    pub kind: ViewKind,
+}
+
+/// How files are presented.
+#[derive(Debug, Clone, Default)]
+pub struct Presentation {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub umask: u16,
+    /// Entry and attribute time-to-live.
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Ext { mount: usize, ino: u64 },
+    Host { mount: usize, path: PathBuf },
+    Synth { path: String },
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// Guest path of directories seen (only kept when the view has nested mounts).
+    dir_paths: HashMap<u64, String>,
+    host: HashMap<u64, (usize, PathBuf)>,
+    host_rev: HashMap<(usize, u64, u64), u64>,
+    synth: HashMap<u64, String>,
+    synth_rev: HashMap<String, u64>,
+    /// Ext node ids the kernel has been told about, to invalidate on a new generation.
+    known: HashSet<u64>,
+}
+
+/// The shared state of a mounted view; [`UmlFs`] (the FUSE side) and the freshness thread
+/// hold it.
+#[derive(Debug)]
+pub struct View {
+    pub disks: Vec<Disk>,
+    mounts: Vec<ViewMount>,
+    /// The guest path shown at the FUSE root.
+    top: String,
+    /// Every proper ancestor of a mount point (under `top`) → names leading towards it.
+    below: HashMap<String, BTreeSet<String>>,
+    /// Whether any mount lies below the top (path tracking needed).
+    nested: bool,
+    pres: Presentation,
+    tables: Mutex<Tables>,
+    root_id: u64,
+    mounted_at: SystemTime,
+    /// FUSE mount points of the host, refreshed at most twice a second.
+    fuse_points: Mutex<(Option<Instant>, HashSet<PathBuf>)>,
+    /// This view's own mount point (canonical), never looked at through hostfs.
+    own_point: Option<PathBuf>,
+}
+
+/// Why a view could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("\"{path}\" does not exist in the guest's tree")]
+    NoSuchPath { path: String },
+    #[error("\"{path}\" in the guest's tree is not a directory")]
+    NotADirectory { path: String },
+    #[error("reading \"{path}\" in the guest's tree failed: {reason}")]
+    Read { path: String, reason: String },
+    #[error("the guest has nothing mounted at /")]
+    NoRoot,
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn is_under(path: &str, top: &str) -> bool {
+    top == "/" || path == top || path.starts_with(&format!("{top}/"))
+}
+
+fn ext_id(mount: usize, ino: u64) -> u64 {
+    ((mount as u64 + 1) << 32) | (ino & 0xFFFF_FFFF)
+}
+
+/// Map a reader error to an errno for the kernel.
+fn errno(e: &ExtError) -> Errno {
+    match e {
+        ExtError::InodeNotAllocated { .. } | ExtError::InodeOutOfRange { .. } => Errno::ENOENT,
+        ExtError::NotADirectory { .. } => Errno::ENOTDIR,
+        ExtError::IsADirectory { .. } => Errno::EISDIR,
+        ExtError::NotASymlink { .. } => Errno::EINVAL,
+        _ => Errno::EIO,
+    }
+}
+
+fn io_errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn time(t: crate::ext::Timestamp) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::new(t.sec.unsigned_abs(), 0))
+            .and_then(|s| s.checked_add(Duration::from_nanos(u64::from(t.nsec))))
+            .unwrap_or(UNIX_EPOCH)
+    }
+}
+
+fn ftype(t: FileType) -> FType {
+    match t {
+        FileType::Regular | FileType::Unknown => FType::RegularFile,
+        FileType::Directory => FType::Directory,
+        FileType::Symlink => FType::Symlink,
+        FileType::CharDevice => FType::CharDevice,
+        FileType::BlockDevice => FType::BlockDevice,
+        FileType::Fifo => FType::NamedPipe,
+        FileType::Socket => FType::Socket,
+    }
+}
+
+/// Linux's `new_encode_dev` (include/linux/kdev_t.h).
+fn encode_dev(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+/// Threads of this process that serve FUSE requests: a request they issue themselves (a
+/// handler touching the mount) would wait for a handler, so it is refused at once.
+static HANDLER_TIDS: [AtomicU32; 64] = [const { AtomicU32::new(0) }; 64];
+
+thread_local! {
+    static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn register_handler_thread() {
+    REGISTERED.with(|r| {
+        if r.get() {
+            return;
+        }
+        r.set(true);
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        for slot in &HANDLER_TIDS {
+            if slot
+                .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    });
+}
+
+fn from_own_handler(req: &Request) -> bool {
+    register_handler_thread();
+    let pid = req.pid();
+    pid != 0
+        && HANDLER_TIDS
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == pid)
+}
+
+impl View {
+    /// Compose a view of `mounts` (guest mount order) showing guest path `top`.
+    ///
+    /// # Errors
+    /// [`ViewError`] when `top` cannot be reached or is not a directory.
+    pub fn new(
+        disks: Vec<Disk>,
+        mounts: Vec<ViewMount>,
+        top: &str,
+        pres: Presentation,
+    ) -> Result<View, ViewError> {
+        let mut below: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut nested = false;
+        for m in &mounts {
+            if !is_under(&m.point, top) || m.point == top {
+                continue;
+            }
+            nested = true;
+            let mut cur = m.point.as_str();
+            while let Some((parent, name)) = cur.rsplit_once('/') {
+                let parent = if parent.is_empty() { "/" } else { parent };
+                below
+                    .entry(parent.to_owned())
+                    .or_default()
+                    .insert(name.to_owned());
+                if parent == "/" || parent == top {
+                    break;
+                }
+                cur = parent;
+            }
+        }
+        let mut view = View {
+            disks,
+            mounts,
+            top: top.to_owned(),
+            below,
+            nested,
+            pres,
+            tables: Mutex::new(Tables::default()),
+            root_id: 0,
+            mounted_at: SystemTime::now(),
+            fuse_points: Mutex::new((None, HashSet::new())),
+            own_point: None,
+        };
+        view.root_id = view.resolve_top()?;
+        Ok(view)
+    }
+
+    /// The innermost mount at or above `path`: the last one in mount order.
+    fn mount_at(&self, path: &str) -> Option<usize> {
+        self.mounts.iter().rposition(|m| m.point == path)
+    }
+
+    /// Walk from the mount that holds `top` down to it.
+    fn resolve_top(&self) -> Result<u64, ViewError> {
+        let mut best: Option<usize> = None;
+        for (i, m) in self.mounts.iter().enumerate() {
+            if is_under(&self.top, &m.point)
+                && best.is_none_or(|b| m.point.len() >= self.mounts[b].point.len())
+            {
+                best = Some(i);
+            }
+        }
+        let m = best.ok_or(ViewError::NoRoot)?;
+        let mut id = self.mount_root(m);
+        let mut path = self.mounts[m].point.clone();
+        let rest = self.top[path.len()..].to_owned();
+        for comp in rest.split('/').filter(|c| !c.is_empty()) {
+            let (child, attr) = self.lookup_in(id, &path, comp).map_err(|e| {
+                if e == Errno::ENOENT {
+                    ViewError::NoSuchPath {
+                        path: self.top.clone(),
+                    }
+                } else {
+                    ViewError::Read {
+                        path: self.top.clone(),
+                        reason: format!("errno {e:?}"),
+                    }
+                }
+            })?;
+            if attr.kind != FType::Directory {
+                return Err(ViewError::NotADirectory {
+                    path: self.top.clone(),
+                });
+            }
+            path = join(&path, comp);
+            id = child;
+        }
+        let attr = self.attr(id).map_err(|e| ViewError::Read {
+            path: self.top.clone(),
+            reason: format!("errno {e:?}"),
+        })?;
+        if attr.kind != FType::Directory {
+            return Err(ViewError::NotADirectory {
+                path: self.top.clone(),
+            });
+        }
+        self.remember_dir(id, &self.top);
+        Ok(id)
+    }
+
+    fn synth_id(&self, path: &str) -> u64 {
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = t.synth_rev.get(path) {
+            return *id;
+        }
+        let id = SYNTH_BIT | (t.synth.len() as u64 + 2);
+        t.synth.insert(id, path.to_owned());
+        t.synth_rev.insert(path.to_owned(), id);
+        id
+    }
+
+    fn host_id(&self, mount: usize, path: &Path, md: &fs::Metadata) -> u64 {
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (mount, md.dev(), md.ino());
+        if let Some(id) = t.host_rev.get(&key) {
+            return *id;
+        }
+        let id = HOST_BIT | (t.host.len() as u64 + 2);
+        t.host.insert(id, (mount, path.to_owned()));
+        t.host_rev.insert(key, id);
+        id
+    }
+
+    fn mount_root(&self, m: usize) -> u64 {
+        let mount = &self.mounts[m];
+        match &mount.kind {
+            ViewKind::Ext { root_ino, .. } => ext_id(m, *root_ino),
+            ViewKind::Opaque => self.synth_id(&mount.point),
+            ViewKind::Host { dir } => match self.host_lstat(dir) {
+                Ok(md) if md.is_dir() => self.host_id(m, dir, &md),
+                _ => self.synth_id(&mount.point),
+            },
+        }
+    }
+
+    fn node(&self, id: u64) -> Option<Node> {
+        let id = if id == 1 { self.root_id } else { id };
+        if id & HOST_BIT != 0 {
+            let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            let (mount, path) = t.host.get(&id)?;
+            return Some(Node::Host {
+                mount: *mount,
+                path: path.clone(),
+            });
+        }
+        if id & SYNTH_BIT != 0 {
+            let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            return t.synth.get(&id).map(|p| Node::Synth { path: p.clone() });
+        }
+        let m = (id >> 32).checked_sub(1)? as usize;
+        match self.mounts.get(m)?.kind {
+            ViewKind::Ext { .. } => Some(Node::Ext {
+                mount: m,
+                ino: id & 0xFFFF_FFFF,
+            }),
+            _ => None,
+        }
+    }
+
+    fn disk_of(&self, mount: usize) -> Option<&Disk> {
+        match self.mounts.get(mount)?.kind {
+            ViewKind::Ext { disk, .. } => self.disks.get(disk),
+            _ => None,
+        }
+    }
+
+    fn remember_dir(&self, id: u64, path: &str) {
+        if self.nested {
+            let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            t.dir_paths.entry(id).or_insert_with(|| path.to_owned());
+        }
+    }
+
+    fn remember_ext(&self, id: u64) {
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        t.known.insert(id);
+    }
+
+    fn dir_path(&self, id: u64) -> Option<String> {
+        if id == 1 || id == self.root_id {
+            return Some(self.top.clone());
+        }
+        if !self.nested {
+            return None;
+        }
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        t.dir_paths.get(&id).cloned()
+    }
+
+    fn ext_attr(&self, mount: usize, inode: &Inode, block_size: u32) -> FileAttr {
+        let p = &self.pres;
+        FileAttr {
+            ino: INodeNo(ext_id(mount, inode.ino)),
+            size: inode.size,
+            blocks: inode.blocks,
+            atime: time(inode.atime),
+            mtime: time(inode.mtime),
+            ctime: time(inode.ctime),
+            crtime: inode.crtime.map(time).unwrap_or(UNIX_EPOCH),
+            kind: ftype(inode.file_type),
+            perm: inode.mode & 0o7777 & !p.umask,
+            nlink: inode.nlink,
+            uid: p.uid.unwrap_or(inode.uid),
+            gid: p.gid.unwrap_or(inode.gid),
+            rdev: inode.rdev.map(|(a, b)| encode_dev(a, b)).unwrap_or(0),
+            blksize: block_size,
+            flags: 0,
+        }
+    }
+
+    fn synth_attr(&self, id: u64) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(id),
+            size: 0,
+            blocks: 0,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind: FType::Directory,
+            perm: 0o755 & !self.pres.umask,
+            nlink: 2,
+            uid: self.pres.uid.unwrap_or(0),
+            gid: self.pres.gid.unwrap_or(0),
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn host_attr(&self, id: u64, md: &fs::Metadata) -> FileAttr {
+        let t = |s: i64, ns: i64| {
+            time(crate::ext::Timestamp {
+                sec: s,
+                nsec: ns.clamp(0, 999_999_999) as u32,
+            })
+        };
+        let kind = FType::from_std(md.file_type()).unwrap_or(FType::RegularFile);
+        let rdev = md.rdev();
+        FileAttr {
+            ino: INodeNo(id),
+            size: md.size(),
+            blocks: md.blocks(),
+            atime: t(md.atime(), md.atime_nsec()),
+            mtime: t(md.mtime(), md.mtime_nsec()),
+            ctime: t(md.ctime(), md.ctime_nsec()),
+            crtime: UNIX_EPOCH,
+            kind,
+            perm: (md.mode() & 0o7777) as u16 & !self.pres.umask,
+            nlink: md.nlink() as u32,
+            uid: self.pres.uid.unwrap_or(md.uid()),
+            gid: self.pres.gid.unwrap_or(md.gid()),
+            rdev: encode_dev(libc::major(rdev), libc::minor(rdev)),
+            blksize: md.blksize() as u32,
+            flags: 0,
+        }
+    }
+
+    /// Record where this view is mounted, and forget the FUSE mount points seen so far.
+    pub fn set_own_mountpoint(&mut self, point: PathBuf) {
+        self.own_point = Some(point);
+        self.fuse_points
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .0 = None;
+    }
+
+    /// Whether `path` is a FUSE mount point of the host (never to be looked at).
+    fn is_fuse_point(&self, path: &Path) -> bool {
+        if self.own_point.as_deref() == Some(path) {
+            return true;
+        }
+        let mut g = self.fuse_points.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0
+            .is_none_or(|at| at.elapsed() > Duration::from_millis(500))
+        {
+            let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            g.1 = crate::source::parse_mountinfo(&text)
+                .into_iter()
+                .filter(|m| m.fstype == "fuse" || m.fstype.starts_with("fuse."))
+                .map(|m| PathBuf::from(m.point))
+                .collect();
+            g.0 = Some(Instant::now());
+        }
+        g.1.contains(path)
+    }
+
+    fn host_lstat(&self, path: &Path) -> io::Result<fs::Metadata> {
+        if self.is_fuse_point(path) {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        fs::symlink_metadata(path)
+    }
+
+    /// Attributes of node `id`.
+    fn attr(&self, id: u64) -> Result<FileAttr, Errno> {
+        let real = if id == 1 { self.root_id } else { id };
+        match self.node(real).ok_or(Errno::ENOENT)? {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                let inode = fs.inode(ino).map_err(|e| errno(&e))?;
+                Ok(self.ext_attr(mount, &inode, fs.block_size()))
+            }
+            Node::Synth { .. } => Ok(self.synth_attr(real)),
+            Node::Host { path, .. } => match self.host_lstat(&path) {
+                Ok(md) => Ok(self.host_attr(real, &md)),
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(self.synth_attr(real)),
+                Err(e) => Err(io_errno(&e)),
+            },
+        }
+    }
+
+    /// The FUSE generation of a node: the ext inode's `i_generation`, so a reused inode
+    /// number is seen as a new file (fs/fuse/inode.c fuse_stale_inode); 0 otherwise.
+    fn generation(&self, id: u64) -> u64 {
+        match self.node(id) {
+            Some(Node::Ext { mount, ino }) => self
+                .disk_of(mount)
+                .and_then(|d| d.fs().inode(ino).ok())
+                .map_or(0, |i| u64::from(i.generation)),
+            _ => 0,
+        }
+    }
+
+    /// The node a guest path shows when something is mounted on it or it leads to a mount.
+    fn mounted(&self, path: &str) -> Option<u64> {
+        if let Some(m) = self.mount_at(path) {
+            return Some(self.mount_root(m));
+        }
+        None
+    }
+
+    /// Look `name` up in directory `parent` (whose guest path is `ppath`, if known).
+    fn lookup_in(&self, parent: u64, ppath: &str, name: &str) -> Result<(u64, FileAttr), Errno> {
+        let node = self.node(parent).ok_or(Errno::ENOENT)?;
+        let cpath = join(ppath, name);
+        if self.nested {
+            if let Some(id) = self.mounted(&cpath) {
+                let a = self.attr(id)?;
+                self.remember_dir(id, &cpath);
+                return Ok((id, a));
+            }
+            if self.below.contains_key(&cpath) && matches!(node, Node::Synth { .. }) {
+                let id = self.synth_id(&cpath);
+                self.remember_dir(id, &cpath);
+                return Ok((id, self.synth_attr(id)));
+            }
+        }
+        match node {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                let found = fs
+                    .lookup(ino, name.as_bytes())
+                    .map_err(|e| errno(&e))?
+                    .ok_or(Errno::ENOENT)?;
+                let inode = fs.inode(found).map_err(|e| errno(&e))?;
+                let attr = self.ext_attr(mount, &inode, fs.block_size());
+                let id = attr.ino.0;
+                self.remember_ext(id);
+                if attr.kind == FType::Directory {
+                    self.remember_dir(id, &cpath);
+                }
+                Ok((id, attr))
+            }
+            Node::Synth { .. } => {
+                if self.nested && self.below.contains_key(&cpath) {
+                    let id = self.synth_id(&cpath);
+                    self.remember_dir(id, &cpath);
+                    return Ok((id, self.synth_attr(id)));
+                }
+                Err(Errno::ENOENT)
+            }
+            Node::Host { mount, path } => {
+                if name == "." || name == ".." || name.contains('/') {
+                    return Err(Errno::ENOENT);
+                }
+                let hpath = path.join(name);
+                match self.host_lstat(&hpath) {
+                    Ok(md) => {
+                        let id = self.host_id(mount, &hpath, &md);
+                        if md.is_dir() {
+                            self.remember_dir(id, &cpath);
+                        }
+                        Ok((id, self.host_attr(id, &md)))
+                    }
+                    // A FUSE mount point on the host: shown empty, never entered.
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                        let id = self.synth_id(&cpath);
+                        Ok((id, self.synth_attr(id)))
+                    }
+                    Err(e) => Err(io_errno(&e)),
+                }
+            }
+        }
+    }
+
+    /// List directory `id` from `offset`: (next offset, name, node id, attr if wanted).
+    fn list(
+        &self,
+        id: u64,
+        offset: u64,
+        plus: bool,
+        mut emit: impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
+    ) -> Result<(), Errno> {
+        let real = if id == 1 { self.root_id } else { id };
+        let node = self.node(real).ok_or(Errno::ENOENT)?;
+        let dpath = self.dir_path(real);
+        let sub = |name: &[u8]| -> Option<u64> {
+            let dp = dpath.as_ref()?;
+            let n = std::str::from_utf8(name).ok()?;
+            self.mounted(&join(dp, n))
+        };
+        match node {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                let bs = fs.block_size();
+                let mut err = None;
+                fs.read_dir(ino, offset, |e| {
+                    let name = OsStr::from_bytes(&e.name);
+                    let dot = e.name == b"." || e.name == b"..";
+                    let (cid, kind, attr) = if let Some(m) = (!dot).then(|| sub(&e.name)).flatten()
+                    {
+                        match self.attr(m) {
+                            Ok(a) => (m, a.kind, Some(a)),
+                            Err(_) => return true,
+                        }
+                    } else if plus && !dot {
+                        match fs.inode(e.ino) {
+                            Ok(i) => {
+                                let a = self.ext_attr(mount, &i, bs);
+                                (a.ino.0, a.kind, Some(a))
+                            }
+                            Err(x) => {
+                                err.get_or_insert(errno(&x));
+                                return true;
+                            }
+                        }
+                    } else {
+                        (ext_id(mount, e.ino), ftype(e.file_type), None)
+                    };
+                    if let Some(a) = &attr {
+                        self.remember_ext(cid);
+                        if a.kind == FType::Directory
+                            && let Some(dp) = &dpath
+                            && let Ok(n) = std::str::from_utf8(&e.name)
+                        {
+                            self.remember_dir(cid, &join(dp, n));
+                        }
+                    }
+                    emit(e.next_offset, name, cid, kind, attr.as_ref())
+                })
+                .map_err(|e| errno(&e))?;
+                let _ = err;
+                Ok(())
+            }
+            Node::Synth { path } => {
+                let names: Vec<String> = self
+                    .below
+                    .get(&path)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                self.list_names(real, &path, offset, plus, names, &mut emit)
+            }
+            Node::Host { path, .. } => {
+                let mut names = Vec::new();
+                let rd = fs::read_dir(&path).map_err(|e| io_errno(&e))?;
+                for e in rd.take(HOST_DIR_LIMIT).flatten() {
+                    if let Some(n) = e.file_name().to_str() {
+                        names.push(n.to_owned());
+                    }
+                }
+                names.sort();
+                let gp = dpath.unwrap_or_else(|| "/".into());
+                self.list_names(real, &gp, offset, plus, names, &mut emit)
+            }
+        }
+    }
+
+    /// List a directory given by child names (offset = index + 1 after "." and "..").
+    fn list_names(
+        &self,
+        id: u64,
+        path: &str,
+        offset: u64,
+        plus: bool,
+        names: Vec<String>,
+        emit: &mut impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
+    ) -> Result<(), Errno> {
+        let mut all = vec![".".to_owned(), "..".to_owned()];
+        all.extend(names);
+        for (i, name) in all.iter().enumerate().skip(offset as usize) {
+            let next = i as u64 + 1;
+            let keep = if i < 2 {
+                emit(next, OsStr::new(name), id, FType::Directory, None)
+            } else {
+                match self.lookup_in(id, path, name) {
+                    Ok((cid, a)) => emit(next, OsStr::new(name), cid, a.kind, plus.then_some(&a)),
+                    Err(_) => true,
+                }
+            };
+            if !keep {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&self, id: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let real = if id == 1 { self.root_id } else { id };
+        let size = size.min(MAX_READ) as usize;
+        match self.node(real).ok_or(Errno::ENOENT)? {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                let mut buf = vec![0u8; size];
+                let n = fs.read(ino, offset, &mut buf).map_err(|e| errno(&e))?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Node::Synth { .. } => Err(Errno::EISDIR),
+            Node::Host { path, .. } => {
+                let f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
+                    .open(&path)
+                    .or_else(|_| {
+                        fs::OpenOptions::new()
+                            .read(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(&path)
+                    })
+                    .map_err(|e| io_errno(&e))?;
+                let mut buf = vec![0u8; size];
+                let mut done = 0;
+                while done < size {
+                    match FileExt::read_at(&f, &mut buf[done..], offset + done as u64) {
+                        Ok(0) => break,
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(io_errno(&e)),
+                    }
+                }
+                buf.truncate(done);
+                Ok(buf)
+            }
+        }
+    }
+
+    fn readlink(&self, id: u64) -> Result<Vec<u8>, Errno> {
+        match self.node(id).ok_or(Errno::ENOENT)? {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                fs.read_link(ino).map_err(|e| errno(&e))
+            }
+            Node::Synth { .. } => Err(Errno::EINVAL),
+            Node::Host { path, .. } => fs::read_link(&path)
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .map_err(|e| io_errno(&e)),
+        }
+    }
+
+    fn xattrs(&self, id: u64) -> Result<Vec<crate::ext::Xattr>, Errno> {
+        let real = if id == 1 { self.root_id } else { id };
+        match self.node(real).ok_or(Errno::ENOENT)? {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                fs.xattrs(ino).map_err(|e| errno(&e))
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Start a new generation of disk `d`: re-open its filesystem (the journal is read again)
+    /// and return the node ids whose inode changed, which the kernel must forget.
+    ///
+    /// # Errors
+    /// The reader's error when the image cannot be opened now (torn by a concurrent write):
+    /// the old generation stays.
+    pub fn refresh_disk(&self, d: usize) -> Result<Vec<u64>, ExtError> {
+        let Some(disk) = self.disks.get(d) else {
+            return Ok(Vec::new());
+        };
+        let new = Arc::new(Filesystem::open(disk.src.clone())?);
+        let old = {
+            let mut g = disk.fs.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *g, new.clone())
+        };
+        disk.generation.fetch_add(1, Ordering::Relaxed);
+        let mounts: Vec<usize> = self
+            .mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| matches!(m.kind, ViewKind::Ext { disk, .. } if disk == d))
+            .map(|(i, _)| i)
+            .collect();
+        let known: Vec<u64> = {
+            let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            let mut k: Vec<u64> = t.known.iter().copied().collect();
+            for m in &mounts {
+                if let ViewKind::Ext { root_ino, .. } = self.mounts[*m].kind {
+                    k.push(ext_id(*m, root_ino));
+                }
+            }
+            k.push(self.root_id);
+            k.sort_unstable();
+            k.dedup();
+            k
+        };
+        let mut changed = Vec::new();
+        for id in known {
+            let Some(m) = (id >> 32).checked_sub(1) else {
+                continue;
+            };
+            if !mounts.contains(&(m as usize)) {
+                continue;
+            }
+            let ino = id & 0xFFFF_FFFF;
+            let same = match (old.inode(ino), new.inode(ino)) {
+                (Ok(a), Ok(b)) => {
+                    a.mtime == b.mtime
+                        && a.ctime == b.ctime
+                        && a.size == b.size
+                        && a.nlink == b.nlink
+                        && a.mode == b.mode
+                        && a.generation == b.generation
+                }
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            if !same {
+                changed.push(id);
+            }
+        }
+        if changed.contains(&self.root_id) {
+            // The FUSE root's own attributes and listing are cached under nodeid 1.
+            changed.push(1);
+        }
+        Ok(changed)
+    }
+}
+
+/// The fuser side of a [`View`].
+#[derive(Debug)]
+pub struct UmlFs {
+    pub view: Arc<View>,
+}
+
+impl UmlFs {
+    fn ttl(&self) -> Duration {
+        self.view.pres.ttl
+    }
+}
+
+macro_rules! guard {
+    ($req:expr, $reply:expr) => {
+        if from_own_handler($req) {
+            $reply.error(Errno::EIO);
+            return;
+        }
+    };
+}
+
+impl fuser::Filesystem for UmlFs {
+    fn init(&mut self, _req: &Request, cfg: &mut KernelConfig) -> io::Result<()> {
+        let want = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // hostfs files change behind our back: a new mtime seen by GETATTR drops their
+            // cached pages (ext nodes are also invalidated explicitly per generation).
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
+        let offered = cfg.capabilities();
+        cfg.add_capabilities(want & offered)
+            .map_err(|u| io::Error::other(format!("{u:?}")))?;
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        guard!(req, reply);
+        let Some(n) = name.to_str() else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let ppath = self
+            .view
+            .dir_path(parent.0)
+            .unwrap_or_else(|| "/nonexistent-untracked".into());
+        match self.view.lookup_in(parent.0, &ppath, n) {
+            Ok((_, attr)) => {
+                let g = Generation(self.view.generation(attr.ino.0));
+                reply.entry(&self.ttl(), &attr, g);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        guard!(req, reply);
+        match self.view.attr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl(), &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        guard!(req, reply);
+        match self.view.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    // ENOSYS makes the kernel stop sending OPEN/OPENDIR/RELEASE* and keep the page cache
+    // and the readdir cache (fs/fuse/file.c fuse_file_open: no_open implies KEEP_CACHE and
+    // CACHE_DIR); the freshness thread invalidates what changed.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: fuser::ReplyEmpty,
+    ) {
+        // Nothing is ever buffered for writing; ENOSYS stops the kernel from asking again.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        guard!(req, reply);
+        match self.view.read(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        guard!(req, reply);
+        let r = self
+            .view
+            .list(ino.0, offset, false, |next, name, id, kind, _| {
+                !reply.add(INodeNo(id), next, kind, name)
+            });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        guard!(req, reply);
+        let ttl = self.ttl();
+        let dir_attr = self.view.attr(ino.0);
+        let r = self
+            .view
+            .list(ino.0, offset, true, |next, name, id, _, attr| {
+                // "." and ".." are never instantiated by the kernel (fs/fuse/readdir.c
+                // fuse_direntplus_link), but need an attribute record.
+                let a = match (attr, &dir_attr) {
+                    (Some(a), _) => *a,
+                    (None, Ok(d)) => *d,
+                    (None, Err(_)) => return false,
+                };
+                let _ = id;
+                let g = if attr.is_some() {
+                    self.view.generation(a.ino.0)
+                } else {
+                    0
+                };
+                !reply.add(a.ino, next, name, &ttl, &a, Generation(g))
+            });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        guard!(req, reply);
+        let real = if ino.0 == 1 { self.view.root_id } else { ino.0 };
+        let disk = match self.view.node(real) {
+            Some(Node::Ext { mount, .. }) => self.view.disk_of(mount),
+            _ => None,
+        };
+        match disk {
+            Some(d) => {
+                let s = d.fs().statfs();
+                reply.statfs(
+                    s.blocks,
+                    s.blocks_free,
+                    s.blocks_available,
+                    s.files,
+                    s.files_free,
+                    s.block_size,
+                    s.name_max,
+                    s.block_size,
+                );
+            }
+            None => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
+        }
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        guard!(req, reply);
+        match self.view.xattrs(ino.0) {
+            Ok(list) => match list.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
+                Some((_, v)) if size == 0 => reply.size(v.len() as u32),
+                Some((_, v)) if v.len() <= size as usize => reply.data(v),
+                Some(_) => reply.error(Errno::ERANGE),
+                None => reply.error(Errno::NO_XATTR),
+            },
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        guard!(req, reply);
+        match self.view.xattrs(ino.0) {
+            Ok(list) => {
+                let mut out = Vec::new();
+                for (n, _) in &list {
+                    out.extend_from_slice(n);
+                    out.push(0);
+                }
+                if size == 0 {
+                    reply.size(out.len() as u32);
+                } else if out.len() <= size as usize {
+                    reply.data(&out);
+                } else {
+                    reply.error(Errno::ERANGE);
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+}

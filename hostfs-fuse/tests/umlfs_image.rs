@@ -1,0 +1,467 @@
+//! Real mounts of ext images made by mke2fs -d: what `umlfs /path/disk.img DIR` shows equals
+//! the source tree, and the mount is always read-only, nosuid and nodev.
+
+mod umlfs_support;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+
+use umlfs_support::*;
+
+fn run(cmd: &mut Command) {
+    let st = cmd.status().unwrap();
+    assert!(st.success(), "{cmd:?}");
+}
+
+/// A small tree with every kind of object, and its image.
+fn tree_and_image(fstype: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix("umlfs-img")
+        .tempdir()
+        .unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    fs::write(src.join("hello.txt"), b"hello\n").unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(src.join("sub/big.bin"), &big).unwrap();
+    fs::hard_link(src.join("hello.txt"), src.join("sub/deeper/hardlink")).unwrap();
+    symlink("../hello.txt", src.join("sub/rel-link")).unwrap();
+    symlink("/etc/passwd", src.join("abs-link")).unwrap();
+    fs::write(src.join("setuid"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(src.join("setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::write(src.join("owned"), b"owned\n").unwrap();
+    std::os::unix::fs::chown(src.join("owned"), Some(1234), Some(5678)).unwrap();
+    run(Command::new("mknod")
+        .arg(src.join("null"))
+        .args(["c", "1", "3"]));
+    run(Command::new("mkfifo").arg(src.join("fifo")));
+    run(Command::new("setfattr")
+        .args(["-n", "user.color", "-v", "blue"])
+        .arg(src.join("hello.txt")));
+    run(Command::new("setfattr")
+        .args(["-n", "trusted.note", "-v", "root only"])
+        .arg(src.join("sub")));
+    for i in 0..300 {
+        fs::write(src.join(format!("sub/f{i:04}")), format!("{i}\n")).unwrap();
+    }
+    run(Command::new("touch")
+        .args(["-h", "-d", "2001-02-03 04:05:06"])
+        .arg(src.join("owned")));
+    let img = tmp.path().join("disk.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", fstype, "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("32M"));
+    (tmp, src, img)
+}
+
+fn mount_image(img: &Path, mp: &MountPoint, opts: &str) -> std::process::Output {
+    let mut args = vec![img.to_str().unwrap(), mp.path().to_str().unwrap()];
+    if !opts.is_empty() {
+        args.extend(["-o", opts]);
+    }
+    let out = umlfs(&args);
+    assert!(
+        out.status.success(),
+        "umlfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Inode numbers of `path` entries as debugfs sees them: name → inode.
+fn debugfs_inodes(img: &Path, dir: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("ls -l {dir}"))
+        .arg(img)
+        .output()
+        .unwrap();
+    let mut m = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let p: Vec<&str> = line.split_whitespace().collect();
+        if p.len() >= 9
+            && let Ok(ino) = p[0].parse()
+        {
+            m.insert(p[8..].join(" "), ino);
+        }
+    }
+    m
+}
+
+#[test]
+fn image_mount_shows_the_source_tree_with_contents_attributes_and_xattrs() {
+    for fstype in ["ext2", "ext4"] {
+        let (_tmp, src, img) = tree_and_image(fstype);
+        let mp = MountPoint::new();
+        mount_image(&img, &mp, "");
+        let m = mp.path();
+        // Names, types, modes, owners, sizes (regular files), mtimes, link counts.
+        let fmt = "%F %a %u %g %Y %h";
+        let ours = stat_tree(m, fmt);
+        let theirs = stat_tree(&src, fmt);
+        let ours: Vec<&String> = ours
+            .iter()
+            .filter(|l| !l.starts_with("./lost+found"))
+            .collect();
+        let theirs: Vec<&String> = theirs.iter().collect();
+        // Directory link counts and sizes differ between filesystems; compare all else.
+        let strip = |v: Vec<&String>| -> Vec<String> {
+            v.into_iter()
+                .map(|l| {
+                    if l.contains(" directory ") {
+                        let mut p: Vec<&str> = l.split(' ').collect();
+                        p.pop();
+                        p.join(" ")
+                    } else {
+                        l.clone()
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(strip(ours), strip(theirs), "{fstype}: stat of every entry");
+        let sizes = |root: &Path| stat_tree(root, "%F %s");
+        let regular = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().filter(|l| l.contains("regular")).collect()
+        };
+        assert_eq!(regular(sizes(m)), regular(sizes(&src)), "{fstype}: sizes");
+        // Contents.
+        let (ok, out, err) = sh(&format!(
+            "diff -r --no-dereference -x lost+found -x fifo -x null '{}' '{}'",
+            src.display(),
+            m.display()
+        ));
+        assert!(ok, "{fstype}: contents differ: {out}{err}");
+        // Symlinks are returned, never followed on the host.
+        assert_eq!(
+            fs::read_link(m.join("abs-link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(fs::read(m.join("sub/rel-link")).unwrap(), b"hello\n");
+        // Inode numbers: the low 32 bits are the guest's, hard links share one.
+        let (_, out, _) = sh(&format!(
+            "stat -c '%n %i' '{0}/hello.txt' '{0}/sub/deeper/hardlink' '{0}/sub'",
+            m.display()
+        ));
+        let inos: Vec<u64> = out
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        let truth = debugfs_inodes(&img, "/");
+        assert_eq!(inos[0], inos[1], "{fstype}: hard links share st_ino");
+        assert_eq!(
+            inos[0] & 0xFFFF_FFFF,
+            truth["hello.txt"],
+            "{fstype}: guest inode"
+        );
+        assert_eq!(inos[2] & 0xFFFF_FFFF, truth["sub"], "{fstype}: guest inode");
+        let (_, same, _) = sh(&format!(
+            "cd '{}' && find . -samefile hello.txt | sort",
+            m.display()
+        ));
+        assert_eq!(same, "./hello.txt\n./sub/deeper/hardlink\n", "{fstype}");
+        let (_, du, _) = sh(&format!(
+            "cd '{}' && du -ab hello.txt sub/deeper/hardlink",
+            m.display()
+        ));
+        assert_eq!(
+            du.lines().count(),
+            1,
+            "{fstype}: du counts a hard link once: {du}"
+        );
+        // Extended attributes.
+        let xattrs = |root: &Path| {
+            let (_, out, _) = sh(&format!(
+                "cd '{}' && getfattr -h -d -m - hello.txt sub 2>/dev/null | grep -v '^system\\.'",
+                root.display()
+            ));
+            out
+        };
+        let ours = xattrs(m);
+        assert!(ours.contains("user.color=\"blue\""), "{ours}");
+        assert!(ours.contains("trusted.note=\"root only\""), "{ours}");
+        assert_eq!(ours, xattrs(&src), "{fstype}: xattrs");
+        // Devices are shown with their numbers.
+        let (_, dev, _) = sh(&format!("stat -c '%t:%T' '{}/null'", m.display()));
+        assert_eq!(dev.trim(), "1:3");
+        assert!(mp.unmount(), "{fstype}: unmount");
+        assert!(!mp.is_mounted());
+    }
+}
+
+#[test]
+fn mount_is_read_only_nosuid_nodev_whatever_the_options_say() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let before = fs::read(&img).unwrap();
+    let mp = MountPoint::new();
+    let out = mount_image(&img, &mp, "rw,dev,suid");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("read-only").count(),
+        1,
+        "rw is reported once: {stderr}"
+    );
+    let line = mountinfo_line(mp.path()).expect("mounted");
+    let fields: Vec<&str> = line.split(' ').collect();
+    let opts: Vec<&str> = fields[5].split(',').collect();
+    assert!(opts.contains(&"ro"), "{line}");
+    assert!(opts.contains(&"nosuid"), "{line}");
+    assert!(opts.contains(&"nodev"), "{line}");
+    assert!(line.contains(" - fuse.umlfs "), "{line}");
+    let err = fs::write(mp.path().join("new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .open(mp.path().join("hello.txt"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert!(mp.unmount());
+    assert!(fs::read(&img).unwrap() == before, "the image was modified");
+}
+
+#[test]
+fn uid_gid_umask_present_files_under_another_owner() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    mount_image(&img, &mp, "uid=4321,gid=8765,umask=027");
+    let (_, out, _) = sh(&format!(
+        "stat -c '%u %g %a' '{0}/owned' '{0}/sub'",
+        mp.path().display()
+    ));
+    assert_eq!(out, "4321 8765 640\n4321 8765 750\n");
+    assert!(mp.unmount());
+}
+
+#[test]
+fn a_path_inside_the_image_is_mounted_as_the_root() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    let source = format!("{}:/sub/deeper", img.display());
+    let out = umlfs(&[&source, mp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fs::read(mp.path().join("hardlink")).unwrap(), b"hello\n");
+    assert!(mp.unmount());
+}
+
+fn assert_refused(args: &[&str], mp: &MountPoint, code: i32, needle: &str) {
+    let out = umlfs(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: message {err:?} lacks {needle:?}"
+    );
+    assert!(!mp.is_mounted(), "{args:?} left a mount");
+    assert!(daemons_for(mp.path()).is_empty(), "{args:?} left a process");
+}
+
+#[test]
+fn bad_sources_and_options_are_refused_with_a_message_and_leave_nothing() {
+    let (tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    let m = mp.path().to_str().unwrap();
+    let i = img.to_str().unwrap();
+    assert_refused(
+        &[i, m, "-o", "ro,writeback_cache"],
+        &mp,
+        2,
+        "writeback_cache",
+    );
+    assert_refused(&[i, m, "-o", "uid=root"], &mp, 2, "uid");
+    assert_refused(
+        &["/nonexistent/disk.img", m],
+        &mp,
+        1,
+        "/nonexistent/disk.img",
+    );
+    assert_refused(&["/etc/hostname", m], &mp, 1, "/etc/hostname");
+    let other = tmp.path().join("other.img");
+    fs::write(&other, vec![0u8; 1 << 20]).unwrap();
+    assert_refused(&[other.to_str().unwrap(), m], &mp, 1, "no ext2/ext3/ext4");
+    assert_refused(
+        &[
+            "no-such-guest:/",
+            m,
+            "-o",
+            &format!("uml_dir={}", tmp.path().display()),
+        ],
+        &mp,
+        1,
+        "no-such-guest",
+    );
+    // A feature the reader cannot read is named at mount time.
+    let comp = tmp.path().join("compression.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F"])
+        .arg(&comp)
+        .arg("8M"));
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "feature compression"])
+        .arg(&comp));
+    assert_refused(&[comp.to_str().unwrap(), m], &mp, 1, "compression");
+    // Fine options of mount and fstab are accepted.
+    let out = umlfs(&[
+        i,
+        m,
+        "-o",
+        "ro,noauto,nofail,_netdev,user,x-systemd.automount",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(mp.unmount());
+}
+
+#[test]
+fn mount_helper_and_fstab_lines_mount_and_umount_ends_the_daemon() {
+    let (tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    // mount(8) runs helpers without PATH; a type of fuse./abs/path names the binary.
+    let ty = format!("fuse.{BIN}");
+    let st = Command::new("mount")
+        .args(["-t", &ty])
+        .arg(&img)
+        .arg(mp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let line = mountinfo_line(mp.path()).expect("mounted by mount(8)");
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    assert_eq!(fs::read(mp.path().join("hello.txt")).unwrap(), b"hello\n");
+    let st = Command::new("umount").arg(mp.path()).status().unwrap();
+    assert!(st.success());
+    assert!(wait_no_daemon(
+        mp.path(),
+        std::time::Duration::from_secs(10)
+    ));
+    assert!(!mp.is_mounted());
+    // An fstab line, with the options a real one would carry.
+    let fstab = tmp.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "{} {} {ty} ro,noauto,allow_other,nofail 0 0\n",
+            img.display(),
+            mp.path().display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(mp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(fs::read(mp.path().join("hello.txt")).unwrap(), b"hello\n");
+    let line = mountinfo_line(mp.path()).unwrap();
+    assert!(line.contains("allow_other"), "{line}");
+    assert!(mp.unmount());
+}
+
+#[test]
+fn other_users_see_nothing_unless_allow_other_and_then_the_guest_modes_apply() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let as_nobody = |cmd: &str| {
+        sh(&format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
+        ))
+    };
+    let mp = MountPoint::new();
+    // Let nobody reach the mount point itself.
+    fs::set_permissions(
+        mp.path().parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    mount_image(&img, &mp, "");
+    let m = mp.path().display().to_string();
+    let (ok, _, err) = as_nobody(&format!("cat {m}/hello.txt"));
+    assert!(!ok, "another user read the mount without allow_other");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(mp.unmount());
+    mount_image(&img, &mp, "allow_other");
+    let (ok, out, err) = as_nobody(&format!("cat {m}/hello.txt"));
+    assert!(ok, "{err}");
+    assert_eq!(out, "hello\n");
+    // default_permissions comes with allow_other: the guest's 0700 lost+found stays closed.
+    let (ok, _, _) = as_nobody(&format!("ls {m}/lost+found"));
+    assert!(!ok, "the guest's permission bits were not enforced");
+    assert!(mp.unmount());
+}
+
+#[test]
+fn a_changed_image_starts_a_new_generation_and_a_broken_one_keeps_the_last() {
+    let (tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    mount_image(&img, &mp, "");
+    let m = mp.path();
+    assert_eq!(fs::read(m.join("hello.txt")).unwrap(), b"hello\n");
+    assert!(!m.join("later.txt").exists());
+    // Written behind the mount's back (as a stopped guest's tool would).
+    let payload = tmp.path().join("payload");
+    fs::write(&payload, b"written later\n").unwrap();
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} later.txt", payload.display()))
+        .arg(&img));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while fs::read(m.join("later.txt")).ok().as_deref() != Some(&b"written later\n"[..]) {
+        assert!(std::time::Instant::now() < end, "later.txt never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A superblock wiped mid-mount cannot be re-opened: the last generation stays served
+    // (or a read fails with EIO), and nothing crashes or hangs.
+    let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 1024], 1024).unwrap();
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for _ in 0..3 {
+        match fs::read(m.join("hello.txt")) {
+            Ok(c) => assert_eq!(c, b"hello\n"),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        }
+        let (ok, _, err) = sh(&format!("timeout 20 ls -lR '{}' >/dev/null", m.display()));
+        assert!(ok || err.contains("Input/output error"), "{err}");
+    }
+    assert!(mp.unmount());
+}
+
+#[test]
+fn sigterm_to_a_foreground_umlfs_unmounts_and_exits() {
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let mp = MountPoint::new();
+    let mut child = Command::new(BIN)
+        .arg(&img)
+        .arg(mp.path())
+        .arg("-f")
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !mp.is_mounted() {
+        assert!(std::time::Instant::now() < end, "never mounted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(fs::read(mp.path().join("hello.txt")).unwrap(), b"hello\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("umlfs did not exit on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!mp.is_mounted());
+}
