@@ -38,6 +38,18 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // `umlfs generate all --out-dir DIR` (scripts/generate) writes umlfs(1) and its
+    // completions; no mount source is ever spelled like that.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 5 && argv[1] == "generate" && argv[2] == "all" && argv[3] == "--out-dir" {
+        return match generate(std::path::Path::new(&argv[4])) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("umlfs: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let args = Args::parse();
     let filter = if args.verbose {
         tracing_subscriber::EnvFilter::new("debug")
@@ -253,4 +265,67 @@ fn daemonize(p: Prepared, mountpoint: &std::path::Path, config: &Config) -> Exit
             }
         }
     }
+}
+
+/// Writes umlfs(1) and the umlfs completions under `dir/man` and `dir/completions`.
+fn generate(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use uml::options::complete;
+    use uml::options::man::{self, Block, Meta, Section};
+    let meta = Meta::umlkit(env!("CARGO_PKG_VERSION"));
+    let para = |t: &str| Block::Para(t.to_owned());
+    let item = |a: &str, b: &str| Block::Item(a.to_owned(), b.to_owned());
+    let code = |t: &str| Block::Code(t.to_owned());
+    let sections = vec![
+        Section {
+            title: "SOURCES",
+            blocks: vec![
+                item(
+                    "UMID:/PATH, UMID:",
+                    "A running guest: its own tree as the guest sees it, each ubd disk at its guest mount point, hostfs mounts as read-only passthroughs, tmpfs, proc and sysfs as empty directories.",
+                ),
+                item("UMID:ubdN:/PATH", "One disk of a running guest."),
+                item(
+                    "/path/disk.img[:/PATH]",
+                    "A stopped guest's image, or a COW file (v1, v2, v3) read through to its backing file.",
+                ),
+            ],
+        },
+        Section {
+            title: "SAFETY",
+            blocks: vec![para(
+                "Images are opened read-only and never locked or written; an ext3/ext4 journal is replayed in memory, so a running guest's committed changes are visible and its disk is untouched. The mount is always ro, nosuid and nodev, whatever -o rw, dev or suid say. Other users see nothing unless allow_other is given.",
+            )],
+        },
+        Section {
+            title: "EXAMPLES",
+            blocks: vec![
+                code("umlfs web1:/ /mnt/web1"),
+                code("mount -t fuse.umlfs web1:/ /mnt/web1"),
+                para("An /etc/fstab line:"),
+                code("web1:/ /mnt/web1 fuse.umlfs ro,noauto,allow_other 0 0"),
+                code("umlfs -o snapshot web1:/var/log /mnt/logs"),
+                code("umount /mnt/web1"),
+            ],
+        },
+        Section {
+            title: "SEE ALSO",
+            blocks: vec![para(
+                "uml(1), uml-cow(1), mount(8), fusermount3(1), fstab(5)",
+            )],
+        },
+    ];
+    let write = |path: std::path::PathBuf, text: &str| -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)
+    };
+    for page in man::command_pages(Args::command(), "1", &meta, &sections) {
+        write(dir.join("man").join(&page.file_name), &page.text)?;
+    }
+    for script in complete::command_scripts(Args::command(), "umlfs") {
+        write(dir.join("completions").join(&script.path), &script.text)?;
+    }
+    Ok(())
 }
