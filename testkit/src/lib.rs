@@ -6,7 +6,9 @@
 //! including while a failing test unwinds, kills the kernel's whole process group (the kernel
 //! calls `setsid()`, and a SIGKILL to the main pid alone leaves its helper processes behind)
 //! and removes the `uml_dir`. The kernel also gets `PR_SET_PDEATHSIG`, so a test process that
-//! is killed outright takes its guests with it.
+//! is killed outright takes its guests with it. That signal fires when the *thread* that booted
+//! the guest ends, so boot a guest from the thread that keeps it (not a short-lived helper
+//! thread).
 //!
 //! ```no_run
 //! let guest = testkit::GuestBuilder::new("t-doc").body("echo hello; sleep 1000").boot().unwrap();

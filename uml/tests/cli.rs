@@ -557,3 +557,54 @@ fn guests_on_a_named_switch_reach_each_other_without_root_networking() {
     );
     ok(d, &["halt", "left"]);
 }
+
+#[test]
+fn a_guest_writes_through_a_cow_that_run_creates_and_cow_merge_sees_it() {
+    let dir = UmlDir::new();
+    let d = dir.path();
+    let disks = tempfile::tempdir().unwrap();
+    let base = disks.path().join("base.img");
+    let cow = disks.path().join("disk.cow");
+    std::fs::write(&base, vec![0x11u8; 1 << 20]).unwrap();
+    let spec = format!("{}:{}", cow.display(), base.display());
+    // The guest writes one 4 KiB block at offset 64 KiB of /dev/ubda.
+    let args = [
+        "run",
+        "--disk",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        "printf 'written-by-guest' | dd of=/dev/ubda bs=4096 seek=16 conv=notrunc,fsync 2>/dev/null",
+    ];
+    let out = uml(d, &args);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        vec![0x11u8; 1 << 20],
+        "the base image was written"
+    );
+
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(d, &["cow", "info", "--json", cow.to_str().unwrap()])).unwrap();
+    assert_eq!(info["version"], 3, "{info}");
+    assert!(info.to_string().contains(base.to_str().unwrap()), "{info}");
+
+    let merged = disks.path().join("merged.img");
+    ok(
+        d,
+        &[
+            "cow",
+            "merge",
+            cow.to_str().unwrap(),
+            merged.to_str().unwrap(),
+        ],
+    );
+    let data = std::fs::read(&merged).unwrap();
+    assert_eq!(data.len(), 1 << 20);
+    assert_eq!(&data[65536..65536 + 16], b"written-by-guest");
+    assert!(
+        data[..65536].iter().all(|&b| b == 0x11),
+        "unwritten sectors come from the base"
+    );
+}
