@@ -320,11 +320,47 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// Whether `pid` runs a UML kernel: a zombie is not; a process whose argv or executable says
 /// `linux`/`vmlinux` or which has the kernel's `umid=`/`uml_dir=`-style arguments is.
+/// What this module needs of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    /// R, S, D, Z, X, t, T, …
+    state: char,
+    pgrp: u32,
+    /// utime + stime, in clock ticks.
+    cpu_ticks: u64,
+}
+
+impl ProcStat {
+    fn read(pid: u32) -> Option<ProcStat> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: the fields start after the last ")".
+        let (_, rest) = stat.rsplit_once(") ")?;
+        // state(3) ppid(4) pgrp(5) … utime(14) stime(15), counted from 1 with pid and comm.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(ProcStat {
+            state: f.first()?.chars().next()?,
+            pgrp: f.get(2)?.parse().ok()?,
+            cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        })
+    }
+
+    fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Every process on the host, with its stat.
+    fn all() -> impl Iterator<Item = (u32, ProcStat)> {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| Some((pid, ProcStat::read(pid)?)))
+    }
+}
+
 fn is_uml_kernel(pid: u32) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    if let Some(rest) = stat.rsplit_once(") ")
-        && (rest.1.starts_with('Z') || rest.1.starts_with('X'))
-    {
+    if ProcStat::read(pid).is_some_and(|s| s.is_dead()) {
         return false;
     }
     let mut cmdline = Vec::new();
@@ -489,28 +525,10 @@ pub fn run_state(
 
 /// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
 fn group_cpu_ticks(pgid: u32) -> u64 {
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut total = 0u64;
-    for entry in procs.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        // Fields after the comm: state(3) ppid(4) pgrp(5) ... utime(14) stime(15).
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 12 && f[2].parse::<u32>().ok() == Some(pgid) {
-            total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-        }
-    }
-    total
+    ProcStat::all()
+        .filter(|(_, s)| s.pgrp == pgid)
+        .map(|(_, s)| s.cpu_ticks)
+        .sum()
 }
 
 /// How [`shutdown`] ended.
@@ -591,26 +609,7 @@ pub fn kill_group(pid: u32) {
 /// Whether a process of the process group `pgid` still runs (zombies do not count: helper
 /// processes of a killed kernel are reparented to pid 1, which may be slow to reap them).
 pub fn group_alive(pgid: u32) -> bool {
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|entry| {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            return false;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            return false;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.len() > 2 && f[0] != "Z" && f[0] != "X" && f[2].parse::<u32>().ok() == Some(pgid)
-    })
+    ProcStat::all().any(|(_, s)| s.pgrp == pgid && !s.is_dead())
 }
 
 /// Kills the process group `pgid` and waits, at most `timeout`, until none of it runs.
