@@ -55,6 +55,8 @@ pub(crate) struct Props {
     pub disks: BTreeMap<String, Disk>,
     pub memory_bytes: u64,
     pub boot_time: u64,
+    /// ubd units and whether they were set up read-only (see [`ubd_unit`]).
+    pub read_only: BTreeMap<String, bool>,
 }
 
 /// One machine, shared by its D-Bus object and the service's event loop.
@@ -239,7 +241,7 @@ impl MachineData {
                 }
             }
         }
-        let pid = self.pid();
+        let read_only = self.props().read_only.clone();
         let mut disks = BTreeMap::new();
         // MAX_DEV is 16 (ubd_kern.c); an unused unit answers with an empty text.
         for n in 0..16 {
@@ -256,8 +258,8 @@ impl MachineData {
                 Some((f, b)) => (f.to_owned(), b.to_owned()),
                 None => (text.to_owned(), String::new()),
             };
-            let read_only = opened_read_only(pid, &file);
-            disks.insert(dev, (file, backing, read_only));
+            let ro = read_only.get(&dev).copied().unwrap_or(false);
+            disks.insert(dev, (file, backing, ro));
         }
         if self.swap(|p| &mut p.consoles, consoles.clone()) {
             self.emit_changed("Consoles", Variant::from(consoles)).await;
@@ -280,32 +282,30 @@ impl MachineData {
     }
 }
 
-/// Whether the kernel `pid` holds `file` open read-only: the ubd driver opens a disk with
-/// `O_RDONLY` when it is read-only (`ubd_open_dev`, ubd_kern.c), which `/proc/<pid>/fdinfo`
-/// shows in `flags`.
-fn opened_read_only(pid: u32, file: &str) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    let wanted = std::fs::canonicalize(file).unwrap_or_else(|_| PathBuf::from(file));
-    for fd in fds.flatten().take(4096) {
-        if std::fs::read_link(fd.path()).ok().as_deref() != Some(wanted.as_path()) {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .unwrap_or_default();
-        let flags = info
-            .lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
-        if let Some(flags) = flags {
-            return flags & (libc::O_ACCMODE as u32) == libc::O_RDONLY as u32;
-        }
+/// `ubd1r=/x` or the device name `ubd1r` → (`ubd1`, read-only). The guest does not report
+/// the flags (`ubd_get_config` in ubd_kern.c prints only the files), and it opens the file
+/// only while the block device is open, so the flags are taken from the words that set the
+/// disk up: the command line and `Config` calls.
+pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
+    let rest = word.strip_prefix("ubd")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
     }
-    false
+    let (number, tail) = rest.split_at(digits);
+    let flags = tail.split('=').next().unwrap_or_default();
+    if !flags.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    Some((format!("ubd{number}"), flags.contains('r')))
+}
+
+/// The read-only ubd units a command line sets up.
+pub(crate) fn read_only_units(argv: &[String]) -> BTreeMap<String, bool> {
+    argv.iter()
+        .filter(|w| w.contains('='))
+        .filter_map(|w| ubd_unit(w))
+        .collect()
 }
 
 /// The interface name of machine objects.
@@ -472,6 +472,9 @@ impl MachineIface {
         c.config_set(device, spec)
             .await
             .map_err(|e| self.data.mconsole_error(e))?;
+        if let Some((unit, ro)) = ubd_unit(device) {
+            self.data.props().read_only.insert(unit, ro);
+        }
         self.data.refresh_devices(&c).await;
         Ok(())
     }
@@ -492,6 +495,9 @@ impl MachineIface {
         c.remove(device)
             .await
             .map_err(|e| self.data.mconsole_error(e))?;
+        if let Some((unit, _)) = ubd_unit(device) {
+            self.data.props().read_only.remove(&unit);
+        }
         self.data.refresh_devices(&c).await;
         Ok(())
     }
@@ -546,4 +552,23 @@ impl MachineIface {
     /// or -1 when the service did not start it and cannot know.
     #[zbus(signal)]
     pub(crate) async fn exited(emitter: &SignalEmitter<'_>, status: i32) -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ubd_flags_give_the_unit_and_read_only() {
+        assert_eq!(ubd_unit("ubd1r=/x"), Some(("ubd1".into(), true)));
+        assert_eq!(ubd_unit("ubd12=/x"), Some(("ubd12".into(), false)));
+        assert_eq!(ubd_unit("ubd0rs"), Some(("ubd0".into(), true)));
+        assert_eq!(ubd_unit("ubd2c=/x"), Some(("ubd2".into(), false)));
+        assert_eq!(ubd_unit("ubd=/x"), None);
+        assert_eq!(ubd_unit("ubdx=/x"), None);
+        assert_eq!(ubd_unit("mem=64M"), None);
+        let ro = read_only_units(&["ubd0r=/a".into(), "ubd1=/b".into(), "ubd0".into()]);
+        assert_eq!(ro.get("ubd0"), Some(&true));
+        assert_eq!(ro.get("ubd1"), Some(&false));
+    }
 }

@@ -384,6 +384,7 @@ impl Service {
                 .chain(argv.iter().cloned())
                 .collect();
             p.boot_time = boot_time_us(pid).unwrap_or(0);
+            p.read_only = crate::machine::read_only_units(&argv);
         }
         tracing::info!(%umid, pid, "launched a machine");
         self.publish(&data).await;
@@ -459,11 +460,13 @@ async fn refresh_while_booting(m: &MachineData) {
 }
 
 fn initial_props(pid: u32, state: State) -> Props {
+    let command_line = command_line(pid);
     Props {
         pid,
         state,
         kernel_version: String::new(),
-        command_line: command_line(pid),
+        read_only: crate::machine::read_only_units(&command_line),
+        command_line,
         consoles: BTreeMap::new(),
         disks: BTreeMap::new(),
         memory_bytes: 0,
