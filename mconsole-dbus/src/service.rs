@@ -416,13 +416,13 @@ impl Service {
             (None, Some(a)) => Some(a.to_owned()),
             (None, None) => None,
         };
-        if let Some(dir) = args.iter().rev().find_map(|a| a.strip_prefix("uml_dir=")) {
-            if Path::new(dir.trim_end_matches('/')) != self.uml_dir.as_path() {
-                return Err(Error::InvalidArgument(format!(
-                    "uml_dir={dir}: this service watches {}; drop the argument or run umld --uml-dir {dir}",
-                    self.uml_dir.display()
-                )));
-            }
+        if let Some(dir) = args.iter().rev().find_map(|a| a.strip_prefix("uml_dir="))
+            && Path::new(dir.trim_end_matches('/')) != self.uml_dir.as_path()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "uml_dir={dir}: this service watches {}; drop the argument or run umld --uml-dir {dir}",
+                self.uml_dir.display()
+            )));
         }
         let mut argv: Vec<String> = args
             .into_iter()
