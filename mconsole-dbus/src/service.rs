@@ -447,15 +447,29 @@ impl Service {
 }
 
 /// The mconsole comes up before the console drivers register their lines (both are
-/// initcalls), so the devices are read again a little later.
+/// initcalls), so the devices are read again a little later; and a guest too busy to answer
+/// in time (many booting at once) is asked again until it has told its version.
 async fn refresh_while_booting(m: &MachineData) {
-    m.refresh().await;
-    for delay in [500, 2000] {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut again = [500, 2000].into_iter();
+    loop {
         if matches!(m.state(), State::Exited | State::Crashed) {
             return;
         }
         m.refresh().await;
+        let delay = if m.props().kernel_version.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(umid = %m.umid, "the guest never answered version; giving up");
+                return;
+            }
+            500
+        } else {
+            match again.next() {
+                Some(d) => d,
+                None => return,
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
 }
 

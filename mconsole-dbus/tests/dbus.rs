@@ -500,3 +500,38 @@ fn introspection_matches_the_checked_in_interface_files() {
         assert_eq!(docs, members, "every member of {iface} has documentation");
     }
 }
+
+#[test]
+fn instance_owned_by_another_user_is_not_adopted() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = UmlDir::new();
+    let theirs = GuestBuilder::new("ud-theirs")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let ours = GuestBuilder::new("ud-ours")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let instance = theirs.instance_dir();
+    let me = std::fs::metadata(ours.instance_dir()).unwrap().uid();
+    let other = if me == 65534 { 65533 } else { 65534 };
+    std::os::unix::fs::chown(&instance, Some(other), None).unwrap();
+    let bus = Bus::start();
+    let _umld = Umld::start(&bus, dir.path());
+    wait_until("our guest is listed", WAIT, || {
+        list_machines(&bus).contains(ours.umid()).then_some(())
+    });
+    // A later rescan does not pick it up either.
+    std::thread::sleep(Duration::from_millis(1500));
+    let list = list_machines(&bus);
+    assert!(!list.contains(theirs.umid()), "{list}");
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.GetMachine",
+        &[theirs.umid()],
+    )
+    .unwrap_err();
+    assert!(err.contains("NoSuchMachine"), "{err}");
+}
