@@ -2,7 +2,7 @@
 //! * `Version` round trip through the bus (zbus client → dbus-daemon → umld → guest) vs a
 //!   direct `uml::mconsole::Client` request to the same guest;
 //! * time from a guest's boot notification to the `Booted` signal on the bus;
-//! * umld's resident memory with 0 and with 20 guests.
+//! * umld's resident memory with 0 and with 20 guests (mem=40M each).
 //!
 //! Run: `cargo bench -p umld --bench dbus`. Needs `dbus-daemon` and the UML kernel.
 
@@ -63,8 +63,9 @@ fn start_umld(bus: &Daemon, uml_dir: &Path, notify: &Path) -> Service {
         .arg(uml_dir)
         .arg("--notify-socket")
         .arg(notify)
-        .env("UMLD_LOG", "warn")
+        .env("UMLD_LOG", "umld=info")
         .stdin(Stdio::null())
+        .stderr(std::fs::File::create(notify.with_extension("log")).unwrap())
         .spawn()
         .expect("cannot start umld");
     Service(child)
@@ -122,7 +123,17 @@ async fn wait_running(conn: &zbus::Connection, n: usize) {
                         .deserialize::<Vec<(String, String, String, zbus::OwnedObjectPath)>>()
                         .ok()
                 });
-            panic!("{n} machines never ran with a known kernel version: {list:?}");
+            let log = std::fs::read_dir("/tmp")
+                .ok()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("umld.log"))
+                .filter(|p| p.exists())
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!("{n} machines never ran with a known kernel version: {list:?}\n{log}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -220,6 +231,19 @@ async fn run() {
         assert!(v.contains("6.1"));
     }
     let direct_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+    // The tokio client umld uses, from this process: separates umld's own cost from the
+    // client's.
+    let async_client = uml::mconsole::AsyncClient::connect(&guest.mconsole_path())
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        async_client.version().await.unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..N {
+        async_client.version().await.unwrap();
+    }
+    let async_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
     // And through busctl, the stock client (a process per call).
     let t = Instant::now();
     const M: u32 = 20;
@@ -234,6 +258,7 @@ async fn run() {
     let busctl_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(M);
     println!("Version round trip, mean of {N}:");
     println!("  direct uml::mconsole::Client   {direct_us:8.1} µs");
+    println!("  direct uml::mconsole::AsyncClient {async_us:8.1} µs");
     println!(
         "  through the bus (zbus client)  {bus_us:8.1} µs   ratio bus/direct {:.2}",
         bus_us / direct_us
@@ -295,7 +320,7 @@ async fn run() {
     for i in 0..5 {
         let umid = format!("bench-boot-{}-{i}", std::process::id());
         let args: Vec<String> = vec![
-            "mem=32M".into(),
+            "mem=40M".into(),
             "root=/dev/root".into(),
             "rootfstype=hostfs".into(),
             "rootflags=/".into(),
@@ -345,39 +370,62 @@ async fn run() {
         latencies[2], latencies[0], latencies[4]
     );
 
-    // --- Resident memory with 20 guests, booted four at a time.
-    let mut guests = Vec::new();
-    for batch in 0..5 {
-        let handles: Vec<_> = (0..4)
-            .map(|i| {
-                let d = dir.path().to_owned();
-                std::thread::spawn(move || {
-                    // A 32M guest now and then fails early in memblock allocation when the
+    // --- Resident memory with 20 guests, booted four at a time. They have mem=40M, not 32M:
+    // the 6.1.176 kernel with a hostfs root panics at 32M ("System is deadlocked on
+    // memory") right after its mconsole comes up.
+    // testkit gives each kernel PR_SET_PDEATHSIG, which fires when the *thread* that started
+    // it ends: each booting thread keeps its guests until the measurement is done.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let done_rx = std::sync::Arc::new(std::sync::Mutex::new(done_rx));
+    let (booted_tx, booted_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let d = dir.path().to_owned();
+            let done = done_rx.clone();
+            let booted = booted_tx.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..5 {
+                    // A small guest now and then fails early in memblock allocation when the
                     // host is busy; boot it again rather than lose the run.
-                    let mut last = String::new();
+                    let mut result = Err(String::new());
                     for _ in 0..3 {
-                        match GuestBuilder::new(&format!("bench-m{batch}{i}"))
-                            .mem("32M")
+                        match GuestBuilder::new(&format!("bench-m{t}{i}"))
+                            .mem("40M")
                             .uml_dir(&d)
                             .boot()
                         {
-                            Ok(g) => return g,
-                            Err(e) => last = e,
+                            Ok(g) => {
+                                mine.push(g);
+                                result = Ok(());
+                                break;
+                            }
+                            Err(e) => result = Err(e),
                         }
                     }
-                    panic!("a 32M guest did not boot three times: {last}");
-                })
+                    let _ = booted.send(result);
+                }
+                let _ = done.lock().map(|rx| rx.recv());
+                drop(mine);
             })
-            .collect();
-        for h in handles {
-            guests.push(h.join().unwrap());
-        }
+        })
+        .collect();
+    for _ in 0..20 {
+        booted_rx
+            .recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a guest did not boot three times: {e}"));
     }
     wait_running(&conn, 20).await;
     // Let the boot-time refreshes finish.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss20 = vm_rss_kib(umld_pid);
     println!("umld VmRSS: {rss0} KiB with 0 guests, {rss20} KiB with 20 guests");
-    drop(guests);
+    for _ in 0..4 {
+        let _ = done_tx.send(());
+    }
+    for t in threads {
+        let _ = t.join();
+    }
     drop(umld);
 }
