@@ -48,6 +48,7 @@ fn start_bus() -> Daemon {
     Daemon { address, pid }
 }
 
+/// A child process killed on drop (umld, gdbus monitor).
 struct Service(Child);
 
 impl Drop for Service {
@@ -287,14 +288,16 @@ async fn run() {
             }
         }
     });
-    let mut monitor = Command::new("gdbus")
-        .args(["monitor", "--address", &bus.address, "--dest", NAME])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut monitor = Service(
+        Command::new("gdbus")
+            .args(["monitor", "--address", &bus.address, "--dest", NAME])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let (line_tx, line_rx) = std::sync::mpsc::channel::<(Instant, String)>();
-    let stdout = monitor.stdout.take().unwrap();
+    let stdout = monitor.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line_tx.send((Instant::now(), line)).is_err() {
@@ -361,8 +364,7 @@ async fn run() {
             .await
             .unwrap_or(());
     }
-    let _ = monitor.kill();
-    let _ = monitor.wait();
+    drop(monitor);
     drop(relay_thread);
     latencies.sort();
     println!(
