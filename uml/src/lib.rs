@@ -11,6 +11,7 @@ pub mod cmdline;
 pub mod cow;
 pub mod instance;
 pub mod launch;
+pub mod machine;
 pub mod mconsole;
 pub mod options;
 pub mod switch;

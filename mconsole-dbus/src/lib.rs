@@ -1,0 +1,161 @@
+//! `umld`: the D-Bus service that puts every UML guest of a uml_dir on the desktop.
+//!
+//! Bus name `org.umlkit.uml1`; the manager object [`MANAGER_PATH`] and one object per guest
+//! under [`object_path::MACHINE_PREFIX`], named like `org.freedesktop.machine1`. The service
+//! is a thin adapter over the `uml` library: discovery ([`uml::instance`]), the mconsole
+//! client ([`uml::mconsole::AsyncClient`]) and the option model ([`uml::check`]) for
+//! `Launch`. The interface definitions are checked in under `interfaces/`.
+//!
+//! Guarantees: the bus is never blocked by a guest (every mconsole call has a deadline and
+//! each machine its own client); a guest appears once however it is learnt of (scan, watch,
+//! notify, launch); guests survive a restart of the service and are adopted again.
+
+pub mod error;
+mod machine;
+mod manager;
+mod notify;
+pub mod object_path;
+mod service;
+
+use std::sync::Arc;
+
+pub use error::Error;
+pub use notify::NotifyError;
+pub use object_path::{MANAGER_PATH, machine_path};
+pub use service::Config;
+
+/// The well-known bus name.
+pub const BUS_NAME: &str = "org.umlkit.uml1";
+
+/// Which bus to serve on.
+#[derive(Debug, Clone)]
+pub enum Bus {
+    Session,
+    System,
+    /// A bus at this D-Bus address (a private bus for tests).
+    Address(String),
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot connect to the D-Bus bus: {0}")]
+    Connect(#[source] zbus::Error),
+    #[error("cannot serve {what}: {source}")]
+    Serve {
+        what: &'static str,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("cannot own the bus name {BUS_NAME}: {0} (is another umld running on this bus?)")]
+    Name(#[source] zbus::Error),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error("cannot watch the uml_dir: {0}")]
+    Watch(#[from] uml::instance::InstanceError),
+    #[error("cannot install a signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Runs the service until SIGTERM/SIGINT or until the bus connection closes.
+///
+/// # Errors
+/// [`ServeError`] when it cannot start: no bus, the name is taken, the notify socket or the
+/// uml_dir watch cannot be set up.
+pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
+    let builder = match &bus {
+        Bus::Session => zbus::connection::Builder::session(),
+        Bus::System => zbus::connection::Builder::system(),
+        Bus::Address(a) => zbus::connection::Builder::address(a.as_str()),
+    };
+    let conn = builder.build().await.map_err(ServeError::Connect)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let service = Arc::new(
+        service::Service::new(config.clone(), conn.clone(), tx.clone()).map_err(|e| {
+            ServeError::Serve {
+                what: "the manager",
+                source: zbus::Error::Failure(e.to_string()),
+            }
+        })?,
+    );
+    let server = conn.object_server();
+    // The ObjectManager first, so that every machine object added later is announced.
+    server
+        .at(MANAGER_PATH, zbus::fdo::ObjectManager)
+        .await
+        .map_err(|source| ServeError::Serve {
+            what: "the object manager",
+            source,
+        })?;
+    server
+        .at(
+            MANAGER_PATH,
+            manager::Manager {
+                service: service.clone(),
+            },
+        )
+        .await
+        .map_err(|source| ServeError::Serve {
+            what: "the manager",
+            source,
+        })?;
+
+    let notify = notify::NotifySocket::bind(&config.notify_socket)?;
+    for instance in uml::instance::discover(&config.uml_dir).unwrap_or_default() {
+        service.adopt(&instance).await;
+    }
+    let (_watcher, watch_rx) = uml::instance::Watcher::start(&config.uml_dir, config.poll)?;
+    let watch_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("umld-watch".into())
+        .spawn(move || {
+            while let Ok(event) = watch_rx.recv() {
+                if watch_tx.send(service::Event::Instance(event)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(ServeError::Signal)?;
+    let notify_tx = tx.clone();
+    let notify_task = tokio::spawn(async move {
+        loop {
+            match notify.recv().await {
+                Ok(r) => {
+                    if notify_tx.send(service::Event::Notify(r)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("notify socket failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+
+    conn.request_name(BUS_NAME)
+        .await
+        .map_err(ServeError::Name)?;
+    tracing::info!(uml_dir = %config.uml_dir.display(), "umld is serving {BUS_NAME}");
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => service.handle(event).await,
+                None => break,
+            },
+            () = conn.closed() => {
+                tracing::info!("the bus connection closed; exiting");
+                break;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify_task.abort();
+    let _ = notify_task.await;
+    Ok(())
+}

@@ -1,0 +1,574 @@
+//! `org.umlkit.uml1.Machine`: one object per guest, a thin adapter over
+//! [`uml::mconsole::AsyncClient`] and [`uml::instance`].
+//!
+//! Property values are cached in [`MachineData`] and refreshed in the background (after boot,
+//! after `Config`/`Remove`), so a property read or `GetManagedObjects` never waits for a guest.
+//! Every mconsole call has a deadline, and each machine has its own client, so a guest that
+//! stops answering delays only the calls made to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use uml::mconsole::AsyncClient;
+use zbus::object_server::SignalEmitter;
+use zbus::{Variant, interface};
+
+use crate::error::Error;
+
+/// The life cycle of a machine, as the `State` property spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    Running,
+    Paused,
+    Stopping,
+    Exited,
+    Crashed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Stopping => "stopping",
+            State::Exited => "exited",
+            State::Crashed => "crashed",
+        }
+    }
+}
+
+/// A disk as the `Disks` property shows it: file, backing file (empty without COW), read-only.
+pub type Disk = (String, String, bool);
+
+/// The cached, changeable facts about one machine.
+#[derive(Debug, Clone)]
+pub(crate) struct Props {
+    pub pid: u32,
+    pub state: State,
+    pub kernel_version: String,
+    pub command_line: Vec<String>,
+    pub consoles: BTreeMap<String, String>,
+    pub disks: BTreeMap<String, Disk>,
+    pub memory_bytes: u64,
+    pub boot_time: u64,
+    /// ubd units and whether they were set up read-only (see [`ubd_unit`]).
+    pub read_only: BTreeMap<String, bool>,
+}
+
+/// One machine, shared by its D-Bus object and the service's event loop.
+#[derive(Debug)]
+pub(crate) struct MachineData {
+    pub umid: String,
+    pub path: zbus::OwnedObjectPath,
+    pub mconsole: PathBuf,
+    /// Started by this service (it is the kernel's parent and reaps it).
+    pub launched: bool,
+    pub timeout: Duration,
+    props: Mutex<Props>,
+    client: tokio::sync::Mutex<Option<Arc<AsyncClient>>>,
+    emitter: SignalEmitter<'static>,
+}
+
+impl MachineData {
+    pub(crate) fn new(
+        conn: &zbus::Connection,
+        umid: &str,
+        mconsole: PathBuf,
+        launched: bool,
+        timeout: Duration,
+        props: Props,
+    ) -> Result<MachineData, Error> {
+        let path = zbus::OwnedObjectPath::try_from(crate::object_path::machine_path(umid))
+            .map_err(|e| Error::Failed(format!("no object path for umid {umid:?}: {e}")))?;
+        let emitter = SignalEmitter::new(conn, path.clone())?.into_owned();
+        Ok(MachineData {
+            umid: umid.to_owned(),
+            path,
+            mconsole,
+            launched,
+            timeout,
+            props: Mutex::new(props),
+            client: tokio::sync::Mutex::new(None),
+            emitter,
+        })
+    }
+
+    pub(crate) fn props(&self) -> MutexGuard<'_, Props> {
+        self.props
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.props().state
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.props().pid
+    }
+
+    pub(crate) fn emitter(&self) -> &SignalEmitter<'static> {
+        &self.emitter
+    }
+
+    /// Sets the state and emits `PropertiesChanged` when it changed; returns the old one.
+    pub(crate) async fn set_state(&self, state: State) -> State {
+        let old = std::mem::replace(&mut self.props().state, state);
+        if old != state {
+            self.emit_changed("State", Variant::from(state.as_str()))
+                .await;
+        }
+        old
+    }
+
+    /// Changes the state only when it is `from` (compare and swap); true when it changed.
+    pub(crate) async fn transition(&self, from: State, to: State) -> bool {
+        let changed = {
+            let mut p = self.props();
+            if p.state == from {
+                p.state = to;
+                true
+            } else {
+                false
+            }
+        };
+        if changed {
+            self.emit_changed("State", Variant::from(to.as_str())).await;
+        }
+        changed
+    }
+
+    pub(crate) async fn emit_changed(&self, name: &str, value: Variant<'_>) {
+        let mut changed = HashMap::new();
+        changed.insert(name, value);
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(MACHINE_INTERFACE);
+        if let Err(e) = zbus::fdo::Properties::properties_changed(
+            &self.emitter,
+            iface,
+            changed,
+            std::borrow::Cow::Borrowed(&[]),
+        )
+        .await
+        {
+            tracing::debug!(umid = %self.umid, "cannot emit PropertiesChanged: {e}");
+        }
+    }
+
+    /// This machine's mconsole client (connected on first use, then reused).
+    pub(crate) async fn client(&self) -> Result<Arc<AsyncClient>, Error> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = AsyncClient::connect(&self.mconsole)
+            .await
+            .map_err(|e| self.mconsole_error(e))?
+            .with_timeout(self.timeout)
+            .with_deadline(self.timeout.saturating_mul(4));
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    pub(crate) fn mconsole_error(&self, e: uml::mconsole::Error) -> Error {
+        Error::from_mconsole(&self.umid, self.timeout, e)
+    }
+
+    fn require_live(&self) -> Result<(), Error> {
+        match self.state() {
+            State::Starting => Err(Error::NotRunning(format!(
+                "machine \"{}\" is still starting; wait for its Booted signal",
+                self.umid
+            ))),
+            State::Exited | State::Crashed => Err(Error::NotRunning(format!(
+                "machine \"{}\" is {}; it no longer answers",
+                self.umid,
+                self.state().as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-reads what the guest reports (version, memory, consoles, disks) and emits
+    /// `PropertiesChanged` for what changed. Failures leave the old values.
+    pub(crate) async fn refresh(&self) {
+        let Ok(client) = self.client().await else {
+            return;
+        };
+        if let Ok(text) = client.version().await {
+            // "Linux <nodename> <release> <version> <machine>" (mconsole_version).
+            let release = text
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or_default()
+                .to_owned();
+            if self.swap(|p| &mut p.kernel_version, release.clone()) {
+                self.emit_changed("KernelVersion", Variant::from(release))
+                    .await;
+            }
+        }
+        if let Ok(text) = client.proc_file("meminfo").await
+            && let Some(kib) = text.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        {
+            let bytes = kib.saturating_mul(1024);
+            if self.swap(|p| &mut p.memory_bytes, bytes) {
+                self.emit_changed("MemoryBytes", Variant::from(bytes)).await;
+            }
+        }
+        self.refresh_devices(&client).await;
+    }
+
+    /// Re-reads the consoles and disks.
+    pub(crate) async fn refresh_devices(&self, client: &AsyncClient) {
+        let mut consoles = BTreeMap::new();
+        for kind in ["con", "ssl"] {
+            // Lines past the last one answer with an error (line_get_config, line.c).
+            for n in 0..64 {
+                let dev = format!("{kind}{n}");
+                match client.config_get(&dev).await {
+                    Ok(text) if !text.trim().is_empty() => {
+                        consoles.insert(dev, text.trim().to_owned());
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let read_only = self.props().read_only.clone();
+        let mut disks = BTreeMap::new();
+        // MAX_DEV is 16 (ubd_kern.c); an unused unit answers with an empty text.
+        for n in 0..16 {
+            let dev = format!("ubd{n}");
+            let Ok(text) = client.config_get(&dev).await else {
+                break;
+            };
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            // ubd_get_config: "<file>" or "<cow file>,<backing file>".
+            let (file, backing) = match text.split_once(',') {
+                Some((f, b)) => (f.to_owned(), b.to_owned()),
+                None => (text.to_owned(), String::new()),
+            };
+            let ro = read_only.get(&dev).copied().unwrap_or(false);
+            disks.insert(dev, (file, backing, ro));
+        }
+        if self.swap(|p| &mut p.consoles, consoles.clone()) {
+            self.emit_changed("Consoles", Variant::from(consoles)).await;
+        }
+        if self.swap(|p| &mut p.disks, disks.clone()) {
+            self.emit_changed("Disks", Variant::from(disks)).await;
+        }
+    }
+
+    /// Stores `value` in the field `f` picks; true when it differs from the old value.
+    fn swap<T: PartialEq>(&self, f: impl FnOnce(&mut Props) -> &mut T, value: T) -> bool {
+        let mut p = self.props();
+        let slot = f(&mut p);
+        if *slot == value {
+            false
+        } else {
+            *slot = value;
+            true
+        }
+    }
+}
+
+/// `ubd1r=/x` or the device name `ubd1r` → (`ubd1`, read-only). The guest does not report
+/// the flags (`ubd_get_config` in ubd_kern.c prints only the files), and it opens the file
+/// only while the block device is open, so the flags are taken from the words that set the
+/// disk up: the command line and `Config` calls.
+pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
+    let rest = word.strip_prefix("ubd")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let (number, tail) = rest.split_at(digits);
+    let flags = tail.split('=').next().unwrap_or_default();
+    if !flags.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    Some((format!("ubd{number}"), flags.contains('r')))
+}
+
+/// The read-only ubd units a command line sets up.
+pub(crate) fn read_only_units(argv: &[String]) -> BTreeMap<String, bool> {
+    argv.iter()
+        .filter(|w| w.contains('='))
+        .filter_map(|w| ubd_unit(w))
+        .collect()
+}
+
+/// The interface name of machine objects.
+pub const MACHINE_INTERFACE: &str = "org.umlkit.uml1.Machine";
+
+/// The D-Bus face of one machine.
+#[derive(Debug)]
+pub(crate) struct MachineIface {
+    pub data: Arc<MachineData>,
+}
+
+/// One UML guest: its identity, state and devices, every mconsole operation, and the events
+/// of its life.
+#[interface(name = "org.umlkit.uml1.Machine")]
+impl MachineIface {
+    /// The instance's unique id (its directory name in the uml_dir).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn umid(&self) -> String {
+        self.data.umid.clone()
+    }
+
+    /// The host pid of the kernel's main process (also its process group).
+    #[zbus(property)]
+    fn pid(&self) -> u32 {
+        self.data.pid()
+    }
+
+    /// starting, running, paused, stopping, exited or crashed.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.data.state().as_str().to_owned()
+    }
+
+    /// The guest kernel's release, such as 6.1.176 (empty until it booted).
+    #[zbus(property)]
+    fn kernel_version(&self) -> String {
+        self.data.props().kernel_version.clone()
+    }
+
+    /// The kernel's argv, from /proc/PID/cmdline.
+    #[zbus(property)]
+    fn command_line(&self) -> Vec<String> {
+        self.data.props().command_line.clone()
+    }
+
+    /// Console lines (conN, sslN) and their channel as the guest reports it (fd:0,fd:1,
+    /// pty:/dev/pts/3, null, ...).
+    #[zbus(property)]
+    fn consoles(&self) -> BTreeMap<String, String> {
+        self.data.props().consoles.clone()
+    }
+
+    /// Block devices: ubdN to (file, backing file or empty, read-only).
+    #[zbus(property)]
+    fn disks(&self) -> BTreeMap<String, Disk> {
+        self.data.props().disks.clone()
+    }
+
+    /// The guest's memory (MemTotal of its /proc/meminfo) in bytes; 0 until it booted.
+    #[zbus(property)]
+    fn memory_bytes(&self) -> u64 {
+        self.data.props().memory_bytes
+    }
+
+    /// When the kernel process started, in microseconds since the Unix epoch.
+    #[zbus(property)]
+    fn boot_time(&self) -> u64 {
+        self.data.props().boot_time
+    }
+
+    /// Stops the guest gently: ctrl-alt-del and up to timeout_s seconds, then halt, then
+    /// SIGTERM, then SIGKILL of its process group. Returns once it is gone.
+    async fn shutdown(&self, timeout_s: u32) -> Result<(), Error> {
+        self.data.require_live()?;
+        let instance = uml::instance::Instance {
+            umid: self.data.umid.clone(),
+            dir: self
+                .data
+                .mconsole
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            pid: Some(self.data.pid()),
+            liveness: uml::instance::Liveness::Running,
+        };
+        self.data.set_state(State::Stopping).await;
+        let grace = Duration::from_secs(u64::from(timeout_s));
+        let result =
+            tokio::task::spawn_blocking(move || uml::instance::shutdown(&instance, grace)).await;
+        match result {
+            Ok(Ok(step)) => {
+                tracing::info!(umid = %self.data.umid, ?step, "machine shut down");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Error::Failed(e.to_string())),
+            Err(e) => Err(Error::Failed(format!("shutdown task failed: {e}"))),
+        }
+    }
+
+    /// Powers the guest off at once (mconsole halt), without a clean shutdown of userspace.
+    async fn halt(&self) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        let _ = c.go().await;
+        self.data.set_state(State::Stopping).await;
+        c.halt().await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// Reboots gracefully: sends ctrl-alt-del to the guest's init.
+    async fn reboot(&self) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.cad().await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// Reboots at once (mconsole reboot), like a reset button.
+    async fn reset(&self) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.reboot().await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls.
+    async fn pause(&self) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.stop().await.map_err(|e| self.data.mconsole_error(e))?;
+        self.data.set_state(State::Paused).await;
+        Ok(())
+    }
+
+    /// Continues a paused guest (mconsole go). Fails with NotPaused when it is not paused.
+    async fn resume(&self) -> Result<(), Error> {
+        if self.data.state() != State::Paused {
+            return Err(Error::NotPaused(format!(
+                "machine \"{}\" is {}, not paused; Pause it first",
+                self.data.umid,
+                self.data.state().as_str()
+            )));
+        }
+        let c = self.data.client().await?;
+        c.go().await.map_err(|e| self.data.mconsole_error(e))?;
+        self.data.transition(State::Paused, State::Running).await;
+        Ok(())
+    }
+
+    /// Sends a magic SysRq key (one printable character) and returns what the kernel printed.
+    async fn sys_rq(&self, key: &str) -> Result<String, Error> {
+        self.data.require_live()?;
+        let mut chars = key.chars();
+        let (Some(k), None) = (chars.next(), chars.next()) else {
+            return Err(Error::InvalidArgument(format!(
+                "{key:?} is not a SysRq key; pass exactly one printable character, such as m or t"
+            )));
+        };
+        let c = self.data.client().await?;
+        c.sysrq(k).await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// Adds or changes a device at run time: Config("ubd1", "/path/disk.img").
+    async fn config(&self, device: &str, spec: &str) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.config_set(device, spec)
+            .await
+            .map_err(|e| self.data.mconsole_error(e))?;
+        if let Some((unit, ro)) = ubd_unit(device) {
+            self.data.props().read_only.insert(unit, ro);
+        }
+        self.data.refresh_devices(&c).await;
+        Ok(())
+    }
+
+    /// The configuration of a device, as the guest reports it.
+    async fn query_config(&self, device: &str) -> Result<String, Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.config_get(device)
+            .await
+            .map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// Removes a device (hot-unplug), such as ubd1.
+    async fn remove(&self, device: &str) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.remove(device)
+            .await
+            .map_err(|e| self.data.mconsole_error(e))?;
+        if let Some((unit, _)) = ubd_unit(device) {
+            self.data.props().read_only.remove(&unit);
+        }
+        self.data.refresh_devices(&c).await;
+        Ok(())
+    }
+
+    /// A file of the guest's /proc, such as meminfo or uptime.
+    async fn proc(&self, path: &str) -> Result<String, Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.proc_file(path)
+            .await
+            .map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// Writes text to the guest's kernel log.
+    async fn log(&self, text: &str) -> Result<(), Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.log(text).await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// The kernel stack of a guest process.
+    async fn stack(&self, pid: u32) -> Result<String, Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.stack(pid).await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// The guest kernel's full version string (mconsole version).
+    async fn version(&self) -> Result<String, Error> {
+        self.data.require_live()?;
+        let c = self.data.client().await?;
+        c.version().await.map_err(|e| self.data.mconsole_error(e))
+    }
+
+    /// The guest's mconsole came up: it answers calls from now on.
+    #[zbus(signal)]
+    pub(crate) async fn booted(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The guest kernel panicked, with the panic message; State becomes crashed.
+    #[zbus(signal)]
+    pub(crate) async fn panicked(emitter: &SignalEmitter<'_>, message: &str) -> zbus::Result<()>;
+
+    /// The guest's watchdog (uml_watchdog) reported that it stopped being pinged.
+    #[zbus(signal)]
+    pub(crate) async fn hung(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The guest wrote this text to /proc/mconsole.
+    #[zbus(signal)]
+    pub(crate) async fn notified(emitter: &SignalEmitter<'_>, message: &str) -> zbus::Result<()>;
+
+    /// The kernel process ended: its exit status, 128 + signal number when a signal ended it,
+    /// or -1 when the service did not start it and cannot know.
+    #[zbus(signal)]
+    pub(crate) async fn exited(emitter: &SignalEmitter<'_>, status: i32) -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ubd_flags_give_the_unit_and_read_only() {
+        assert_eq!(ubd_unit("ubd1r=/x"), Some(("ubd1".into(), true)));
+        assert_eq!(ubd_unit("ubd12=/x"), Some(("ubd12".into(), false)));
+        assert_eq!(ubd_unit("ubd0rs"), Some(("ubd0".into(), true)));
+        assert_eq!(ubd_unit("ubd2c=/x"), Some(("ubd2".into(), false)));
+        assert_eq!(ubd_unit("ubd=/x"), None);
+        assert_eq!(ubd_unit("ubdx=/x"), None);
+        assert_eq!(ubd_unit("mem=64M"), None);
+        let ro = read_only_units(&["ubd0r=/a".into(), "ubd1=/b".into(), "ubd0".into()]);
+        assert_eq!(ro.get("ubd0"), Some(&true));
+        assert_eq!(ro.get("ubd1"), Some(&false));
+    }
+}

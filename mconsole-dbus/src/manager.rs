@@ -1,0 +1,83 @@
+//! `org.umlkit.uml1.Manager` at `/org/umlkit/uml1`: the list of machines and launching new
+//! ones. The `org.freedesktop.DBus.ObjectManager` beside it is zbus's own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zbus::object_server::SignalEmitter;
+use zbus::{ObjectPath, OwnedObjectPath, OwnedVariant, interface};
+
+use crate::error::Error;
+use crate::service::Service;
+
+/// The D-Bus face of the service.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub service: Arc<Service>,
+}
+
+/// The UML guests of one uml_dir: list them, find one, launch one.
+#[interface(name = "org.umlkit.uml1.Manager")]
+impl Manager {
+    /// Every known machine: umid, state, kernel version and object path, sorted by umid.
+    fn list_machines(&self) -> Vec<(String, String, String, OwnedObjectPath)> {
+        self.service
+            .machines()
+            .into_iter()
+            .map(|m| {
+                let p = m.props();
+                (
+                    m.umid.clone(),
+                    p.state.as_str().to_owned(),
+                    p.kernel_version.clone(),
+                    m.path.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The object path of the machine umid; NoSuchMachine names the known ones.
+    fn get_machine(&self, umid: &str) -> Result<OwnedObjectPath, Error> {
+        self.service.get(umid).map(|m| m.path.clone())
+    }
+
+    /// Starts a kernel with these arguments (checked by umlkit's option model first; its
+    /// errors come back as InvalidArgument naming the bad word). Options: "umid" (s) and
+    /// "kernel" (s, the kernel binary). Returns at once with the machine in state starting;
+    /// Booted follows when its mconsole is up.
+    async fn launch(
+        &self,
+        kernel_args: Vec<String>,
+        options: HashMap<String, OwnedVariant>,
+    ) -> Result<OwnedObjectPath, Error> {
+        self.service.launch(kernel_args, options).await
+    }
+
+    /// The uml_dir this service watches.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn uml_dir(&self) -> String {
+        self.service.uml_dir.display().to_string()
+    }
+
+    /// The service's version.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    /// A machine appeared (launched here or found in the uml_dir).
+    #[zbus(signal)]
+    pub(crate) async fn machine_new(
+        emitter: &SignalEmitter<'_>,
+        umid: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+
+    /// A machine's kernel is gone and its object was removed.
+    #[zbus(signal)]
+    pub(crate) async fn machine_removed(
+        emitter: &SignalEmitter<'_>,
+        umid: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+}

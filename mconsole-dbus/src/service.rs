@@ -1,0 +1,686 @@
+//! The service's model of the machines and the event loop that keeps it true.
+//!
+//! Sources of truth, all funnelled into one loop so that each machine is added and removed
+//! exactly once:
+//! * the uml_dir scan at start and [`uml::instance::Watcher`] afterwards (guests started by
+//!   anyone, and re-adoption after a restart of the service);
+//! * the notify socket (boot, panic, hang, `/proc/mconsole` text);
+//! * one exit watcher per machine: `waitpid` for kernels this service started (their real
+//!   exit status), a pidfd for the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use uml::instance::{Instance, InstanceEvent, Liveness};
+use uml::mconsole::Notification;
+use zbus::object_server::SignalEmitter;
+use zbus::{OwnedObjectPath, OwnedVariant};
+
+use crate::error::Error;
+use crate::machine::{MachineData, MachineIface, Props, State};
+use crate::manager::Manager;
+use crate::notify::Received;
+use crate::object_path::MANAGER_PATH;
+
+/// How long an exit waits for the notifications the kernel sent just before it.
+const EXIT_SETTLE: Duration = Duration::from_millis(150);
+
+/// What the service is told about its machines.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Instance(InstanceEvent),
+    Notify(Received),
+    Exited { umid: String, pid: u32, status: i32 },
+}
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The uml_dir watched, and where launched guests live.
+    pub uml_dir: PathBuf,
+    /// Where the notify socket is bound (see [`uml::machine::service_notify_socket`]).
+    pub notify_socket: PathBuf,
+    /// The kernel binary `Launch` runs unless its options name one.
+    pub kernel: PathBuf,
+    /// How long one mconsole receive may wait before GuestNotResponding.
+    pub mconsole_timeout: Duration,
+    /// How often the uml_dir is rescanned besides inotify.
+    pub poll: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub uml_dir: PathBuf,
+    config: Config,
+    conn: zbus::Connection,
+    machines: Mutex<BTreeMap<String, Arc<MachineData>>>,
+    manager_emitter: SignalEmitter<'static>,
+    events: mpsc::UnboundedSender<Event>,
+    uid: u32,
+}
+
+impl Service {
+    pub(crate) fn new(
+        config: Config,
+        conn: zbus::Connection,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Service, Error> {
+        let manager_emitter = SignalEmitter::new(&conn, MANAGER_PATH)?.into_owned();
+        Ok(Service {
+            uml_dir: config.uml_dir.clone(),
+            config,
+            conn,
+            machines: Mutex::new(BTreeMap::new()),
+            manager_emitter,
+            events,
+            uid: nix::unistd::getuid().as_raw(),
+        })
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<MachineData>>> {
+        self.machines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn machines(&self) -> Vec<Arc<MachineData>> {
+        self.map().values().cloned().collect()
+    }
+
+    pub(crate) fn get(&self, umid: &str) -> Result<Arc<MachineData>, Error> {
+        let map = self.map();
+        map.get(umid).cloned().ok_or_else(|| {
+            let known: Vec<&str> = map.keys().map(String::as_str).collect();
+            Error::NoSuchMachine(format!(
+                "no machine \"{umid}\" in {} (known: {})",
+                self.uml_dir.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// Handles one event; never fails (problems are logged).
+    pub(crate) async fn handle(self: &Arc<Self>, event: Event) {
+        match event {
+            Event::Instance(InstanceEvent::Changed(instance)) => {
+                let known = self.map().get(&instance.umid).cloned();
+                match (known, &instance.liveness) {
+                    (Some(m), Liveness::Running) => self.mark_booted(&m).await,
+                    (None, Liveness::Running | Liveness::Starting) => self.adopt(&instance).await,
+                    // Exits are learnt from the exit watchers, which know the status.
+                    _ => {}
+                }
+            }
+            Event::Instance(InstanceEvent::Removed { .. }) => {}
+            Event::Notify(received) => self.notified(received).await,
+            Event::Exited { umid, pid, status } => self.exited(&umid, pid, status).await,
+        }
+    }
+
+    /// Adds a machine found in the uml_dir, unless it is known or not the user's.
+    pub(crate) async fn adopt(self: &Arc<Self>, instance: &Instance) {
+        let Some(pid) = instance.pid else { return };
+        let state = match instance.liveness {
+            Liveness::Running => State::Running,
+            Liveness::Starting => State::Starting,
+            Liveness::Stale { .. } => return,
+        };
+        match std::fs::metadata(&instance.dir) {
+            Ok(meta) if meta.uid() == self.uid => {}
+            Ok(meta) => {
+                tracing::warn!(umid = %instance.umid, owner = meta.uid(),
+                    "ignoring an instance owned by another user");
+                return;
+            }
+            Err(_) => return,
+        }
+        let data = match MachineData::new(
+            &self.conn,
+            &instance.umid,
+            instance.mconsole_path(),
+            false,
+            self.config.mconsole_timeout,
+            initial_props(pid, state),
+        ) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::warn!(umid = %instance.umid, "cannot adopt: {e}");
+                return;
+            }
+        };
+        {
+            let mut map = self.map();
+            if map.contains_key(&instance.umid) {
+                return;
+            }
+            map.insert(instance.umid.clone(), data.clone());
+        }
+        tracing::info!(umid = %instance.umid, pid, "adopted a machine");
+        self.publish(&data).await;
+        watch_pid(pid, instance.umid.clone(), self.events.clone());
+        if state == State::Running {
+            let d = data.clone();
+            tokio::spawn(async move { refresh_while_booting(&d).await });
+        }
+    }
+
+    async fn publish(&self, data: &Arc<MachineData>) {
+        let iface = MachineIface { data: data.clone() };
+        if let Err(e) = self.conn.object_server().at(&data.path, iface).await {
+            tracing::warn!(umid = %data.umid, "cannot serve the machine object: {e}");
+        }
+        if let Err(e) =
+            Manager::machine_new(&self.manager_emitter, &data.umid, data.path.as_ref()).await
+        {
+            tracing::debug!("cannot emit MachineNew: {e}");
+        }
+    }
+
+    async fn mark_booted(&self, m: &Arc<MachineData>) {
+        if m.transition(State::Starting, State::Running).await {
+            tracing::info!(umid = %m.umid, "machine booted");
+            if let Err(e) = MachineIface::booted(m.emitter()).await {
+                tracing::debug!("cannot emit Booted: {e}");
+            }
+            let d = m.clone();
+            tokio::spawn(async move { refresh_while_booting(&d).await });
+        }
+    }
+
+    async fn exited(&self, umid: &str, pid: u32, status: i32) {
+        let m = {
+            let mut map = self.map();
+            match map.get(umid) {
+                Some(m) if m.pid() == pid => map.remove(umid),
+                _ => None,
+            }
+        };
+        let Some(m) = m else { return };
+        tracing::info!(umid, pid, status, "machine exited");
+        if m.state() != State::Crashed {
+            m.set_state(State::Exited).await;
+        }
+        if let Err(e) = MachineIface::exited(m.emitter(), status).await {
+            tracing::debug!("cannot emit Exited: {e}");
+        }
+        if let Err(e) = self
+            .conn
+            .object_server()
+            .remove::<MachineIface, _>(&m.path)
+            .await
+        {
+            tracing::debug!("cannot remove the machine object: {e}");
+        }
+        if let Err(e) =
+            Manager::machine_removed(&self.manager_emitter, &m.umid, m.path.as_ref()).await
+        {
+            tracing::debug!("cannot emit MachineRemoved: {e}");
+        }
+        if m.launched {
+            // A panicked kernel's helpers outlive it; they share its process group.
+            uml::instance::kill_group(pid);
+        }
+    }
+
+    async fn notified(self: &Arc<Self>, r: Received) {
+        if r.uid != self.uid {
+            tracing::warn!(
+                pid = r.pid,
+                uid = r.uid,
+                "dropping a notification from another user"
+            );
+            return;
+        }
+        if let Notification::Socket { mconsole } = &r.notification {
+            let Some(umid) = umid_of_socket(&self.uml_dir, mconsole) else {
+                tracing::debug!(path = %mconsole.display(), "a guest of another uml_dir booted");
+                return;
+            };
+            let known = self.map().get(&umid).cloned();
+            match known {
+                Some(m) => self.mark_booted(&m).await,
+                None => {
+                    if let Ok(instance) = uml::instance::find(&self.uml_dir, &umid) {
+                        self.adopt(&instance).await;
+                    }
+                }
+            }
+            return;
+        }
+        let Some(m) = self.machine_of_sender(r.pid) else {
+            tracing::debug!(pid = r.pid, "a notification from no known machine");
+            return;
+        };
+        let result = match r.notification {
+            Notification::Panic { message } => {
+                let message = message.trim_end_matches('\0').trim().to_owned();
+                tracing::warn!(umid = %m.umid, %message, "machine panicked");
+                m.set_state(State::Crashed).await;
+                MachineIface::panicked(m.emitter(), &message).await
+            }
+            Notification::Hang => MachineIface::hung(m.emitter()).await,
+            Notification::User { data } => {
+                let text = String::from_utf8_lossy(&data);
+                MachineIface::notified(m.emitter(), text.trim_end_matches('\0')).await
+            }
+            Notification::Socket { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::debug!("cannot emit a machine signal: {e}");
+        }
+    }
+
+    /// The machine a notification came from: the kernel itself, its parent (a launcher that
+    /// forwards datagrams) or its child (`uml_watchdog`, which the kernel starts).
+    fn machine_of_sender(&self, pid: u32) -> Option<Arc<MachineData>> {
+        let machines = self.machines();
+        if let Some(m) = machines.iter().find(|m| m.pid() == pid) {
+            return Some(m.clone());
+        }
+        let parent = parent_pid(pid);
+        machines
+            .into_iter()
+            .find(|m| Some(m.pid()) == parent || parent_pid(m.pid()) == Some(pid))
+    }
+
+    /// `Manager.Launch`.
+    pub(crate) async fn launch(
+        self: &Arc<Self>,
+        kernel_args: Vec<String>,
+        options: HashMap<String, OwnedVariant>,
+    ) -> Result<OwnedObjectPath, Error> {
+        let mut umid = None;
+        let mut kernel = self.config.kernel.clone();
+        for (key, value) in options {
+            let text = String::try_from(value).map_err(|_| {
+                Error::InvalidArgument(format!("option {key:?} must be a string (s)"))
+            })?;
+            match key.as_str() {
+                "umid" => umid = Some(text),
+                "kernel" => kernel = PathBuf::from(text),
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown option {other:?}; accepted: umid, kernel"
+                    )));
+                }
+            }
+        }
+        let argv = self.launch_argv(kernel_args, umid)?;
+        let umid = argv
+            .iter()
+            .rev()
+            .find_map(|a| a.strip_prefix("umid="))
+            .unwrap_or_default()
+            .to_owned();
+        let report = uml::check::check(
+            &uml::cmdline::CommandLine::parse(&argv),
+            &uml::check::CheckEnv {
+                default_uml_dir: Some(self.uml_dir.clone()),
+                ..uml::check::CheckEnv::from_process()
+            },
+        );
+        if report.has_errors() {
+            let errors: Vec<String> = report
+                .findings
+                .iter()
+                .filter(|f| f.severity == uml::check::Severity::Error)
+                .map(|f| match &f.arg {
+                    Some(arg) => format!("{arg}: {}", f.message),
+                    None => f.message.clone(),
+                })
+                .collect();
+            return Err(Error::InvalidArgument(format!(
+                "the kernel would not accept this command line: {}",
+                errors.join("; ")
+            )));
+        }
+        if let Ok(existing) = uml::instance::find(&self.uml_dir, &umid)
+            && !matches!(existing.liveness, Liveness::Stale { .. })
+        {
+            return Err(Error::InvalidArgument(format!(
+                "umid \"{umid}\" is already in use by pid {}; choose another",
+                existing.pid.unwrap_or(0)
+            )));
+        }
+        let data = Arc::new(MachineData::new(
+            &self.conn,
+            &umid,
+            self.uml_dir.join(&umid).join("mconsole"),
+            true,
+            self.config.mconsole_timeout,
+            initial_props(0, State::Starting),
+        )?);
+        {
+            let mut map = self.map();
+            if map.contains_key(&umid) {
+                return Err(Error::InvalidArgument(format!(
+                    "umid \"{umid}\" is already a machine; choose another"
+                )));
+            }
+            map.insert(umid.clone(), data.clone());
+        }
+        let child = match spawn_kernel(&kernel, &argv, &self.uml_dir, &umid) {
+            Ok(c) => c,
+            Err(e) => {
+                self.map().remove(&umid);
+                return Err(e);
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        {
+            let mut p = data.props();
+            p.pid = pid;
+            p.command_line = std::iter::once(kernel.display().to_string())
+                .chain(argv.iter().cloned())
+                .collect();
+            p.boot_time = boot_time_us(pid).unwrap_or(0);
+            p.read_only = crate::machine::read_only_units(&argv);
+        }
+        tracing::info!(%umid, pid, "launched a machine");
+        self.publish(&data).await;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut child = child;
+            let status = match child.wait().await {
+                Ok(s) => status_code(s),
+                Err(_) => -1,
+            };
+            // A panicking kernel sends its notification right before it aborts; let the
+            // notify socket deliver it first, so Panicked precedes Exited.
+            tokio::time::sleep(EXIT_SETTLE).await;
+            let _ = events.send(Event::Exited { umid, pid, status });
+        });
+        Ok(data.path.clone())
+    }
+
+    /// The user's arguments plus umid, uml_dir and our notify socket.
+    fn launch_argv(&self, args: Vec<String>, umid: Option<String>) -> Result<Vec<String>, Error> {
+        let given_umid = args.iter().rev().find_map(|a| a.strip_prefix("umid="));
+        let umid = match (umid, given_umid) {
+            (Some(o), Some(a)) if o != a => {
+                return Err(Error::InvalidArgument(format!(
+                    "the umid option \"{o}\" contradicts the argument umid={a}; give one of them"
+                )));
+            }
+            (Some(o), _) => Some(o),
+            (None, Some(a)) => Some(a.to_owned()),
+            (None, None) => None,
+        };
+        if let Some(dir) = args.iter().rev().find_map(|a| a.strip_prefix("uml_dir="))
+            && Path::new(dir.trim_end_matches('/')) != self.uml_dir.as_path()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "uml_dir={dir}: this service watches {}; drop the argument or run umld --uml-dir {dir}",
+                self.uml_dir.display()
+            )));
+        }
+        let mut argv: Vec<String> = args
+            .into_iter()
+            .filter(|a| !a.starts_with("umid=") && !a.starts_with("uml_dir="))
+            .collect();
+        if argv.iter().any(|a| a.starts_with("mconsole=notify:")) {
+            return Err(Error::InvalidArgument(
+                "mconsole=notify: is set by the service (it listens there); drop it".into(),
+            ));
+        }
+        argv.push(format!(
+            "umid={}",
+            umid.unwrap_or_else(uml::launch::fresh_umid)
+        ));
+        argv.push(format!("uml_dir={}", self.uml_dir.display()));
+        argv.push(format!(
+            "mconsole=notify:{}",
+            self.config.notify_socket.display()
+        ));
+        Ok(argv)
+    }
+}
+
+/// The mconsole comes up before the console drivers register their lines (both are
+/// initcalls), so the devices are read again a little later; and a guest too busy to answer
+/// in time (many booting at once) is asked again until it has told its version.
+async fn refresh_while_booting(m: &MachineData) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut again = [500, 2000].into_iter();
+    loop {
+        if matches!(m.state(), State::Exited | State::Crashed) {
+            return;
+        }
+        m.refresh().await;
+        let delay = if m.props().kernel_version.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(umid = %m.umid, "the guest never answered version; giving up");
+                return;
+            }
+            500
+        } else {
+            match again.next() {
+                Some(d) => d,
+                None => return,
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+}
+
+fn initial_props(pid: u32, state: State) -> Props {
+    let command_line = command_line(pid);
+    Props {
+        pid,
+        state,
+        kernel_version: String::new(),
+        read_only: crate::machine::read_only_units(&command_line),
+        command_line,
+        consoles: BTreeMap::new(),
+        disks: BTreeMap::new(),
+        memory_bytes: 0,
+        boot_time: boot_time_us(pid).unwrap_or(0),
+    }
+}
+
+/// Starts a kernel detached from this service's life: it keeps running if the service exits
+/// (a restarted service adopts it again).
+fn spawn_kernel(
+    kernel: &Path,
+    argv: &[String],
+    uml_dir: &Path,
+    umid: &str,
+) -> Result<tokio::process::Child, Error> {
+    let runtime = uml::launch::runtime_dir(uml_dir, umid);
+    let fail = |what: &str, e: std::io::Error| Error::LaunchFailed(format!("cannot {what}: {e}"));
+    std::fs::create_dir_all(&runtime)
+        .map_err(|e| fail(&format!("create {}", runtime.display()), e))?;
+    let log_path = runtime.join(format!("{umid}.log"));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| fail(&format!("create {}", log_path.display()), e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| fail("duplicate the log descriptor", e))?;
+    let mut command = tokio::process::Command::new(kernel);
+    command
+        .args(argv)
+        .current_dir(&runtime)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .kill_on_drop(false);
+    // SAFETY: only sigemptyset(3) and pthread_sigmask(2) run between fork and exec, both
+    // async-signal-safe, on a local sigset. The kernel must start with an empty signal mask:
+    // a blocked SIGTERM would make it unstoppable.
+    unsafe {
+        command.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| {
+        Error::LaunchFailed(format!(
+            "cannot run the UML kernel {}: {e} (pass the \"kernel\" option or umld --kernel)",
+            kernel.display()
+        ))
+    })
+}
+
+/// Sends [`Event::Exited`] (status unknown: -1) when `pid` ends, through a pidfd; where
+/// pidfds are unavailable, by polling.
+fn watch_pid(pid: u32, umid: String, events: mpsc::UnboundedSender<Event>) {
+    tokio::spawn(async move {
+        match pidfd_open(pid) {
+            // SAFETY: the AsyncFd owns the pidfd, which stays open and unchanged until the
+            // AsyncFd is dropped.
+            Ok(fd) => match unsafe { AsyncFd::register(fd) } {
+                Ok(afd) => {
+                    let _ = afd.readable().await;
+                }
+                Err(_) => poll_gone(pid).await,
+            },
+            Err(_) => poll_gone(pid).await,
+        }
+        tokio::time::sleep(EXIT_SETTLE).await;
+        let _ = events.send(Event::Exited {
+            umid,
+            pid,
+            status: -1,
+        });
+    });
+}
+
+async fn poll_gone(pid: u32) {
+    while uml::instance::pid_alive(pid) && !is_zombie(pid) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| std::io::Error::other("descriptor out of range"))?;
+    // SAFETY: the descriptor was just returned by pidfd_open and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn status_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// `<uml_dir>/<umid>/mconsole` → umid, for sockets in our uml_dir only.
+fn umid_of_socket(uml_dir: &Path, mconsole: &Path) -> Option<String> {
+    let dir = mconsole.parent()?;
+    if dir.parent()? != uml_dir {
+        return None;
+    }
+    dir.file_name()?.to_str().map(str::to_owned)
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `/proc/<pid>/cmdline`, at most 64 KiB of it.
+fn command_line(pid: u32) -> Vec<String> {
+    use std::io::Read;
+    if pid == 0 {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if let Ok(f) = std::fs::File::open(format!("/proc/{pid}/cmdline")) {
+        let _ = f.take(64 * 1024).read_to_end(&mut bytes);
+    }
+    bytes
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// When process `pid` started, in microseconds since the epoch (`starttime` in
+/// /proc/PID/stat is in clock ticks since the host booted; `btime` in /proc/stat is then).
+fn boot_time_us(pid: u32) -> Option<u64> {
+    if pid == 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    // starttime is field 22; `rest` starts at field 3.
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|h| u64::try_from(h).ok())
+        .filter(|&h| h > 0)?;
+    let us = btime
+        .saturating_mul(1_000_000)
+        .saturating_add(ticks.saturating_mul(1_000_000) / hz);
+    // Never in the future: guards against a bogus btime.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_micros()).ok())?;
+    Some(us.min(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sockets_directly_in_the_uml_dir_name_a_machine() {
+        let dir = Path::new("/h/.uml");
+        assert_eq!(
+            umid_of_socket(dir, Path::new("/h/.uml/web1/mconsole")).as_deref(),
+            Some("web1")
+        );
+        assert_eq!(umid_of_socket(dir, Path::new("/other/web1/mconsole")), None);
+        assert_eq!(umid_of_socket(dir, Path::new("/mconsole")), None);
+    }
+
+    #[test]
+    fn own_process_has_a_boot_time_and_command_line() {
+        let pid = std::process::id();
+        assert!(boot_time_us(pid).is_some_and(|t| t > 0));
+        assert!(!command_line(pid).is_empty());
+        assert_eq!(
+            parent_pid(pid),
+            Some(nix::unistd::getppid().as_raw() as u32)
+        );
+    }
+}

@@ -1,0 +1,537 @@
+//! umld against a private dbus-daemon and real UML guests, driven with busctl and gdbus.
+
+mod util;
+
+use std::time::Duration;
+
+use testkit::{GuestBuilder, UmlDir};
+use util::*;
+
+fn image(dir: &std::path::Path, name: &str) -> String {
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(4 << 20).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn guest_started_outside_appears_with_properties_and_answers_every_call() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let guest = GuestBuilder::new("ud-out")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+
+    monitor.wait_for(&["MachineNew", guest.umid(), &path]);
+    wait_until("the guest is listed as running", WAIT, || {
+        let list = list_machines(&bus);
+        (list.contains(&format!("\"{}\" \"running\"", guest.umid())) && list.contains(&path))
+            .then_some(())
+    });
+    assert_eq!(
+        machine_property(&bus, &path, "Pid").unwrap(),
+        format!("u {}", guest.pid())
+    );
+    assert_eq!(
+        machine_property(&bus, &path, "Umid").unwrap(),
+        format!("s \"{}\"", guest.umid())
+    );
+    wait_until("KernelVersion is 6.1.176", WAIT, || {
+        (machine_property(&bus, &path, "KernelVersion").ok()? == "s \"6.1.176\"").then_some(())
+    });
+    wait_until("Consoles shows con0", WAIT, || {
+        machine_property(&bus, &path, "Consoles")
+            .ok()?
+            .contains("\"con0\" \"fd:0,fd:1\"")
+            .then_some(())
+    });
+    let cmdline = machine_property(&bus, &path, "CommandLine").unwrap();
+    assert!(
+        cmdline.contains(&format!("\"umid={}\"", guest.umid())),
+        "{cmdline}"
+    );
+    let mem = machine_property(&bus, &path, "MemoryBytes").unwrap();
+    let mem: u64 = mem.trim_start_matches("t ").parse().unwrap();
+    assert!(mem > 32 << 20 && mem <= 64 << 20, "MemoryBytes {mem}");
+
+    // A hot-added disk shows up in Disks, with PropertiesChanged; a read-only one as such.
+    let scratch = testkit::short_tempdir("ud-img");
+    let disk = image(scratch.path(), "disk.img");
+    let ro_disk = image(scratch.path(), "ro.img");
+    machine_call(&bus, &path, "Config", &["ss", "ubd1", &disk]).unwrap();
+    machine_call(&bus, &path, "Config", &["ss", "ubd2r", &ro_disk]).unwrap();
+    let disks = machine_property(&bus, &path, "Disks").unwrap();
+    assert!(
+        disks.contains(&format!("\"ubd1\" \"{disk}\" \"\" false")),
+        "{disks}"
+    );
+    assert!(
+        disks.contains(&format!("\"ubd2\" \"{ro_disk}\" \"\" true")),
+        "{disks}"
+    );
+    monitor.wait_for(&["PropertiesChanged", &path, "Disks", &disk]);
+    let q = machine_call(&bus, &path, "QueryConfig", &["s", "ubd1"]).unwrap();
+    assert!(q.contains(&disk), "{q}");
+    machine_call(&bus, &path, "Remove", &["s", "ubd2"]).unwrap();
+    assert!(
+        !machine_property(&bus, &path, "Disks")
+            .unwrap()
+            .contains("ubd2")
+    );
+
+    // Pause and Resume, each with PropertiesChanged.
+    machine_call(&bus, &path, "Pause", &[]).unwrap();
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"paused\""
+    );
+    monitor.wait_for(&["PropertiesChanged", &path, "'State': <'paused'>"]);
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"running\""
+    );
+    monitor.wait_for(&["PropertiesChanged", &path, "'State': <'running'>"]);
+    let err = gdbus_call(&bus, &path, "org.umlkit.uml1.Machine.Resume", &[]).unwrap_err();
+    assert!(err.contains("org.umlkit.uml1.Error.NotPaused"), "{err}");
+
+    let sysrq = machine_call(&bus, &path, "SysRq", &["s", "m"]).unwrap();
+    assert!(sysrq.contains("Show Memory"), "{sysrq}");
+    let meminfo = machine_call(&bus, &path, "Proc", &["s", "meminfo"]).unwrap();
+    assert!(meminfo.contains("MemTotal:"), "{meminfo}");
+    let version = machine_call(&bus, &path, "Version", &[]).unwrap();
+    assert!(version.contains("6.1.176"), "{version}");
+    let err = gdbus_call(&bus, &path, "org.umlkit.uml1.Machine.SysRq", &["'mm'"]).unwrap_err();
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument"),
+        "{err}"
+    );
+    machine_call(&bus, &path, "Log", &["s", "hello from the bus"]).unwrap();
+
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.GetMachine",
+        &["no-such-guest"],
+    )
+    .unwrap_err();
+    assert!(err.contains("org.umlkit.uml1.Error.NoSuchMachine"), "{err}");
+    assert!(
+        err.contains(guest.umid()),
+        "the error names the known machines: {err}"
+    );
+    let got = busctl(
+        &bus,
+        &[
+            "call",
+            NAME,
+            MANAGER,
+            MANAGER_IFACE,
+            "GetMachine",
+            "s",
+            guest.umid(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(got.trim(), format!("o \"{path}\""));
+}
+
+#[test]
+fn launch_starts_a_guest_that_boots_notifies_and_runs() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-l");
+    let init = write_init(scratch.path(), "hello desktop");
+    let umid = testkit::unique_umid("ud-launch");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    assert_eq!(path, path_of(&umid));
+    dir.remember();
+
+    // Announced in state starting, then Booted, then running.
+    monitor.wait_for(&["InterfacesAdded", &path, "'State': <'starting'>"]);
+    monitor.wait_for(&["MachineNew", &umid]);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
+    wait_until("the launched guest is running", WAIT, || {
+        (machine_property(&bus, &path, "State").ok()? == "s \"running\"").then_some(())
+    });
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "hello desktop"]);
+    dir.remember();
+    let pid = machine_property(&bus, &path, "Pid").unwrap();
+    let pid: u32 = pid.trim_start_matches("u ").parse().unwrap();
+    assert!(dir.kernel_pids().contains(&pid));
+
+    machine_call(&bus, &path, "Shutdown", &["u", "1"]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    monitor.wait_for(&["MachineRemoved", &umid]);
+    assert!(!list_machines(&bus).contains(&umid));
+}
+
+#[test]
+fn launch_with_an_invalid_argument_is_refused_naming_it() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["['mem=64M', 'ubd1x=/x']", "{}"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument"),
+        "{err}"
+    );
+    assert!(err.contains("ubd1x=/x"), "{err}");
+    assert_eq!(list_machines(&bus).trim(), "a(ssso) 0");
+    assert!(dir.kernel_pids().is_empty(), "no kernel was started");
+
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["['mem=64M']", "{'colour': <'red'>}"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument"),
+        "{err}"
+    );
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let umid = testkit::unique_umid("ud-panic");
+    // init exits at once: "Attempted to kill init!"
+    let path = launch(&bus, &guest_args(std::path::Path::new("/bin/true")), &umid).unwrap();
+    dir.remember();
+    let panicked = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Panicked"]);
+    assert!(panicked.contains("Attempted to kill init"), "{panicked}");
+    monitor.wait_for(&[&path, "PropertiesChanged", "'State': <'crashed'>"]);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    monitor.wait_for(&["MachineRemoved", &umid]);
+    let panic_at = monitor.position(&[&path, "Panicked"]).unwrap();
+    let exit_at = monitor.position(&[&path, "Machine.Exited"]).unwrap();
+    assert!(
+        panic_at < exit_at,
+        "Panicked came after Exited:\n{}",
+        monitor.text()
+    );
+    assert!(!list_machines(&bus).contains(&umid));
+}
+
+#[test]
+fn killed_guest_emits_exited_and_machine_removed() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let mut guest = GuestBuilder::new("ud-kill")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+    monitor.wait_for(&["MachineNew", guest.umid()]);
+    guest.kill();
+    let exited = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    assert!(
+        exited.contains("(-1,)"),
+        "status of a guest umld did not start: {exited}"
+    );
+    monitor.wait_for(&["MachineRemoved", guest.umid(), &path]);
+    monitor.wait_for(&["InterfacesRemoved", &path]);
+    assert!(!list_machines(&bus).contains(guest.umid()));
+    assert!(
+        machine_property(&bus, &path, "State").is_err(),
+        "the object is gone"
+    );
+}
+
+#[test]
+fn restarted_service_adopts_every_running_guest_once() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let mut umld = Umld::start(&bus, dir.path());
+    let outside = GuestBuilder::new("ud-re")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let scratch = testkit::short_tempdir("ud-r");
+    let init = write_init(scratch.path(), "up");
+    let umid = testkit::unique_umid("ud-relaunch");
+    let launched = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    wait_until("the launched guest runs", WAIT, || {
+        (machine_property(&bus, &launched, "State").ok()? == "s \"running\"").then_some(())
+    });
+    dir.remember();
+
+    umld.stop();
+    let umld2 = Umld::start(&bus, dir.path());
+    assert_ne!(umld2.pid(), 0);
+    let list = wait_until("both guests are listed again", WAIT, || {
+        let list = list_machines(&bus);
+        (list.contains(&umid) && list.contains(outside.umid())).then_some(list)
+    });
+    assert!(list.starts_with("a(ssso) 2 "), "{list}");
+    assert_eq!(list.matches(&format!("\"{umid}\"")).count(), 1, "{list}");
+    assert_eq!(
+        list.matches(&format!("\"{launched}\"")).count(),
+        1,
+        "{list}"
+    );
+    // The machine launched by the old service is fully usable.
+    let version = machine_call(&bus, &launched, "Version", &[]).unwrap();
+    assert!(version.contains("6.1.176"), "{version}");
+    // A rescan later does not add it twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(list_machines(&bus).starts_with("a(ssso) 2 "));
+}
+
+#[test]
+fn stopped_guest_does_not_block_calls_to_another_machine() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start_with(&bus, dir.path(), &["--mconsole-timeout-ms", "3000"]);
+    let frozen = GuestBuilder::new("ud-frz")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let lively = GuestBuilder::new("ud-liv")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let frozen_path = path_of(frozen.umid());
+    let lively_path = path_of(lively.umid());
+    for p in [&frozen_path, &lively_path] {
+        wait_until("both machines run", WAIT, || {
+            (machine_property(&bus, p, "State").ok()? == "s \"running\"").then_some(())
+        });
+    }
+    struct Continue(i32);
+    impl Drop for Continue {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) only sends SIGCONT to the test's own guest.
+            unsafe {
+                libc::kill(-self.0, libc::SIGCONT);
+            }
+        }
+    }
+    // SAFETY: kill(2) only sends SIGSTOP to the test's own guest's process group.
+    unsafe {
+        libc::kill(-(frozen.pid() as i32), libc::SIGSTOP);
+    }
+    let _resume = Continue(frozen.pid() as i32);
+
+    let frozen_call = {
+        let address = bus.address.clone();
+        let path = frozen_path.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new("gdbus")
+                .args(["call", "--address", &address, "--dest", NAME])
+                .args(["--object-path", &path])
+                .args(["--method", "org.umlkit.uml1.Machine.Version"])
+                .output()
+                .unwrap()
+        })
+    };
+    // Make sure the frozen call is on its way before asking the other machine.
+    std::thread::sleep(Duration::from_millis(300));
+    let version = machine_call(&bus, &lively_path, "Version", &[]).unwrap();
+    assert!(version.contains("6.1.176"), "{version}");
+    let props = machine_property(&bus, &frozen_path, "State").unwrap();
+    assert_eq!(
+        props, "s \"running\"",
+        "properties of the frozen machine still answer"
+    );
+    assert!(
+        !frozen_call.is_finished(),
+        "the call to the frozen guest should still be waiting for its deadline"
+    );
+    let out = frozen_call.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("org.umlkit.uml1.Error.GuestNotResponding"),
+        "{err}"
+    );
+    assert!(err.contains(frozen.umid()), "{err}");
+}
+
+#[test]
+fn service_starts_by_dbus_activation_from_its_service_file() {
+    let services = testkit::short_tempdir("ud-svc");
+    let dir = UmlDir::new();
+    let notify = services.path().join("umld.notify");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/dbus/org.umlkit.uml1.service"
+    ))
+    .unwrap();
+    assert!(shipped.contains("Name=org.umlkit.uml1\n"), "{shipped}");
+    assert!(shipped.contains("Exec=/usr/bin/umld\n"), "{shipped}");
+    assert!(
+        shipped.contains("SystemdService=umld.service\n"),
+        "{shipped}"
+    );
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/systemd/umld.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("Type=dbus\n") && unit.contains("BusName=org.umlkit.uml1\n"));
+    // The shipped file with the binary under test in place of /usr/bin/umld.
+    let exec = format!(
+        "Exec={} --uml-dir {} --notify-socket {}\n",
+        env!("CARGO_BIN_EXE_umld"),
+        dir.path().display(),
+        notify.display()
+    );
+    std::fs::write(
+        services.path().join("org.umlkit.uml1.service"),
+        shipped.replace("Exec=/usr/bin/umld\n", &exec),
+    )
+    .unwrap();
+    let bus = Bus::start_with_services(Some(services.path()));
+    let guest = GuestBuilder::new("ud-act")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+
+    struct KillPid(i32);
+    impl Drop for KillPid {
+        fn drop(&mut self) {
+            if self.0 > 1 {
+                // SAFETY: kill(2) only signals the umld the bus activated for this test.
+                unsafe {
+                    libc::kill(self.0, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    // The first call activates the service.
+    let list = busctl(
+        &bus,
+        &["call", NAME, MANAGER, MANAGER_IFACE, "ListMachines"],
+    )
+    .unwrap();
+    let pid = busctl(
+        &bus,
+        &[
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "GetConnectionUnixProcessID",
+            "s",
+            NAME,
+        ],
+    )
+    .unwrap();
+    let pid: i32 = pid.trim().trim_start_matches("u ").parse().unwrap();
+    let _umld = KillPid(pid);
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("umld"), "{}", exe.display());
+    assert!(list.contains(guest.umid()), "{list}");
+}
+
+/// An interface element without comments and with whitespace collapsed.
+fn interface_structure(xml: &str, name: &str) -> String {
+    let start = xml
+        .find(&format!("<interface name=\"{name}\">"))
+        .unwrap_or_else(|| panic!("no interface {name} in:\n{xml}"));
+    let end = start + xml[start..].find("</interface>").unwrap() + "</interface>".len();
+    let mut text = &xml[start..end];
+    let mut out = String::new();
+    while let Some(c) = text.find("<!--") {
+        out.push_str(&text[..c]);
+        let close = text[c..].find("-->").unwrap();
+        text = &text[c + close + 3..];
+    }
+    out.push_str(text);
+    out.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("> <", "><")
+}
+
+#[test]
+fn introspection_matches_the_checked_in_interface_files() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let guest = GuestBuilder::new("ud-xml")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+    wait_until("the machine object exists", WAIT, || {
+        machine_property(&bus, &path, "Umid").ok()
+    });
+    for (name, object) in [("Manager", MANAGER.to_owned()), ("Machine", path)] {
+        let iface = format!("org.umlkit.uml1.{name}");
+        let file = std::fs::read_to_string(format!(
+            "{}/interfaces/{iface}.xml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let live = busctl(&bus, &["introspect", "--xml-interface", NAME, &object]).unwrap();
+        assert_eq!(
+            interface_structure(&live, &iface),
+            interface_structure(&file, &iface),
+            "interfaces/{iface}.xml differs from what the service introspects"
+        );
+        // Every member is documented in the checked-in file.
+        let members = file.matches("<method ").count()
+            + file.matches("<signal ").count()
+            + file.matches("<property ").count();
+        let docs = file.matches("<!--").count() - 1;
+        assert_eq!(docs, members, "every member of {iface} has documentation");
+    }
+}
+
+#[test]
+fn instance_owned_by_another_user_is_not_adopted() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = UmlDir::new();
+    let theirs = GuestBuilder::new("ud-theirs")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let ours = GuestBuilder::new("ud-ours")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let instance = theirs.instance_dir();
+    let me = std::fs::metadata(ours.instance_dir()).unwrap().uid();
+    let other = if me == 65534 { 65533 } else { 65534 };
+    std::os::unix::fs::chown(&instance, Some(other), None).unwrap();
+    let bus = Bus::start();
+    let _umld = Umld::start(&bus, dir.path());
+    wait_until("our guest is listed", WAIT, || {
+        list_machines(&bus).contains(ours.umid()).then_some(())
+    });
+    // A later rescan does not pick it up either.
+    std::thread::sleep(Duration::from_millis(1500));
+    let list = list_machines(&bus);
+    assert!(!list.contains(theirs.umid()), "{list}");
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.GetMachine",
+        &[theirs.umid()],
+    )
+    .unwrap_err();
+    assert!(err.contains("NoSuchMachine"), "{err}");
+}

@@ -1,0 +1,363 @@
+//! Test support: a private dbus-daemon, a umld on it, and the stock D-Bus command-line
+//! clients (`busctl`, `gdbus`). Every guard kills what it started on drop, also when a test
+//! fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub const NAME: &str = "org.umlkit.uml1";
+pub const MANAGER: &str = "/org/umlkit/uml1";
+pub const MANAGER_IFACE: &str = "org.umlkit.uml1.Manager";
+pub const MACHINE_IFACE: &str = "org.umlkit.uml1.Machine";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A private session bus; the daemon is killed on drop.
+#[derive(Debug)]
+pub struct Bus {
+    pub address: String,
+    pid: i32,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    pub fn start() -> Bus {
+        Bus::start_with_services(None)
+    }
+
+    /// A bus whose config has its own `<servicedir>` (for D-Bus activation).
+    pub fn start_with_services(servicedir: Option<&Path>) -> Bus {
+        let dir = testkit::short_tempdir("umld-bus");
+        let config = dir.path().join("bus.conf");
+        let services = servicedir
+            .map(|d| format!("<servicedir>{}</servicedir>", d.display()))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  {services}
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args([
+                "--print-address=1",
+                "--print-pid=1",
+                "--fork",
+                "--nopidfile",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run dbus-daemon");
+        assert!(out.status.success(), "dbus-daemon failed: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let address = lines.next().expect("no address").trim().to_owned();
+        let pid = lines
+            .next()
+            .expect("no pid")
+            .trim()
+            .parse()
+            .expect("bad pid");
+        Bus {
+            address,
+            pid,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) only sends a signal to the daemon this guard started.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// A running umld on a private bus, watching `uml_dir`. Killed on drop.
+#[derive(Debug)]
+pub struct Umld {
+    child: Option<Child>,
+    pub notify: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Umld {
+    pub fn start(bus: &Bus, uml_dir: &Path) -> Umld {
+        Umld::start_with(bus, uml_dir, &[])
+    }
+
+    pub fn start_with(bus: &Bus, uml_dir: &Path, extra: &[&str]) -> Umld {
+        let dir = testkit::short_tempdir("umld-n");
+        let notify = dir.path().join("umld.notify");
+        let child = Command::new(env!("CARGO_BIN_EXE_umld"))
+            .arg("--address")
+            .arg(&bus.address)
+            .arg("--uml-dir")
+            .arg(uml_dir)
+            .arg("--notify-socket")
+            .arg(&notify)
+            .args(extra)
+            .env("UMLD_LOG", "umld=debug")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start umld");
+        let umld = Umld {
+            child: Some(child),
+            notify,
+            _dir: dir,
+        };
+        wait_until("umld owns its bus name", WAIT, || {
+            busctl(bus, &["call", NAME, MANAGER, MANAGER_IFACE, "ListMachines"]).ok()
+        });
+        umld
+    }
+
+    /// SIGTERM, then wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) only sends a signal to the process this guard started.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+}
+
+impl Drop for Umld {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `busctl --address=… ARGS`: stdout, or the command line and stderr.
+pub fn busctl(bus: &Bus, args: &[&str]) -> Result<String, String> {
+    run(Command::new("busctl")
+        .arg(format!("--address={}", bus.address))
+        .args(args))
+}
+
+/// `gdbus call` on the service: stdout, or stderr (which names the D-Bus error).
+pub fn gdbus_call(bus: &Bus, path: &str, method: &str, args: &[&str]) -> Result<String, String> {
+    run(Command::new("gdbus")
+        .args(["call", "--address", &bus.address, "--dest", NAME])
+        .args(["--object-path", path, "--method", method])
+        .args(args))
+}
+
+fn run(command: &mut Command) -> Result<String, String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{command:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
+}
+
+/// `busctl get-property` of a machine, its value text (`s "running"` → `"running"`).
+pub fn machine_property(bus: &Bus, path: &str, prop: &str) -> Result<String, String> {
+    busctl(bus, &["get-property", NAME, path, MACHINE_IFACE, prop]).map(|s| s.trim().to_owned())
+}
+
+/// A machine method through busctl.
+pub fn machine_call(bus: &Bus, path: &str, method: &str, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["call", NAME, path, MACHINE_IFACE, method];
+    all.extend_from_slice(args);
+    busctl(bus, &all)
+}
+
+pub fn list_machines(bus: &Bus) -> String {
+    busctl(bus, &["call", NAME, MANAGER, MANAGER_IFACE, "ListMachines"]).unwrap()
+}
+
+/// Polls `f` until it returns Some, or panics naming `what` after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// `gdbus monitor` on the service: every signal it sends, one line each.
+#[derive(Debug)]
+pub struct Monitor {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Monitor {
+    pub fn start(bus: &Bus) -> Monitor {
+        let mut child = Command::new("gdbus")
+            .args(["monitor", "--address", &bus.address, "--dest", NAME])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run gdbus monitor");
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let monitor = Monitor { child, lines };
+        // gdbus says who owns the name once it watches it.
+        monitor.wait_for(&["is owned by"]);
+        monitor
+    }
+
+    /// The first line holding every one of `needles`, waiting up to [`WAIT`].
+    pub fn wait_for(&self, needles: &[&str]) -> String {
+        wait_until(&format!("a signal with {needles:?}"), WAIT, || {
+            self.find(needles)
+        })
+    }
+
+    pub fn find(&self, needles: &[&str]) -> Option<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .cloned()
+    }
+
+    /// The index of the first line holding every one of `needles`.
+    pub fn position(&self, needles: &[&str]) -> Option<usize> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|l| needles.iter().all(|n| l.contains(n)))
+    }
+
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The object path of `umid`, as the service names it.
+pub fn path_of(umid: &str) -> String {
+    umld::machine_path(umid)
+}
+
+/// Kernel arguments for a guest umld launches: host `/` read-only, `init` as pid 1.
+pub fn guest_args(init: &Path) -> Vec<String> {
+    vec![
+        "mem=64M".into(),
+        "root=/dev/root".into(),
+        "rootfstype=hostfs".into(),
+        "rootflags=/".into(),
+        "ro".into(),
+        format!("init={}", init.display()),
+        "con=null".into(),
+        "con0=fd:0,fd:1".into(),
+    ]
+}
+
+/// Writes an init script that mounts /proc, tells `message` through /proc/mconsole and
+/// sleeps.
+pub fn write_init(dir: &Path, message: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("init");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nmount -t proc proc /proc\nprintf '%s' '{message}' > /proc/mconsole\nwhile :; do sleep 1; done\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `Launch(as, a{sv})` through busctl with a umid option; the object path.
+pub fn launch(bus: &Bus, args: &[String], umid: &str) -> Result<String, String> {
+    let n = args.len().to_string();
+    let mut all: Vec<&str> = vec![
+        "call",
+        NAME,
+        MANAGER,
+        MANAGER_IFACE,
+        "Launch",
+        "asa{sv}",
+        &n,
+    ];
+    all.extend(args.iter().map(String::as_str));
+    all.extend(["1", "umid", "s", umid]);
+    busctl(bus, &all).map(|out| {
+        out.trim()
+            .trim_start_matches("o ")
+            .trim_matches('"')
+            .to_owned()
+    })
+}
