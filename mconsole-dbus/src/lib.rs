@@ -13,6 +13,7 @@
 pub mod error;
 mod machine;
 mod manager;
+pub mod manpage;
 mod notify;
 pub mod object_path;
 mod service;

@@ -31,6 +31,12 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `umld generate all --out-dir DIR` (scripts/generate) writes umld(8), org.umlkit.uml1(5)
+    // and the umld completions.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 5 && argv[1] == "generate" && argv[2] == "all" && argv[3] == "--out-dir" {
+        return generate(std::path::Path::new(&argv[4]));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("UMLD_LOG")
@@ -65,5 +71,76 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(umld::serve(config, bus))?;
+    Ok(())
+}
+
+fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use uml::options::complete;
+    use uml::options::man::{self, Block, Meta, Section};
+    let meta = Meta::umlkit(env!("CARGO_PKG_VERSION"));
+    let item = |a: &str, b: &str| Block::Item(a.to_owned(), b.to_owned());
+    let sections = vec![
+        Section {
+            title: "FILES",
+            blocks: vec![
+                item(
+                    "~/.uml",
+                    "The uml_dir watched by default; every running guest in it gets an object.",
+                ),
+                item(
+                    "$XDG_RUNTIME_DIR/umlkit/umld.notify",
+                    "The notify socket that guests umld launches report boot, panic and user messages to.",
+                ),
+                item(
+                    "/usr/share/dbus-1/services/org.umlkit.uml1.service",
+                    "D-Bus activation of the service.",
+                ),
+                item(
+                    "/usr/lib/systemd/user/umld.service",
+                    "The systemd user unit (Type=dbus).",
+                ),
+            ],
+        },
+        Section {
+            title: "ENVIRONMENT",
+            blocks: vec![
+                item(
+                    "UML_KERNEL",
+                    "The kernel Launch runs instead of linux from PATH.",
+                ),
+                item(
+                    "UMLD_LOG",
+                    "Diagnostics filter, for example debug (default info).",
+                ),
+            ],
+        },
+        Section {
+            title: "SEE ALSO",
+            blocks: vec![Block::Para(
+                "org.umlkit.uml1(5), uml(1), busctl(1), gdbus(1)".into(),
+            )],
+        },
+    ];
+    let write = |path: std::path::PathBuf, text: &str| -> anyhow::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    for page in man::command_pages(Args::command(), "8", &meta, &sections) {
+        write(dir.join("man").join(&page.file_name), &page.text)?;
+    }
+    let api = man::custom_page(
+        "org.umlkit.uml1",
+        "5",
+        "the D-Bus API of umld for User-mode Linux guests",
+        &meta,
+        &umld::manpage::sections(),
+    );
+    write(dir.join("man").join(&api.file_name), &api.text)?;
+    for script in complete::command_scripts(Args::command(), "umld") {
+        write(dir.join("completions").join(&script.path), &script.text)?;
+    }
     Ok(())
 }

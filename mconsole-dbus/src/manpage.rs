@@ -1,0 +1,224 @@
+//! The D-Bus API as a man page, `org.umlkit.uml1(5)`, generated from the checked-in
+//! introspection XML (`interfaces/*.xml`), whose comments document every member. The XML is the
+//! one description of the API: the service is tested against it, and this page is made from it.
+
+use uml::options::man::{Block, Section};
+
+/// The interface files, in the order the page lists them.
+pub const INTERFACES: &[&str] = &[
+    include_str!("../interfaces/org.umlkit.uml1.Manager.xml"),
+    include_str!("../interfaces/org.umlkit.uml1.Machine.xml"),
+];
+
+/// One member of an interface, as the XML declares it.
+#[derive(Debug, Default)]
+struct Member {
+    kind: &'static str,
+    name: String,
+    args: Vec<(String, String, String)>,
+    ty: String,
+    access: String,
+    doc: String,
+}
+
+fn attr(line: &str, key: &str) -> String {
+    let pat = format!("{key}=\"");
+    line.find(&pat)
+        .and_then(|i| {
+            let rest = &line[i + pat.len()..];
+            rest.find('"').map(|j| rest[..j].to_owned())
+        })
+        .unwrap_or_default()
+}
+
+fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Interfaces with their members, and the file-level comment of each (its preamble).
+fn parse(xml: &str) -> Vec<(String, String, Vec<Member>)> {
+    let mut out: Vec<(String, String, Vec<Member>)> = Vec::new();
+    let mut comment = String::new();
+    let mut in_comment = false;
+    let mut preamble = String::new();
+    let mut current: Option<Member> = None;
+    for raw in xml.lines() {
+        let line = raw.trim();
+        if in_comment || line.starts_with("<!--") {
+            let body = line.trim_start_matches("<!--");
+            if let Some(end) = body.find("-->") {
+                comment.push_str(&body[..end]);
+                comment.push(' ');
+                in_comment = false;
+            } else {
+                comment.push_str(body);
+                comment.push(' ');
+                in_comment = true;
+            }
+            continue;
+        }
+        if line.starts_with("<node") {
+            preamble = squash(&comment);
+            comment.clear();
+        } else if line.starts_with("<interface") {
+            out.push((attr(line, "name"), preamble.clone(), Vec::new()));
+            comment.clear();
+        } else if let Some(kind) = ["method", "signal", "property"]
+            .into_iter()
+            .find(|k| line.starts_with(&format!("<{k} ")))
+        {
+            let m = Member {
+                kind,
+                name: attr(line, "name"),
+                ty: attr(line, "type"),
+                access: attr(line, "access"),
+                doc: squash(&comment),
+                ..Member::default()
+            };
+            comment.clear();
+            if kind == "property" || line.ends_with("/>") {
+                if let Some(last) = out.last_mut() {
+                    last.2.push(m);
+                }
+            } else {
+                current = Some(m);
+            }
+        } else if line.starts_with("<arg") {
+            if let Some(m) = current.as_mut() {
+                m.args.push((
+                    attr(line, "name"),
+                    attr(line, "type"),
+                    attr(line, "direction"),
+                ));
+            }
+        } else if line.starts_with("</method") || line.starts_with("</signal") {
+            if let (Some(m), Some(last)) = (current.take(), out.last_mut()) {
+                last.2.push(m);
+            }
+        }
+    }
+    out
+}
+
+fn signature(m: &Member) -> String {
+    match m.kind {
+        "property" => format!("{} {} ({})", m.name, m.ty, m.access),
+        _ => {
+            let ins: Vec<String> = m
+                .args
+                .iter()
+                .filter(|a| a.2 != "out")
+                .map(|a| {
+                    if a.0.is_empty() {
+                        a.1.clone()
+                    } else {
+                        format!("{} {}", a.1, a.0)
+                    }
+                })
+                .collect();
+            let outs: Vec<String> = m
+                .args
+                .iter()
+                .filter(|a| a.2 == "out")
+                .map(|a| a.1.clone())
+                .collect();
+            let ret = if outs.is_empty() {
+                String::new()
+            } else {
+                format!(" → {}", outs.join(", "))
+            };
+            format!("{}({}){ret}", m.name, ins.join(", "))
+        }
+    }
+}
+
+/// The sections of `org.umlkit.uml1(5)`.
+pub fn sections() -> Vec<Section> {
+    let mut sections = vec![Section {
+        title: "DESCRIPTION",
+        blocks: vec![
+            Block::Para(
+                "umld(8) puts every User-mode Linux guest of the user on the session bus under the \
+                 name org.umlkit.uml1. The manager object /org/umlkit/uml1 lists, finds and launches \
+                 guests and implements org.freedesktop.DBus.ObjectManager; each guest is an object \
+                 /org/umlkit/uml1/machine/UMID (bytes of the umid outside [A-Za-z0-9] written as _xx \
+                 in hex, as systemd does) with the org.umlkit.uml1.Machine interface. Every property \
+                 that can change emits org.freedesktop.DBus.Properties.PropertiesChanged."
+                    .into(),
+            ),
+        ],
+    }];
+    let mut errors = String::new();
+    for xml in INTERFACES {
+        for (name, preamble, members) in parse(xml) {
+            if errors.is_empty() && preamble.contains("Errors") {
+                errors = preamble.clone();
+            }
+            for (kind, title) in [
+                ("method", "METHODS"),
+                ("property", "PROPERTIES"),
+                ("signal", "SIGNALS"),
+            ] {
+                let blocks: Vec<Block> = members
+                    .iter()
+                    .filter(|m| m.kind == kind)
+                    .map(|m| Block::Item(signature(m), m.doc.clone()))
+                    .collect();
+                if !blocks.is_empty() {
+                    let mut all = vec![Block::Para(format!("Interface {name}:"))];
+                    all.extend(blocks);
+                    sections.push(Section {
+                        title: heading(short(&name), title),
+                        blocks: all,
+                    });
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let text = errors
+            .split_once("Errors")
+            .map(|(_, e)| format!("Errors{e}"))
+            .unwrap_or(errors);
+        sections.push(Section {
+            title: "ERRORS",
+            blocks: vec![Block::Para(text)],
+        });
+    }
+    sections.push(Section {
+        title: "EXAMPLES",
+        blocks: vec![
+            Block::Code("busctl --user call org.umlkit.uml1 /org/umlkit/uml1 org.umlkit.uml1.Manager ListMachines".into()),
+            Block::Code("busctl --user get-property org.umlkit.uml1 /org/umlkit/uml1/machine/web1 org.umlkit.uml1.Machine State".into()),
+            Block::Code("gdbus call --session -d org.umlkit.uml1 -o /org/umlkit/uml1/machine/web1 -m org.umlkit.uml1.Machine.Pause".into()),
+        ],
+    });
+    sections.push(Section {
+        title: "FILES",
+        blocks: vec![Block::Para(
+            "The interface descriptions are installed under /usr/share/dbus-1/interfaces/.".into(),
+        )],
+    });
+    sections.push(Section {
+        title: "SEE ALSO",
+        blocks: vec![Block::Para("umld(8), uml(1), busctl(1), gdbus(1)".into())],
+    });
+    sections
+}
+
+fn short(interface: &str) -> &str {
+    interface.rsplit('.').next().unwrap_or(interface)
+}
+
+/// The heading of one interface's members of one kind.
+fn heading(interface: &str, kind: &'static str) -> &'static str {
+    match (interface, kind) {
+        ("Manager", "METHODS") => "MANAGER METHODS",
+        ("Manager", "PROPERTIES") => "MANAGER PROPERTIES",
+        ("Manager", "SIGNALS") => "MANAGER SIGNALS",
+        ("Machine", "METHODS") => "MACHINE METHODS",
+        ("Machine", "PROPERTIES") => "MACHINE PROPERTIES",
+        ("Machine", "SIGNALS") => "MACHINE SIGNALS",
+        _ => kind,
+    }
+}
