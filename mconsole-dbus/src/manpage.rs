@@ -91,10 +91,10 @@ fn parse(xml: &str) -> Vec<(String, String, Vec<Member>)> {
                     attr(line, "direction"),
                 ));
             }
-        } else if line.starts_with("</method") || line.starts_with("</signal") {
-            if let (Some(m), Some(last)) = (current.take(), out.last_mut()) {
-                last.2.push(m);
-            }
+        } else if (line.starts_with("</method") || line.starts_with("</signal"))
+            && let (Some(m), Some(last)) = (current.take(), out.last_mut())
+        {
+            last.2.push(m);
         }
     }
     out
