@@ -268,12 +268,14 @@ impl Launch {
             .name("uml-notify".into())
             .spawn(move || {
                 let listener = listener;
+                let forward = Forward::new();
                 loop {
                     if matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
                         return;
                     }
                     match listener.recv(Duration::from_millis(100)) {
                         Ok(Some(n)) => {
+                            forward.send(&n);
                             if tx.send(n).is_err() {
                                 return;
                             }
@@ -299,6 +301,43 @@ impl Launch {
             stdin_pipe,
             _listener_stop: stop_tx,
         })
+    }
+}
+
+/// Passes the guest's notifications on to the desktop service's well-known socket
+/// ([`crate::machine::service_notify_socket`]) when `umld` runs, so it learns of boots, panics
+/// and `/proc/mconsole` messages of guests that `uml run` started. The service attributes a
+/// datagram from the kernel's parent (this process) to that kernel's machine.
+#[derive(Debug)]
+struct Forward {
+    socket: Option<std::os::unix::net::UnixDatagram>,
+    target: PathBuf,
+}
+
+impl Forward {
+    fn new() -> Forward {
+        Forward {
+            socket: std::os::unix::net::UnixDatagram::unbound().ok(),
+            target: crate::machine::service_notify_socket(),
+        }
+    }
+
+    fn send(&self, n: &Notification) {
+        // Our own boot marker is an internal detail of the built-in guest.
+        if matches!(n, Notification::User { data } if data == BOOTED_MESSAGE) {
+            return;
+        }
+        let Some(socket) = &self.socket else { return };
+        if !self.target.exists() {
+            return;
+        }
+        match n.encode() {
+            // Nobody listening, or a full queue: the service is an observer, never a gate.
+            Ok(datagram) => {
+                let _ = socket.send_to(&datagram, &self.target);
+            }
+            Err(e) => tracing::debug!("cannot re-encode a notification: {e}"),
+        }
     }
 }
 

@@ -608,3 +608,55 @@ fn a_guest_writes_through_a_cow_that_run_creates_and_cow_merge_sees_it() {
         "unwritten sectors come from the base"
     );
 }
+
+#[test]
+fn run_forwards_the_guests_events_to_the_desktop_service_socket() {
+    use uml::mconsole::{Notification, NotifyListener};
+    let dir = UmlDir::new();
+    // The desktop service's socket lives under $XDG_RUNTIME_DIR/umlkit; listen there as umld.
+    let runtime = testkit::short_tempdir("umlkit-x");
+    std::fs::create_dir(runtime.path().join("umlkit")).unwrap();
+    let listener = NotifyListener::bind(&runtime.path().join("umlkit/umld.notify")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .arg("--uml-dir")
+        .arg(dir.path())
+        .args([
+            "run",
+            "--umid",
+            "fwd",
+            "--",
+            "sh",
+            "-c",
+            "echo hello-desktop > /proc/mconsole",
+        ])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = Vec::new();
+    while let Some(n) = listener.recv(Duration::from_secs(2)).unwrap() {
+        got.push(n);
+    }
+    assert!(
+        got.iter().any(
+            |n| matches!(n, Notification::Socket { mconsole } if mconsole.ends_with("fwd/mconsole"))
+        ),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&Notification::User {
+            data: b"hello-desktop\n".to_vec()
+        }),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|n| matches!(n, Notification::User { data } if data.starts_with(b"umlkit:"))),
+        "the internal boot marker was forwarded: {got:?}"
+    );
+}
