@@ -587,5 +587,5 @@ function __umld_slot
                 end
         end
     end
-    test "$sub" = $argv[1]; and test $pos = $argv[2]
+    test "$sub" = "$argv[1]"; and test $pos = $argv[2]
 end

@@ -584,5 +584,6 @@ function __umlfs_slot
                 end
         end
     end
-    test "$sub" = $argv[1]; and test $pos = $argv[2]
+    test "$sub" = "$argv[1]"; and test $pos = $argv[2]
 end
+complete -c umlfs -n '__umlfs_slot "" 0' -a '(for u in (__umlfs_umids); echo $u:; end)'

@@ -703,3 +703,34 @@ fn uml_check_and_run_arg_complete_kernel_words() {
         &[],
     );
 }
+
+#[test]
+fn umlfs_offers_running_umids_as_sources_and_image_files() {
+    // The committed scripts (uml/tests/generated.rs and the umlfs staleness test keep them
+    // current).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let wd = workdir();
+    let uml_dir = testkit::short_tempdir("umlkit-u");
+    std::fs::create_dir(uml_dir.path().join("web1")).unwrap();
+    std::fs::create_dir(uml_dir.path().join("db2")).unwrap();
+    let env = [("UML_DIR", uml_dir.path().to_str().unwrap())];
+    for shell in SHELLS {
+        let offer = complete(shell, &root, "umlfs ", wd.path(), &env);
+        assert!(
+            offer.has("web1:") && offer.has("db2:"),
+            "{shell:?}: {offer:?}"
+        );
+        assert!(
+            offer.has("base.img"),
+            "{shell:?} must offer image files: {offer:?}"
+        );
+        let narrowed = complete(shell, &root, "umlfs we", wd.path(), &env);
+        assert!(
+            narrowed.has("web1:") && !narrowed.has("db2:"),
+            "{shell:?}: {narrowed:?}"
+        );
+    }
+}

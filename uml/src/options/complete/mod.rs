@@ -212,6 +212,8 @@ pub enum Dynamic {
     Device,
     /// A console or serial line (`con0`, `ssl1`).
     Line,
+    /// A umlfs source: a running instance's umid followed by `:`, or a file (an image).
+    Source,
 }
 
 /// The dynamic kind of a positional argument, by its id: `umid`, `device`, `line`.
@@ -224,6 +226,7 @@ fn dynamic_of_id(id: &str) -> Option<Dynamic> {
         "umid" => Some(Dynamic::Umid),
         "device" => Some(Dynamic::Device),
         "line" => Some(Dynamic::Line),
+        "source" => Some(Dynamic::Source),
         _ => None,
     }
 }
@@ -231,6 +234,16 @@ fn dynamic_of_id(id: &str) -> Option<Dynamic> {
 /// Every `(subcommand, positional index, kind)` with a dynamic value.
 fn dynamic_slots(cmd: &Command) -> Vec<(String, usize, Dynamic)> {
     let mut slots = Vec::new();
+    // A command without subcommands (umlfs): its own positionals, under the empty name.
+    if cmd.get_subcommands().next().is_none() {
+        let mut positionals: Vec<&clap::Arg> = cmd.get_positionals().collect();
+        positionals.sort_by_key(|a| a.get_index().unwrap_or(usize::MAX));
+        for (i, arg) in positionals.iter().enumerate() {
+            if let Some(kind) = dynamic_of(arg) {
+                slots.push((String::new(), i, kind));
+            }
+        }
+    }
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let mut positionals: Vec<&clap::Arg> = sub.get_positionals().collect();
         positionals.sort_by_key(|a| a.get_index().unwrap_or(usize::MAX));
@@ -314,7 +327,7 @@ fn device_words(kind: Dynamic) -> Vec<String> {
     let stems: &[(&str, u32)] = match kind {
         Dynamic::Device => &[("ubd", 16), ("con", 16), ("ssl", 16), ("eth", 4)],
         Dynamic::Line => &[("con", 16), ("ssl", 16)],
-        Dynamic::Umid => &[],
+        Dynamic::Umid | Dynamic::Source => &[],
     };
     for (stem, n) in stems {
         for u in 0..*n {
@@ -464,6 +477,7 @@ fn bash_hooks(
              {umid}) COMPREPLY=($(compgen -W \"$(__{f}_umids \"$dir\")\" -- \"$cur\")); return 0 ;;\n    \
              {device}) COMPREPLY=($(compgen -W '{device_words}' -- \"$cur\")); return 0 ;;\n    \
              {line}) COMPREPLY=($(compgen -W '{line_words}' -- \"$cur\")); return 0 ;;\n    \
+             {source}) COMPREPLY=($(compgen -W \"$(__{f}_umids \"$dir\" | sed 's/$/:/')\" -- \"$cur\") $(compgen -f -- \"$cur\")); compopt -o nospace; return 0 ;;\n    \
              esac\n    \
              _{f} \"$@\"\n\
          }}\n\
@@ -474,6 +488,7 @@ fn bash_hooks(
         umid = or_case(&slot_cases(slots, Dynamic::Umid, "|")),
         device = or_case(&slot_cases(slots, Dynamic::Device, "|")),
         line = or_case(&slot_cases(slots, Dynamic::Line, "|")),
+        source = or_case(&slot_cases(slots, Dynamic::Source, "|")),
         device_words = device_words(Dynamic::Device).join(" "),
         line_words = device_words(Dynamic::Line).join(" "),
     );
@@ -513,6 +528,14 @@ fn zsh_hooks(
          _{f}_lines() {{\n    \
              local -a lines=({line_words})\n    \
              _describe -t lines 'line' lines\n\
+         }}\n\
+         # A umlfs source: a running instance as `UMID:`, or an image file.\n\
+         (( $+functions[_{f}_sources] )) ||\n\
+         _{f}_sources() {{\n    \
+             local d=${{UML_DIR:-$HOME/.uml}}\n    \
+             local -a umids=($d/*(N/:t))\n    \
+             (( $#umids )) && compadd -S '' -- ${{^umids}}:\n    \
+             _files\n\
          }}\n",
         support = zsh_kernel_support(),
         device_words = device_words(Dynamic::Device).join(" "),
@@ -523,7 +546,12 @@ fn zsh_hooks(
     // the `(<subcommand>)` branch of its subcommand; the hooks replace the action of the dynamic
     // ones.
     let mut rules: Vec<(Option<&str>, Vec<String>, String)> = Vec::new();
-    for (id, func) in [("umid", "umids"), ("device", "devices"), ("line", "lines")] {
+    for (id, func) in [
+        ("umid", "umids"),
+        ("device", "devices"),
+        ("line", "lines"),
+        ("source", "sources"),
+    ] {
         if slots.iter().any(|(_, _, k)| dynamic_of_id(id) == Some(*k)) {
             rules.push((
                 None,
@@ -663,19 +691,22 @@ fn fish_hooks(
                          end\n        \
                  end\n    \
              end\n    \
-             test \"$sub\" = $argv[1]; and test $pos = $argv[2]\n\
+             test \"$sub\" = \"$argv[1]\"; and test $pos = $argv[2]\n\
          end\n",
         vals = value_opts.join(" "),
     );
     for (sub, i, kind) in slots {
         let what = match kind {
             Dynamic::Umid => format!("(__{f}_umids)"),
+            Dynamic::Source => format!("(for u in (__{f}_umids); echo $u:; end)"),
             Dynamic::Device => device_words(*kind).join(" "),
             Dynamic::Line => device_words(*kind).join(" "),
         };
+        // A source may also be an image file: keep file completion there.
+        let files = if *kind == Dynamic::Source { "" } else { " -f" };
         let _ = writeln!(
             s,
-            "complete -c {bin} -n '__{f}_slot {sub} {i}' -f -a '{what}'"
+            "complete -c {bin} -n '__{f}_slot \"{sub}\" {i}'{files} -a '{what}'"
         );
     }
     s
