@@ -676,18 +676,22 @@ impl DefaultGuest {
             "printf '{}' > /proc/mconsole 2>/dev/null\n",
             String::from_utf8_lossy(BOOTED_MESSAGE).replace('\n', "\\n")
         ));
+        // The payload runs as an asynchronous list so that init's trap can act on ctrl-alt-del
+        // at once; POSIX starts such a list with SIGINT and SIGQUIT ignored, and everything it
+        // runs would inherit that (Ctrl-C could not stop a job). `env --default-signal`
+        // restores them.
         let run = match &self.payload {
             Payload::Shell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
-                 setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1 &\n"
+                 setsid -c -w env --default-signal=INT,QUIT \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1 &\n"
                 .to_owned(),
             Payload::RespawningShell => "shell=${SHELL:-/bin/sh}; [ -x \"$shell\" ] || shell=/bin/sh\n\
-                 (while :; do setsid -c -w \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1; sleep 0.2; done) &\n"
+                 (while :; do setsid -c -w env --default-signal=INT,QUIT \"$shell\" -l </dev/tty0 >/dev/tty0 2>&1; sleep 0.2; done) &\n"
                 .to_owned(),
             Payload::Command(argv) => {
                 let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
                 let ctty = if self.stdin_tty { "-c " } else { "" };
                 format!(
-                    "setsid {ctty}-w {} </dev/tty0 >/dev/tty0 2>/dev/tty1 &\n",
+                    "setsid {ctty}-w env --default-signal=INT,QUIT {} </dev/tty0 >/dev/tty0 2>/dev/tty1 &\n",
                     words.join(" ")
                 )
             }

@@ -660,3 +660,19 @@ fn run_forwards_the_guests_events_to_the_desktop_service_socket() {
         "the internal boot marker was forwarded: {got:?}"
     );
 }
+
+#[test]
+fn the_guest_command_starts_with_default_sigint_so_ctrl_c_stops_it() {
+    let dir = UmlDir::new();
+    let args = ["run", "--", "grep", "SigIgn", "/proc/self/status"];
+    let out = uml(dir.path(), &args);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mask = u64::from_str_radix(text.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    // SIGINT is signal 2 (bit 1), SIGQUIT signal 3 (bit 2).
+    assert_eq!(
+        mask & 0b110,
+        0,
+        "SIGINT/SIGQUIT ignored in the guest command: {text}"
+    );
+}
