@@ -145,10 +145,7 @@ fn cow_files_of_every_version_show_the_backing_file_with_their_changes() {
 
 #[test]
 fn running_guest_cow_disk_is_shown_through_its_cow_file() {
-    let dir = tempfile::Builder::new()
-        .prefix("umlfs-cowg")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    let dir = testkit::guest_visible_tempdir("umlfs-cowg");
     let src = dir.path().join("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("old.txt"), b"in the backing file\n").unwrap();

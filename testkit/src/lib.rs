@@ -510,3 +510,13 @@ impl Drop for UmlDir {
         }
     }
 }
+
+/// A temporary directory that a test guest sees at the same path through its hostfs root:
+/// under /var/tmp, since a test guest has its own tmpfs on /tmp (and a checkout, with its
+/// target directory, may itself live under the host's /tmp).
+pub fn guest_visible_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/var/tmp")
+        .expect("cannot create a temporary directory under /var/tmp")
+}
