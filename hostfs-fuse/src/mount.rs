@@ -22,9 +22,6 @@ use crate::options::MountOptions;
 use crate::source::{self, MountKind, Source, UbdBacking};
 use crate::view::{Disk, Image, Presentation, View, ViewError, ViewKind, ViewMount};
 
-/// The magic at the start of a UML COW file (arch/um/drivers/cow_user.c `COW_MAGIC`).
-const COW_MAGIC: u32 = 0x4f4f_4f4d;
-
 /// Why a mount could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -123,10 +120,14 @@ fn open_image(
         path: path.to_owned(),
         source,
     })?;
-    let mut magic = [0u8; 4];
-    let read = std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).is_ok();
-    // V1 headers are in host byte order, V2/V3 big-endian (arch/um/drivers/cow_user.c).
-    if read && (u32::from_be_bytes(magic) == COW_MAGIC || u32::from_le_bytes(magic) == COW_MAGIC) {
+    // Whether it is a COW file is the kernel's autodetection, which `uml::cow` implements.
+    let is_cow = uml::cow::CowFile::open(path)
+        .map_err(|e| MountError::Cow {
+            path: path.to_owned(),
+            reason: chain(&e),
+        })?
+        .is_some();
+    if is_cow {
         let reader = CowReader::open(path, backing).map_err(|e| MountError::Cow {
             path: path.to_owned(),
             reason: chain(&e),
