@@ -269,6 +269,9 @@ pub fn mconsole(args: MconsoleArgs, global: &Global) -> anyhow::Result<ExitCode>
     })
 }
 
+/// How much of a guest's console log `uml console` reads to find its pty.
+const LOG_SCAN_LIMIT: u64 = 4 << 20;
+
 /// The host pty behind a guest line that was configured as `pts` (or `pty`).
 ///
 /// The kernel's `config conN` answers only `pts`, not the device. The device is named in the
@@ -285,12 +288,17 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     };
     let log = uml::launch::runtime_dir(uml_dir, &target.umid).join(format!("{}.log", target.umid));
     let needle = format!("{kind} {n} assigned device '");
-    if let Ok(text) = std::fs::read_to_string(&log)
-        && let Some(dev) = text.lines().rev().find_map(|l| {
-            l.split_once(&needle)
-                .and_then(|(_, r)| r.split('\'').next())
-        })
-    {
+    // The log is the guest's console output and grows for as long as it runs: read a bounded
+    // head, where the line's first open (during boot) is logged.
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(&log) {
+        let _ = f.take(LOG_SCAN_LIMIT).read_to_end(&mut head);
+    }
+    let text = String::from_utf8_lossy(&head);
+    if let Some(dev) = text.lines().rev().find_map(|l| {
+        l.split_once(&needle)
+            .and_then(|(_, r)| r.split('\'').next())
+    }) {
         return Ok(PathBuf::from(dev));
     }
     let pid = target.pid.context("the instance has no pid")?;
