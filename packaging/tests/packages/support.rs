@@ -75,6 +75,13 @@ pub fn show(out: &Output) -> String {
     )
 }
 
+/// The target directory of the package build: its own, so that the release build neither
+/// waits for nor invalidates the workspace's test build. `scripts/test` starts the same build
+/// there early, at low priority; cargo's lock makes this one wait for it and find it done.
+pub fn package_target_dir() -> PathBuf {
+    repo().join("target/package")
+}
+
 /// The .deb, built by `scripts/build-deb` (a release build: minutes the first time) once for
 /// all the tests of this binary. An error is kept and reported by each test that asks.
 pub fn deb() -> &'static Path {
@@ -83,6 +90,7 @@ pub fn deb() -> &'static Path {
         let out = run_within(
             Command::new(repo().join("scripts/build-deb"))
                 .arg("--quiet")
+                .env("CARGO_TARGET_DIR", package_target_dir())
                 .stdin(Stdio::null()),
             Duration::from_secs(40 * 60),
         );
