@@ -121,6 +121,13 @@ fn pkgbuild_installs_exactly_the_files_of_the_deb() {
         .lines()
         .filter_map(|l| l.trim().split_once(" = "))
         .collect();
+    // AUR takes the metadata from the committed .SRCINFO: it must say what the PKGBUILD says.
+    let committed = fs::read_to_string(repo().join("packaging/arch/.SRCINFO"))
+        .expect("packaging/arch/.SRCINFO");
+    assert_eq!(
+        committed, srcinfo,
+        "packaging/arch/.SRCINFO is stale: regenerate it with makepkg --printsrcinfo"
+    );
     let has = |k: &str, v: &str| fields.contains(&(k, v));
     assert!(has("pkgver", env!("CARGO_PKG_VERSION")), "{srcinfo}");
     assert!(has("depends", "fuse3"), "{srcinfo}");
@@ -273,6 +280,26 @@ fn rpm_spec_installs_and_lists_exactly_the_files_of_the_deb() {
         got,
         "{}",
         diff("RPM %install and %files", &want, &got)
+    );
+}
+
+#[test]
+fn rpmlint_finds_nothing_unexplained_in_the_spec() {
+    // Every filter in umlkit.rpmlintrc says why.
+    let rpm = repo().join("packaging/rpm");
+    let out = run_within(
+        Command::new("rpmlint")
+            .arg("-r")
+            .arg(rpm.join("umlkit.rpmlintrc"))
+            .arg(rpm.join("umlkit.spec"))
+            .stdin(std::process::Stdio::null()),
+        std::time::Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 0 errors, 0 warnings"),
+        "rpmlint: {}",
+        show(&out)
     );
 }
 
