@@ -11,42 +11,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{GuestBuilder, UmlDir};
+use testkit::{GuestBuilder, SessionBus, UmlDir};
 
 const NAME: &str = "org.umlkit.uml1";
 const MACHINE: &str = "org.umlkit.uml1.Machine";
-
-struct Daemon {
-    address: String,
-    pid: i32,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) only signals the bus daemon this benchmark started.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-        }
-    }
-}
-
-fn start_bus() -> Daemon {
-    let out = Command::new("dbus-daemon")
-        .args([
-            "--session",
-            "--print-address=1",
-            "--print-pid=1",
-            "--fork",
-            "--nopidfile",
-        ])
-        .output()
-        .expect("cannot run dbus-daemon");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let address = lines.next().unwrap().trim().to_owned();
-    let pid = lines.next().unwrap().trim().parse().unwrap();
-    Daemon { address, pid }
-}
 
 /// A child process killed on drop (umld, gdbus monitor).
 struct Service(Child);
@@ -58,7 +26,7 @@ impl Drop for Service {
     }
 }
 
-fn start_umld(bus: &Daemon, uml_dir: &Path, notify: &Path) -> Service {
+fn start_umld(bus: &SessionBus, uml_dir: &Path, notify: &Path) -> Service {
     let child = Command::new(env!("CARGO_BIN_EXE_umld"))
         .args(["--address", &bus.address, "--uml-dir"])
         .arg(uml_dir)
@@ -150,7 +118,7 @@ fn main() {
 }
 
 async fn run() {
-    let bus = start_bus();
+    let bus = SessionBus::start();
     let dir = UmlDir::new();
     let scratch = testkit::short_tempdir("umld-b");
     let notify = scratch.path().join("umld.notify");

@@ -403,7 +403,7 @@ fn service_starts_by_dbus_activation_from_its_service_file() {
         shipped.replace("Exec=/usr/bin/umld\n", &exec),
     )
     .unwrap();
-    let bus = Bus::start_with_services(Some(services.path()));
+    let bus = Bus::builder().servicedir(services.path()).start();
     let guest = GuestBuilder::new("ud-act")
         .uml_dir(dir.path())
         .boot()
@@ -426,20 +426,7 @@ fn service_starts_by_dbus_activation_from_its_service_file() {
         &["call", NAME, MANAGER, MANAGER_IFACE, "ListMachines"],
     )
     .unwrap();
-    let pid = busctl(
-        &bus,
-        &[
-            "call",
-            "org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus",
-            "GetConnectionUnixProcessID",
-            "s",
-            NAME,
-        ],
-    )
-    .unwrap();
-    let pid: i32 = pid.trim().trim_start_matches("u ").parse().unwrap();
+    let pid = bus.owner_pid(NAME).unwrap();
     let _umld = KillPid(pid);
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(exe.ends_with("umld"), "{}", exe.display());

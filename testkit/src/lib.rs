@@ -15,6 +15,10 @@
 //! guest.wait_for_log("hello", std::time::Duration::from_secs(10)).unwrap();
 //! ```
 
+mod bus;
+
+pub use bus::{SessionBus, SessionBusBuilder};
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io;

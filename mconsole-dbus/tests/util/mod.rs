@@ -17,84 +17,8 @@ pub const MANAGER_IFACE: &str = "org.umlkit.uml1.Manager";
 pub const MACHINE_IFACE: &str = "org.umlkit.uml1.Machine";
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A private session bus; the daemon is killed on drop.
-#[derive(Debug)]
-pub struct Bus {
-    pub address: String,
-    pid: i32,
-    _dir: tempfile::TempDir,
-}
-
-impl Bus {
-    pub fn start() -> Bus {
-        Bus::start_with_services(None)
-    }
-
-    /// A bus whose config has its own `<servicedir>` (for D-Bus activation).
-    pub fn start_with_services(servicedir: Option<&Path>) -> Bus {
-        let dir = testkit::short_tempdir("umld-bus");
-        let config = dir.path().join("bus.conf");
-        let services = servicedir
-            .map(|d| format!("<servicedir>{}</servicedir>", d.display()))
-            .unwrap_or_default();
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  {services}
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args([
-                "--print-address=1",
-                "--print-pid=1",
-                "--fork",
-                "--nopidfile",
-            ])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cannot run dbus-daemon");
-        assert!(out.status.success(), "dbus-daemon failed: {out:?}");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines();
-        let address = lines.next().expect("no address").trim().to_owned();
-        let pid = lines
-            .next()
-            .expect("no pid")
-            .trim()
-            .parse()
-            .expect("bad pid");
-        Bus {
-            address,
-            pid,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) only sends a signal to the daemon this guard started.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-        }
-    }
-}
+/// A private session bus (testkit's); the daemon is killed on drop.
+pub use testkit::SessionBus as Bus;
 
 /// A running umld on a private bus, watching `uml_dir`. Killed on drop.
 #[derive(Debug)]

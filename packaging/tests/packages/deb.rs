@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
-use testkit::GuestBuilder;
+use testkit::{GuestBuilder, SessionBus};
 
 /// Commands with a completion script: the three binaries and the names the UML kernel goes by.
 const COMPLETED: [&str; 6] = ["uml", "umlfs", "umld", "linux", "linux.uml", "vmlinux"];
@@ -435,47 +435,15 @@ while :; do sleep 1; done",
     // D-Bus: a session bus whose only service directory is the system's, as on a desktop.
     // The first call to org.umlkit.uml1 starts /usr/bin/umld from the installed service file;
     // umld finds the guest in the user's ~/.uml.
-    let bus_dir = testkit::short_tempdir("pkg-bus");
-    let config = bus_dir.path().join("session.conf");
-    fs::write(
-        &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <servicedir>/usr/share/dbus-1/services</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-            bus_dir.path().display()
-        ),
-    )
-    .expect("write the bus config");
-    let started = ok(Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args([
-            "--print-address=1",
-            "--print-pid=1",
-            "--fork",
-            "--nopidfile",
+    let bus = SessionBus::builder()
+        .servicedir(Path::new("/usr/share/dbus-1/services"))
+        .env(&[
+            ("PATH", Path::new("/usr/sbin:/usr/bin:/sbin:/bin")),
+            ("HOME", home.path()),
+            ("XDG_RUNTIME_DIR", &runtime),
         ])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", &runtime));
-    let mut lines = started.lines();
-    let address = lines.next().expect("the bus address").trim().to_owned();
-    let bus_pid: i32 = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("the bus pid");
-    let _bus = KillOnDrop(bus_pid);
+        .start();
+    let address = &bus.address;
     let busctl = |args: &[&str]| {
         ok(Command::new("busctl")
             .arg(format!("--address={address}"))
@@ -488,20 +456,9 @@ while :; do sleep 1; done",
         "org.umlkit.uml1.Manager",
         "ListMachines",
     ]);
-    let owner = busctl(&[
-        "call",
-        "org.freedesktop.DBus",
-        "/org/freedesktop/DBus",
-        "org.freedesktop.DBus",
-        "GetConnectionUnixProcessID",
-        "s",
-        "org.umlkit.uml1",
-    ]);
-    let umld_pid: i32 = owner
-        .trim()
-        .trim_start_matches("u ")
-        .parse()
-        .unwrap_or_else(|_| panic!("GetConnectionUnixProcessID: {owner}"));
+    let umld_pid = bus
+        .owner_pid("org.umlkit.uml1")
+        .expect("umld owns its name");
     let _umld = KillOnDrop(umld_pid);
     assert_eq!(
         fs::read_link(format!("/proc/{umld_pid}/exe")).expect("umld's executable"),
