@@ -189,6 +189,24 @@ fn every_file_is_where_it_belongs(members: &[Member]) {
         );
     }
 
+    // dpkg has every file's checksum (the md5sums that scripts/build-deb adds) and finds the
+    // installation unchanged.
+    let sums = fs::read_to_string(format!("/var/lib/dpkg/info/{PACKAGE}.md5sums"))
+        .expect("dpkg keeps the package's md5sums");
+    for m in members.iter().filter(|m| m.kind == '-') {
+        assert!(
+            sums.lines()
+                .any(|l| l.ends_with(&format!("  {}", &m.path[1..]))),
+            "no checksum for {} in the package's md5sums",
+            m.path
+        );
+    }
+    let verify = ok(Command::new("dpkg").args(["--verify", PACKAGE]));
+    assert!(
+        verify.trim().is_empty(),
+        "dpkg --verify {PACKAGE}: {verify}"
+    );
+
     // And it is the layout users and tools look for.
     let must = |path: &str| {
         assert!(Path::new(path).is_file(), "{path} is not installed");
