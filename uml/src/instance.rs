@@ -426,19 +426,21 @@ impl UnixSockets {
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
             return false;
         };
-        fds.flatten().take(65_536).any(|fd| {
-            fs::read_link(fd.path())
-                .ok()
-                .and_then(|target| {
-                    let t = target
-                        .to_str()?
-                        .strip_prefix("socket:[")?
-                        .strip_suffix(']')?;
-                    t.parse::<u64>().ok()
-                })
-                .is_some_and(|inode| inodes.contains(&inode))
-        })
+        fds.flatten()
+            .take(65_536)
+            .any(|fd| socket_inode(&fd.path()).is_some_and(|inode| inodes.contains(&inode)))
     }
+}
+
+/// The socket inode a `/proc/PID/fd/N` link points to (`socket:[INODE]`), if it is a socket.
+fn socket_inode(fd_link: &Path) -> Option<u64> {
+    let target = fs::read_link(fd_link).ok()?;
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Removes the stale instance directories of `uml_dir` and returns them. A directory is
@@ -488,10 +490,18 @@ pub enum RunState {
 
 /// Tells a paused guest from a running one without changing its state.
 ///
-/// A stopped UML loops in `mconsole_stop()` (`mconsole_kern.c`): its host process uses no CPU
-/// and the guest's idle time (second field of `/proc/uptime`) stops advancing while its uptime
-/// goes on. A running guest either idles (idle time advances) or is busy (its host processes
-/// use CPU). Two samples `window` apart tell which.
+/// mconsole `stop` leaves the kernel in `mconsole_stop()` (`mconsole_kern.c`), which makes the
+/// mconsole socket blocking and loops in recvfrom(2) on it until `go`. A running kernel reads
+/// that socket only when it is readable, from its SIGIO handler, so it is never blocked there.
+/// `/proc/PID/syscall` shows which: that is the answer wherever it can be read.
+///
+/// Reading it needs ptrace access to the kernel (not granted for another user's kernel, nor by
+/// Yama's ptrace_scope 1 for one this process did not start). Then the state is inferred from
+/// two samples `window` apart: a stopped UML uses no CPU and the guest's idle time (second
+/// field of `/proc/uptime`) stops advancing, while a running one either idles (idle time
+/// advances) or works (its host processes use CPU). A running guest that waits on the host
+/// (a slow disk, a starved CPU) can look stopped for a moment, so "paused" is only said after
+/// a second, longer sample agrees.
 ///
 /// # Errors
 /// The mconsole error when the guest does not answer.
@@ -511,16 +521,59 @@ pub fn run_state(
             .unwrap_or(0.0);
         Ok((idle, instance.pid.map(group_cpu_ticks).unwrap_or(0)))
     };
-    let (idle0, cpu0) = sample()?;
-    thread::sleep(window);
-    let (idle1, cpu1) = sample()?;
-    // The proc reads themselves cost the host a tick now and then; a paused guest shows no
-    // idle progress and at most that.
-    if idle1 > idle0 || cpu1.saturating_sub(cpu0) > 2 {
-        Ok(RunState::Running)
-    } else {
-        Ok(RunState::Paused)
+    // A stopped guest answers too (mconsole_stop() serves requests): this only tells that
+    // there is a guest to ask.
+    let (mut idle0, mut cpu0) = sample()?;
+    if let Some(blocked) = instance
+        .pid
+        .and_then(|pid| blocked_on_mconsole(pid, &instance.mconsole_path()))
+    {
+        return Ok(if blocked {
+            RunState::Paused
+        } else {
+            RunState::Running
+        });
     }
+    for wait in [window, window * 6] {
+        thread::sleep(wait);
+        let (idle1, cpu1) = sample()?;
+        // The proc reads themselves cost the host a tick now and then; a paused guest shows
+        // no idle progress and at most that.
+        if idle1 > idle0 || cpu1.saturating_sub(cpu0) > 2 {
+            return Ok(RunState::Running);
+        }
+        (idle0, cpu0) = (idle1, cpu1);
+    }
+    Ok(RunState::Paused)
+}
+
+/// Whether the kernel `pid` is blocked in recvfrom(2) on the socket bound at `socket` (see
+/// [`run_state`]). A few reads a millisecond apart, so that the moments a stopped kernel spends
+/// answering a request or a timer signal do not hide it. `None` when `/proc/PID/syscall` cannot
+/// be read or the socket is not found.
+fn blocked_on_mconsole(pid: u32, socket: &Path) -> Option<bool> {
+    let sockets = UnixSockets::read();
+    let inodes: HashSet<u64> = sockets.inodes_of(socket).iter().copied().collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    for _ in 0..5 {
+        // "NR ARG0 … SP PC" while blocked in a system call; "running" or "-1 SP PC" otherwise.
+        let text = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+        let mut fields = text.split_whitespace();
+        let nr = fields.next().and_then(|f| f.parse::<i64>().ok());
+        if nr == Some(libc::SYS_recvfrom) || nr == Some(libc::SYS_recvmsg) {
+            let fd = fields
+                .next()
+                .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+            let inode = fd.and_then(|fd| socket_inode(Path::new(&format!("/proc/{pid}/fd/{fd}"))));
+            if inode.is_some_and(|i| inodes.contains(&i)) {
+                return Some(true);
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    Some(false)
 }
 
 /// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
