@@ -2,7 +2,6 @@
 //! binary generates today (`scripts/generate`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[test]
 fn committed_umlfs_page_and_completions_are_up_to_date() {
@@ -10,18 +9,7 @@ fn committed_umlfs_page_and_completions_are_up_to_date() {
         .parent()
         .unwrap()
         .to_owned();
-    let tmp = tempfile::TempDir::new().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_umlfs"))
-        .args(["generate", "all", "--out-dir"])
-        .arg(tmp.path())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmp = testkit::generated_by(env!("CARGO_BIN_EXE_umlfs"));
     let mut checked = 0;
     for rel in [
         "man/umlfs.1",

@@ -3,13 +3,11 @@
 
 mod umlfs_support;
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::GuestBuilder;
+use testkit::{CowVersion, GuestBuilder, write_cow};
 use umlfs_support::*;
 
 fn run(cmd: &mut Command) {
@@ -19,69 +17,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A COW file of version 1, 2 or the kernel's (broken-aligned) 3 holding `sectors`, laid
-/// out as arch/um/drivers/cow_user.c writes them.
-fn craft(version: &str, path: &Path, backing: &Path, sectors: &[(u64, Vec<u8>)]) {
-    let meta = fs::metadata(backing).unwrap();
-    let (size, mtime) = (meta.len(), meta.mtime() as u32);
-    let name = backing.to_str().unwrap().as_bytes();
-    let (mut head, bitmap_offset, data_offset) = match version {
-        "v1" => {
-            let mut h = vec![0u8; 280];
-            h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_ne_bytes());
-            h[4..8].copy_from_slice(&1u32.to_ne_bytes());
-            h[8..8 + name.len()].copy_from_slice(name);
-            h[264..268].copy_from_slice(&mtime.to_ne_bytes());
-            h[268..276].copy_from_slice(&size.to_ne_bytes());
-            h[276..280].copy_from_slice(&512u32.to_ne_bytes());
-            let len = (size + 511) / 4096;
-            (h, 280u64, (280 + len).div_ceil(512) * 512)
-        }
-        "v2" => {
-            let mut h = vec![0u8; 4120];
-            h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_be_bytes());
-            h[4..8].copy_from_slice(&2u32.to_be_bytes());
-            h[8..8 + name.len()].copy_from_slice(name);
-            h[4104..4108].copy_from_slice(&mtime.to_be_bytes());
-            h[4108..4116].copy_from_slice(&size.to_be_bytes());
-            h[4116..4120].copy_from_slice(&512u32.to_be_bytes());
-            let len = (size + 511) / 4096;
-            (h, 4120u64, (4120 + len).div_ceil(512) * 512)
-        }
-        "v3" => {
-            let mut h = vec![0u8; 4136];
-            h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_be_bytes());
-            h[4..8].copy_from_slice(&3u32.to_be_bytes());
-            h[8..12].copy_from_slice(&mtime.to_be_bytes());
-            h[16..24].copy_from_slice(&size.to_be_bytes());
-            h[24..28].copy_from_slice(&512u32.to_be_bytes());
-            h[28..32].copy_from_slice(&4096u32.to_be_bytes());
-            h[36..36 + name.len()].copy_from_slice(name);
-            let len = size.div_ceil(512).div_ceil(8);
-            (h, 8192u64, (8192 + len).div_ceil(4096) * 4096)
-        }
-        _ => unreachable!(),
-    };
-    head.resize(bitmap_offset as usize, 0);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.write_all_at(&head, 0).unwrap();
-    f.set_len(data_offset + size).unwrap();
-    for (sector, data) in sectors {
-        let mut byte = [0u8];
-        f.read_exact_at(&mut byte, bitmap_offset + sector / 8)
-            .unwrap();
-        byte[0] |= 1 << (sector % 8);
-        f.write_all_at(&byte, bitmap_offset + sector / 8).unwrap();
-        f.write_all_at(data, data_offset + sector * 512).unwrap();
-    }
 }
 
 #[test]
@@ -119,9 +54,13 @@ fn cow_files_of_every_version_show_the_backing_file_with_their_changes() {
         .collect();
     assert!(!sectors.is_empty());
     let before = fs::read(&backing).unwrap();
-    for version in ["v1", "v2", "v3"] {
+    for (version, layout) in [
+        ("v1", CowVersion::V1),
+        ("v2", CowVersion::V2),
+        ("v3", CowVersion::V3),
+    ] {
         let cow = dir.path().join(format!("{version}.cow"));
-        craft(version, &cow, &backing, &sectors);
+        write_cow(layout, &cow, &backing, &sectors);
         let mp = MountPoint::new();
         let out = umlfs(&[cow.to_str().unwrap(), mp.path().to_str().unwrap()]);
         assert!(out.status.success(), "{version}: {out:?}");

@@ -3,22 +3,9 @@
 //! documents every member of the checked-in interface XML.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn generate() -> tempfile::TempDir {
-    let tmp = tempfile::TempDir::new().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_umld"))
-        .args(["generate", "all", "--out-dir"])
-        .arg(tmp.path())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tmp
+    testkit::generated_by(env!("CARGO_BIN_EXE_umld"))
 }
 
 #[test]

@@ -16,8 +16,10 @@
 //! ```
 
 mod bus;
+mod cow;
 
 pub use bus::{SessionBus, SessionBusBuilder};
+pub use cow::{CowVersion, write_cow};
 
 use std::fmt::Write as _;
 use std::fs;
@@ -523,4 +525,23 @@ pub fn guest_visible_tempdir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir_in("/var/tmp")
         .expect("cannot create a temporary directory under /var/tmp")
+}
+
+/// What `BINARY generate all --out-dir DIR` writes (the man pages and completions that
+/// `scripts/generate` commits), in a fresh temporary directory; with SOURCE_DATE_EPOCH unset,
+/// as `scripts/generate` runs it. Panics if the generator fails.
+pub fn generated_by(binary: &str) -> tempfile::TempDir {
+    let tmp = tempfile::TempDir::new().expect("a temporary directory");
+    let out = Command::new(binary)
+        .args(["generate", "all", "--out-dir"])
+        .arg(tmp.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    assert!(
+        out.status.success(),
+        "{binary} generate all failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmp
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use testkit::{Guest, GuestBuilder};
+use testkit::{CowVersion, Guest, GuestBuilder, write_cow};
 
 const GUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -328,68 +328,6 @@ fn reader_matches_image(cow: &Path, image: &Path) {
     assert_eq!(reader.read_at(&mut buf, size - 3).unwrap(), 3);
 }
 
-/// A crafted COW file of version 1, 2 or broken 3 (§3.1 of the spec), holding `sectors`.
-fn craft(version: &str, path: &Path, backing: &Path, sectors: &[(u64, Vec<u8>)]) {
-    let meta = fs::metadata(backing).unwrap();
-    let (size, mtime) = (meta.len(), meta.mtime() as u32);
-    let name = s(backing).as_bytes();
-    let (mut head, bitmap_offset, data_offset) = match version {
-        "v1" => {
-            let mut h = vec![0u8; 280];
-            h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_ne_bytes());
-            h[4..8].copy_from_slice(&1u32.to_ne_bytes());
-            h[8..8 + name.len()].copy_from_slice(name);
-            h[264..268].copy_from_slice(&mtime.to_ne_bytes());
-            h[268..276].copy_from_slice(&size.to_ne_bytes());
-            h[276..280].copy_from_slice(&512u32.to_ne_bytes());
-            let len = (size + 511) / 4096;
-            (h, 280u64, (280 + len).div_ceil(512) * 512)
-        }
-        "v2" => {
-            let mut h = vec![0u8; 4120];
-            h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_be_bytes());
-            h[4..8].copy_from_slice(&2u32.to_be_bytes());
-            h[8..8 + name.len()].copy_from_slice(name);
-            h[4104..4108].copy_from_slice(&mtime.to_be_bytes());
-            h[4108..4116].copy_from_slice(&size.to_be_bytes());
-            h[4116..4120].copy_from_slice(&512u32.to_be_bytes());
-            let len = (size + 511) / 4096;
-            (h, 4120u64, (4120 + len).div_ceil(512) * 512)
-        }
-        "v3broken" => {
-            let mut h = vec![0u8; 4136];
-            h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_be_bytes());
-            h[4..8].copy_from_slice(&3u32.to_be_bytes());
-            h[8..12].copy_from_slice(&mtime.to_be_bytes());
-            h[16..24].copy_from_slice(&size.to_be_bytes());
-            h[24..28].copy_from_slice(&512u32.to_be_bytes());
-            h[28..32].copy_from_slice(&4096u32.to_be_bytes());
-            h[36..36 + name.len()].copy_from_slice(name);
-            let len = size.div_ceil(512).div_ceil(8);
-            (h, 8192u64, (8192 + len).div_ceil(4096) * 4096)
-        }
-        _ => unreachable!(),
-    };
-    head.resize(bitmap_offset as usize, 0);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.write_all_at(&head, 0).unwrap();
-    f.set_len(data_offset + size).unwrap();
-    for (sector, data) in sectors {
-        let mut byte = [0u8];
-        f.read_exact_at(&mut byte, bitmap_offset + sector / 8)
-            .unwrap();
-        byte[0] |= 1 << (sector % 8);
-        f.write_all_at(&byte, bitmap_offset + sector / 8).unwrap();
-        f.write_all_at(data, data_offset + sector * 512).unwrap();
-    }
-}
-
 #[test]
 fn version_1_2_and_broken_3_files_are_read_and_merged() {
     let dir = tempdir();
@@ -406,9 +344,13 @@ fn version_1_2_and_broken_3_files_are_read_and_merged() {
     for (n, data) in &sectors {
         expected[*n as usize * 512..(*n as usize + 1) * 512].copy_from_slice(data);
     }
-    for (version, number) in [("v1", 1), ("v2", 2), ("v3broken", 3)] {
+    for (version, layout, number) in [
+        ("v1", CowVersion::V1, 1),
+        ("v2", CowVersion::V2, 2),
+        ("v3broken", CowVersion::V3, 3),
+    ] {
         let cow = dir.path().join(format!("{version}.cow"));
-        craft(version, &cow, &backing, &sectors);
+        write_cow(layout, &cow, &backing, &sectors);
         let info = json(&uml_ok(&["cow", "info", "--json", s(&cow)]));
         assert_eq!(info["version"], number, "{version}");
         assert_eq!(info["broken_v3_layout"], version == "v3broken");

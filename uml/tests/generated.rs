@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The workspace root, where `man/` and `completions/` are committed.
 fn root() -> PathBuf {
@@ -46,18 +45,7 @@ fn owned_by_uml(rel: &Path) -> bool {
 
 #[test]
 fn committed_man_pages_and_completions_are_up_to_date() {
-    let tmp = tempfile::TempDir::new().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
-        .args(["generate", "all", "--out-dir"])
-        .arg(tmp.path())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "uml generate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmp = testkit::generated_by(env!("CARGO_BIN_EXE_uml"));
     let mut problems = Vec::new();
     for sub in ["man", "completions"] {
         let fresh_dir = tmp.path().join(sub);
