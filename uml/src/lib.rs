@@ -10,6 +10,7 @@ pub mod check;
 pub mod cmdline;
 pub mod cow;
 pub mod instance;
+pub mod kernel;
 pub mod launch;
 pub mod machine;
 pub mod mconsole;

@@ -6,6 +6,7 @@ pub mod control;
 pub mod cow;
 pub mod generate;
 pub mod instances;
+pub mod kernel;
 pub mod run;
 pub mod switch;
 
@@ -82,6 +83,8 @@ pub enum Command {
     Cow(cow::Args),
     /// A userspace Ethernet switch for the kernel's `daemon` transport
     Switch(switch::Args),
+    /// Which UML kernel runs, which are built, and build one from source
+    Kernel(kernel::Args),
     /// Write the man pages and shell completions (for packaging; see scripts/generate)
     #[command(hide = true)]
     Generate(generate::Args),
@@ -112,6 +115,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Console(a) => control::console(a, &global),
         Command::Cow(args) => cow::run(args, &global),
         Command::Switch(args) => switch::run(args, &global),
+        Command::Kernel(args) => kernel::run(args, &global),
         Command::Generate(args) => generate::run(args),
     }
 }
