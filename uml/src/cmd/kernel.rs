@@ -23,6 +23,16 @@ pub enum Sub {
     List(ListArgs),
     /// Build a UML kernel from a kernel source tree or tarball and install it for umlkit
     Build(BuildArgs),
+    /// Make a kernel the default of every umlkit command (when --kernel and $UML_KERNEL are
+    /// not given)
+    Use(UseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UseArgs {
+    /// A path, a release or series built by `uml kernel build` (7.2), or a command on PATH
+    #[arg(value_name = "KERNEL")]
+    pub kernel: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +79,7 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         Sub::Info(a) => info(a),
         Sub::List(a) => list(a),
         Sub::Build(a) => build_kernel(a),
+        Sub::Use(a) => use_kernel(a),
     }
 }
 
@@ -226,5 +237,18 @@ fn build_kernel(args: BuildArgs) -> anyhow::Result<ExitCode> {
         built.profile.series(),
         built.profile.path.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn use_kernel(args: UseArgs) -> anyhow::Result<ExitCode> {
+    let profile = kernel::set_default(&args.kernel)?;
+    println!(
+        "default kernel: {} ({})",
+        profile.path.display(),
+        profile.release
+    );
+    if let Some(file) = kernel::default_file() {
+        println!("written to {}", file.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 /// How long `linux --version` or `--showconfig` may take before the file is judged not to be a
 /// UML kernel. Both answer in a few milliseconds; the bound is for programs that are not one.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The most of a probe's output that is read (a `.config` is about 100 KiB).
 const PROBE_OUTPUT_MAX: usize = 4 << 20;
@@ -496,8 +496,9 @@ pub fn installed_in(dir: &Path) -> Vec<Installed> {
 ///
 /// `wanted` is what the user gave with `--kernel`: a path (anything with a `/`, or an existing
 /// file), or a release or series (`7.2`, `7.2.12`) of a kernel built by `uml kernel build`, or a
-/// command name looked up on `PATH`. Without it: `$UML_KERNEL` (same forms), then `linux` on
-/// `PATH`, then the newest built kernel.
+/// command name looked up on `PATH`. Without it: `$UML_KERNEL` (same forms), then the default
+/// set with `uml kernel use` ([`default_file`]), then `linux` on `PATH`, then the newest built
+/// kernel.
 ///
 /// # Errors
 /// [`KernelError::NotFound`] when there is no kernel at all, [`KernelError::NoSuchVersion`] for
@@ -507,6 +508,9 @@ pub fn resolve(wanted: Option<&str>) -> Result<PathBuf, KernelError> {
     if let Some(wanted) = wanted.or(from_env.as_deref()) {
         return resolve_named(wanted);
     }
+    if let Some(configured) = configured_default() {
+        return resolve_named(&configured);
+    }
     if let Some(linux) = on_path("linux") {
         return Ok(linux);
     }
@@ -515,6 +519,45 @@ pub fn resolve(wanted: Option<&str>) -> Result<PathBuf, KernelError> {
         .next()
         .map(|k| k.path)
         .ok_or(KernelError::NotFound)
+}
+
+/// `$XDG_CONFIG_HOME/umlkit/kernel`, else `~/.config/umlkit/kernel`: one line naming the
+/// default kernel, in any form `--kernel` takes.
+pub fn default_file() -> Option<PathBuf> {
+    xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("umlkit/kernel"))
+}
+
+/// The default set with `uml kernel use`, if any.
+pub fn configured_default() -> Option<String> {
+    let mut text = Vec::new();
+    std::fs::File::open(default_file()?)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut text)
+        .ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| line.to_owned())
+}
+
+/// Makes `kernel` (any form `--kernel` takes) the default, after checking that it resolves to a
+/// UML kernel. Returns its profile.
+///
+/// # Errors
+/// When it does not resolve, is not a UML kernel, or the file cannot be written.
+pub fn set_default(kernel: &str) -> Result<Profile, KernelError> {
+    let path = resolve_named(kernel)?;
+    let profile = Profile::read(&path)?;
+    let file = default_file().ok_or(KernelError::NotFound)?;
+    let io_err = |source| KernelError::Io {
+        path: file.clone(),
+        source,
+    };
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    std::fs::write(&file, format!("{kernel}\n")).map_err(io_err)?;
+    Ok(profile)
 }
 
 fn resolve_named(wanted: &str) -> Result<PathBuf, KernelError> {
