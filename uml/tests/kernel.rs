@@ -44,14 +44,13 @@ fn show(args: &[&str], out: &Output) -> String {
 /// A 7.x kernel built by `uml kernel build` for this user: the test kernel when it is one,
 /// else the newest one `uml kernel list` has.
 fn built_7x() -> PathBuf {
-    if let Some(k) = std::env::var_os("UML_KERNEL").map(PathBuf::from) {
-        if Command::new(&k)
+    if let Some(k) = std::env::var_os("UML_KERNEL").map(PathBuf::from)
+        && Command::new(&k)
             .arg("--version")
             .output()
             .is_ok_and(|o| o.stdout.starts_with(b"7."))
-        {
-            return k;
-        }
+    {
+        return k;
     }
     uml::kernel::installed()
         .into_iter()
