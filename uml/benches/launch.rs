@@ -32,6 +32,10 @@ fn main() {
     let init = scratch.path().join("init");
     guest.write_init(&init).unwrap();
 
+    // The kernel `uml run` picks (UML_KERNEL, `uml kernel use`, `linux` on PATH, …): both sides
+    // boot the same one.
+    let kernel = uml::kernel::resolve(None).expect("no UML kernel: run scripts/install-deps");
+    println!("kernel: {}", kernel.display());
     let mut ours = Vec::new();
     let mut bare = Vec::new();
     for round in 0..ROUNDS {
@@ -41,7 +45,10 @@ fn main() {
                 let out = Command::new(env!("CARGO_BIN_EXE_uml"))
                     .arg("--uml-dir")
                     .arg(&uml_dir)
-                    .args(["run", "--", "true"])
+                    .arg("run")
+                    .arg("--kernel")
+                    .arg(&kernel)
+                    .args(["--", "true"])
                     .current_dir("/")
                     .stdin(Stdio::null())
                     .output()
@@ -53,7 +60,7 @@ fn main() {
                 let args = guest.kernel_args(&init, "256M", &umid, &uml_dir);
                 let log = std::fs::File::create(scratch.path().join("log")).unwrap();
                 let t = Instant::now();
-                let status = Command::new("linux")
+                let status = Command::new(&kernel)
                     .args(&args)
                     .current_dir(scratch.path())
                     .stdin(Stdio::null())

@@ -198,8 +198,7 @@ impl Build {
         let tree = if self.source.is_dir() {
             self.source.clone()
         } else {
-            progress(Progress::Unpacking);
-            unpack(&self.source, &work)?
+            unpack(&self.source, &work, progress)?
         };
         let version = check_tree(&tree)?;
         let out = work.join("build");
@@ -311,10 +310,15 @@ fn tar_compression(path: &Path) -> Option<&'static str> {
 
 /// Unpacks `tarball` into `work/src` (once: an earlier complete unpack is reused) and returns
 /// the kernel tree inside it.
-fn unpack(tarball: &Path, work: &Path) -> Result<PathBuf, BuildError> {
+fn unpack(
+    tarball: &Path,
+    work: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PathBuf, BuildError> {
     let dest = work.join("src");
     let done = work.join("src.unpacked");
     if !done.exists() {
+        progress(Progress::Unpacking);
         if dest.exists() {
             fs::remove_dir_all(&dest).map_err(|source| BuildError::Io {
                 path: dest.clone(),
