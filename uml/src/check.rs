@@ -471,10 +471,12 @@ impl Checker<'_> {
                 ),
             );
         }
-        let fate = spec.init_on(profile).map_or("is ignored", |slot| match slot {
-            InitSlot::Argv => Fate::Argv.describe(),
-            InitSlot::Env => Fate::Env.describe(),
-        });
+        let fate = spec
+            .init_on(profile)
+            .map_or("is ignored", |slot| match slot {
+                InitSlot::Argv => Fate::Argv.describe(),
+                InitSlot::Env => Fate::Env.describe(),
+            });
         match spec.status() {
             Status::Obsolete => {
                 // An unclaimed word's message comes from another handler matching it by prefix
@@ -538,7 +540,8 @@ impl Checker<'_> {
                     .map(|c| format!(" instead of the uml_switch control socket {}", c.display()))
                     .unwrap_or_default()
             ),
-            Transport::Tuntap { dev: Some(dev), .. } | Transport::Ethertap { dev: Some(dev), .. } => {
+            Transport::Tuntap { dev: Some(dev), .. }
+            | Transport::Ethertap { dev: Some(dev), .. } => {
                 format!("use `vec{unit}:transport=tap,ifname={dev}`")
             }
             Transport::Tuntap { dev: None, .. } => format!(
@@ -1210,9 +1213,9 @@ impl Checker<'_> {
                     Arg::Unknown(w) if w == "--" => None,
                     Arg::Unknown(w) => unclaimed(w),
                     other => match other.spec() {
-                        Some(spec) if spec.presence(&self.env.kernel).is_absent() => {
-                            spec.absent_fate().map_or_else(|| unclaimed(&word), |_| None)
-                        }
+                        Some(spec) if spec.presence(&self.env.kernel).is_absent() => spec
+                            .absent_fate()
+                            .map_or_else(|| unclaimed(&word), |_| None),
                         Some(spec) => spec.init_on(&self.env.kernel),
                         None => None,
                     },

@@ -226,9 +226,7 @@ pub static OPTIONS: &[OptionSpec] = &[
                needed; the word stays on the line and sets the generic debug loglevel. Matched by \
                prefix, so anything starting with debug triggers the warning.",
         kernels: UNTIL_61,
-        absent_fate: Some(
-            "is the generic debug loglevel (init/main.c), without UML's warning",
-        ),
+        absent_fate: Some("is the generic debug loglevel (init/main.c), without UML's warning"),
         ..BASE
     },
     OptionSpec {

@@ -292,8 +292,9 @@ fn value(s: &mut String) {
                     spec.name()
                 );
                 for t in transports()
-        .iter()
-        .filter(|t| super::on_offered_kernel(t.kernels())) {
+                    .iter()
+                    .filter(|t| super::on_offered_kernel(t.kernels()))
+                {
                     let _ = writeln!(
                         s,
                         "            __uk_emit \"$__uk_base\"{} {} n",
@@ -342,7 +343,8 @@ fn eth(s: &mut String) {
     s.push_str("__uk_eth() {\n    __uk_n=$((__uk_n - 1))\n    case $1 in\n");
     for t in transports()
         .iter()
-        .filter(|t| super::on_offered_kernel(t.kernels())) {
+        .filter(|t| super::on_offered_kernel(t.kernels()))
+    {
         let _ = writeln!(s, "    {})", q(t.name()));
         fields_case(s, "        ", t.fields(), true);
         s.push_str("        ;;\n");

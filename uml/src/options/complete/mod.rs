@@ -38,11 +38,9 @@ pub const OFFERED_KERNELS: &[Version] = &[Version::new(6, 1, 0), Version::new(7,
 
 /// Does one of [`OFFERED_KERNELS`] have it?
 pub(crate) fn on_offered_kernel(kernels: Kernels) -> bool {
-    OFFERED_KERNELS.iter().any(|v| {
-        !kernels
-            .presence(&Profile::assumed(*v))
-            .is_absent()
-    })
+    OFFERED_KERNELS
+        .iter()
+        .any(|v| !kernels.presence(&Profile::assumed(*v)).is_absent())
 }
 
 /// The ubd flags (`arch/um/drivers/ubd_kern.c`, `ubd_setup_common`): the table's help text names
