@@ -175,6 +175,7 @@ __uk_keys() {
     __uk_emit \'ro\' \'Mount root read-only\' s
     __uk_emit \'init=\' \'Program to run as init\' n
     __uk_emit \'loglevel=\' \'Console log level\' n
+    __uk_emit \'seccomp=\' \'Intercept guest syscalls with seccomp instead of ptrace\' n
 }
 __uk_ubd_flags() {
     case $__uk_fl in *r*) ;; *) __uk_emit "${__uk_cur}r" \'read-only\' n ;; esac
@@ -353,6 +354,12 @@ __uk_value() {
         0) __uk_words \'\' \'0\' \'1\' \'2\' \'3\' \'4\' \'5\' \'6\' \'7\' ;;
         esac
         ;;
+    \'seccomp\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'on\' \'auto\' \'off\' ;;
+        esac
+        ;;
     esac
 }
 __uk_eth() {
@@ -430,7 +437,7 @@ __uk_vec() {
         __uk_val=$__uk_piece
         __uk_split =
         case $__uk_k in
-        \'transport\') __uk_words \'\' \'tap\' \'hybrid\' \'raw\' \'gre\' \'l2tpv3\' \'bess\' \'fd\' ;;
+        \'transport\') __uk_words \'\' \'tap\' \'hybrid\' \'raw\' \'gre\' \'l2tpv3\' \'bess\' \'fd\' \'vde\' ;;
         \'mac\') : ;;
         \'mtu\') : ;;
         \'headroom\') : ;;
@@ -458,6 +465,11 @@ __uk_vec() {
         \'tx_cookie\') : ;;
         \'counter\') __uk_words \'\' \'0\' \'1\' ;;
         \'pin_counter\') __uk_words \'\' \'0\' \'1\' ;;
+        \'vnl\') __uk_files d ;;
+        \'descr\') : ;;
+        \'port\') : ;;
+        \'mode\') : ;;
+        \'group\') : ;;
         \'fd\') : ;;
         esac
         ;;
@@ -511,6 +523,13 @@ __uk_vec() {
         \'bess\')
             case ,$__uk_val in *,dst=*) ;; *) __uk_emit "$__uk_base"\'dst=\' \'BESS socket path (under 108 bytes)\' n ;; esac
             case ,$__uk_val in *,src=*) ;; *) __uk_emit "$__uk_base"\'src=\' \'local bind path\' n ;; esac
+            ;;
+        \'vde\')
+            case ,$__uk_val in *,vnl=*) ;; *) __uk_emit "$__uk_base"\'vnl=\' \'VDE network locator (the switch)\' n ;; esac
+            case ,$__uk_val in *,descr=*) ;; *) __uk_emit "$__uk_base"\'descr=\' \'port description\' n ;; esac
+            case ,$__uk_val in *,port=*) ;; *) __uk_emit "$__uk_base"\'port=\' \'switch port\' n ;; esac
+            case ,$__uk_val in *,mode=*) ;; *) __uk_emit "$__uk_base"\'mode=\' \'octal mode\' n ;; esac
+            case ,$__uk_val in *,group=*) ;; *) __uk_emit "$__uk_base"\'group=\' \'group of the port\' n ;; esac
             ;;
         \'fd\')
             case ,$__uk_val in *,fd=*) ;; *) __uk_emit "$__uk_base"\'fd=\' \'descriptor number\' n ;; esac

@@ -52,6 +52,7 @@ complete -c uml -n "__fish_uml_needs_command" -f -a "mconsole" -d 'Send raw mcon
 complete -c uml -n "__fish_uml_needs_command" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
 complete -c uml -n "__fish_uml_needs_command" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
 complete -c uml -n "__fish_uml_needs_command" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
+complete -c uml -n "__fish_uml_needs_command" -f -a "kernel" -d 'Which UML kernel runs, which are built, and build one from source'
 complete -c uml -n "__fish_uml_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand run" -s m -l mem -d 'Guest memory (kernel `mem=`): a number with an optional K, M or G suffix' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l umid -d 'The instance\'s name (kernel `umid=`, at most 63 characters) [default: run-XXXXXX]' -r
@@ -67,6 +68,8 @@ complete -c uml -n "__fish_uml_using_subcommand run" -l no-check -d 'Start even 
 complete -c uml -n "__fish_uml_using_subcommand run" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand run" -s h -l help -d 'Print help'
 complete -c uml -n "__fish_uml_using_subcommand run" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand check" -l kernel -d 'Check for this kernel: a path, or a release built by `uml kernel build` (default: the kernel `uml run` would start)' -r
+complete -c uml -n "__fish_uml_using_subcommand check" -l kernel-version -d 'Check for Debian\'s build of this kernel version (e.g. 6.1, 7.2) without a binary' -r
 complete -c uml -n "__fish_uml_using_subcommand check" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
 complete -c uml -n "__fish_uml_using_subcommand check" -l strict -d 'Also fail (exit 1) on warnings'
 complete -c uml -n "__fish_uml_using_subcommand check" -l explain -d 'Say what each option does'
@@ -217,38 +220,71 @@ complete -c uml -n "__fish_uml_using_subcommand switch" -l daemon -d 'Go into th
 complete -c uml -n "__fish_uml_using_subcommand switch" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand switch" -s h -l help -d 'Print help'
 complete -c uml -n "__fish_uml_using_subcommand switch" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -f -a "info" -d 'Print the profile of a kernel: its release and the config symbols umlkit uses'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -f -a "list" -d 'List the kernels built by `uml kernel build`, and say which one runs by default'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -f -a "build" -d 'Build a UML kernel from a kernel source tree or tarball and install it for umlkit'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and not __fish_seen_subcommand_from info list build help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from info" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from info" -l json -d 'Print JSON instead of text'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from info" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from info" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from info" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from list" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of text'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -s j -l jobs -d 'Parallel compile jobs [default: the number of CPUs]' -r
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -l work-dir -d 'Where to unpack and compile [default: $XDG_CACHE_HOME/umlkit/kernel-build]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -l keep-build -d 'Keep the unpacked source and the objects, so that the next build of the same source only recompiles what changed'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "info" -d 'Print the profile of a kernel: its release and the config symbols umlkit uses'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the kernels built by `uml kernel build`, and say which one runs by default'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "build" -d 'Build a UML kernel from a kernel source tree or tarball and install it for umlkit'
+complete -c uml -n "__fish_uml_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand generate" -l out-dir -d 'The tree to write into: pages go to DIR/man, completions to DIR/completions/<shell>' -r -F
 complete -c uml -n "__fish_uml_using_subcommand generate" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
 complete -c uml -n "__fish_uml_using_subcommand generate" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c uml -n "__fish_uml_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "run" -d 'Boot a guest over the host\'s / with a shell, or run one command in a fresh guest'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "check" -d 'Validate a UML kernel command line and explain what the kernel would do with it'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "list" -d 'List the instances in the uml_dir with their state, memory, uptime and kernel'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "clean" -d 'Remove the directories that dead guests left in the uml_dir (never a live one)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "wait" -d 'Wait until a guest has booted (answers on its mconsole), or with --exited, has exited'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "shutdown" -d 'Stop a guest: ctrl-alt-del, then halt, then a signal, each after a timeout'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "version" -d 'Print the guest kernel\'s version (mconsole `version`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "halt" -d 'Halt the guest at once, without syncing its disks (mconsole `halt`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "reboot" -d 'Restart the guest kernel at once (mconsole `reboot`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "cad" -d 'Send ctrl-alt-del to the guest (mconsole `cad`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "sysrq" -d 'Run a SysRq key in the guest and print its output (mconsole `sysrq`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "pause" -d 'Freeze the whole guest (mconsole `stop`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "resume" -d 'Resume a paused guest (mconsole `go`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "config" -d 'Query a device\'s configuration, or hot-add or change one (mconsole `config`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "remove" -d 'Hot-remove a device (mconsole `remove`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "log" -d 'Write text into the guest\'s kernel log (mconsole `log`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "proc" -d 'Print a file of the guest\'s /proc (mconsole `proc`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "stack" -d 'Print the kernel stack of a guest process (mconsole `stack`)'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "mconsole" -d 'Send raw mconsole commands, or talk to the guest at a prompt like uml_mconsole'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "run" -d 'Boot a guest over the host\'s / with a shell, or run one command in a fresh guest'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "check" -d 'Validate a UML kernel command line and explain what the kernel would do with it'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "list" -d 'List the instances in the uml_dir with their state, memory, uptime and kernel'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "clean" -d 'Remove the directories that dead guests left in the uml_dir (never a live one)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "wait" -d 'Wait until a guest has booted (answers on its mconsole), or with --exited, has exited'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "shutdown" -d 'Stop a guest: ctrl-alt-del, then halt, then a signal, each after a timeout'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "version" -d 'Print the guest kernel\'s version (mconsole `version`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "halt" -d 'Halt the guest at once, without syncing its disks (mconsole `halt`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "reboot" -d 'Restart the guest kernel at once (mconsole `reboot`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "cad" -d 'Send ctrl-alt-del to the guest (mconsole `cad`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "sysrq" -d 'Run a SysRq key in the guest and print its output (mconsole `sysrq`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "pause" -d 'Freeze the whole guest (mconsole `stop`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "resume" -d 'Resume a paused guest (mconsole `go`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "config" -d 'Query a device\'s configuration, or hot-add or change one (mconsole `config`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "remove" -d 'Hot-remove a device (mconsole `remove`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "log" -d 'Write text into the guest\'s kernel log (mconsole `log`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "proc" -d 'Print a file of the guest\'s /proc (mconsole `proc`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "stack" -d 'Print the kernel stack of a guest process (mconsole `stack`)'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "mconsole" -d 'Send raw mconsole commands, or talk to the guest at a prompt like uml_mconsole'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "kernel" -d 'Which UML kernel runs, which are built, and build one from source'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "create" -d 'Create a COW file over a backing file (the same file as uml_mkcow and the kernel make)'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "info" -d 'Show a COW file\'s header, whether its backing file still matches, and what it holds'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "info" -d 'Print the profile of a kernel: its release and the config symbols umlkit uses'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List the kernels built by `uml kernel build`, and say which one runs by default'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a UML kernel from a kernel source tree or tarball and install it for umlkit'
 set -g __uml_kernel_engine '__uk_emit() {
     case $1 in
     "$__uk_cur"*) printf \'%s\\t%s\\t%s\\n\' "$1" "$2" "$3" ;;
@@ -425,6 +461,7 @@ __uk_keys() {
     __uk_emit \'ro\' \'Mount root read-only\' s
     __uk_emit \'init=\' \'Program to run as init\' n
     __uk_emit \'loglevel=\' \'Console log level\' n
+    __uk_emit \'seccomp=\' \'Intercept guest syscalls with seccomp instead of ptrace\' n
 }
 __uk_ubd_flags() {
     case $__uk_fl in *r*) ;; *) __uk_emit "${__uk_cur}r" \'read-only\' n ;; esac
@@ -603,6 +640,12 @@ __uk_value() {
         0) __uk_words \'\' \'0\' \'1\' \'2\' \'3\' \'4\' \'5\' \'6\' \'7\' ;;
         esac
         ;;
+    \'seccomp\')
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'on\' \'auto\' \'off\' ;;
+        esac
+        ;;
     esac
 }
 __uk_eth() {
@@ -680,7 +723,7 @@ __uk_vec() {
         __uk_val=$__uk_piece
         __uk_split =
         case $__uk_k in
-        \'transport\') __uk_words \'\' \'tap\' \'hybrid\' \'raw\' \'gre\' \'l2tpv3\' \'bess\' \'fd\' ;;
+        \'transport\') __uk_words \'\' \'tap\' \'hybrid\' \'raw\' \'gre\' \'l2tpv3\' \'bess\' \'fd\' \'vde\' ;;
         \'mac\') : ;;
         \'mtu\') : ;;
         \'headroom\') : ;;
@@ -708,6 +751,11 @@ __uk_vec() {
         \'tx_cookie\') : ;;
         \'counter\') __uk_words \'\' \'0\' \'1\' ;;
         \'pin_counter\') __uk_words \'\' \'0\' \'1\' ;;
+        \'vnl\') __uk_files d ;;
+        \'descr\') : ;;
+        \'port\') : ;;
+        \'mode\') : ;;
+        \'group\') : ;;
         \'fd\') : ;;
         esac
         ;;
@@ -761,6 +809,13 @@ __uk_vec() {
         \'bess\')
             case ,$__uk_val in *,dst=*) ;; *) __uk_emit "$__uk_base"\'dst=\' \'BESS socket path (under 108 bytes)\' n ;; esac
             case ,$__uk_val in *,src=*) ;; *) __uk_emit "$__uk_base"\'src=\' \'local bind path\' n ;; esac
+            ;;
+        \'vde\')
+            case ,$__uk_val in *,vnl=*) ;; *) __uk_emit "$__uk_base"\'vnl=\' \'VDE network locator (the switch)\' n ;; esac
+            case ,$__uk_val in *,descr=*) ;; *) __uk_emit "$__uk_base"\'descr=\' \'port description\' n ;; esac
+            case ,$__uk_val in *,port=*) ;; *) __uk_emit "$__uk_base"\'port=\' \'switch port\' n ;; esac
+            case ,$__uk_val in *,mode=*) ;; *) __uk_emit "$__uk_base"\'mode=\' \'octal mode\' n ;; esac
+            case ,$__uk_val in *,group=*) ;; *) __uk_emit "$__uk_base"\'group=\' \'group of the port\' n ;; esac
             ;;
         \'fd\')
             case ,$__uk_val in *,fd=*) ;; *) __uk_emit "$__uk_base"\'fd=\' \'descriptor number\' n ;; esac
@@ -820,7 +875,7 @@ function __uml_slot
             continue
         end
         switch $t
-            case --arg --backing --boot-timeout --disk --kernel --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --tap --timeout --umid --uml-dir --unix -a -b -d -m -n
+            case --arg --backing --boot-timeout --disk --jobs --kernel --kernel-version --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --tap --timeout --umid --uml-dir --unix --work-dir -a -b -d -j -m -n
                 set skip 1
             case '-*'
             case '*'
@@ -843,12 +898,12 @@ complete -c uml -n '__uml_slot "sysrq" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "pause" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "resume" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "config" 0' -f -a '(__uml_umids)'
-complete -c uml -n '__uml_slot "config" 1' -f -a 'ubd0 ubd1 ubd2 ubd3 ubd4 ubd5 ubd6 ubd7 ubd8 ubd9 ubd10 ubd11 ubd12 ubd13 ubd14 ubd15 con0 con1 con2 con3 con4 con5 con6 con7 con8 con9 con10 con11 con12 con13 con14 con15 ssl0 ssl1 ssl2 ssl3 ssl4 ssl5 ssl6 ssl7 ssl8 ssl9 ssl10 ssl11 ssl12 ssl13 ssl14 ssl15 eth0 eth1 eth2 eth3 mem'
+complete -c uml -n '__uml_slot "config" 1' -f -a 'ubd0 ubd1 ubd2 ubd3 ubd4 ubd5 ubd6 ubd7 ubd8 ubd9 ubd10 ubd11 ubd12 ubd13 ubd14 ubd15 con0 con1 con2 con3 con4 con5 con6 con7 con8 con9 con10 con11 con12 con13 con14 con15 ssl0 ssl1 ssl2 ssl3 ssl4 ssl5 ssl6 ssl7 ssl8 ssl9 ssl10 ssl11 ssl12 ssl13 ssl14 ssl15 ssl16 ssl17 ssl18 ssl19 ssl20 ssl21 ssl22 ssl23 ssl24 ssl25 ssl26 ssl27 ssl28 ssl29 ssl30 ssl31 ssl32 ssl33 ssl34 ssl35 ssl36 ssl37 ssl38 ssl39 ssl40 ssl41 ssl42 ssl43 ssl44 ssl45 ssl46 ssl47 ssl48 ssl49 ssl50 ssl51 ssl52 ssl53 ssl54 ssl55 ssl56 ssl57 ssl58 ssl59 ssl60 ssl61 ssl62 ssl63 eth0 eth1 eth2 eth3 mem'
 complete -c uml -n '__uml_slot "remove" 0' -f -a '(__uml_umids)'
-complete -c uml -n '__uml_slot "remove" 1' -f -a 'ubd0 ubd1 ubd2 ubd3 ubd4 ubd5 ubd6 ubd7 ubd8 ubd9 ubd10 ubd11 ubd12 ubd13 ubd14 ubd15 con0 con1 con2 con3 con4 con5 con6 con7 con8 con9 con10 con11 con12 con13 con14 con15 ssl0 ssl1 ssl2 ssl3 ssl4 ssl5 ssl6 ssl7 ssl8 ssl9 ssl10 ssl11 ssl12 ssl13 ssl14 ssl15 eth0 eth1 eth2 eth3 mem'
+complete -c uml -n '__uml_slot "remove" 1' -f -a 'ubd0 ubd1 ubd2 ubd3 ubd4 ubd5 ubd6 ubd7 ubd8 ubd9 ubd10 ubd11 ubd12 ubd13 ubd14 ubd15 con0 con1 con2 con3 con4 con5 con6 con7 con8 con9 con10 con11 con12 con13 con14 con15 ssl0 ssl1 ssl2 ssl3 ssl4 ssl5 ssl6 ssl7 ssl8 ssl9 ssl10 ssl11 ssl12 ssl13 ssl14 ssl15 ssl16 ssl17 ssl18 ssl19 ssl20 ssl21 ssl22 ssl23 ssl24 ssl25 ssl26 ssl27 ssl28 ssl29 ssl30 ssl31 ssl32 ssl33 ssl34 ssl35 ssl36 ssl37 ssl38 ssl39 ssl40 ssl41 ssl42 ssl43 ssl44 ssl45 ssl46 ssl47 ssl48 ssl49 ssl50 ssl51 ssl52 ssl53 ssl54 ssl55 ssl56 ssl57 ssl58 ssl59 ssl60 ssl61 ssl62 ssl63 eth0 eth1 eth2 eth3 mem'
 complete -c uml -n '__uml_slot "log" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "proc" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "stack" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "mconsole" 0' -f -a '(__uml_umids)'
 complete -c uml -n '__uml_slot "console" 0' -f -a '(__uml_umids)'
-complete -c uml -n '__uml_slot "console" 1' -f -a 'con0 con1 con2 con3 con4 con5 con6 con7 con8 con9 con10 con11 con12 con13 con14 con15 ssl0 ssl1 ssl2 ssl3 ssl4 ssl5 ssl6 ssl7 ssl8 ssl9 ssl10 ssl11 ssl12 ssl13 ssl14 ssl15'
+complete -c uml -n '__uml_slot "console" 1' -f -a 'con0 con1 con2 con3 con4 con5 con6 con7 con8 con9 con10 con11 con12 con13 con14 con15 ssl0 ssl1 ssl2 ssl3 ssl4 ssl5 ssl6 ssl7 ssl8 ssl9 ssl10 ssl11 ssl12 ssl13 ssl14 ssl15 ssl16 ssl17 ssl18 ssl19 ssl20 ssl21 ssl22 ssl23 ssl24 ssl25 ssl26 ssl27 ssl28 ssl29 ssl30 ssl31 ssl32 ssl33 ssl34 ssl35 ssl36 ssl37 ssl38 ssl39 ssl40 ssl41 ssl42 ssl43 ssl44 ssl45 ssl46 ssl47 ssl48 ssl49 ssl50 ssl51 ssl52 ssl53 ssl54 ssl55 ssl56 ssl57 ssl58 ssl59 ssl60 ssl61 ssl62 ssl63'

@@ -1,4 +1,8 @@
-//! Validate a UML command line against what a 6.1 kernel really does with it.
+//! Validate a UML command line against what a given kernel really does with it.
+//!
+//! The kernel is described by its [`Profile`] ([`CheckEnv::kernel`]): an option, `eth`
+//! transport or channel type that kernel lacks is reported with what that kernel does with the
+//! word instead (from the option table, [`crate::options`]).
 //!
 //! [`check`] looks at a parsed [`CommandLine`] and returns a [`Report`] of [`Finding`]s: errors
 //! (the kernel rejects the option, the device will not exist, or the boot fails), warnings (the
@@ -16,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cmdline::{Arg, Channel, Channels, CommandLine, ParseError, Transport};
-use crate::options::{self, InitSlot, OptionSpec, Status};
+use crate::kernel::{self, Profile, Version};
+use crate::options::{self, Fate, InitSlot, OptionSpec, Presence, Status};
 
 /// Longest unix socket path the kernel can bind or connect to (`sun_path` is 108 bytes with NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -40,33 +45,50 @@ pub struct CheckEnv {
     /// The `uml_dir` a launcher will pass when the command line has none (the kernel's own
     /// default is `$HOME/.uml/`).
     pub default_uml_dir: Option<PathBuf>,
-    /// Kernel release the behaviour is taken from; only 6.1 is described.
-    pub kernel: (u32, u32),
+    /// The kernel the verdicts are for.
+    pub kernel: Profile,
 }
 
 impl CheckEnv {
-    /// Filesystem checks on, variables from this process's environment.
+    /// Filesystem checks on, variables from this process's environment, and the profile of the
+    /// kernel that would run by default ([`kernel::resolve`]`(None)`: `$UML_KERNEL`, `linux`
+    /// on `PATH`, then kernels built by `uml kernel build`). When no kernel is found or it
+    /// cannot be profiled, Debian's 6.1 is assumed ([`Profile::assumed`]), as before kernels
+    /// were profiled. A caller that knows which kernel it will run sets [`kernel`](Self::kernel)
+    /// itself.
     pub fn from_process() -> CheckEnv {
         let vars = ["HOME", "TMPDIR", "TMP", "TEMP", "DISPLAY"]
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
             .collect();
+        let kernel = kernel::resolve(None)
+            .and_then(|path| Profile::read(&path))
+            .unwrap_or_else(|err| {
+                tracing::debug!("{err}; checking against Debian's 6.1");
+                Profile::assumed(Version::new(6, 1, 0))
+            });
         CheckEnv {
             filesystem: true,
             vars,
             default_uml_dir: None,
-            kernel: (6, 1),
+            kernel,
         }
     }
 
-    /// No filesystem access and no environment: a pure check of the words.
+    /// No filesystem access and no environment: a pure check of the words, against Debian's
+    /// 6.1 ([`Profile::assumed`]).
     pub fn offline() -> CheckEnv {
         CheckEnv {
             filesystem: false,
             vars: BTreeMap::new(),
             default_uml_dir: None,
-            kernel: (6, 1),
+            kernel: Profile::assumed(Version::new(6, 1, 0)),
         }
+    }
+
+    /// The same, for the kernel `kernel`.
+    pub fn with_kernel(self, kernel: Profile) -> CheckEnv {
+        CheckEnv { kernel, ..self }
     }
 
     fn var(&self, key: &str) -> Option<&str> {
@@ -149,7 +171,7 @@ impl Report {
     }
 }
 
-/// Check `cmdline` as a 6.1 kernel would see it.
+/// Check `cmdline` as the kernel of `env.kernel` would see it.
 pub fn check(cmdline: &CommandLine, env: &CheckEnv) -> Report {
     let mut c = Checker {
         env,
@@ -217,8 +239,11 @@ impl Checker<'_> {
 
     fn arg(&mut self, index: usize, arg: &Arg) {
         let at = Some((index, arg));
-        if let Some(spec) = arg.spec() {
-            self.status(index, arg, spec);
+        if let Some(spec) = arg.spec()
+            && !self.status(index, arg, spec)
+        {
+            self.rendering(index, arg);
+            return;
         }
         self.rendering(index, arg);
         if let (Arg::Verbatim { .. }, Arg::Ubd { unit, .. }) = (arg, arg.meaning()) {
@@ -298,7 +323,9 @@ impl Checker<'_> {
                     ),
                     (Some(file), None) => {
                         self.file_exists(at, "ubd-missing-file", file, "image");
-                        if !flags.no_cow {
+                        // A missing file is one finding: reading its header would only say
+                        // again that it cannot be opened.
+                        if !flags.no_cow && (!self.env.filesystem || file.exists()) {
                             self.cow(at, file, None);
                         }
                     }
@@ -403,25 +430,66 @@ impl Checker<'_> {
         }
     }
 
-    /// Status and init fate from the option table.
-    fn status(&mut self, index: usize, arg: &Arg, spec: &'static OptionSpec) {
+    /// Whether this kernel has the option, and where the word ends up, from the option table.
+    /// Returns false when the kernel has no handler for it: nothing more is to be checked.
+    fn status(&mut self, index: usize, arg: &Arg, spec: &'static OptionSpec) -> bool {
         let at = Some((index, arg));
-        let fate = match spec.init() {
-            Some(InitSlot::Argv) => "lands in init's argv",
-            Some(InitSlot::Env) => "lands in init's environment",
-            None => "is ignored",
-        };
-        match spec.status() {
-            Status::Obsolete if spec.name() == "fake_ide" => self.push(
-                Severity::Warning,
-                "obsolete",
+        let profile = &self.env.kernel;
+        let series = profile.series();
+        let word = arg.to_string();
+        let presence = spec.presence(profile);
+        if presence.is_absent() {
+            if let Arg::Eth { unit, transport } = arg.meaning() {
+                self.eth_without_driver(index, arg, *unit, transport);
+                return false;
+            }
+            let reason = presence.reason(profile);
+            let fate = spec.fate_when_absent(&word);
+            // Where the generic kernel still claims the word (`debug`, `iomem=`) something
+            // sensible happens; otherwise what was asked for silently does not.
+            let (severity, code) = match (spec.status(), spec.absent_fate()) {
+                (Status::Obsolete, _) | (_, Some(_)) => (Severity::Warning, "not-in-kernel"),
+                (Status::Current, None) => (Severity::Error, "not-in-kernel"),
+            };
+            self.push(
+                severity,
+                code,
                 at,
-                "fake_ide is obsolete: 6.1 logs `The fake_ide option has been removed` and ignores it"
-                    .into(),
-            ),
+                format!("`{}` {reason}: the word {fate}", spec.syntax()),
+            );
+            return false;
+        }
+        if presence == Presence::Unknown {
+            self.push(
+                Severity::Note,
+                "kernel-unknown",
+                at,
+                format!(
+                    "`{}` exists on some kernels ({}); whether {series} has it was not examined",
+                    spec.syntax(),
+                    spec.kernels().describe()
+                ),
+            );
+        }
+        let fate = spec
+            .init_on(profile)
+            .map_or("is ignored", |slot| match slot {
+                InitSlot::Argv => Fate::Argv.describe(),
+                InitSlot::Env => Fate::Env.describe(),
+            });
+        match spec.status() {
             Status::Obsolete => {
+                // An unclaimed word's message comes from another handler matching it by prefix
+                // (`debugtrace` fires `debug`'s), which only kernels with that handler print.
+                let logged = spec.stage() != options::Stage::Unclaimed
+                    || options::all().iter().any(|other| {
+                        !std::ptr::eq(other, spec)
+                            && other.matches(&word)
+                            && !other.presence(profile).is_absent()
+                    });
                 let also = spec
                     .kernel_message()
+                    .filter(|_| logged)
                     .map(|m| format!("; the kernel also logs `{m}`"))
                     .unwrap_or_default();
                 self.push(
@@ -429,36 +497,90 @@ impl Checker<'_> {
                     "obsolete",
                     at,
                     format!(
-                        "`{}` is obsolete and has no effect in 6.1: it {fate}{also}",
+                        "`{}` is obsolete and has no effect: it {fate}{also}",
                         spec.syntax()
                     ),
                 );
             }
-            Status::NotBuilt => self.push(
-                Severity::Warning,
-                "not-built",
-                at,
-                format!(
-                    "`{}` is not built into the 6.1 kernel: it has no effect and {fate}",
-                    spec.syntax()
-                ),
-            ),
             Status::Current => {
-                if let (Some(slot), false) = (spec.init(), matches!(arg.meaning(), Arg::Invalid { .. })) {
-                    let word = arg.to_string();
-                    let (what, key) = match slot {
-                        InitSlot::Argv => ("an argument", word.as_str()),
-                        InitSlot::Env => ("an environment variable", word.as_str()),
+                if let (Some(slot), false) = (
+                    spec.init_on(profile),
+                    matches!(arg.meaning(), Arg::Invalid { .. }),
+                ) {
+                    let what = match slot {
+                        InitSlot::Argv => "an argument",
+                        InitSlot::Env => "an environment variable",
                     };
                     self.push(
                         Severity::Note,
                         "reaches-init",
                         at,
-                        format!("stays on the kernel command line: init also gets `{key}` as {what}"),
+                        format!(
+                            "stays on the kernel command line: init also gets `{word}` as {what}"
+                        ),
                     );
                 }
             }
         }
+        true
+    }
+
+    /// `eth<n>=` on a kernel without the legacy network driver (7.x has only the vector one):
+    /// the word is unknown and lands in init's environment, and no interface exists. Verified
+    /// on 7.2.12: `Unknown kernel command line parameters "eth0=daemon,,unix,/tmp/x.ctl", will
+    /// be passed to user space.`
+    fn eth_without_driver(&mut self, index: usize, arg: &Arg, unit: u64, transport: &Transport) {
+        let series = self.env.kernel.series();
+        let instead = match transport {
+            Transport::Daemon { ctl, .. } => format!(
+                "the vector driver has no uml_switch client; `vec{unit}:transport=bess,src=<own \
+                 socket>,dst=<switch socket>` connects to a switch that accepts SOCK_SEQPACKET \
+                 connections (one Ethernet frame per message){}",
+                ctl.as_ref()
+                    .map(|c| format!(" instead of the uml_switch control socket {}", c.display()))
+                    .unwrap_or_default()
+            ),
+            Transport::Tuntap { dev: Some(dev), .. }
+            | Transport::Ethertap { dev: Some(dev), .. } => {
+                format!("use `vec{unit}:transport=tap,ifname={dev}`")
+            }
+            Transport::Tuntap { dev: None, .. } => format!(
+                "use `vec{unit}:transport=tap` (the kernel creates a tap device, which needs \
+                 CAP_NET_ADMIN; uml_net is not used)"
+            ),
+            Transport::Vde { switch, .. } => format!(
+                "use `vec{unit}:transport=vde{}` (runs vde_plug)",
+                switch
+                    .as_ref()
+                    .map(|s| format!(",vnl={}", s.display()))
+                    .unwrap_or_default()
+            ),
+            Transport::Ucast { remote, .. } => format!(
+                "the closest is a point-to-point tunnel, `vec{unit}:transport=l2tpv3,dst={},…` or \
+                 `transport=gre`, but the peer must speak that encapsulation: a 6.1 guest's ucast \
+                 is not compatible",
+                remote.as_deref().unwrap_or("<peer>")
+            ),
+            Transport::Mcast { .. } => format!(
+                "nothing is equivalent: l2tpv3 and gre are point-to-point tunnels, not a \
+                 multicast group; for guests on one host connect each with \
+                 `vec{unit}:transport=bess` to one switch"
+            ),
+            _ => format!(
+                "the vector driver's transports are tap, hybrid, raw, gre, l2tpv3, bess, fd and \
+                 vde: `vec{unit}:transport=…`"
+            ),
+        };
+        self.push(
+            Severity::Error,
+            "eth-not-in-kernel",
+            Some((index, arg)),
+            format!(
+                "this {series} kernel has no eth driver (no CONFIG_UML_NET; 7.x has only the \
+                 vector driver): no eth{unit} is created and the word lands in init's \
+                 environment; {instead}"
+            ),
+        );
     }
 
     fn invalid(&mut self, index: usize, arg: &Arg, spec: &OptionSpec, error: &ParseError) {
@@ -482,6 +604,7 @@ impl Checker<'_> {
             }
             ParseError::Mconsole(_) => (Severity::Error, "mconsole-syntax"),
             ParseError::Virtio(_) => (Severity::Error, "virtio-syntax"),
+            ParseError::Seccomp(_) => (Severity::Error, "seccomp-value"),
             ParseError::Size(_) => (Severity::Error, "size"),
         };
         let _ = spec;
@@ -491,9 +614,10 @@ impl Checker<'_> {
     fn unknown(&mut self, index: usize, arg: &Arg, word: &str) {
         let at = Some((index, arg));
         let message = match word.split_once('=') {
-            Some((key, _)) if key.contains('.') => {
-                format!("no option claims `{key}`: the kernel drops dotted names silently")
-            }
+            _ if Fate::of_unclaimed(word) == Fate::Dropped => format!(
+                "`{word}` has a `.` before any `=`: the kernel takes it for a parameter of a \
+                 module that is not there and drops it silently; init does not get it"
+            ),
             Some((key, _)) => format!(
                 "no option claims `{key}=`: the kernel passes it to init's environment \
                  (`Unknown kernel command line parameters`)"
@@ -642,7 +766,40 @@ impl Checker<'_> {
             Channels::Pair(i, o) => vec![i, o],
         };
         for chan in chans {
+            // Channel types are prefix-matched in table order (parse_chan(), chan_kern.c).
+            let text = chan.to_string();
+            let kind = options::channels()
+                .iter()
+                .find(|c| text.starts_with(c.name()));
+            if let Some(kind) = kind {
+                let presence = kind.kernels().presence(&self.env.kernel);
+                if presence.is_absent() {
+                    self.push(
+                        Severity::Error,
+                        "channel-not-in-kernel",
+                        at,
+                        format!(
+                            "channel type `{}` {}: the line cannot be set up",
+                            kind.name(),
+                            presence.reason(&self.env.kernel)
+                        ),
+                    );
+                    continue;
+                }
+            }
             match chan {
+                // getmaster(), pty.c: the pty channel opens a BSD master /dev/pty[p-za-e][0-9a-f];
+                // a host without them (no CONFIG_LEGACY_PTYS, as most distributions build) logs
+                // `getmaster - no usable host pty devices` and the line has no channel.
+                Channel::Pty if self.env.filesystem && !host_has_legacy_ptys() => self.push(
+                    Severity::Error,
+                    "pty-unavailable",
+                    at,
+                    "this host has no legacy BSD ptys (/dev/ptyp0 …): the kernel logs \
+                     `getmaster - no usable host pty devices` and the line gets no channel; \
+                     use pts"
+                        .into(),
+                ),
                 Channel::Tty(dev) if self.env.filesystem && !dev.exists() => self.push(
                     Severity::Error,
                     "tty-missing",
@@ -712,23 +869,26 @@ impl Checker<'_> {
 
     fn eth(&mut self, index: usize, arg: &Arg, unit: u64, transport: &Transport) {
         let at = Some((index, arg));
-        if let Transport::Other { name, .. } = transport {
+        let profile = &self.env.kernel;
+        let name = transport.name();
+        let presence = options::transport(name).map(|t| t.kernels().presence(profile));
+        if !matches!(presence, Some(Presence::Present | Presence::Unknown)) {
             let known: Vec<&str> = options::transports()
                 .iter()
-                .filter(|t| t.built())
+                .filter(|t| !t.kernels().presence(profile).is_absent())
                 .map(|t| t.name())
                 .collect();
-            let message = if options::transport(name).is_some() {
-                format!(
-                    "transport `{name}` is not compiled into the 6.1 kernel: the kernel ignores \
-                     the option without a message and creates no eth{unit}"
-                )
-            } else {
-                format!(
+            let message = match presence {
+                Some(p) => format!(
+                    "transport `{name}` {}: the kernel ignores the option without a message \
+                     and creates no eth{unit}",
+                    p.reason(profile)
+                ),
+                None => format!(
                     "unknown transport `{name}`: the kernel ignores the option without a message \
                      and creates no eth{unit}; transports: {}",
                     known.join(", ")
-                )
+                ),
             };
             self.push(Severity::Error, "eth-transport", at, message);
             return;
@@ -751,6 +911,36 @@ impl Checker<'_> {
                 at,
                 "ethertap needs a tap device: eth<n>=ethertap,<dev>[,<mac>,<gate>] (`ethertap_setup : Missing tap device name`)".into(),
             ),
+            // ethertap_user.c runs the setuid uml_net helper, which needs the 2.4 ethertap
+            // driver: on current hosts bringing the interface up fails with `etap_tramp
+            // failed`, and the helper reconfigures the host device's address on the way.
+            Transport::Ethertap { dev: Some(dev), .. } => self.push(
+                Severity::Warning,
+                "ethertap",
+                at,
+                format!(
+                    "ethertap needs the host's long-gone ethertap driver: bringing eth{unit} up \
+                     fails (`etap_tramp failed`), and the setuid uml_net helper rewrites the \
+                     address of host device `{dev}` on the way; use eth{unit}=tuntap,{dev}"
+                ),
+            ),
+            // tuntap_user.c opens /dev/net/tun with the name: a missing device is created
+            // only with CAP_NET_ADMIN, otherwise the open fails when the interface comes up.
+            Transport::Tuntap { dev: Some(dev), .. }
+                if self.env.filesystem
+                    && !Path::new("/sys/class/net").join(dev).exists() =>
+            {
+                self.push(
+                    Severity::Warning,
+                    "tuntap-missing",
+                    at,
+                    format!(
+                        "host interface `{dev}` does not exist (no /sys/class/net/{dev}): \
+                         without CAP_NET_ADMIN the kernel cannot create it and eth{unit} fails \
+                         to come up; create it first (ip tuntap add {dev} mode tap user $USER)"
+                    ),
+                );
+            }
             Transport::Ucast { remote: None, .. } => self.push(
                 Severity::Error,
                 "eth-missing-field",
@@ -967,8 +1157,10 @@ impl Checker<'_> {
                     umid_set = name.len() <= MAX_UMID;
                     true
                 }
-                Arg::Known { spec, .. } => spec.removed_from_cmdline(),
-                _ => false,
+                other => other.spec().is_some_and(|spec| {
+                    !spec.presence(&self.env.kernel).is_absent()
+                        && spec.removed_on(&self.env.kernel) == Some(true)
+                }),
             };
             if !removed {
                 line_len += arg.to_string().len() + usize::from(line_len > 0);
@@ -1012,14 +1204,21 @@ impl Checker<'_> {
                     Some(InitSlot::Argv)
                 }
             } else {
+                let unclaimed = |w: &str| match Fate::of_unclaimed(w) {
+                    Fate::Dropped => None,
+                    Fate::Env => Some(InitSlot::Env),
+                    Fate::Argv => Some(InitSlot::Argv),
+                };
                 match arg.meaning() {
                     Arg::Unknown(w) if w == "--" => None,
-                    Arg::Unknown(w) => match w.split_once('=') {
-                        Some((k, _)) if k.contains('.') => None,
-                        Some(_) => Some(InitSlot::Env),
-                        None => Some(InitSlot::Argv),
+                    Arg::Unknown(w) => unclaimed(w),
+                    other => match other.spec() {
+                        Some(spec) if spec.presence(&self.env.kernel).is_absent() => spec
+                            .absent_fate()
+                            .map_or_else(|| unclaimed(&word), |_| None),
+                        Some(spec) => spec.init_on(&self.env.kernel),
+                        None => None,
                     },
-                    other => other.spec().and_then(OptionSpec::init),
                 }
             };
             match slot {
@@ -1050,16 +1249,38 @@ impl Checker<'_> {
                 );
             }
         }
-        if self.env.kernel != (6, 1) {
-            self.push(
-                Severity::Note,
-                "kernel-version",
-                None,
-                format!(
-                    "these checks describe a 6.1 kernel; {}.{} may differ",
-                    self.env.kernel.0, self.env.kernel.1
-                ),
-            );
+        self.duplicates(args, dashdash);
+    }
+
+    /// The generic `root=`, `rootfstype=` and `init=` handlers (`init/do_mounts.c`,
+    /// `init/main.c`) each keep the last value: an earlier one is silently overridden.
+    /// Verified on 7.2.12 (`root=/dev/ubda root=/dev/root rootfstype=ext4 rootfstype=hostfs`
+    /// mounted the hostfs root; of two `init=` the second ran).
+    fn duplicates(&mut self, args: &[Arg], dashdash: Option<usize>) {
+        let mut last: HashMap<&'static str, usize> = HashMap::new();
+        for (index, arg) in args.iter().enumerate() {
+            if dashdash.is_some_and(|d| index >= d) {
+                break;
+            }
+            if !matches!(
+                arg.meaning(),
+                Arg::Root(_) | Arg::RootFsType(_) | Arg::Init(_)
+            ) {
+                continue;
+            }
+            let Some(spec) = arg.spec() else { continue };
+            if let Some(first) = last.insert(spec.name(), index) {
+                self.push(
+                    Severity::Warning,
+                    "duplicate",
+                    Some((index, arg)),
+                    format!(
+                        "`{}` is also given by argument {first}: the kernel uses the last one \
+                         and ignores the earlier one",
+                        spec.name()
+                    ),
+                );
+            }
         }
     }
 
@@ -1300,6 +1521,17 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// Does the host have a BSD pty master (`/dev/ptyp0` … `/dev/ptyef`, `pty.c`'s getmaster)?
+fn host_has_legacy_ptys() -> bool {
+    std::fs::read_dir("/dev").is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 5 && name.starts_with("pty")
+        })
+    })
 }
 
 fn is_tmpfs(p: &Path) -> bool {

@@ -163,6 +163,8 @@ pub enum Arg {
     },
     /// `mconsole=notify:<socket>`.
     MconsoleNotify(PathBuf),
+    /// `seccomp=on|auto|off` (kernels after 6.1).
+    Seccomp(String),
     /// `virtio_uml.device=<socket>:<virtio id>[:<platform id>]`.
     VirtioDevice {
         socket: PathBuf,
@@ -232,28 +234,14 @@ impl Arg {
 
     /// The option table entry this argument belongs to, `None` for [`Arg::Unknown`].
     pub fn spec(&self) -> Option<&'static OptionSpec> {
-        let name = match self {
-            Arg::Mem(_) => "mem=",
-            Arg::Umid(_) => "umid=",
-            Arg::UmlDir(_) => "uml_dir=",
-            Arg::Root(_) => "root=",
-            Arg::RootFsType(_) => "rootfstype=",
-            Arg::RootFlags(_) => "rootflags=",
-            Arg::Init(_) => "init=",
-            Arg::Initrd(_) => "initrd=",
-            Arg::Hostfs { .. } => "hostfs=",
-            Arg::Ubd { .. } | Arg::UbdSync => "ubd",
-            Arg::Con { .. } => "con",
-            Arg::Ssl { .. } => "ssl",
-            Arg::Eth { .. } => "eth",
-            Arg::Vec { .. } => "vec",
-            Arg::MconsoleNotify(_) => "mconsole=",
-            Arg::VirtioDevice { .. } => "virtio_uml.device=",
-            Arg::Known { spec, .. } | Arg::Invalid { spec, .. } => return Some(spec),
-            Arg::Verbatim { arg, .. } => return arg.spec(),
-            Arg::Unknown(_) => return None,
-        };
-        options::by_name(name)
+        match self {
+            Arg::Known { spec, .. } | Arg::Invalid { spec, .. } => Some(spec),
+            Arg::Verbatim { arg, .. } => arg.spec(),
+            Arg::Unknown(_) => None,
+            // A typed argument belongs to the option that claims its rendered word, the way
+            // the kernel would match it: no second table of names here.
+            typed => options::lookup(&typed.to_string()),
+        }
     }
 }
 
@@ -313,6 +301,7 @@ impl fmt::Display for Arg {
                 Ok(())
             }
             Arg::MconsoleNotify(p) => write!(f, "mconsole=notify:{}", p.display()),
+            Arg::Seccomp(mode) => write!(f, "seccomp={mode}"),
             Arg::VirtioDevice {
                 socket,
                 virtio_id,
@@ -743,6 +732,10 @@ pub enum ParseError {
     )]
     Mconsole(String),
     #[error(
+        "`seccomp={0}` is not accepted: expected on, auto or off; the kernel stops at start (`Invalid seccomp option`)"
+    )]
+    Seccomp(String),
+    #[error(
         "`{0}` is not a virtio device: expected <socket>:<virtio id>[:<platform id>] with decimal ids"
     )]
     Virtio(String),
@@ -772,41 +765,80 @@ pub(crate) fn accepted_part(text: &str, error: &ParseError) -> Option<Arg> {
 
 fn parse_option(spec: &'static OptionSpec, text: &str) -> Result<Option<Arg>, ParseError> {
     let rest = text.get(spec.name().len()..).unwrap_or("");
-    Ok(Some(match spec.name() {
-        "mem=" => Arg::Mem(parse_size(rest)?),
-        "umid=" => Arg::Umid(rest.into()),
-        "uml_dir=" => Arg::UmlDir(rest.into()),
-        "root=" => Arg::Root(rest.into()),
-        "rootfstype=" => Arg::RootFsType(rest.into()),
-        "rootflags=" => Arg::RootFlags(rest.into()),
-        "init=" => Arg::Init(rest.into()),
-        "initrd=" => Arg::Initrd(rest.into()),
-        "hostfs=" => {
-            let mut parts = rest.split(',');
-            let root = parts.next().unwrap_or("").into();
-            Arg::Hostfs {
-                root,
-                flags: parts.map(str::to_owned).collect(),
-            }
+    spec.parser().map(|parse| parse(rest)).transpose()
+}
+
+/// The typed parsers the option table points at ([`OptionSpec::parser`]): each gets the text
+/// after the option's name.
+pub(crate) mod parsers {
+    use super::{Arg, CON_UNITS, ParseError, SSL_UNITS};
+
+    pub fn mem(rest: &str) -> Result<Arg, ParseError> {
+        super::parse_size(rest).map(Arg::Mem)
+    }
+    pub fn umid(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::Umid(rest.into()))
+    }
+    pub fn uml_dir(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::UmlDir(rest.into()))
+    }
+    pub fn root(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::Root(rest.into()))
+    }
+    pub fn rootfstype(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::RootFsType(rest.into()))
+    }
+    pub fn rootflags(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::RootFlags(rest.into()))
+    }
+    pub fn init(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::Init(rest.into()))
+    }
+    pub fn initrd(rest: &str) -> Result<Arg, ParseError> {
+        Ok(Arg::Initrd(rest.into()))
+    }
+    pub fn hostfs(rest: &str) -> Result<Arg, ParseError> {
+        let mut parts = rest.split(',');
+        let root = parts.next().unwrap_or("").into();
+        Ok(Arg::Hostfs {
+            root,
+            flags: parts.map(str::to_owned).collect(),
+        })
+    }
+    pub fn ubd(rest: &str) -> Result<Arg, ParseError> {
+        super::parse_ubd(rest)
+    }
+    pub fn con(rest: &str) -> Result<Arg, ParseError> {
+        let (unit, channels) = super::parse_line("con", CON_UNITS, rest)?;
+        Ok(Arg::Con { unit, channels })
+    }
+    pub fn ssl(rest: &str) -> Result<Arg, ParseError> {
+        let (unit, channels) = super::parse_line("ssl", SSL_UNITS, rest)?;
+        Ok(Arg::Ssl { unit, channels })
+    }
+    pub fn eth(rest: &str) -> Result<Arg, ParseError> {
+        super::parse_eth(rest)
+    }
+    pub fn vec(rest: &str) -> Result<Arg, ParseError> {
+        super::parse_vec(rest)
+    }
+    pub fn mconsole(rest: &str) -> Result<Arg, ParseError> {
+        match rest.strip_prefix("notify:") {
+            Some(path) => Ok(Arg::MconsoleNotify(path.into())),
+            None => Err(ParseError::Mconsole(rest.into())),
         }
-        "ubd" => parse_ubd(rest)?,
-        "con" => {
-            let (unit, channels) = parse_line("con", CON_UNITS, rest)?;
-            Arg::Con { unit, channels }
+    }
+    pub fn virtio(rest: &str) -> Result<Arg, ParseError> {
+        super::parse_virtio(rest)
+    }
+    /// `uml_seccomp_config()`, `os-Linux/start_up.c`: exactly `on`, `auto` or `off`; anything
+    /// else is fatal at start.
+    pub fn seccomp(rest: &str) -> Result<Arg, ParseError> {
+        match rest {
+            "on" | "auto" | "off" => Ok(Arg::Seccomp(rest.into())),
+            _ => Err(ParseError::Seccomp(rest.into())),
         }
-        "ssl" => {
-            let (unit, channels) = parse_line("ssl", SSL_UNITS, rest)?;
-            Arg::Ssl { unit, channels }
-        }
-        "eth" => parse_eth(rest)?,
-        "vec" => parse_vec(rest)?,
-        "mconsole=" => match rest.strip_prefix("notify:") {
-            Some(path) => Arg::MconsoleNotify(path.into()),
-            None => return Err(ParseError::Mconsole(rest.into())),
-        },
-        "virtio_uml.device=" => parse_virtio(rest)?,
-        _ => return Ok(None),
-    }))
+    }
 }
 
 /// `simple_strtoull(s, &end, 0)` (`lib/vsprintf.c`): the value (saturated) and the bytes used,
@@ -1022,7 +1054,9 @@ fn parse_eth(rest: &str) -> Result<Arg, ParseError> {
 }
 
 fn parse_transport(name: &str, fields: &[&str]) -> Result<Transport, ParseError> {
-    let Some(spec) = options::transport(name).filter(|t| t.built()) else {
+    // The grammar is the transport's whatever the kernel: whether a kernel has it is the
+    // checker's question (TransportSpec::kernels), not the parser's.
+    let Some(spec) = options::transport(name) else {
         return Ok(Transport::Other {
             name: name.into(),
             fields: fields.iter().map(|f| (*f).to_owned()).collect(),

@@ -3,8 +3,14 @@
 //! Human output: one line per finding, `<severity>: <word>: <message>` (`<severity>: <message>`
 //! for findings about the whole command line), then a summary line.
 //!
+//! The verdicts are for one kernel: `--kernel PATH|RELEASE` (profiled with `--version` and
+//! `--showconfig`), `--kernel-version X.Y` (Debian's build of that version, assumed), else the
+//! kernel `uml run` would start (`$UML_KERNEL`, `linux` on `PATH`, then kernels built by `uml
+//! kernel build`); the first output line names it.
+//!
 //! `--json` prints one object instead:
-//! `{"ok": bool, "errors": n, "warnings": n, "notes": n, "findings": [...]}`, where each finding
+//! `{"ok": bool, "kernel": {"release": "7.2.12", "path": "/…/linux"|null, "assumed": bool},
+//! "errors": n, "warnings": n, "notes": n, "findings": [...]}`, where each finding
 //! is `{"severity": "error"|"warning"|"note", "code": "<stable id>", "index": <argv index>|null,
 //! "arg": "<word>"|null, "message": "...", "explain": "<what the option does>"|null}`.
 //! These field names are stable.
@@ -16,6 +22,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use uml::check::{self, CheckEnv, Severity};
 use uml::cmdline::CommandLine;
+use uml::kernel::{self, Profile, Version};
 
 use super::Global;
 
@@ -42,6 +49,13 @@ pub struct Args {
     /// Do not look at host files (images, sockets, mount flags)
     #[arg(long)]
     pub no_fs: bool,
+    /// Check for this kernel: a path, or a release built by `uml kernel build` (default: the
+    /// kernel `uml run` would start)
+    #[arg(long, value_name = "PATH|RELEASE", conflicts_with = "kernel_version")]
+    pub kernel: Option<String>,
+    /// Check for Debian's build of this kernel version (e.g. 6.1, 7.2) without a binary
+    #[arg(long, value_name = "X.Y")]
+    pub kernel_version: Option<String>,
     /// The kernel's argv words
     #[arg(
         value_name = "KERNEL_ARG",
@@ -53,7 +67,18 @@ pub struct Args {
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let cmdline = CommandLine::parse(&args.words);
-    let mut env = CheckEnv::from_process();
+    let profile = match (&args.kernel, &args.kernel_version) {
+        (_, Some(v)) => Profile::assumed(Version::parse(v).with_context(|| {
+            format!("--kernel-version {v:?}: expected a version such as 6.1 or 7.2")
+        })?),
+        (Some(k), None) => Profile::read(&kernel::resolve(Some(k))?)?,
+        // No kernel at all is no reason not to check the words: judge them as Debian's 6.1.
+        (None, None) => kernel::resolve(None)
+            .and_then(|path| Profile::read(&path))
+            .unwrap_or_else(|_| Profile::assumed(Version::new(6, 1, 0))),
+    };
+    let assumed = profile.path.as_os_str().is_empty();
+    let mut env = CheckEnv::from_process().with_kernel(profile);
     env.filesystem = !args.no_fs;
     env.default_uml_dir.clone_from(&global.uml_dir);
     let report = check::check(&cmdline, &env);
@@ -65,6 +90,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.json {
         let json = serde_json::json!({
             "ok": !failed,
+            "kernel": {
+                "release": env.kernel.release,
+                "path": (!assumed).then(|| env.kernel.path.display().to_string()),
+                "assumed": assumed,
+            },
             "errors": errors,
             "warnings": warnings,
             "notes": notes,
@@ -73,6 +103,19 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         let text = serde_json::to_string_pretty(&json).context("cannot encode the report")?;
         println!("{text}");
     } else {
+        if assumed {
+            println!(
+                "kernel: {} (assumed: Debian's build of {})",
+                env.kernel.release,
+                env.kernel.series()
+            );
+        } else {
+            println!(
+                "kernel: {} ({})",
+                env.kernel.release,
+                env.kernel.path.display()
+            );
+        }
         if args.explain {
             for arg in cmdline.args() {
                 if let Some(help) = check::explain(arg) {

@@ -2,7 +2,7 @@
 //!
 //! [`kernel_options_page`] renders `uml-kernel-options(7)`, the reference of the UML kernel's
 //! command line, from [`super::all`] and the transport/channel tables alone: every option,
-//! current, not built and obsolete, with its grammar, default and fate in 6.1. It is named so
+//! current and obsolete, with its grammar, default, the kernels that have it and its fate elsewhere. It is named so
 //! that it cannot collide with the `linux.uml(1)` HowTo that Debian's user-mode-linux ships.
 //! [`command_pages`] renders a page per command and visible subcommand of any clap command
 //! (`uml`, later `umlfs`, `umld`), with extra sections (EXAMPLES, FILES, …) on the top page.
@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use roff::{Inline, Roff, bold, italic, roman};
 
 use super::{
-    Completion, FieldSpec, InitSlot, OptionSpec, Stage, Status, ValueKind, all, channels,
+    Completion, FieldSpec, InitSlot, Kernels, OptionSpec, Stage, Status, ValueKind, all, channels,
     transports, vec_common_keys, vec_transports,
 };
 
@@ -80,7 +80,7 @@ pub enum Block {
     Code(String),
 }
 
-/// `uml-kernel-options(7)`: every option of the table, grouped by what a 6.1 kernel does with it.
+/// `uml-kernel-options(7)`: every option of the table, with the kernels that have it.
 pub fn kernel_options_page(meta: &Meta) -> Page {
     let mut r = Roff::new();
     r.control(
@@ -95,7 +95,7 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
     );
     r.control("SH", ["NAME"]);
     r.text([roman(
-        "uml-kernel-options - command-line options of the User-mode Linux 6.1 kernel",
+        "uml-kernel-options - command-line options of User-mode Linux kernels (6.1 and 7.x)",
     )]);
     r.control("SH", ["SYNOPSIS"]);
     r.text([
@@ -111,9 +111,14 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
         &mut r,
         "A User-mode Linux kernel is an ordinary host program, usually installed as linux, \
          linux.uml or vmlinux. Its arguments form the kernel command line. This page describes \
-         every option of the 6.1 kernel as Debian builds it (checked against 6.1.176), the \
-         options that exist only in other builds, and the obsolete options of older UML \
-         releases together with what 6.1 does with each.",
+         the options of the UML kernels umlkit knows, 6.1 (checked against Debian's 6.1.176) \
+         and 7.x (checked against 7.2.12 built from Debian's linux-source-7.2), the options \
+         that exist only in builds with a particular config symbol, and the obsolete options \
+         of older UML releases together with what the kernel does with each. Every entry says \
+         which kernels have it: a version range (\"since after 6.1\" means absent in 6.1.176 \
+         and present in 7.2.12, the series between not examined) and the CONFIG_ symbol it \
+         needs, as linux --showconfig prints it. A kernel without an option treats the word \
+         like any unclaimed word. uml check says which options the kernel that will run has.",
     );
     para(
         &mut r,
@@ -122,7 +127,10 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
          table (argv stage), then against the generic kernel parameters and the drivers' setup \
          handlers. The command line holds at most 4096 bytes. A word no handler claims is passed \
          to init: without = as one of its arguments, as name=value as one of its environment \
-         variables (at most 128 of each; a later duplicate name replaces an earlier one). Some \
+         variables (at most 128 of each; a later duplicate name replaces an earlier one), \
+         except a word with a . before any = (192.168.0.1, foo.bar=1), which is taken for a \
+         parameter of a module that is not there and dropped. Of repeated root=, rootfstype= \
+         and init= the last one counts. Some \
          UML options stay on the line after they are handled, so init sees them too; the \
          entries below say so.",
     );
@@ -161,13 +169,19 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
             Some(arg) => format!("{}:<{}>", ch.name(), arg.name()),
             None => ch.name().to_owned(),
         };
-        item(&mut r, &tag, ch.summary());
+        let text = match ch.kernels().config {
+            Some(symbol) => format!("{}. Needs CONFIG_{symbol}", ch.summary()),
+            None => ch.summary().to_owned(),
+        };
+        item(&mut r, &tag, &text);
     }
     r.control("SH", ["NETWORK TRANSPORTS"]);
     para(
         &mut r,
         "eth<n>=<transport>,<field>,... takes positional fields; an empty field keeps its \
-         default. The legacy transports are still built and working in 6.1.",
+         default. Only kernels built with CONFIG_UML_NET have eth: Debian's 6.1 has the \
+         transports below except pcap; 7.x has no legacy driver at all, so there eth<n>= lands \
+         in init's environment and vec<n>: is the only network device.",
     );
     for t in transports() {
         let fields: Vec<String> = t
@@ -180,10 +194,8 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
         } else {
             format!("eth<n>={},{}", t.name(), fields.join(","))
         };
-        let mut text = t.summary().to_owned();
-        if !t.built() {
-            text.push_str(". Not built into Debian's 6.1 kernel: the option is ignored silently.");
-        } else if t.ignores_extra_fields() {
+        let mut text = format!("{}. Kernels: {}", t.summary(), t.kernels().describe());
+        if t.ignores_extra_fields() {
             text.push_str(". Extra fields are ignored with a warning.");
         } else {
             text.push_str(". Extra fields fail with \"Extra garbage on specification\".");
@@ -206,16 +218,11 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
         fields_list(&mut r, t.keys(), t.required());
     }
 
-    section_of(
-        &mut r,
-        "OPTIONS NOT BUILT INTO DEBIAN'S 6.1 KERNEL",
-        all().iter().filter(|s| s.status() == Status::NotBuilt),
-    );
     r.control("SH", ["OBSOLETE OPTIONS"]);
     para(
         &mut r,
         "These options of older UML releases (documented in the old Debian linux.uml page) do \
-         nothing in 6.1. Each entry says what the 6.1 kernel does with the word instead.",
+         nothing in 6.1 or 7.x. Each entry says what the kernel does with the word instead.",
     );
     for spec in all().iter().filter(|s| s.status() == Status::Obsolete) {
         option_entry(&mut r, spec);
@@ -250,8 +257,8 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
     r.control("SH", ["NOTES"]);
     para(
         &mut r,
-        "The kernel's own --help is out of date in places: it allows ubd units 0-7 (6.1 has \
-         0-15, or a-p), and its mem= text mentions only the K and M suffixes. The HowTo that \
+        "The kernel's own --help is out of date in places: it allows ubd units 0-7 (6.1 and \
+         7.2 have 0-15, or a-p), and its mem= text mentions only the K and M suffixes. The HowTo that \
          Debian installs as linux.uml(1) omits the ubd r flag and writes a tty channel without \
          its tty: prefix.",
     );
@@ -519,10 +526,19 @@ fn option_entry(r: &mut Roff, spec: &OptionSpec) {
     if let Some(m) = spec.kernel_message() {
         facts.push(format!("The kernel logs: \"{m}\"."));
     }
-    if spec.status() != Status::Current {
+    if spec.status() == Status::Current {
+        facts.push(format!("Kernels: {}.", spec.kernels().describe()));
+        if spec.kernels() != Kernels::ALL {
+            let example = spec.syntax().replace(['<', '>'], "");
+            facts.push(format!(
+                "A kernel without it: the word {}.",
+                spec.fate_when_absent(&example)
+            ));
+        }
+    } else {
         match spec.init() {
-            Some(InitSlot::Argv) => facts.push("In 6.1 the word reaches init's arguments.".into()),
-            Some(InitSlot::Env) => facts.push("In 6.1 the word reaches init's environment.".into()),
+            Some(InitSlot::Argv) => facts.push("The word reaches init's arguments.".into()),
+            Some(InitSlot::Env) => facts.push("The word reaches init's environment.".into()),
             None => {}
         }
     }

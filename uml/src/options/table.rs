@@ -1,9 +1,34 @@
-//! The data: every option of the 6.1 UML kernel and the obsolete ones, with their fates as
-//! observed on 6.1.176 (Debian `user-mode-linux` 6.1um4).
+//! The data: every option of the UML kernels umlkit knows (6.1 and 7.x) and the obsolete ones,
+//! with which kernels have each and their fates.
+//!
+//! Two kernels were examined: 6.1.176 (Debian `user-mode-linux` 6.1um4: `--help`,
+//! `--showconfig`, boots on a host without AMX) and 7.2.12 (built from Debian's
+//! linux-source-7.2: `--help`, `--showconfig`, the source, boots). Where they differ and the
+//! series between were not examined, the change is [`AFTER_61`]: "absent in 6.1, present in
+//! 7.2", never a guessed version.
 
 use super::{
-    ChannelSpec, Completion as C, FieldSpec, InitSlot, Matching, OptionSpec, Stage, Status,
-    TransportSpec, ValueKind as V, VecTransportSpec,
+    Change, ChannelSpec, Completion as C, FieldSpec, InitSlot, Kernels, Matching, OptionSpec,
+    Removal, Series, Stage, Status, TransportSpec, ValueKind as V, VecTransportSpec,
+};
+use crate::cmdline::parsers as p;
+
+/// A change between the two examined kernels: absent in 6.1.176, present in 7.2.12.
+const AFTER_61: Change = Change::Between {
+    absent: Series(6, 1),
+    present: Series(7, 2),
+};
+
+/// Gone between the two examined kernels: present in 6.1.176, absent in 7.2.12.
+const UNTIL_61: Kernels = Kernels {
+    until: Some(AFTER_61),
+    ..Kernels::ALL
+};
+
+/// New between the two examined kernels.
+const SINCE_72: Kernels = Kernels {
+    since: Some(AFTER_61),
+    ..Kernels::ALL
 };
 
 const fn field(name: &'static str, completion: C, help: &'static str) -> FieldSpec {
@@ -37,15 +62,19 @@ const BASE: OptionSpec = OptionSpec {
     default: None,
     stage: Stage::Argv,
     status: Status::Current,
+    kernels: Kernels::ALL,
     init: None,
-    removed: false,
+    removed: Removal::Never,
+    absent_fate: None,
+    parse: None,
+    units: None,
     kernel_message: None,
     summary: "",
     help: "",
     fields: &[],
 };
 
-/// An option no handler claims in 6.1: it only reaches init.
+/// An option no handler claims on any kernel: it only reaches init.
 const OBSOLETE: OptionSpec = OptionSpec {
     matching: Matching::Exact,
     stage: Stage::Unclaimed,
@@ -85,9 +114,12 @@ pub static OPTIONS: &[OptionSpec] = &[
         init: Some(InitSlot::Env),
         summary: "Guest RAM size",
         help: "Physical memory of the guest. The size is a base-0 number (decimal, 0x hex, leading-0 \
-               octal) with an optional K, M, G, T, P or E suffix; trailing junk is ignored. The word \
-               stays on the command line, so init also sees mem=... in its environment.",
+               octal) with an optional K, M, G, T, P or E suffix; trailing junk is ignored. 6.1 leaves \
+               the word on the command line, so init also sees mem=... in its environment; \
+               7.2 removes it (physmem.c).",
         fields: &[field("size", C::Size, "e.g. 256M")],
+        parse: Some(p::mem),
+        removed: Removal::Since(AFTER_61),
         ..BASE
     },
     OptionSpec {
@@ -102,6 +134,11 @@ pub static OPTIONS: &[OptionSpec] = &[
             field("name", C::None, "region name"),
             field("file", C::File, "host file"),
         ],
+        kernels: UNTIL_61,
+        absent_fate: Some(
+            "is taken by the generic iomem= option (kernel/resource.c, which knows only relaxed \
+             and strict): no region is mapped",
+        ),
         ..BASE
     },
     OptionSpec {
@@ -111,6 +148,9 @@ pub static OPTIONS: &[OptionSpec] = &[
         summary: "Load a host file as the initrd",
         help: "Loads the host file <file> as the initial ramdisk.",
         fields: &[field("file", C::File, "initrd image on the host")],
+        kernels: Kernels::config("BLK_DEV_INITRD"),
+        parse: Some(p::initrd),
+        removed: Removal::Since(AFTER_61),
         ..BASE
     },
     OptionSpec {
@@ -128,6 +168,7 @@ pub static OPTIONS: &[OptionSpec] = &[
             C::Candidates(&["/dev/ubda", "/dev/root", "98:0"]),
             "device",
         )],
+        parse: Some(p::root),
         ..BASE
     },
     OptionSpec {
@@ -150,13 +191,14 @@ pub static OPTIONS: &[OptionSpec] = &[
         syntax: "umid=<name>",
         value: V::Text,
         default: Some("random 6 characters"),
-        removed: true,
+        removed: Removal::Always,
         summary: "Name of this instance",
         help: "The unique machine id: names the instance directory <uml_dir>/<umid>/ that holds \
                the pid file and the mconsole socket. At most 63 characters; a longer name is \
                dropped without a message and a random one is used. A second umid= is refused with \
                `umid already set`. Removed from the command line.",
         fields: &[field("name", C::None, "at most 63 characters")],
+        parse: Some(p::umid),
         ..BASE
     },
     OptionSpec {
@@ -167,9 +209,11 @@ pub static OPTIONS: &[OptionSpec] = &[
         init: Some(InitSlot::Env),
         summary: "Directory for instance directories",
         help: "Where the instance directory <umid>/ is created (one mkdir, parents are not \
-               created). A leading ~ is expanded. Stays on the command line, so init sees it in \
-               its environment.",
+               created). A leading ~ is expanded. 6.1 leaves it on the command line, so init sees it \
+               in its environment; 7.2 removes it (os-Linux/umid.c).",
         fields: &[field("directory", C::Directory, "host directory")],
+        parse: Some(p::uml_dir),
+        removed: Removal::Since(AFTER_61),
         ..BASE
     },
     OptionSpec {
@@ -181,6 +225,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "Used to start UML under gdb (tt mode). 6.1 only prints a warning that it is not \
                needed; the word stays on the line and sets the generic debug loglevel. Matched by \
                prefix, so anything starting with debug triggers the warning.",
+        kernels: UNTIL_61,
+        absent_fate: Some("is the generic debug loglevel (init/main.c), without UML's warning"),
         ..BASE
     },
     OptionSpec {
@@ -188,7 +234,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         syntax: "xterm=<emulator>[,<title switch>[,<exec switch>]]",
         value: V::Fields,
         default: Some("x-terminal-emulator,-T,-e"),
-        removed: true,
+        removed: Removal::Always,
         summary: "Terminal emulator for the xterm channel",
         help: "The program the xterm channel runs, with its title and exec switches. Empty fields \
                keep the defaults. Removed from the command line.",
@@ -197,6 +243,7 @@ pub static OPTIONS: &[OptionSpec] = &[
             field_d("title-switch", C::None, "-T", "title switch"),
             field_d("exec-switch", C::None, "-e", "exec switch"),
         ],
+
         ..BASE
     },
     OptionSpec {
@@ -205,7 +252,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         init: Some(InitSlot::Argv),
         summary: "Do not use PTRACE_SYSEMU",
         help: "Turns off the host's PTRACE_SYSEMU support. Stays on the command line, so init gets \
-               nosysemu as an argument.",
+               nosysemu as an argument. Gone in 7.2, which needs PTRACE_SYSEMU or seccomp.",
+        kernels: UNTIL_61,
         ..BASE
     },
     OptionSpec {
@@ -221,8 +269,9 @@ pub static OPTIONS: &[OptionSpec] = &[
         init: Some(InitSlot::Argv),
         summary: "Exit instead of rebooting",
         help: "A reboot (reboot, ctrl-alt-del, sysrq b, mconsole reboot/cad) exits the process \
-               instead of re-executing the kernel. Stays on the line, so init gets it as an \
-               argument.",
+               instead of re-executing the kernel. 6.1 leaves the word on the line, so init \
+               gets it as an argument; 7.2 removes it (os-Linux/skas/process.c).",
+        removed: Removal::Since(AFTER_61),
         ..BASE
     },
     OptionSpec {
@@ -237,6 +286,8 @@ pub static OPTIONS: &[OptionSpec] = &[
             field("root", C::Directory, "host directory"),
             field("flags", C::Candidates(&["append"]), "flags"),
         ],
+        kernels: Kernels::config("HOSTFS"),
+        parse: Some(p::hostfs),
         ..BASE
     },
     OptionSpec {
@@ -250,7 +301,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "--version",
         syntax: "--version",
         summary: "Print the kernel release and exit",
-        help: "Prints the release (6.1.176) and exits 0 before booting. Prefix-matched.",
+        help: "Prints the bare release (6.1.176, 7.2.12) and exits 0 before booting. Prefix-matched.",
+
         ..BASE
     },
     OptionSpec {
@@ -281,6 +333,9 @@ pub static OPTIONS: &[OptionSpec] = &[
             field("backing", C::File, "backing file of the COW file"),
             field("serial", C::None, "serial shown in /sys/block/ubdX/serial"),
         ],
+        kernels: Kernels::config("BLK_DEV_UBD"),
+        parse: Some(p::ubd),
+        units: Some(crate::cmdline::UBD_UNITS),
         ..BASE
     },
     OptionSpec {
@@ -302,8 +357,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         status: Status::Obsolete,
         kernel_message: Some("The fake_ide option has been removed"),
         summary: "Removed: fake IDE names for ubd disks",
-        help: "Used to create /proc/ide entries for ubd disks. 6.1 logs that it has been removed \
-               and ignores it.",
+        help: "Used to create /proc/ide entries for ubd disks. 6.1 and 7.2 log that it has been \
+               removed and ignore it.",
         ..BASE
     },
     OptionSpec {
@@ -318,6 +373,8 @@ pub static OPTIONS: &[OptionSpec] = &[
                none; <in>,<out> or one for both. Debian's default for con1-15 is not a channel \
                type, so without con= each logs `setup_one_line failed`; con=null avoids that.",
         fields: CON_FIELDS,
+        parse: Some(p::con),
+        units: Some(crate::cmdline::CON_UNITS),
         ..BASE
     },
     OptionSpec {
@@ -330,6 +387,9 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "ssl=<channels> sets every serial line, ssl<n>=<channels> line n (0-63, /dev/ttyS<n>). \
                Channels as for con.",
         fields: CON_FIELDS,
+        kernels: Kernels::config("SSL"),
+        parse: Some(p::ssl),
+        units: Some(crate::cmdline::SSL_UNITS),
         ..BASE
     },
     OptionSpec {
@@ -359,8 +419,9 @@ pub static OPTIONS: &[OptionSpec] = &[
         summary: "A network device with a legacy transport",
         help: "Creates eth<n> using <transport> (ethertap, tuntap, daemon, mcast, ucast, slirp, \
                slip, vde) with positional comma-separated fields; an empty field keeps the \
-               default. An unknown transport name (or pcap, which is not built) is ignored without \
-               any message.",
+               default. An unknown transport name, or one the kernel is built without \
+               (pcap in Debian), is ignored without any message. 7.x has no legacy driver: \
+               use vec<n>: there; the word then lands in init's environment.",
         fields: &[field(
             "transport",
             C::Candidates(&[
@@ -368,6 +429,8 @@ pub static OPTIONS: &[OptionSpec] = &[
             ]),
             "transport name",
         )],
+        kernels: Kernels::config("UML_NET"),
+        parse: Some(p::eth),
         ..BASE
     },
     OptionSpec {
@@ -376,14 +439,16 @@ pub static OPTIONS: &[OptionSpec] = &[
         value: V::KeyValues,
         stage: Stage::Setup,
         summary: "A network device with the vector driver",
-        help: "Creates vec<n>. transport= is required (tap, hybrid, raw, gre, l2tpv3, bess, fd); \
+        help: "Creates vec<n>. transport= is required (tap, hybrid, raw, gre, l2tpv3, bess, fd, vde); \
                the other keys depend on it. A key without = is dropped silently, the first of a \
                repeated key wins, at most 20 pairs.",
         fields: &[field(
             "transport",
-            C::Candidates(&["tap", "hybrid", "raw", "gre", "l2tpv3", "bess", "fd"]),
+            C::Candidates(&["tap", "hybrid", "raw", "gre", "l2tpv3", "bess", "fd", "vde"]),
             "transport",
         )],
+        kernels: Kernels::config("UML_NET_VECTOR"),
+        parse: Some(p::vec),
         ..BASE
     },
     OptionSpec {
@@ -395,6 +460,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "The kernel sends datagrams (socket ready, panic, guest writes to /proc/mconsole) to \
                the existing AF_UNIX datagram socket <socket>, a filesystem path under 108 bytes.",
         fields: &[field("socket", C::Socket, "datagram socket path")],
+        kernels: Kernels::config("MCONSOLE"),
+        parse: Some(p::mconsole),
         ..BASE
     },
     OptionSpec {
@@ -410,6 +477,8 @@ pub static OPTIONS: &[OptionSpec] = &[
             field("virtio-id", C::Number, "virtio device id"),
             field("platform-id", C::Number, "platform id"),
         ],
+        kernels: Kernels::config("VIRTIO_UML"),
+        parse: Some(p::virtio),
         ..BASE
     },
     // ---- generic kernel parameters a UML user passes ----
@@ -433,6 +502,7 @@ pub static OPTIONS: &[OptionSpec] = &[
             C::Candidates(&["hostfs", "ext4", "ext2", "tmpfs"]),
             "filesystem",
         )],
+        parse: Some(p::rootfstype),
         ..BASE
     },
     OptionSpec {
@@ -444,6 +514,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "Mount data for the root filesystem; for rootfstype=hostfs it is the host directory \
                to use as /.",
         fields: &[field("options", C::Directory, "host directory for hostfs")],
+        parse: Some(p::rootflags),
         ..BASE
     },
     OptionSpec {
@@ -473,6 +544,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         summary: "Program to run as init",
         help: "The guest path of the first process.",
         fields: &[field("program", C::File, "guest path")],
+        parse: Some(p::init),
         ..BASE
     },
     OptionSpec {
@@ -489,78 +561,130 @@ pub static OPTIONS: &[OptionSpec] = &[
         )],
         ..BASE
     },
-    // ---- config-dependent, not built in Debian's 6.1 ----
+    // ---- config-dependent: Debian builds neither 6.1 nor (umlkit's) 7.2 with these ----
     OptionSpec {
         name: "dtb",
         matching: Matching::Key,
         syntax: "dtb=<file>",
-        status: Status::NotBuilt,
-        summary: "Device tree blob (CONFIG_OF; not built)",
-        help: "Loads a device tree from a host file. Not built into Debian's 6.1 kernel, so the \
-               word is passed to init's environment and has no effect.",
+        value: V::Path,
+        kernels: Kernels::config("OF"),
+        removed: Removal::Always,
+        summary: "Device tree blob (CONFIG_OF)",
+        help: "Loads a device tree from a host file (arch/um/kernel/dtb.c). Only in kernels built \
+               with CONFIG_OF; elsewhere the word lands in init's environment and has no effect.",
         fields: &[field("file", C::File, "dtb file")],
-        ..OBSOLETE_KEY
+        ..BASE
     },
     OptionSpec {
         name: "dsp",
         matching: Matching::Key,
         syntax: "dsp=<device>",
-        status: Status::NotBuilt,
+        value: V::Path,
+        kernels: Kernels::config("UML_SOUND"),
+        removed: Removal::Always,
         default: Some("/dev/sound/dsp"),
-        summary: "Host sound device (hostaudio; not built)",
-        help: "The host dsp device for hostaudio. Not built in Debian's 6.1: passed to init's \
-               environment, no effect.",
+        summary: "Host sound device (hostaudio, CONFIG_UML_SOUND)",
+        help: "The host dsp device for hostaudio. Only in kernels built with CONFIG_UML_SOUND; \
+               elsewhere the word lands in init's environment and has no effect.",
         fields: &[field("device", C::File, "host device")],
-        ..OBSOLETE_KEY
+        ..BASE
     },
     OptionSpec {
         name: "mixer",
         matching: Matching::Key,
         syntax: "mixer=<device>",
-        status: Status::NotBuilt,
+        value: V::Path,
+        kernels: Kernels::config("UML_SOUND"),
+        removed: Removal::Always,
         default: Some("/dev/sound/mixer"),
-        summary: "Host mixer device (hostaudio; not built)",
-        help: "The host mixer device for hostaudio. Not built in Debian's 6.1: passed to init's \
-               environment, no effect.",
+        summary: "Host mixer device (hostaudio, CONFIG_UML_SOUND)",
+        help: "The host mixer device for hostaudio. Only in kernels built with CONFIG_UML_SOUND; \
+               elsewhere the word lands in init's environment and has no effect.",
         fields: &[field("device", C::File, "host device")],
-        ..OBSOLETE_KEY
+        ..BASE
     },
     OptionSpec {
         name: "time-travel",
+        matching: Matching::Exact,
         syntax: "time-travel",
-        status: Status::NotBuilt,
-        summary: "Simulated time (CONFIG_UML_TIME_TRAVEL_SUPPORT; not built)",
-        help: "Runs the guest on simulated time. Not built in Debian's 6.1: passed to init's \
-               argv, no effect.",
-        ..OBSOLETE
+        stage: Stage::Setup,
+        kernels: Kernels::config("UML_TIME_TRAVEL_SUPPORT"),
+        summary: "Simulated time (CONFIG_UML_TIME_TRAVEL_SUPPORT)",
+        help: "Runs the guest on simulated time (arch/um/kernel/time.c). Only in kernels built \
+               with CONFIG_UML_TIME_TRAVEL_SUPPORT; elsewhere the word lands in init's argv.",
+        ..BASE
     },
     OptionSpec {
         name: "time-travel",
         matching: Matching::Key,
         syntax: "time-travel=<inf-cpu|ext:[<id>:]<socket>>",
-        status: Status::NotBuilt,
-        summary: "Simulated time mode (not built)",
-        help: "Selects the time-travel mode. Not built in Debian's 6.1: passed to init's \
-               environment, no effect.",
+        value: V::Text,
+        stage: Stage::Setup,
+        kernels: Kernels::config("UML_TIME_TRAVEL_SUPPORT"),
+        summary: "Simulated time mode (CONFIG_UML_TIME_TRAVEL_SUPPORT)",
+        help: "Selects the time-travel mode. Only in kernels built with \
+               CONFIG_UML_TIME_TRAVEL_SUPPORT; elsewhere the word lands in init's environment.",
         fields: &[field("mode", C::Candidates(&["inf-cpu", "ext:"]), "mode")],
-        ..OBSOLETE_KEY
+        ..BASE
     },
     OptionSpec {
         name: "time-travel-start",
         matching: Matching::Key,
         syntax: "time-travel-start=<ns>",
-        status: Status::NotBuilt,
-        summary: "Start time for time-travel (not built)",
-        help: "Start time in nanoseconds. Not built in Debian's 6.1: passed to init's environment.",
+        value: V::Number,
+        stage: Stage::Setup,
+        kernels: Kernels::config("UML_TIME_TRAVEL_SUPPORT"),
+        summary: "Start time for time-travel (CONFIG_UML_TIME_TRAVEL_SUPPORT)",
+        help: "Start time in nanoseconds. Only in kernels built with \
+               CONFIG_UML_TIME_TRAVEL_SUPPORT; elsewhere the word lands in init's environment.",
         fields: &[field("ns", C::Number, "nanoseconds")],
-        ..OBSOLETE_KEY
+        ..BASE
+    },
+    // ---- new after 6.1 (absent from 6.1.176's --help, in 7.2.12's source and --help) ----
+    OptionSpec {
+        name: "seccomp=",
+        syntax: "seccomp=<on|auto|off>",
+        value: V::Text,
+        kernels: SINCE_72,
+        removed: Removal::Always,
+        parse: Some(p::seccomp),
+        default: Some("off"),
+        summary: "Intercept guest syscalls with seccomp instead of ptrace",
+        help: "on: guest processes run under a seccomp filter and a signal handler instead of \
+               being traced with ptrace; auto: use it when the host allows; off: ptrace. Any other \
+               value stops the kernel at start (`Invalid seccomp option`, os-Linux/start_up.c). \
+               Removed from the command line. Not in 6.1, where the word lands in init's \
+               environment.",
+        fields: &[field(
+            "mode",
+            C::Candidates(&["on", "auto", "off"]),
+            "on, auto or off",
+        )],
+        ..BASE
+    },
+    OptionSpec {
+        name: "ncpus=",
+        syntax: "ncpus=<n>",
+        value: V::Number,
+        kernels: Kernels {
+            config: Some("SMP"),
+            ..SINCE_72
+        },
+        removed: Removal::Always,
+        summary: "Number of virtual CPUs (CONFIG_SMP)",
+        help: "How many virtual CPUs to start, clamped to 1..CONFIG_NR_CPUS (arch/um/kernel/smp.c). \
+               Only in kernels with UML SMP support built in (CONFIG_SMP; Debian's 7.2 and \
+               umlkit's build lack it). The old tt-mode SMP option of the same name is gone from \
+               6.1, where the word lands in init's environment.",
+        fields: &[field("n", C::Number, "CPUs")],
+        ..BASE
     },
     // ---- obsolete (old Debian man page) ----
     OptionSpec {
         name: "mode",
         syntax: "mode=<tt|skas|skas0>",
         summary: "Removed: tt/skas execution mode",
-        help: "Selected tt or skas mode. 6.1 has only skas0-style operation; the word is unknown \
+        help: "Selected tt or skas mode. Kernels since 2.6 have only skas0-style operation; the word is unknown \
                and lands in init's environment as mode=..., the last one winning.",
         fields: &[field(
             "mode",
@@ -573,21 +697,21 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "skas0",
         syntax: "skas0",
         summary: "Removed: force skas0 mode",
-        help: "Forced skas0 mode. Unknown in 6.1: lands in init's argv.",
+        help: "Forced skas0 mode. Unknown to every kernel: lands in init's argv.",
         ..OBSOLETE
     },
     OptionSpec {
         name: "honeypot",
         syntax: "honeypot",
         summary: "Removed: honeypot mode",
-        help: "Hid UML from the guest for honeypots (tt mode). Unknown in 6.1: lands in init's argv.",
+        help: "Hid UML from the guest for honeypots (tt mode). Unknown to every kernel: lands in init's argv.",
         ..OBSOLETE
     },
     OptionSpec {
         name: "jail",
         syntax: "jail",
         summary: "Removed: protect kernel memory (tt mode)",
-        help: "Protected kernel memory from processes in tt mode. Unknown in 6.1: lands in init's \
+        help: "Protected kernel memory from processes in tt mode. Unknown to every kernel: lands in init's \
                argv.",
         ..OBSOLETE
     },
@@ -595,21 +719,21 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "fakehd",
         syntax: "fakehd",
         summary: "Removed: name ubd disks hd*",
-        help: "Named ubd disks like IDE disks. Unknown in 6.1: lands in init's argv.",
+        help: "Named ubd disks like IDE disks. Unknown to every kernel: lands in init's argv.",
         ..OBSOLETE
     },
     OptionSpec {
         name: "noptraceldt",
         syntax: "noptraceldt",
         summary: "Removed: skas3 host patch knob",
-        help: "Disabled PTRACE_LDT of the skas3 host patch. Unknown in 6.1: lands in init's argv.",
+        help: "Disabled PTRACE_LDT of the skas3 host patch. Unknown to every kernel: lands in init's argv.",
         ..OBSOLETE
     },
     OptionSpec {
         name: "noptracefaultinfo",
         syntax: "noptracefaultinfo",
         summary: "Removed: skas3 host patch knob",
-        help: "Disabled PTRACE_FAULTINFO of the skas3 host patch. Unknown in 6.1: lands in init's \
+        help: "Disabled PTRACE_FAULTINFO of the skas3 host patch. Unknown to every kernel: lands in init's \
                argv.",
         ..OBSOLETE
     },
@@ -617,7 +741,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "noprocmm",
         syntax: "noprocmm",
         summary: "Removed: skas3 host patch knob",
-        help: "Disabled /proc/mm of the skas3 host patch. Unknown in 6.1: lands in init's argv.",
+        help: "Disabled /proc/mm of the skas3 host patch. Unknown to every kernel: lands in init's argv.",
         ..OBSOLETE
     },
     OptionSpec {
@@ -626,14 +750,14 @@ pub static OPTIONS: &[OptionSpec] = &[
         kernel_message: Some("'debug' is not necessary to gdb UML in skas mode - run 'gdb linux'"),
         summary: "Removed: trace the tracing thread (tt mode)",
         help: "Debugged UML's tracing thread in tt mode. In 6.1 the debug prefix fires (its warning \
-               is printed) and the word then lands in init's argv.",
+               is printed); on every kernel the word lands in init's argv.",
         ..OBSOLETE
     },
     OptionSpec {
         name: "aio",
         syntax: "aio=2.4",
         summary: "Removed: use 2.4-style AIO",
-        help: "Forced 2.4-style host AIO. Unknown in 6.1: lands in init's environment.",
+        help: "Forced 2.4-style host AIO. Unknown to every kernel: lands in init's environment.",
         fields: &[field("version", C::Candidates(&["2.4"]), "version")],
         ..OBSOLETE_KEY
     },
@@ -641,26 +765,17 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "gdb-pid",
         syntax: "gdb-pid=<pid>",
         summary: "Removed: attach a running gdb (tt mode)",
-        help: "Attached the tt-mode debugger to a gdb process. Unknown in 6.1: lands in init's \
-               environment.",
+        help: "Attached the tt-mode debugger to a gdb process. Unknown to every kernel: lands in \
+               init's environment.",
         fields: &[field("pid", C::Number, "pid")],
-        ..OBSOLETE_KEY
-    },
-    OptionSpec {
-        name: "ncpus",
-        syntax: "ncpus=<n>",
-        summary: "Removed: number of virtual CPUs",
-        help: "Set the number of virtual CPUs of the old SMP support. Unknown in 6.1 (UML is \
-               uniprocessor): lands in init's environment.",
-        fields: &[field("n", C::Number, "CPUs")],
         ..OBSOLETE_KEY
     },
     OptionSpec {
         name: "tty_log_dir",
         syntax: "tty_log_dir=<directory>",
         summary: "Removed: tty logging directory",
-        help: "Logged tty traffic to files in a host directory. Unknown in 6.1: lands in init's \
-               environment.",
+        help: "Logged tty traffic to files in a host directory. Unknown to every kernel: lands in \
+               init's environment.",
         fields: &[field("directory", C::Directory, "host directory")],
         ..OBSOLETE_KEY
     },
@@ -668,7 +783,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         name: "tty_log_fd",
         syntax: "tty_log_fd=<fd>",
         summary: "Removed: tty logging descriptor",
-        help: "Logged tty traffic to a host descriptor. Unknown in 6.1: lands in init's environment.",
+        help: "Logged tty traffic to a host descriptor. Unknown to every kernel: lands in init's environment.",
         fields: &[field("fd", C::Number, "descriptor")],
         ..OBSOLETE_KEY
     },
@@ -677,7 +792,7 @@ pub static OPTIONS: &[OptionSpec] = &[
 pub static TRANSPORTS: &[TransportSpec] = &[
     TransportSpec {
         name: "ethertap",
-        built: true,
+        kernels: Kernels::config("UML_NET_ETHERTAP"),
         ignores_extra: false,
         required: &["dev"],
         summary: "Obsolete ethertap host device, through the uml_net helper",
@@ -689,7 +804,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "tuntap",
-        built: true,
+        kernels: Kernels::config("UML_NET_TUNTAP"),
         ignores_extra: false,
         required: &[],
         summary: "A host TAP device (/dev/net/tun), or one made by uml_net when dev is empty",
@@ -705,7 +820,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "daemon",
-        built: true,
+        kernels: Kernels::config("UML_NET_DAEMON"),
         ignores_extra: true,
         required: &[],
         summary: "A uml_switch (or `uml switch`) daemon over a unix control socket",
@@ -727,7 +842,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "mcast",
-        built: true,
+        kernels: Kernels::config("UML_NET_MCAST"),
         ignores_extra: false,
         required: &[],
         summary: "UDP multicast between guests",
@@ -740,7 +855,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "ucast",
-        built: true,
+        kernels: Kernels::config("UML_NET_MCAST"),
         ignores_extra: false,
         required: &["remote"],
         summary: "Point-to-point UDP to one peer",
@@ -753,7 +868,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "slirp",
-        built: true,
+        kernels: Kernels::config("UML_NET_SLIRP"),
         ignores_extra: false,
         required: &[],
         summary: "User-space NAT through a slirp program",
@@ -769,7 +884,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "slip",
-        built: true,
+        kernels: Kernels::config("UML_NET_SLIP"),
         ignores_extra: false,
         required: &[],
         summary: "IP-only SLIP through the uml_net helper",
@@ -777,7 +892,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "vde",
-        built: true,
+        kernels: Kernels::config("UML_NET_VDE"),
         ignores_extra: true,
         required: &[],
         summary: "A VDE switch through libvdeplug",
@@ -797,10 +912,10 @@ pub static TRANSPORTS: &[TransportSpec] = &[
     },
     TransportSpec {
         name: "pcap",
-        built: false,
+        kernels: Kernels::config("UML_NET_PCAP"),
         ignores_extra: false,
         required: &[],
-        summary: "libpcap capture (CONFIG_UML_NET_PCAP; not built in Debian's 6.1)",
+        summary: "libpcap capture (CONFIG_UML_NET_PCAP; Debian does not build it)",
         fields: &[
             field("host-if", C::NetInterface, "host interface"),
             field("filter", C::None, "pcap filter"),
@@ -822,7 +937,7 @@ pub static TRANSPORTS: &[TransportSpec] = &[
 pub static VEC_COMMON_KEYS: &[FieldSpec] = &[
     field(
         "transport",
-        C::Candidates(&["tap", "hybrid", "raw", "gre", "l2tpv3", "bess", "fd"]),
+        C::Candidates(&["tap", "hybrid", "raw", "gre", "l2tpv3", "bess", "fd", "vde"]),
         "transport (required)",
     ),
     MAC,
@@ -922,6 +1037,19 @@ pub static VEC_TRANSPORTS: &[VecTransportSpec] = &[
         pairs: &[],
     },
     VecTransportSpec {
+        name: "vde",
+        summary: "A VDE switch through vde_plug over a seqpacket socketpair",
+        keys: &[
+            field("vnl", C::Directory, "VDE network locator (the switch)"),
+            field_d("descr", C::None, "UML", "port description"),
+            field("port", C::Number, "switch port"),
+            field("mode", C::Number, "octal mode"),
+            field("group", C::None, "group of the port"),
+        ],
+        required: &[],
+        pairs: &[],
+    },
+    VecTransportSpec {
         name: "fd",
         summary: "An inherited descriptor",
         keys: &[field("fd", C::Number, "descriptor number")],
@@ -933,41 +1061,49 @@ pub static VEC_TRANSPORTS: &[VecTransportSpec] = &[
 pub static CHANNELS: &[ChannelSpec] = &[
     ChannelSpec {
         name: "fd",
+        kernels: Kernels::ALL,
         argument: Some(field("fd", C::Number, "host descriptor")),
         summary: "A host file descriptor",
     },
     ChannelSpec {
         name: "null",
+        kernels: Kernels::config("NULL_CHAN"),
         argument: None,
         summary: "Discard output, no input",
     },
     ChannelSpec {
         name: "port",
+        kernels: Kernels::config("PORT_CHAN"),
         argument: Some(field("port", C::Number, "TCP port")),
         summary: "A telnet port on every host address; the device waits for a client",
     },
     ChannelSpec {
         name: "pty",
+        kernels: Kernels::config("PTY_CHAN"),
         argument: None,
         summary: "A BSD pty master",
     },
     ChannelSpec {
         name: "pts",
+        kernels: Kernels::config("PTY_CHAN"),
         argument: None,
         summary: "A /dev/ptmx pseudo-terminal; the log names the /dev/pts device",
     },
     ChannelSpec {
         name: "tty",
+        kernels: Kernels::config("TTY_CHAN"),
         argument: Some(field("device", C::HostTty, "host tty device")),
         summary: "A host terminal device",
     },
     ChannelSpec {
         name: "xterm",
+        kernels: Kernels::config("XTERM_CHAN"),
         argument: None,
         summary: "A terminal emulator window (needs $DISPLAY)",
     },
     ChannelSpec {
         name: "none",
+        kernels: Kernels::ALL,
         argument: None,
         summary: "The line is not configured",
     },

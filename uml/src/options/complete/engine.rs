@@ -291,7 +291,10 @@ fn value(s: &mut String) {
                     "    {}[0-9]*)\n        __uk_split ,\n        if [ \"$__uk_n\" = 0 ]; then",
                     spec.name()
                 );
-                for t in transports().iter().filter(|t| t.built()) {
+                for t in transports()
+                    .iter()
+                    .filter(|t| super::on_offered_kernel(t.kernels()))
+                {
                     let _ = writeln!(
                         s,
                         "            __uk_emit \"$__uk_base\"{} {} n",
@@ -338,7 +341,10 @@ fn pattern(key: &str) -> String {
 
 fn eth(s: &mut String) {
     s.push_str("__uk_eth() {\n    __uk_n=$((__uk_n - 1))\n    case $1 in\n");
-    for t in transports().iter().filter(|t| t.built()) {
+    for t in transports()
+        .iter()
+        .filter(|t| super::on_offered_kernel(t.kernels()))
+    {
         let _ = writeln!(s, "    {})", q(t.name()));
         fields_case(s, "        ", t.fields(), true);
         s.push_str("        ;;\n");

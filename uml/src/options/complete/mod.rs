@@ -6,8 +6,11 @@
 //! (`engine.rs`) that bash and zsh run in-process and fish runs through `sh -c`, so the three
 //! shells offer the same words: option keys with their summaries, ubd units and flags, files for
 //! disks, channel types, transports and their fields, vec keys, sizes, sockets and directories.
-//! Only options a user should pass to a 6.1 kernel are offered ([`offered`]); the rest are
-//! documented in the man page and never completed.
+//! The scripts are generated without a kernel at hand, so they offer what Debian's builds of
+//! 6.1 and 7.x have ([`OFFERED_KERNELS`], [`offered`]): `eth` and its transports (6.1 only)
+//! as well as `seccomp=` (7.x only). Obsolete options and ones neither kernel is built with
+//! (`dtb=`, `time-travel`, `ncpus=`, the `pcap` transport) are documented in the man page and
+//! never completed; `uml check` says which words the kernel that will run lacks.
 //!
 //! The command hooks ([`command_scripts`]) add, per [`Dynamic`] kind of positional argument:
 //! running umids (the directories in `--uml-dir`, else `$UML_DIR`, else `~/.uml`, whose names do
@@ -27,7 +30,18 @@ use std::fmt::Write as _;
 use clap::Command;
 use clap_complete::Shell;
 
-use super::{OptionSpec, Status, ValueKind};
+use super::{Kernels, OptionSpec, Status, ValueKind, all};
+use crate::kernel::{Profile, Version};
+
+/// The kernels whose options the completions offer: Debian's builds of 6.1 and 7.2.
+pub const OFFERED_KERNELS: &[Version] = &[Version::new(6, 1, 0), Version::new(7, 2, 0)];
+
+/// Does one of [`OFFERED_KERNELS`] have it?
+pub(crate) fn on_offered_kernel(kernels: Kernels) -> bool {
+    OFFERED_KERNELS
+        .iter()
+        .any(|v| !kernels.presence(&Profile::assumed(*v)).is_absent())
+}
 
 /// The ubd flags (`arch/um/drivers/ubd_kern.c`, `ubd_setup_common`): the table's help text names
 /// them; completion needs each with a word of help.
@@ -39,21 +53,22 @@ pub(crate) const UBD_FLAGS: &[(char, &str)] = &[
     ('t', "no discard (TRIM)"),
 ];
 
-/// Is `spec` offered by the kernel completions? Options that work in a 6.1 kernel are; obsolete
-/// and not-built ones are not, nor current ones whose only effect is a warning (`udb`, the typo
-/// catcher, and `debug`, which only says it is not needed).
+/// Is `spec` offered by the kernel completions? Options that work on one of
+/// [`OFFERED_KERNELS`] are; obsolete ones and ones those kernels are not built with are not, nor
+/// current ones whose only effect is a warning (`udb`, the typo catcher, and `debug`, which only
+/// says it is not needed).
 pub fn offered(spec: &OptionSpec) -> bool {
-    spec.status() == Status::Current && spec.kernel_message().is_none()
+    spec.status() == Status::Current
+        && spec.kernel_message().is_none()
+        && on_offered_kernel(spec.kernels())
 }
 
 /// How many units a unit option (`ubd`, `con`, `ssl`, `eth`, `vec`) has, for listing: the
-/// kernel's limits where it has one (ubd and con 16, ssl 64), else 4.
+/// kernel's limit from the table where it has one ([`OptionSpec::units`]), else 4.
 pub(crate) fn unit_count(spec: &OptionSpec) -> u32 {
-    match (spec.name(), spec.value()) {
-        ("ssl", _) => 64,
-        (_, ValueKind::Ubd | ValueKind::Channels) => 16,
-        _ => 4,
-    }
+    spec.units()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(4)
 }
 
 /// Names under which the UML kernel is installed, each completed the same way.
@@ -324,14 +339,15 @@ fn kernel_args(cmd: &Command) -> KernelArgs {
 /// The words offered for [`Dynamic::Device`] and [`Dynamic::Line`].
 fn device_words(kind: Dynamic) -> Vec<String> {
     let mut words = Vec::new();
-    let stems: &[(&str, u32)] = match kind {
-        Dynamic::Device => &[("ubd", 16), ("con", 16), ("ssl", 16), ("eth", 4)],
-        Dynamic::Line => &[("con", 16), ("ssl", 16)],
+    // mconsole `config`/`remove` take the devices of the unit options; `console` the lines.
+    let wanted: &[ValueKind] = match kind {
+        Dynamic::Device => &[ValueKind::Ubd, ValueKind::Channels, ValueKind::Transport],
+        Dynamic::Line => &[ValueKind::Channels],
         Dynamic::Umid | Dynamic::Source => &[],
     };
-    for (stem, n) in stems {
-        for u in 0..*n {
-            words.push(format!("{stem}{u}"));
+    for spec in all().iter().filter(|s| wanted.contains(&s.value())) {
+        for u in 0..unit_count(spec) {
+            words.push(format!("{}{u}", spec.name()));
         }
     }
     if kind == Dynamic::Device {
