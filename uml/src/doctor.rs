@@ -154,7 +154,7 @@ fn check_kernel(wanted: Option<&str>) -> (Finding, Option<Profile>) {
         Ok(path) => path,
         Err(err) => {
             return (
-                Finding::new("kernel", Status::Error, err.to_string()).fix(
+                Finding::new("kernel", Status::Error, chain(&err)).fix(
                     "install the user-mode-linux package, or build a kernel with `uml kernel build`",
                 ),
                 None,
@@ -172,12 +172,23 @@ fn check_kernel(wanted: Option<&str>) -> (Finding, Option<Profile>) {
             (Finding::new("kernel", Status::Ok, summary), Some(profile))
         }
         Err(err) => (
-            Finding::new("kernel", Status::Error, err.to_string()).fix(
+            Finding::new("kernel", Status::Error, chain(&err)).fix(
                 "pass --kernel with a UML kernel binary (a path, a release built by `uml kernel build`, or a command on PATH)",
             ),
             None,
         ),
     }
+}
+
+/// An error and its causes, joined by ": ".
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// The network drivers a kernel has, as users name them.

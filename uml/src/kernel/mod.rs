@@ -274,7 +274,11 @@ impl Profile {
             let shown: String = first.chars().take(60).collect();
             return Err(KernelError::NotUml {
                 path: path.to_owned(),
-                why: if release.is_empty() {
+                why: if release.is_empty() && !ok {
+                    "`--version` failed without printing a kernel release (a damaged or \
+                     truncated binary?)"
+                        .into()
+                } else if release.is_empty() {
                     "`--version` printed no kernel release".into()
                 } else {
                     format!("`--version` printed {shown:?}, not a kernel release")
