@@ -478,7 +478,9 @@ fn check_other_kernels(
     if checked_ran != Some(true)
         && let Some(good) = working.first()
     {
-        let built = kernel::installed().iter().any(|k| same(&k.path, &good.path));
+        let built = kernel::installed()
+            .iter()
+            .any(|k| same(&k.path, &good.path));
         let arg = if built {
             good.release.clone()
         } else {
@@ -523,7 +525,9 @@ fn traceme_works() -> Result<(), String> {
             } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3 {
                 Err("PTRACE_TRACEME was refused".to_owned())
             } else {
-                Err(format!("the test child ended unexpectedly (status {status:#x})"))
+                Err(format!(
+                    "the test child ended unexpectedly (status {status:#x})"
+                ))
             };
         }
         if r < 0 {
@@ -599,12 +603,15 @@ pub fn memory_dir() -> (PathBuf, String) {
     }
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     let shm = Path::new("/dev/shm");
-    let on_tmpfs = nix::sys::statfs::statfs(shm)
-        .is_ok_and(|s| s.filesystem_type().0 as i64 == TMPFS_MAGIC);
+    let on_tmpfs =
+        nix::sys::statfs::statfs(shm).is_ok_and(|s| s.filesystem_type().0 == TMPFS_MAGIC);
     if on_tmpfs {
         (shm.to_owned(), "/dev/shm is a tmpfs".to_owned())
     } else {
-        (PathBuf::from("/tmp"), "no tempdir variable, /dev/shm is not a tmpfs".to_owned())
+        (
+            PathBuf::from("/tmp"),
+            "no tempdir variable, /dev/shm is not a tmpfs".to_owned(),
+        )
     }
 }
 
@@ -658,7 +665,7 @@ fn check_memory() -> Finding {
         .map(|s| {
             (
                 s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC),
-                s.blocks_available() as u64 * s.fragment_size() as u64,
+                s.blocks_available() * s.fragment_size(),
             )
         })
         .ok();
@@ -748,8 +755,12 @@ fn session_bus_address() -> Option<(String, &'static str)> {
     }
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")?;
     let bus = Path::new(&runtime).join("bus");
-    bus.exists()
-        .then(|| (format!("unix:path={}", bus.display()), "$XDG_RUNTIME_DIR/bus"))
+    bus.exists().then(|| {
+        (
+            format!("unix:path={}", bus.display()),
+            "$XDG_RUNTIME_DIR/bus",
+        )
+    })
 }
 
 /// Connects to the first `unix:` entry of a D-Bus address (`path=` or `abstract=`).
@@ -796,9 +807,7 @@ fn unescape(value: &str) -> PathBuf {
         out.push(bytes[i]);
         i += 1;
     }
-    PathBuf::from(std::ffi::OsString::from(
-        <std::ffi::OsStr as OsStrExt>::from_bytes(&out).to_owned(),
-    ))
+    PathBuf::from(<std::ffi::OsStr as OsStrExt>::from_bytes(&out).to_owned())
 }
 
 fn check_dbus() -> (Finding, Option<String>) {
@@ -828,7 +837,9 @@ fn check_dbus() -> (Finding, Option<String>) {
                 Status::Warning,
                 format!("the session bus of {from} does not answer: {e}; umld cannot serve"),
             )
-            .fix("start a session bus (`dbus-run-session -- SHELL`) or fix DBUS_SESSION_BUS_ADDRESS"),
+            .fix(
+                "start a session bus (`dbus-run-session -- SHELL`) or fix DBUS_SESSION_BUS_ADDRESS",
+            ),
             None,
         ),
     }
@@ -958,7 +969,10 @@ mod tests {
 
     #[test]
     fn bus_addresses_unescape() {
-        assert_eq!(unescape("/run/user/1000/bus"), Path::new("/run/user/1000/bus"));
+        assert_eq!(
+            unescape("/run/user/1000/bus"),
+            Path::new("/run/user/1000/bus")
+        );
         assert_eq!(unescape("/tmp/a%2cb"), Path::new("/tmp/a,b"));
         assert_eq!(unescape("/tmp/100%"), Path::new("/tmp/100%"));
     }

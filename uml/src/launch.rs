@@ -61,30 +61,30 @@ pub enum LaunchError {
         #[source]
         source: crate::mconsole::Error,
     },
-    #[error("the guest panicked: {message}{}", log_text(log_tail, diagnosis.as_ref()))]
+    #[error("the guest panicked: {message}{}", log_text(log_tail, diagnosis.as_deref()))]
     Panicked {
         message: String,
         log_tail: String,
         /// A known incompatibility of kernel and host that the boot log shows.
-        diagnosis: Option<Diagnosis>,
+        diagnosis: Option<Box<Diagnosis>>,
     },
     #[error(
         "the kernel exited ({status}) before the guest booted{}",
-        log_text(log_tail, diagnosis.as_ref())
+        log_text(log_tail, diagnosis.as_deref())
     )]
     ExitedEarly {
         status: String,
         log_tail: String,
-        diagnosis: Option<Diagnosis>,
+        diagnosis: Option<Box<Diagnosis>>,
     },
     #[error(
         "the guest did not boot within {after:?}; it was killed{}",
-        log_text(log_tail, diagnosis.as_ref())
+        log_text(log_tail, diagnosis.as_deref())
     )]
     BootTimeout {
         after: Duration,
         log_tail: String,
-        diagnosis: Option<Diagnosis>,
+        diagnosis: Option<Box<Diagnosis>>,
     },
     #[error("waiting for the kernel failed: {0}")]
     Wait(#[source] io::Error),
@@ -97,7 +97,7 @@ impl LaunchError {
         match self {
             LaunchError::Panicked { diagnosis, .. }
             | LaunchError::ExitedEarly { diagnosis, .. }
-            | LaunchError::BootTimeout { diagnosis, .. } => diagnosis.as_ref(),
+            | LaunchError::BootTimeout { diagnosis, .. } => diagnosis.as_deref(),
             _ => None,
         }
     }
@@ -413,7 +413,7 @@ impl Running {
                 return Err(LaunchError::Panicked {
                     message,
                     log_tail: self.log_tail(),
-                    diagnosis: self.diagnosis(),
+                    diagnosis: self.diagnosis().map(Box::new),
                 });
             }
             if self.booted && (!userspace || self.userspace_up) {
@@ -430,13 +430,13 @@ impl Running {
                     return Err(LaunchError::Panicked {
                         message,
                         log_tail: self.log_tail(),
-                        diagnosis: self.diagnosis(),
+                        diagnosis: self.diagnosis().map(Box::new),
                     });
                 }
                 return Err(LaunchError::ExitedEarly {
                     status: describe_status(status),
                     log_tail: self.log_tail(),
-                    diagnosis: self.diagnosis(),
+                    diagnosis: self.diagnosis().map(Box::new),
                 });
             }
             let now = Instant::now();
@@ -445,7 +445,7 @@ impl Running {
                 return Err(LaunchError::BootTimeout {
                     after: timeout,
                     log_tail: self.log_tail(),
-                    diagnosis: self.diagnosis(),
+                    diagnosis: self.diagnosis().map(Box::new),
                 });
             }
             if let Ok(n) = self

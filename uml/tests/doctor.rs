@@ -72,10 +72,13 @@ fn host_has_amx() -> bool {
 
 /// A kernel of this host whose release is before 7.0 (Debian bookworm's 6.1), if any.
 fn kernel_before_7() -> Option<PathBuf> {
-    [Some(PathBuf::from("/usr/bin/linux")), uml::kernel::on_path("linux")]
-        .into_iter()
-        .flatten()
-        .find(|k| Profile::read(k).is_ok_and(|p| p.version < Version::new(7, 0, 0)))
+    [
+        Some(PathBuf::from("/usr/bin/linux")),
+        uml::kernel::on_path("linux"),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|k| Profile::read(k).is_ok_and(|p| p.version < Version::new(7, 0, 0)))
 }
 
 /// A 7.x kernel: $UML_KERNEL, else one built by `uml kernel build`.
@@ -89,12 +92,8 @@ fn kernel_7() -> Option<PathBuf> {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn finding<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
@@ -147,7 +146,12 @@ fn doctor_reports_a_running_probe_for_a_7x_kernel() {
     let probe = finding(&report, "probe");
     assert_eq!(probe["status"], "ok", "{}", show(&args, &out));
     assert_eq!(finding(&report, "kernel")["status"], "ok");
-    assert!(report["kernel"]["release"].as_str().unwrap().starts_with('7'));
+    assert!(
+        report["kernel"]["release"]
+            .as_str()
+            .unwrap()
+            .starts_with('7')
+    );
     let errors: Vec<_> = report["findings"]
         .as_array()
         .unwrap()
@@ -216,7 +220,11 @@ fn run_with_a_kernel_before_7_on_an_amx_host_shows_the_diagnosis_not_the_call_tr
         show(&args, &out)
     );
     assert!(err.contains("XSAVE"), "{}", show(&args, &out));
-    assert!(err.contains("fix: use a 7.x UML kernel"), "{}", show(&args, &out));
+    assert!(
+        err.contains("fix: use a 7.x UML kernel"),
+        "{}",
+        show(&args, &out)
+    );
     assert!(!err.contains("Call Trace"), "{}", show(&args, &out));
 }
 
@@ -228,7 +236,10 @@ fn run_resolves_a_built_kernel_by_its_series() {
     };
     let profile = Profile::read(&kernel).unwrap();
     if !uml::kernel::installed().iter().any(|k| k.path == kernel) {
-        eprintln!("skipped: {} was not built by `uml kernel build`", kernel.display());
+        eprintln!(
+            "skipped: {} was not built by `uml kernel build`",
+            kernel.display()
+        );
         return;
     }
     let dir = testkit::UmlDir::new();
@@ -289,8 +300,16 @@ fn bad_kernels_are_refused_within_a_second() {
         let (out, elapsed) = uml(&run, &[], Duration::from_secs(10));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{}", show(&run, &out));
-        assert!(err.contains(k) && err.contains(expected), "{}", show(&run, &out));
-        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}: {}", show(&run, &out));
+        assert!(
+            err.contains(k) && err.contains(expected),
+            "{}",
+            show(&run, &out)
+        );
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "{elapsed:?}: {}",
+            show(&run, &out)
+        );
 
         let doctor = ["doctor", "--kernel", k, "--no-probe-others"];
         let (out, elapsed) = uml(&doctor, &[], Duration::from_secs(10));
@@ -303,7 +322,11 @@ fn bad_kernels_are_refused_within_a_second() {
         );
         assert!(!text.contains("probe:"), "{}", show(&doctor, &out));
         // No probe boots: what remains is the host checks (ptrace, memory, bus).
-        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}: {}", show(&doctor, &out));
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{elapsed:?}: {}",
+            show(&doctor, &out)
+        );
     }
     assert!(
         std::fs::read_dir(uml_dir.path()).unwrap().next().is_none(),
@@ -314,7 +337,13 @@ fn bad_kernels_are_refused_within_a_second() {
 #[test]
 fn without_a_session_bus_dbus_and_umld_are_warnings_not_errors() {
     let empty = testkit::short_tempdir("nobus");
-    let args = ["doctor", "--kernel", "/bin/true", "--json", "--no-probe-others"];
+    let args = [
+        "doctor",
+        "--kernel",
+        "/bin/true",
+        "--json",
+        "--no-probe-others",
+    ];
     let envs = [
         ("DBUS_SESSION_BUS_ADDRESS", None),
         ("XDG_RUNTIME_DIR", empty.path().to_str()),
@@ -327,13 +356,18 @@ fn without_a_session_bus_dbus_and_umld_are_warnings_not_errors() {
 
 #[test]
 fn with_a_session_bus_and_no_umld_the_bus_is_ok_and_umld_a_warning() {
-    if uml::kernel::on_path("dbus-daemon").is_none() || uml::kernel::on_path("busctl").is_none()
-    {
+    if uml::kernel::on_path("dbus-daemon").is_none() || uml::kernel::on_path("busctl").is_none() {
         eprintln!("skipped: needs dbus-daemon and busctl");
         return;
     }
     let bus = testkit::SessionBus::start();
-    let args = ["doctor", "--kernel", "/bin/true", "--json", "--no-probe-others"];
+    let args = [
+        "doctor",
+        "--kernel",
+        "/bin/true",
+        "--json",
+        "--no-probe-others",
+    ];
     let envs = [("DBUS_SESSION_BUS_ADDRESS", Some(bus.address.as_str()))];
     let (out, _) = uml(&args, &envs, Duration::from_secs(20));
     let report = json(&out);

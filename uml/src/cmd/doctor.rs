@@ -8,12 +8,14 @@ use uml::doctor::{self, Finding, Status};
 use super::Global;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit status: 0 when `uml run` works with the kernel (warnings may \
+#[command(
+    after_help = "Exit status: 0 when `uml run` works with the kernel (warnings may \
     remain: a part such as umlfs or umld cannot work), 1 when it cannot.\n\n\
     Examples:\n  \
     uml doctor                  the default kernel and this host\n  \
     uml doctor --kernel 7.2     a kernel built by `uml kernel build`\n  \
-    uml doctor --json")]
+    uml doctor --json"
+)]
 pub struct Args {
     /// The kernel to check: a path, a release or series built by `uml kernel build` (7.2), or
     /// a command on PATH [default: $UML_KERNEL, else `linux` on PATH, else the newest built one]
