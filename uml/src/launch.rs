@@ -594,7 +594,17 @@ pub fn describe_status(status: ExitStatus) -> String {
 /// matters comes shortly before the panic.
 pub fn diagnose_log(log: &Path, kernel: &Path) -> Option<Diagnosis> {
     let text = read_last(log, 1 << 20)?;
-    let version = || crate::kernel::Profile::read(kernel).ok().map(|p| p.version);
+    // A bare command name (umld's default `linux`) is the one on PATH, as exec found it.
+    let kernel = match kernel.to_str() {
+        Some(name) if !name.contains('/') => crate::kernel::on_path(name),
+        _ => None,
+    }
+    .unwrap_or_else(|| kernel.to_owned());
+    let version = || {
+        crate::kernel::Profile::read(&kernel)
+            .ok()
+            .map(|p| p.version)
+    };
     // Profile the kernel only when there is something to name it in.
     crate::kernel::diagnosis::diagnose(&text, None)?;
     crate::kernel::diagnosis::diagnose(&text, version())

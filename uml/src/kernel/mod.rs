@@ -88,7 +88,10 @@ pub enum KernelError {
         if have.is_empty() { "none".to_owned() } else { have.join(", ") }
     )]
     NoSuchVersion { wanted: String, have: Vec<String> },
-    #[error("cannot use {} as a UML kernel", path.display())]
+    #[error(
+        "cannot run the UML kernel {} (install the user-mode-linux package, build one with `uml kernel build`, or pass --kernel)",
+        path.display()
+    )]
     Io {
         path: PathBuf,
         #[source]
