@@ -137,8 +137,24 @@ pub fn examine(options: &Options) -> Report {
     if let Some(finding) = check_other_kernels(profile.as_ref(), probe_ok, options) {
         findings.push(finding);
     }
-    findings.push(check_ptrace());
-    findings.push(check_memory());
+    let host = [check_ptrace(), check_memory()];
+    // A probe that failed for a reason of the host: point at that reason.
+    let host_errors: Vec<&str> = host
+        .iter()
+        .filter(|f| f.status == Status::Error)
+        .map(|f| f.check)
+        .collect();
+    if let Some(probe) = findings.iter_mut().find(|f| f.check == "probe")
+        && probe.status == Status::Error
+        && probe.diagnosis.is_none()
+        && !host_errors.is_empty()
+    {
+        probe.fix = Some(format!(
+            "fix the {} error below first: the kernel needs it",
+            host_errors.join(" and ")
+        ));
+    }
+    findings.extend(host);
     findings.push(check_fuse());
     let (bus, address) = check_dbus();
     findings.push(bus);
@@ -241,8 +257,10 @@ impl Scratch {
         use std::os::unix::fs::DirBuilderExt;
         // The guest sees the host's / through hostfs, so any host directory works for the init
         // script; a short one keeps the notify and mconsole socket paths within 107 bytes.
+        // $TMPDIR may be what is wrong (the memory check says so); the probe then still runs,
+        // from /tmp, and shows what the kernel makes of that $TMPDIR.
         let mut base = std::env::temp_dir();
-        if base.as_os_str().len() > 40 || !base.is_absolute() {
+        if base.as_os_str().len() > 40 || !base.is_absolute() || !base.is_dir() {
             base = PathBuf::from("/tmp");
         }
         let mut last = None;
@@ -406,7 +424,7 @@ fn check_probe(profile: &Profile, timeout: Duration) -> Finding {
         }
         None => {
             finding.fix = Some(
-                "run `uml run -v -- true` to see the whole boot log; try another kernel with --kernel"
+                "the end of the boot log above shows where the kernel stopped; try another kernel with --kernel"
                     .into(),
             );
             finding.details = result.log_tail.lines().map(str::to_owned).collect();

@@ -257,9 +257,11 @@ fn run_resolves_a_built_kernel_by_its_series() {
     let (out, _) = uml(&args, &[("UML_KERNEL", None)], Duration::from_secs(60));
     dir.remember();
     assert!(out.status.success(), "{}", show(&args, &out));
+    // The newest built kernel of that series, which need not be the one found above.
+    let expected = Profile::read(&uml::kernel::resolve(Some(&series)).unwrap()).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        profile.release,
+        expected.release,
         "{}",
         show(&args, &out)
     );
@@ -378,4 +380,57 @@ fn with_a_session_bus_and_no_umld_the_bus_is_ok_and_umld_a_warning() {
         umld["summary"].as_str().unwrap().contains("not running"),
         "{report:#}"
     );
+}
+
+#[test]
+fn a_memory_directory_that_does_not_exist_is_an_error_naming_it() {
+    let scratch = testkit::short_tempdir("nomem");
+    let gone = scratch.path().join("gone");
+    let gone = gone.to_str().unwrap();
+    let args = [
+        "doctor",
+        "--kernel",
+        "/bin/true",
+        "--json",
+        "--no-probe-others",
+    ];
+    let (out, _) = uml(&args, &[("TMPDIR", Some(gone))], Duration::from_secs(10));
+    let report = json(&out);
+    let memory = finding(&report, "memory");
+    assert_eq!(memory["status"], "error", "{report:#}");
+    assert!(
+        memory["summary"].as_str().unwrap().contains(gone),
+        "{report:#}"
+    );
+    assert!(
+        memory["fix"].as_str().unwrap().contains("TMPDIR"),
+        "{report:#}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn the_memory_directory_of_this_host_is_checked_like_the_kernel_does() {
+    let scratch = testkit::short_tempdir("mem");
+    let dir = scratch.path().to_str().unwrap();
+    let args = [
+        "doctor",
+        "--kernel",
+        "/bin/true",
+        "--json",
+        "--no-probe-others",
+    ];
+    let (out, _) = uml(&args, &[("TMPDIR", Some(dir))], Duration::from_secs(10));
+    let report = json(&out);
+    let memory = finding(&report, "memory");
+    assert_ne!(memory["status"], "error", "{report:#}");
+    assert!(
+        memory["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{dir} ($TMPDIR)")),
+        "{report:#}"
+    );
+    // The check's own file is gone again.
+    assert!(std::fs::read_dir(dir).unwrap().next().is_none());
 }
