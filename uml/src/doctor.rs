@@ -86,17 +86,15 @@ impl Finding {
 /// Everything `uml doctor` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// No error: `uml run` works with this kernel on this host (the exit status of `uml
+    /// doctor` is 0).
+    pub ok: bool,
     /// The profile of the kernel that was checked, when it is a UML kernel.
     pub kernel: Option<Profile>,
     pub findings: Vec<Finding>,
 }
 
 impl Report {
-    /// No error: `uml run` works with this kernel on this host.
-    pub fn ok(&self) -> bool {
-        self.findings.iter().all(|f| f.status != Status::Error)
-    }
-
     pub fn count(&self, status: Status) -> usize {
         self.findings.iter().filter(|f| f.status == status).count()
     }
@@ -160,6 +158,7 @@ pub fn examine(options: &Options) -> Report {
     findings.push(bus);
     findings.push(check_umld(address.as_deref()));
     Report {
+        ok: findings.iter().all(|f| f.status != Status::Error),
         kernel: profile,
         findings,
     }

@@ -159,6 +159,7 @@ fn doctor_reports_a_running_probe_for_a_7x_kernel() {
         .filter(|f| f["status"] == "error")
         .collect();
     // Exit 0 exactly when nothing is an error (a host may lack ptrace or a memory directory).
+    assert_eq!(report["ok"], errors.is_empty());
     assert_eq!(
         out.status.code(),
         Some(if errors.is_empty() { 0 } else { 1 }),

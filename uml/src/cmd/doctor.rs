@@ -56,7 +56,7 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    Ok(if report.ok() {
+    Ok(if report.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
