@@ -263,7 +263,17 @@ impl Service {
         };
         let result = match r.notification {
             Notification::Panic { message } => {
-                let message = message.trim_end_matches('\0').trim().to_owned();
+                let mut message = message.trim_end_matches('\0').trim().to_owned();
+                // A known incompatibility of kernel and host (the XSAVE/AMX failure of kernels
+                // before 7.0) shows in the boot log well before the panic: name it, with the
+                // line that shows it, so a caller sees the cause and not only "killed init".
+                if let Some(d) = self.diagnose_launched(&m).await {
+                    tracing::warn!(umid = %m.umid, line = %d.line, "{}; fix: {}", d.cause, d.fix);
+                    message = format!(
+                        "{message}: {} (the kernel said: {}); fix: {}",
+                        d.cause, d.line, d.fix
+                    );
+                }
                 tracing::warn!(umid = %m.umid, %message, "machine panicked");
                 m.set_state(State::Crashed).await;
                 MachineIface::panicked(m.emitter(), &message).await
@@ -278,6 +288,24 @@ impl Service {
         if let Err(e) = result {
             tracing::debug!("cannot emit a machine signal: {e}");
         }
+    }
+
+    /// The diagnosis of a machine this service launched, from its boot log (kept where
+    /// `spawn_kernel` writes it).
+    async fn diagnose_launched(
+        &self,
+        m: &MachineData,
+    ) -> Option<uml::kernel::diagnosis::Diagnosis> {
+        if !m.launched {
+            return None;
+        }
+        let kernel = PathBuf::from(m.props().command_line.first()?);
+        let log = uml::launch::runtime_dir(&self.uml_dir, &m.umid).join(format!("{}.log", m.umid));
+        // Reads the log, and profiles the kernel (a bounded `linux --version`) on a match.
+        tokio::task::spawn_blocking(move || uml::launch::diagnose_log(&log, &kernel))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The machine a notification came from: the kernel itself, its parent (a launcher that
@@ -307,7 +335,11 @@ impl Service {
             })?;
             match key.as_str() {
                 "umid" => umid = Some(text),
-                "kernel" => kernel = PathBuf::from(text),
+                // A path, a release built by `uml kernel build` (7.2), or a command on PATH.
+                "kernel" => {
+                    kernel = uml::kernel::resolve(Some(&text))
+                        .map_err(|e| Error::InvalidArgument(format!("option kernel: {e}")))?;
+                }
                 other => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown option {other:?}; accepted: umid, kernel"

@@ -522,3 +522,43 @@ fn instance_owned_by_another_user_is_not_adopted() {
     .unwrap_err();
     assert!(err.contains("NoSuchMachine"), "{err}");
 }
+
+/// A kernel before 7.0 on a host with AMX: it boots, then kills its first process (see
+/// /work/shared/kernels.md §1 and `uml::kernel::diagnosis`). `None` elsewhere.
+fn kernel_that_cannot_run_init_here() -> Option<std::path::PathBuf> {
+    let amx = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|w| w == "amx_tile"))
+    });
+    let kernel = std::path::PathBuf::from("/usr/bin/linux");
+    let old = uml::kernel::Profile::read(&kernel)
+        .is_ok_and(|p| p.version < uml::kernel::Version::new(7, 0, 0));
+    (amx && old).then_some(kernel)
+}
+
+#[test]
+fn launch_of_a_kernel_that_cannot_run_here_names_the_cause_in_panicked() {
+    let Some(kernel) = kernel_that_cannot_run_init_here() else {
+        eprintln!("skipped: needs a host with AMX and a kernel before 7.0 at /usr/bin/linux");
+        return;
+    };
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start_with(&bus, dir.path(), &["--kernel", kernel.to_str().unwrap()]);
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-x");
+    let init = write_init(scratch.path(), "never");
+    let umid = testkit::unique_umid("ud-xsave");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    let panicked = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Panicked"]);
+    assert!(panicked.contains("Attempted to kill init"), "{panicked}");
+    assert!(panicked.contains("XSAVE"), "{panicked}");
+    assert!(
+        panicked.contains("ptrace set fp regs failed, errno = 14"),
+        "{panicked}"
+    );
+    assert!(panicked.contains("uml kernel build"), "{panicked}");
+    monitor.wait_for(&["MachineRemoved", &umid]);
+}

@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::kernel::diagnosis::Diagnosis;
 use crate::mconsole::{Notification, NotifyListener};
 
 /// The message the built-in guest's init writes to `/proc/mconsole` once userspace is up.
@@ -60,23 +61,55 @@ pub enum LaunchError {
         #[source]
         source: crate::mconsole::Error,
     },
-    #[error("the guest panicked: {message}{}", tail_text(log_tail))]
-    Panicked { message: String, log_tail: String },
+    #[error("the guest panicked: {message}{}", log_text(log_tail, diagnosis.as_deref()))]
+    Panicked {
+        message: String,
+        log_tail: String,
+        /// A known incompatibility of kernel and host that the boot log shows.
+        diagnosis: Option<Box<Diagnosis>>,
+    },
     #[error(
         "the kernel exited ({status}) before the guest booted{}",
-        tail_text(log_tail)
+        log_text(log_tail, diagnosis.as_deref())
     )]
-    ExitedEarly { status: String, log_tail: String },
+    ExitedEarly {
+        status: String,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
     #[error(
         "the guest did not boot within {after:?}; it was killed{}",
-        tail_text(log_tail)
+        log_text(log_tail, diagnosis.as_deref())
     )]
-    BootTimeout { after: Duration, log_tail: String },
+    BootTimeout {
+        after: Duration,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
     #[error("waiting for the kernel failed: {0}")]
     Wait(#[source] io::Error),
 }
 
-fn tail_text(tail: &str) -> String {
+impl LaunchError {
+    /// The known incompatibility of kernel and host that made the boot fail, if the boot log
+    /// shows one.
+    pub fn diagnosis(&self) -> Option<&Diagnosis> {
+        match self {
+            LaunchError::Panicked { diagnosis, .. }
+            | LaunchError::ExitedEarly { diagnosis, .. }
+            | LaunchError::BootTimeout { diagnosis, .. } => diagnosis.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What an error quotes of the boot log: the diagnosis and the line that shows it when the log
+/// shows a known incompatibility (the tail is then a panic's call trace, which hides the cause),
+/// else the last lines.
+fn log_text(tail: &str, diagnosis: Option<&Diagnosis>) -> String {
+    if let Some(d) = diagnosis {
+        return format!("\n{d}");
+    }
     if tail.trim().is_empty() {
         String::new()
     } else {
@@ -127,6 +160,7 @@ pub struct Launch {
 pub struct Running {
     pub umid: String,
     pub pid: u32,
+    kernel: PathBuf,
     child: Child,
     events: mpsc::Receiver<Notification>,
     log: PathBuf,
@@ -290,6 +324,7 @@ impl Launch {
         Ok(Running {
             umid: self.umid.clone(),
             pid: child.id(),
+            kernel: self.kernel.clone(),
             child,
             events: rx,
             log: log_path.to_owned(),
@@ -378,6 +413,7 @@ impl Running {
                 return Err(LaunchError::Panicked {
                     message,
                     log_tail: self.log_tail(),
+                    diagnosis: self.diagnosis().map(Box::new),
                 });
             }
             if self.booted && (!userspace || self.userspace_up) {
@@ -394,11 +430,13 @@ impl Running {
                     return Err(LaunchError::Panicked {
                         message,
                         log_tail: self.log_tail(),
+                        diagnosis: self.diagnosis().map(Box::new),
                     });
                 }
                 return Err(LaunchError::ExitedEarly {
                     status: describe_status(status),
                     log_tail: self.log_tail(),
+                    diagnosis: self.diagnosis().map(Box::new),
                 });
             }
             let now = Instant::now();
@@ -407,6 +445,7 @@ impl Running {
                 return Err(LaunchError::BootTimeout {
                     after: timeout,
                     log_tail: self.log_tail(),
+                    diagnosis: self.diagnosis().map(Box::new),
                 });
             }
             if let Ok(n) = self
@@ -488,6 +527,30 @@ impl Running {
         read_tail(&self.log, LOG_TAIL_LINES)
     }
 
+    /// The known incompatibility of kernel and host that the boot log shows, if any.
+    pub fn diagnosis(&self) -> Option<Diagnosis> {
+        diagnose_log(&self.log, &self.kernel)
+    }
+
+    /// Waits at most `timeout` for the kernel to exit; `None` when it still runs.
+    ///
+    /// # Errors
+    /// [`LaunchError::Wait`] when waitpid fails.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>, LaunchError> {
+        let deadline = Instant::now() + timeout;
+        while self.status.is_none() {
+            if let Some(status) = self.child.try_wait().map_err(LaunchError::Wait)? {
+                self.status = Some(status);
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.wait().map(Some)
+    }
+
     /// Detaches: the kernel keeps running after this launcher exits.
     /// (Dropping a `Child` neither kills nor waits for it; no one listens on the notify socket
     /// any more, so it is removed.)
@@ -524,6 +587,36 @@ pub fn describe_status(status: ExitStatus) -> String {
     } else {
         status.to_string()
     }
+}
+
+/// The known incompatibility of `kernel` and this host that the boot log at `log` shows, if
+/// any (see [`crate::kernel::diagnosis`]). Reads at most the log's last MiB: the line that
+/// matters comes shortly before the panic.
+pub fn diagnose_log(log: &Path, kernel: &Path) -> Option<Diagnosis> {
+    let text = read_last(log, 1 << 20)?;
+    // A bare command name (umld's default `linux`) is the one on PATH, as exec found it.
+    let kernel = match kernel.to_str() {
+        Some(name) if !name.contains('/') => crate::kernel::on_path(name),
+        _ => None,
+    }
+    .unwrap_or_else(|| kernel.to_owned());
+    let version = || {
+        crate::kernel::Profile::read(&kernel)
+            .ok()
+            .map(|p| p.version)
+    };
+    // Profile the kernel only when there is something to name it in.
+    crate::kernel::diagnosis::diagnose(&text, None)?;
+    crate::kernel::diagnosis::diagnose(&text, version())
+}
+
+fn read_last(path: &Path, max: u64) -> Option<String> {
+    let mut file = fs::File::open(path).ok()?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    file.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+    let mut buf = Vec::new();
+    file.take(max).read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// The last `lines` lines of a file, reading at most its last 64 KiB.

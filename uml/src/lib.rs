@@ -9,6 +9,7 @@
 pub mod check;
 pub mod cmdline;
 pub mod cow;
+pub mod doctor;
 pub mod instance;
 pub mod kernel;
 pub mod launch;

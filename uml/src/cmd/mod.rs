@@ -4,6 +4,7 @@
 pub mod check;
 pub mod control;
 pub mod cow;
+pub mod doctor;
 pub mod generate;
 pub mod instances;
 pub mod kernel;
@@ -85,6 +86,8 @@ pub enum Command {
     Switch(switch::Args),
     /// Which UML kernel runs, which are built, and build one from source
     Kernel(kernel::Args),
+    /// Check that this host and the kernel can run guests, and say how to fix what cannot
+    Doctor(doctor::Args),
     /// Write the man pages and shell completions (for packaging; see scripts/generate)
     #[command(hide = true)]
     Generate(generate::Args),
@@ -116,6 +119,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cow(args) => cow::run(args, &global),
         Command::Switch(args) => switch::run(args, &global),
         Command::Kernel(args) => kernel::run(args, &global),
+        Command::Doctor(args) => doctor::run(args, &global),
         Command::Generate(args) => generate::run(args),
     }
 }

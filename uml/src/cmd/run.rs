@@ -26,9 +26,10 @@ pub struct Args {
     /// The instance's name (kernel `umid=`, at most 63 characters) [default: run-XXXXXX]
     #[arg(long, value_name = "NAME")]
     pub umid: Option<String>,
-    /// The UML kernel binary
-    #[arg(long, value_name = "PATH", env = "UML_KERNEL", default_value = "linux")]
-    pub kernel: PathBuf,
+    /// The UML kernel: a path, a release or series built by `uml kernel build` (7.2), or a
+    /// command on PATH [default: `linux` on PATH, else the newest built kernel]
+    #[arg(long, value_name = "KERNEL", env = "UML_KERNEL")]
+    pub kernel: Option<String>,
     /// A disk: FILE, FILE:ro, or COW:BASE (a COW file over a base image; created by the kernel
     /// if missing). The first is ubda (/dev/ubda in the guest), the next ubdb, …
     #[arg(long = "disk", short = 'd', value_name = "SPEC")]
@@ -63,6 +64,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    // Resolved and profiled before anything is prepared: a file that is not a UML kernel (a
+    // directory, /bin/true, a truncated copy) is refused at once, not after a boot timeout.
+    let kernel = uml::kernel::resolve(args.kernel.as_deref())?;
+    uml::kernel::Profile::read(&kernel)?;
     let uml_dir = uml::instance::uml_dir_or_default(global.uml_dir.as_deref())?;
     let umid = args.umid.clone().unwrap_or_else(uml::launch::fresh_umid);
     if umid.len() > 63 {
@@ -142,7 +147,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
 
     guest.write_init(&init)?;
     let launch = Launch {
-        kernel: args.kernel.clone(),
+        kernel: kernel.clone(),
         args: kernel_args,
         umid: umid.clone(),
         uml_dir,
@@ -178,6 +183,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     terminal.restore();
     let _ = std::fs::remove_file(&init);
     if let Some(message) = outcome.panic {
+        if let Some(diagnosis) = uml::launch::diagnose_log(&log, &kernel) {
+            bail!(
+                "the guest panicked: {message}\n{diagnosis}\nboot log: {}",
+                log.display()
+            );
+        }
         bail!(
             "the guest panicked: {message}\n--- last lines of the boot log ({}) ---\n{}",
             log.display(),

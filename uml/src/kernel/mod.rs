@@ -88,7 +88,10 @@ pub enum KernelError {
         if have.is_empty() { "none".to_owned() } else { have.join(", ") }
     )]
     NoSuchVersion { wanted: String, have: Vec<String> },
-    #[error("cannot use {} as a UML kernel", path.display())]
+    #[error(
+        "cannot run the UML kernel {} (install the user-mode-linux package, build one with `uml kernel build`, or pass --kernel)",
+        path.display()
+    )]
     Io {
         path: PathBuf,
         #[source]
@@ -274,7 +277,11 @@ impl Profile {
             let shown: String = first.chars().take(60).collect();
             return Err(KernelError::NotUml {
                 path: path.to_owned(),
-                why: if release.is_empty() {
+                why: if release.is_empty() && !ok {
+                    "`--version` failed without printing a kernel release (a damaged or \
+                     truncated binary?)"
+                        .into()
+                } else if release.is_empty() {
                     "`--version` printed no kernel release".into()
                 } else {
                     format!("`--version` printed {shown:?}, not a kernel release")
