@@ -195,7 +195,7 @@ fn what_is_not_a_uml_kernel_is_refused_within_a_second() {
         (dir.path(), "it is a directory"),
         (&truncated, "is not a UML kernel"),
         (&sleeper, "did not finish within"),
-        (&bzimage, "cannot use"),
+        (&bzimage, "Exec format error"),
     ];
     for (path, expected) in cases {
         let args = ["kernel", "info", path.to_str().unwrap()];
