@@ -61,6 +61,10 @@ fn guest_started_outside_appears_with_properties_and_answers_every_call() {
     assert!(mem > 32 << 20 && mem <= 64 << 20, "MemoryBytes {mem}");
 
     // A hot-added disk shows up in Disks, with PropertiesChanged; a read-only one as such.
+    // Only once init runs: mconsole answers before the ubd driver's initcall (`ubd_init`,
+    // ubd_kern.c), which registers a disk hot-added before it a second time (6.1.176 and
+    // 7.2.12 both log `kobject ... tried to init an initialized object` and may abort).
+    guest.wait_for_log("READY", WAIT).unwrap();
     let scratch = testkit::short_tempdir("ud-img");
     let disk = image(scratch.path(), "disk.img");
     let ro_disk = image(scratch.path(), "ro.img");

@@ -470,7 +470,6 @@ fn run_counting(mut command: Command, on_step: &mut dyn FnMut(u64)) -> Result<()
         let line = String::from_utf8_lossy(&line).into_owned();
         let is_step = line.starts_with("  ")
             && line
-                .trim_start()
                 .split_whitespace()
                 .next()
                 .is_some_and(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
