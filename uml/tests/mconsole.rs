@@ -316,6 +316,29 @@ fn hot_added_disk_shows_in_config_and_can_be_removed() {
 }
 
 #[test]
+fn removing_a_disk_the_guest_holds_open_is_refused_after_the_grace() {
+    let dir = short_tempdir("mco");
+    let disk = dir.path().join("held.img");
+    fs::File::create(&disk).unwrap().set_len(4 << 20).unwrap();
+    // ubdb is block device 98:16 (16 minors per ubd unit, ubd_kern.c); init keeps it open.
+    let guest = ready(
+        GuestBuilder::new("mco")
+            .arg(format!("ubd1={}", disk.display()))
+            .body("mknod /tmp/ubdb b 98 16 && exec 4</tmp/ubdb && echo HELD; while :; do sleep 1; done"),
+    );
+    guest.wait_for_log("HELD", WAIT).unwrap();
+    let client = Client::connect(&guest.mconsole_path()).unwrap();
+    let start = std::time::Instant::now();
+    let (code, message) = guest_code(&client.remove("ubd1").unwrap_err());
+    assert_eq!(
+        (code as i32, message.as_str()),
+        (-16, "Device is currently open")
+    );
+    assert!(start.elapsed() >= uml::mconsole::REMOVE_OPEN_GRACE);
+    assert_eq!(client.config_get("ubd1").unwrap(), disk.to_str().unwrap());
+}
+
+#[test]
 fn halt_makes_the_guest_exit_and_later_requests_fail_to_connect() {
     let mut guest = boot("mch");
     let client = Client::connect(&guest.mconsole_path()).unwrap();

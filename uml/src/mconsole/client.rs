@@ -17,8 +17,16 @@ use super::{
 /// How long [`Client::remove`] keeps asking while a `ubd` disk is `currently open`.
 pub const REMOVE_OPEN_GRACE: Duration = Duration::from_secs(2);
 
-/// `-EBUSY` as the mconsole reply's `err` field carries it.
-const EBUSY_CODE: u32 = (-(libc::EBUSY)) as u32;
+/// How often [`Client::remove`] asks again during [`REMOVE_OPEN_GRACE`].
+pub(super) const REMOVE_OPEN_RETRY: Duration = Duration::from_millis(20);
+
+/// Did the guest refuse to remove `dev` because the disk is open (`-EBUSY`, `Device is
+/// currently open`, ubd_kern.c `ubd_remove`)?
+pub(super) fn disk_open(dev: &str, err: &Error) -> bool {
+    const EBUSY: u32 = (-libc::EBUSY) as u32;
+    matches!(err, Error::Guest { code, message, .. }
+        if *code == EBUSY && message.contains("currently open") && dev.starts_with("ubd"))
+}
 
 /// Receive buffer: larger than any valid datagram, so an oversized one is caught by the parser
 /// (its `len` or trailing bytes) instead of being cut down to something that parses.
@@ -307,13 +315,8 @@ impl Client {
         let deadline = Instant::now() + REMOVE_OPEN_GRACE;
         loop {
             match self.run(&request) {
-                Err(Error::Guest { code, message, .. })
-                    if code == EBUSY_CODE
-                        && message.contains("currently open")
-                        && dev.starts_with("ubd")
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
+                Err(err) if disk_open(dev, &err) && Instant::now() < deadline => {
+                    std::thread::sleep(REMOVE_OPEN_RETRY);
                 }
                 other => return other.map(drop),
             }
