@@ -42,6 +42,32 @@ pub fn kernel() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("linux"))
 }
 
+/// The release of [`kernel`] (`6.1.176`, `7.2.12`): what `linux --version` prints, which is
+/// also what a booted guest's mconsole `version` and `uname -r` report. Read once per test
+/// process; `--version` answers before the kernel boots, in milliseconds.
+///
+/// # Panics
+/// When the kernel cannot be run or prints no release: every guest test would fail anyway.
+pub fn kernel_release() -> &'static str {
+    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RELEASE.get_or_init(|| {
+        let kernel = kernel();
+        let out = Command::new(&kernel)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the UML kernel {}: {e}", kernel.display()));
+        let release = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            out.status.success() && !release.is_empty() && !release.contains(char::is_whitespace),
+            "{} --version printed {release:?}, not a kernel release",
+            kernel.display()
+        );
+        release
+    })
+}
+
 /// A umid unique to this test process: `<prefix>-<pid>-<n>` (at most 63 characters).
 pub fn unique_umid(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -3,6 +3,11 @@
 //! Guests get `eth0=daemon,<mac>,unix,<ctl>`, bring the link up with an address from
 //! 192.0.2.0/24 and ping each other; the host's iproute2 and ping are visible in the guest
 //! through its hostfs root.
+//!
+//! Only kernels with the legacy `daemon` transport (`CONFIG_UML_NET_DAEMON`, as Debian's 6.1)
+//! can be guests of this switch: 7.x has only the vector driver, and an `eth0=` it does not
+//! know creates no interface. There the guest parts check nothing and say so
+//! ([`daemon_guests`]); the parts that speak the protocol from this process still run.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -103,6 +108,23 @@ ping -c 3 -W 2 192.0.2.{peer}
 echo PING_RESULT=$?
 while :; do sleep 1; done"
     ))
+}
+
+/// Whether the kernel under test can attach guests to this switch (it has the `daemon`
+/// transport). When it cannot, prints one line saying that `test` checked nothing with guests
+/// on this kernel.
+fn daemon_guests(test: &str) -> bool {
+    let kernel = uml::kernel::resolve(None).expect("a UML kernel to test with");
+    let profile = uml::kernel::Profile::read(&kernel).expect("the kernel's profile");
+    if profile.has("UML_NET_DAEMON") {
+        return true;
+    }
+    println!(
+        "{test}: kernel {} ({}) has no daemon transport (CONFIG_UML_NET_DAEMON): checked nothing with guests",
+        profile.release,
+        kernel.display()
+    );
+    false
 }
 
 fn boot(b: GuestBuilder) -> Guest {
@@ -234,6 +256,9 @@ fn closed_by_switch(stream: &mut UnixStream, timeout: Duration) -> bool {
 
 #[test]
 fn two_guests_ping_each_other_through_the_switch() {
+    if !daemon_guests("two_guests_ping_each_other_through_the_switch") {
+        return;
+    }
     let sw = InProcess::start(SwitchOptions::default());
     let a = boot(pinger(sw.ctl(), 1, 2));
     let b = boot(pinger(sw.ctl(), 2, 1));
@@ -320,6 +345,9 @@ impl Drop for DaemonSwitch {
 
 #[test]
 fn three_guests_ping_each_other_through_the_daemonized_binary() {
+    if !daemon_guests("three_guests_ping_each_other_through_the_daemonized_binary") {
+        return;
+    }
     let dir = short_tempdir("umlkit-sw");
     let sw = DaemonSwitch::start(dir.path(), &[], &[]);
     let a = boot(pinger(sw.ctl(), 1, 2));
@@ -342,6 +370,9 @@ fn three_guests_ping_each_other_through_the_daemonized_binary() {
 
 #[test]
 fn a_guest_leaves_and_another_joins() {
+    if !daemon_guests("a_guest_leaves_and_another_joins") {
+        return;
+    }
     let sw = InProcess::start(SwitchOptions::default());
     let a = boot(pinger(sw.ctl(), 1, 2));
     let b = boot(pinger(sw.ctl(), 2, 1));
@@ -364,6 +395,9 @@ fn a_guest_leaves_and_another_joins() {
 
 #[test]
 fn hub_mode_floods_unicast_frames_to_every_port() {
+    if !daemon_guests("hub_mode_floods_unicast_frames_to_every_port") {
+        return;
+    }
     let sw = InProcess::start(SwitchOptions {
         hub: true,
         ..SwitchOptions::default()
@@ -382,6 +416,9 @@ fn hub_mode_floods_unicast_frames_to_every_port() {
 
 #[test]
 fn switch_mode_sends_unicast_to_a_learned_address_only_to_its_port() {
+    if !daemon_guests("switch_mode_sends_unicast_to_a_learned_address_only_to_its_port") {
+        return;
+    }
     let sw = InProcess::start(SwitchOptions::default());
     let raw = RawPort::register(sw.ctl());
     let a = boot(pinger(sw.ctl(), 1, 2));
@@ -550,20 +587,27 @@ fn malformed_requests_never_crash_or_block_the_switch() {
         );
     }
 
-    // And real guests still work.
-    let a = boot(pinger(sw.ctl(), 1, 2));
-    let b = boot(pinger(sw.ctl(), 2, 1));
-    assert_pinged(&a);
-    assert_pinged(&b);
     assert!(
         sw.handle.stats().requests_refused >= 7,
         "{:?}",
         sw.handle.stats()
     );
+
+    // And real guests still work.
+    if !daemon_guests("malformed_requests_never_crash_or_block_the_switch") {
+        return;
+    }
+    let a = boot(pinger(sw.ctl(), 1, 2));
+    let b = boot(pinger(sw.ctl(), 2, 1));
+    assert_pinged(&a);
+    assert_pinged(&b);
 }
 
 #[test]
 fn pcap_capture_is_readable_by_tcpdump_and_holds_the_icmp_frames() {
+    if !daemon_guests("pcap_capture_is_readable_by_tcpdump_and_holds_the_icmp_frames") {
+        return;
+    }
     let dir = short_tempdir("umlkit-sw");
     let pcap = dir.path().join("capture.pcap");
     let sw = InProcess::start(SwitchOptions {
@@ -628,6 +672,9 @@ fn run(argv: &[&str]) {
 
 #[test]
 fn tap_port_bridges_a_guest_to_a_host_tap_device_in_a_network_namespace() {
+    if !daemon_guests("tap_port_bridges_a_guest_to_a_host_tap_device_in_a_network_namespace") {
+        return;
+    }
     let ns = Netns::create();
     let n = ns.0.as_str();
     run(&[
@@ -710,6 +757,9 @@ fn uml_switch_and_our_switch_answer_the_kernels_request_alike() {
         sock.send_to(&[0xff; 60], &data).unwrap();
     }
     // And the kernel's own request works with both: guests ping through uml_switch too.
+    if !daemon_guests("uml_switch_and_our_switch_answer_the_kernels_request_alike") {
+        return;
+    }
     let a = boot(pinger(theirs_ctl.to_str().unwrap(), 1, 2));
     let b = boot(pinger(theirs_ctl.to_str().unwrap(), 2, 1));
     assert_pinged(&a);

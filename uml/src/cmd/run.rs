@@ -139,6 +139,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     for (unit, spec) in args.disks.iter().enumerate() {
         kernel_args.push(disk_arg(unit, spec)?);
     }
+    if !args.nets.is_empty() {
+        require_net_transports(&args.nets, &kernel)?;
+    }
     for (unit, spec) in args.nets.iter().enumerate() {
         kernel_args.push(net_arg(unit, spec, &umid, &uml_dir)?);
     }
@@ -258,6 +261,35 @@ fn mac_for(umid: &str, unit: usize) -> String {
     unit.hash(&mut h);
     let b = h.finish().to_le_bytes();
     format!("fe:fd:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
+/// Refuses `--net` specs whose `eth<n>=` transport the kernel lacks. A 7.x UML kernel
+/// has only the vector driver (`vec<n>:transport=…`); it takes `eth0=daemon,…` for an
+/// unknown parameter, hands it to init and boots without the interface, so the guest would
+/// run with no network and no error. A kernel whose profile cannot be read is left to the
+/// launch, which reports why it cannot run.
+fn require_net_transports(nets: &[String], kernel: &Path) -> anyhow::Result<()> {
+    let Ok(profile) = uml::kernel::Profile::read(kernel) else {
+        return Ok(());
+    };
+    for spec in nets {
+        let kind = spec.split_once(':').map_or(spec.as_str(), |(k, _)| k);
+        let (transport, symbol) = match kind {
+            "daemon" | "switch" => ("daemon", "UML_NET_DAEMON"),
+            "tuntap" => ("tuntap", "UML_NET_TUNTAP"),
+            "mcast" => ("mcast", "UML_NET_MCAST"),
+            "vde" => ("vde", "UML_NET_VDE"),
+            _ => continue,
+        };
+        if !profile.has(symbol) {
+            bail!(
+                "--net {spec}: kernel {} ({}) has no `{transport}` transport (CONFIG_{symbol} is not set; 7.x kernels have only the vector driver), so the guest would have no network; nothing was started",
+                profile.release,
+                profile.path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn net_arg(unit: usize, spec: &str, umid: &str, uml_dir: &Path) -> anyhow::Result<String> {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixDatagram;
 use tokio::sync::Mutex;
 
-use super::client::{RECV_BUFFER, client_socket, peer_gone};
+use super::client::{
+    RECV_BUFFER, REMOVE_OPEN_GRACE, REMOVE_OPEN_RETRY, client_socket, disk_open, peer_gone,
+};
 use super::notify::{SocketFile, bind_notify_socket};
 use super::{
     DEFAULT_DEADLINE, DEFAULT_REPLY_LIMIT, DEFAULT_TIMEOUT, Error, Notification, Reply,
@@ -194,8 +196,19 @@ impl AsyncClient {
         self.run(&command::config_set(dev, spec)?).await.map(drop)
     }
 
+    /// Like [`Client::remove`](super::Client::remove), including its grace for a disk that a
+    /// 7.x kernel still holds open just after hot-adding it.
     pub async fn remove(&self, dev: &str) -> Result<(), Error> {
-        self.run(&command::remove(dev)?).await.map(drop)
+        let request = command::remove(dev)?;
+        let deadline = Instant::now() + REMOVE_OPEN_GRACE;
+        loop {
+            match self.run(&request).await {
+                Err(err) if disk_open(dev, &err) && Instant::now() < deadline => {
+                    tokio::time::sleep(REMOVE_OPEN_RETRY).await;
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     pub async fn log(&self, text: &str) -> Result<(), Error> {

@@ -14,6 +14,20 @@ use super::{
     guest_result, wire,
 };
 
+/// How long [`Client::remove`] keeps asking while a `ubd` disk is `currently open`.
+pub const REMOVE_OPEN_GRACE: Duration = Duration::from_secs(2);
+
+/// How often [`Client::remove`] asks again during [`REMOVE_OPEN_GRACE`].
+pub(super) const REMOVE_OPEN_RETRY: Duration = Duration::from_millis(20);
+
+/// Did the guest refuse to remove `dev` because the disk is open (`-EBUSY`, `Device is
+/// currently open`, ubd_kern.c `ubd_remove`)?
+pub(super) fn disk_open(dev: &str, err: &Error) -> bool {
+    const EBUSY: u32 = (-libc::EBUSY) as u32;
+    matches!(err, Error::Guest { code, message, .. }
+        if *code == EBUSY && message.contains("currently open") && dev.starts_with("ubd"))
+}
+
 /// Receive buffer: larger than any valid datagram, so an oversized one is caught by the parser
 /// (its `len` or trailing bytes) instead of being cut down to something that parses.
 pub(super) const RECV_BUFFER: usize = 4096;
@@ -289,8 +303,24 @@ impl Client {
     }
 
     /// Remove a device (`con`/`ssl`: set the line to `none`).
+    ///
+    /// A `ubd` disk that is busy (`-EBUSY`, `Device is currently open`) is asked again for up
+    /// to [`REMOVE_OPEN_GRACE`]: a 7.x kernel answers a `config ubdN=` hot-add before it has
+    /// closed the disk again after reading its partition table, and a `remove` sent right
+    /// after the add is refused for some tens of milliseconds (observed on 7.2.12: 0 to 3
+    /// refusals in a row, 60 ms at most on an idle host; 6.1 closes it before it answers).
+    /// A disk the guest really has open is still refused, after the grace.
     pub fn remove(&self, dev: &str) -> Result<(), Error> {
-        self.run(&command::remove(dev)?).map(drop)
+        let request = command::remove(dev)?;
+        let deadline = Instant::now() + REMOVE_OPEN_GRACE;
+        loop {
+            match self.run(&request) {
+                Err(err) if disk_open(dev, &err) && Instant::now() < deadline => {
+                    std::thread::sleep(REMOVE_OPEN_RETRY);
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     /// Write `text` to the guest's kernel log, in requests of at most
