@@ -211,15 +211,8 @@ impl Switch {
     /// socket, the sockets cannot be created, the tap device cannot be attached, or the pcap
     /// file cannot be created.
     pub fn bind(ctl: &Path, opts: SwitchOptions) -> Result<Switch, SwitchError> {
-        let control = ControlSocket::bind(ctl)?;
-        if let Some(mode) = opts.control_mode {
-            std::fs::set_permissions(ctl, std::fs::Permissions::from_mode(mode)).map_err(
-                |source| SwitchError::Chmod {
-                    path: ctl.to_owned(),
-                    source,
-                },
-            )?;
-        }
+        // The bess socket first: once the control socket answers (what `uml run` probes for
+        // a named switch), both are there.
         let bess = match &opts.bess {
             Some(path) => {
                 let bess = BessSocket::bind(path)?;
@@ -235,6 +228,15 @@ impl Switch {
             }
             None => None,
         };
+        let control = ControlSocket::bind(ctl)?;
+        if let Some(mode) = opts.control_mode {
+            std::fs::set_permissions(ctl, std::fs::Permissions::from_mode(mode)).map_err(
+                |source| SwitchError::Chmod {
+                    path: ctl.to_owned(),
+                    source,
+                },
+            )?;
+        }
         let (data, data_addr) = bind_data_socket().map_err(SwitchError::DataSocket)?;
         data.raise_buffers(opts.socket_buffer);
         let tap = match &opts.tap {
