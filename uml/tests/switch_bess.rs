@@ -138,9 +138,23 @@ fn assert_pinged(guest: &Guest) {
 }
 
 fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    wait_until_or(what, timeout, &mut cond, || String::new());
+}
+
+/// [`wait_until`], saying `context()` when it times out.
+fn wait_until_or(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} {}",
+            context()
+        );
         sleep(Duration::from_millis(20));
     }
 }
@@ -213,6 +227,18 @@ fn frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
     f[6..12].copy_from_slice(&src);
     f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
     f
+}
+
+/// Send one message, waiting (a bounded time) while the socket buffer is full; errors after
+/// the switch closed the port are ignored.
+fn send_waiting(conn: &SeqPacket, msg: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = conn.send(msg) {
+        if e.kind() != std::io::ErrorKind::WouldBlock || Instant::now() > deadline {
+            return;
+        }
+        sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
@@ -316,16 +342,16 @@ fn malformed_and_silent_bess_connections_lose_their_ports() {
     let sw = InProcess::start(SwitchOptions::default());
     let oversized = RawPort::connect(&sw.bess);
     let empty = RawPort::connect(&sw.bess);
+    let big = frame([0xff; 6], [2, 0, 0, 0, 0, 1], 4000);
     for _ in 0..100 {
-        let _ = oversized
-            .conn
-            .send(&frame([0xff; 6], [2, 0, 0, 0, 0, 1], 4000));
-        let _ = empty.conn.send(&[]);
+        send_waiting(&oversized.conn, &big);
+        send_waiting(&empty.conn, &[]);
     }
-    wait_until(
+    wait_until_or(
         "the switch to close the ports of malformed senders",
         Duration::from_secs(10),
         || oversized.closed.load(Ordering::Relaxed) && empty.closed.load(Ordering::Relaxed),
+        || format!("{:?}", sw.handle.stats()),
     );
     let stats = sw.handle.stats();
     assert!(
@@ -395,15 +421,20 @@ fn hostile_bess_peers_never_stop_two_guests_pinging() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let _ = fl.send(&unicast);
+                send_waiting(&fl, &unicast);
                 let _ = ov.send(&big);
                 let _ = em.send(&[]);
-                sleep(Duration::from_micros(10));
             }
         })
     };
     assert_pinged(&a);
     assert_pinged(&b);
+    wait_until_or(
+        "the deaf port's queue to overflow",
+        Duration::from_secs(60),
+        || sw.handle.stats().dropped_queue_full > 0,
+        || format!("{:?}", sw.handle.stats()),
+    );
     stop.store(true, Ordering::Relaxed);
     noise.join().unwrap();
     let stats = sw.handle.stats();
