@@ -138,7 +138,7 @@ fn assert_pinged(guest: &Guest) {
 }
 
 fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    wait_until_or(what, timeout, &mut cond, || String::new());
+    wait_until_or(what, timeout, &mut cond, String::new);
 }
 
 /// [`wait_until`], saying `context()` when it times out.

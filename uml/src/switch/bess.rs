@@ -98,9 +98,8 @@ impl SeqPacketListener {
             )
         })?;
         // SAFETY: fd is a freshly accepted descriptor that nothing else owns.
-        Ok(SeqPacket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SeqPacket { fd })
     }
 }
 
