@@ -51,7 +51,7 @@ complete -c uml -n "__fish_uml_needs_command" -f -a "stack" -d 'Print the kernel
 complete -c uml -n "__fish_uml_needs_command" -f -a "mconsole" -d 'Send raw mconsole commands, or talk to the guest at a prompt like uml_mconsole'
 complete -c uml -n "__fish_uml_needs_command" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
 complete -c uml -n "__fish_uml_needs_command" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
-complete -c uml -n "__fish_uml_needs_command" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
+complete -c uml -n "__fish_uml_needs_command" -f -a "switch" -d 'A userspace Ethernet switch for the `daemon` (6.x) and `bess` (7.x) network transports'
 complete -c uml -n "__fish_uml_needs_command" -f -a "kernel" -d 'Which UML kernel runs, which are built, and build one from source'
 complete -c uml -n "__fish_uml_needs_command" -f -a "doctor" -d 'Check that this host and the kernel can run guests, and say how to fix what cannot'
 complete -c uml -n "__fish_uml_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -59,7 +59,7 @@ complete -c uml -n "__fish_uml_using_subcommand run" -s m -l mem -d 'Guest memor
 complete -c uml -n "__fish_uml_using_subcommand run" -l umid -d 'The instance\'s name (kernel `umid=`, at most 63 characters) [default: run-XXXXXX]' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l kernel -d 'The UML kernel: a path, a release or series built by `uml kernel build` (7.2), or a command on PATH [default: `linux` on PATH, else the newest built kernel]' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -s d -l disk -d 'A disk: FILE, FILE:ro, or COW:BASE (a COW file over a base image; created by the kernel if missing). The first is ubda (/dev/ubda in the guest), the next ubdb, …' -r
-complete -c uml -n "__fish_uml_using_subcommand run" -s n -l net -d 'A network interface: daemon[:CTL_SOCKET], switch:NAME (starts or joins a `uml switch` named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first' -r
+complete -c uml -n "__fish_uml_using_subcommand run" -s n -l net -d 'A network interface: daemon[:CTL_SOCKET], switch:NAME (starts or joins a `uml switch` named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first; with a 7.x kernel (no daemon transport) switch:NAME is the vector interface vec0, vec1, … (transport=bess)' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l rw -d 'A host directory that is writable at the same path in the guest (the root is read-only)' -r -F
 complete -c uml -n "__fish_uml_using_subcommand run" -s a -l arg -d 'An extra kernel argument, passed as it is (repeatable), e.g. --arg loglevel=7' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l boot-timeout -d 'Seconds to wait for the guest to boot before it is killed' -r
@@ -211,6 +211,7 @@ complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_
 complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
 complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand switch" -l unix -d 'Control socket that guests connect to (uml_switch\'s -unix)' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch" -l bess -d 'Also serve 7.x kernels\' vector `bess` transport on the seqpacket socket BESS_SOCKET' -r -F
 complete -c uml -n "__fish_uml_using_subcommand switch" -l tap -d 'Attach the host tap device DEV as a port (uml_switch\'s -tap)' -r
 complete -c uml -n "__fish_uml_using_subcommand switch" -l pcap -d 'Capture every frame into FILE (classic pcap: tcpdump -r FILE, Wireshark)' -r -F
 complete -c uml -n "__fish_uml_using_subcommand switch" -l pid-file -d 'Write the switch\'s pid to FILE; it is removed when the switch stops' -r -F
@@ -290,7 +291,7 @@ complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcom
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "mconsole" -d 'Send raw mconsole commands, or talk to the guest at a prompt like uml_mconsole'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "console" -d 'Attach this terminal to a guest console or serial line backed by a host pty'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "cow" -d 'Create, inspect, merge and rebase COW disk files'
-complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "switch" -d 'A userspace Ethernet switch for the kernel\'s `daemon` transport'
+complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "switch" -d 'A userspace Ethernet switch for the `daemon` (6.x) and `bess` (7.x) network transports'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "kernel" -d 'Which UML kernel runs, which are built, and build one from source'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "doctor" -d 'Check that this host and the kernel can run guests, and say how to fix what cannot'
 complete -c uml -n "__fish_uml_using_subcommand help; and not __fish_seen_subcommand_from run check list clean wait shutdown version halt reboot cad sysrq pause resume config remove log proc stack mconsole console cow switch kernel doctor generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -892,7 +893,7 @@ function __uml_slot
             continue
         end
         switch $t
-            case --arg --backing --boot-timeout --disk --jobs --kernel --kernel-version --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --tap --timeout --umid --uml-dir --unix --work-dir -a -b -d -j -m -n
+            case --arg --backing --bess --boot-timeout --disk --jobs --kernel --kernel-version --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --tap --timeout --umid --uml-dir --unix --work-dir -a -b -d -j -m -n
                 set skip 1
             case '-*'
             case '*'

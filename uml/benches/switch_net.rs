@@ -1,5 +1,10 @@
 //! Guest-to-guest network speed through our switch, uml_switch and vde_switch, in one run.
 //!
+//! With a kernel that has the `daemon` transport (6.x) the guests use `eth0` (daemon for ours
+//! and uml_switch, the legacy vde transport for vde_switch); with a vector-only kernel (7.x)
+//! they use `vec0`: ours over `transport=bess`, vde_switch over `transport=vde` (which runs
+//! `vde_plug`), and uml_switch is left out (it speaks only daemon).
+//!
 //! Two guests (mem=128M) per switch: iperf3 TCP for 10 s from one guest to the other
 //! (`iperf3 -s -D` in the first, `iperf3 -c … -J` in the second) and the ping round trip
 //! (`ping -c 50 -i 0.05`, median). Prints Mbit/s, p50 RTT, dropped frames (ours from the
@@ -37,14 +42,15 @@ fn seconds() -> u64 {
 }
 
 fn server(eth: &str) -> Guest {
+    let dev = device(eth);
     GuestBuilder::new("swb")
         .mem("128M")
         .arg(eth)
         .body(&format!(
             "export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 ip link set lo up
-ip link set eth0 up
-ip addr add {SERVER_IP}/24 dev eth0
+ip link set {dev} up
+ip addr add {SERVER_IP}/24 dev {dev}
 iperf3 -s -D
 echo SERVER_READY
 while :; do sleep 1; done"
@@ -55,26 +61,32 @@ while :; do sleep 1; done"
 
 fn client(eth: &str) -> Guest {
     let secs = seconds();
+    let dev = device(eth);
     GuestBuilder::new("swb")
         .mem("128M")
         .arg(eth)
         .body(&format!(
             "export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 ip link set lo up
-ip link set eth0 up
-ip addr add 192.0.2.1/24 dev eth0
+ip link set {dev} up
+ip addr add 192.0.2.1/24 dev {dev}
 n=0
 while [ $n -lt 60 ] && ! ping -c 1 -W 1 {SERVER_IP} >/dev/null 2>&1; do n=$((n+1)); done
 sleep 1
 ping -c 50 -i 0.05 {SERVER_IP} > /tmp/ping.txt
 iperf3 -c {SERVER_IP} -t {secs} -J > /tmp/iperf.json
-echo GUEST_TX_DROPPED=$(cat /sys/class/net/eth0/statistics/tx_dropped)
+echo GUEST_TX_DROPPED=$(cat /sys/class/net/{dev}/statistics/tx_dropped)
 echo BEGIN_PING; cat /tmp/ping.txt; echo END_PING
 echo BEGIN_IPERF; cat /tmp/iperf.json; echo END_IPERF
 echo BENCH_DONE"
         ))
         .boot()
         .expect("client guest boots")
+}
+
+/// The guest's interface for a kernel argument: `eth0=…` gives eth0, `vec0:…` vec0.
+fn device(arg: &str) -> &str {
+    arg.split(['=', ':']).next().unwrap_or("eth0")
 }
 
 fn between<'a>(log: &'a str, begin: &str, end: &str) -> &'a str {
@@ -151,6 +163,35 @@ fn ours(dir: &Path) -> Row {
     }
 }
 
+fn ours_bess(dir: &Path) -> Row {
+    let bess = dir.join("ours.bess");
+    let switch = Switch::bind(
+        &dir.join("ours-b.ctl"),
+        SwitchOptions {
+            bess: Some(bess.clone()),
+            ..SwitchOptions::default()
+        },
+    )
+    .expect("our switch binds");
+    let handle = switch.handle();
+    let thread = std::thread::spawn(move || switch.serve());
+    let b = bess.display();
+    let (mbit, rtt, retransmits, guest_tx_dropped) = measure(
+        &format!("vec0:transport=bess,mac={},dst={b}", mac(2)),
+        &format!("vec0:transport=bess,mac={},dst={b}", mac(1)),
+    );
+    handle.stop();
+    let stats = thread.join().unwrap().expect("switch ran");
+    Row {
+        name: "uml switch bess",
+        mbit,
+        rtt_p50_ms: rtt,
+        retransmits,
+        guest_tx_dropped,
+        drops: format!("{} (counter)", stats.dropped()),
+    }
+}
+
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -202,6 +243,18 @@ fn uml_switch(dir: &Path) -> Row {
 }
 
 fn vde_switch(dir: &Path) -> Row {
+    run_vde_switch(dir, |s, m| format!("eth0=vde,{s},{m}"), "vde_switch")
+}
+
+fn vde_switch_vector(dir: &Path) -> Row {
+    run_vde_switch(
+        dir,
+        |s, m| format!("vec0:transport=vde,mac={m},vnl={s}"),
+        "vde_switch (vector)",
+    )
+}
+
+fn run_vde_switch(dir: &Path, arg: fn(&str, &str) -> String, name: &'static str) -> Row {
     let sock = dir.join("vde");
     let pid_file = dir.join("vde.pid");
     let status = Command::new("vde_switch")
@@ -236,13 +289,10 @@ fn vde_switch(dir: &Path) -> Row {
         }
     }
     let _kill = Kill(pid);
-    let s = sock.display();
-    let (mbit, rtt, retransmits, guest_tx_dropped) = measure(
-        &format!("eth0=vde,{s},{}", mac(2)),
-        &format!("eth0=vde,{s},{}", mac(1)),
-    );
+    let s = sock.display().to_string();
+    let (mbit, rtt, retransmits, guest_tx_dropped) = measure(&arg(&s, &mac(2)), &arg(&s, &mac(1)));
     Row {
-        name: "vde_switch",
+        name,
         mbit,
         rtt_p50_ms: rtt,
         retransmits,
@@ -269,8 +319,17 @@ fn main() {
     // switches take turns, round after round, so that load from elsewhere on the machine hits
     // them alike; medians and ratios come from all rounds.
     let dir = short_tempdir("umlkit-swb");
-    let runs: [fn(&Path) -> Row; 3] = [ours, uml_switch, vde_switch];
-    let mut rows: Vec<Vec<Row>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    let kernel = testkit::kernel();
+    let kernel = uml::kernel::on_path(&kernel.to_string_lossy()).unwrap_or(kernel);
+    let vector_only = uml::kernel::Profile::read(&kernel)
+        .is_ok_and(|p| !p.has("UML_NET_DAEMON") && p.has("UML_NET_VECTOR"));
+    let runs: Vec<fn(&Path) -> Row> = if vector_only {
+        vec![ours_bess, vde_switch_vector]
+    } else {
+        vec![ours, uml_switch, vde_switch]
+    };
+    let mut rows: Vec<Vec<Row>> = runs.iter().map(|_| Vec::new()).collect();
+    println!("kernel {}", kernel.display());
     println!(
         "guest -> guest, iperf3 TCP {} s, ping -c 50 -i 0.05 (mem=128M guests), {} rounds",
         seconds(),
@@ -306,7 +365,8 @@ fn main() {
             med(i, |r| r.rtt_p50_ms)
         );
     }
-    for (i, name) in [(1, "uml_switch"), (2, "vde_switch")] {
+    for (i, reference) in rows.iter().enumerate().skip(1) {
+        let name = reference[0].name;
         println!(
             "ours / {name}: throughput x{:.2}, p50 RTT x{:.2}",
             med(0, |r| r.mbit) / med(i, |r| r.mbit),

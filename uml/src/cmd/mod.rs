@@ -82,7 +82,7 @@ pub enum Command {
     Console(control::ConsoleArgs),
     /// Create, inspect, merge and rebase COW disk files
     Cow(cow::Args),
-    /// A userspace Ethernet switch for the kernel's `daemon` transport
+    /// A userspace Ethernet switch for the `daemon` (6.x) and `bess` (7.x) network transports
     Switch(switch::Args),
     /// Which UML kernel runs, which are built, and build one from source
     Kernel(kernel::Args),

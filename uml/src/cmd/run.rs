@@ -35,7 +35,9 @@ pub struct Args {
     #[arg(long = "disk", short = 'd', value_name = "SPEC")]
     pub disks: Vec<String>,
     /// A network interface: daemon[:CTL_SOCKET], switch:NAME (starts or joins a `uml switch`
-    /// named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first.
+    /// named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first; with a
+    /// 7.x kernel (no daemon transport) switch:NAME is the vector interface vec0, vec1, …
+    /// (transport=bess).
     #[arg(long = "net", short = 'n', value_name = "SPEC")]
     pub nets: Vec<String>,
     /// A host directory that is writable at the same path in the guest (the root is read-only)
@@ -142,8 +144,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if !args.nets.is_empty() {
         require_net_transports(&args.nets, &kernel)?;
     }
+    let bess_only = !args.nets.is_empty() && bess_only(&kernel);
     for (unit, spec) in args.nets.iter().enumerate() {
-        kernel_args.push(net_arg(unit, spec, &umid, &uml_dir)?);
+        kernel_args.push(net_arg(unit, spec, &umid, &uml_dir, bess_only)?);
     }
     kernel_args.extend(args.kernel_args.iter().cloned());
     let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
@@ -266,14 +269,18 @@ fn mac_for(umid: &str, unit: usize) -> String {
 /// Refuses `--net` specs whose `eth<n>=` transport the kernel lacks. A 7.x UML kernel
 /// has only the vector driver (`vec<n>:transport=…`); it takes `eth0=daemon,…` for an
 /// unknown parameter, hands it to init and boots without the interface, so the guest would
-/// run with no network and no error. A kernel whose profile cannot be read is left to the
-/// launch, which reports why it cannot run.
+/// run with no network and no error. `switch:NAME` works with either driver: a daemon port,
+/// or a bess port of the vector driver ([`bess_only`]). A kernel whose profile cannot be read
+/// is left to the launch, which reports why it cannot run.
 fn require_net_transports(nets: &[String], kernel: &Path) -> anyhow::Result<()> {
     let Ok(profile) = uml::kernel::Profile::read(kernel) else {
         return Ok(());
     };
     for spec in nets {
         let kind = spec.split_once(':').map_or(spec.as_str(), |(k, _)| k);
+        if kind == "switch" && profile.has("UML_NET_VECTOR") {
+            continue;
+        }
         let (transport, symbol) = match kind {
             "daemon" | "switch" => ("daemon", "UML_NET_DAEMON"),
             "tuntap" => ("tuntap", "UML_NET_TUNTAP"),
@@ -292,7 +299,13 @@ fn require_net_transports(nets: &[String], kernel: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn net_arg(unit: usize, spec: &str, umid: &str, uml_dir: &Path) -> anyhow::Result<String> {
+fn net_arg(
+    unit: usize,
+    spec: &str,
+    umid: &str,
+    uml_dir: &Path,
+    bess_only: bool,
+) -> anyhow::Result<String> {
     let mac = mac_for(umid, unit);
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     Ok(match kind {
@@ -308,8 +321,12 @@ fn net_arg(unit: usize, spec: &str, umid: &str, uml_dir: &Path) -> anyhow::Resul
             if rest.is_empty() {
                 bail!("--net switch:NAME needs a switch name");
             }
-            let ctl = named_switch(uml_dir, rest)?;
-            format!("eth{unit}=daemon,{mac},unix,{}", ctl.display())
+            let (ctl, bess) = named_switch(uml_dir, rest, bess_only)?;
+            if bess_only {
+                bess_arg(unit, &mac, &bess)?
+            } else {
+                format!("eth{unit}=daemon,{mac},unix,{}", ctl.display())
+            }
         }
         "tuntap" => {
             if rest.is_empty() {
@@ -363,11 +380,39 @@ fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Resul
     Ok(cmdline.to_argv())
 }
 
-/// The control socket of the switch called `name`: `<uml_dir>/.umlkit/switch-<name>.ctl`,
-/// served by a `uml switch --daemon` that is started here when none serves it yet. It keeps
-/// running after the guests leave, so guests started later join the same network; stop it
-/// with the pid in `switch-<name>.pid` next to the socket.
-fn named_switch(uml_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+/// Whether `kernel` has the vector driver but not the `daemon` transport (7.x kernels): a
+/// switch port is then `vec<n>:transport=bess`. A kernel whose profile cannot be read is
+/// taken to have `daemon`, as 6.x kernels do.
+fn bess_only(kernel: &Path) -> bool {
+    uml::kernel::Profile::read(kernel)
+        .ok()
+        .is_some_and(|p| !p.has("UML_NET_DAEMON") && p.has("UML_NET_VECTOR"))
+}
+
+/// `vec<unit>:transport=bess,mac=<mac>,dst=<bess>`.
+///
+/// No `src=`: the kernel binds `src` each time the interface goes up and never removes it
+/// (`vector_user.c`, `user_init_unix_fds`), so with it `ip link set vec0 down; ip link set
+/// vec0 up` fails (`bind` gets `EADDRINUSE`, `ip` says "Invalid argument") and a crashed
+/// guest leaves a socket file behind. Unbound, the connection still carries the kernel's
+/// pid (`SO_PEERCRED`), which the switch logs as the port's identity.
+fn bess_arg(unit: usize, mac: &str, bess: &Path) -> anyhow::Result<String> {
+    let s = bess.to_string_lossy();
+    // vector_user.c: MAX_UN_LEN 107; the kernel splits its arguments at ',' and '='.
+    if s.len() > 107 || s.contains(',') || s.contains('=') {
+        bail!(
+            "the bess socket path {s} is longer than 107 bytes or has ',' or '=' in it; use a shorter --uml-dir"
+        );
+    }
+    Ok(format!("vec{unit}:transport=bess,mac={mac},dst={s}"))
+}
+
+/// The control and bess sockets of the switch called `name`:
+/// `<uml_dir>/.umlkit/switch-<name>.ctl` and `switch-<name>.bess`, served by a
+/// `uml switch --daemon` that is started here when none serves them yet. It keeps running
+/// after the guests leave, so guests started later join the same network; stop it with the
+/// pid in `switch-<name>.pid` next to the sockets.
+fn named_switch(uml_dir: &Path, name: &str, bess_only: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
     if name.is_empty()
         || name.len() > 32
         || !name
@@ -378,14 +423,22 @@ fn named_switch(uml_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     }
     let dir = uml::launch::runtime_dir(uml_dir, name);
     let ctl = dir.join(format!("switch-{name}.ctl"));
-    if ctl.as_os_str().len() > 107 {
+    let bess = dir.join(format!("switch-{name}.bess"));
+    if bess.as_os_str().len() > 107 {
         bail!(
-            "--net switch:{name}: the control socket path {} is longer than a unix socket allows (107 bytes); use a shorter --uml-dir",
-            ctl.display()
+            "--net switch:{name}: the socket path {} is longer than a unix socket allows (107 bytes); use a shorter --uml-dir",
+            bess.display()
         );
     }
     if uml::switch::is_served(&ctl) {
-        return Ok(ctl);
+        if bess_only && !uml::switch::bess::is_served(&bess) {
+            bail!(
+                "the switch {name} ({}) serves no bess socket, which this kernel needs; stop it (pid in {}) so that a new one starts",
+                ctl.display(),
+                dir.join(format!("switch-{name}.pid")).display()
+            );
+        }
+        return Ok((ctl, bess));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let me = std::env::current_exe().context("cannot find the uml binary to start a switch")?;
@@ -393,6 +446,8 @@ fn named_switch(uml_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         .arg("switch")
         .arg("--unix")
         .arg(&ctl)
+        .arg("--bess")
+        .arg(&bess)
         .arg("--daemon")
         .arg("--pid-file")
         .arg(dir.join(format!("switch-{name}.pid")))
@@ -405,7 +460,7 @@ fn named_switch(uml_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(ctl)
+    Ok((ctl, bess))
 }
 
 /// The host terminal's settings, restored after the kernel (which makes it raw) exits.
@@ -475,17 +530,22 @@ mod tests {
     fn net_specs_become_eth_arguments() {
         let d = Path::new("/tmp");
         assert!(
-            net_arg(0, "daemon:/tmp/s.ctl", "g", d)
+            net_arg(0, "daemon:/tmp/s.ctl", "g", d, false)
                 .unwrap()
                 .starts_with("eth0=daemon,fe:fd:")
         );
         assert!(
-            net_arg(1, "tuntap:tap0", "g", d)
+            net_arg(1, "tuntap:tap0", "g", d, false)
                 .unwrap()
                 .starts_with("eth1=tuntap,tap0,fe:fd:")
         );
-        assert!(net_arg(0, "bogus", "g", d).is_err());
+        assert!(net_arg(0, "bogus", "g", d, false).is_err());
         assert_eq!(mac_for("g", 0), mac_for("g", 0));
+        assert_eq!(
+            bess_arg(1, "fe:fd:00:00:00:01", Path::new("/u/sw.bess")).unwrap(),
+            "vec1:transport=bess,mac=fe:fd:00:00:00:01,dst=/u/sw.bess"
+        );
+        assert!(bess_arg(1, "m", Path::new("/a,b")).is_err());
         assert_ne!(mac_for("g", 0), mac_for("g", 1));
     }
 }

@@ -1,5 +1,6 @@
-//! `uml switch`: run a switch for the kernel's `daemon` transport in the foreground or, with
-//! `--daemon`, in the background once its control socket is listening.
+//! `uml switch`: run a switch for the kernel's `daemon` transport (and, with `--bess`, the
+//! vector driver's `bess` transport) in the foreground or, with `--daemon`, in the background
+//! once its sockets are listening.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,10 +12,12 @@ use uml::switch::{DEFAULT_CONTROL_SOCKET, Switch, SwitchOptions};
 use super::Global;
 
 const AFTER_HELP: &str = "\
-Guests attach with eth0=daemon,<mac>,unix,<CTL_SOCKET>.
+Guests attach with eth0=daemon,<mac>,unix,<CTL_SOCKET> (6.x kernels; the guest's interface is
+eth0), or with vec0:transport=bess,src=<NEW_PATH>,dst=<BESS_SOCKET> (7.x kernels, which have
+no daemon transport; the guest's interface is vec0). Both kinds share one switch.
 uml_switch's single-dash options are spelled with two dashes here: -unix is --unix, -hub is
 --hub, -tap is --tap, -daemon is --daemon. SIGINT, SIGTERM and SIGHUP stop the switch and
-remove its control socket.";
+remove its sockets.";
 
 /// Arguments of `uml switch`.
 #[derive(Debug, clap::Args)]
@@ -23,6 +26,9 @@ pub struct Args {
     /// Control socket that guests connect to (uml_switch's -unix)
     #[arg(long = "unix", value_name = "CTL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
     pub unix: PathBuf,
+    /// Also serve 7.x kernels' vector `bess` transport on the seqpacket socket BESS_SOCKET
+    #[arg(long, value_name = "BESS_SOCKET")]
+    pub bess: Option<PathBuf>,
     /// Be a hub: send every frame to every other port (uml_switch's -hub)
     #[arg(long)]
     pub hub: bool,
@@ -54,6 +60,7 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
     // The daemon changes to `/`, so every path it keeps must be absolute.
     let ctl = std::path::absolute(&args.unix)
         .with_context(|| format!("cannot resolve {}", args.unix.display()))?;
+    let bess = args.bess.as_deref().map(std::path::absolute).transpose()?;
     let pid_file = args
         .pid_file
         .as_deref()
@@ -63,14 +70,18 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         hub: args.hub,
         tap: args.tap.clone(),
         pcap: args.pcap.clone(),
+        bess: bess.clone(),
         control_mode: args.mode,
         ..SwitchOptions::default()
     };
     let mut switch = Switch::bind(&ctl, opts)?;
-    let what = match &args.tap {
-        Some(tap) => format!("unix socket '{}' tap device '{tap}'", ctl.display()),
-        None => format!("unix socket '{}'", ctl.display()),
-    };
+    let mut what = format!("unix socket '{}'", ctl.display());
+    if let Some(bess) = &bess {
+        what += &format!(" bess socket '{}'", bess.display());
+    }
+    if let Some(tap) = &args.tap {
+        what += &format!(" tap device '{tap}'");
+    }
     if args.hub {
         eprintln!("uml switch will be a hub instead of a switch");
     }

@@ -1,5 +1,5 @@
-//! The switch itself: one thread polling the control socket, the data socket, the tap device
-//! and every client, forwarding frames between ports.
+//! The switch itself: one thread polling the control socket, the data socket, the `bess`
+//! socket, the tap device and every client, forwarding frames between ports.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::control::ControlSocket;
+use super::bess::SeqPacket;
+use super::control::{BessSocket, ControlSocket};
 use super::pcap::PcapWriter;
 use super::request::{self, MAX_REQUEST_LEN, Parse, PeerAddr};
 use super::socket::DataSocket;
@@ -25,6 +26,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_PENDING: usize = 64;
 /// Most ports (clients plus the tap).
 const MAX_PORTS: usize = 1024;
+/// Most `bess` ports that have not sent a valid frame yet. A new connection past this closes
+/// the oldest of them, so connections that say nothing can never fill the switch and lock
+/// out a guest that talks.
+const MAX_SILENT: usize = 64;
+/// Malformed messages (empty, runt, oversized) in a row after which a `bess` port is closed.
+const MAX_BAD_RUN: u32 = 64;
 /// Frames taken from one source before looking at the others again.
 const BATCH: usize = 64;
 /// Longest a captured frame may sit in the pcap buffer.
@@ -45,6 +52,7 @@ struct Counters {
     ports_registered: AtomicU64,
     ports_removed: AtomicU64,
     requests_refused: AtomicU64,
+    ports_evicted: AtomicU64,
     ports: AtomicU64,
 }
 
@@ -71,8 +79,11 @@ pub struct SwitchStats {
     pub dropped_unknown_sender: u64,
     pub ports_registered: u64,
     pub ports_removed: u64,
-    /// Control connections closed without a port: malformed, unsupported or silent.
+    /// Control connections closed without a port: malformed, unsupported or silent; and
+    /// `bess` connections turned away because the switch has [`MAX_PORTS`] ports.
     pub requests_refused: u64,
+    /// `bess` ports that never sent a valid frame, closed to make room for a new connection.
+    pub ports_evicted: u64,
     /// Ports attached now.
     pub ports: u64,
 }
@@ -123,6 +134,7 @@ fn snapshot(c: &Counters) -> SwitchStats {
             ports_registered: get(&c.ports_registered),
             ports_removed: get(&c.ports_removed),
             requests_refused: get(&c.requests_refused),
+            ports_evicted: get(&c.ports_evicted),
             ports: get(&c.ports),
         }
     }
@@ -135,6 +147,11 @@ enum Link {
         addr: PeerAddr,
         tx: DataSocket,
     },
+    /// A `bess` client: one seqpacket connection, one message per frame, both ways. Its
+    /// peer credentials are in the port's label.
+    Bess {
+        conn: SeqPacket,
+    },
     Tap,
 }
 
@@ -143,6 +160,24 @@ struct Port {
     /// Frames waiting for the receiver's socket to have room, oldest first.
     queue: VecDeque<Box<[u8]>>,
     label: String,
+    /// When it was attached; and whether it has sent a valid frame since.
+    attached: Instant,
+    talked: bool,
+    /// Malformed messages since its last valid frame.
+    bad_run: u32,
+}
+
+impl Port {
+    fn new(link: Link, label: String, now: Instant) -> Port {
+        Port {
+            link,
+            queue: VecDeque::new(),
+            label,
+            attached: now,
+            talked: false,
+            bad_run: 0,
+        }
+    }
 }
 
 struct Pending {
@@ -158,6 +193,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct Switch {
     control: ControlSocket,
+    bess: Option<BessSocket>,
     data: DataSocket,
     data_addr: PeerAddr,
     tap: Option<Tap>,
@@ -175,6 +211,23 @@ impl Switch {
     /// socket, the sockets cannot be created, the tap device cannot be attached, or the pcap
     /// file cannot be created.
     pub fn bind(ctl: &Path, opts: SwitchOptions) -> Result<Switch, SwitchError> {
+        // The bess socket first: once the control socket answers (what `uml run` probes for
+        // a named switch), both are there.
+        let bess = match &opts.bess {
+            Some(path) => {
+                let bess = BessSocket::bind(path)?;
+                if let Some(mode) = opts.control_mode {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                        |source| SwitchError::Chmod {
+                            path: path.clone(),
+                            source,
+                        },
+                    )?;
+                }
+                Some(bess)
+            }
+            None => None,
+        };
         let control = ControlSocket::bind(ctl)?;
         if let Some(mode) = opts.control_mode {
             std::fs::set_permissions(ctl, std::fs::Permissions::from_mode(mode)).map_err(
@@ -212,6 +265,7 @@ impl Switch {
         };
         Ok(Switch {
             control,
+            bess,
             data,
             data_addr,
             tap,
@@ -224,6 +278,11 @@ impl Switch {
 
     pub fn control_path(&self) -> &Path {
         self.control.path()
+    }
+
+    /// The `bess` socket guests connect to with `vec<n>:transport=bess,dst=<this>`, if any.
+    pub fn bess_path(&self) -> Option<&Path> {
+        self.bess.as_ref().map(BessSocket::path)
     }
 
     /// The shared data address. v1 and v3 clients are told their own per-port address in
@@ -240,6 +299,9 @@ impl Switch {
     /// the serving child calls this before it exits).
     pub fn disown_control_file(&mut self) {
         self.control.disown();
+        if let Some(bess) = &mut self.bess {
+            bess.disown();
+        }
     }
 
     /// Forward frames until [`SwitchHandle::stop`]; then remove the control socket file and
@@ -250,6 +312,7 @@ impl Switch {
     pub fn serve(mut self) -> Result<SwitchStats, SwitchError> {
         tracing::info!(
             ctl = %self.control.path().display(),
+            bess = ?self.bess_path(),
             data = %self.data_addr.describe(),
             hub = self.opts.hub,
             "switch serving"
@@ -272,11 +335,7 @@ impl Switch {
         };
         if let Some(tap) = &engine.tap {
             let label = format!("tap {}", tap.name());
-            engine.tap_port = Some(engine.add_port(Port {
-                link: Link::Tap,
-                queue: VecDeque::new(),
-                label,
-            }));
+            engine.tap_port = Some(engine.add_port(Port::new(Link::Tap, label, engine.now)));
         }
         let result = engine.run(&self);
         if let Some(pcap) = &mut engine.pcap
@@ -285,6 +344,9 @@ impl Switch {
             tracing::warn!("cannot write the capture file: {e}");
         }
         self.control.remove_file();
+        if let Some(bess) = &mut self.bess {
+            bess.remove_file();
+        }
         let stats = self.handle.stats();
         tracing::info!(?stats, "switch stopped");
         result.map(|()| stats)
@@ -329,12 +391,15 @@ fn bind_data_socket() -> io::Result<(DataSocket, PeerAddr)> {
 enum Source {
     Wake,
     Listener,
+    BessListener,
     Data,
     Tap,
     Pending(usize),
     Control(PortId),
     /// A client port's own data socket.
     Port(PortId),
+    /// A `bess` port's connection.
+    Bess(PortId),
 }
 
 struct Engine {
@@ -379,6 +444,13 @@ impl Engine {
                 Source::Listener,
             );
             watch(sw.data.as_raw_fd(), libc::POLLIN, Source::Data);
+            if let Some(bess) = &sw.bess {
+                watch(
+                    bess.listener.as_raw_fd(),
+                    libc::POLLIN,
+                    Source::BessListener,
+                );
+            }
             if let Some(tap) = &self.tap {
                 let mut ev = libc::POLLIN;
                 if self
@@ -394,18 +466,20 @@ impl Engine {
                 watch(p.stream.as_raw_fd(), libc::POLLIN, Source::Pending(i));
             }
             for (id, port) in self.ports.iter().enumerate() {
-                if let Some(Port {
-                    link: Link::Client { ctl, tx, .. },
-                    queue,
-                    ..
-                }) = port
-                {
-                    watch(ctl.as_raw_fd(), libc::POLLIN, Source::Control(id));
-                    let mut ev = libc::POLLIN;
-                    if !queue.is_empty() {
-                        ev |= libc::POLLOUT;
+                let Some(port) = port else { continue };
+                let mut ev = libc::POLLIN;
+                if !port.queue.is_empty() {
+                    ev |= libc::POLLOUT;
+                }
+                match &port.link {
+                    Link::Client { ctl, tx, .. } => {
+                        watch(ctl.as_raw_fd(), libc::POLLIN, Source::Control(id));
+                        watch(tx.as_raw_fd(), ev, Source::Port(id));
                     }
-                    watch(tx.as_raw_fd(), ev, Source::Port(id));
+                    Link::Bess { conn, .. } => {
+                        watch(conn.as_raw_fd(), ev | libc::POLLRDHUP, Source::Bess(id));
+                    }
+                    Link::Tap => {}
                 }
             }
 
@@ -429,6 +503,19 @@ impl Engine {
                 match *src {
                     Source::Wake => {}
                     Source::Listener => self.accept(&sw.control),
+                    Source::BessListener => {
+                        if let Some(bess) = &sw.bess {
+                            self.accept_bess(bess);
+                        }
+                    }
+                    Source::Bess(id) => {
+                        if fd.revents & libc::POLLOUT != 0 {
+                            self.flush_queue(id);
+                        }
+                        if fd.revents & !libc::POLLOUT != 0 {
+                            self.receive_bess(id, &mut rx);
+                        }
+                    }
                     Source::Data => self.receive_data(&sw.data, &mut rx),
                     Source::Tap => {
                         if fd.revents & libc::POLLOUT != 0
@@ -623,15 +710,12 @@ impl Engine {
             }
         }
         let label = format!("{:?} {}", request.version, request.addr.describe());
-        let id = self.add_port(Port {
-            link: Link::Client {
-                ctl,
-                addr: request.addr,
-                tx,
-            },
-            queue: VecDeque::new(),
-            label,
-        });
+        let link = Link::Client {
+            ctl,
+            addr: request.addr,
+            tx,
+        };
+        let id = self.add_port(Port::new(link, label, self.now));
         if garbage {
             // uml_switch ends a port on any byte after its request; so do we.
             self.remove_port(id, "bytes after the request");
@@ -710,6 +794,89 @@ impl Engine {
         }
     }
 
+    fn accept_bess(&mut self, bess: &BessSocket) {
+        for _ in 0..16 {
+            let conn = match bess.listener.accept() {
+                Ok(conn) => conn,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("accept on the bess socket failed: {e}");
+                    return;
+                }
+            };
+            let cred = match conn.peer_cred() {
+                Ok(cred) => cred,
+                Err(e) => {
+                    tracing::warn!("refusing a bess connection without peer credentials: {e}");
+                    bump(&self.counters.requests_refused);
+                    continue;
+                }
+            };
+            let label = match conn.peer_path() {
+                Some(path) => format!("bess pid {} uid {} {path}", cred.pid, cred.uid),
+                None => format!("bess pid {} uid {}", cred.pid, cred.uid),
+            };
+            let silent: Vec<(Instant, PortId)> = self
+                .ports
+                .iter()
+                .enumerate()
+                .filter_map(|(id, p)| {
+                    let p = p.as_ref()?;
+                    (matches!(p.link, Link::Bess { .. }) && !p.talked).then_some((p.attached, id))
+                })
+                .collect();
+            if silent.len() >= MAX_SILENT
+                && let Some(&(_, oldest)) = silent.iter().min()
+            {
+                bump(&self.counters.ports_evicted);
+                self.remove_port(oldest, "evicted: never sent a frame, and a new port came");
+            }
+            if self.live_ports() >= MAX_PORTS {
+                tracing::warn!(peer = %label, "too many ports; closing a new bess connection");
+                bump(&self.counters.requests_refused);
+                continue;
+            }
+            conn.raise_buffers(self.socket_buffer);
+            self.add_port(Port::new(Link::Bess { conn }, label, self.now));
+        }
+    }
+
+    fn receive_bess(&mut self, id: PortId, rx: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Some(Port {
+                link: Link::Bess { conn, .. },
+                ..
+            }) = self.port(id)
+            else {
+                return;
+            };
+            let n = match conn.recv(rx) {
+                Ok(Some(n)) => n,
+                Ok(None) => return self.remove_port(id, "disconnect"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.remove_port(id, &format!("connection error: {e}")),
+            };
+            let valid = self.forward(id, rx, n);
+            let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
+                return;
+            };
+            if valid {
+                port.talked = true;
+                port.bad_run = 0;
+            } else {
+                port.bad_run += 1;
+                if port.bad_run >= MAX_BAD_RUN {
+                    let why = format!(
+                        "{MAX_BAD_RUN} malformed messages in a row (the last {n} bytes; frames are {MIN_FRAME_LEN} to {MAX_FRAME_LEN})"
+                    );
+                    return self.remove_port(id, &why);
+                }
+            }
+        }
+    }
+
     fn receive_tap(&mut self, rx: &mut [u8]) {
         let Some(ingress) = self.tap_port else { return };
         for _ in 0..BATCH {
@@ -728,15 +895,16 @@ impl Engine {
     }
 
     /// Forward the frame of real length `len` held in `rx` (cut at `rx.len()` if longer).
-    fn forward(&mut self, ingress: PortId, rx: &[u8], len: usize) {
+    /// Returns false when it was dropped as malformed.
+    fn forward(&mut self, ingress: PortId, rx: &[u8], len: usize) -> bool {
         if len > MAX_FRAME_LEN || len > rx.len() {
             bump(&self.counters.dropped_oversize);
             tracing::debug!(len, port = ingress, "oversized frame dropped");
-            return;
+            return false;
         }
         if len < MIN_FRAME_LEN {
             bump(&self.counters.dropped_runt);
-            return;
+            return false;
         }
         let frame = &rx[..len];
         bump(&self.counters.frames_received);
@@ -776,6 +944,7 @@ impl Engine {
                 }
             }
         }
+        true
     }
 
     fn send(&mut self, id: PortId, frame: &[u8]) {
@@ -839,6 +1008,7 @@ impl Engine {
 fn transmit(link: &Link, tap: Option<&Tap>, frame: &[u8]) -> io::Result<()> {
     match link {
         Link::Client { tx, .. } => tx.send(frame).map(drop),
+        Link::Bess { conn, .. } => conn.send(frame).map(drop),
         Link::Tap => match tap {
             Some(tap) => tap.send(frame).map(drop),
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),

@@ -1,5 +1,12 @@
 //! A userspace Ethernet switch for the kernel's `daemon` network transport
-//! (`eth<n>=daemon,<mac>,unix,<control socket>`), compatible with uml_switch.
+//! (`eth<n>=daemon,<mac>,unix,<control socket>`, 6.x kernels), compatible with uml_switch,
+//! and for the vector driver's `bess` transport (`vec<n>:transport=bess,src=PATH,dst=<bess
+//! socket>`, the only rootless network 7.x kernels have). Both kinds of port are on one switch.
+//!
+//! A `bess` client connects to the bess socket (a filesystem `SOCK_SEQPACKET` socket,
+//! [`bess`]); the connection is its port and each message one Ethernet frame, both ways. The
+//! switch records the peer's `SO_PEERCRED` (logged with the port) and never sends to an
+//! address a peer names, because a bess peer names none.
 //!
 //! A client (the UML kernel, `daemon_user.c`) connects to the control socket (a filesystem
 //! `SOCK_STREAM` socket), sends a port request naming its own abstract `SOCK_DGRAM` address
@@ -23,6 +30,10 @@
 //!   bounded per-port queue until the receiver's socket is writable again (the switch goes on
 //!   serving the other ports meanwhile). Frames dropped anyway (queue full, receiver gone,
 //!   over [`MAX_FRAME_LEN`], from an unregistered sender) are counted in [`SwitchStats`].
+//! * `bess` ports: empty and oversized messages are dropped and counted, a port that sends
+//!   64 malformed messages in a row is closed, and at most 64 ports that have not yet sent a
+//!   valid frame exist at once (a new connection closes the oldest), so connections that
+//!   say nothing cannot lock out a guest.
 //! * Untrusted input never crashes or blocks it: malformed requests are refused, a client
 //!   that says nothing is dropped after [`SwitchOptions::request_timeout`], and stray bytes
 //!   after registration end that client's port (as in uml_switch).
@@ -41,6 +52,7 @@
 //! # Ok::<(), uml::switch::SwitchError>(())
 //! ```
 
+pub mod bess;
 mod control;
 mod engine;
 pub mod pcap;
@@ -77,6 +89,8 @@ pub struct SwitchOptions {
     pub hub: bool,
     /// A host tap device to attach as a port (`IFF_TAP | IFF_NO_PI`).
     pub tap: Option<String>,
+    /// Also listen for `bess` clients (7.x kernels' vector transport) on this path.
+    pub bess: Option<PathBuf>,
     /// Capture every frame the switch receives into this pcap file.
     pub pcap: Option<PathBuf>,
     /// How long a new client may take to send its complete request.
@@ -94,6 +108,7 @@ impl Default for SwitchOptions {
         SwitchOptions {
             hub: false,
             tap: None,
+            bess: None,
             pcap: None,
             request_timeout: Duration::from_secs(2),
             queue_frames: 256,
@@ -106,7 +121,7 @@ impl Default for SwitchOptions {
 /// Why a switch cannot start or stopped.
 #[derive(Debug, Error)]
 pub enum SwitchError {
-    #[error("the control socket {0} is served by another switch")]
+    #[error("the socket {0} is served by another switch")]
     AlreadyServed(PathBuf),
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
@@ -116,19 +131,19 @@ pub enum SwitchError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot remove the stale control socket {path}")]
+    #[error("cannot remove the stale socket {path}")]
     RemoveStale {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot listen on the control socket {path}")]
+    #[error("cannot listen on the socket {path}")]
     Bind {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot set the mode of the control socket {path}")]
+    #[error("cannot set the mode of the socket {path}")]
     Chmod {
         path: PathBuf,
         #[source]

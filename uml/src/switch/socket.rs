@@ -153,14 +153,19 @@ impl DataSocket {
     /// Raise the send and receive buffers to `bytes`, past the system limit when allowed
     /// (`SO_*BUFFORCE` needs CAP_NET_ADMIN); failures are ignored, the defaults still work.
     pub fn raise_buffers(&self, bytes: usize) {
-        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        for (force, plain) in [
-            (SO_SNDBUFFORCE, libc::SO_SNDBUF),
-            (SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        ] {
-            if setsockopt_int(self.fd.as_raw_fd(), force, value).is_err() {
-                let _ = setsockopt_int(self.fd.as_raw_fd(), plain, value);
-            }
+        raise_buffers(self.fd.as_raw_fd(), bytes);
+    }
+}
+
+/// [`DataSocket::raise_buffers`] for any socket.
+pub(super) fn raise_buffers(fd: RawFd, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for (force, plain) in [
+        (SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if setsockopt_int(fd, force, value).is_err() {
+            let _ = setsockopt_int(fd, plain, value);
         }
     }
 }
