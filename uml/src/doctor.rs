@@ -504,7 +504,7 @@ fn check_other_kernels(
             good.path.display().to_string()
         };
         finding.fix = Some(format!(
-            "kernel {} works here: pass --kernel {arg} or set UML_KERNEL={arg}",
+            "kernel {} works here: `uml kernel use {arg}` makes it the default (or pass --kernel {arg}, or set UML_KERNEL={arg})",
             good.release
         ));
     }

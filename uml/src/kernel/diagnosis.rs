@@ -55,7 +55,8 @@ const KNOWN: &[Known] = &[Known {
         )
     },
     fix: "use a 7.x UML kernel: `uml kernel build /usr/src/linux-source-7.2.tar.xz` (Debian's \
-          linux-source-7.2 package) builds one, then pass --kernel 7.2 or set UML_KERNEL",
+          linux-source-7.2 package) builds one; then `uml kernel use 7.2` makes it the default \
+          (or pass --kernel 7.2, or set UML_KERNEL)",
 }];
 
 /// The first known incompatibility the boot log shows, if any. `version` is the kernel's, when
