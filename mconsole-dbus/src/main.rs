@@ -22,9 +22,11 @@ struct Args {
     /// Where to bind the notify socket [default: $XDG_RUNTIME_DIR/umlkit/umld.notify].
     #[arg(long, value_name = "PATH")]
     notify_socket: Option<PathBuf>,
-    /// The UML kernel that Launch runs.
-    #[arg(long, value_name = "PATH", env = "UML_KERNEL", default_value = "linux")]
-    kernel: PathBuf,
+    /// The UML kernel that Launch runs: a path, a release built by `uml kernel build` (7.2), or
+    /// a command on PATH [default: the default of `uml kernel use`, else `linux` on PATH, else
+    /// the newest built kernel]
+    #[arg(long, value_name = "KERNEL", env = "UML_KERNEL")]
+    kernel: Option<String>,
     /// How long a guest may take to answer one mconsole request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     mconsole_timeout_ms: u64,
@@ -107,7 +109,7 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
             blocks: vec![
                 item(
                     "UML_KERNEL",
-                    "The kernel Launch runs instead of linux from PATH.",
+                    "The kernel Launch runs (a path, a release built by uml kernel build, or a command) instead of the default kernel.",
                 ),
                 item(
                     "UMLD_LOG",

@@ -46,8 +46,10 @@ pub struct Config {
     pub uml_dir: PathBuf,
     /// Where the notify socket is bound (see [`uml::machine::service_notify_socket`]).
     pub notify_socket: PathBuf,
-    /// The kernel binary `Launch` runs unless its options name one.
-    pub kernel: PathBuf,
+    /// The kernel `Launch` runs unless its options name one, in any form `uml run --kernel`
+    /// takes; `None`: the default kernel ([`uml::kernel::resolve`]), looked up at each launch so
+    /// that `uml kernel use` takes effect without a restart.
+    pub kernel: Option<String>,
     /// How long one mconsole receive may wait before GuestNotResponding.
     pub mconsole_timeout: Duration,
     /// How often the uml_dir is rescanned besides inotify.
@@ -328,7 +330,7 @@ impl Service {
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
         let mut umid = None;
-        let mut kernel = self.config.kernel.clone();
+        let mut kernel_choice = self.config.kernel.clone();
         for (key, value) in options {
             let text = String::try_from(value).map_err(|_| {
                 Error::InvalidArgument(format!("option {key:?} must be a string (s)"))
@@ -336,10 +338,7 @@ impl Service {
             match key.as_str() {
                 "umid" => umid = Some(text),
                 // A path, a release built by `uml kernel build` (7.2), or a command on PATH.
-                "kernel" => {
-                    kernel = uml::kernel::resolve(Some(&text))
-                        .map_err(|e| Error::InvalidArgument(format!("option kernel: {e}")))?;
-                }
+                "kernel" => kernel_choice = Some(text),
                 other => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown option {other:?}; accepted: umid, kernel"
@@ -347,6 +346,8 @@ impl Service {
                 }
             }
         }
+        let kernel = uml::kernel::resolve(kernel_choice.as_deref())
+            .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
         let argv = self.launch_argv(kernel_args, umid)?;
         let umid = argv
             .iter()

@@ -530,7 +530,7 @@ fn instance_owned_by_another_user_is_not_adopted() {
 }
 
 /// A kernel before 7.0 on a host with AMX: it boots, then kills its first process (see
-/// /work/shared/kernels.md §1 and `uml::kernel::diagnosis`). `None` elsewhere.
+/// `uml::kernel::diagnosis`). `None` elsewhere.
 fn kernel_that_cannot_run_init_here() -> Option<std::path::PathBuf> {
     let amx = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
         c.lines()

@@ -480,21 +480,33 @@ fn obsolete_options_say_where_they_land() {
 
 // ---- kernels are plural: the same words on 6.1 and 7.2 ----
 
-const K61: &str = "/usr/bin/linux";
-const K72: &str = "/root/.local/share/umlkit/kernels/7.2.12/linux";
+/// Debian's packaged 6.1 kernel (`linux` on PATH) and a 7.x kernel built by `uml kernel build`:
+/// scripts/install-deps provides both. Their profiles need no boot, so both are judged from the
+/// real binaries even where 6.1 cannot run a process.
+const K61: &str = "6.1";
+const K72: &str = "7.2";
 
-/// `--kernel PATH` when that kernel is installed here, else Debian's build of its version.
-fn kernel_option(path: &'static str, version: &'static str) -> [&'static str; 2] {
-    if std::path::Path::new(path).exists() {
-        ["--kernel", path]
+/// `--kernel PATH` of the real kernel of that series.
+fn kernel_option(series: &'static str) -> [String; 2] {
+    let path = if series.starts_with("6.") {
+        uml::kernel::on_path("linux")
+            .filter(|k| uml::kernel::Profile::read(k).is_ok_and(|p| p.series() == series))
     } else {
-        ["--kernel-version", version]
-    }
+        uml::kernel::installed()
+            .into_iter()
+            .find(|k| k.release.starts_with(&format!("{series}.")))
+            .map(|k| k.path)
+    };
+    let path = path.unwrap_or_else(|| {
+        panic!("no {series} kernel here: run scripts/install-deps (it installs Debian's 6.1 and builds a 7.x)")
+    });
+    ["--kernel".into(), path.to_string_lossy().into_owned()]
 }
 
 #[test]
 fn output_names_the_kernel_the_verdicts_are_for() {
-    let [flag, value] = kernel_option(K61, "6.1");
+    let [flag, value] = kernel_option(K61);
+    let (flag, value) = (flag.as_str(), value.as_str());
     let run = uml_check(&["--no-fs", flag, value], &with_base(&[]));
     run.assert_line("kernel: 6.1.");
     let json = uml_check(
@@ -512,7 +524,8 @@ fn output_names_the_kernel_the_verdicts_are_for() {
 
 #[test]
 fn eth_on_7x_is_an_error_naming_the_vec_equivalent() {
-    let [flag, value] = kernel_option(K72, "7.2");
+    let [flag, value] = kernel_option(K72);
+    let (flag, value) = (flag.as_str(), value.as_str());
     let run = uml_check(
         &["--no-fs", flag, value],
         &with_base(&[
@@ -530,7 +543,8 @@ fn eth_on_7x_is_an_error_naming_the_vec_equivalent() {
     run.assert_line("eth2=mcast: this 7.2 kernel has no eth driver (no CONFIG_UML_NET; 7.x has only the vector driver): no eth2 is created and the word lands in init's environment; nothing is equivalent");
     run.assert_line("use `vec3:transport=vde,vnl=/tmp/vde`");
     // The same words on 6.1 are fine apart from the missing sockets and devices.
-    let [flag, value] = kernel_option(K61, "6.1");
+    let [flag, value] = kernel_option(K61);
+    let (flag, value) = (flag.as_str(), value.as_str());
     let on_61 = uml_check(
         &["--no-fs", flag, value],
         &with_base(&["eth0=daemon,,unix,/tmp/x.ctl"]),
@@ -541,7 +555,8 @@ fn eth_on_7x_is_an_error_naming_the_vec_equivalent() {
 #[test]
 fn options_new_after_61_are_known_on_7x_and_errors_on_61() {
     let words = ["seccomp=on", "ncpus=2"];
-    let [flag, value] = kernel_option(K61, "6.1");
+    let [flag, value] = kernel_option(K61);
+    let (flag, value) = (flag.as_str(), value.as_str());
     let on_61 = uml_check(&["--no-fs", flag, value], &with_base(&words));
     assert_eq!(on_61.code(), 1, "{}", on_61.context());
     on_61.assert_line("error: seccomp=on: `seccomp=<on|auto|off>` came after 6.1: the word lands in init's environment");
@@ -564,7 +579,8 @@ fn options_new_after_61_are_known_on_7x_and_errors_on_61() {
     );
     bad.assert_line("error: seccomp=yes: `seccomp=yes` is not accepted: expected on, auto or off");
     // 7.2 built without CONFIG_SMP (as umlkit's and Debian's are) has no ncpus= either.
-    let [flag, value] = kernel_option(K72, "7.2");
+    let [flag, value] = kernel_option(K72);
+    let (flag, value) = (flag.as_str(), value.as_str());
     let no_smp = uml_check(&["--no-fs", flag, value], &with_base(&["ncpus=2"]));
     no_smp.assert_line(
         "error: ncpus=2: `ncpus=<n>` is not built into this 7.2 kernel (no CONFIG_SMP)",
