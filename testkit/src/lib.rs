@@ -571,3 +571,42 @@ pub fn generated_by(binary: &str) -> tempfile::TempDir {
     );
     tmp
 }
+
+/// Waits for `child` at most `limit`, then collects its output; a child still running at the
+/// limit is killed and the test fails, naming `what`.
+pub fn output_within(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {limit:?}");
+            }
+            Ok(None) => sleep(Duration::from_millis(5)),
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+    child.wait_with_output().expect("the child's output")
+}
+
+/// A command's exit status, stdout and stderr, for a failed assertion's message.
+pub fn show_output(what: &str, out: &std::process::Output) -> String {
+    format!(
+        "{what} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Does the host CPU have AMX? There Debian's 6.1 and 6.12 UML kernels cannot run a process
+/// (their XSAVE buffer is too small for the host's; see `uml::kernel::diagnosis`).
+pub fn host_has_amx() -> bool {
+    fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|w| w == "amx_tile"))
+    })
+}

@@ -27,18 +27,10 @@ fn uml(args: &[&str], envs: &[(&str, Option<&str>)], bound: Duration) -> (Output
         };
     }
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("cannot run the uml binary");
+    let child = cmd.spawn().expect("cannot run the uml binary");
     let pid = child.id();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("uml {args:?} did not finish within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let out = testkit::output_within(child, bound, &format!("uml {args:?}"));
     let elapsed = start.elapsed();
-    let out = child.wait_with_output().unwrap();
     let prefix = format!("umlkit-doctor-{pid}-");
     for dir in [std::env::temp_dir(), PathBuf::from("/tmp")] {
         let left: Vec<_> = std::fs::read_dir(&dir)
@@ -54,21 +46,10 @@ fn uml(args: &[&str], envs: &[(&str, Option<&str>)], bound: Duration) -> (Output
 }
 
 fn show(args: &[&str], out: &Output) -> String {
-    format!(
-        "uml {args:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    testkit::show_output(&format!("uml {args:?}"), out)
 }
 
-fn host_has_amx() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
-        c.lines()
-            .filter(|l| l.starts_with("flags"))
-            .any(|l| l.split_whitespace().any(|w| w == "amx_tile"))
-    })
-}
+use testkit::host_has_amx;
 
 /// A kernel of this host whose release is before 7.0 (Debian bookworm's 6.1), if any.
 fn kernel_before_7() -> Option<PathBuf> {

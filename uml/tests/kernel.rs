@@ -19,26 +19,13 @@ fn uml(env: &[(&str, &Path)], args: &[&str]) -> Output {
     for (key, value) in env {
         cmd.env(key, value);
     }
-    let mut child = cmd.spawn().expect("cannot run the uml binary");
+    let child = cmd.spawn().expect("cannot run the uml binary");
     // `uml kernel build` compiles a kernel: minutes on 2 cores the first time, seconds after.
-    let deadline = Instant::now() + Duration::from_secs(1500);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("uml {args:?} did not finish within 25 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    testkit::output_within(child, Duration::from_secs(1500), &format!("uml {args:?}"))
 }
 
 fn show(args: &[&str], out: &Output) -> String {
-    format!(
-        "uml {args:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    testkit::show_output(&format!("uml {args:?}"), out)
 }
 
 /// A 7.x kernel built by `uml kernel build` for this user: the test kernel when it is one,
