@@ -1145,3 +1145,34 @@ fn a_cow_whose_backing_file_changed_is_an_error_with_the_kernels_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Failed to read COW header"));
 }
+
+#[test]
+fn a_closed_pipe_ends_the_report_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // Enough findings to fill a pipe's buffer many times over.
+    let words: Vec<String> = (0..3000).map(|i| format!("mode{i}=tt")).collect();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(["check", "--json", "--no-fs", "--kernel-version", "7.2"])
+        .args(&words)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away after one byte, as `| head -c1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut one).unwrap();
+    drop(stdout);
+    let out = testkit::output_within(child, std::time::Duration::from_secs(30), "uml check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert!(
+        out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+        "ends as a C tool does: {:?}",
+        out.status
+    );
+}

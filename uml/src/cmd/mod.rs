@@ -93,6 +93,22 @@ pub enum Command {
     Generate(generate::Args),
 }
 
+impl Command {
+    /// Does the command only read and print (so that being cut off by a closed pipe loses
+    /// nothing)?
+    pub fn only_reports(&self) -> bool {
+        match self {
+            Command::Check(_)
+            | Command::List(_)
+            | Command::Version(_)
+            | Command::Proc(_)
+            | Command::Stack(_) => true,
+            Command::Kernel(k) => !matches!(k.command, kernel::Sub::Build(_) | kernel::Sub::Use(_)),
+            _ => false,
+        }
+    }
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
