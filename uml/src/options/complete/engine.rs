@@ -4,7 +4,8 @@
 //! runs it through `sh -c`. `__uml_kernel_candidates WORD` prints one line per candidate:
 //! `<whole word>\t<description>\t<s|n>`, where `n` means "do not add a space" (the word ends in
 //! `=`, `,`, `:` or `/`, or is an unfinished stem such as `ubd`). Every candidate starts with
-//! WORD, so each shell only decides how to show it.
+//! WORD, so each shell only decides how to show it. `__uml_kernel_profile` says what the kernel
+//! in question has, for the shell to hand the candidates in `$__uk_prof` (see [`PROFILE`]).
 
 use std::fmt::Write as _;
 
@@ -168,7 +169,9 @@ __uk_run() {
         "$@" </dev/null 2>/dev/null
     fi
 }
-# __uk_path WORD: the executable a command word runs, as the shell would find it.
+# (The profile is computed in a subshell of its own: these helpers set variables rather than
+# print, which saves a fork each.)
+# __uk_path WORD: $__uk_f, the executable a command word runs, as the shell would find it.
 __uk_path() {
     case $1 in
     '~/'*) __uk_f=$HOME/${1#'~/'} ;;
@@ -178,10 +181,9 @@ __uk_path() {
         case $__uk_f in /*) ;; *) return 1 ;; esac
         ;;
     esac
-    [ -f "$__uk_f" ] && [ -x "$__uk_f" ] && printf '%s
-' "$__uk_f"
+    [ -f "$__uk_f" ] && [ -x "$__uk_f" ]
 }
-# __uk_series RELEASE: major*1000+minor of 6.1.176, 7.2, 7.2.13-um.
+# __uk_series RELEASE: $__uk_s, major*1000+minor of 6.1.176, 7.2, 7.2.13-um.
 __uk_series() {
     case $1 in [0-9]*.[0-9]*) ;; *) return 1 ;; esac
     __uk_ma=${1%%.*}
@@ -189,16 +191,14 @@ __uk_series() {
     __uk_mi=${__uk_mi%%[!0-9]*}
     case $__uk_ma in *[!0-9]*|0?*|??????*) return 1 ;; esac
     case $__uk_mi in ''|*[!0-9]*|0?*|????*) return 1 ;; esac
-    echo $((__uk_ma * 1000 + __uk_mi))
+    __uk_s=$((__uk_ma * 1000 + __uk_mi))
 }
 # __uk_line SERIES CONFIG: the profile line; CONFIG is `=` and the symbols when the config was
 # read, else empty and the symbols are those of Debian's build of that series.
 __uk_line() {
     case $2 in
-    =*) printf '%s%s
-' "$1" "${2#=}" ;;
-    *) printf '%s%s
-' "$1" "$(__uk_assumed "$1")" ;;
+    =*) printf '%s%s\n' "$1" "${2#=}" ;;
+    *) __uk_assumed "$1" ;;
     esac
 }
 # __uk_by_uml UML [KERNEL]: the profile `UML kernel info --json [KERNEL]` prints.
@@ -213,7 +213,7 @@ __uk_by_uml() {
             if (index(want, " " s " ")) out = out " " s
         }
         END { if (v == 2) print maj "." min " " (known ? "=" out : "") }')
-    __uk_s=$(__uk_series "${__uk_l%% *}") || return 1
+    __uk_series "${__uk_l%% *}" || return 1
     __uk_line "$__uk_s" "${__uk_l#* }"
 }
 # __uk_direct KERNEL: the profile from the kernel itself: `--version` prints the release alone,
@@ -222,7 +222,7 @@ __uk_direct() {
     __uk_v=$(__uk_run 1 "$1" --version) || return 1
     case $__uk_v in *'
 '*) return 1 ;; esac
-    __uk_s=$(__uk_series "$__uk_v") || return 1
+    __uk_series "$__uk_v" || return 1
     __uk_c=$(__uk_run 1 "$1" --showconfig | awk -v want="$__uk_want" '
         $0 == "CONFIG_UML=y" { uml = 1 }
         /^CONFIG_[A-Z0-9_]+=[ym]$/ {
@@ -238,17 +238,18 @@ __uk_direct() {
 __uk_profile() {
     case $1 in
     cmd)
-        __uk_k=$(__uk_path "$2") || return 0
-        __uk_u=$(__uk_path uml) && __uk_by_uml "$__uk_u" "$__uk_k" && return 0
+        __uk_path "$2" || return 0
+        __uk_k=$__uk_f
+        __uk_path uml && __uk_by_uml "$__uk_f" "$__uk_k" && return 0
         __uk_direct "$__uk_k"
         ;;
     uml)
         if [ -n "$4" ]; then
-            __uk_s=$(__uk_series "$4") && __uk_line "$__uk_s" ''
+            __uk_series "$4" && __uk_line "$__uk_s" ''
             return 0
         fi
-        __uk_u=$(__uk_path "$2") && __uk_by_uml "$__uk_u" "$3" && return 0
-        [ -n "$3" ] && __uk_k=$(__uk_path "$3") && __uk_direct "$__uk_k"
+        __uk_path "$2" && __uk_by_uml "$__uk_f" "$3" && return 0
+        [ -n "$3" ] && __uk_path "$3" && __uk_direct "$__uk_f"
         ;;
     esac
     return 0
@@ -343,8 +344,8 @@ pub(crate) fn profile_line(profile: &Profile) -> String {
     line
 }
 
-/// `__uk_assumed SERIES` (the guards' symbols of Debian's build of a series, for a kernel whose
-/// config cannot be read, as [`Profile::assumed`] has them) and `__uml_kernel_profile`, which
+/// `__uk_assumed SERIES` (the profile line of Debian's build of a series, for a kernel whose
+/// config cannot be read, as [`Profile::assumed`] has it) and `__uml_kernel_profile`, which
 /// names the symbols to record.
 fn profile_tables(s: &mut String) {
     let symbols = guard_symbols();
@@ -361,8 +362,8 @@ fn profile_tables(s: &mut String) {
     debug_assert!(threshold.patch == 0 && threshold.minor > 0);
     let _ = write!(
         s,
-        "__uk_assumed() {{\n    if [ \"$1\" -lt {t} ]; then\n        printf '%s' {old}\n    \
-         else\n        printf '%s' {new}\n    fi\n}}\n\
+        "__uk_assumed() {{\n    if [ \"$1\" -lt {t} ]; then\n        printf '%s%s\\n' \"$1\" {old}\n    \
+         else\n        printf '%s%s\\n' \"$1\" {new}\n    fi\n}}\n\
          # __uml_kernel_profile cmd WORD | uml WORD KERNEL VERSION: the profile line for $__uk_prof\n\
          # (see __uk_profile), or nothing.\n\
          __uml_kernel_profile() {{\n    __uk_want={want}\n    __uk_profile \"$@\"\n}}\n",

@@ -6,11 +6,23 @@
 //! (`engine.rs`) that bash and zsh run in-process and fish runs through `sh -c`, so the three
 //! shells offer the same words: option keys with their summaries, ubd units and flags, files for
 //! disks, channel types, transports and their fields, vec keys, sizes, sockets and directories.
-//! The scripts are generated without a kernel at hand, so they offer what Debian's builds of
-//! 6.1 and 7.x have ([`OFFERED_KERNELS`], [`offered`]): `eth` and its transports (6.1 only)
-//! as well as `seccomp=` (7.x only). Obsolete options and ones neither kernel is built with
-//! (`dtb=`, `time-travel`, `ncpus=`, the `pcap` transport) are documented in the man page and
-//! never completed; `uml check` says which words the kernel that will run lacks.
+//!
+//! They offer what the kernel in question has ([`offered_on`]). For `linux …` (`linux.uml`,
+//! `vmlinux`, `./build/linux`) that is the kernel the command word runs, found as the shell
+//! would (a path as written, a name on `PATH`); for the kernel words of `uml check WORD…` and
+//! `uml run --arg WORD` the kernel `uml` would run: the line's `--kernel` or `--kernel-version`,
+//! else its default (`$UML_KERNEL`, `uml kernel use`, `linux` on `PATH`, a built kernel). Each
+//! TAB asks that kernel's profile once, in milliseconds: `uml kernel info --json`, which caches
+//! it by the binary's identity, or, when `uml` is not on `PATH` or does not answer, the kernel's
+//! own `--version` and `--showconfig`; each under `timeout` and silent on error. Every candidate
+//! not every kernel has carries a guard generated from its [`Kernels`] (a series range and a
+//! config symbol), so `eth` and its transports are offered for 6.1 and `seccomp=` for 7.x,
+//! `ncpus=` only for a kernel built with `CONFIG_SMP`, the `pcap` transport only for one with
+//! `CONFIG_UML_NET_PCAP`. When no profile can be had (no kernel, not a UML kernel, not
+//! runnable), the scripts offer what Debian's builds of 6.1 and 7.x have ([`OFFERED_KERNELS`],
+//! [`offered`]): the union, `eth` as well as `seccomp=`. Obsolete options and the warning-only
+//! `udb` and `debug` are documented in the man page and never completed; `uml check` says which
+//! words the kernel that will run lacks.
 //!
 //! The command hooks ([`command_scripts`]) add, per [`Dynamic`] kind of positional argument:
 //! running umids (the directories in `--uml-dir`, else `$UML_DIR`, else `~/.uml`, whose names do
@@ -33,7 +45,8 @@ use clap_complete::Shell;
 use super::{Kernels, OptionSpec, Status, ValueKind, all};
 use crate::kernel::{Profile, Version};
 
-/// The kernels whose options the completions offer: Debian's builds of 6.1 and 7.2.
+/// The kernels whose options the completions offer when they cannot ask the kernel in question
+/// for its profile: Debian's builds of 6.1 and 7.2.
 pub const OFFERED_KERNELS: &[Version] = &[Version::new(6, 1, 0), Version::new(7, 2, 0)];
 
 /// Does one of [`OFFERED_KERNELS`] have it?
