@@ -680,3 +680,49 @@ fn unit_separator(spec: &OptionSpec) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::SYMBOLS;
+    use crate::options::Kernels;
+
+    #[test]
+    fn every_guard_symbol_is_in_the_profile() {
+        // `uml kernel info --json` records only these; a guard on another symbol would never
+        // pass with a profile read through `uml`.
+        for symbol in guard_symbols() {
+            assert!(
+                SYMBOLS.contains(&symbol),
+                "{symbol} is recorded in a profile"
+            );
+        }
+    }
+
+    #[test]
+    fn guards_bound_the_series_as_presence_does() {
+        let between = Change::Between {
+            absent: Series(6, 1),
+            present: Series(7, 2),
+        };
+        let since = Kernels {
+            since: Some(between),
+            ..Kernels::ALL
+        };
+        let until = Kernels {
+            until: Some(between),
+            ..Kernels::ALL
+        };
+        assert_eq!(guard(Kernels::ALL), None);
+        assert_eq!(guard(since).as_deref(), Some("__uk_ok 1 6002 0 -"));
+        assert_eq!(guard(until).as_deref(), Some("__uk_ok 1 0 7002 -"));
+        let at = Kernels {
+            since: Some(Change::At(Series(6, 8))),
+            config: Some("SMP"),
+            ..Kernels::ALL
+        };
+        assert_eq!(guard(at).as_deref(), Some("__uk_ok 0 6008 0 SMP"));
+        let line = profile_line(&Profile::assumed(Version::new(6, 12, 3)));
+        assert!(line.starts_with("6012 "), "{line}");
+    }
+}
