@@ -889,6 +889,45 @@ fn engine_guards_agree_with_the_table_for_any_profile() {
     }
 }
 
+/// `__uml_kernel_profile` reads the same profile as umlkit, through `uml kernel info --json` and
+/// from the kernel itself.
+#[test]
+fn engine_profile_lines_match_umlkits_profile() {
+    let fx = fixtures();
+    let engine = engine_script();
+    let words =
+        |line: &str| -> BTreeSet<String> { line.split_whitespace().map(str::to_owned).collect() };
+    for dir in [&fx.k61, &fx.k7x] {
+        let kernel = dir.join("linux");
+        let want = profile_line(&Profile::read(&kernel).unwrap());
+        let series = want.split(' ').next().unwrap().to_owned();
+        for (uml_dir, args) in [
+            (&fx.uml, ["cmd", kernel.to_str().unwrap(), "", ""]),
+            (&fx.no_uml, ["cmd", kernel.to_str().unwrap(), "", ""]),
+            (&fx.uml, ["uml", "uml", kernel.to_str().unwrap(), ""]),
+            (&fx.no_uml, ["uml", "uml", kernel.to_str().unwrap(), ""]),
+        ] {
+            let out = run(Command::new("sh")
+                .arg("-c")
+                .arg(format!("{engine}\n__uml_kernel_profile \"$@\""))
+                .arg("sh")
+                .args(args)
+                .env("PATH", fx.path(&[uml_dir]))
+                .env("XDG_CONFIG_HOME", &fx.config)
+                .env("XDG_CACHE_HOME", &fx.cache));
+            assert!(out.status.success(), "{}", show(&out));
+            let got = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert_eq!(
+                words(&got),
+                words(&want),
+                "{args:?} with {}",
+                uml_dir.display()
+            );
+            assert!(got.starts_with(&series), "{got}");
+        }
+    }
+}
+
 /// `uml check WORD` and `uml run --arg WORD` complete for the kernel `uml` would run: the
 /// line's --kernel or --kernel-version, else UML_KERNEL, else its default.
 #[test]
@@ -900,6 +939,7 @@ fn uml_kernel_words_follow_the_kernel_uml_would_run() {
     let k7x = k7x.to_str().unwrap();
     let k61 = fx.k61.join("linux");
     let k61 = k61.to_str().unwrap();
+    let release = Profile::read(&fx.k7x.join("linux")).unwrap().release;
     for shell in SHELLS {
         let on = |line: &str, env: &[(&str, &str)]| {
             complete(shell, scripts.path(), line, wd.path(), env)
@@ -932,6 +972,9 @@ fn uml_kernel_words_follow_the_kernel_uml_would_run() {
         assert!(on(&line, &[]).has("seccomp="), "{shell:?}: {line}");
         let line = format!("uml run --kernel={k61} --arg secc");
         assert!(!on(&line, &seven).has("seccomp="), "{shell:?}: {line}");
+        // A release only `uml` can resolve (a kernel `uml kernel build` installed).
+        let line = format!("uml check --kernel {release} eth");
+        assert!(!on(&line, &[]).has("eth0="), "{shell:?}: {line}");
         let line = "uml check --kernel-version 7.2 eth0=";
         assert!(on(line, &[]).words.is_empty(), "{shell:?}: {line}");
         let line = "uml check --kernel-version 6.1 eth0=";
