@@ -390,8 +390,11 @@ __uk_ubd_name() {
     __uk_emit "$__uk_cur=" "attach a file" n
     __uk_ubd_flags
 }
+# The candidates: every one starts with WORD. A candidate not every kernel has is guarded by
+# __uk_ok, which asks the profile in $__uk_prof (see __uml_kernel_profile).
 __uml_kernel_candidates() {
     __uk_cur=$1
+    __uk_load
     case $__uk_cur in
     vec*:*)
         __uk_val=${__uk_cur#*:}
@@ -404,13 +407,143 @@ __uml_kernel_candidates() {
         ;;
     *) __uk_keys ;;
     esac
+    return 0
+}
+__uk_load() {
+    __uk_ser=${__uk_prof%% *}
+    case $__uk_ser in
+    \'\'|*[!0-9]*) __uk_ser= __uk_cfg= ;;
+    *) __uk_cfg=" ${__uk_prof#"$__uk_ser"} " ;;
+    esac
+}
+# __uk_ok IN_UNION SINCE UNTIL SYMBOL: has the kernel it? Without a profile: is it in the union
+# of the kernels the scripts were made for (IN_UNION 1)? With one: is its series at least SINCE
+# and below UNTIL (0: no bound), and is it built with SYMBOL (-: none needed)?
+__uk_ok() {
+    if [ -z "$__uk_ser" ]; then
+        [ "$1" = 1 ]
+        return
+    fi
+    [ "$2" = 0 ] || [ "$__uk_ser" -ge "$2" ] || return 1
+    [ "$3" = 0 ] || [ "$__uk_ser" -lt "$3" ] || return 1
+    case $4 in -) return 0 ;; esac
+    case $__uk_cfg in *" $4 "*) return 0 ;; esac
+    return 1
+}
+# __uk_run SECONDS CMD ARG...: CMD without input or error output, stopped after SECONDS.
+__uk_run() {
+    __uk_t=$1
+    shift
+    if command -v timeout >/dev/null 2>&1; then
+        timeout "$__uk_t" "$@" </dev/null 2>/dev/null
+    else
+        "$@" </dev/null 2>/dev/null
+    fi
+}
+# (The profile is computed in a subshell of its own: these helpers set variables rather than
+# print, which saves a fork each.)
+# __uk_path WORD: $__uk_f, the executable a command word runs, as the shell would find it.
+__uk_path() {
+    case $1 in
+    \'~/\'*) __uk_f=$HOME/${1#\'~/\'} ;;
+    */*) __uk_f=$1 ;;
+    *)
+        __uk_f=$(command -v "$1" 2>/dev/null) || return 1
+        case $__uk_f in /*) ;; *) return 1 ;; esac
+        ;;
+    esac
+    [ -f "$__uk_f" ] && [ -x "$__uk_f" ]
+}
+# __uk_series RELEASE: $__uk_s, major*1000+minor of 6.1.176, 7.2, 7.2.13-um.
+__uk_series() {
+    case $1 in [0-9]*.[0-9]*) ;; *) return 1 ;; esac
+    __uk_ma=${1%%.*}
+    __uk_mi=${1#*.}
+    __uk_mi=${__uk_mi%%[!0-9]*}
+    case $__uk_ma in *[!0-9]*|0?*|??????*) return 1 ;; esac
+    case $__uk_mi in \'\'|*[!0-9]*|0?*|????*) return 1 ;; esac
+    __uk_s=$((__uk_ma * 1000 + __uk_mi))
+}
+# __uk_line SERIES CONFIG: the profile line; CONFIG is `=` and the symbols when the config was
+# read, else empty and the symbols are those of Debian\'s build of that series.
+__uk_line() {
+    case $2 in
+    =*) printf \'%s%s\\n\' "$1" "${2#=}" ;;
+    *) __uk_assumed "$1" ;;
+    esac
+}
+# __uk_by_uml UML [KERNEL]: the profile `UML kernel info --json [KERNEL]` prints.
+__uk_by_uml() {
+    __uk_l=$(__uk_run 3 "$1" kernel info --json ${2:+"$2"} | awk -v want="$__uk_want" \'
+        /^    "major": [0-9]+,?$/ { maj = $2 + 0; v++ }
+        /^    "minor": [0-9]+,?$/ { min = $2 + 0; v++ }
+        /^  "config": [{]/ { c = 1; known = 1; next }
+        c && /^  [}]/ { c = 0 }
+        c && /^    "[A-Z0-9_]+": "[ym]",?$/ {
+            s = substr($1, 2, length($1) - 3)
+            if (index(want, " " s " ")) out = out " " s
+        }
+        END { if (v == 2) print maj "." min " " (known ? "=" out : "") }\')
+    __uk_series "${__uk_l%% *}" || return 1
+    __uk_line "$__uk_s" "${__uk_l#* }"
+}
+# __uk_direct KERNEL: the profile from the kernel itself: `--version` prints the release alone,
+# `--showconfig` the .config, both before the kernel starts.
+__uk_direct() {
+    __uk_v=$(__uk_run 1 "$1" --version) || return 1
+    case $__uk_v in *\'
+\'*) return 1 ;; esac
+    __uk_series "$__uk_v" || return 1
+    __uk_c=$(__uk_run 1 "$1" --showconfig | awk -v want="$__uk_want" \'
+        $0 == "CONFIG_UML=y" { uml = 1 }
+        /^CONFIG_[A-Z0-9_]+=[ym]$/ {
+            s = substr($0, 8, length($0) - 9)
+            if (index(want, " " s " ")) out = out " " s
+        }
+        END { if (uml) print "=" out }\')
+    __uk_line "$__uk_s" "$__uk_c"
+}
+# __uk_profile cmd WORD: the kernel a command word runs (`./linux`, `linux` on PATH).
+# __uk_profile uml WORD KERNEL VERSION: the kernel `uml` (its command word WORD) would run:
+# the --kernel KERNEL and --kernel-version VERSION of its line, else its default.
+__uk_profile() {
+    case $1 in
+    cmd)
+        __uk_path "$2" || return 0
+        __uk_k=$__uk_f
+        __uk_path uml && __uk_by_uml "$__uk_f" "$__uk_k" && return 0
+        __uk_direct "$__uk_k"
+        ;;
+    uml)
+        if [ -n "$4" ]; then
+            __uk_series "$4" && __uk_line "$__uk_s" \'\'
+            return 0
+        fi
+        __uk_path "$2" && __uk_by_uml "$__uk_f" "$3" && return 0
+        [ -n "$3" ] && __uk_path "$3" && __uk_direct "$__uk_f"
+        ;;
+    esac
+    return 0
+}
+__uk_assumed() {
+    if [ "$1" -lt 6002 ]; then
+        printf \'%s%s\\n\' "$1" \' BLK_DEV_INITRD BLK_DEV_UBD HOSTFS MCONSOLE NULL_CHAN PORT_CHAN PTY_CHAN SSL TTY_CHAN UML_NET UML_NET_DAEMON UML_NET_ETHERTAP UML_NET_MCAST UML_NET_SLIP UML_NET_SLIRP UML_NET_TUNTAP UML_NET_VDE UML_NET_VECTOR VIRTIO_UML XTERM_CHAN\'
+    else
+        printf \'%s%s\\n\' "$1" \' BLK_DEV_INITRD BLK_DEV_UBD HOSTFS MCONSOLE NULL_CHAN PORT_CHAN PTY_CHAN SSL TTY_CHAN UML_NET_VECTOR VIRTIO_UML XTERM_CHAN\'
+    fi
+}
+# __uml_kernel_profile cmd WORD | uml WORD KERNEL VERSION: the profile line for $__uk_prof
+# (see __uk_profile), or nothing.
+__uml_kernel_profile() {
+    __uk_want=\' BLK_DEV_INITRD BLK_DEV_UBD HOSTFS MCONSOLE NULL_CHAN OF PORT_CHAN PTY_CHAN SMP SSL TTY_CHAN UML_NET UML_NET_DAEMON UML_NET_ETHERTAP UML_NET_MCAST UML_NET_PCAP UML_NET_SLIP UML_NET_SLIRP UML_NET_TUNTAP UML_NET_VDE UML_NET_VECTOR UML_SOUND UML_TIME_TRAVEL_SUPPORT VIRTIO_UML XTERM_CHAN \'
+    __uk_profile "$@"
 }
 __uk_keys() {
     case $__uk_cur in
     ubd*)
         case ${__uk_cur#ubd} in
         *[!0-9rsdct]*) ;;
-        *) __uk_ubd_name "${__uk_cur#ubd}"; return ;;
+        *) __uk_ok 1 0 0 BLK_DEV_UBD && { __uk_ubd_name "${__uk_cur#ubd}"; return; } ;;
         esac
         ;;
     con*)
@@ -426,8 +559,8 @@ __uk_keys() {
         case ${__uk_cur#ssl} in
         *[!0-9]*) ;;
         *)
-            __uk_emit \'ssl=\' \'Connect serial lines to host channels (all)\' n
-            __uk_units ssl \'=\' 64 \'Connect serial lines to host channels\'
+            __uk_ok 1 0 0 SSL && __uk_emit \'ssl=\' \'Connect serial lines to host channels (all)\' n
+            __uk_ok 1 0 0 SSL && __uk_units ssl \'=\' 64 \'Connect serial lines to host channels\'
             ;;
         esac
         ;;
@@ -435,7 +568,7 @@ __uk_keys() {
         case ${__uk_cur#eth} in
         *[!0-9]*) ;;
         *)
-            __uk_units eth \'=\' 4 \'A network device with a legacy transport\'
+            __uk_ok 1 0 0 UML_NET && __uk_units eth \'=\' 4 \'A network device with a legacy transport\'
             ;;
         esac
         ;;
@@ -443,35 +576,35 @@ __uk_keys() {
         case ${__uk_cur#vec} in
         *[!0-9]*) ;;
         *)
-            __uk_units vec \':\' 4 \'A network device with the vector driver\'
+            __uk_ok 1 0 0 UML_NET_VECTOR && __uk_units vec \':\' 4 \'A network device with the vector driver\'
             ;;
         esac
         ;;
     esac
     __uk_emit \'mem=\' \'Guest RAM size\' n
-    __uk_emit \'iomem=\' \'Map a host file as an IO memory region\' n
-    __uk_emit \'initrd=\' \'Load a host file as the initrd\' n
+    __uk_ok 1 0 7002 - && __uk_emit \'iomem=\' \'Map a host file as an IO memory region\' n
+    __uk_ok 1 0 0 BLK_DEV_INITRD && __uk_emit \'initrd=\' \'Load a host file as the initrd\' n
     __uk_emit \'root=\' \'Root device\' n
     __uk_emit \'console=\' \'Preferred kernel console\' n
     __uk_emit \'umid=\' \'Name of this instance\' n
     __uk_emit \'uml_dir=\' \'Directory for instance directories\' n
     __uk_emit \'xterm=\' \'Terminal emulator for the xterm channel\' n
-    __uk_emit \'nosysemu\' \'Do not use PTRACE_SYSEMU\' s
+    __uk_ok 1 0 7002 - && __uk_emit \'nosysemu\' \'Do not use PTRACE_SYSEMU\' s
     __uk_emit \'quiet\' \'Fewer boot messages\' s
     __uk_emit \'noreboot\' \'Exit instead of rebooting\' s
-    __uk_emit \'hostfs=\' \'Confine hostfs mounts under a host directory\' n
+    __uk_ok 1 0 0 HOSTFS && __uk_emit \'hostfs=\' \'Confine hostfs mounts under a host directory\' n
     __uk_emit \'--help\' \'Print the kernel\'\\\'\'s option help and exit\' s
     __uk_emit \'--version\' \'Print the kernel release and exit\' s
     __uk_emit \'--showconfig\' \'Print the kernel\'\\\'\'s build configuration and exit\' s
-    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'ubd\' \'Attach a host file as a block device\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_ok 1 0 0 BLK_DEV_UBD && __uk_emit \'ubd\' \'Attach a host file as a block device\' n
     [ ${#__uk_cur} -lt 3 ] && __uk_emit \'con\' \'Connect virtual consoles to host channels\' n
-    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'ssl\' \'Connect serial lines to host channels\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_ok 1 0 0 SSL && __uk_emit \'ssl\' \'Connect serial lines to host channels\' n
     __uk_emit \'ssl-non-raw\' \'Do not put serial lines\'\\\'\' host ttys into raw mode\' s
     __uk_emit \'stderr=\' \'Early console on stderr\' n
-    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'eth\' \'A network device with a legacy transport\' n
-    [ ${#__uk_cur} -lt 3 ] && __uk_emit \'vec\' \'A network device with the vector driver\' n
-    __uk_emit \'mconsole=\' \'Send mconsole notifications to a socket\' n
-    __uk_emit \'virtio_uml.device=\' \'A vhost-user virtio device\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_ok 1 0 0 UML_NET && __uk_emit \'eth\' \'A network device with a legacy transport\' n
+    [ ${#__uk_cur} -lt 3 ] && __uk_ok 1 0 0 UML_NET_VECTOR && __uk_emit \'vec\' \'A network device with the vector driver\' n
+    __uk_ok 1 0 0 MCONSOLE && __uk_emit \'mconsole=\' \'Send mconsole notifications to a socket\' n
+    __uk_ok 1 0 0 VIRTIO_UML && __uk_emit \'virtio_uml.device=\' \'A vhost-user virtio device\' n
     __uk_emit \'earlyprintk\' \'Print to stdout early in boot\' s
     __uk_emit \'rootfstype=\' \'Filesystem type of the root device\' n
     __uk_emit \'rootflags=\' \'Mount options for root; the host directory for a hostfs root\' n
@@ -479,7 +612,14 @@ __uk_keys() {
     __uk_emit \'ro\' \'Mount root read-only\' s
     __uk_emit \'init=\' \'Program to run as init\' n
     __uk_emit \'loglevel=\' \'Console log level\' n
-    __uk_emit \'seccomp=\' \'Intercept guest syscalls with seccomp instead of ptrace\' n
+    __uk_ok 0 0 0 OF && __uk_emit \'dtb=\' \'Device tree blob (CONFIG_OF)\' n
+    __uk_ok 0 0 0 UML_SOUND && __uk_emit \'dsp=\' \'Host sound device (hostaudio, CONFIG_UML_SOUND)\' n
+    __uk_ok 0 0 0 UML_SOUND && __uk_emit \'mixer=\' \'Host mixer device (hostaudio, CONFIG_UML_SOUND)\' n
+    __uk_ok 0 0 0 UML_TIME_TRAVEL_SUPPORT && __uk_emit \'time-travel\' \'Simulated time (CONFIG_UML_TIME_TRAVEL_SUPPORT)\' s
+    __uk_ok 0 0 0 UML_TIME_TRAVEL_SUPPORT && __uk_emit \'time-travel=\' \'Simulated time mode (CONFIG_UML_TIME_TRAVEL_SUPPORT)\' n
+    __uk_ok 0 0 0 UML_TIME_TRAVEL_SUPPORT && __uk_emit \'time-travel-start=\' \'Start time for time-travel (CONFIG_UML_TIME_TRAVEL_SUPPORT)\' n
+    __uk_ok 1 6002 0 - && __uk_emit \'seccomp=\' \'Intercept guest syscalls with seccomp instead of ptrace\' n
+    __uk_ok 0 6002 0 SMP && __uk_emit \'ncpus=\' \'Number of virtual CPUs (CONFIG_SMP)\' n
 }
 __uk_ubd_flags() {
     case $__uk_fl in *r*) ;; *) __uk_emit "${__uk_cur}r" \'read-only\' n ;; esac
@@ -497,6 +637,7 @@ __uk_value() {
         esac
         ;;
     \'iomem\')
+        __uk_ok 1 0 7002 - || return
         __uk_split \',\'
         case $__uk_n in
         0) : ;;
@@ -504,6 +645,7 @@ __uk_value() {
         esac
         ;;
     \'initrd\')
+        __uk_ok 1 0 0 BLK_DEV_INITRD || return
         __uk_split \',\'
         case $__uk_n in
         0) __uk_files f ;;
@@ -542,14 +684,16 @@ __uk_value() {
         esac
         ;;
     \'hostfs\')
+        __uk_ok 1 0 0 HOSTFS || return
         __uk_split \',\'
         case $__uk_n in
         0) __uk_files d ;;
         1) __uk_words \'\' \'append\' ;;
         esac
         ;;
-    ubd) __uk_split ,; __uk_words \'\' sync ;;
+    ubd) __uk_ok 1 0 0 BLK_DEV_UBD || return; __uk_split ,; __uk_words \'\' sync ;;
     ubd[0-9a-p]*)
+        __uk_ok 1 0 0 BLK_DEV_UBD || return
         __uk_split ,:
         case $__uk_n in
         0) __uk_files f ;;
@@ -562,35 +706,36 @@ __uk_value() {
         [ "$__uk_n" -gt 1 ] && return
         case $__uk_piece in
         fd:*) __uk_val=$__uk_piece; __uk_split :; : ;;
-        port:*) __uk_val=$__uk_piece; __uk_split :; : ;;
-        tty:*) __uk_val=$__uk_piece; __uk_split :; __uk_ttys ;;
+        port:*) __uk_ok 1 0 0 PORT_CHAN || return; __uk_val=$__uk_piece; __uk_split :; : ;;
+        tty:*) __uk_ok 1 0 0 TTY_CHAN || return; __uk_val=$__uk_piece; __uk_split :; __uk_ttys ;;
         *)
             __uk_emit "$__uk_base"\'fd:\' \'A host file descriptor\' n
-            __uk_emit "$__uk_base"\'null\' \'Discard output, no input\' s
-            __uk_emit "$__uk_base"\'port:\' \'A telnet port on every host address; the device waits for a client\' n
-            __uk_emit "$__uk_base"\'pty\' \'A BSD pty master\' s
-            __uk_emit "$__uk_base"\'pts\' \'A /dev/ptmx pseudo-terminal; the log names the /dev/pts device\' s
-            __uk_emit "$__uk_base"\'tty:\' \'A host terminal device\' n
-            __uk_emit "$__uk_base"\'xterm\' \'A terminal emulator window (needs $DISPLAY)\' s
+            __uk_ok 1 0 0 NULL_CHAN && __uk_emit "$__uk_base"\'null\' \'Discard output, no input\' s
+            __uk_ok 1 0 0 PORT_CHAN && __uk_emit "$__uk_base"\'port:\' \'A telnet port on every host address; the device waits for a client\' n
+            __uk_ok 1 0 0 PTY_CHAN && __uk_emit "$__uk_base"\'pty\' \'A BSD pty master\' s
+            __uk_ok 1 0 0 PTY_CHAN && __uk_emit "$__uk_base"\'pts\' \'A /dev/ptmx pseudo-terminal; the log names the /dev/pts device\' s
+            __uk_ok 1 0 0 TTY_CHAN && __uk_emit "$__uk_base"\'tty:\' \'A host terminal device\' n
+            __uk_ok 1 0 0 XTERM_CHAN && __uk_emit "$__uk_base"\'xterm\' \'A terminal emulator window (needs $DISPLAY)\' s
             __uk_emit "$__uk_base"\'none\' \'The line is not configured\' s
             ;;
         esac
         ;;
     ssl|ssl[0-9]*)
+        __uk_ok 1 0 0 SSL || return
         __uk_split ,
         [ "$__uk_n" -gt 1 ] && return
         case $__uk_piece in
         fd:*) __uk_val=$__uk_piece; __uk_split :; : ;;
-        port:*) __uk_val=$__uk_piece; __uk_split :; : ;;
-        tty:*) __uk_val=$__uk_piece; __uk_split :; __uk_ttys ;;
+        port:*) __uk_ok 1 0 0 PORT_CHAN || return; __uk_val=$__uk_piece; __uk_split :; : ;;
+        tty:*) __uk_ok 1 0 0 TTY_CHAN || return; __uk_val=$__uk_piece; __uk_split :; __uk_ttys ;;
         *)
             __uk_emit "$__uk_base"\'fd:\' \'A host file descriptor\' n
-            __uk_emit "$__uk_base"\'null\' \'Discard output, no input\' s
-            __uk_emit "$__uk_base"\'port:\' \'A telnet port on every host address; the device waits for a client\' n
-            __uk_emit "$__uk_base"\'pty\' \'A BSD pty master\' s
-            __uk_emit "$__uk_base"\'pts\' \'A /dev/ptmx pseudo-terminal; the log names the /dev/pts device\' s
-            __uk_emit "$__uk_base"\'tty:\' \'A host terminal device\' n
-            __uk_emit "$__uk_base"\'xterm\' \'A terminal emulator window (needs $DISPLAY)\' s
+            __uk_ok 1 0 0 NULL_CHAN && __uk_emit "$__uk_base"\'null\' \'Discard output, no input\' s
+            __uk_ok 1 0 0 PORT_CHAN && __uk_emit "$__uk_base"\'port:\' \'A telnet port on every host address; the device waits for a client\' n
+            __uk_ok 1 0 0 PTY_CHAN && __uk_emit "$__uk_base"\'pty\' \'A BSD pty master\' s
+            __uk_ok 1 0 0 PTY_CHAN && __uk_emit "$__uk_base"\'pts\' \'A /dev/ptmx pseudo-terminal; the log names the /dev/pts device\' s
+            __uk_ok 1 0 0 TTY_CHAN && __uk_emit "$__uk_base"\'tty:\' \'A host terminal device\' n
+            __uk_ok 1 0 0 XTERM_CHAN && __uk_emit "$__uk_base"\'xterm\' \'A terminal emulator window (needs $DISPLAY)\' s
             __uk_emit "$__uk_base"\'none\' \'The line is not configured\' s
             ;;
         esac
@@ -602,21 +747,24 @@ __uk_value() {
         esac
         ;;
     eth[0-9]*)
+        __uk_ok 1 0 0 UML_NET || return
         __uk_split ,
         if [ "$__uk_n" = 0 ]; then
-            __uk_emit "$__uk_base"\'ethertap,\' \'Obsolete ethertap host device, through the uml_net helper\' n
-            __uk_emit "$__uk_base"\'tuntap,\' \'A host TAP device (/dev/net/tun), or one made by uml_net when dev is empty\' n
-            __uk_emit "$__uk_base"\'daemon,\' \'A uml_switch (or `uml switch`) daemon over a unix control socket\' n
-            __uk_emit "$__uk_base"\'mcast,\' \'UDP multicast between guests\' n
-            __uk_emit "$__uk_base"\'ucast,\' \'Point-to-point UDP to one peer\' n
-            __uk_emit "$__uk_base"\'slirp,\' \'User-space NAT through a slirp program\' n
-            __uk_emit "$__uk_base"\'slip,\' \'IP-only SLIP through the uml_net helper\' n
-            __uk_emit "$__uk_base"\'vde,\' \'A VDE switch through libvdeplug\' n
+            __uk_ok 1 0 0 UML_NET_ETHERTAP && __uk_emit "$__uk_base"\'ethertap,\' \'Obsolete ethertap host device, through the uml_net helper\' n
+            __uk_ok 1 0 0 UML_NET_TUNTAP && __uk_emit "$__uk_base"\'tuntap,\' \'A host TAP device (/dev/net/tun), or one made by uml_net when dev is empty\' n
+            __uk_ok 1 0 0 UML_NET_DAEMON && __uk_emit "$__uk_base"\'daemon,\' \'A uml_switch (or `uml switch`) daemon over a unix control socket\' n
+            __uk_ok 1 0 0 UML_NET_MCAST && __uk_emit "$__uk_base"\'mcast,\' \'UDP multicast between guests\' n
+            __uk_ok 1 0 0 UML_NET_MCAST && __uk_emit "$__uk_base"\'ucast,\' \'Point-to-point UDP to one peer\' n
+            __uk_ok 1 0 0 UML_NET_SLIRP && __uk_emit "$__uk_base"\'slirp,\' \'User-space NAT through a slirp program\' n
+            __uk_ok 1 0 0 UML_NET_SLIP && __uk_emit "$__uk_base"\'slip,\' \'IP-only SLIP through the uml_net helper\' n
+            __uk_ok 1 0 0 UML_NET_VDE && __uk_emit "$__uk_base"\'vde,\' \'A VDE switch through libvdeplug\' n
+            __uk_ok 0 0 0 UML_NET_PCAP && __uk_emit "$__uk_base"\'pcap,\' \'libpcap capture (CONFIG_UML_NET_PCAP; Debian does not build it)\' n
         else
             __uk_eth "${__uk_val%%,*}"
         fi
         ;;
     \'mconsole\')
+        __uk_ok 1 0 0 MCONSOLE || return
         case $__uk_val in
         \'notify:\'*) __uk_val=${__uk_val#\'notify:\'} ;;
         *) __uk_emit \'mconsole=notify:\' \'Send mconsole notifications to a socket\' n; return ;;
@@ -627,6 +775,7 @@ __uk_value() {
         esac
         ;;
     \'virtio_uml.device\')
+        __uk_ok 1 0 0 VIRTIO_UML || return
         __uk_split \':\'
         case $__uk_n in
         0) __uk_files s ;;
@@ -658,10 +807,53 @@ __uk_value() {
         0) __uk_words \'\' \'0\' \'1\' \'2\' \'3\' \'4\' \'5\' \'6\' \'7\' ;;
         esac
         ;;
+    \'dtb\')
+        __uk_ok 0 0 0 OF || return
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files f ;;
+        esac
+        ;;
+    \'dsp\')
+        __uk_ok 0 0 0 UML_SOUND || return
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files f ;;
+        esac
+        ;;
+    \'mixer\')
+        __uk_ok 0 0 0 UML_SOUND || return
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_files f ;;
+        esac
+        ;;
+    \'time-travel\')
+        __uk_ok 0 0 0 UML_TIME_TRAVEL_SUPPORT || return
+        __uk_split \',\'
+        case $__uk_n in
+        0) __uk_words \'\' \'inf-cpu\' \'ext:\' ;;
+        esac
+        ;;
+    \'time-travel-start\')
+        __uk_ok 0 0 0 UML_TIME_TRAVEL_SUPPORT || return
+        __uk_split \',\'
+        case $__uk_n in
+        0) : ;;
+        esac
+        ;;
     \'seccomp\')
+        __uk_ok 1 6002 0 - || return
         __uk_split \',\'
         case $__uk_n in
         0) __uk_words \'\' \'on\' \'auto\' \'off\' ;;
+        esac
+        ;;
+    \'ncpus\')
+        __uk_ok 0 6002 0 SMP || return
+        __uk_split \',\'
+        case $__uk_n in
+        0) : ;;
         esac
         ;;
     esac
@@ -670,6 +862,7 @@ __uk_eth() {
     __uk_n=$((__uk_n - 1))
     case $1 in
     \'ethertap\')
+        __uk_ok 1 0 0 UML_NET_ETHERTAP || return
         case $__uk_n in
         0) __uk_ifaces ;;
         1) : ;;
@@ -677,6 +870,7 @@ __uk_eth() {
         esac
         ;;
     \'tuntap\')
+        __uk_ok 1 0 0 UML_NET_TUNTAP || return
         case $__uk_n in
         0) __uk_ifaces ;;
         1) : ;;
@@ -684,6 +878,7 @@ __uk_eth() {
         esac
         ;;
     \'daemon\')
+        __uk_ok 1 0 0 UML_NET_DAEMON || return
         case $__uk_n in
         0) : ;;
         1) __uk_words \',\' \'unix\' ;;
@@ -691,6 +886,7 @@ __uk_eth() {
         esac
         ;;
     \'mcast\')
+        __uk_ok 1 0 0 UML_NET_MCAST || return
         case $__uk_n in
         0) : ;;
         1) : ;;
@@ -699,6 +895,7 @@ __uk_eth() {
         esac
         ;;
     \'ucast\')
+        __uk_ok 1 0 0 UML_NET_MCAST || return
         case $__uk_n in
         0) : ;;
         1) : ;;
@@ -707,17 +904,20 @@ __uk_eth() {
         esac
         ;;
     \'slirp\')
+        __uk_ok 1 0 0 UML_NET_SLIRP || return
         case $__uk_n in
         0) : ;;
         1) : ;;
         esac
         ;;
     \'slip\')
+        __uk_ok 1 0 0 UML_NET_SLIP || return
         case $__uk_n in
         0) : ;;
         esac
         ;;
     \'vde\')
+        __uk_ok 1 0 0 UML_NET_VDE || return
         case $__uk_n in
         0) __uk_files d ;;
         1) : ;;
@@ -727,9 +927,20 @@ __uk_eth() {
         5) : ;;
         esac
         ;;
+    \'pcap\')
+        __uk_ok 0 0 0 UML_NET_PCAP || return
+        case $__uk_n in
+        0) __uk_ifaces ;;
+        1) : ;;
+        2) __uk_words \',\' \'promisc\' \'nopromisc\' \'optimize\' \'nooptimize\' ;;
+        3) __uk_words \',\' \'promisc\' \'nopromisc\' \'optimize\' \'nooptimize\' ;;
+        4) : ;;
+        esac
+        ;;
     esac
 }
 __uk_vec() {
+    __uk_ok 1 0 0 UML_NET_VECTOR || return
     __uk_split ,
     __uk_t=
     case ,$__uk_val in
@@ -844,12 +1055,18 @@ __uk_vec() {
 }
 '
 function __uml_kernel_complete
+    set -l cmd (commandline -opc)[1]
+    __uml_kernel_offer (sh -c "$__uml_kernel_engine"'
+__uml_kernel_profile cmd "$1"' sh "$cmd")
+end
+function __uml_kernel_offer
     set -l word (commandline -ct)
     # fish adds a space after a single candidate unless it ends in / = : , and the
     # like; an unfinished stem (ubd) is replaced by what it expands to.
     for i in 1 2 3
         set -l c (sh -c "$__uml_kernel_engine"'
-__uml_kernel_candidates "$1"' sh $word)
+__uk_prof=$2
+__uml_kernel_candidates "$1"' sh "$word" "$argv[1]")
         if test (count $c) = 1; and string match -qr '\tn$' -- $c[1]; and not string match -qr '[/=:,.@-]\t' -- $c[1]
             set word (string replace -r '\t.*' '' -- $c[1])
             continue
@@ -858,8 +1075,32 @@ __uml_kernel_candidates "$1"' sh $word)
         return
     end
 end
-complete -c uml -n '__fish_uml_using_subcommand check' -f -a '(__uml_kernel_complete)'
-complete -c uml -n '__fish_uml_using_subcommand run' -l arg -s a -r -f -a '(__uml_kernel_complete)'
+complete -c uml -n '__fish_uml_using_subcommand check' -f -a '(__uml_kernel_words)'
+complete -c uml -n '__fish_uml_using_subcommand run' -l arg -s a -r -f -a '(__uml_kernel_words)'
+
+# Kernel words, for the kernel the line names (--kernel, --kernel-version) or the default.
+function __uml_kernel_words
+    set -l toks (commandline -opc)
+    set -l k ''
+    set -l v ''
+    for i in (seq (count $toks))
+        switch $toks[$i]
+            case --kernel
+                set -l j (math $i + 1)
+                set -q toks[$j]; and set k $toks[$j]
+            case '--kernel=*'
+                set k (string replace -r '^[^=]*=' '' -- $toks[$i])
+            case --kernel-version
+                set -l j (math $i + 1)
+                set -q toks[$j]; and set v $toks[$j]
+            case '--kernel-version=*'
+                set v (string replace -r '^[^=]*=' '' -- $toks[$i])
+        end
+    end
+    set k (string replace -r '^~' $HOME -- $k)
+    __uml_kernel_offer (sh -c "$__uml_kernel_engine"'
+__uml_kernel_profile uml "$1" "$2" "$3"' sh "$toks[1]" "$k" "$v")
+end
 
 # Running instances: the directories of the uml_dir, as `uml list` finds them.
 function __uml_umids

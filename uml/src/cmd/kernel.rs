@@ -87,6 +87,9 @@ fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
     let path = kernel::resolve(args.kernel.as_deref())?;
     let profile = Profile::read(&path)?;
     if args.json {
+        // The kernel completions read this form line by line (`__uk_by_uml`,
+        // uml/src/options/complete/engine.rs): the version's and the config's fields one per
+        // line, indented by four spaces. tests/completion.rs checks that they agree.
         println!("{}", serde_json::to_string_pretty(&profile)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -162,6 +162,11 @@ pub struct Profile {
     pub config_note: Option<String>,
 }
 
+/// [`Profile::assumed`] gives kernels from this version on the config of Debian's 7.x build
+/// (the vector driver only), older ones that of Debian's 6.1 build (the legacy `eth` transports
+/// too).
+pub const ASSUMED_VECTOR_ONLY_SINCE: Version = Version::new(6, 2, 0);
+
 impl Profile {
     /// A profile for a kernel that is known only by version (`uml check --kernel-version`):
     /// the config symbols are those of Debian's builds of that version.
@@ -201,7 +206,7 @@ impl Profile {
             .iter()
             .map(|s| ((*s).to_owned(), "y".to_owned()))
             .collect();
-        if version < Version::new(6, 2, 0) {
+        if version < ASSUMED_VECTOR_ONLY_SINCE {
             config.extend(debian_61.iter().map(|s| ((*s).to_owned(), "y".to_owned())));
         } else {
             config.insert("UML_NET_VECTOR".into(), "y".into());

@@ -21,7 +21,7 @@ use super::{
 
 /// The date written into every page when `SOURCE_DATE_EPOCH` is not set: the last change to
 /// what the pages say. Bump it together with a change to the tables or the commands.
-pub const DATE: &str = "2026-11-29";
+pub const DATE: &str = "2026-12-05";
 
 /// The header fields every page shares.
 #[derive(Debug, Clone)]
@@ -228,6 +228,22 @@ pub fn kernel_options_page(meta: &Meta) -> Page {
         option_entry(&mut r, spec);
     }
 
+    r.control("SH", ["SHELL COMPLETION"]);
+    para(
+        &mut r,
+        "umlkit installs bash, zsh and fish completions for linux, linux.uml and vmlinux, and \
+         for the kernel words of uml check and uml run --arg. They offer the options, units, \
+         channels, transports and their fields that the kernel in question has: for linux the \
+         kernel the command word runs (./build/linux, or linux found on PATH), for uml the \
+         kernel it would run (the line's --kernel or --kernel-version, else UML_KERNEL, the \
+         default of uml kernel use, linux on PATH, the newest built kernel). So a 6.1 kernel \
+         gets eth<n>= and its transports and no seccomp=, a 7.x kernel seccomp= and no eth, \
+         and a kernel built with CONFIG_SMP ncpus=. Each TAB asks the kernel's profile once: \
+         uml kernel info --json, which caches it, or the kernel's own --version and \
+         --showconfig when uml is not on PATH, each for at most a few seconds. When the kernel \
+         cannot be asked (it is missing, not executable, or not a UML kernel), they offer what \
+         Debian's 6.1 and 7.x builds have between them. Obsolete options are never offered.",
+    );
     r.control("SH", ["ENVIRONMENT"]);
     item(&mut r, "HOME", "Where ~/.uml, the default uml_dir, is.");
     item(

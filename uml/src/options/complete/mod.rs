@@ -6,11 +6,23 @@
 //! (`engine.rs`) that bash and zsh run in-process and fish runs through `sh -c`, so the three
 //! shells offer the same words: option keys with their summaries, ubd units and flags, files for
 //! disks, channel types, transports and their fields, vec keys, sizes, sockets and directories.
-//! The scripts are generated without a kernel at hand, so they offer what Debian's builds of
-//! 6.1 and 7.x have ([`OFFERED_KERNELS`], [`offered`]): `eth` and its transports (6.1 only)
-//! as well as `seccomp=` (7.x only). Obsolete options and ones neither kernel is built with
-//! (`dtb=`, `time-travel`, `ncpus=`, the `pcap` transport) are documented in the man page and
-//! never completed; `uml check` says which words the kernel that will run lacks.
+//!
+//! They offer what the kernel in question has ([`offered_on`]). For `linux …` (`linux.uml`,
+//! `vmlinux`, `./build/linux`) that is the kernel the command word runs, found as the shell
+//! would (a path as written, a name on `PATH`); for the kernel words of `uml check WORD…` and
+//! `uml run --arg WORD` the kernel `uml` would run: the line's `--kernel` or `--kernel-version`,
+//! else its default (`$UML_KERNEL`, `uml kernel use`, `linux` on `PATH`, a built kernel). Each
+//! TAB asks that kernel's profile once, in milliseconds: `uml kernel info --json`, which caches
+//! it by the binary's identity, or, when `uml` is not on `PATH` or does not answer, the kernel's
+//! own `--version` and `--showconfig`; each under `timeout` and silent on error. Every candidate
+//! not every kernel has carries a guard generated from its [`Kernels`] (a series range and a
+//! config symbol), so `eth` and its transports are offered for 6.1 and `seccomp=` for 7.x,
+//! `ncpus=` only for a kernel built with `CONFIG_SMP`, the `pcap` transport only for one with
+//! `CONFIG_UML_NET_PCAP`. When no profile can be had (no kernel, not a UML kernel, not
+//! runnable), the scripts offer what Debian's builds of 6.1 and 7.x have ([`OFFERED_KERNELS`],
+//! [`offered`]): the union, `eth` as well as `seccomp=`. Obsolete options and the warning-only
+//! `udb` and `debug` are documented in the man page and never completed; `uml check` says which
+//! words the kernel that will run lacks.
 //!
 //! The command hooks ([`command_scripts`]) add, per [`Dynamic`] kind of positional argument:
 //! running umids (the directories in `--uml-dir`, else `$UML_DIR`, else `~/.uml`, whose names do
@@ -33,7 +45,8 @@ use clap_complete::Shell;
 use super::{Kernels, OptionSpec, Status, ValueKind, all};
 use crate::kernel::{Profile, Version};
 
-/// The kernels whose options the completions offer: Debian's builds of 6.1 and 7.2.
+/// The kernels whose options the completions offer when they cannot ask the kernel in question
+/// for its profile: Debian's builds of 6.1 and 7.2.
 pub const OFFERED_KERNELS: &[Version] = &[Version::new(6, 1, 0), Version::new(7, 2, 0)];
 
 /// Does one of [`OFFERED_KERNELS`] have it?
@@ -53,14 +66,37 @@ pub(crate) const UBD_FLAGS: &[(char, &str)] = &[
     ('t', "no discard (TRIM)"),
 ];
 
-/// Is `spec` offered by the kernel completions? Options that work on one of
-/// [`OFFERED_KERNELS`] are; obsolete ones and ones those kernels are not built with are not, nor
+/// Can the kernel completions offer `spec` at all? Current options can, not obsolete ones nor
 /// current ones whose only effect is a warning (`udb`, the typo catcher, and `debug`, which only
 /// says it is not needed).
+pub fn offerable(spec: &OptionSpec) -> bool {
+    spec.status() == Status::Current && spec.kernel_message().is_none()
+}
+
+/// Is `spec` offered when no profile of the kernel can be had? Offerable options that one of
+/// [`OFFERED_KERNELS`] has are; ones those kernels are not built with (`dtb=`, `ncpus=`) are
+/// not.
 pub fn offered(spec: &OptionSpec) -> bool {
-    spec.status() == Status::Current
-        && spec.kernel_message().is_none()
-        && on_offered_kernel(spec.kernels())
+    offerable(spec) && on_offered_kernel(spec.kernels())
+}
+
+/// Is `spec` offered for the kernel of `profile`? Offerable options that it has, or may have
+/// (a series between the two examined).
+pub fn offered_on(spec: &OptionSpec, profile: &Profile) -> bool {
+    offerable(spec) && !spec.presence(profile).is_absent()
+}
+
+/// The candidate engine alone, as POSIX shell: `__uml_kernel_profile` and
+/// `__uml_kernel_candidates` (see `engine.rs`), for tests that drive it without a completion
+/// system.
+pub fn engine_script() -> String {
+    engine::engine()
+}
+
+/// What `__uml_kernel_profile` prints for the kernel of `profile`, and the shells hand the
+/// engine in `$__uk_prof`: `SERIES SYMBOL...`.
+pub fn profile_line(profile: &Profile) -> String {
+    engine::profile_line(profile)
 }
 
 /// How many units a unit option (`ubd`, `con`, `ssl`, `eth`, `vec`) has, for listing: the
@@ -93,8 +129,10 @@ pub fn kernel_scripts() -> Vec<Script> {
         "# bash completion for the User-mode Linux kernel ({names}); {HEADER}\n\
          {support}\
          _uml_kernel() {{\n    \
-             local cur prev words cword\n    \
+             local cur prev words cword __uk_prof\n    \
              _init_completion -n =: || return\n    \
+             # What the kernel the command word runs has.\n    \
+             __uk_prof=$(__uml_kernel_profile cmd \"${{words[0]}}\")\n    \
              __uml_kernel_reply \"$cur\"\n\
          }}\n\
          complete -F _uml_kernel {names}\n",
@@ -104,6 +142,9 @@ pub fn kernel_scripts() -> Vec<Script> {
         "#compdef {names}\n# zsh completion for the User-mode Linux kernel; {HEADER}\n\
          {support}\
          _uml_kernel() {{\n    \
+             # What the kernel the command word runs has.\n    \
+             local __uk_prof\n    \
+             __uk_prof=$(__uml_kernel_profile cmd \"${{(Q)words[1]}}\")\n    \
              __uml_kernel_compadd\n\
          }}\n\
          _uml_kernel \"$@\"\n",
@@ -194,17 +235,22 @@ fn zsh_kernel_support() -> String {
     )
 }
 
-/// fish: the engine as a string for `sh -c`, and `__uml_kernel_complete`, which prints the
-/// candidates for the current token.
+/// fish: the engine as a string for `sh -c`; `__uml_kernel_offer PROFILE`, which prints the
+/// candidates for the current token, and `__uml_kernel_complete`, which does so for the kernel
+/// the command word runs.
 fn fish_kernel_support() -> String {
     format!(
         "set -g __uml_kernel_engine {engine_q}\n\
          function __uml_kernel_complete\n    \
+             set -l cmd (commandline -opc)[1]\n    \
+             __uml_kernel_offer (sh -c \"$__uml_kernel_engine\"'\n__uml_kernel_profile cmd \"$1\"' sh \"$cmd\")\n\
+         end\n\
+         function __uml_kernel_offer\n    \
              set -l word (commandline -ct)\n    \
              # fish adds a space after a single candidate unless it ends in / = : , and the\n    \
              # like; an unfinished stem (ubd) is replaced by what it expands to.\n    \
              for i in 1 2 3\n        \
-                 set -l c (sh -c \"$__uml_kernel_engine\"'\n__uml_kernel_candidates \"$1\"' sh $word)\n        \
+                 set -l c (sh -c \"$__uml_kernel_engine\"'\n__uk_prof=$2\n__uml_kernel_candidates \"$1\"' sh \"$word\" \"$argv[1]\")\n        \
                  if test (count $c) = 1; and string match -qr '\\tn$' -- $c[1]; \
          and not string match -qr '[/=:,.@-]\\t' -- $c[1]\n            \
                      set word (string replace -r '\\t.*' '' -- $c[1])\n            \
@@ -306,6 +352,10 @@ struct KernelArgs {
     positional: Vec<(String, String)>,
     /// `(subcommand, spellings)`: `--arg`, `-a`.
     options: Vec<(String, Vec<String>)>,
+    /// The options of those subcommands that name the kernel the words are for (the id
+    /// `kernel`: `--kernel`), and its version alone (`kernel_version`: `--kernel-version`).
+    kernel: Vec<String>,
+    kernel_version: Vec<String>,
 }
 
 fn kernel_args(cmd: &Command) -> KernelArgs {
@@ -332,6 +382,27 @@ fn kernel_args(cmd: &Command) -> KernelArgs {
                 out.options.push((sub.get_name().to_owned(), spellings));
             }
         }
+    }
+    let mut subs: Vec<&str> = out.positional.iter().map(|(s, _)| s.as_str()).collect();
+    subs.extend(out.options.iter().map(|(s, _)| s.as_str()));
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| subs.contains(&s.get_name()))
+    {
+        for arg in sub.get_arguments().filter(|a| !a.is_positional()) {
+            let list = match arg.get_id().as_str() {
+                "kernel" => &mut out.kernel,
+                "kernel_version" => &mut out.kernel_version,
+                _ => continue,
+            };
+            for l in arg.get_long_and_visible_aliases().unwrap_or_default() {
+                list.push(format!("--{l}"));
+            }
+        }
+    }
+    for list in [&mut out.kernel, &mut out.kernel_version] {
+        list.sort();
+        list.dedup();
     }
     out
 }
@@ -468,7 +539,7 @@ fn bash_hooks(
              done\n\
          }}\n\
          _{f}_dynamic() {{\n    \
-             local cur prev words cword i w sub= pos=0 dir= skip=\n    \
+             local cur prev words cword i w sub= pos=0 dir= skip= kern= kver= __uk_prof\n    \
              _init_completion -n =: || return\n    \
              for ((i = 1; i < cword; i++)); do\n        \
                  w=${{words[i]}}\n        \
@@ -476,18 +547,28 @@ fn bash_hooks(
                  case $w in\n        \
                  {uml_dir_opt}) skip=1; dir=${{words[i+1]}} ;;\n        \
                  {uml_dir_opt}=*) dir=${{w#*=}} ;;\n        \
+                 {kernel}) skip=1; kern=${{words[i+1]}} ;;\n        \
+                 {kernel_eq}) kern=${{w#*=}} ;;\n        \
+                 {kver}) skip=1; kver=${{words[i+1]}} ;;\n        \
+                 {kver_eq}) kver=${{w#*=}} ;;\n        \
                  {vals}) skip=1 ;;\n        \
                  -*) ;;\n        \
                  *) if [ -z \"$sub\" ]; then sub=$w; else pos=$((pos + 1)); fi ;;\n        \
                  esac\n    \
              done\n    \
              dir=${{dir/#\\~/$HOME}}\n    \
+             kern=${{kern/#\\~/$HOME}}\n    \
+             # Kernel words: for the kernel {bin} would run (--kernel, --kernel-version, its default).\n    \
              case $sub:$prev in\n    \
-             {kernel_opts}) __uml_kernel_reply \"$cur\"; return 0 ;;\n    \
+             {kernel_opts})\n        \
+                 __uk_prof=$(__uml_kernel_profile uml \"${{words[0]}}\" \"$kern\" \"$kver\")\n        \
+                 __uml_kernel_reply \"$cur\"; return 0 ;;\n    \
              esac\n    \
              case $cur in -*) _{f} \"$@\"; return ;; esac\n    \
              case $sub in\n    \
-             {kernel_subs}) __uml_kernel_reply \"$cur\"; return 0 ;;\n    \
+             {kernel_subs})\n        \
+                 __uk_prof=$(__uml_kernel_profile uml \"${{words[0]}}\" \"$kern\" \"$kver\")\n        \
+                 __uml_kernel_reply \"$cur\"; return 0 ;;\n    \
              esac\n    \
              case $sub:$pos in\n    \
              {umid}) COMPREPLY=($(compgen -W \"$(__{f}_umids \"$dir\")\" -- \"$cur\")); return 0 ;;\n    \
@@ -499,6 +580,10 @@ fn bash_hooks(
          }}\n\
          complete -F _{f}_dynamic -o nosort -o bashdefault -o default {bin}\n",
         vals = or_pattern(value_opts),
+        kernel = or_pattern(&kernel.kernel),
+        kernel_eq = or_pattern(&with_value(&kernel.kernel)),
+        kver = or_pattern(&kernel.kernel_version),
+        kver_eq = or_pattern(&with_value(&kernel.kernel_version)),
         kernel_opts = or_pattern(&kernel_opts),
         kernel_subs = or_pattern(&kernel_subs),
         umid = or_case(&slot_cases(slots, Dynamic::Umid, "|")),
@@ -535,6 +620,16 @@ fn zsh_hooks(
              umids=($d/*(N/:t))\n    \
              _describe -t umids 'running instance' umids\n\
          }}\n\
+         # Kernel words, for the kernel the line names (--kernel, --kernel-version) or the default.\n\
+         (( $+functions[_{f}_kernel_words] )) ||\n\
+         _{f}_kernel_words() {{\n    \
+             local -a all=(${{(Q)${{(z)BUFFER}}}})\n    \
+             local i k= v= __uk_prof\n\
+         {find_kernel}    \
+             k=${{k/#\\~/$HOME}}\n    \
+             __uk_prof=$(__uml_kernel_profile uml \"${{all[1]}}\" \"$k\" \"$v\")\n    \
+             __uml_kernel_compadd\n\
+         }}\n\
          (( $+functions[_{f}_devices] )) ||\n\
          _{f}_devices() {{\n    \
              local -a devices=({device_words})\n    \
@@ -554,6 +649,7 @@ fn zsh_hooks(
              _files\n\
          }}\n",
         support = zsh_kernel_support(),
+        find_kernel = zsh_find_kernel(kernel),
         device_words = device_words(Dynamic::Device).join(" "),
         line_words = device_words(Dynamic::Line).join(" "),
     );
@@ -580,7 +676,7 @@ fn zsh_hooks(
         rules.push((
             Some(sub.as_str()),
             vec![format!("'*::{id} -- "), format!("':{id} -- ")],
-            "__uml_kernel_compadd".to_owned(),
+            format!("_{f}_kernel_words"),
         ));
     }
     for (sub, spellings) in &kernel.options {
@@ -595,7 +691,7 @@ fn zsh_hooks(
                 [format!("'*{head}"), format!("'{head}")]
             })
             .collect();
-        rules.push((Some(sub.as_str()), heads, "__uml_kernel_compadd".to_owned()));
+        rules.push((Some(sub.as_str()), heads, format!("_{f}_kernel_words")));
     }
     let mut text = String::new();
     let mut section = String::new();
@@ -630,6 +726,21 @@ fn zsh_hooks(
     text
 }
 
+/// zsh: sets `k` and `v` from the last `--kernel` and `--kernel-version` in `$all`.
+fn zsh_find_kernel(kernel: &KernelArgs) -> String {
+    let mut s = String::new();
+    for (var, options) in [("k", &kernel.kernel), ("v", &kernel.kernel_version)] {
+        for o in options {
+            let _ = write!(
+                s,
+                "    i=${{all[(I){o}]}}\n    (( i > 0 )) && {var}=${{all[i+1]}}\n    \
+                 i=${{all[(I){o}=*]}}\n    (( i > 0 )) && {var}=${{all[i]#*=}}\n"
+            );
+        }
+    }
+    s
+}
+
 fn fish_hooks(
     base: &str,
     bin: &str,
@@ -645,7 +756,7 @@ fn fish_hooks(
     for (sub, _) in &kernel.positional {
         let _ = writeln!(
             s,
-            "complete -c {bin} -n '__fish_{f}_using_subcommand {sub}' -f -a '(__uml_kernel_complete)'"
+            "complete -c {bin} -n '__fish_{f}_using_subcommand {sub}' -f -a '(__{f}_kernel_words)'"
         );
     }
     for (sub, spellings) in &kernel.options {
@@ -658,10 +769,38 @@ fn fish_hooks(
             .collect();
         let _ = writeln!(
             s,
-            "complete -c {bin} -n '__fish_{f}_using_subcommand {sub}' {} -r -f -a '(__uml_kernel_complete)'",
+            "complete -c {bin} -n '__fish_{f}_using_subcommand {sub}' {} -r -f -a '(__{f}_kernel_words)'",
             flags.join(" ")
         );
     }
+    let mut find = String::new();
+    for (var, options) in [("k", &kernel.kernel), ("v", &kernel.kernel_version)] {
+        for o in options {
+            let _ = write!(
+                find,
+                "            case {o}\n                \
+                     set -l j (math $i + 1)\n                \
+                     set -q toks[$j]; and set {var} $toks[$j]\n            \
+                 case '{o}=*'\n                \
+                     set {var} (string replace -r '^[^=]*=' '' -- $toks[$i])\n"
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        "\n# Kernel words, for the kernel the line names (--kernel, --kernel-version) or the default.\n\
+         function __{f}_kernel_words\n    \
+             set -l toks (commandline -opc)\n    \
+             set -l k ''\n    \
+             set -l v ''\n    \
+             for i in (seq (count $toks))\n        \
+                 switch $toks[$i]\n\
+         {find}        end\n    \
+             end\n    \
+             set k (string replace -r '^~' $HOME -- $k)\n    \
+             __uml_kernel_offer (sh -c \"$__uml_kernel_engine\"'\n__uml_kernel_profile uml \"$1\" \"$2\" \"$3\"' sh \"$toks[1]\" \"$k\" \"$v\")\n\
+         end\n",
+    );
     let _ = write!(
         s,
         "\n# Running instances: the directories of the uml_dir, as `uml list` finds them.\n\
@@ -739,6 +878,11 @@ fn or_case(alts: &str) -> String {
 
 fn or_pattern(words: &[String]) -> String {
     or_case(&words.join("|"))
+}
+
+/// `--kernel=*` for `--kernel`: the option with its value in the same word.
+fn with_value(options: &[String]) -> Vec<String> {
+    options.iter().map(|o| format!("{o}=*")).collect()
 }
 
 /// Single-quote for sh and zsh.
