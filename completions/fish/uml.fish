@@ -59,7 +59,7 @@ complete -c uml -n "__fish_uml_using_subcommand run" -s m -l mem -d 'Guest memor
 complete -c uml -n "__fish_uml_using_subcommand run" -l umid -d 'The instance\'s name (kernel `umid=`, at most 63 characters) [default: run-XXXXXX]' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l kernel -d 'The UML kernel: a path, a release or series built by `uml kernel build` (7.2), or a command on PATH [default: `linux` on PATH, else the newest built kernel]' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -s d -l disk -d 'A disk: FILE, FILE:ro, or COW:BASE (a COW file over a base image; created by the kernel if missing). The first is ubda (/dev/ubda in the guest), the next ubdb, …' -r
-complete -c uml -n "__fish_uml_using_subcommand run" -s n -l net -d 'A network interface: daemon[:CTL_SOCKET], switch:NAME (starts or joins a `uml switch` named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first; with a 7.x kernel (no daemon transport) switch:NAME is the vector interface vec0, vec1, … (transport=bess)' -r
+complete -c uml -n "__fish_uml_using_subcommand run" -s n -l net -d 'A network interface; the Nth --net is ethN in the guest (first eth0) on every kernel: switch:NAME, tap:DEV[,host=ADDR/PREFIX][,user=USER], vde[:DIR], raw:IFACE, l2tpv3:LOCAL:REMOTE[:OPTION,…], gre:LOCAL:REMOTE[:OPTION,…], daemon[:CTL], mcast[:GROUP[:PORT]]' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l rw -d 'A host directory that is writable at the same path in the guest (the root is read-only)' -r -F
 complete -c uml -n "__fish_uml_using_subcommand run" -s a -l arg -d 'An extra kernel argument, passed as it is (repeatable), e.g. --arg loglevel=7' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l boot-timeout -d 'Seconds to wait for the guest to boot before it is killed' -r
@@ -67,7 +67,7 @@ complete -c uml -n "__fish_uml_using_subcommand run" -l uml-dir -d 'Directory th
 complete -c uml -n "__fish_uml_using_subcommand run" -l detach -d 'Return once the guest has booted and print its umid; the guest keeps running'
 complete -c uml -n "__fish_uml_using_subcommand run" -l no-check -d 'Start even if `uml check` finds errors in the kernel command line'
 complete -c uml -n "__fish_uml_using_subcommand run" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
-complete -c uml -n "__fish_uml_using_subcommand run" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c uml -n "__fish_uml_using_subcommand run" -s V -l version -d 'Print version'
 complete -c uml -n "__fish_uml_using_subcommand check" -l kernel -d 'Check for this kernel: a path, or a release built by `uml kernel build` (default: the kernel `uml run` would start)' -r
 complete -c uml -n "__fish_uml_using_subcommand check" -l kernel-version -d 'Check for Debian\'s build of this kernel version (e.g. 6.1, 7.2) without a binary' -r
