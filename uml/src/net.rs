@@ -62,6 +62,123 @@ pub struct Tap {
     pub user: Option<String>,
 }
 
+/// A tap device `uml run` created for a guest, removed when this is dropped (the guest has
+/// ended, or never started).
+#[derive(Debug)]
+pub struct CreatedTap {
+    dev: String,
+}
+
+impl CreatedTap {
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.dev
+    }
+
+    /// Keeps the device after all (the guest goes on running without `uml run`).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for CreatedTap {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&self.dev, &["link", "del", "dev", &self.dev]) {
+            tracing::warn!("cannot remove the tap device {}: {e}", self.dev);
+        }
+    }
+}
+
+/// Whether this process's network namespace has an interface called `name`.
+fn interface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+/// Runs `ip ARGS`, the error being the command and what it printed.
+fn ip(dev: &str, args: &[&str]) -> Result<(), NetError> {
+    let command = format!("ip {}", args.join(" "));
+    let failed = |stderr: String| NetError::TapSetup {
+        dev: dev.to_owned(),
+        command: command.clone(),
+        stderr,
+    };
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| failed(format!("cannot run ip (iproute2): {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+impl Tap {
+    /// Makes sure the host's tap device exists: as root, creates a missing one (owned by
+    /// `user`, with the `host` address, up) and returns it, to be removed when the guest
+    /// ends. An existing device is used as it is. The device belongs to the network namespace
+    /// of this process, which is the one the kernel (started from here) opens it in.
+    ///
+    /// # Errors
+    /// [`NetError::TapMissing`] when it is missing and this process is not root (the message
+    /// gives the commands that create it), [`NetError::TapSetup`] when `ip` fails.
+    pub fn prepare(&self) -> Result<Option<CreatedTap>, NetError> {
+        if interface_exists(&self.dev) {
+            if self.host.is_some() || self.user.is_some() {
+                tracing::warn!(
+                    "the tap device {} exists; it is used as it is, without host= or user=",
+                    self.dev
+                );
+            }
+            return Ok(None);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            let user = self.user.clone().unwrap_or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| "$USER".to_owned(), |u| u.name)
+            });
+            let address = self
+                .host
+                .as_ref()
+                .map(|a| {
+                    format!(
+                        ", `sudo ip addr add {a} dev {dev}` and `sudo ip link set {dev} up`",
+                        dev = self.dev
+                    )
+                })
+                .unwrap_or_else(|| format!(" and `sudo ip link set {} up`", self.dev));
+            return Err(NetError::TapMissing {
+                dev: self.dev.clone(),
+                user,
+                address,
+            });
+        }
+        let dev = self.dev.as_str();
+        let mut add = vec!["tuntap", "add", "dev", dev, "mode", "tap"];
+        if let Some(user) = &self.user {
+            add.extend(["user", user.as_str()]);
+        }
+        ip(dev, &add)?;
+        let created = CreatedTap {
+            dev: dev.to_owned(),
+        };
+        if let Some(addr) = &self.host {
+            ip(dev, &["addr", "add", addr, "dev", dev])?;
+        }
+        ip(dev, &["link", "set", "dev", dev, "up"])?;
+        Ok(Some(created))
+    }
+}
+
 /// The two ends of an `l2tpv3:` or `gre:` tunnel and its options, as kernel keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tunnel {
@@ -98,6 +215,20 @@ pub enum NetError {
         release: String,
         path: String,
         available: String,
+    },
+    #[error(
+        "--net tap:{dev}: the host has no tap device {dev}, and only root can create one. Create it for yourself with `sudo ip tuntap add dev {dev} mode tap user {user}`{address}, or run uml run as root; nothing was started"
+    )]
+    TapMissing {
+        dev: String,
+        user: String,
+        address: String,
+    },
+    #[error("--net tap:{dev}: `{command}` failed: {stderr}; nothing was started")]
+    TapSetup {
+        dev: String,
+        command: String,
+        stderr: String,
     },
 }
 

@@ -170,6 +170,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             Ok((spec.as_str(), parsed))
         })
         .collect::<Result<Vec<_>, uml::net::NetError>>()?;
+    // Host tap devices the guest needs, created (as root) when missing and removed when
+    // `taps` is dropped: after the guest ends, or when it cannot start.
+    let mut taps = Vec::new();
+    for (_, parsed) in &nets {
+        if let uml::net::Spec::Tap(tap) = parsed {
+            taps.extend(tap.prepare()?);
+        }
+    }
     let bess_only = !nets.is_empty() && bess_only(&kernel);
     for (unit, (spec, parsed)) in nets.iter().enumerate() {
         kernel_args.push(net_arg(
@@ -208,6 +216,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         return Err(e.into());
     }
     if args.detach {
+        for tap in taps {
+            eprintln!(
+                "uml: the tap device {} stays after the guest ends; remove it with `ip link del {}`",
+                tap.name(),
+                tap.name()
+            );
+            tap.keep();
+        }
         println!("{umid}");
         running.detach();
         return Ok(ExitCode::SUCCESS);

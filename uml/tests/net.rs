@@ -1,0 +1,265 @@
+//! `uml run --net` against real guests, in network namespaces this test creates: a tap device
+//! that `uml run` creates, addresses and removes; and guests in two namespaces joined by a
+//! veth pair (two "hosts") that reach each other through l2tpv3 and gre tunnels.
+//!
+//! These need root (namespaces, tap devices, raw sockets) and `ip`; without them they are
+//! skipped with a line that says why. Every namespace is deleted on drop (which also removes
+//! every link in it), so nothing is left behind, also when a test fails. Only addresses from
+//! the documentation ranges are used, and only inside those namespaces and guests.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use testkit::UmlDir;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn uml_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_uml")
+}
+
+/// Whether this test can create namespaces and devices; prints why it is skipped if not.
+fn can_make_namespaces() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ip = Command::new("ip")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !root || !ip {
+        eprintln!("skipped: needs root and the ip command (iproute2)");
+    }
+    root && ip
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace, deleted with everything in it on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("umlkit-{tag}-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn has_link(&self, name: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.0, "link", "show", "dev", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn ping(&self, addr: &str) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, "ping", "-c1", "-W1", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Two namespaces joined by a veth pair: host A at 198.51.100.1, host B at 198.51.100.2.
+fn two_hosts(tag: &str) -> (Netns, Netns) {
+    let a = Netns::new(&format!("{tag}a"));
+    let b = Netns::new(&format!("{tag}b"));
+    ip(&[
+        "-n", &a.0, "link", "add", "wire", "type", "veth", "peer", "name", "wire", "netns", &b.0,
+    ]);
+    for (ns, addr) in [(&a, "198.51.100.1/24"), (&b, "198.51.100.2/24")] {
+        ip(&["-n", &ns.0, "addr", "add", addr, "dev", "wire"]);
+        ip(&["-n", &ns.0, "link", "set", "wire", "up"]);
+    }
+    (a, b)
+}
+
+/// `uml run` in namespace `ns`, running `script` in the guest.
+struct RunningUml(Child);
+
+impl RunningUml {
+    fn start(ns: &Netns, uml_dir: &Path, net: &str, script: &str) -> RunningUml {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.0, uml_bin(), "--uml-dir"])
+            .arg(uml_dir)
+            .arg("run")
+            .arg("--kernel")
+            .arg(testkit::kernel())
+            .args(["-m", "96M", "--net", net, "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        RunningUml(child)
+    }
+
+    fn running(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+
+    /// Its exit status, stdout and stderr once it exits, within [`TIMEOUT`].
+    fn finish(mut self) -> (bool, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.running() {
+            assert!(Instant::now() < deadline, "uml run did not finish");
+            sleep(Duration::from_millis(50));
+        }
+        let ok = self.0.wait().unwrap().success();
+        let mut out = String::new();
+        let _ = self.0.stdout.take().unwrap().read_to_string(&mut out);
+        let _ = self.0.stderr.take().unwrap().read_to_string(&mut out);
+        (ok, out)
+    }
+}
+
+impl Drop for RunningUml {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Gives the guest's eth0 `addr`, then waits (up to 20 s) until `peer` answers.
+fn guest_up(addr: &str, peer: &str) -> String {
+    format!(
+        "ip addr add {addr}/24 dev eth0 && ip link set eth0 up || exit 2\n\
+         i=0; until ping -c1 -W1 {peer} >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 20 ] || exit 3; done\n"
+    )
+}
+
+#[test]
+fn tap_is_created_addressed_pinged_through_and_removed() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let ns = Netns::new("tap");
+    let dir = UmlDir::new();
+    // The guest pings the host side, then stays up for a ping from the host side.
+    let script = format!(
+        "{}ping -c2 192.0.2.1 && sleep 4",
+        guest_up("192.0.2.2", "192.0.2.1")
+    );
+    let mut run = RunningUml::start(&ns, dir.path(), "tap:umltap0,host=192.0.2.1/24", &script);
+    let deadline = Instant::now() + TIMEOUT;
+    while !ns.ping("192.0.2.2") {
+        assert!(
+            run.running() && Instant::now() < deadline,
+            "the host side never reached the guest:\n{}",
+            run.finish().1
+        );
+        sleep(Duration::from_millis(200));
+    }
+    let (ok, out) = run.finish();
+    assert!(ok && out.contains(" 0% packet loss"), "{out}");
+    assert!(
+        !ns.has_link("umltap0"),
+        "the tap device umlkit created is still there after the guest ended"
+    );
+}
+
+#[test]
+fn an_existing_tap_is_used_and_kept() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let ns = Netns::new("tapkeep");
+    ip(&["-n", &ns.0, "tuntap", "add", "dev", "mytap", "mode", "tap"]);
+    let dir = UmlDir::new();
+    let (ok, out) =
+        RunningUml::start(&ns, dir.path(), "tap:mytap", "ip -br link show dev eth0").finish();
+    assert!(ok && out.contains("eth0"), "{out}");
+    assert!(
+        ns.has_link("mytap"),
+        "uml run removed a tap device it did not create"
+    );
+}
+
+/// Guests on two "hosts" joined by `tunnel_a` / `tunnel_b`: they ping each other, and guest A
+/// runs iperf3 against guest B when `iperf` is set.
+fn guests_on_two_hosts(tag: &str, tunnel_a: &str, tunnel_b: &str, iperf: bool) {
+    let (host_a, host_b) = two_hosts(tag);
+    let dir = UmlDir::new();
+    let server = if iperf {
+        "iperf3 -s -1 >/dev/null 2>&1 & sleep 0.3\n"
+    } else {
+        ""
+    };
+    let b_script = format!(
+        "{server}{}ping -c3 192.0.2.1; {}",
+        guest_up("192.0.2.2", "192.0.2.1"),
+        if iperf { "wait" } else { "sleep 3" }
+    );
+    let b = RunningUml::start(&host_b, dir.path(), tunnel_b, &b_script);
+    let client = if iperf {
+        "sleep 1; iperf3 -c 192.0.2.2 -t 2 -f m | tail -4\n"
+    } else {
+        ""
+    };
+    let a_script = format!(
+        "{}ping -c3 192.0.2.2 || exit 4\n{client}",
+        guest_up("192.0.2.1", "192.0.2.2")
+    );
+    let a = RunningUml::start(&host_a, dir.path(), tunnel_a, &a_script);
+    let (a_ok, a_out) = a.finish();
+    let (b_ok, b_out) = b.finish();
+    assert!(
+        a_ok && b_ok && a_out.contains(" 0% packet loss") && b_out.contains(" 0% packet loss"),
+        "guest A:\n{a_out}\nguest B:\n{b_out}"
+    );
+    if iperf {
+        assert!(
+            a_out.contains("receiver"),
+            "iperf3 did not finish:\n{a_out}"
+        );
+        eprintln!("{tag}: iperf3 guest A -> guest B:\n{a_out}");
+    }
+}
+
+#[test]
+fn l2tpv3_joins_guests_on_two_hosts() {
+    if !can_make_namespaces() {
+        return;
+    }
+    guests_on_two_hosts(
+        "l2tp",
+        "l2tpv3:198.51.100.1:198.51.100.2:session=7",
+        "l2tpv3:198.51.100.2:198.51.100.1:session=7",
+        true,
+    );
+}
+
+#[test]
+fn gre_joins_guests_on_two_hosts() {
+    if !can_make_namespaces() {
+        return;
+    }
+    guests_on_two_hosts(
+        "gre",
+        "gre:198.51.100.1:198.51.100.2:key=7",
+        "gre:198.51.100.2:198.51.100.1:key=7",
+        false,
+    );
+}
