@@ -263,3 +263,66 @@ fn gre_joins_guests_on_two_hosts() {
         false,
     );
 }
+
+/// `uml` outside any test namespace, with its temporary files in `tmp`.
+fn uml_outside(uml_dir: &Path, tmp: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(uml_bin())
+        .env("TMPDIR", tmp)
+        .arg("--uml-dir")
+        .arg(uml_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_guest_in_a_network_namespace_is_controlled_from_outside_it() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let ns = Netns::new("mc");
+    let dir = UmlDir::new();
+    let tmp = testkit::short_tempdir("umlkit-mctmp");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, uml_bin(), "--uml-dir"])
+        .arg(dir.path())
+        .arg("run")
+        .arg("--kernel")
+        .arg(testkit::kernel())
+        .args(["-m", "64M", "--umid", "inns", "--detach"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    dir.remember();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The mconsole client's reply address must reach across the namespace boundary.
+    let (ok, version) = uml_outside(dir.path(), tmp.path(), &["version", "inns"]);
+    assert!(
+        ok && version.contains(testkit::kernel_release()),
+        "{version}"
+    );
+    let (ok, list) = uml_outside(dir.path(), tmp.path(), &["list"]);
+    assert!(
+        ok && list.contains("inns") && !list.contains("not-responding"),
+        "{list}"
+    );
+    let (ok, text) = uml_outside(dir.path(), tmp.path(), &["halt", "inns"]);
+    assert!(ok, "{text}");
+    // Every client removed its socket and private directory.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind in $TMPDIR: {left:?}");
+}

@@ -2,10 +2,8 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,32 +30,81 @@ pub(super) fn disk_open(dev: &str, err: &Error) -> bool {
 /// (its `len` or trailing bytes) instead of being cut down to something that parses.
 pub(super) const RECV_BUFFER: usize = 4096;
 
-/// Create a datagram socket bound to a fresh abstract address and connected to `path`.
+/// The file a client socket is bound to, in a directory of its own; both are removed on drop.
+///
+/// Not an abstract address: those belong to one network namespace, and a guest started in
+/// another one (`ip netns exec NS uml run …`) could never send its reply to it, so `uml
+/// version` would time out and `uml list` call the guest not responding. A file works across
+/// namespaces. The directory is made by `mkdtemp` (mode 0700, a fresh unguessable name, never
+/// an existing directory), so no other user can reach or replace the socket.
+#[derive(Debug)]
+pub(super) struct ClientAddress {
+    dir: PathBuf,
+}
+
+impl ClientAddress {
+    const SOCKET: &'static str = "c";
+
+    /// A fresh private directory under `$TMPDIR` (or /tmp, when `$TMPDIR` would make the socket
+    /// path too long for a unix socket).
+    fn create() -> Result<ClientAddress, Error> {
+        let mut base = std::env::temp_dir();
+        // sun_path holds 107 bytes; the name below adds 24.
+        if base.as_os_str().len() > 80 {
+            base = PathBuf::from("/tmp");
+        }
+        let dir = nix::unistd::mkdtemp(&base.join("umlkit-mconsole-XXXXXX"))
+            .map_err(|e| Error::Socket(io::Error::from(e)))?;
+        Ok(ClientAddress { dir })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join(Self::SOCKET)
+    }
+
+    /// Lets the owner of the guest's socket at `peer` send to the client socket, when that is
+    /// another user than this process's (root controlling a user's guest): the directory and
+    /// the socket are then that user's. The kernel sends replies as the user it runs as.
+    fn admit_owner_of(&self, peer: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(peer) else {
+            return;
+        };
+        let me = nix::unistd::geteuid();
+        if meta.uid() == me.as_raw() || !me.is_root() {
+            return;
+        }
+        let owner = Some(nix::unistd::Uid::from_raw(meta.uid()));
+        for p in [self.dir.clone(), self.socket()] {
+            if let Err(e) = nix::unistd::chown(&p, owner, None) {
+                tracing::debug!("cannot hand {} to uid {}: {e}", p.display(), meta.uid());
+            }
+        }
+    }
+}
+
+impl Drop for ClientAddress {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Create a datagram socket bound to a fresh [`ClientAddress`] and connected to `path`.
 ///
 /// The kernel answers with `sendto` to the address it received the request from, so the
-/// client needs a bound address; an abstract one leaves no file behind. Connecting makes the
-/// host kernel deliver only the guest socket's datagrams to us and fails fast (ENOENT,
-/// ECONNREFUSED) when no guest is behind the path.
-pub(super) fn client_socket(path: &Path) -> Result<UnixDatagram, Error> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let pid = std::process::id();
-    let mut attempt = 0;
-    let socket = loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("umlkit-mconsole-{pid}-{n}");
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(Error::Socket)?;
-        match UnixDatagram::bind_addr(&addr) {
-            Ok(socket) => break socket,
-            // Another process (in another pid namespace) may hold the same name.
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 16 => attempt += 1,
-            Err(e) => return Err(Error::Socket(e)),
-        }
-    };
+/// client needs a bound address. Connecting makes the host kernel deliver only the guest
+/// socket's datagrams to us and fails fast (ENOENT, ECONNREFUSED) when no guest is behind the
+/// path. On any error, nothing is left behind.
+pub(super) fn client_socket(path: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
+    let address = ClientAddress::create()?;
+    let socket = UnixDatagram::bind(address.socket()).map_err(Error::Socket)?;
+    address.admit_owner_of(path);
     socket.connect(path).map_err(|source| Error::Connect {
         path: path.to_owned(),
         source,
     })?;
-    Ok(socket)
+    Ok((socket, address))
 }
 
 /// Whether a send failed because the socket we connected to is gone (the guest exited or
@@ -91,6 +138,8 @@ pub struct Client {
 #[derive(Debug)]
 struct State {
     socket: UnixDatagram,
+    /// Where `socket` is bound; removed with it.
+    _address: ClientAddress,
     /// The receive timeout last set on the socket, to skip a setsockopt per receive.
     timeout: Option<Duration>,
     /// (st_dev, st_ino) of the socket file we connected to.
@@ -104,17 +153,19 @@ pub(super) fn socket_identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl Client {
-    /// Bind a client socket (an abstract address unique to this client) and connect it to
+    /// Bind a client socket (a file in a private directory, see [`ClientAddress`]) and connect it to
     /// the guest's mconsole socket at `socket`.
     ///
     /// # Errors
     /// [`Error::Connect`] when nothing is listening at `socket`; [`Error::Socket`] when the
     /// client socket cannot be created.
     pub fn connect(socket: &Path) -> Result<Client, Error> {
+        let (client, address) = client_socket(socket)?;
         Ok(Client {
             path: socket.to_owned(),
             state: Mutex::new(State {
-                socket: client_socket(socket)?,
+                socket: client,
+                _address: address,
                 timeout: None,
                 peer: socket_identity(socket),
             }),
@@ -172,7 +223,7 @@ impl Client {
         let now = socket_identity(&self.path);
         if now.is_some() && now != state.peer {
             tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
-            state.socket = client_socket(&self.path)?;
+            (state.socket, state._address) = client_socket(&self.path)?;
             state.timeout = None;
             state.peer = now;
         }
@@ -186,8 +237,7 @@ impl Client {
             }
             // The guest may have rebooted and bound a new socket at the same path.
             tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
-            let socket = client_socket(&self.path)?;
-            state.socket = socket;
+            (state.socket, state._address) = client_socket(&self.path)?;
             state.timeout = None;
             state.peer = socket_identity(&self.path);
             state.socket.send(&datagram).map_err(|source| Error::Send {
