@@ -198,7 +198,7 @@ pub enum Driver {
 }
 
 /// Why a `--net` spec cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error(
         "--net {spec}: unknown network {kind:?}; expected switch:NAME, tap:DEV, vde[:DIR], raw:IFACE, l2tpv3:LOCAL:REMOTE, gre:LOCAL:REMOTE, daemon[:CTL] or mcast[:GROUP[:PORT]]"
@@ -223,6 +223,16 @@ pub enum NetError {
         dev: String,
         user: String,
         address: String,
+    },
+    #[error(
+        "--net {spec}: nothing was started: LOCAL must be an address of this host (in this network namespace){port}; binding {addr} failed"
+    )]
+    TunnelLocal {
+        spec: String,
+        addr: String,
+        port: String,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
     },
     #[error("--net tap:{dev}: `{command}` failed: {stderr}; nothing was started")]
     TapSetup {
@@ -453,6 +463,36 @@ impl Spec {
 }
 
 impl Tunnel {
+    /// Checks that the kernel will be able to bind the local end: LOCAL is an address of this
+    /// host (in this process's network namespace, which the kernel inherits) and, for l2tpv3
+    /// over UDP, its port is free. The kernel would otherwise only fail when the guest brings
+    /// the interface up (`l2tpv3_open : could not bind socket err=99`, and `ip` says "Invalid
+    /// argument").
+    ///
+    /// # Errors
+    /// [`NetError::TunnelLocal`] with the bind error.
+    pub fn check_local(&self, spec: &str) -> Result<(), NetError> {
+        let key = |k: &str| {
+            self.keys
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let udp_port = (key("udp") == Some("1"))
+            .then(|| key("srcport").and_then(|p| p.parse::<u16>().ok()))
+            .flatten();
+        std::net::UdpSocket::bind((self.local, udp_port.unwrap_or(0)))
+            .map(drop)
+            .map_err(|e| NetError::TunnelLocal {
+                spec: spec.to_owned(),
+                addr: self.local.to_string(),
+                port: udp_port
+                    .map(|p| format!(", with UDP port {p} free"))
+                    .unwrap_or_default(),
+                source: std::sync::Arc::new(e),
+            })
+    }
+
     /// `LOCAL:REMOTE[:OPTION,…]`; an IPv6 address in brackets (`[2001:db8::1]`). Options:
     /// `session=N` (both directions), `port=N` (both ends' UDP port), `cookie=N`, `key=N`
     /// (gre, both directions), `ip` (l2tpv3 straight over IP instead of UDP), or any key of the
@@ -495,10 +535,25 @@ impl Tunnel {
         for option in options.split(',').filter(|o| !o.is_empty()) {
             let (k, v) = option.split_once('=').unwrap_or((option, ""));
             let number = || {
-                if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-                    Ok(v)
+                // vector_transports.c reads cookies with kstrtoul and every other number with
+                // kstrtoint (base 0: 0x… is hex) into an unsigned int. A value above INT_MAX
+                // (even the 0xffffffff of the kernel's own howto) then reads as missing, and
+                // bringing the interface up crashes the 7.2 kernel ("Kernel mode fault").
+                let max = if k.ends_with("cookie") {
+                    u64::MAX
                 } else {
-                    Err(format!("option {option:?}: {k} takes a number"))
+                    i32::MAX as u64
+                };
+                let parsed = match v.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => v.parse::<u64>(),
+                };
+                match parsed {
+                    Ok(n) if n <= max => Ok(v),
+                    Ok(_) => Err(format!(
+                        "option {option:?}: the kernel takes at most {max} for {k} (a larger value crashes it when the interface comes up)"
+                    )),
+                    Err(_) => Err(format!("option {option:?}: {k} takes a number")),
                 }
             };
             match (k, l2tpv3) {
@@ -667,7 +722,10 @@ mod tests {
             } else {
                 assert_eq!(got, format!("vec0:transport=tap,ifname=tap3,mac={MAC}"));
             }
-            assert_eq!(arg("tuntap:tap3", 0, &p), arg("tap:tap3", 0, &p));
+            assert_eq!(
+                arg("tuntap:tap3", 0, &p).unwrap(),
+                arg("tap:tap3", 0, &p).unwrap()
+            );
         }
     }
 
@@ -726,6 +784,16 @@ mod tests {
                     "vec0:transport=l2tpv3,src=10.0.0.1,dst=10.0.0.2,udp=0,rx_session=3,tx_session=4,mac={MAC}"
                 )
             );
+            assert!(
+                arg(
+                    "l2tpv3:10.0.0.1:10.0.0.2:session=0x7fffffff,cookie=0xffffffff",
+                    0,
+                    &p
+                )
+                .unwrap()
+                .unwrap()
+                .contains(",rx_session=0x7fffffff,tx_session=0x7fffffff,rx_cookie=0xffffffff,")
+            );
             assert_eq!(
                 arg("gre:198.51.100.1:198.51.100.2:key=7", 3, &p)
                     .unwrap()
@@ -780,6 +848,9 @@ mod tests {
             "l2tpv3:192.0.2.1",
             "l2tpv3:192.0.2.1:[2001:db8::1]",
             "l2tpv3:192.0.2.1:192.0.2.2:session=x",
+            "l2tpv3:192.0.2.1:192.0.2.2:session=0xffffffff",
+            "l2tpv3:192.0.2.1:192.0.2.2:rx_session=2147483648",
+            "gre:192.0.2.1:192.0.2.2:key=4294967295",
             "l2tpv3:192.0.2.1:192.0.2.2:key=1",
             "gre:192.0.2.1:192.0.2.2:session=1",
             "gre:host.example:192.0.2.2",
@@ -787,6 +858,24 @@ mod tests {
         ] {
             assert!(Spec::parse(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn a_local_tunnel_address_the_host_lacks_is_refused_before_boot() {
+        let spec = "l2tpv3:203.0.113.9:192.0.2.2";
+        let Spec::L2tpv3(t) = Spec::parse(spec).unwrap() else {
+            unreachable!()
+        };
+        let err = t.check_local(spec).unwrap_err().to_string();
+        assert!(
+            err.contains("LOCAL must be an address of this host"),
+            "{err}"
+        );
+        let spec = "gre:127.0.0.1:192.0.2.2";
+        let Spec::Gre(t) = Spec::parse(spec).unwrap() else {
+            unreachable!()
+        };
+        t.check_local(spec).unwrap();
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         .map(|spec| {
             let parsed = uml::net::Spec::parse(spec)?;
             parsed.require(spec, &profile)?;
+            if let uml::net::Spec::L2tpv3(t) | uml::net::Spec::Gre(t) = &parsed {
+                t.check_local(spec)?;
+            }
             Ok((spec.as_str(), parsed))
         })
         .collect::<Result<Vec<_>, uml::net::NetError>>()?;
