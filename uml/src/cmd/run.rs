@@ -19,9 +19,10 @@ use super::Global;
     uml run --rw $PWD -- ./build.sh  the current directory writable in the guest\n  \
     uml run --detach --umid web1 --disk web1.cow:base.img\n  \
     uml run --net switch:lab -- ip -br addr\n  \
-    sudo uml run --net tap:uml0,host=192.0.2.1/24   host side 192.0.2.1; in the guest:\n  \
-        ip addr add 192.0.2.2/24 dev eth0; ip link set eth0 up; ping 192.0.2.1\n  \
-    uml run --net l2tpv3:192.0.2.1:192.0.2.2:session=7   (the guest on 192.0.2.2 mirrors it)")]
+    sudo uml run --net tap:uml0,host=192.0.2.1/24    creates tap uml0, host side 192.0.2.1\n    \
+    then in the guest: ip addr add 192.0.2.2/24 dev eth0; ip link set eth0 up\n  \
+    uml run --net l2tpv3:198.51.100.1:198.51.100.2:session=7    a guest on the host\n    \
+    198.51.100.1, joined to one started with l2tpv3:198.51.100.2:198.51.100.1:session=7 there")]
 pub struct Args {
     /// Guest memory (kernel `mem=`): a number with an optional K, M or G suffix
     #[arg(long, short = 'm', value_name = "SIZE", default_value = "256M")]
