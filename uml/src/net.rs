@@ -27,6 +27,7 @@
 //! so that the first interface is `eth0` on every kernel.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use crate::kernel::Profile;
 
@@ -121,6 +122,59 @@ fn ip(dev: &str, args: &[&str]) -> Result<(), NetError> {
 }
 
 impl Tap {
+    /// Refuses an existing device that the kernel could not open: not a tap device, or a tap
+    /// that another user owns (`/sys/class/net/DEV/{tun_flags,owner,group}`, tun.c; `-1` is
+    /// "anyone"). Root opens any tap. Where sysfs does not show the device (a namespace
+    /// entered without remounting /sys), nothing is checked.
+    fn check_usable(&self) -> Result<(), NetError> {
+        let sys = Path::new("/sys/class/net").join(&self.dev);
+        if !sys.exists() {
+            return Ok(());
+        }
+        let unusable = |why: String| NetError::TapUnusable {
+            dev: self.dev.clone(),
+            why,
+        };
+        let Ok(flags) = std::fs::read_to_string(sys.join("tun_flags")) else {
+            return Err(unusable(format!(
+                "{} is a host interface but not a tap device (raw:{} uses an ordinary interface)",
+                self.dev, self.dev
+            )));
+        };
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & (libc::IFF_TAP as u32) == 0 {
+            return Err(unusable(format!(
+                "{} is a tun device; the guest needs a tap device (`ip tuntap add dev NAME mode tap`)",
+                self.dev
+            )));
+        }
+        let id = |file: &str| {
+            std::fs::read_to_string(sys.join(file))
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .unwrap_or(-1)
+        };
+        let (owner, group) = (id("owner"), id("group"));
+        let uid = i64::from(nix::unistd::geteuid().as_raw());
+        let in_group = i64::from(nix::unistd::getegid().as_raw()) == group
+            || nix::unistd::getgroups()
+                .is_ok_and(|gs| gs.iter().any(|g| i64::from(g.as_raw()) == group));
+        // tun.c, tun_not_capable: a set owner must be the caller, and a set group one of its
+        // groups, unless it has CAP_NET_ADMIN.
+        if uid == 0 || ((owner == -1 || owner == uid) && (group == -1 || in_group)) {
+            return Ok(());
+        }
+        Err(unusable(format!(
+            "the tap device belongs to uid {owner}{}, so this user's kernel cannot open it; give it to you with `sudo ip tuntap del dev {dev} mode tap && sudo ip tuntap add dev {dev} mode tap user $USER`",
+            if group == -1 {
+                String::new()
+            } else {
+                format!(" and gid {group}")
+            },
+            dev = self.dev
+        )))
+    }
+
     /// Makes sure the host's tap device exists: as root, creates a missing one (owned by
     /// `user`, with the `host` address, up) and returns it, to be removed when the guest
     /// ends. An existing device is used as it is. The device belongs to the network namespace
@@ -131,6 +185,7 @@ impl Tap {
     /// gives the commands that create it), [`NetError::TapSetup`] when `ip` fails.
     pub fn prepare(&self) -> Result<Option<CreatedTap>, NetError> {
         if interface_exists(&self.dev) {
+            self.check_usable()?;
             if self.host.is_some() || self.user.is_some() {
                 tracing::warn!(
                     "the tap device {} exists; it is used as it is, without host= or user=",
@@ -234,6 +289,8 @@ pub enum NetError {
         #[source]
         source: std::sync::Arc<std::io::Error>,
     },
+    #[error("--net tap:{dev}: {why}; nothing was started")]
+    TapUnusable { dev: String, why: String },
     #[error("--net tap:{dev}: `{command}` failed: {stderr}; nothing was started")]
     TapSetup {
         dev: String,
