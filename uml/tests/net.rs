@@ -213,10 +213,12 @@ fn guests_on_two_hosts(tag: &str, tunnel_a: &str, tunnel_b: &str, iperf: bool) {
         if iperf { "wait" } else { "sleep 3" }
     );
     let b = RunningUml::start(&host_b, dir.path(), tunnel_b, &b_script);
+    // A stays up until B's own pings are done (B starts them when it first reaches A, which
+    // may be a moment after A did).
     let client = if iperf {
         "sleep 1; iperf3 -c 192.0.2.2 -t 2 -f m | tail -4\n"
     } else {
-        ""
+        "sleep 3\n"
     };
     let a_script = format!(
         "{}ping -c3 192.0.2.2 || exit 4\n{client}",
