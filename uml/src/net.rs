@@ -603,6 +603,12 @@ impl Tunnel {
                 };
                 let parsed = match v.strip_prefix("0x") {
                     Some(hex) => u64::from_str_radix(hex, 16),
+                    // Base 0 reads a leading 0 as octal: refused, so that 010 is not 8.
+                    None if v.len() > 1 && v.starts_with('0') => {
+                        return Err(format!(
+                            "option {option:?}: the kernel would read {v} as octal; write it without leading zeros"
+                        ));
+                    }
                     None => v.parse::<u64>(),
                 };
                 match parsed {
@@ -906,6 +912,7 @@ mod tests {
             "l2tpv3:192.0.2.1:[2001:db8::1]",
             "l2tpv3:192.0.2.1:192.0.2.2:session=x",
             "l2tpv3:192.0.2.1:192.0.2.2:session=0xffffffff",
+            "l2tpv3:192.0.2.1:192.0.2.2:session=010",
             "l2tpv3:192.0.2.1:192.0.2.2:rx_session=2147483648",
             "gre:192.0.2.1:192.0.2.2:key=4294967295",
             "l2tpv3:192.0.2.1:192.0.2.2:key=1",
