@@ -101,13 +101,19 @@ struct RunningUml(Child);
 
 impl RunningUml {
     fn start(ns: &Netns, uml_dir: &Path, net: &str, script: &str) -> RunningUml {
+        RunningUml::start_with(ns, uml_dir, &["--net", net], script)
+    }
+
+    fn start_with(ns: &Netns, uml_dir: &Path, options: &[&str], script: &str) -> RunningUml {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.0, uml_bin(), "--uml-dir"])
             .arg(uml_dir)
             .arg("run")
             .arg("--kernel")
             .arg(testkit::kernel())
-            .args(["-m", "96M", "--net", net, "--", "sh", "-c", script])
+            .args(["-m", "96M"])
+            .args(options)
+            .args(["--", "sh", "-c", script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -327,4 +333,91 @@ fn a_guest_in_a_network_namespace_is_controlled_from_outside_it() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left behind in $TMPDIR: {left:?}");
+}
+
+/// Kills and reaps a child process on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `f` on a thread that has entered `ns`'s network namespace (sockets it creates belong
+/// to that namespace; threads it starts inherit it).
+fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{}", ns.0);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a valid namespace descriptor; the call affects only this thread.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_switch_uplinks_over_l2tpv3_to_a_guest_on_another_host() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let (host_a, host_b) = two_hosts("upl");
+    let dir = UmlDir::new();
+    let sockets = testkit::short_tempdir("umlkit-upl");
+    let ctl = sockets.path().join("sw.ctl");
+    let bess = sockets.path().join("sw.bess");
+    let _switch = ChildGuard(
+        Command::new(uml_bin())
+            .arg("switch")
+            .arg("--unix")
+            .arg(&ctl)
+            .arg("--bess")
+            .arg(&bess)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !uml::switch::bess::is_served(&bess) {
+        assert!(Instant::now() < deadline, "the switch did not start");
+        sleep(Duration::from_millis(20));
+    }
+    // Host A: the switch, its uplink, and guest A on the switch. Host B: guest B on the tunnel.
+    let uml::net::Spec::L2tpv3(tunnel) =
+        uml::net::Spec::parse("l2tpv3:198.51.100.1:198.51.100.2:session=7").unwrap()
+    else {
+        unreachable!()
+    };
+    let bess_for_uplink = bess.clone();
+    let uplink = in_netns(&host_a, move || {
+        uml::net::uplink::Uplink::l2tpv3(&bess_for_uplink, &tunnel).unwrap()
+    });
+    let b_script = format!(
+        "{}ping -c3 192.0.2.1; sleep 3",
+        guest_up("192.0.2.2", "192.0.2.1")
+    );
+    let b = RunningUml::start(
+        &host_b,
+        dir.path(),
+        "l2tpv3:198.51.100.2:198.51.100.1:session=7",
+        &b_script,
+    );
+    let a_script = format!(
+        "{}ping -c3 192.0.2.2 && sleep 3",
+        guest_up("192.0.2.1", "192.0.2.2")
+    );
+    let vec0 = format!("vec0:transport=bess,dst={}", bess.display());
+    let a = RunningUml::start_with(&host_a, dir.path(), &["--arg", &vec0], &a_script);
+    let (a_ok, a_out) = a.finish();
+    let (b_ok, b_out) = b.finish();
+    let stats = uplink.stop().unwrap();
+    assert!(
+        a_ok && b_ok && a_out.contains(" 0% packet loss") && b_out.contains(" 0% packet loss"),
+        "guest A (on the switch):\n{a_out}\nguest B (on the tunnel):\n{b_out}\nuplink: {stats:?}"
+    );
+    assert!(stats.to_tunnel > 0 && stats.from_tunnel > 0, "{stats:?}");
 }

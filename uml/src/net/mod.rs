@@ -31,6 +31,9 @@ use std::path::Path;
 
 use crate::kernel::Profile;
 
+pub mod l2tpv3;
+pub mod uplink;
+
 /// One `--net` spec, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spec {
