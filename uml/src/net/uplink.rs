@@ -97,6 +97,11 @@ impl Uplink {
         })
     }
 
+    /// Whether the relay has ended by itself (the switch closed the port, or an I/O error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Stops relaying and returns what was relayed.
     ///
     /// # Errors
