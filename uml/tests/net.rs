@@ -345,6 +345,40 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A `uml switch` serving `<dir>/<name>.bess`, once it is served.
+fn start_switch(dir: &Path, name: &str) -> (ChildGuard, std::path::PathBuf) {
+    let bess = dir.join(format!("{name}.bess"));
+    let switch = ChildGuard(
+        Command::new(uml_bin())
+            .arg("switch")
+            .arg("--unix")
+            .arg(dir.join(format!("{name}.ctl")))
+            .arg("--bess")
+            .arg(&bess)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !uml::switch::bess::is_served(&bess) {
+        assert!(Instant::now() < deadline, "the switch did not start");
+        sleep(Duration::from_millis(20));
+    }
+    (switch, bess)
+}
+
+/// An uplink of the switch at `bess` over `spec`, from inside `ns`.
+fn uplink(ns: &Netns, bess: &Path, spec: &str) -> uml::net::uplink::Uplink {
+    let uml::net::Spec::L2tpv3(tunnel) = uml::net::Spec::parse(spec).unwrap() else {
+        panic!("{spec} is not an l2tpv3 spec")
+    };
+    let bess = bess.to_owned();
+    in_netns(ns, move || {
+        uml::net::uplink::Uplink::l2tpv3(&bess, &tunnel).unwrap()
+    })
+}
+
 /// Runs `f` on a thread that has entered `ns`'s network namespace (sockets it creates belong
 /// to that namespace; threads it starts inherit it).
 fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -368,34 +402,9 @@ fn a_switch_uplinks_over_l2tpv3_to_a_guest_on_another_host() {
     let (host_a, host_b) = two_hosts("upl");
     let dir = UmlDir::new();
     let sockets = testkit::short_tempdir("umlkit-upl");
-    let ctl = sockets.path().join("sw.ctl");
-    let bess = sockets.path().join("sw.bess");
-    let _switch = ChildGuard(
-        Command::new(uml_bin())
-            .arg("switch")
-            .arg("--unix")
-            .arg(&ctl)
-            .arg("--bess")
-            .arg(&bess)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !uml::switch::bess::is_served(&bess) {
-        assert!(Instant::now() < deadline, "the switch did not start");
-        sleep(Duration::from_millis(20));
-    }
+    let (_switch, bess) = start_switch(sockets.path(), "sw");
     // Host A: the switch, its uplink, and guest A on the switch. Host B: guest B on the tunnel.
-    let uml::net::Spec::L2tpv3(tunnel) =
-        uml::net::Spec::parse("l2tpv3:198.51.100.1:198.51.100.2:session=7").unwrap()
-    else {
-        unreachable!()
-    };
-    let bess_for_uplink = bess.clone();
-    let uplink = in_netns(&host_a, move || {
-        uml::net::uplink::Uplink::l2tpv3(&bess_for_uplink, &tunnel).unwrap()
-    });
+    let uplink = uplink(&host_a, &bess, "l2tpv3:198.51.100.1:198.51.100.2:session=7");
     let b_script = format!(
         "{}ping -c3 192.0.2.1; sleep 3",
         guest_up("192.0.2.2", "192.0.2.1")
@@ -420,4 +429,49 @@ fn a_switch_uplinks_over_l2tpv3_to_a_guest_on_another_host() {
         "guest A (on the switch):\n{a_out}\nguest B (on the tunnel):\n{b_out}\nuplink: {stats:?}"
     );
     assert!(stats.to_tunnel > 0 && stats.from_tunnel > 0, "{stats:?}");
+}
+
+#[test]
+fn switches_on_two_hosts_join_through_an_uplink_on_each() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let (host_a, host_b) = two_hosts("sw2");
+    let dir = UmlDir::new();
+    let sockets = testkit::short_tempdir("umlkit-sw2");
+    let (_switch_a, bess_a) = start_switch(sockets.path(), "a");
+    let (_switch_b, bess_b) = start_switch(sockets.path(), "b");
+    let up_a = uplink(
+        &host_a,
+        &bess_a,
+        "l2tpv3:198.51.100.1:198.51.100.2:session=9",
+    );
+    let up_b = uplink(
+        &host_b,
+        &bess_b,
+        "l2tpv3:198.51.100.2:198.51.100.1:session=9",
+    );
+    let port = |bess: &Path| format!("vec0:transport=bess,dst={}", bess.display());
+    let b_script = format!(
+        "iperf3 -s -1 >/dev/null 2>&1 & sleep 0.3\n{}ping -c3 192.0.2.1; wait",
+        guest_up("192.0.2.2", "192.0.2.1")
+    );
+    let b = RunningUml::start_with(&host_b, dir.path(), &["--arg", &port(&bess_b)], &b_script);
+    let a_script = format!(
+        "{}ping -c3 192.0.2.2 || exit 4\nsleep 1; iperf3 -c 192.0.2.2 -t 2 -f m | tail -4",
+        guest_up("192.0.2.1", "192.0.2.2")
+    );
+    let a = RunningUml::start_with(&host_a, dir.path(), &["--arg", &port(&bess_a)], &a_script);
+    let (a_ok, a_out) = a.finish();
+    let (b_ok, b_out) = b.finish();
+    let (stats_a, stats_b) = (up_a.stop().unwrap(), up_b.stop().unwrap());
+    assert!(
+        a_ok && b_ok && a_out.contains(" 0% packet loss") && b_out.contains(" 0% packet loss"),
+        "guest A:\n{a_out}\nguest B:\n{b_out}\nuplinks: {stats_a:?} {stats_b:?}"
+    );
+    assert!(
+        a_out.contains("receiver"),
+        "iperf3 did not finish:\n{a_out}"
+    );
+    eprintln!("switch to switch over two uplinks, iperf3 A -> B:\n{a_out}");
 }
