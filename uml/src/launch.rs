@@ -744,7 +744,8 @@ impl DefaultGuest {
         // same name on every kernel, with the vector name kept as an altname.
         s.push_str(
             "for i in /sys/class/net/vec*; do [ -e \"$i\" ] || continue; n=${i##*/vec}\n\
-             if ip link set \"vec$n\" name \"eth$n\" 2>/dev/null; then ip link property add dev \"eth$n\" altname \"vec$n\" 2>/dev/null\n\
+             if [ -e \"/sys/class/net/eth$n\" ]; then echo \"uml: the guest's vec$n keeps its name: eth$n exists\" >/dev/tty1\n\
+             elif ip link set \"vec$n\" name \"eth$n\" 2>/dev/null; then ip link property add dev \"eth$n\" altname \"vec$n\" 2>/dev/null\n\
              else echo \"uml: the guest's vec$n keeps its name: renaming it eth$n needs the ip command (iproute2) on the host\" >/dev/tty1; fi; done\n",
         );
         s.push_str("hostname uml 2>/dev/null\n");
