@@ -475,3 +475,55 @@ fn switches_on_two_hosts_join_through_an_uplink_on_each() {
     );
     eprintln!("switch to switch over two uplinks, iperf3 A -> B:\n{a_out}");
 }
+
+#[test]
+fn uml_uplink_relays_until_a_signal_and_reports_what_it_relayed() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let (host_a, host_b) = two_hosts("cli");
+    let dir = UmlDir::new();
+    let sockets = testkit::short_tempdir("umlkit-cli");
+    let (_switch, bess) = start_switch(sockets.path(), "sw");
+    let mut uplink = ChildGuard(
+        Command::new("ip")
+            .args(["netns", "exec", &host_a.0, uml_bin(), "uplink"])
+            .arg(&bess)
+            .arg("l2tpv3:198.51.100.1:198.51.100.2:session=3")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let b_script = format!(
+        "{}ping -c3 192.0.2.1; sleep 3",
+        guest_up("192.0.2.2", "192.0.2.1")
+    );
+    let b = RunningUml::start(
+        &host_b,
+        dir.path(),
+        "l2tpv3:198.51.100.2:198.51.100.1:session=3",
+        &b_script,
+    );
+    let port = format!("vec0:transport=bess,dst={}", bess.display());
+    let a_script = format!(
+        "{}ping -c3 192.0.2.2 && sleep 3",
+        guest_up("192.0.2.1", "192.0.2.2")
+    );
+    let a = RunningUml::start_with(&host_a, dir.path(), &["--arg", &port], &a_script);
+    let (a_ok, a_out) = a.finish();
+    let (b_ok, b_out) = b.finish();
+    // `ip netns exec` execs uml in place: the pid is uml's.
+    let pid = nix::unistd::Pid::from_raw(uplink.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = uplink.0.wait().unwrap();
+    let mut err = String::new();
+    let _ = uplink.0.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        a_ok && b_ok && a_out.contains(" 0% packet loss"),
+        "guest A:\n{a_out}\nguest B:\n{b_out}\nuplink:\n{err}"
+    );
+    assert!(status.success(), "{err}");
+    assert!(err.contains("uplink stopped: "), "{err}");
+    assert!(!err.contains("stopped: 0 frames"), "{err}");
+}
