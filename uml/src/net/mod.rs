@@ -335,9 +335,12 @@ impl Spec {
         // The kernel splits its arguments at ',' (both drivers) and '=' (vector): a value
         // holding one would be cut.
         let plain = |value: &str, what: &str| {
-            if value.is_empty() || value.contains([',', '=', ' ']) {
+            if value.is_empty()
+                || value.contains([',', '='])
+                || value.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 Err(invalid(&format!(
-                    "{what} {value:?} is empty or has ',', '=' or a space in it"
+                    "{what} {value:?} is empty or has ',', '=', a space or a control character in it"
                 )))
             } else {
                 Ok(value.to_owned())
@@ -365,7 +368,10 @@ impl Spec {
                         "tap:DEV needs the host's tap device, e.g. tap:tap0 (as root, `uml run` creates it when missing)",
                     ));
                 }
-                if dev.len() > 15 || dev.contains(['/', ' ', ':', '=']) {
+                if dev.len() > 15
+                    || dev.contains(['/', ':', '='])
+                    || dev.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
                     return Err(invalid(&format!(
                         "{dev:?} is not an interface name (at most 15 characters, no '/', ':', '=' or space)"
                     )));
@@ -392,6 +398,11 @@ impl Spec {
             }
             "mcast" => {
                 let (group, port) = rest.split_once(':').unwrap_or((rest, ""));
+                for (value, what) in [(group, "the group"), (port, "the port")] {
+                    if !value.is_empty() {
+                        plain(value, what)?;
+                    }
+                }
                 Spec::Mcast {
                     group: group.to_owned(),
                     port: port.to_owned(),
@@ -922,6 +933,9 @@ mod tests {
             "gre:192.0.2.1:192.0.2.2:session=1",
             "gre:host.example:192.0.2.2",
             "vde:/a,b",
+            "mcast:239.0.0.1,x",
+            "tap:t\u{0}",
+            "raw:eth\t0",
         ] {
             assert!(Spec::parse(bad).is_err(), "{bad} was accepted");
         }
