@@ -527,3 +527,68 @@ fn uml_uplink_relays_until_a_signal_and_reports_what_it_relayed() {
     assert!(err.contains("uplink stopped: "), "{err}");
     assert!(!err.contains("stopped: 0 frames"), "{err}");
 }
+
+/// `args` run as user nobody (uid 65534) in namespace `ns`: (success, stderr).
+fn as_nobody(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args(["--clear-groups", "env", "HOME=/tmp"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_normal_user_is_told_which_commands_make_the_tap_device() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let ns = Netns::new("nobody");
+    // A kernel that user nobody can run (the profile is read before anything else).
+    let kernel = [testkit::kernel(), "/usr/bin/linux".into()]
+        .into_iter()
+        .find(|k| as_nobody(&ns, &["test", "-x", &k.to_string_lossy()]).0);
+    let bin_ok = as_nobody(&ns, &["test", "-x", uml_bin()]).0;
+    let (Some(kernel), true) = (kernel, bin_ok) else {
+        eprintln!("skipped: user nobody can run neither the uml binary nor a UML kernel here");
+        return;
+    };
+    let dir = testkit::short_tempdir("umlkit-nb");
+    let uml_dir = dir.path().join("u");
+    let (ok, err) = as_nobody(
+        &ns,
+        &[
+            uml_bin(),
+            "--uml-dir",
+            &uml_dir.to_string_lossy(),
+            "run",
+            "--kernel",
+            &kernel.to_string_lossy(),
+            "--net",
+            "tap:umlnb0,host=192.0.2.1/24",
+            "--",
+            "true",
+        ],
+    );
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("only root can create one")
+            && err.contains("sudo ip tuntap add dev umlnb0 mode tap user nobody")
+            && err.contains("sudo ip addr add 192.0.2.1/24 dev umlnb0")
+            && err.contains("nothing was started"),
+        "{err}"
+    );
+    assert!(!ns.has_link("umlnb0"));
+}
