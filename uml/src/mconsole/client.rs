@@ -49,11 +49,16 @@ impl ClientAddress {
     /// path too long for a unix socket).
     fn create() -> Result<ClientAddress, Error> {
         let mut base = std::env::temp_dir();
-        // sun_path holds 107 bytes; the name below adds 24.
-        if base.as_os_str().len() > 80 {
+        // sun_path holds 107 bytes; the name below adds at most 35.
+        if base.as_os_str().len() > 70 {
             base = PathBuf::from("/tmp");
         }
-        let dir = nix::unistd::mkdtemp(&base.join("umlkit-mconsole-XXXXXX"))
+        // A process killed by a signal cannot remove its directories: the first client of
+        // each process removes those of processes that are gone, so they never pile up.
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(|| sweep_stale(&base));
+        let template = format!("{PREFIX}{}-XXXXXX", std::process::id());
+        let dir = nix::unistd::mkdtemp(&base.join(template))
             .map_err(|e| Error::Socket(io::Error::from(e)))?;
         Ok(ClientAddress { dir })
     }
@@ -79,6 +84,46 @@ impl ClientAddress {
             if let Err(e) = nix::unistd::chown(&p, owner, None) {
                 tracing::debug!("cannot hand {} to uid {}: {e}", p.display(), meta.uid());
             }
+        }
+    }
+}
+
+/// The start of a client directory's name; the pid of the process that made it follows.
+const PREFIX: &str = "umlkit-mconsole-";
+
+/// Removes the client directories in `base` that this user's processes left when they died
+/// (the pid in the name is no process any more). Only a directory with nothing in it but the
+/// socket goes: `remove_dir` refuses any other.
+pub(super) fn sweep_stale(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        // ESRCH: no such process. EPERM means it exists (another user's process).
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone {
+            let _ = std::fs::remove_file(entry.path().join(ClientAddress::SOCKET));
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
@@ -407,5 +452,46 @@ fn drain(socket: &UnixDatagram) {
             Ok(n) => tracing::debug!(bytes = n, "discarded a stale mconsole datagram"),
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_of_dead_processes_are_swept_and_live_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        // A pid that is no process: a child that has been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = base.path().join(format!("{PREFIX}{dead}-abcdef"));
+        let live = base
+            .path()
+            .join(format!("{PREFIX}{}-abcdef", std::process::id()));
+        let other = base.path().join("unrelated-1-abcdef");
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join(ClientAddress::SOCKET), b"").unwrap();
+        }
+        sweep_stale(base.path());
+        assert!(!stale.exists());
+        assert!(live.exists() && other.exists());
+    }
+
+    #[test]
+    fn a_client_leaves_nothing_behind() {
+        let address = ClientAddress::create().unwrap();
+        let dir = address.dir.clone();
+        let _socket = UnixDatagram::bind(address.socket()).unwrap();
+        assert!(dir.exists());
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o700
+        );
+        drop(address);
+        assert!(!dir.exists());
     }
 }
