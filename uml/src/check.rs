@@ -1075,6 +1075,34 @@ impl Checker<'_> {
                 );
             }
         }
+        // vector_transports.c reads these with kstrtoint (base 0) into an unsigned int: a value
+        // above INT_MAX (even the 0xffffffff of the kernel's howto) reads as missing, and for
+        // l2tpv3's sessions the 7.2 kernel then crashes ("Kernel mode fault") when the
+        // interface comes up. A negative number is taken as its two's complement.
+        if matches!(spec.name(), "l2tpv3" | "gre") {
+            for key in ["rx_session", "tx_session", "rx_key", "tx_key"] {
+                let Some(v) = values.get(key) else { continue };
+                let digits = v.strip_prefix('-').unwrap_or(v);
+                let ok = crate::cmdline::strtoul0(digits)
+                    .filter(|(_, used)| *used == digits.len())
+                    .is_some_and(|(n, _)| n <= i32::MAX as u64);
+                if !ok {
+                    self.push(
+                        Severity::Error,
+                        "vec-int-range",
+                        at,
+                        format!(
+                            "`{key}={v}` is not a number from -2147483648 to 2147483647: the kernel reads it with kstrtoint, takes it for missing{}",
+                            if key.ends_with("session") {
+                                ", and crashes when the interface comes up"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(mtu) = values.get("mtu") {
             let ok = crate::cmdline::strtoul0(mtu)
                 .filter(|(_, used)| *used == mtu.len())

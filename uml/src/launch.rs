@@ -740,6 +740,14 @@ impl DefaultGuest {
                 "mkdir -p {d} 2>/dev/null; mount -r -t hostfs -o {d} hostfs {d}\n"
             ));
         }
+        // The vector driver names interfaces vec<n>, the legacy one eth<n> (uml::net): the
+        // same name on every kernel, with the vector name kept as an altname.
+        s.push_str(
+            "for i in /sys/class/net/vec*; do [ -e \"$i\" ] || continue; n=${i##*/vec}\n\
+             if [ -e \"/sys/class/net/eth$n\" ]; then echo \"uml: the guest's vec$n keeps its name: eth$n exists\" >/dev/tty1\n\
+             elif ip link set \"vec$n\" name \"eth$n\" 2>/dev/null; then ip link property add dev \"eth$n\" altname \"vec$n\" 2>/dev/null\n\
+             else echo \"uml: the guest's vec$n keeps its name: renaming it eth$n needs the ip command (iproute2) on the host\" >/dev/tty1; fi; done\n",
+        );
         s.push_str("hostname uml 2>/dev/null\n");
         // ctrl-alt-del (mconsole `cad`, `uml shutdown`) becomes SIGINT to init: power off.
         s.push_str("echo 0 > /proc/sys/kernel/ctrl-alt-del\n");

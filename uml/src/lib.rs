@@ -15,5 +15,6 @@ pub mod kernel;
 pub mod launch;
 pub mod machine;
 pub mod mconsole;
+pub mod net;
 pub mod options;
 pub mod switch;

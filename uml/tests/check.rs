@@ -1176,3 +1176,23 @@ fn a_closed_pipe_ends_the_report_quietly() {
         out.status
     );
 }
+
+#[test]
+fn vec_sessions_and_keys_above_int_max_are_errors() {
+    let run = uml_check(
+        &["--no-fs", "--json"],
+        &with_base(&[
+            "vec0:transport=l2tpv3,src=192.0.2.1,dst=192.0.2.2,rx_session=0xffffffff,tx_session=1",
+            "vec1:transport=gre,src=192.0.2.1,dst=192.0.2.2,rx_key=2147483648,tx_key=-1",
+            "vec2:transport=l2tpv3,src=192.0.2.1,dst=192.0.2.2,rx_session=0x7fffffff,tx_session=-1",
+        ]),
+    );
+    let found: Vec<String> = run
+        .findings("vec-int-range")
+        .iter()
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}\n{}", run.context());
+    assert!(found[0].contains("rx_session=0xffffffff") && found[0].contains("crashes"));
+    assert!(found[1].contains("rx_key=2147483648"));
+}

@@ -10,6 +10,7 @@ pub mod instances;
 pub mod kernel;
 pub mod run;
 pub mod switch;
+pub mod uplink;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,8 @@ pub enum Command {
     Cow(cow::Args),
     /// A userspace Ethernet switch for the `daemon` (6.x) and `bess` (7.x) network transports
     Switch(switch::Args),
+    /// Join a switch's guests to a guest on another host, over an l2tpv3 tunnel
+    Uplink(uplink::Args),
     /// Which UML kernel runs, which are built, and build one from source
     Kernel(kernel::Args),
     /// Check that this host and the kernel can run guests, and say how to fix what cannot
@@ -134,6 +137,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Console(a) => control::console(a, &global),
         Command::Cow(args) => cow::run(args, &global),
         Command::Switch(args) => switch::run(args, &global),
+        Command::Uplink(args) => uplink::run(args, &global),
         Command::Kernel(args) => kernel::run(args, &global),
         Command::Doctor(args) => doctor::run(args, &global),
         Command::Generate(args) => generate::run(args),

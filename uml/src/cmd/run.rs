@@ -18,7 +18,11 @@ use super::Global;
     uml run -- make -C linux test    one command; its output here, its exit status ours\n  \
     uml run --rw $PWD -- ./build.sh  the current directory writable in the guest\n  \
     uml run --detach --umid web1 --disk web1.cow:base.img\n  \
-    uml run --net switch:lab -- ip -br addr")]
+    uml run --net switch:lab -- ip -br addr\n  \
+    sudo uml run --net tap:uml0,host=192.0.2.1/24    creates tap uml0, host side 192.0.2.1\n    \
+    then in the guest: ip addr add 192.0.2.2/24 dev eth0; ip link set eth0 up\n  \
+    uml run --net l2tpv3:198.51.100.1:198.51.100.2:session=7    a guest on the host\n    \
+    198.51.100.1, joined to one started with l2tpv3:198.51.100.2:198.51.100.1:session=7 there")]
 pub struct Args {
     /// Guest memory (kernel `mem=`): a number with an optional K, M or G suffix
     #[arg(long, short = 'm', value_name = "SIZE", default_value = "256M")]
@@ -34,10 +38,26 @@ pub struct Args {
     /// if missing). The first is ubda (/dev/ubda in the guest), the next ubdb, …
     #[arg(long = "disk", short = 'd', value_name = "SPEC")]
     pub disks: Vec<String>,
-    /// A network interface: daemon[:CTL_SOCKET], switch:NAME (starts or joins a `uml switch`
-    /// named NAME), tuntap:TAPDEV, mcast[:GROUP[:PORT]], vde[:SWITCH_DIR]. eth0 first; with a
-    /// 7.x kernel (no daemon transport) switch:NAME is the vector interface vec0, vec1, …
-    /// (transport=bess).
+    /// A network interface; the Nth --net is ethN in the guest (first eth0) on every kernel:
+    /// switch:NAME, tap:DEV[,host=ADDR/PREFIX][,user=USER], vde[:DIR], raw:IFACE,
+    /// l2tpv3:LOCAL:REMOTE[:OPTION,…], gre:LOCAL:REMOTE[:OPTION,…], daemon[:CTL],
+    /// mcast[:GROUP[:PORT]]
+    ///
+    /// switch:NAME is a port of the `uml switch` called NAME, started when none runs. tap:DEV
+    /// is the host's tap device DEV; run as root, uml run creates it when it is missing (owned
+    /// by USER, with the host address ADDR/PREFIX, up) and removes it when the guest ends.
+    /// vde[:DIR] is a port of the vde_switch whose control directory is DIR. raw:IFACE sends
+    /// and receives on the host interface IFACE itself (root). l2tpv3: and gre: carry the
+    /// guest's Ethernet frames to a peer (another guest's kernel on another host) between the
+    /// host addresses LOCAL and REMOTE (IPv6 in brackets); l2tpv3 runs over UDP port 1701 and
+    /// needs no privilege, gre needs root. l2tpv3 options: session=N, port=N, cookie=N, ip (no
+    /// UDP), or the kernel's own keys (rx_session=N, tx_session=N, srcport=N, dstport=N, …);
+    /// gre options: key=N, sequence=1. Both ends must use the same options, mirrored.
+    ///
+    /// Each spec uses the kernel's legacy driver where the kernel has that transport (6.x:
+    /// ethN=…), else its vector driver (vecN:transport=…; 7.x has only this one). uml run's
+    /// guest renames a vector interface vecN to ethN and keeps vecN as its altname, so both
+    /// names work. A spec the kernel lacks is an error before boot that names what it has.
     #[arg(long = "net", short = 'n', value_name = "SPEC")]
     pub nets: Vec<String>,
     /// A host directory that is writable at the same path in the guest (the root is read-only)
@@ -69,7 +89,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     // Resolved and profiled before anything is prepared: a file that is not a UML kernel (a
     // directory, /bin/true, a truncated copy) is refused at once, not after a boot timeout.
     let kernel = uml::kernel::resolve(args.kernel.as_deref())?;
-    uml::kernel::Profile::read(&kernel)?;
+    let profile = uml::kernel::Profile::read(&kernel)?;
     let uml_dir = uml::instance::uml_dir_or_default(global.uml_dir.as_deref())?;
     let umid = args.umid.clone().unwrap_or_else(uml::launch::fresh_umid);
     if umid.len() > 63 {
@@ -141,12 +161,32 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     for (unit, spec) in args.disks.iter().enumerate() {
         kernel_args.push(disk_arg(unit, spec)?);
     }
-    if !args.nets.is_empty() {
-        require_net_transports(&args.nets, &kernel)?;
+    // Every spec is parsed and checked against the kernel before anything is started.
+    let nets = args
+        .nets
+        .iter()
+        .map(|spec| {
+            let parsed = uml::net::Spec::parse(spec)?;
+            parsed.require(spec, &profile)?;
+            if let uml::net::Spec::L2tpv3(t) | uml::net::Spec::Gre(t) = &parsed {
+                t.check_local(spec)?;
+            }
+            Ok((spec.as_str(), parsed))
+        })
+        .collect::<Result<Vec<_>, uml::net::NetError>>()?;
+    // Host tap devices the guest needs, created (as root) when missing and removed when
+    // `taps` is dropped: after the guest ends, or when it cannot start.
+    let mut taps = Vec::new();
+    for (_, parsed) in &nets {
+        if let uml::net::Spec::Tap(tap) = parsed {
+            taps.extend(tap.prepare()?);
+        }
     }
-    let bess_only = !args.nets.is_empty() && bess_only(&kernel);
-    for (unit, spec) in args.nets.iter().enumerate() {
-        kernel_args.push(net_arg(unit, spec, &umid, &uml_dir, bess_only)?);
+    let bess_only = !nets.is_empty() && bess_only(&kernel);
+    for (unit, (spec, parsed)) in nets.iter().enumerate() {
+        kernel_args.push(net_arg(
+            unit, spec, parsed, &profile, &umid, &uml_dir, bess_only,
+        )?);
     }
     kernel_args.extend(args.kernel_args.iter().cloned());
     let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
@@ -180,6 +220,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         return Err(e.into());
     }
     if args.detach {
+        for tap in taps {
+            eprintln!(
+                "uml: the tap device {} stays after the guest ends; remove it with `ip link del {}`",
+                tap.name(),
+                tap.name()
+            );
+            tap.keep();
+        }
         println!("{umid}");
         running.detach();
         return Ok(ExitCode::SUCCESS);
@@ -266,87 +314,29 @@ fn mac_for(umid: &str, unit: usize) -> String {
     format!("fe:fd:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
 }
 
-/// Refuses `--net` specs whose `eth<n>=` transport the kernel lacks. A 7.x UML kernel
-/// has only the vector driver (`vec<n>:transport=…`); it takes `eth0=daemon,…` for an
-/// unknown parameter, hands it to init and boots without the interface, so the guest would
-/// run with no network and no error. `switch:NAME` works with either driver: a daemon port,
-/// or a bess port of the vector driver ([`bess_only`]). A kernel whose profile cannot be read
-/// is left to the launch, which reports why it cannot run.
-fn require_net_transports(nets: &[String], kernel: &Path) -> anyhow::Result<()> {
-    let Ok(profile) = uml::kernel::Profile::read(kernel) else {
-        return Ok(());
-    };
-    for spec in nets {
-        let kind = spec.split_once(':').map_or(spec.as_str(), |(k, _)| k);
-        if kind == "switch" && profile.has("UML_NET_VECTOR") {
-            continue;
-        }
-        let (transport, symbol) = match kind {
-            "daemon" | "switch" => ("daemon", "UML_NET_DAEMON"),
-            "tuntap" => ("tuntap", "UML_NET_TUNTAP"),
-            "mcast" => ("mcast", "UML_NET_MCAST"),
-            "vde" => ("vde", "UML_NET_VDE"),
-            _ => continue,
-        };
-        if !profile.has(symbol) {
-            bail!(
-                "--net {spec}: kernel {} ({}) has no `{transport}` transport (CONFIG_{symbol} is not set; 7.x kernels have only the vector driver), so the guest would have no network; nothing was started",
-                profile.release,
-                profile.path.display()
-            );
-        }
-    }
-    Ok(())
-}
-
+/// The kernel argument of `--net` number `unit`: [`uml::net::Spec::kernel_arg`], and for
+/// `switch:NAME` a port of the named switch (started when missing).
 fn net_arg(
     unit: usize,
     spec: &str,
+    parsed: &uml::net::Spec,
+    profile: &uml::kernel::Profile,
     umid: &str,
     uml_dir: &Path,
     bess_only: bool,
 ) -> anyhow::Result<String> {
     let mac = mac_for(umid, unit);
-    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
-    Ok(match kind {
-        "daemon" => {
-            let ctl = if rest.is_empty() {
-                "/var/run/uml-utilities/uml_switch.ctl"
-            } else {
-                rest
-            };
-            format!("eth{unit}=daemon,{mac},unix,{ctl}")
-        }
-        "switch" => {
-            if rest.is_empty() {
-                bail!("--net switch:NAME needs a switch name");
-            }
-            let (ctl, bess) = named_switch(uml_dir, rest, bess_only)?;
-            if bess_only {
-                bess_arg(unit, &mac, &bess)?
-            } else {
-                format!("eth{unit}=daemon,{mac},unix,{}", ctl.display())
-            }
-        }
-        "tuntap" => {
-            if rest.is_empty() {
-                bail!(
-                    "--net tuntap:TAPDEV needs the host tap device (create it with `ip tuntap add TAPDEV mode tap user $USER`)"
-                );
-            }
-            format!("eth{unit}=tuntap,{rest},{mac}")
-        }
-        "mcast" => {
-            let mut parts = rest.splitn(2, ':');
-            let group = parts.next().filter(|s| !s.is_empty()).unwrap_or("");
-            let port = parts.next().unwrap_or("");
-            format!("eth{unit}=mcast,{mac},{group},{port}")
-        }
-        "vde" => format!("eth{unit}=vde,{rest},{mac}"),
-        other => bail!(
-            "--net {spec:?}: unknown network {other:?}; expected daemon[:CTL], switch:NAME, tuntap:DEV, mcast[:GROUP[:PORT]] or vde[:DIR]"
-        ),
-    })
+    if let uml::net::Spec::Switch { name } = parsed {
+        let (ctl, bess) = named_switch(uml_dir, name, bess_only)?;
+        return if bess_only {
+            bess_arg(unit, &mac, &bess)
+        } else {
+            Ok(format!("eth{unit}=daemon,{mac},unix,{}", ctl.display()))
+        };
+    }
+    Ok(parsed
+        .kernel_arg(spec, unit, &mac, profile)?
+        .expect("every spec but switch has a kernel argument"))
 }
 
 /// Validates the kernel command line with the option model before anything starts, and
@@ -527,19 +517,23 @@ mod tests {
     }
 
     #[test]
-    fn net_specs_become_eth_arguments() {
+    fn net_specs_become_kernel_arguments() {
         let d = Path::new("/tmp");
+        let old = uml::kernel::Profile::assumed(uml::kernel::Version::new(6, 1, 176));
+        let arg = |unit, spec: &str| {
+            let parsed = uml::net::Spec::parse(spec)?;
+            net_arg(unit, spec, &parsed, &old, "g", d, false)
+        };
         assert!(
-            net_arg(0, "daemon:/tmp/s.ctl", "g", d, false)
+            arg(0, "daemon:/tmp/s.ctl")
                 .unwrap()
                 .starts_with("eth0=daemon,fe:fd:")
         );
         assert!(
-            net_arg(1, "tuntap:tap0", "g", d, false)
+            arg(1, "tuntap:tap0")
                 .unwrap()
                 .starts_with("eth1=tuntap,tap0,fe:fd:")
         );
-        assert!(net_arg(0, "bogus", "g", d, false).is_err());
         assert_eq!(mac_for("g", 0), mac_for("g", 0));
         assert_eq!(
             bess_arg(1, "fe:fd:00:00:00:01", Path::new("/u/sw.bess")).unwrap(),

@@ -10,13 +10,35 @@ use tokio::net::UnixDatagram;
 use tokio::sync::Mutex;
 
 use super::client::{
-    RECV_BUFFER, REMOVE_OPEN_GRACE, REMOVE_OPEN_RETRY, client_socket, disk_open, peer_gone,
+    ClientAddress, RECV_BUFFER, REMOVE_OPEN_GRACE, REMOVE_OPEN_RETRY, client_socket, disk_open,
+    peer_gone,
 };
 use super::notify::{SocketFile, bind_notify_socket};
 use super::{
     DEFAULT_DEADLINE, DEFAULT_REPLY_LIMIT, DEFAULT_TIMEOUT, Error, Notification, Reply,
     ReplyAssembler, command, guest_result, wire,
 };
+
+/// A connected client socket, its file, and (st_dev, st_ino) of the guest socket file it is
+/// connected to.
+#[derive(Debug)]
+struct Connection {
+    socket: UnixDatagram,
+    peer: Option<(u64, u64)>,
+    _address: ClientAddress,
+}
+
+impl Connection {
+    fn open(path: &Path) -> Result<Connection, Error> {
+        let peer = super::client::socket_identity(path);
+        let (socket, address) = client_socket(path)?;
+        Ok(Connection {
+            socket: into_tokio(socket)?,
+            peer,
+            _address: address,
+        })
+    }
+}
 
 fn into_tokio(socket: std::os::unix::net::UnixDatagram) -> Result<UnixDatagram, Error> {
     if tokio::runtime::Handle::try_current().is_err() {
@@ -33,15 +55,14 @@ fn into_tokio(socket: std::os::unix::net::UnixDatagram) -> Result<UnixDatagram, 
 #[derive(Debug)]
 pub struct AsyncClient {
     path: PathBuf,
-    /// The socket, and (st_dev, st_ino) of the socket file it is connected to.
-    socket: Mutex<(UnixDatagram, Option<(u64, u64)>)>,
+    socket: Mutex<Connection>,
     per_receive: Duration,
     deadline: Duration,
     reply_limit: usize,
 }
 
 impl AsyncClient {
-    /// Bind a client socket (an abstract address unique to this client) and connect it to
+    /// Bind a client socket (a file in a private directory) and connect it to
     /// the guest's mconsole socket at `socket`.
     ///
     /// # Errors
@@ -50,10 +71,7 @@ impl AsyncClient {
     pub async fn connect(socket: &Path) -> Result<AsyncClient, Error> {
         Ok(AsyncClient {
             path: socket.to_owned(),
-            socket: Mutex::new((
-                into_tokio(client_socket(socket)?)?,
-                super::client::socket_identity(socket),
-            )),
+            socket: Mutex::new(Connection::open(socket)?),
             per_receive: DEFAULT_TIMEOUT,
             deadline: DEFAULT_DEADLINE,
             reply_limit: DEFAULT_REPLY_LIMIT,
@@ -94,17 +112,16 @@ impl AsyncClient {
         // A rebooted guest's new socket file replaces the old one, which its dying helper
         // processes may keep alive (and silent) for a moment: reconnect to the new one.
         let now = super::client::socket_identity(&self.path);
-        if now.is_some() && now != guard.1 {
+        if now.is_some() && now != guard.peer {
             tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
-            *guard = (into_tokio(client_socket(&self.path)?)?, now);
+            *guard = Connection::open(&self.path)?;
         }
-        let socket = &mut guard.0;
         let mut buf = [0u8; RECV_BUFFER];
         // Leftovers of an earlier request whose reply we stopped reading.
-        while socket.try_recv(&mut buf).is_ok() {
+        while guard.socket.try_recv(&mut buf).is_ok() {
             tracing::debug!("discarded a stale mconsole datagram");
         }
-        if let Err(e) = socket.send(&datagram).await {
+        if let Err(e) = guard.socket.send(&datagram).await {
             if !peer_gone(&e) {
                 return Err(Error::Send {
                     command: command.to_owned(),
@@ -112,11 +129,15 @@ impl AsyncClient {
                 });
             }
             tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
-            *socket = into_tokio(client_socket(&self.path)?)?;
-            socket.send(&datagram).await.map_err(|source| Error::Send {
-                command: command.to_owned(),
-                source,
-            })?;
+            *guard = Connection::open(&self.path)?;
+            guard
+                .socket
+                .send(&datagram)
+                .await
+                .map_err(|source| Error::Send {
+                    command: command.to_owned(),
+                    source,
+                })?;
         }
         let started = Instant::now();
         let mut reply = ReplyAssembler::new(self.reply_limit);
@@ -129,7 +150,7 @@ impl AsyncClient {
                 });
             }
             let wait = self.per_receive.min(left);
-            let n = match tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+            let n = match tokio::time::timeout(wait, guard.socket.recv(&mut buf)).await {
                 Err(_elapsed) => {
                     return Err(Error::Timeout {
                         command: command.to_owned(),

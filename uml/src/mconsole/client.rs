@@ -2,10 +2,8 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,32 +30,126 @@ pub(super) fn disk_open(dev: &str, err: &Error) -> bool {
 /// (its `len` or trailing bytes) instead of being cut down to something that parses.
 pub(super) const RECV_BUFFER: usize = 4096;
 
-/// Create a datagram socket bound to a fresh abstract address and connected to `path`.
+/// The file a client socket is bound to, in a directory of its own; both are removed on drop.
+///
+/// Not an abstract address: those belong to one network namespace, and a guest started in
+/// another one (`ip netns exec NS uml run …`) could never send its reply to it, so `uml
+/// version` would time out and `uml list` call the guest not responding. A file works across
+/// namespaces. The directory is made by `mkdtemp` (mode 0700, a fresh unguessable name, never
+/// an existing directory), so no other user can reach or replace the socket.
+#[derive(Debug)]
+pub(super) struct ClientAddress {
+    dir: PathBuf,
+}
+
+impl ClientAddress {
+    const SOCKET: &'static str = "c";
+
+    /// A fresh private directory under `$TMPDIR` (or /tmp, when `$TMPDIR` would make the socket
+    /// path too long for a unix socket).
+    fn create() -> Result<ClientAddress, Error> {
+        let mut base = std::env::temp_dir();
+        // sun_path holds 107 bytes; the name below adds at most 35.
+        if base.as_os_str().len() > 70 {
+            base = PathBuf::from("/tmp");
+        }
+        // A process killed by a signal cannot remove its directories: the first client of
+        // each process removes those of processes that are gone, so they never pile up.
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(|| sweep_stale(&base));
+        let template = format!("{PREFIX}{}-XXXXXX", std::process::id());
+        let dir = nix::unistd::mkdtemp(&base.join(template))
+            .map_err(|e| Error::Socket(io::Error::from(e)))?;
+        Ok(ClientAddress { dir })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join(Self::SOCKET)
+    }
+
+    /// Lets the owner of the guest's socket at `peer` send to the client socket, when that is
+    /// another user than this process's (root controlling a user's guest): the directory and
+    /// the socket are then that user's. The kernel sends replies as the user it runs as.
+    fn admit_owner_of(&self, peer: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(peer) else {
+            return;
+        };
+        let me = nix::unistd::geteuid();
+        if meta.uid() == me.as_raw() || !me.is_root() {
+            return;
+        }
+        let owner = Some(nix::unistd::Uid::from_raw(meta.uid()));
+        for p in [self.dir.clone(), self.socket()] {
+            if let Err(e) = nix::unistd::chown(&p, owner, None) {
+                tracing::debug!("cannot hand {} to uid {}: {e}", p.display(), meta.uid());
+            }
+        }
+    }
+}
+
+/// The start of a client directory's name; the pid of the process that made it follows.
+const PREFIX: &str = "umlkit-mconsole-";
+
+/// Removes the client directories in `base` that this user's processes left when they died
+/// (the pid in the name is no process any more). Only a directory with nothing in it but the
+/// socket goes: `remove_dir` refuses any other.
+pub(super) fn sweep_stale(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        // ESRCH: no such process. EPERM means it exists (another user's process).
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone {
+            let _ = std::fs::remove_file(entry.path().join(ClientAddress::SOCKET));
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+impl Drop for ClientAddress {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Create a datagram socket bound to a fresh [`ClientAddress`] and connected to `path`.
 ///
 /// The kernel answers with `sendto` to the address it received the request from, so the
-/// client needs a bound address; an abstract one leaves no file behind. Connecting makes the
-/// host kernel deliver only the guest socket's datagrams to us and fails fast (ENOENT,
-/// ECONNREFUSED) when no guest is behind the path.
-pub(super) fn client_socket(path: &Path) -> Result<UnixDatagram, Error> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let pid = std::process::id();
-    let mut attempt = 0;
-    let socket = loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("umlkit-mconsole-{pid}-{n}");
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(Error::Socket)?;
-        match UnixDatagram::bind_addr(&addr) {
-            Ok(socket) => break socket,
-            // Another process (in another pid namespace) may hold the same name.
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 16 => attempt += 1,
-            Err(e) => return Err(Error::Socket(e)),
-        }
-    };
+/// client needs a bound address. Connecting makes the host kernel deliver only the guest
+/// socket's datagrams to us and fails fast (ENOENT, ECONNREFUSED) when no guest is behind the
+/// path. On any error, nothing is left behind.
+pub(super) fn client_socket(path: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
+    let address = ClientAddress::create()?;
+    let socket = UnixDatagram::bind(address.socket()).map_err(Error::Socket)?;
+    address.admit_owner_of(path);
     socket.connect(path).map_err(|source| Error::Connect {
         path: path.to_owned(),
         source,
     })?;
-    Ok(socket)
+    Ok((socket, address))
 }
 
 /// Whether a send failed because the socket we connected to is gone (the guest exited or
@@ -91,6 +183,8 @@ pub struct Client {
 #[derive(Debug)]
 struct State {
     socket: UnixDatagram,
+    /// Where `socket` is bound; removed with it.
+    _address: ClientAddress,
     /// The receive timeout last set on the socket, to skip a setsockopt per receive.
     timeout: Option<Duration>,
     /// (st_dev, st_ino) of the socket file we connected to.
@@ -104,17 +198,19 @@ pub(super) fn socket_identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl Client {
-    /// Bind a client socket (an abstract address unique to this client) and connect it to
+    /// Bind a client socket (a file in a private directory, see [`ClientAddress`]) and connect it to
     /// the guest's mconsole socket at `socket`.
     ///
     /// # Errors
     /// [`Error::Connect`] when nothing is listening at `socket`; [`Error::Socket`] when the
     /// client socket cannot be created.
     pub fn connect(socket: &Path) -> Result<Client, Error> {
+        let (client, address) = client_socket(socket)?;
         Ok(Client {
             path: socket.to_owned(),
             state: Mutex::new(State {
-                socket: client_socket(socket)?,
+                socket: client,
+                _address: address,
                 timeout: None,
                 peer: socket_identity(socket),
             }),
@@ -172,7 +268,7 @@ impl Client {
         let now = socket_identity(&self.path);
         if now.is_some() && now != state.peer {
             tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
-            state.socket = client_socket(&self.path)?;
+            (state.socket, state._address) = client_socket(&self.path)?;
             state.timeout = None;
             state.peer = now;
         }
@@ -186,8 +282,7 @@ impl Client {
             }
             // The guest may have rebooted and bound a new socket at the same path.
             tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
-            let socket = client_socket(&self.path)?;
-            state.socket = socket;
+            (state.socket, state._address) = client_socket(&self.path)?;
             state.timeout = None;
             state.peer = socket_identity(&self.path);
             state.socket.send(&datagram).map_err(|source| Error::Send {
@@ -357,5 +452,46 @@ fn drain(socket: &UnixDatagram) {
             Ok(n) => tracing::debug!(bytes = n, "discarded a stale mconsole datagram"),
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_of_dead_processes_are_swept_and_live_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        // A pid that is no process: a child that has been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = base.path().join(format!("{PREFIX}{dead}-abcdef"));
+        let live = base
+            .path()
+            .join(format!("{PREFIX}{}-abcdef", std::process::id()));
+        let other = base.path().join("unrelated-1-abcdef");
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join(ClientAddress::SOCKET), b"").unwrap();
+        }
+        sweep_stale(base.path());
+        assert!(!stale.exists());
+        assert!(live.exists() && other.exists());
+    }
+
+    #[test]
+    fn a_client_leaves_nothing_behind() {
+        let address = ClientAddress::create().unwrap();
+        let dir = address.dir.clone();
+        let _socket = UnixDatagram::bind(address.socket()).unwrap();
+        assert!(dir.exists());
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o700
+        );
+        drop(address);
+        assert!(!dir.exists());
     }
 }
