@@ -827,12 +827,23 @@ impl View {
         }
     }
 
-    fn xattrs(&self, id: u64) -> Result<Vec<crate::ext::Xattr>, Errno> {
+    fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
         let real = if id == 1 { self.root_id } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
-                fs.xattrs(ino).map_err(|e| errno(&e))
+                fs.xattr(ino, name).map_err(|e| errno(&e))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn xattr_names(&self, id: u64) -> Result<Vec<Vec<u8>>, Errno> {
+        let real = if id == 1 { self.root_id } else { id };
+        match self.node(real).ok_or(Errno::ENOENT)? {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                fs.xattr_names(ino).map_err(|e| errno(&e))
             }
             _ => Ok(Vec::new()),
         }
@@ -1101,10 +1112,10 @@ impl fuser::Filesystem for UmlFs {
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
-        match self.view.xattrs(ino.0) {
-            Ok(list) => match list.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
-                Some((_, v)) if size == 0 => reply.size(v.len() as u32),
-                Some((_, v)) if v.len() <= size as usize => reply.data(v),
+        match self.view.xattr(ino.0, name.as_bytes()) {
+            Ok(found) => match found {
+                Some(v) if size == 0 => reply.size(v.len() as u32),
+                Some(v) if v.len() <= size as usize => reply.data(&v),
                 Some(_) => reply.error(Errno::ERANGE),
                 None => reply.error(Errno::NO_XATTR),
             },
@@ -1114,10 +1125,10 @@ impl fuser::Filesystem for UmlFs {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
-        match self.view.xattrs(ino.0) {
+        match self.view.xattr_names(ino.0) {
             Ok(list) => {
                 let mut out = Vec::new();
-                for (n, _) in &list {
+                for n in &list {
                     out.extend_from_slice(n);
                     out.push(0);
                 }

@@ -50,9 +50,6 @@ use superblock::{
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 2;
 
-/// Longest symlink target or single xattr value the reader returns.
-const MAX_VALUE: u64 = 1 << 20;
-
 /// How a filesystem is opened.
 #[derive(Debug, Clone, Copy)]
 pub struct OpenOptions {
@@ -103,6 +100,8 @@ pub struct Filesystem<S: BlockSource> {
     overlay: HashMap<u64, OverlayBlock>,
     cache: BlockCache,
     journal: Option<JournalReplayInfo>,
+    /// EA-inode value bytes materialised by requests in flight (bounded, see xattr.rs).
+    xattr_inflight: std::sync::atomic::AtomicU64,
 }
 
 impl<S: BlockSource> Filesystem<S> {
@@ -161,6 +160,7 @@ impl<S: BlockSource> Filesystem<S> {
             groups: Vec::new(),
             overlay,
             journal: None,
+            xattr_inflight: std::sync::atomic::AtomicU64::new(0),
         };
         if fs.overlay.contains_key(&sb.sb_block()) {
             let blk = fs.read_block(sb.sb_block())?;

@@ -1,0 +1,182 @@
+//! Resource bombs (issue 13): small images built to make the reader allocate or work without
+//! bound. Each test measures the memory the reader allocates (a counting global allocator,
+//! per thread) and the time it takes, and fails on the unbounded behaviour.
+
+mod ext_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ext_support::*;
+use umlfs::ext::Filesystem;
+
+/// Counts the bytes live on the current thread and their peak.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(add: usize, sub: usize) {
+    let _ = LIVE.try_with(|l| {
+        let v = l.get().saturating_add(add).saturating_sub(sub);
+        l.set(v);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping only
+// touches const-initialised thread-locals (no allocation, no destructor).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size(), 0);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size(), 0);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(0, layout.size());
+        // SAFETY: ptr was allocated by System with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        note(new, layout.size());
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Run `f` on a fresh thread; returns its result, the peak bytes it allocated and its time.
+/// Fails when it does not finish within `limit` (a hang).
+fn measured<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, usize, Duration) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        LIVE.with(|l| l.set(0));
+        PEAK.with(|p| p.set(0));
+        let v = f();
+        let _ = tx.send((v, PEAK.with(Cell::get), start.elapsed()));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => {
+            eprintln!("{what}: peak {} KiB, {:?}", r.1 >> 10, r.2);
+            r
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// debugfs `imap`: byte offset of an inode's record in the image.
+fn inode_offset(img: &Path, path: &str) -> usize {
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("imap {path}"))
+        .arg(img));
+    let blk: usize = out
+        .split("located at block ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("imap {path}: {out}"));
+    let off = usize::from_str_radix(out.split("offset 0x").nth(1).unwrap().trim(), 16).unwrap();
+    blk * 4096 + off
+}
+
+/// A 64 MiB ext4 image with 4 KiB blocks and no metadata checksums (so patched metadata is
+/// read as is), holding a 1 MiB file `big`, a file `f` and a directory `d`.
+fn base_image() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("big"), pattern(1 << 20, 7)).unwrap();
+    fs::write(src.join("f"), b"f").unwrap();
+    let img = tmp.path().join("fs.img");
+    mkfs(
+        "ext4",
+        &["-b", "4096", "-O", "^metadata_csum,^dir_index"],
+        &src,
+        &img,
+        "64M",
+    );
+    (tmp, img)
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+/// An xattr block whose 203 entries all name the 1 MiB inode of `big` as their EA inode, each
+/// for 64 KiB: reading every value materialised 13 MiB per request (with 1 MiB values and
+/// 64 KiB blocks, 4.2 GB). Now: listing reads no value, one getxattr reads one value, and all
+/// values together are over the per-request budget.
+#[test]
+fn xattr_block_of_ea_inode_references_is_bounded() {
+    let (_tmp, img) = base_image();
+    let mut bytes = fs::read(&img).unwrap();
+    let fs0 = Filesystem::open(bytes.clone()).unwrap();
+    let big = fs0.lookup(2, b"big").unwrap().unwrap() as u32;
+    let f = fs0.lookup(2, b"f").unwrap().unwrap();
+    let xblk = 16383usize; // the last block: free in a fresh 64 MiB image
+    let b = xblk * 4096;
+    put32(&mut bytes, b, 0xEA02_0000);
+    put32(&mut bytes, b + 4, 1); // refcount
+    put32(&mut bytes, b + 8, 1); // h_blocks
+    let mut off = b + 0x20;
+    for i in 0..203u32 {
+        bytes[off] = 4; // name_len
+        bytes[off + 1] = 1; // user.
+        put16(&mut bytes, off + 2, 0);
+        put32(&mut bytes, off + 4, big);
+        put32(&mut bytes, off + 8, 65536);
+        bytes[off + 16..off + 20].copy_from_slice(format!("{i:04}").as_bytes());
+        off += 20;
+    }
+    let io = inode_offset(&img, "/f");
+    put32(&mut bytes, io + 0x68, xblk as u32); // i_file_acl
+    let mut huge = bytes.clone();
+    let (r, peak, _) = measured("xattrs() of the bomb", Duration::from_secs(60), move || {
+        let fs = Filesystem::open(bytes).unwrap();
+        let all = fs.xattrs(f).map(|v| v.len());
+        let names = fs.xattr_names(f).map(|v| v.len());
+        let one = fs.xattr(f, b"user.0007").map(|v| v.map(|v| v.len()));
+        (all.is_err(), names.ok(), one.ok().flatten())
+    });
+    assert!(r.0, "13 MiB of values in one request must be refused");
+    assert_eq!(
+        r.1,
+        Some(203),
+        "the names are listed without reading values"
+    );
+    assert_eq!(r.2, Some(65536), "one value is read on its own");
+    assert!(peak < 4 << 20, "peak {peak} bytes");
+
+    // A value larger than XATTR_SIZE_MAX is an error, not a 1 MiB allocation.
+    put32(&mut huge, b + 0x20 + 8, 1 << 20);
+    let fs = Filesystem::open(huge).unwrap();
+    assert!(matches!(
+        fs.xattr(f, b"user.0000"),
+        Err(umlfs::ext::ExtError::TooLarge { .. })
+    ));
+}
