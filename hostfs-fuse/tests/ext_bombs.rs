@@ -103,19 +103,17 @@ fn inode_offset(img: &Path, path: &str) -> usize {
 /// A 64 MiB ext4 image with 4 KiB blocks and no metadata checksums (so patched metadata is
 /// read as is), holding a 1 MiB file `big`, a file `f` and a directory `d`.
 fn base_image() -> (tempfile::TempDir, std::path::PathBuf) {
+    image_with("^metadata_csum,^dir_index")
+}
+
+fn image_with(features: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempdir();
     let src = tmp.path().join("src");
     fs::create_dir_all(src.join("d")).unwrap();
     fs::write(src.join("big"), pattern(1 << 20, 7)).unwrap();
     fs::write(src.join("f"), b"f").unwrap();
     let img = tmp.path().join("fs.img");
-    mkfs(
-        "ext4",
-        &["-b", "4096", "-O", "^metadata_csum,^dir_index"],
-        &src,
-        &img,
-        "64M",
-    );
+    mkfs("ext4", &["-b", "4096", "-O", features], &src, &img, "64M");
     (tmp, img)
 }
 
@@ -179,4 +177,70 @@ fn xattr_block_of_ea_inode_references_is_bounded() {
         fs.xattr(f, b"user.0000"),
         Err(umlfs::ext::ExtError::TooLarge { .. })
     ));
+}
+
+/// Directory `d` turned into a block-mapped directory of `size` bytes whose every block (via
+/// triple-indirect blocks that all point at one indirect block per level) is one empty
+/// directory block: 2^40 bytes are 2^28 blocks to walk onto 4 blocks of the image.
+fn directory_bomb(size: u64) -> (tempfile::TempDir, Vec<u8>, u64) {
+    // large_dir: directory sizes have 64 bits.
+    let (tmp, img) = image_with("^metadata_csum,^dir_index,large_dir");
+    let mut bytes = fs::read(&img).unwrap();
+    let d = Filesystem::open(bytes.clone())
+        .unwrap()
+        .lookup(2, b"d")
+        .unwrap()
+        .unwrap();
+    let (b, i1, i2, i3) = (16380u32, 16381u32, 16382u32, 16383u32);
+    let at = |blk: u32| blk as usize * 4096;
+    put32(&mut bytes, at(b), 0);
+    put16(&mut bytes, at(b) + 4, 4096);
+    for (blk, target) in [(i1, b), (i2, i1), (i3, i2)] {
+        for k in 0..1024 {
+            put32(&mut bytes, at(blk) + 4 * k, target);
+        }
+    }
+    let io = inode_offset(&img, "/d");
+    let flags = u32::from_le_bytes(bytes[io + 0x20..io + 0x24].try_into().unwrap());
+    put32(&mut bytes, io + 0x20, flags & !0x80000); // no extents: a classic block map
+    for k in 0..12 {
+        put32(&mut bytes, io + 0x28 + 4 * k, b);
+    }
+    put32(&mut bytes, io + 0x28 + 48, i1);
+    put32(&mut bytes, io + 0x28 + 52, i2);
+    put32(&mut bytes, io + 0x28 + 56, i3);
+    put32(&mut bytes, io + 0x04, size as u32);
+    put32(&mut bytes, io + 0x6C, (size >> 32) as u32);
+    (tmp, bytes, d)
+}
+
+/// A lookup or listing of a 2^40-byte directory never returned (and, over FUSE, left its
+/// callers in D state). Now a directory over 4 GiB is refused at once, and a request walks at
+/// most 64 MiB of any directory.
+#[test]
+fn directory_bomb_requests_end_quickly() {
+    for size in [1u64 << 40, 1 << 32, (1 << 32) - 4096] {
+        let (_tmp, bytes, d) = directory_bomb(size);
+        let (r, peak, took) = measured(
+            &format!("lookup and listing of a {size}-byte directory bomb"),
+            Duration::from_secs(30),
+            move || {
+                let fs = Filesystem::open(bytes).unwrap();
+                let lookup = fs.lookup(d, b"nothing-here").map_err(|e| e.to_string());
+                let mut n = 0;
+                let list = fs
+                    .read_dir(d, 0, |_| {
+                        n += 1;
+                        true
+                    })
+                    .map_err(|e| e.to_string());
+                (lookup, list, n)
+            },
+        );
+        assert!(r.0.is_err(), "{size}: lookup must fail, got {:?}", r.0);
+        assert!(r.1.is_err(), "{size}: listing must fail, got {:?}", r.1);
+        assert_eq!(r.2, 0);
+        assert!(took < Duration::from_secs(10), "{size}: took {took:?}");
+        assert!(peak < 64 << 20, "{size}: peak {peak}");
+    }
 }
