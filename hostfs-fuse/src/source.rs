@@ -138,7 +138,11 @@ pub struct MountInfo {
 /// kernel only writes escapes of bytes (`\000` to `\377`); anything else, like `\777` from
 /// a hostile guest, is kept literally.
 fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
+    String::from_utf8_lossy(&unescape_bytes(s.as_bytes())).into_owned()
+}
+
+/// [`unescape`] on bytes, keeping them as they are (paths need not be UTF-8).
+fn unescape_bytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -157,7 +161,29 @@ fn unescape(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// The mount points of FUSE filesystems in mountinfo bytes (this host's, so trusted, but its
+/// paths need not be UTF-8: they are compared as bytes).
+pub fn fuse_mount_points(text: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::new();
+    for line in text.split(|&c| c == b'\n').take(100_000) {
+        let f: Vec<&[u8]> = line.split(|&c| c == b' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == b"-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (f.get(4), f.get(sep + 1)) else {
+            continue;
+        };
+        if sep >= 6 && (*fstype == b"fuse" || fstype.starts_with(b"fuse.")) {
+            out.push(PathBuf::from(std::ffi::OsString::from_vec(unescape_bytes(
+                point,
+            ))));
+        }
+    }
+    out
 }
 
 /// Parse mountinfo text; malformed lines are skipped.
@@ -372,6 +398,15 @@ mod tests {
         assert_eq!(unescape("\\12"), "\\12");
         let m = parse_mountinfo("1 0 98:0 / /m\\777 rw - ext4 /dev/ubda rw\n");
         assert_eq!(m[0].point, "/m\\777");
+    }
+
+    #[test]
+    fn fuse_mount_points_keep_non_utf8_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let text = b"30 1 0:40 / /m/\\377x rw - fuse.umlfs a rw\n31 1 0:41 / /n rw - ext4 b rw\n";
+        let p = fuse_mount_points(text);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].as_os_str().as_bytes(), b"/m/\xffx");
     }
 
     #[test]

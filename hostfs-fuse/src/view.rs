@@ -14,7 +14,7 @@
 //! issued by this process's own handler threads are refused with EIO.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -334,7 +334,7 @@ impl View {
         let mut path = self.mounts[m].point.clone();
         let rest = self.top[path.len()..].to_owned();
         for comp in rest.split('/').filter(|c| !c.is_empty()) {
-            let (child, attr) = self.lookup_in(id, &path, comp).map_err(|e| {
+            let (child, attr) = self.lookup_in(id, &path, OsStr::new(comp)).map_err(|e| {
                 if e == Errno::ENOENT {
                     ViewError::NoSuchPath {
                         path: self.top.clone(),
@@ -517,8 +517,11 @@ impl View {
             kind,
             perm: (md.mode() & 0o7777) as u16 & !self.pres.umask,
             nlink: md.nlink() as u32,
-            uid: self.pres.uid.unwrap_or(md.uid()),
-            gid: self.pres.gid.unwrap_or(md.gid()),
+            // uid= / gid= present guest files only: a host file keeps its owner, or
+            // allow_other,uid=N would let user N read the host's /etc/shadow through the
+            // passthrough of a guest whose root is the host's /.
+            uid: md.uid(),
+            gid: md.gid(),
             rdev: encode_dev(libc::major(rdev), libc::minor(rdev)),
             blksize: md.blksize() as u32,
             flags: 0,
@@ -543,11 +546,9 @@ impl View {
         if g.0
             .is_none_or(|at| at.elapsed() > Duration::from_millis(500))
         {
-            let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            g.1 = crate::source::parse_mountinfo(&text)
+            let text = fs::read("/proc/self/mountinfo").unwrap_or_default();
+            g.1 = crate::source::fuse_mount_points(&text)
                 .into_iter()
-                .filter(|m| m.fstype == "fuse" || m.fstype.starts_with("fuse."))
-                .map(|m| PathBuf::from(m.point))
                 .collect();
             g.0 = Some(Instant::now());
         }
@@ -599,19 +600,23 @@ impl View {
         None
     }
 
-    /// Look `name` up in directory `parent` (whose guest path is `ppath`, if known).
-    fn lookup_in(&self, parent: u64, ppath: &str, name: &str) -> Result<(u64, FileAttr), Errno> {
+    /// Look `name` up in directory `parent` (whose guest path is `ppath`, if known). Names are
+    /// bytes: one that is not UTF-8 is found like any other (it cannot be a guest mount point,
+    /// whose paths come from the guest's mountinfo text).
+    fn lookup_in(&self, parent: u64, ppath: &str, name: &OsStr) -> Result<(u64, FileAttr), Errno> {
         let node = self.node(parent).ok_or(Errno::ENOENT)?;
-        let cpath = join(ppath, name);
-        if self.nested {
-            if let Some(id) = self.mounted(&cpath) {
+        let cpath = name.to_str().map(|n| join(ppath, n));
+        if self.nested
+            && let Some(cpath) = &cpath
+        {
+            if let Some(id) = self.mounted(cpath) {
                 let a = self.attr(id)?;
-                self.remember_dir(id, &cpath);
+                self.remember_dir(id, cpath);
                 return Ok((id, a));
             }
-            if self.below.contains_key(&cpath) && matches!(node, Node::Synth { .. }) {
-                let id = self.synth_id(&cpath);
-                self.remember_dir(id, &cpath);
+            if self.below.contains_key(cpath) && matches!(node, Node::Synth { .. }) {
+                let id = self.synth_id(cpath);
+                self.remember_dir(id, cpath);
                 return Ok((id, self.synth_attr(id)));
             }
         }
@@ -626,35 +631,41 @@ impl View {
                 let attr = self.ext_attr(mount, &inode, fs.block_size());
                 let id = attr.ino.0;
                 self.remember_ext(id);
-                if attr.kind == FType::Directory {
-                    self.remember_dir(id, &cpath);
+                if attr.kind == FType::Directory
+                    && let Some(cpath) = &cpath
+                {
+                    self.remember_dir(id, cpath);
                 }
                 Ok((id, attr))
             }
-            Node::Synth { .. } => {
-                if self.nested && self.below.contains_key(&cpath) {
-                    let id = self.synth_id(&cpath);
-                    self.remember_dir(id, &cpath);
-                    return Ok((id, self.synth_attr(id)));
+            Node::Synth { .. } => match &cpath {
+                Some(cpath) if self.nested && self.below.contains_key(cpath) => {
+                    let id = self.synth_id(cpath);
+                    self.remember_dir(id, cpath);
+                    Ok((id, self.synth_attr(id)))
                 }
-                Err(Errno::ENOENT)
-            }
+                _ => Err(Errno::ENOENT),
+            },
             Node::Host { mount, path } => {
-                if name == "." || name == ".." || name.contains('/') {
+                let b = name.as_bytes();
+                if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
                     return Err(Errno::ENOENT);
                 }
                 let hpath = path.join(name);
                 match self.host_lstat(&hpath) {
                     Ok(md) => {
                         let id = self.host_id(mount, &hpath, &md);
-                        if md.is_dir() {
-                            self.remember_dir(id, &cpath);
+                        if md.is_dir()
+                            && let Some(cpath) = &cpath
+                        {
+                            self.remember_dir(id, cpath);
                         }
                         Ok((id, self.host_attr(id, &md)))
                     }
                     // A FUSE mount point on the host: shown empty, never entered.
                     Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                        let id = self.synth_id(&cpath);
+                        let key = String::from_utf8_lossy(hpath.as_os_str().as_bytes());
+                        let id = self.synth_id(&format!("host-fuse:{key}"));
                         Ok((id, self.synth_attr(id)))
                     }
                     Err(e) => Err(io_errno(&e)),
@@ -723,10 +734,10 @@ impl View {
                 Ok(())
             }
             Node::Synth { path } => {
-                let names: Vec<String> = self
+                let names: Vec<OsString> = self
                     .below
                     .get(&path)
-                    .map(|s| s.iter().cloned().collect())
+                    .map(|s| s.iter().map(OsString::from).collect())
                     .unwrap_or_default();
                 self.list_names(real, &path, offset, plus, names, &mut emit)
             }
@@ -734,11 +745,9 @@ impl View {
                 let mut names = Vec::new();
                 let rd = fs::read_dir(&path).map_err(|e| io_errno(&e))?;
                 for e in rd.take(HOST_DIR_LIMIT).flatten() {
-                    if let Some(n) = e.file_name().to_str() {
-                        names.push(n.to_owned());
-                    }
+                    names.push(e.file_name());
                 }
-                names.sort();
+                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 let gp = dpath.unwrap_or_else(|| "/".into());
                 self.list_names(real, &gp, offset, plus, names, &mut emit)
             }
@@ -752,18 +761,18 @@ impl View {
         path: &str,
         offset: u64,
         plus: bool,
-        names: Vec<String>,
+        names: Vec<OsString>,
         emit: &mut impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
     ) -> Result<(), Errno> {
-        let mut all = vec![".".to_owned(), "..".to_owned()];
+        let mut all = vec![OsString::from("."), OsString::from("..")];
         all.extend(names);
         for (i, name) in all.iter().enumerate().skip(offset as usize) {
             let next = i as u64 + 1;
             let keep = if i < 2 {
-                emit(next, OsStr::new(name), id, FType::Directory, None)
+                emit(next, name, id, FType::Directory, None)
             } else {
                 match self.lookup_in(id, path, name) {
-                    Ok((cid, a)) => emit(next, OsStr::new(name), cid, a.kind, plus.then_some(&a)),
+                    Ok((cid, a)) => emit(next, name, cid, a.kind, plus.then_some(&a)),
                     Err(_) => true,
                 }
             };
@@ -956,15 +965,11 @@ impl fuser::Filesystem for UmlFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         guard!(req, reply);
-        let Some(n) = name.to_str() else {
-            reply.error(Errno::ENOENT);
-            return;
-        };
         let ppath = self
             .view
             .dir_path(parent.0)
             .unwrap_or_else(|| "/nonexistent-untracked".into());
-        match self.view.lookup_in(parent.0, &ppath, n) {
+        match self.view.lookup_in(parent.0, &ppath, name) {
             Ok((_, attr)) => {
                 let g = Generation(self.view.generation(attr.ino.0));
                 reply.entry(&self.ttl(), &attr, g);
@@ -1142,5 +1147,107 @@ impl fuser::Filesystem for UmlFs {
             }
             Err(e) => reply.error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_view(dir: &Path, pres: Presentation) -> View {
+        let mounts = vec![ViewMount {
+            point: "/".into(),
+            kind: ViewKind::Host {
+                dir: dir.to_owned(),
+            },
+        }];
+        View::new(Vec::new(), mounts, "/", pres).unwrap()
+    }
+
+    #[test]
+    fn uid_and_gid_options_leave_host_files_to_their_owners() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("shadow");
+        fs::write(&secret, b"root:x").unwrap();
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let md = fs::symlink_metadata(&secret).unwrap();
+        let view = host_view(
+            tmp.path(),
+            Presentation {
+                uid: Some(md.uid() + 4242),
+                gid: Some(md.gid() + 4242),
+                ..Presentation::default()
+            },
+        );
+        let (_, a) = view.lookup_in(1, "/", OsStr::new("shadow")).unwrap();
+        assert_eq!((a.uid, a.gid), (md.uid(), md.gid()));
+        assert_eq!(a.perm, 0o600);
+        let root = view.attr(1).unwrap();
+        assert_eq!(root.uid, fs::metadata(tmp.path()).unwrap().uid());
+    }
+
+    fn names(view: &View, id: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        view.list(id, 0, true, |_, name, _, _, _| {
+            out.push(name.as_bytes().to_vec());
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn non_utf8_names_are_listed_and_looked_up_on_host_and_ext_nodes() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let odd = OsStr::from_bytes(b"caf\xe9-\xff");
+        fs::write(tree.join(odd), b"odd").unwrap();
+        fs::write(tree.join("plain"), b"plain").unwrap();
+
+        // hostfs: the name used to be dropped from listings.
+        let view = host_view(&tree, Presentation::default());
+        assert!(
+            names(&view, 1)
+                .iter()
+                .any(|n| n.as_slice() == odd.as_bytes())
+        );
+        let (id, a) = view.lookup_in(1, "/", odd).unwrap();
+        assert_eq!(a.size, 3);
+        assert_eq!(view.read(id, 0, 100).unwrap(), b"odd");
+
+        // ext: listed, but a lookup gave ENOENT.
+        let img = tmp.path().join("fs.img");
+        let st = std::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("8M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let src: Image = Arc::new(fs::File::open(&img).unwrap());
+        let disk = Disk::new(
+            "t".into(),
+            Vec::new(),
+            src.clone(),
+            Filesystem::open(src).unwrap(),
+        );
+        let mounts = vec![ViewMount {
+            point: "/".into(),
+            kind: ViewKind::Ext {
+                disk: 0,
+                root_ino: crate::ext::ROOT_INO,
+            },
+        }];
+        let view = View::new(vec![disk], mounts, "/", Presentation::default()).unwrap();
+        assert!(
+            names(&view, 1)
+                .iter()
+                .any(|n| n.as_slice() == odd.as_bytes())
+        );
+        let (id, _) = view.lookup_in(1, "/", odd).unwrap();
+        assert_eq!(view.read(id, 0, 100).unwrap(), b"odd");
     }
 }
