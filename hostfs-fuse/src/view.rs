@@ -17,8 +17,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +30,8 @@ use fuser::{
     LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
     ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
 use crate::ext::{BlockSource, ExtError, FileType, Filesystem, Inode};
 
@@ -157,6 +160,9 @@ pub struct View {
     fuse_points: Mutex<(Option<Instant>, HashSet<PathBuf>)>,
     /// This view's own mount point (canonical), never looked at through hostfs.
     own_point: Option<PathBuf>,
+    /// Per mount: for a hostfs mount, its directory opened (`O_PATH`) before the FUSE session
+    /// exists, and the path its nodes' paths start with.
+    host_roots: Vec<Option<(OwnedFd, PathBuf)>>,
 }
 
 /// Why a view could not be built.
@@ -297,7 +303,21 @@ impl View {
                 cur = parent;
             }
         }
+        let host_roots = mounts
+            .iter()
+            .map(|m| match &m.kind {
+                ViewKind::Host { dir } => nix::fcntl::open(
+                    dir.as_path(),
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok()
+                .map(|fd| (fd, dir.clone())),
+                _ => None,
+            })
+            .collect();
         let mut view = View {
+            host_roots,
             disks,
             mounts,
             top: top.to_owned(),
@@ -395,7 +415,7 @@ impl View {
         match &mount.kind {
             ViewKind::Ext { root_ino, .. } => ext_id(m, *root_ino),
             ViewKind::Opaque => self.synth_id(&mount.point),
-            ViewKind::Host { dir } => match self.host_lstat(dir) {
+            ViewKind::Host { dir } => match self.host_lstat(m, dir) {
                 Ok(md) if md.is_dir() => self.host_id(m, dir, &md),
                 _ => self.synth_id(&mount.point),
             },
@@ -555,11 +575,44 @@ impl View {
         g.1.contains(path)
     }
 
-    fn host_lstat(&self, path: &Path) -> io::Result<fs::Metadata> {
+    /// Open host path `path` of hostfs mount `mount` relative to the mount's directory
+    /// descriptor, beneath it and without following any symlink (openat2 `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`): a directory swapped for a symlink after a lookup gives ELOOP,
+    /// never a file elsewhere.
+    fn host_open(&self, mount: usize, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+        let exdev = || io::Error::from_raw_os_error(libc::EXDEV);
+        let (root, dir) = self
+            .host_roots
+            .get(mount)
+            .and_then(Option::as_ref)
+            .ok_or_else(exdev)?;
+        let rel = path.strip_prefix(dir).map_err(|_| exdev())?;
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        // openat2 refuses O_PATH with any flag but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC.
+        let extra = if flags.contains(OFlag::O_PATH) {
+            OFlag::O_CLOEXEC
+        } else {
+            OFlag::O_CLOEXEC | OFlag::O_NOCTTY
+        };
+        let how = OpenHow::new().flags(flags | extra).resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+        openat2(root, rel, how).map_err(io::Error::from)
+    }
+
+    fn host_lstat(&self, mount: usize, path: &Path) -> io::Result<fs::Metadata> {
         if self.is_fuse_point(path) {
             return Err(io::Error::from_raw_os_error(libc::EXDEV));
         }
-        fs::symlink_metadata(path)
+        // O_PATH | O_NOFOLLOW opens a trailing symlink itself (openat2(2)), to stat it.
+        let fd = self.host_open(mount, path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;
+        fs::File::from(fd).metadata()
     }
 
     /// Attributes of node `id`.
@@ -572,7 +625,7 @@ impl View {
                 Ok(self.ext_attr(mount, &inode, fs.block_size()))
             }
             Node::Synth { .. } => Ok(self.synth_attr(real)),
-            Node::Host { path, .. } => match self.host_lstat(&path) {
+            Node::Host { mount, path } => match self.host_lstat(mount, &path) {
                 Ok(md) => Ok(self.host_attr(real, &md)),
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(self.synth_attr(real)),
                 Err(e) => Err(io_errno(&e)),
@@ -652,7 +705,7 @@ impl View {
                     return Err(Errno::ENOENT);
                 }
                 let hpath = path.join(name);
-                match self.host_lstat(&hpath) {
+                match self.host_lstat(mount, &hpath) {
                     Ok(md) => {
                         let id = self.host_id(mount, &hpath, &md);
                         if md.is_dir()
@@ -741,12 +794,23 @@ impl View {
                     .unwrap_or_default();
                 self.list_names(real, &path, offset, plus, names, &mut emit)
             }
-            Node::Host { path, .. } => {
+            Node::Host { mount, path } => {
                 let mut names = Vec::new();
-                let rd = fs::read_dir(&path).map_err(|e| io_errno(&e))?;
+                let fd = self
+                    .host_open(
+                        mount,
+                        &path,
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                    )
+                    .map_err(|e| io_errno(&e))?;
+                // Listed through the descriptor checked above (its /proc/self/fd link names
+                // that very directory, whatever happens to the path meanwhile).
+                let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let rd = fs::read_dir(&by_fd).map_err(|e| io_errno(&e))?;
                 for e in rd.take(HOST_DIR_LIMIT).flatten() {
                     names.push(e.file_name());
                 }
+                drop(fd);
                 names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 let gp = dpath.unwrap_or_else(|| "/".into());
                 self.list_names(real, &gp, offset, plus, names, &mut emit)
@@ -795,18 +859,21 @@ impl View {
                 Ok(buf)
             }
             Node::Synth { .. } => Err(Errno::EISDIR),
-            Node::Host { path, .. } => {
-                let f = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
-                    .open(&path)
-                    .or_else(|_| {
-                        fs::OpenOptions::new()
-                            .read(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(&path)
-                    })
+            Node::Host { mount, path } => {
+                // O_NONBLOCK: a host FIFO or device must not hold a handler thread.
+                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+                let fd = self
+                    .host_open(mount, &path, flags | OFlag::O_NOATIME)
+                    .or_else(|_| self.host_open(mount, &path, flags))
                     .map_err(|e| io_errno(&e))?;
+                let f = fs::File::from(fd);
+                let md = f.metadata().map_err(|e| io_errno(&e))?;
+                if md.is_dir() {
+                    return Err(Errno::EISDIR);
+                }
+                if !md.is_file() {
+                    return Err(Errno::EINVAL);
+                }
                 let mut buf = vec![0u8; size];
                 let mut done = 0;
                 while done < size {
@@ -830,9 +897,14 @@ impl View {
                 fs.read_link(ino).map_err(|e| errno(&e))
             }
             Node::Synth { .. } => Err(Errno::EINVAL),
-            Node::Host { path, .. } => fs::read_link(&path)
-                .map(|p| p.as_os_str().as_bytes().to_vec())
-                .map_err(|e| io_errno(&e)),
+            Node::Host { mount, path } => {
+                let fd = self
+                    .host_open(mount, &path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+                    .map_err(|e| io_errno(&e))?;
+                nix::fcntl::readlinkat(&fd, "")
+                    .map(|p| p.as_bytes().to_vec())
+                    .map_err(|e| Errno::from_i32(e as i32))
+            }
         }
     }
 
@@ -1249,5 +1321,36 @@ mod tests {
         );
         let (id, _) = view.lookup_in(1, "/", odd).unwrap();
         assert_eq!(view.read(id, 0, 100).unwrap(), b"odd");
+    }
+
+    #[test]
+    fn a_host_directory_swapped_for_a_symlink_after_lookup_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(root.join("dir")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("dir/file"), b"inside").unwrap();
+        fs::write(outside.join("file"), b"SECRET").unwrap();
+        let view = host_view(&root, Presentation::default());
+        let (dir, _) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
+        let (file, _) = view.lookup_in(dir, "/dir", OsStr::new("file")).unwrap();
+        assert_eq!(view.read(file, 0, 100).unwrap(), b"inside");
+
+        fs::rename(root.join("dir"), root.join("dir.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("dir")).unwrap();
+        let read = view.read(file, 0, 100);
+        assert!(read.is_err(), "read through the swapped symlink: {read:?}");
+        assert!(view.attr(file).is_err());
+        let mut listed = Vec::new();
+        let _ = view.list(dir, 0, false, |_, n, _, _, _| {
+            listed.push(n.to_owned());
+            true
+        });
+        assert!(listed.len() <= 2, "listed the symlink's target: {listed:?}");
+        // A symlink is shown as itself, its target read with readlink.
+        let (link, a) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
+        assert_eq!(a.kind, FType::Symlink);
+        assert_eq!(view.readlink(link).unwrap(), outside.as_os_str().as_bytes());
     }
 }
