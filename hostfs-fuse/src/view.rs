@@ -128,16 +128,37 @@ enum Node {
     Synth { path: String },
 }
 
+/// Node tables. Every id handed out carries references: one per lookup the kernel was told
+/// about (a LOOKUP reply or a READDIRPLUS entry), dropped by FORGET; internal uses take one and
+/// give it back at once. An id without references is removed from every table, so the tables
+/// hold what the kernel holds, not every name ever looked up.
 #[derive(Debug, Default)]
 struct Tables {
     /// Guest path of directories seen (only kept when the view has nested mounts).
     dir_paths: HashMap<u64, String>,
-    host: HashMap<u64, (usize, PathBuf)>,
+    /// Host node id → (mount, host path, its key in `host_rev`).
+    host: HashMap<u64, (usize, PathBuf, (usize, u64, u64))>,
     host_rev: HashMap<(usize, u64, u64), u64>,
     synth: HashMap<u64, String>,
     synth_rev: HashMap<String, u64>,
     /// Ext node ids the kernel has been told about, to invalidate on a new generation.
     known: HashSet<u64>,
+    /// References of every live id (see above).
+    refs: HashMap<u64, u64>,
+    /// The next host or synthetic id number (never reused, so a forgotten id cannot come
+    /// back naming another file).
+    next_id: u64,
+}
+
+impl Tables {
+    fn pin(&mut self, id: u64) {
+        *self.refs.entry(id).or_insert(0) += 1;
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id = self.next_id.max(2) + 1;
+        self.next_id
+    }
 }
 
 /// The shared state of a mounted view; [`UmlFs`] (the FUSE side) and the freshness thread
@@ -372,6 +393,7 @@ impl View {
                 });
             }
             path = join(&path, comp);
+            self.unref(id, 1);
             id = child;
         }
         let attr = self.attr(id).map_err(|e| ViewError::Read {
@@ -387,33 +409,78 @@ impl View {
         Ok(id)
     }
 
+    /// The id of synthetic directory `path`, with one reference taken.
     fn synth_id(&self, path: &str) -> u64 {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(id) = t.synth_rev.get(path) {
-            return *id;
-        }
-        let id = SYNTH_BIT | (t.synth.len() as u64 + 2);
-        t.synth.insert(id, path.to_owned());
-        t.synth_rev.insert(path.to_owned(), id);
+        let id = match t.synth_rev.get(path) {
+            Some(id) => *id,
+            None => {
+                let id = SYNTH_BIT | t.fresh_id();
+                t.synth.insert(id, path.to_owned());
+                t.synth_rev.insert(path.to_owned(), id);
+                id
+            }
+        };
+        t.pin(id);
         id
     }
 
+    /// The id of host file `path`, with one reference taken.
     fn host_id(&self, mount: usize, path: &Path, md: &fs::Metadata) -> u64 {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         let key = (mount, md.dev(), md.ino());
-        if let Some(id) = t.host_rev.get(&key) {
-            return *id;
-        }
-        let id = HOST_BIT | (t.host.len() as u64 + 2);
-        t.host.insert(id, (mount, path.to_owned()));
-        t.host_rev.insert(key, id);
+        let id = match t.host_rev.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = HOST_BIT | t.fresh_id();
+                t.host.insert(id, (mount, path.to_owned(), key));
+                t.host_rev.insert(key, id);
+                id
+            }
+        };
+        t.pin(id);
         id
+    }
+
+    /// Drop `n` references of `id` (a FORGET, or an internal use ending); at none, the id
+    /// leaves every table. The view's root is never dropped.
+    pub fn unref(&self, id: u64, n: u64) {
+        if id == 1 || id == self.root_id {
+            return;
+        }
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = t.refs.get_mut(&id) else {
+            return;
+        };
+        *c = c.saturating_sub(n);
+        if *c > 0 {
+            return;
+        }
+        t.refs.remove(&id);
+        if let Some((_, _, key)) = t.host.remove(&id) {
+            t.host_rev.remove(&key);
+        }
+        if let Some(p) = t.synth.remove(&id) {
+            t.synth_rev.remove(&p);
+        }
+        t.known.remove(&id);
+        t.dir_paths.remove(&id);
+    }
+
+    /// How many node ids the tables hold (for tests and diagnostics).
+    pub fn table_len(&self) -> usize {
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        t.refs.len() + t.host.len() + t.synth.len() + t.known.len() + t.dir_paths.len()
     }
 
     fn mount_root(&self, m: usize) -> u64 {
         let mount = &self.mounts[m];
         match &mount.kind {
-            ViewKind::Ext { root_ino, .. } => ext_id(m, *root_ino),
+            ViewKind::Ext { root_ino, .. } => {
+                let id = ext_id(m, *root_ino);
+                self.remember_ext(id);
+                id
+            }
             ViewKind::Opaque => self.synth_id(&mount.point),
             ViewKind::Host { dir } => match self.host_lstat(m, dir) {
                 Ok(md) if md.is_dir() => self.host_id(m, dir, &md),
@@ -426,7 +493,7 @@ impl View {
         let id = if id == 1 { self.root_id } else { id };
         if id & HOST_BIT != 0 {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-            let (mount, path) = t.host.get(&id)?;
+            let (mount, path, _) = t.host.get(&id)?;
             return Some(Node::Host {
                 mount: *mount,
                 path: path.clone(),
@@ -460,9 +527,11 @@ impl View {
         }
     }
 
+    /// Record an ext id handed out, with one reference taken.
     fn remember_ext(&self, id: u64) {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         t.known.insert(id);
+        t.pin(id);
     }
 
     fn dir_path(&self, id: u64) -> Option<String> {
@@ -751,11 +820,16 @@ impl View {
                 fs.read_dir(ino, offset, |e| {
                     let name = OsStr::from_bytes(&e.name);
                     let dot = e.name == b"." || e.name == b"..";
+                    // A mount point (its id comes with a reference) or, for READDIRPLUS, the
+                    // entry's inode (a reference is taken below).
                     let (cid, kind, attr) = if let Some(m) = (!dot).then(|| sub(&e.name)).flatten()
                     {
                         match self.attr(m) {
                             Ok(a) => (m, a.kind, Some(a)),
-                            Err(_) => return true,
+                            Err(_) => {
+                                self.unref(m, 1);
+                                return true;
+                            }
                         }
                     } else if plus && !dot {
                         match fs.inode(e.ino) {
@@ -772,7 +846,9 @@ impl View {
                         (ext_id(mount, e.ino), ftype(e.file_type), None)
                     };
                     if let Some(a) = &attr {
-                        self.remember_ext(cid);
+                        if cid == ext_id(mount, e.ino) {
+                            self.remember_ext(cid);
+                        }
                         if a.kind == FType::Directory
                             && let Some(dp) = &dpath
                             && let Ok(n) = std::str::from_utf8(&e.name)
@@ -780,7 +856,12 @@ impl View {
                             self.remember_dir(cid, &join(dp, n));
                         }
                     }
-                    emit(e.next_offset, name, cid, kind, attr.as_ref())
+                    let keep = emit(e.next_offset, name, cid, kind, attr.as_ref());
+                    // The kernel holds a reference only for a READDIRPLUS entry it took.
+                    if attr.is_some() && !(plus && keep) {
+                        self.unref(cid, 1);
+                    }
+                    keep
                 })
                 .map_err(|e| errno(&e))?;
                 let _ = err;
@@ -836,7 +917,13 @@ impl View {
                 emit(next, name, id, FType::Directory, None)
             } else {
                 match self.lookup_in(id, path, name) {
-                    Ok((cid, a)) => emit(next, name, cid, a.kind, plus.then_some(&a)),
+                    Ok((cid, a)) => {
+                        let keep = emit(next, name, cid, a.kind, plus.then_some(&a));
+                        if !(plus && keep) {
+                            self.unref(cid, 1);
+                        }
+                        keep
+                    }
                     Err(_) => true,
                 }
             };
@@ -1048,6 +1135,12 @@ impl fuser::Filesystem for UmlFs {
             }
             Err(e) => reply.error(e),
         }
+    }
+
+    // The kernel dropped `nlookup` references (fuser's default batch_forget calls this for each
+    // node); no reply.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.view.unref(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -1352,5 +1445,51 @@ mod tests {
         let (link, a) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
         assert_eq!(a.kind, FType::Symlink);
         assert_eq!(view.readlink(link).unwrap(), outside.as_os_str().as_bytes());
+    }
+
+    #[test]
+    fn tables_hold_only_what_the_kernel_references() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in 0..20 {
+            let dir = tmp.path().join(format!("d{d}"));
+            fs::create_dir(&dir).unwrap();
+            for f in 0..50 {
+                fs::write(dir.join(format!("f{f}")), b"x").unwrap();
+            }
+        }
+        let view = host_view(tmp.path(), Presentation::default());
+        let base = view.table_len();
+        for round in 0..3 {
+            // A READDIR (no references) and a lookup of every name (one each), then the
+            // kernel forgets them all, as after `find` and a cache drop.
+            let mut taken = Vec::new();
+            for d in 0..20 {
+                let (dir, _) = view
+                    .lookup_in(1, "/", OsStr::new(&format!("d{d}")))
+                    .unwrap();
+                let mut n = 0;
+                view.list(dir, 0, false, |_, _, _, _, _| {
+                    n += 1;
+                    true
+                })
+                .unwrap();
+                assert_eq!(n, 52);
+                for f in 0..50 {
+                    let (id, _) = view
+                        .lookup_in(dir, "/", OsStr::new(&format!("f{f}")))
+                        .unwrap();
+                    taken.push(id);
+                }
+                taken.push(dir);
+            }
+            assert!(view.table_len() > base + 1000, "round {round}");
+            for id in taken {
+                view.unref(id, 1);
+            }
+            assert_eq!(view.table_len(), base, "round {round}");
+        }
+        // The root survives any number of forgets.
+        view.unref(1, 100);
+        assert!(view.attr(1).is_ok());
     }
 }
