@@ -128,6 +128,9 @@ enum Node {
     Synth { path: String },
 }
 
+/// A host file as (view mount, host st_dev, host st_ino).
+type HostKey = (usize, u64, u64);
+
 /// Node tables. Every id handed out carries references: one per lookup the kernel was told
 /// about (a LOOKUP reply or a READDIRPLUS entry), dropped by FORGET; internal uses take one and
 /// give it back at once. An id without references is removed from every table, so the tables
@@ -137,8 +140,8 @@ struct Tables {
     /// Guest path of directories seen (only kept when the view has nested mounts).
     dir_paths: HashMap<u64, String>,
     /// Host node id → (mount, host path, its key in `host_rev`).
-    host: HashMap<u64, (usize, PathBuf, (usize, u64, u64))>,
-    host_rev: HashMap<(usize, u64, u64), u64>,
+    host: HashMap<u64, (usize, PathBuf, HostKey)>,
+    host_rev: HashMap<HostKey, u64>,
     synth: HashMap<u64, String>,
     synth_rev: HashMap<String, u64>,
     /// Ext node ids the kernel has been told about, to invalidate on a new generation.
@@ -1000,7 +1003,12 @@ impl View {
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
-                fs.xattr(ino, name).map_err(|e| errno(&e))
+                fs.xattr(ino, name).map_err(|e| match e {
+                    // Over XATTR_SIZE_MAX or the budget: what the kernel says for values
+                    // larger than it can pass.
+                    ExtError::TooLarge { .. } => Errno::E2BIG,
+                    e => errno(&e),
+                })
             }
             _ => Ok(None),
         }
