@@ -3,6 +3,7 @@
 //! per thread) and the time it takes, and fails on the unbounded behaviour.
 
 mod ext_support;
+mod umlfs_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ext_support::*;
 use umlfs::ext::Filesystem;
+use umlfs_support::{BIN, MountPoint};
 
 /// Counts the bytes live on the current thread and their peak.
 struct Counting;
@@ -293,4 +295,56 @@ fn sparse_image_declaring_a_huge_filesystem_opens_in_bounded_memory() {
         assert!(peak < 32 << 20, "{apparent}: peak {peak}");
         assert!(took < Duration::from_secs(10), "{apparent}: took {took:?}");
     }
+}
+
+/// Over FUSE: two listings and a lookup of the bomb directory at once froze the mount (both
+/// handler threads busy for good, callers in D state). Each request now ends, and the mount
+/// keeps answering. Every command is bounded by timeout(1); the mount is dropped by
+/// MountPoint.
+#[test]
+fn directory_bomb_over_fuse_leaves_the_mount_responsive() {
+    let (tmp, bytes, _) = directory_bomb(1 << 32);
+    let img = tmp.path().join("bomb.img");
+    fs::write(&img, bytes).unwrap();
+    let mp = MountPoint::new();
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", "30", BIN])
+        .arg(&img)
+        .arg(mp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let d = mp.path().join("d");
+    let start = Instant::now();
+    let runs: Vec<_> = [vec!["ls", "-f"], vec!["ls", "-f"], vec!["stat", "-c", "%i"]]
+        .into_iter()
+        .map(|cmd| {
+            let mut c = Command::new("timeout");
+            c.args(["-s", "KILL", "30"]).args(&cmd);
+            c.arg(if cmd[0] == "stat" {
+                d.join("x")
+            } else {
+                d.clone()
+            });
+            c.spawn().unwrap()
+        })
+        .collect();
+    for mut r in runs {
+        let st = r.wait().unwrap();
+        // An error (EIO, ENOENT) is fine; being killed by timeout(1) is the hang.
+        assert!(
+            !matches!(st.code(), Some(124 | 137) | None),
+            "a request on the bomb did not end: {st:?}"
+        );
+    }
+    let took = start.elapsed();
+    eprintln!("three requests on the bomb: {took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let st = Command::new("timeout")
+        .args(["-s", "KILL", "10", "stat"])
+        .arg(mp.path().join("f"))
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "the mount stopped answering: {st:?}");
+    assert!(mp.unmount());
 }
