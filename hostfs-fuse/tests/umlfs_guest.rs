@@ -302,3 +302,44 @@ fn mount_helper_mounts_a_guest_and_guest_exit_leaves_a_mount_that_unmounts_clean
     assert!(wait_no_daemon(mp.path(), Duration::from_secs(10)));
     assert!(!mp.is_mounted());
 }
+
+/// With `allow_other,uid=N` on a guest whose root is the host's /, user N read the host's
+/// /etc/shadow: uid= made it the owner of every hostfs file. uid=/gid= now apply to the
+/// guest's disk files only.
+#[test]
+fn uid_option_does_not_hand_host_files_to_that_user() {
+    let s = boot();
+    let mp = MountPoint::new();
+    let nobody = "65534";
+    mount_guest(
+        &format!("{}:/", s.guest.umid()),
+        &s.guest,
+        &mp,
+        &format!(",allow_other,uid={nobody},gid={nobody}"),
+    );
+    let shadow = mp.path().join("etc/shadow");
+    let md = fs::symlink_metadata(&shadow).unwrap();
+    let host = fs::symlink_metadata("/etc/shadow").unwrap();
+    assert_eq!((md.uid(), md.gid()), (host.uid(), host.gid()));
+    let disk = fs::symlink_metadata(mp.path().join("tmp/d/new.txt")).unwrap();
+    assert_eq!(disk.uid(), 65534, "uid= still applies to the guest's disk");
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "setpriv",
+            "--reuid",
+            nobody,
+            "--regid",
+            nobody,
+            "--clear-groups",
+        ])
+        .arg("cat")
+        .arg(&shadow)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "user {nobody} read the host's /etc/shadow: {out:?}"
+    );
+    assert!(mp.unmount());
+}
