@@ -343,3 +343,89 @@ fn uid_option_does_not_hand_host_files_to_that_user() {
     );
     assert!(mp.unmount());
 }
+
+/// A host tmpfs (new inode numbers for every file created) mounted under a guest-visible
+/// directory; unmounted on drop.
+struct HostTmpfs(PathBuf, tempfile::TempDir);
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Node tables grew with every host file ever looked up. With FORGET they hold what the
+/// kernel holds: across `find` runs over a hostfs tree whose 20,000 files are recreated
+/// (new inode numbers) each time, with the kernel's caches dropped in between, the daemon's
+/// RSS stays flat.
+#[test]
+fn forget_keeps_memory_flat_across_find_runs_over_a_changing_host_tree() {
+    let s = boot();
+    let dir = host_visible_dir();
+    let t = dir.path().join("t");
+    fs::create_dir(&t).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "none"])
+        .arg(&t)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tree = HostTmpfs(t.clone(), dir);
+    let fill = |round: usize| {
+        for d in 0..100 {
+            let p = tree.0.join(format!("d{d:03}"));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir(&p).unwrap();
+            for f in 0..200 {
+                fs::write(p.join(format!("r{round}-file-{f:04}")), b"").unwrap();
+            }
+        }
+    };
+    fill(0);
+    let mp = MountPoint::new();
+    mount_guest(
+        &format!("{}:{}", s.guest.umid(), t.display()),
+        &s.guest,
+        &mp,
+        "",
+    );
+    let pid = daemons_for(mp.path())[0];
+    let mut rss = Vec::new();
+    for round in 0..6 {
+        if round > 0 {
+            fill(round);
+        }
+        let start = Instant::now();
+        let out = Command::new("timeout")
+            .args(["120", "find"])
+            .arg(mp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let n = out.stdout.iter().filter(|&&c| c == b'\n').count();
+        assert_eq!(n, 1 + 100 + 100 * 200);
+        let took = start.elapsed();
+        let _ = fs::write("/proc/sys/vm/drop_caches", "2");
+        sleep(Duration::from_secs(1));
+        rss.push(rss_kib(pid));
+        eprintln!(
+            "find run {round}: {n} entries in {took:?}, daemon RSS {} KiB",
+            rss[round]
+        );
+    }
+    assert!(mp.unmount());
+    let growth = rss[5].saturating_sub(rss[1]);
+    assert!(
+        growth < 2048,
+        "RSS grew {growth} KiB over runs 1..5: {rss:?}"
+    );
+}
