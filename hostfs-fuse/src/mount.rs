@@ -285,6 +285,22 @@ pub fn prepare(
                 None => {
                     let text = ask("its mount table", client.proc_file("1/mountinfo"))?;
                     let gm = source::guest_mounts(&source::parse_mountinfo(&text));
+                    // The mount table arrives as text: bytes that are not UTF-8 are lost on
+                    // the way (U+FFFD), so such a mount cannot be placed where it is.
+                    for m in &gm {
+                        let host = match &m.kind {
+                            MountKind::Host { dir } => dir.to_string_lossy().contains('\u{fffd}'),
+                            MountKind::Ubd { root, .. } => root.contains('\u{fffd}'),
+                            MountKind::Opaque { .. } => false,
+                        };
+                        if m.point.contains('\u{fffd}') || host {
+                            notes.push(format!(
+                                "guest mount at \"{}\" has a path that is not UTF-8: it may be shown \
+                                 as the directory it covers",
+                                m.point
+                            ));
+                        }
+                    }
                     let mut units: Vec<u32> = gm
                         .iter()
                         .filter_map(|m| match m.kind {
