@@ -346,11 +346,15 @@ fn uid_option_does_not_hand_host_files_to_that_user() {
 
 /// A host tmpfs (new inode numbers for every file created) mounted under a guest-visible
 /// directory; unmounted on drop.
-struct HostTmpfs(PathBuf, tempfile::TempDir);
+struct HostTmpfs {
+    point: PathBuf,
+    /// Removed after the tmpfs is unmounted (fields drop after `drop`).
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for HostTmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
     }
 }
 
@@ -379,10 +383,13 @@ fn forget_keeps_memory_flat_across_find_runs_over_a_changing_host_tree() {
         .status()
         .unwrap();
     assert!(st.success());
-    let tree = HostTmpfs(t.clone(), dir);
+    let tree = HostTmpfs {
+        point: t.clone(),
+        _dir: dir,
+    };
     let fill = |round: usize| {
         for d in 0..100 {
-            let p = tree.0.join(format!("d{d:03}"));
+            let p = tree.point.join(format!("d{d:03}"));
             let _ = fs::remove_dir_all(&p);
             fs::create_dir(&p).unwrap();
             for f in 0..200 {
