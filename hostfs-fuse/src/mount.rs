@@ -46,6 +46,8 @@ pub enum MountError {
         #[source]
         source: ExtError,
     },
+    #[error("{path} is {kind}, not an image: umlfs reads regular files and block devices only")]
+    NotAnImage { path: PathBuf, kind: &'static str },
     #[error("cannot read COW file {path}: {reason}")]
     Cow { path: PathBuf, reason: String },
     #[error("guest \"{umid}\" has no disk ubd{unit} configured")]
@@ -108,6 +110,46 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// What kind of file `ft` is, for messages.
+fn kind_of(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Open `path` read-only without ever blocking (`O_NONBLOCK`: a FIFO would wait for a writer
+/// forever) and refuse anything that is not a regular file or a block device. The type is
+/// checked on the open descriptor, so a file swapped in after the check is never read.
+fn open_image_file(path: &Path) -> Result<File, MountError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let open_err = |source| MountError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(open_err)?;
+    let ft = file.metadata().map_err(open_err)?.file_type();
+    if !(ft.is_file() || ft.is_block_device()) {
+        return Err(MountError::NotAnImage {
+            path: path.to_owned(),
+            kind: kind_of(ft),
+        });
+    }
+    Ok(file)
+}
+
 /// Open one image read-only as a block source: a raw image, or a COW file (v1, v2, v3) read
 /// through to its backing file (`backing` overrides the header's, as the kernel's
 /// `ubdN=cow,backing` does). Returns the source, the image file (for `F_GETLK`) and the
@@ -116,18 +158,17 @@ fn open_image(
     path: &Path,
     backing: Option<&Path>,
 ) -> Result<(Image, File, Vec<PathBuf>), MountError> {
-    let file = File::open(path).map_err(|source| MountError::Open {
+    let file = open_image_file(path)?;
+    // Whether it is a COW file is the kernel's autodetection, which `uml::cow` implements. It
+    // reads through our descriptor (the file checked above), not the path.
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let cow = uml::cow::CowFile::open(&by_fd).map_err(|e| MountError::Cow {
         path: path.to_owned(),
-        source,
+        reason: chain(&e),
     })?;
-    // Whether it is a COW file is the kernel's autodetection, which `uml::cow` implements.
-    let is_cow = uml::cow::CowFile::open(path)
-        .map_err(|e| MountError::Cow {
-            path: path.to_owned(),
-            reason: chain(&e),
-        })?
-        .is_some();
-    if is_cow {
+    if let Some(cow) = cow {
+        // The backing file must be an image too (a FIFO there would hang the open below).
+        open_image_file(backing.unwrap_or_else(|| cow.backing_path()))?;
         let reader = CowReader::open(path, backing).map_err(|e| MountError::Cow {
             path: path.to_owned(),
             reason: chain(&e),
@@ -244,6 +285,22 @@ pub fn prepare(
                 None => {
                     let text = ask("its mount table", client.proc_file("1/mountinfo"))?;
                     let gm = source::guest_mounts(&source::parse_mountinfo(&text));
+                    // The mount table arrives as text: bytes that are not UTF-8 are lost on
+                    // the way (U+FFFD), so such a mount cannot be placed where it is.
+                    for m in &gm {
+                        let host = match &m.kind {
+                            MountKind::Host { dir } => dir.to_string_lossy().contains('\u{fffd}'),
+                            MountKind::Ubd { root, .. } => root.contains('\u{fffd}'),
+                            MountKind::Opaque { .. } => false,
+                        };
+                        if m.point.contains('\u{fffd}') || host {
+                            notes.push(format!(
+                                "guest mount at \"{}\" has a path that is not UTF-8: it may be shown \
+                                 as the directory it covers",
+                                m.point
+                            ));
+                        }
+                    }
                     let mut units: Vec<u32> = gm
                         .iter()
                         .filter_map(|m| match m.kind {

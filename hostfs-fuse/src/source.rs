@@ -134,25 +134,56 @@ pub struct MountInfo {
     pub super_options: String,
 }
 
-/// Undo the octal escapes the kernel puts in mountinfo paths (`\040` for a space).
+/// Undo the octal escapes the kernel puts in mountinfo paths (`\040` for a space). The
+/// kernel only writes escapes of bytes (`\000` to `\377`); anything else, like `\777` from
+/// a hostile guest, is kept literally.
 fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
+    String::from_utf8_lossy(&unescape_bytes(s.as_bytes())).into_owned()
+}
+
+/// [`unescape`] on bytes, keeping them as they are (paths need not be UTF-8).
+fn unescape_bytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        let digits = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let value = digits.map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')));
+        match value.and_then(|v| u8::try_from(v).ok()) {
+            Some(v) if b[i] == b'\\' => {
+                out.push(v);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// The mount points of FUSE filesystems in mountinfo bytes (this host's, so trusted, but its
+/// paths need not be UTF-8: they are compared as bytes).
+pub fn fuse_mount_points(text: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::new();
+    for line in text.split(|&c| c == b'\n').take(100_000) {
+        let f: Vec<&[u8]> = line.split(|&c| c == b' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == b"-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (f.get(4), f.get(sep + 1)) else {
+            continue;
+        };
+        if sep >= 6 && (*fstype == b"fuse" || fstype.starts_with(b"fuse.")) {
+            out.push(PathBuf::from(std::ffi::OsString::from_vec(unescape_bytes(
+                point,
+            ))));
+        }
+    }
+    out
 }
 
 /// Parse mountinfo text; malformed lines are skipped.
@@ -355,6 +386,27 @@ mod tests {
                 root: "/srv".into()
             }
         );
+    }
+
+    #[test]
+    fn out_of_range_escapes_are_kept_literally() {
+        // \777 is 511: it overflowed a u8 (a panic in debug builds, a wrong byte in release).
+        assert_eq!(unescape("/a\\777b"), "/a\\777b");
+        assert_eq!(unescape("/a\\400"), "/a\\400");
+        assert_eq!(unescape("/a\\377"), "/a\u{fffd}");
+        assert_eq!(unescape("/x\\040y\\134"), "/x y\\");
+        assert_eq!(unescape("\\12"), "\\12");
+        let m = parse_mountinfo("1 0 98:0 / /m\\777 rw - ext4 /dev/ubda rw\n");
+        assert_eq!(m[0].point, "/m\\777");
+    }
+
+    #[test]
+    fn fuse_mount_points_keep_non_utf8_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let text = b"30 1 0:40 / /m/\\377x rw - fuse.umlfs a rw\n31 1 0:41 / /n rw - ext4 b rw\n";
+        let p = fuse_mount_points(text);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].as_os_str().as_bytes(), b"/m/\xffx");
     }
 
     #[test]

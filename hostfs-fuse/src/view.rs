@@ -14,11 +14,12 @@
 //! issued by this process's own handler threads are refused with EIO.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +30,8 @@ use fuser::{
     LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
     ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
 use crate::ext::{BlockSource, ExtError, FileType, Filesystem, Inode};
 
@@ -125,16 +128,40 @@ enum Node {
     Synth { path: String },
 }
 
+/// A host file as (view mount, host st_dev, host st_ino).
+type HostKey = (usize, u64, u64);
+
+/// Node tables. Every id handed out carries references: one per lookup the kernel was told
+/// about (a LOOKUP reply or a READDIRPLUS entry), dropped by FORGET; internal uses take one and
+/// give it back at once. An id without references is removed from every table, so the tables
+/// hold what the kernel holds, not every name ever looked up.
 #[derive(Debug, Default)]
 struct Tables {
     /// Guest path of directories seen (only kept when the view has nested mounts).
     dir_paths: HashMap<u64, String>,
-    host: HashMap<u64, (usize, PathBuf)>,
-    host_rev: HashMap<(usize, u64, u64), u64>,
+    /// Host node id → (mount, host path, its key in `host_rev`).
+    host: HashMap<u64, (usize, PathBuf, HostKey)>,
+    host_rev: HashMap<HostKey, u64>,
     synth: HashMap<u64, String>,
     synth_rev: HashMap<String, u64>,
     /// Ext node ids the kernel has been told about, to invalidate on a new generation.
     known: HashSet<u64>,
+    /// References of every live id (see above).
+    refs: HashMap<u64, u64>,
+    /// The next host or synthetic id number (never reused, so a forgotten id cannot come
+    /// back naming another file).
+    next_id: u64,
+}
+
+impl Tables {
+    fn pin(&mut self, id: u64) {
+        *self.refs.entry(id).or_insert(0) += 1;
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id = self.next_id.max(2) + 1;
+        self.next_id
+    }
 }
 
 /// The shared state of a mounted view; [`UmlFs`] (the FUSE side) and the freshness thread
@@ -157,6 +184,9 @@ pub struct View {
     fuse_points: Mutex<(Option<Instant>, HashSet<PathBuf>)>,
     /// This view's own mount point (canonical), never looked at through hostfs.
     own_point: Option<PathBuf>,
+    /// Per mount: for a hostfs mount, its directory opened (`O_PATH`) before the FUSE session
+    /// exists, and the path its nodes' paths start with.
+    host_roots: Vec<Option<(OwnedFd, PathBuf)>>,
 }
 
 /// Why a view could not be built.
@@ -297,7 +327,21 @@ impl View {
                 cur = parent;
             }
         }
+        let host_roots = mounts
+            .iter()
+            .map(|m| match &m.kind {
+                ViewKind::Host { dir } => nix::fcntl::open(
+                    dir.as_path(),
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok()
+                .map(|fd| (fd, dir.clone())),
+                _ => None,
+            })
+            .collect();
         let mut view = View {
+            host_roots,
             disks,
             mounts,
             top: top.to_owned(),
@@ -334,7 +378,7 @@ impl View {
         let mut path = self.mounts[m].point.clone();
         let rest = self.top[path.len()..].to_owned();
         for comp in rest.split('/').filter(|c| !c.is_empty()) {
-            let (child, attr) = self.lookup_in(id, &path, comp).map_err(|e| {
+            let (child, attr) = self.lookup_in(id, &path, OsStr::new(comp)).map_err(|e| {
                 if e == Errno::ENOENT {
                     ViewError::NoSuchPath {
                         path: self.top.clone(),
@@ -352,6 +396,7 @@ impl View {
                 });
             }
             path = join(&path, comp);
+            self.unref(id, 1);
             id = child;
         }
         let attr = self.attr(id).map_err(|e| ViewError::Read {
@@ -367,35 +412,80 @@ impl View {
         Ok(id)
     }
 
+    /// The id of synthetic directory `path`, with one reference taken.
     fn synth_id(&self, path: &str) -> u64 {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(id) = t.synth_rev.get(path) {
-            return *id;
-        }
-        let id = SYNTH_BIT | (t.synth.len() as u64 + 2);
-        t.synth.insert(id, path.to_owned());
-        t.synth_rev.insert(path.to_owned(), id);
+        let id = match t.synth_rev.get(path) {
+            Some(id) => *id,
+            None => {
+                let id = SYNTH_BIT | t.fresh_id();
+                t.synth.insert(id, path.to_owned());
+                t.synth_rev.insert(path.to_owned(), id);
+                id
+            }
+        };
+        t.pin(id);
         id
     }
 
+    /// The id of host file `path`, with one reference taken.
     fn host_id(&self, mount: usize, path: &Path, md: &fs::Metadata) -> u64 {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         let key = (mount, md.dev(), md.ino());
-        if let Some(id) = t.host_rev.get(&key) {
-            return *id;
-        }
-        let id = HOST_BIT | (t.host.len() as u64 + 2);
-        t.host.insert(id, (mount, path.to_owned()));
-        t.host_rev.insert(key, id);
+        let id = match t.host_rev.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = HOST_BIT | t.fresh_id();
+                t.host.insert(id, (mount, path.to_owned(), key));
+                t.host_rev.insert(key, id);
+                id
+            }
+        };
+        t.pin(id);
         id
+    }
+
+    /// Drop `n` references of `id` (a FORGET, or an internal use ending); at none, the id
+    /// leaves every table. The view's root is never dropped.
+    pub fn unref(&self, id: u64, n: u64) {
+        if id == 1 || id == self.root_id {
+            return;
+        }
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = t.refs.get_mut(&id) else {
+            return;
+        };
+        *c = c.saturating_sub(n);
+        if *c > 0 {
+            return;
+        }
+        t.refs.remove(&id);
+        if let Some((_, _, key)) = t.host.remove(&id) {
+            t.host_rev.remove(&key);
+        }
+        if let Some(p) = t.synth.remove(&id) {
+            t.synth_rev.remove(&p);
+        }
+        t.known.remove(&id);
+        t.dir_paths.remove(&id);
+    }
+
+    /// How many node ids the tables hold (for tests and diagnostics).
+    pub fn table_len(&self) -> usize {
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        t.refs.len() + t.host.len() + t.synth.len() + t.known.len() + t.dir_paths.len()
     }
 
     fn mount_root(&self, m: usize) -> u64 {
         let mount = &self.mounts[m];
         match &mount.kind {
-            ViewKind::Ext { root_ino, .. } => ext_id(m, *root_ino),
+            ViewKind::Ext { root_ino, .. } => {
+                let id = ext_id(m, *root_ino);
+                self.remember_ext(id);
+                id
+            }
             ViewKind::Opaque => self.synth_id(&mount.point),
-            ViewKind::Host { dir } => match self.host_lstat(dir) {
+            ViewKind::Host { dir } => match self.host_lstat(m, dir) {
                 Ok(md) if md.is_dir() => self.host_id(m, dir, &md),
                 _ => self.synth_id(&mount.point),
             },
@@ -406,7 +496,7 @@ impl View {
         let id = if id == 1 { self.root_id } else { id };
         if id & HOST_BIT != 0 {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-            let (mount, path) = t.host.get(&id)?;
+            let (mount, path, _) = t.host.get(&id)?;
             return Some(Node::Host {
                 mount: *mount,
                 path: path.clone(),
@@ -440,9 +530,11 @@ impl View {
         }
     }
 
+    /// Record an ext id handed out, with one reference taken.
     fn remember_ext(&self, id: u64) {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         t.known.insert(id);
+        t.pin(id);
     }
 
     fn dir_path(&self, id: u64) -> Option<String> {
@@ -517,8 +609,11 @@ impl View {
             kind,
             perm: (md.mode() & 0o7777) as u16 & !self.pres.umask,
             nlink: md.nlink() as u32,
-            uid: self.pres.uid.unwrap_or(md.uid()),
-            gid: self.pres.gid.unwrap_or(md.gid()),
+            // uid= / gid= present guest files only: a host file keeps its owner, or
+            // allow_other,uid=N would let user N read the host's /etc/shadow through the
+            // passthrough of a guest whose root is the host's /.
+            uid: md.uid(),
+            gid: md.gid(),
             rdev: encode_dev(libc::major(rdev), libc::minor(rdev)),
             blksize: md.blksize() as u32,
             flags: 0,
@@ -543,22 +638,53 @@ impl View {
         if g.0
             .is_none_or(|at| at.elapsed() > Duration::from_millis(500))
         {
-            let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            g.1 = crate::source::parse_mountinfo(&text)
+            let text = fs::read("/proc/self/mountinfo").unwrap_or_default();
+            g.1 = crate::source::fuse_mount_points(&text)
                 .into_iter()
-                .filter(|m| m.fstype == "fuse" || m.fstype.starts_with("fuse."))
-                .map(|m| PathBuf::from(m.point))
                 .collect();
             g.0 = Some(Instant::now());
         }
         g.1.contains(path)
     }
 
-    fn host_lstat(&self, path: &Path) -> io::Result<fs::Metadata> {
+    /// Open host path `path` of hostfs mount `mount` relative to the mount's directory
+    /// descriptor, beneath it and without following any symlink (openat2 `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`): a directory swapped for a symlink after a lookup gives ELOOP,
+    /// never a file elsewhere.
+    fn host_open(&self, mount: usize, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+        let exdev = || io::Error::from_raw_os_error(libc::EXDEV);
+        let (root, dir) = self
+            .host_roots
+            .get(mount)
+            .and_then(Option::as_ref)
+            .ok_or_else(exdev)?;
+        let rel = path.strip_prefix(dir).map_err(|_| exdev())?;
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        // openat2 refuses O_PATH with any flag but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC.
+        let extra = if flags.contains(OFlag::O_PATH) {
+            OFlag::O_CLOEXEC
+        } else {
+            OFlag::O_CLOEXEC | OFlag::O_NOCTTY
+        };
+        let how = OpenHow::new().flags(flags | extra).resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+        openat2(root, rel, how).map_err(io::Error::from)
+    }
+
+    fn host_lstat(&self, mount: usize, path: &Path) -> io::Result<fs::Metadata> {
         if self.is_fuse_point(path) {
             return Err(io::Error::from_raw_os_error(libc::EXDEV));
         }
-        fs::symlink_metadata(path)
+        // O_PATH | O_NOFOLLOW opens a trailing symlink itself (openat2(2)), to stat it.
+        let fd = self.host_open(mount, path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;
+        fs::File::from(fd).metadata()
     }
 
     /// Attributes of node `id`.
@@ -571,7 +697,7 @@ impl View {
                 Ok(self.ext_attr(mount, &inode, fs.block_size()))
             }
             Node::Synth { .. } => Ok(self.synth_attr(real)),
-            Node::Host { path, .. } => match self.host_lstat(&path) {
+            Node::Host { mount, path } => match self.host_lstat(mount, &path) {
                 Ok(md) => Ok(self.host_attr(real, &md)),
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(self.synth_attr(real)),
                 Err(e) => Err(io_errno(&e)),
@@ -599,19 +725,23 @@ impl View {
         None
     }
 
-    /// Look `name` up in directory `parent` (whose guest path is `ppath`, if known).
-    fn lookup_in(&self, parent: u64, ppath: &str, name: &str) -> Result<(u64, FileAttr), Errno> {
+    /// Look `name` up in directory `parent` (whose guest path is `ppath`, if known). Names are
+    /// bytes: one that is not UTF-8 is found like any other (it cannot be a guest mount point,
+    /// whose paths come from the guest's mountinfo text).
+    fn lookup_in(&self, parent: u64, ppath: &str, name: &OsStr) -> Result<(u64, FileAttr), Errno> {
         let node = self.node(parent).ok_or(Errno::ENOENT)?;
-        let cpath = join(ppath, name);
-        if self.nested {
-            if let Some(id) = self.mounted(&cpath) {
+        let cpath = name.to_str().map(|n| join(ppath, n));
+        if self.nested
+            && let Some(cpath) = &cpath
+        {
+            if let Some(id) = self.mounted(cpath) {
                 let a = self.attr(id)?;
-                self.remember_dir(id, &cpath);
+                self.remember_dir(id, cpath);
                 return Ok((id, a));
             }
-            if self.below.contains_key(&cpath) && matches!(node, Node::Synth { .. }) {
-                let id = self.synth_id(&cpath);
-                self.remember_dir(id, &cpath);
+            if self.below.contains_key(cpath) && matches!(node, Node::Synth { .. }) {
+                let id = self.synth_id(cpath);
+                self.remember_dir(id, cpath);
                 return Ok((id, self.synth_attr(id)));
             }
         }
@@ -626,35 +756,41 @@ impl View {
                 let attr = self.ext_attr(mount, &inode, fs.block_size());
                 let id = attr.ino.0;
                 self.remember_ext(id);
-                if attr.kind == FType::Directory {
-                    self.remember_dir(id, &cpath);
+                if attr.kind == FType::Directory
+                    && let Some(cpath) = &cpath
+                {
+                    self.remember_dir(id, cpath);
                 }
                 Ok((id, attr))
             }
-            Node::Synth { .. } => {
-                if self.nested && self.below.contains_key(&cpath) {
-                    let id = self.synth_id(&cpath);
-                    self.remember_dir(id, &cpath);
-                    return Ok((id, self.synth_attr(id)));
+            Node::Synth { .. } => match &cpath {
+                Some(cpath) if self.nested && self.below.contains_key(cpath) => {
+                    let id = self.synth_id(cpath);
+                    self.remember_dir(id, cpath);
+                    Ok((id, self.synth_attr(id)))
                 }
-                Err(Errno::ENOENT)
-            }
+                _ => Err(Errno::ENOENT),
+            },
             Node::Host { mount, path } => {
-                if name == "." || name == ".." || name.contains('/') {
+                let b = name.as_bytes();
+                if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
                     return Err(Errno::ENOENT);
                 }
                 let hpath = path.join(name);
-                match self.host_lstat(&hpath) {
+                match self.host_lstat(mount, &hpath) {
                     Ok(md) => {
                         let id = self.host_id(mount, &hpath, &md);
-                        if md.is_dir() {
-                            self.remember_dir(id, &cpath);
+                        if md.is_dir()
+                            && let Some(cpath) = &cpath
+                        {
+                            self.remember_dir(id, cpath);
                         }
                         Ok((id, self.host_attr(id, &md)))
                     }
                     // A FUSE mount point on the host: shown empty, never entered.
                     Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                        let id = self.synth_id(&cpath);
+                        let key = String::from_utf8_lossy(hpath.as_os_str().as_bytes());
+                        let id = self.synth_id(&format!("host-fuse:{key}"));
                         Ok((id, self.synth_attr(id)))
                     }
                     Err(e) => Err(io_errno(&e)),
@@ -687,11 +823,16 @@ impl View {
                 fs.read_dir(ino, offset, |e| {
                     let name = OsStr::from_bytes(&e.name);
                     let dot = e.name == b"." || e.name == b"..";
+                    // A mount point (its id comes with a reference) or, for READDIRPLUS, the
+                    // entry's inode (a reference is taken below).
                     let (cid, kind, attr) = if let Some(m) = (!dot).then(|| sub(&e.name)).flatten()
                     {
                         match self.attr(m) {
                             Ok(a) => (m, a.kind, Some(a)),
-                            Err(_) => return true,
+                            Err(_) => {
+                                self.unref(m, 1);
+                                return true;
+                            }
                         }
                     } else if plus && !dot {
                         match fs.inode(e.ino) {
@@ -708,7 +849,9 @@ impl View {
                         (ext_id(mount, e.ino), ftype(e.file_type), None)
                     };
                     if let Some(a) = &attr {
-                        self.remember_ext(cid);
+                        if cid == ext_id(mount, e.ino) {
+                            self.remember_ext(cid);
+                        }
                         if a.kind == FType::Directory
                             && let Some(dp) = &dpath
                             && let Ok(n) = std::str::from_utf8(&e.name)
@@ -716,29 +859,43 @@ impl View {
                             self.remember_dir(cid, &join(dp, n));
                         }
                     }
-                    emit(e.next_offset, name, cid, kind, attr.as_ref())
+                    let keep = emit(e.next_offset, name, cid, kind, attr.as_ref());
+                    // The kernel holds a reference only for a READDIRPLUS entry it took.
+                    if attr.is_some() && !(plus && keep) {
+                        self.unref(cid, 1);
+                    }
+                    keep
                 })
                 .map_err(|e| errno(&e))?;
                 let _ = err;
                 Ok(())
             }
             Node::Synth { path } => {
-                let names: Vec<String> = self
+                let names: Vec<OsString> = self
                     .below
                     .get(&path)
-                    .map(|s| s.iter().cloned().collect())
+                    .map(|s| s.iter().map(OsString::from).collect())
                     .unwrap_or_default();
                 self.list_names(real, &path, offset, plus, names, &mut emit)
             }
-            Node::Host { path, .. } => {
+            Node::Host { mount, path } => {
                 let mut names = Vec::new();
-                let rd = fs::read_dir(&path).map_err(|e| io_errno(&e))?;
+                let fd = self
+                    .host_open(
+                        mount,
+                        &path,
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                    )
+                    .map_err(|e| io_errno(&e))?;
+                // Listed through the descriptor checked above (its /proc/self/fd link names
+                // that very directory, whatever happens to the path meanwhile).
+                let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let rd = fs::read_dir(&by_fd).map_err(|e| io_errno(&e))?;
                 for e in rd.take(HOST_DIR_LIMIT).flatten() {
-                    if let Some(n) = e.file_name().to_str() {
-                        names.push(n.to_owned());
-                    }
+                    names.push(e.file_name());
                 }
-                names.sort();
+                drop(fd);
+                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 let gp = dpath.unwrap_or_else(|| "/".into());
                 self.list_names(real, &gp, offset, plus, names, &mut emit)
             }
@@ -752,18 +909,24 @@ impl View {
         path: &str,
         offset: u64,
         plus: bool,
-        names: Vec<String>,
+        names: Vec<OsString>,
         emit: &mut impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
     ) -> Result<(), Errno> {
-        let mut all = vec![".".to_owned(), "..".to_owned()];
+        let mut all = vec![OsString::from("."), OsString::from("..")];
         all.extend(names);
         for (i, name) in all.iter().enumerate().skip(offset as usize) {
             let next = i as u64 + 1;
             let keep = if i < 2 {
-                emit(next, OsStr::new(name), id, FType::Directory, None)
+                emit(next, name, id, FType::Directory, None)
             } else {
                 match self.lookup_in(id, path, name) {
-                    Ok((cid, a)) => emit(next, OsStr::new(name), cid, a.kind, plus.then_some(&a)),
+                    Ok((cid, a)) => {
+                        let keep = emit(next, name, cid, a.kind, plus.then_some(&a));
+                        if !(plus && keep) {
+                            self.unref(cid, 1);
+                        }
+                        keep
+                    }
                     Err(_) => true,
                 }
             };
@@ -786,18 +949,21 @@ impl View {
                 Ok(buf)
             }
             Node::Synth { .. } => Err(Errno::EISDIR),
-            Node::Host { path, .. } => {
-                let f = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_NOATIME)
-                    .open(&path)
-                    .or_else(|_| {
-                        fs::OpenOptions::new()
-                            .read(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(&path)
-                    })
+            Node::Host { mount, path } => {
+                // O_NONBLOCK: a host FIFO or device must not hold a handler thread.
+                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+                let fd = self
+                    .host_open(mount, &path, flags | OFlag::O_NOATIME)
+                    .or_else(|_| self.host_open(mount, &path, flags))
                     .map_err(|e| io_errno(&e))?;
+                let f = fs::File::from(fd);
+                let md = f.metadata().map_err(|e| io_errno(&e))?;
+                if md.is_dir() {
+                    return Err(Errno::EISDIR);
+                }
+                if !md.is_file() {
+                    return Err(Errno::EINVAL);
+                }
                 let mut buf = vec![0u8; size];
                 let mut done = 0;
                 while done < size {
@@ -821,18 +987,39 @@ impl View {
                 fs.read_link(ino).map_err(|e| errno(&e))
             }
             Node::Synth { .. } => Err(Errno::EINVAL),
-            Node::Host { path, .. } => fs::read_link(&path)
-                .map(|p| p.as_os_str().as_bytes().to_vec())
-                .map_err(|e| io_errno(&e)),
+            Node::Host { mount, path } => {
+                let fd = self
+                    .host_open(mount, &path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+                    .map_err(|e| io_errno(&e))?;
+                nix::fcntl::readlinkat(&fd, "")
+                    .map(|p| p.as_bytes().to_vec())
+                    .map_err(|e| Errno::from_i32(e as i32))
+            }
         }
     }
 
-    fn xattrs(&self, id: u64) -> Result<Vec<crate::ext::Xattr>, Errno> {
+    fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
         let real = if id == 1 { self.root_id } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
-                fs.xattrs(ino).map_err(|e| errno(&e))
+                fs.xattr(ino, name).map_err(|e| match e {
+                    // Over XATTR_SIZE_MAX or the budget: what the kernel says for values
+                    // larger than it can pass.
+                    ExtError::TooLarge { .. } => Errno::E2BIG,
+                    e => errno(&e),
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn xattr_names(&self, id: u64) -> Result<Vec<Vec<u8>>, Errno> {
+        let real = if id == 1 { self.root_id } else { id };
+        match self.node(real).ok_or(Errno::ENOENT)? {
+            Node::Ext { mount, ino } => {
+                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
+                fs.xattr_names(ino).map_err(|e| errno(&e))
             }
             _ => Ok(Vec::new()),
         }
@@ -945,21 +1132,23 @@ impl fuser::Filesystem for UmlFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         guard!(req, reply);
-        let Some(n) = name.to_str() else {
-            reply.error(Errno::ENOENT);
-            return;
-        };
         let ppath = self
             .view
             .dir_path(parent.0)
             .unwrap_or_else(|| "/nonexistent-untracked".into());
-        match self.view.lookup_in(parent.0, &ppath, n) {
+        match self.view.lookup_in(parent.0, &ppath, name) {
             Ok((_, attr)) => {
                 let g = Generation(self.view.generation(attr.ino.0));
                 reply.entry(&self.ttl(), &attr, g);
             }
             Err(e) => reply.error(e),
         }
+    }
+
+    // The kernel dropped `nlookup` references (fuser's default batch_forget calls this for each
+    // node); no reply.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.view.unref(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -1101,10 +1290,10 @@ impl fuser::Filesystem for UmlFs {
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
-        match self.view.xattrs(ino.0) {
-            Ok(list) => match list.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
-                Some((_, v)) if size == 0 => reply.size(v.len() as u32),
-                Some((_, v)) if v.len() <= size as usize => reply.data(v),
+        match self.view.xattr(ino.0, name.as_bytes()) {
+            Ok(found) => match found {
+                Some(v) if size == 0 => reply.size(v.len() as u32),
+                Some(v) if v.len() <= size as usize => reply.data(&v),
                 Some(_) => reply.error(Errno::ERANGE),
                 None => reply.error(Errno::NO_XATTR),
             },
@@ -1114,10 +1303,10 @@ impl fuser::Filesystem for UmlFs {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
-        match self.view.xattrs(ino.0) {
+        match self.view.xattr_names(ino.0) {
             Ok(list) => {
                 let mut out = Vec::new();
-                for (n, _) in &list {
+                for n in &list {
                     out.extend_from_slice(n);
                     out.push(0);
                 }
@@ -1131,5 +1320,184 @@ impl fuser::Filesystem for UmlFs {
             }
             Err(e) => reply.error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_view(dir: &Path, pres: Presentation) -> View {
+        let mounts = vec![ViewMount {
+            point: "/".into(),
+            kind: ViewKind::Host {
+                dir: dir.to_owned(),
+            },
+        }];
+        View::new(Vec::new(), mounts, "/", pres).unwrap()
+    }
+
+    #[test]
+    fn uid_and_gid_options_leave_host_files_to_their_owners() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("shadow");
+        fs::write(&secret, b"root:x").unwrap();
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let md = fs::symlink_metadata(&secret).unwrap();
+        let view = host_view(
+            tmp.path(),
+            Presentation {
+                uid: Some(md.uid() + 4242),
+                gid: Some(md.gid() + 4242),
+                ..Presentation::default()
+            },
+        );
+        let (_, a) = view.lookup_in(1, "/", OsStr::new("shadow")).unwrap();
+        assert_eq!((a.uid, a.gid), (md.uid(), md.gid()));
+        assert_eq!(a.perm, 0o600);
+        let root = view.attr(1).unwrap();
+        assert_eq!(root.uid, fs::metadata(tmp.path()).unwrap().uid());
+    }
+
+    fn names(view: &View, id: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        view.list(id, 0, true, |_, name, _, _, _| {
+            out.push(name.as_bytes().to_vec());
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn non_utf8_names_are_listed_and_looked_up_on_host_and_ext_nodes() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let odd = OsStr::from_bytes(b"caf\xe9-\xff");
+        fs::write(tree.join(odd), b"odd").unwrap();
+        fs::write(tree.join("plain"), b"plain").unwrap();
+
+        // hostfs: the name used to be dropped from listings.
+        let view = host_view(&tree, Presentation::default());
+        assert!(
+            names(&view, 1)
+                .iter()
+                .any(|n| n.as_slice() == odd.as_bytes())
+        );
+        let (id, a) = view.lookup_in(1, "/", odd).unwrap();
+        assert_eq!(a.size, 3);
+        assert_eq!(view.read(id, 0, 100).unwrap(), b"odd");
+
+        // ext: listed, but a lookup gave ENOENT.
+        let img = tmp.path().join("fs.img");
+        let st = std::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("8M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let src: Image = Arc::new(fs::File::open(&img).unwrap());
+        let disk = Disk::new(
+            "t".into(),
+            Vec::new(),
+            src.clone(),
+            Filesystem::open(src).unwrap(),
+        );
+        let mounts = vec![ViewMount {
+            point: "/".into(),
+            kind: ViewKind::Ext {
+                disk: 0,
+                root_ino: crate::ext::ROOT_INO,
+            },
+        }];
+        let view = View::new(vec![disk], mounts, "/", Presentation::default()).unwrap();
+        assert!(
+            names(&view, 1)
+                .iter()
+                .any(|n| n.as_slice() == odd.as_bytes())
+        );
+        let (id, _) = view.lookup_in(1, "/", odd).unwrap();
+        assert_eq!(view.read(id, 0, 100).unwrap(), b"odd");
+    }
+
+    #[test]
+    fn a_host_directory_swapped_for_a_symlink_after_lookup_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(root.join("dir")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("dir/file"), b"inside").unwrap();
+        fs::write(outside.join("file"), b"SECRET").unwrap();
+        let view = host_view(&root, Presentation::default());
+        let (dir, _) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
+        let (file, _) = view.lookup_in(dir, "/dir", OsStr::new("file")).unwrap();
+        assert_eq!(view.read(file, 0, 100).unwrap(), b"inside");
+
+        fs::rename(root.join("dir"), root.join("dir.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("dir")).unwrap();
+        let read = view.read(file, 0, 100);
+        assert!(read.is_err(), "read through the swapped symlink: {read:?}");
+        assert!(view.attr(file).is_err());
+        let mut listed = Vec::new();
+        let _ = view.list(dir, 0, false, |_, n, _, _, _| {
+            listed.push(n.to_owned());
+            true
+        });
+        assert!(listed.len() <= 2, "listed the symlink's target: {listed:?}");
+        // A symlink is shown as itself, its target read with readlink.
+        let (link, a) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
+        assert_eq!(a.kind, FType::Symlink);
+        assert_eq!(view.readlink(link).unwrap(), outside.as_os_str().as_bytes());
+    }
+
+    #[test]
+    fn tables_hold_only_what_the_kernel_references() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in 0..20 {
+            let dir = tmp.path().join(format!("d{d}"));
+            fs::create_dir(&dir).unwrap();
+            for f in 0..50 {
+                fs::write(dir.join(format!("f{f}")), b"x").unwrap();
+            }
+        }
+        let view = host_view(tmp.path(), Presentation::default());
+        let base = view.table_len();
+        for round in 0..3 {
+            // A READDIR (no references) and a lookup of every name (one each), then the
+            // kernel forgets them all, as after `find` and a cache drop.
+            let mut taken = Vec::new();
+            for d in 0..20 {
+                let (dir, _) = view
+                    .lookup_in(1, "/", OsStr::new(&format!("d{d}")))
+                    .unwrap();
+                let mut n = 0;
+                view.list(dir, 0, false, |_, _, _, _, _| {
+                    n += 1;
+                    true
+                })
+                .unwrap();
+                assert_eq!(n, 52);
+                for f in 0..50 {
+                    let (id, _) = view
+                        .lookup_in(dir, "/", OsStr::new(&format!("f{f}")))
+                        .unwrap();
+                    taken.push(id);
+                }
+                taken.push(dir);
+            }
+            assert!(view.table_len() > base + 1000, "round {round}");
+            for id in taken {
+                view.unref(id, 1);
+            }
+            assert_eq!(view.table_len(), base, "round {round}");
+        }
+        // The root survives any number of forgets.
+        view.unref(1, 100);
+        assert!(view.attr(1).is_ok());
     }
 }

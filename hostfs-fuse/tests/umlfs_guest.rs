@@ -302,3 +302,137 @@ fn mount_helper_mounts_a_guest_and_guest_exit_leaves_a_mount_that_unmounts_clean
     assert!(wait_no_daemon(mp.path(), Duration::from_secs(10)));
     assert!(!mp.is_mounted());
 }
+
+/// With `allow_other,uid=N` on a guest whose root is the host's /, user N read the host's
+/// /etc/shadow: uid= made it the owner of every hostfs file. uid=/gid= now apply to the
+/// guest's disk files only.
+#[test]
+fn uid_option_does_not_hand_host_files_to_that_user() {
+    let s = boot();
+    let mp = MountPoint::new();
+    let nobody = "65534";
+    mount_guest(
+        &format!("{}:/", s.guest.umid()),
+        &s.guest,
+        &mp,
+        &format!(",allow_other,uid={nobody},gid={nobody}"),
+    );
+    let shadow = mp.path().join("etc/shadow");
+    let md = fs::symlink_metadata(&shadow).unwrap();
+    let host = fs::symlink_metadata("/etc/shadow").unwrap();
+    assert_eq!((md.uid(), md.gid()), (host.uid(), host.gid()));
+    let disk = fs::symlink_metadata(mp.path().join("tmp/d/new.txt")).unwrap();
+    assert_eq!(disk.uid(), 65534, "uid= still applies to the guest's disk");
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "setpriv",
+            "--reuid",
+            nobody,
+            "--regid",
+            nobody,
+            "--clear-groups",
+        ])
+        .arg("cat")
+        .arg(&shadow)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "user {nobody} read the host's /etc/shadow: {out:?}"
+    );
+    assert!(mp.unmount());
+}
+
+/// A host tmpfs (new inode numbers for every file created) mounted under a guest-visible
+/// directory; unmounted on drop.
+struct HostTmpfs {
+    point: PathBuf,
+    /// Removed after the tmpfs is unmounted (fields drop after `drop`).
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Node tables grew with every host file ever looked up. With FORGET they hold what the
+/// kernel holds: across `find` runs over a hostfs tree whose 20,000 files are recreated
+/// (new inode numbers) each time, with the kernel's caches dropped in between, the daemon's
+/// RSS stays flat.
+#[test]
+fn forget_keeps_memory_flat_across_find_runs_over_a_changing_host_tree() {
+    let s = boot();
+    let dir = host_visible_dir();
+    let t = dir.path().join("t");
+    fs::create_dir(&t).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "none"])
+        .arg(&t)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tree = HostTmpfs {
+        point: t.clone(),
+        _dir: dir,
+    };
+    let fill = |round: usize| {
+        for d in 0..100 {
+            let p = tree.point.join(format!("d{d:03}"));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir(&p).unwrap();
+            for f in 0..200 {
+                fs::write(p.join(format!("r{round}-file-{f:04}")), b"").unwrap();
+            }
+        }
+    };
+    fill(0);
+    let mp = MountPoint::new();
+    mount_guest(
+        &format!("{}:{}", s.guest.umid(), t.display()),
+        &s.guest,
+        &mp,
+        "",
+    );
+    let pid = daemons_for(mp.path())[0];
+    let mut rss = Vec::new();
+    for round in 0..6 {
+        if round > 0 {
+            fill(round);
+        }
+        let start = Instant::now();
+        let out = Command::new("timeout")
+            .args(["120", "find"])
+            .arg(mp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let n = out.stdout.iter().filter(|&&c| c == b'\n').count();
+        assert_eq!(n, 1 + 100 + 100 * 200);
+        let took = start.elapsed();
+        let _ = fs::write("/proc/sys/vm/drop_caches", "2");
+        sleep(Duration::from_secs(1));
+        rss.push(rss_kib(pid));
+        eprintln!(
+            "find run {round}: {n} entries in {took:?}, daemon RSS {} KiB",
+            rss[round]
+        );
+    }
+    assert!(mp.unmount());
+    let growth = rss[5].saturating_sub(rss[1]);
+    assert!(
+        growth < 2048,
+        "RSS grew {growth} KiB over runs 1..5: {rss:?}"
+    );
+}

@@ -465,3 +465,27 @@ fn sigterm_to_a_foreground_umlfs_unmounts_and_exits() {
     assert!(status.success(), "{status}");
     assert!(!mp.is_mounted());
 }
+
+/// A FIFO as the image hung umlfs in open(2) waiting for a writer. It is refused at once
+/// (the run is bounded by timeout(1), so a hang fails the test and leaves nothing behind).
+#[test]
+fn a_fifo_or_directory_as_the_image_is_refused_without_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("disk.fifo");
+    run(Command::new("mkfifo").arg(&fifo));
+    let mp = MountPoint::new();
+    for (src, needle) in [
+        (fifo.to_str().unwrap(), "a FIFO"),
+        (tmp.path().to_str().unwrap(), "a directory"),
+    ] {
+        let out = Command::new("timeout")
+            .args(["-s", "KILL", "20", BIN, src, mp.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{src}: {err}");
+        assert!(err.contains(needle), "{src}: {err}");
+        assert!(!mp.is_mounted());
+        assert!(daemons_for(mp.path()).is_empty());
+    }
+}

@@ -17,6 +17,15 @@ use super::{BlockSource, Filesystem};
 /// Superblock `s_flags` bit: directory hashes treat name bytes as unsigned.
 const FLAG_UNSIGNED_HASH: u32 = 0x2;
 
+/// Largest directory the reader accepts (ext4 allows 2 GiB, 4 GiB with `large_dir` and 1 KiB
+/// blocks): a larger `i_size` is corruption or a bomb.
+pub(crate) const MAX_DIR_BYTES: u64 = 1 << 32;
+/// Directory bytes one request may walk (blocks parsed plus holes mapped, counted in blocks of
+/// this size). A listing that reaches it returns what it found so far (the kernel asks again
+/// from the last cookie); a lookup or a listing that found nothing is an error. Bounds the work
+/// of a request whatever the extent tree maps, so every request ends.
+pub(crate) const SCAN_BUDGET_BYTES: u64 = 64 << 20;
+
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -90,6 +99,8 @@ fn parse_entries(
 impl<S: BlockSource> Filesystem<S> {
     /// List directory `dir` from cookie `offset` (0 = start, else an entry's `next_offset`),
     /// calling `f` for each entry until it returns false. "." and ".." are included.
+    /// One call walks at most [`SCAN_BUDGET_BYTES`] of the directory: a listing that
+    /// stops there returns Ok after its last entry, to be continued from that entry's cookie.
     ///
     /// # Errors
     /// `NotADirectory`, `Encrypted`, a corrupt directory block, or a read error.
@@ -100,7 +111,7 @@ impl<S: BlockSource> Filesystem<S> {
         f: impl FnMut(DirEntry) -> bool,
     ) -> Result<(), ExtError> {
         let inode = self.dir_inode(dir)?;
-        self.scan_dir(&inode, offset, f)
+        self.scan_dir(&inode, offset, f).map(|_| ())
     }
 
     /// Find `name` in directory `dir`; returns its inode number.
@@ -133,7 +144,7 @@ impl<S: BlockSource> Filesystem<S> {
             }
         }
         let mut found = None;
-        self.scan_dir(&inode, 0, |e| {
+        let complete = self.scan_dir(&inode, 0, |e| {
             if e.name == name {
                 found = Some(e.ino);
                 false
@@ -141,6 +152,14 @@ impl<S: BlockSource> Filesystem<S> {
                 true
             }
         })?;
+        if found.is_none() && !complete {
+            return Err(ExtError::TooLarge {
+                what: "the directory area a lookup may scan",
+                ino: dir,
+                size: inode.size,
+                limit: SCAN_BUDGET_BYTES,
+            });
+        }
         Ok(found)
     }
 
@@ -152,7 +171,20 @@ impl<S: BlockSource> Filesystem<S> {
         if inode.flags & FL_ENCRYPT != 0 {
             return Err(ExtError::Encrypted { ino: dir });
         }
+        if inode.size > MAX_DIR_BYTES {
+            return Err(ExtError::TooLarge {
+                what: "the directory",
+                ino: dir,
+                size: inode.size,
+                limit: MAX_DIR_BYTES,
+            });
+        }
         Ok(inode)
+    }
+
+    /// Directory blocks one request may walk.
+    fn scan_budget(&self) -> u64 {
+        (SCAN_BUDGET_BYTES / self.bs).max(16)
     }
 
     fn entry_type(&self, t: u8) -> FileType {
@@ -172,7 +204,7 @@ impl<S: BlockSource> Filesystem<S> {
         inode: &Inode,
         offset: u64,
         mut f: impl FnMut(DirEntry) -> bool,
-    ) -> Result<(), ExtError> {
+    ) -> Result<bool, ExtError> {
         let big = self.bs >= 65536;
         if inode.is_inline() {
             // Inline directories have no "." / ".." entries; i_block[0] is the parent
@@ -180,10 +212,10 @@ impl<S: BlockSource> Filesystem<S> {
             // entry in i_block (4..60) followed by the system.data area (60..).
             let parent = u64::from(le32(&inode.i_block, 0));
             if offset == 0 && !f(self.synth(b".", inode.ino, 1)) {
-                return Ok(());
+                return Ok(true);
             }
             if offset <= 1 && !f(self.synth(b"..", parent, 4)) {
-                return Ok(());
+                return Ok(true);
             }
             let extra = self.inline_extra(inode)?;
             let areas: [(u64, &[u8]); 2] =
@@ -202,20 +234,35 @@ impl<S: BlockSource> Filesystem<S> {
                     })
                 })?;
                 if !more {
-                    return Ok(());
+                    return Ok(true);
                 }
             }
-            return Ok(());
+            return Ok(true);
         }
         let nblocks = self.dir_blocks(inode);
         let mut lblk = offset / self.bs;
+        let mut budget = self.scan_budget();
+        let mut emitted = false;
         while lblk < nblocks {
+            if budget == 0 {
+                if emitted {
+                    // The caller continues from the last entry's cookie in a new request.
+                    return Ok(false);
+                }
+                return Err(ExtError::TooLarge {
+                    what: "the directory area walked by one request without finding an entry",
+                    ino: inode.ino,
+                    size: (lblk * self.bs).saturating_sub(offset),
+                    limit: SCAN_BUDGET_BYTES,
+                });
+            }
+            budget -= 1;
             let (pblk, len) = match self.map_run(inode, lblk)? {
                 Run::Zero { len } => {
                     lblk = lblk.saturating_add(len);
                     continue;
                 }
-                Run::Mapped { pblk, len } => (pblk, len.min(nblocks - lblk)),
+                Run::Mapped { pblk, len } => (pblk, len.min(nblocks - lblk).min(budget + 1)),
             };
             for k in 0..len {
                 let blk = self.meta_block(pblk + k)?;
@@ -225,6 +272,7 @@ impl<S: BlockSource> Filesystem<S> {
                     if pos < offset {
                         return true;
                     }
+                    emitted = true;
                     f(DirEntry {
                         ino: u64::from(e.ino),
                         name: e.name.to_vec(),
@@ -233,12 +281,13 @@ impl<S: BlockSource> Filesystem<S> {
                     })
                 })?;
                 if !more {
-                    return Ok(());
+                    return Ok(true);
                 }
             }
+            budget = budget.saturating_sub(len.saturating_sub(1));
             lblk += len;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn synth(&self, name: &[u8], ino: u64, next: u64) -> DirEntry {
@@ -326,7 +375,7 @@ impl<S: BlockSource> Filesystem<S> {
             eoff = 8;
         }
         let big = self.bs >= 65536;
-        for _ in 0..self.dir_blocks(inode) {
+        for _ in 0..self.dir_blocks(inode).min(self.scan_budget()) {
             let blk = self.dir_lblock(inode, leaf)?;
             let mut found = None;
             parse_entries(inode.ino, &blk, big, |e| {

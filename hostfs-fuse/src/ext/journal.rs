@@ -102,8 +102,10 @@ fn after(a: u32, b: u32) -> bool {
 
 struct Journal<'a, S: BlockSource> {
     fs: &'a Filesystem<S>,
-    /// Journal logical block → image block.
-    map: Vec<u64>,
+    /// The journal inode: log positions are mapped through it on demand (no table sized by
+    /// what the superblock declares).
+    jinode: super::inode::Inode,
+    maxlen: u32,
     first: u32,
     last: u32,
     incompat: u32,
@@ -112,11 +114,19 @@ struct Journal<'a, S: BlockSource> {
 }
 
 impl<S: BlockSource> Journal<'_, S> {
+    /// The image block holding log position `pos`.
+    fn phys(&self, pos: u32) -> Result<u64, ExtError> {
+        if pos >= self.maxlen {
+            return Err(JournalError::Corrupt("a log position lies outside the journal").into());
+        }
+        match self.fs.map_run(&self.jinode, u64::from(pos))? {
+            Run::Mapped { pblk, .. } => Ok(pblk),
+            Run::Zero { .. } => Err(JournalError::Corrupt("the journal file has a hole").into()),
+        }
+    }
+
     fn read(&self, pos: u32) -> Result<std::sync::Arc<[u8]>, ExtError> {
-        let phys = *self.map.get(pos as usize).ok_or(JournalError::Corrupt(
-            "a log position lies outside the journal",
-        ))?;
-        self.fs.read_block(phys)
+        self.fs.read_block(self.phys(pos)?)
     }
 
     fn advance(&self, pos: u32) -> u32 {
@@ -292,22 +302,12 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
     if start < first || start >= last {
         return Err(JournalError::Corrupt("the log start lies outside the log area").into());
     }
-    // Journal blocks are logical blocks of the journal inode, which may be fragmented.
-    let mut map = Vec::with_capacity(maxlen as usize);
-    while (map.len() as u64) < u64::from(maxlen) {
-        match fs.map_run(&jinode, map.len() as u64)? {
-            Run::Mapped { pblk, len } => {
-                let take = len.min(u64::from(maxlen) - map.len() as u64);
-                map.extend(pblk..pblk + take);
-            }
-            Run::Zero { .. } => {
-                return Err(JournalError::Corrupt("the journal file has a hole").into());
-            }
-        }
-    }
+    // Journal blocks are logical blocks of the journal inode, which may be fragmented: they
+    // are mapped as the log is read.
     let j = Journal {
         fs,
-        map,
+        jinode,
+        maxlen,
         first,
         last,
         incompat,
@@ -360,10 +360,7 @@ pub(crate) fn replay<S: BlockSource>(fs: &Filesystem<S>) -> Result<Replay, ExtEr
                     continue;
                 }
             }
-            let phys = *j
-                .map
-                .get(tag.jpos as usize)
-                .ok_or(JournalError::Corrupt("a tag lies outside the journal"))?;
+            let phys = j.phys(tag.jpos)?;
             overlay.insert(
                 tag.fs_block,
                 OverlayBlock {

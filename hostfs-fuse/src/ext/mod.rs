@@ -50,8 +50,9 @@ use superblock::{
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 2;
 
-/// Longest symlink target or single xattr value the reader returns.
-const MAX_VALUE: u64 = 1 << 20;
+/// Longest group descriptor table `statfs` sums free counts over (2 TiB of 4 KiB blocks with
+/// 64-byte descriptors); beyond it the superblock's counts are shown.
+const MAX_STATFS_DESC_BLOCKS: u64 = 256;
 
 /// How a filesystem is opened.
 #[derive(Debug, Clone, Copy)]
@@ -99,10 +100,13 @@ pub struct Filesystem<S: BlockSource> {
     image_len: u64,
     sb: Superblock,
     bs: u64,
-    groups: Vec<GroupDesc>,
+    /// Free (blocks, inodes) summed over the descriptors, computed at the first `statfs`.
+    free_counts: std::sync::OnceLock<Option<(u64, u64)>>,
     overlay: HashMap<u64, OverlayBlock>,
     cache: BlockCache,
     journal: Option<JournalReplayInfo>,
+    /// EA-inode value bytes materialised by requests in flight (bounded, see xattr.rs).
+    xattr_inflight: std::sync::atomic::AtomicU64,
 }
 
 impl<S: BlockSource> Filesystem<S> {
@@ -158,9 +162,10 @@ impl<S: BlockSource> Filesystem<S> {
             bs: u64::from(sb.block_size),
             cache: BlockCache::new(cache_bytes, sb.block_size as usize),
             sb: sb.clone(),
-            groups: Vec::new(),
+            free_counts: std::sync::OnceLock::new(),
             overlay,
             journal: None,
+            xattr_inflight: std::sync::atomic::AtomicU64::new(0),
         };
         if fs.overlay.contains_key(&sb.sb_block()) {
             let blk = fs.read_block(sb.sb_block())?;
@@ -186,32 +191,54 @@ impl<S: BlockSource> Filesystem<S> {
                 accepted: "a descriptor table that fits in the image",
             });
         }
-        let per_block = u64::from(sb.block_size / sb.desc_size);
-        let mut table = Vec::with_capacity(groups as usize);
-        let mut i = 0;
-        while i * per_block < groups {
-            let b = sb.desc_block(i);
-            if b >= sb.blocks_count {
-                return Err(ExtError::BadSuperblock {
-                    field: "group descriptor block",
-                    value: b,
-                    accepted: "a block inside the filesystem",
-                });
-            }
-            let blk = fs.read_block(b)?;
-            for k in 0..per_block {
-                let g = i * per_block + k;
-                if g >= groups {
-                    break;
-                }
-                let off = (k * u64::from(sb.desc_size)) as usize;
-                let d = blk.get(off..off + sb.desc_size as usize).unwrap_or(&[]);
-                table.push(GroupDesc::parse(&sb, g as u32, d));
-            }
-            i += 1;
-        }
-        fs.groups = table;
+        // Descriptors are read when an inode of their group is (through the block cache),
+        // so memory and time follow what is used, not what the superblock declares. The first
+        // one is checked now: every filesystem has group 0.
+        fs.group(0)?;
         Ok(fs)
+    }
+
+    /// Descriptor of group `g`, read through the block cache.
+    fn group(&self, g: u64) -> Result<GroupDesc, ExtError> {
+        let sb = &self.sb;
+        if g >= u64::from(sb.group_count) {
+            return Err(ExtError::BadSuperblock {
+                field: "block group number",
+                value: g,
+                accepted: "below the group count",
+            });
+        }
+        let per_block = u64::from(sb.block_size / sb.desc_size);
+        let b = sb.desc_block(g / per_block);
+        if b >= sb.blocks_count {
+            return Err(ExtError::BadSuperblock {
+                field: "group descriptor block",
+                value: b,
+                accepted: "a block inside the filesystem",
+            });
+        }
+        let blk = self.meta_block(b)?;
+        let off = ((g % per_block) * u64::from(sb.desc_size)) as usize;
+        let d = blk.get(off..off + sb.desc_size as usize).unwrap_or(&[]);
+        Ok(GroupDesc::parse(sb, g as u32, d))
+    }
+
+    /// Free blocks and inodes summed over the group descriptors, when the table is at most
+    /// [`MAX_STATFS_DESC_BLOCKS`] blocks long (None otherwise, or when one cannot be read).
+    fn summed_free_counts(&self) -> Option<(u64, u64)> {
+        let sb = &self.sb;
+        let groups = u64::from(sb.group_count);
+        let per_block = u64::from(sb.block_size / sb.desc_size);
+        if groups.div_ceil(per_block) > MAX_STATFS_DESC_BLOCKS {
+            return None;
+        }
+        let (mut blocks, mut inodes) = (0u64, 0u64);
+        for g in 0..groups {
+            let d = self.group(g).ok()?;
+            blocks += u64::from(d.free_blocks);
+            inodes += u64::from(d.free_inodes);
+        }
+        Some((blocks, inodes))
     }
 
     /// The root directory's inode number (2).
@@ -253,12 +280,13 @@ impl<S: BlockSource> Filesystem<S> {
     /// Filesystem-wide counts. Free counts are summed from the group descriptors, which the
     /// kernel keeps current (the superblock's copies are only refreshed at unmount).
     pub fn statfs(&self) -> StatFs {
-        let mut free_blocks: u64 = self.groups.iter().map(|g| u64::from(g.free_blocks)).sum();
-        let mut free_inodes: u64 = self.groups.iter().map(|g| u64::from(g.free_inodes)).sum();
-        if self.groups.is_empty() {
-            free_blocks = self.sb.free_blocks_count;
-            free_inodes = u64::from(self.sb.free_inodes_count);
-        }
+        let (free_blocks, free_inodes) = self
+            .free_counts
+            .get_or_init(|| self.summed_free_counts())
+            .unwrap_or((
+                self.sb.free_blocks_count,
+                u64::from(self.sb.free_inodes_count),
+            ));
         let free_blocks = free_blocks.min(self.sb.blocks_count);
         StatFs {
             block_size: self.sb.block_size,
@@ -286,13 +314,13 @@ impl<S: BlockSource> Filesystem<S> {
         let ipg = u64::from(sb.inodes_per_group);
         let g = (ino - 1) / ipg;
         let idx = (ino - 1) % ipg;
-        let gd = self
-            .groups
-            .get(g as usize)
-            .ok_or(ExtError::InodeOutOfRange {
+        let gd = self.group(g).map_err(|e| match e {
+            ExtError::BadSuperblock { .. } => ExtError::InodeOutOfRange {
                 ino,
                 count: sb.inodes_count,
-            })?;
+            },
+            e => e,
+        })?;
         let uninit_hints =
             sb.has_ro_compat(RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) && gd.csum_ok;
         if uninit_hints
@@ -553,8 +581,9 @@ mod tests {
             &[][..],
         ] {
             let fs = Filesystem::open(image(opts)).unwrap();
-            assert!(fs.groups.len() > 1);
-            assert!(fs.groups.iter().all(|g| g.csum_ok), "{opts:?}");
+            let n = u64::from(fs.sb.group_count);
+            assert!(n > 1);
+            assert!((0..n).all(|g| fs.group(g).unwrap().csum_ok), "{opts:?}");
             // Never-used inodes of uninitialised tables are reported as unallocated.
             let last = u64::from(fs.sb.inodes_count);
             assert!(

@@ -1,10 +1,12 @@
 //! Extended attributes (in-inode area, xattr block, EA inodes) and inline data, which is
 //! stored as the `system.data` attribute.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::bytes::{le16, le32};
 use super::error::ExtError;
 use super::inode::Inode;
-use super::{BlockSource, Filesystem, MAX_VALUE};
+use super::{BlockSource, Filesystem};
 
 /// An extended attribute: full name (with its namespace prefix) and value.
 pub type Xattr = (Vec<u8>, Vec<u8>);
@@ -14,11 +16,43 @@ const INDEX_POSIX_ACL_ACCESS: u8 = 2;
 const INDEX_POSIX_ACL_DEFAULT: u8 = 3;
 const INDEX_SYSTEM: u8 = 7;
 
+/// Largest value one attribute may have: the VFS's `XATTR_SIZE_MAX`, which no getxattr can
+/// exceed anyway. Applies to values in EA inodes (in-block values are bounded by the block).
+pub(crate) const MAX_XATTR_VALUE: u64 = 65536;
+/// Most value bytes one request materialises from EA inodes (all attributes of an inode
+/// together, as [`Filesystem::xattrs`] returns them).
+pub(crate) const XATTR_REQUEST_BUDGET: u64 = 1 << 20;
+/// Most EA-inode value bytes all requests on one filesystem hold at once.
+pub(crate) const XATTR_MOUNT_BUDGET: u64 = 16 << 20;
+
+/// Bytes of EA-inode values currently materialised, returned to the filesystem's budget on drop.
+struct Reservation<'a> {
+    pool: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.pool.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Where an attribute's value lives.
+#[derive(Debug)]
+enum RawValue {
+    Bytes(Vec<u8>),
+    /// In EA inode `inum`, `size` bytes (already checked against [`MAX_XATTR_VALUE`]).
+    EaInode {
+        inum: u32,
+        size: u32,
+    },
+}
+
 #[derive(Debug)]
 struct RawXattr {
     index: u8,
     name: Vec<u8>,
-    value: Vec<u8>,
+    value: RawValue,
 }
 
 fn prefix(index: u8) -> Option<&'static [u8]> {
@@ -69,48 +103,133 @@ fn acl_to_vfs(v: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The name `listxattr` shows for `x`, or None for hidden and unknown namespaces.
+fn full_name(x: &RawXattr) -> Option<Vec<u8>> {
+    if x.index == INDEX_SYSTEM && x.name == b"data" {
+        return None;
+    }
+    let mut name = prefix(x.index)?.to_vec();
+    name.extend_from_slice(&x.name);
+    Some(name)
+}
+
 impl<S: BlockSource> Filesystem<S> {
     /// All extended attributes of an inode as (full name, value), e.g. `user.color`.
     /// POSIX ACLs are converted to the form `getxattr` returns; inline data's internal
-    /// `system.data` attribute is not listed (the kernel hides it too).
+    /// `system.data` attribute is not listed (the kernel hides it too). Values held in EA
+    /// inodes count against a per-request budget ([`XATTR_REQUEST_BUDGET`]) and a per-filesystem
+    /// one ([`XATTR_MOUNT_BUDGET`]).
     ///
     /// # Errors
-    /// A corrupt attribute area or block, or a read error.
+    /// A corrupt attribute area or block, a read error, or `TooLarge` when the values exceed a
+    /// budget.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<Xattr>, ExtError> {
         let inode = self.inode(ino)?;
+        let raw = self.raw_xattrs(&inode)?;
+        let ea_total: u64 = raw
+            .iter()
+            .map(|x| match x.value {
+                RawValue::EaInode { size, .. } => u64::from(size),
+                RawValue::Bytes(_) => 0,
+            })
+            .sum();
+        if ea_total > XATTR_REQUEST_BUDGET {
+            return Err(ExtError::TooLarge {
+                what: "the extended attribute values in EA inodes",
+                ino,
+                size: ea_total,
+                limit: XATTR_REQUEST_BUDGET,
+            });
+        }
+        let _held = self.reserve_xattr_bytes(ino, ea_total)?;
         let mut out = Vec::new();
-        for x in self.raw_xattrs(&inode)? {
-            if x.index == INDEX_SYSTEM && x.name == b"data" {
-                continue;
-            }
-            let Some(p) = prefix(x.index) else {
-                continue;
-            };
-            let mut name = p.to_vec();
-            name.extend_from_slice(&x.name);
-            let value = if x.index == INDEX_POSIX_ACL_ACCESS || x.index == INDEX_POSIX_ACL_DEFAULT {
-                acl_to_vfs(&x.value).ok_or(ExtError::CorruptXattr {
-                    ino,
-                    reason: "a POSIX ACL is not in the ext4 format",
-                })?
-            } else {
-                x.value
-            };
+        for x in raw {
+            let Some(name) = full_name(&x) else { continue };
+            let value = self.materialise(&inode, x)?;
             out.push((name, value));
         }
         Ok(out)
     }
 
-    /// One extended attribute by full name.
+    /// The full names of an inode's extended attributes (what `listxattr` shows). No value is
+    /// read.
+    ///
+    /// # Errors
+    /// As [`Filesystem::xattrs`].
+    pub fn xattr_names(&self, ino: u64) -> Result<Vec<Vec<u8>>, ExtError> {
+        let inode = self.inode(ino)?;
+        Ok(self
+            .raw_xattrs(&inode)?
+            .iter()
+            .filter_map(full_name)
+            .collect())
+    }
+
+    /// One extended attribute by full name; only its own value is read.
     ///
     /// # Errors
     /// As [`Filesystem::xattrs`].
     pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>, ExtError> {
-        Ok(self
-            .xattrs(ino)?
+        let inode = self.inode(ino)?;
+        let Some(x) = self
+            .raw_xattrs(&inode)?
             .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v))
+            .find(|x| full_name(x).as_deref() == Some(name))
+        else {
+            return Ok(None);
+        };
+        let size = match x.value {
+            RawValue::EaInode { size, .. } => u64::from(size),
+            RawValue::Bytes(_) => 0,
+        };
+        let _held = self.reserve_xattr_bytes(ino, size)?;
+        self.materialise(&inode, x).map(Some)
+    }
+
+    /// Take `bytes` from the filesystem-wide budget of materialised EA-inode values.
+    fn reserve_xattr_bytes(&self, ino: u64, bytes: u64) -> Result<Reservation<'_>, ExtError> {
+        let pool = &self.xattr_inflight;
+        let mut cur = pool.load(Ordering::Acquire);
+        loop {
+            let next = cur.saturating_add(bytes);
+            if next > XATTR_MOUNT_BUDGET {
+                return Err(ExtError::TooLarge {
+                    what: "the extended attribute values being read at once",
+                    ino,
+                    size: next,
+                    limit: XATTR_MOUNT_BUDGET,
+                });
+            }
+            match pool.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(Reservation { pool, bytes }),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// The value of `x` as getxattr returns it (EA inodes read, ACLs converted).
+    fn materialise(&self, inode: &Inode, x: RawXattr) -> Result<Vec<u8>, ExtError> {
+        let ino = inode.ino;
+        let corrupt = |reason| ExtError::CorruptXattr { ino, reason };
+        let value = match x.value {
+            RawValue::Bytes(v) => v,
+            RawValue::EaInode { inum, size } => {
+                let ea = self.inode(u64::from(inum))?;
+                if ea.ino == ino {
+                    return Err(corrupt("an xattr value points at its own inode"));
+                }
+                let mut v = vec![0u8; size as usize];
+                let n = self.read_inode_data(&ea, 0, &mut v)?;
+                if n != v.len() {
+                    return Err(corrupt("an EA inode is shorter than its value"));
+                }
+                v
+            }
+        };
+        if x.index == INDEX_POSIX_ACL_ACCESS || x.index == INDEX_POSIX_ACL_DEFAULT {
+            return acl_to_vfs(&value).ok_or(corrupt("a POSIX ACL is not in the ext4 format"));
+        }
+        Ok(value)
     }
 
     fn raw_xattrs(&self, inode: &Inode) -> Result<Vec<RawXattr>, ExtError> {
@@ -169,31 +288,27 @@ impl<S: BlockSource> Filesystem<S> {
             let value = if vinum != 0 && !follow_ea {
                 // Inline data never lives in an EA inode; not following references while
                 // reading it also rules out EA inodes that reference each other.
-                Vec::new()
+                RawValue::Bytes(Vec::new())
             } else if vinum != 0 {
-                if vsize as u64 > MAX_VALUE {
+                if vsize as u64 > MAX_XATTR_VALUE {
                     return Err(ExtError::TooLarge {
                         what: "an xattr value",
                         ino,
                         size: vsize as u64,
-                        limit: MAX_VALUE,
+                        limit: MAX_XATTR_VALUE,
                     });
                 }
-                let ea = self.inode(u64::from(vinum))?;
-                if ea.ino == ino {
-                    return Err(corrupt("an xattr value points at its own inode"));
+                RawValue::EaInode {
+                    inum: vinum,
+                    size: vsize as u32,
                 }
-                let mut v = vec![0u8; vsize];
-                let n = self.read_inode_data(&ea, 0, &mut v)?;
-                if n != vsize {
-                    return Err(corrupt("an EA inode is shorter than its value"));
-                }
-                v
             } else {
                 let s = value_base + voffs;
-                area.get(s..s + vsize)
-                    .ok_or(corrupt("an xattr value lies outside its area"))?
-                    .to_vec()
+                RawValue::Bytes(
+                    area.get(s..s.saturating_add(vsize))
+                        .ok_or(corrupt("an xattr value lies outside its area"))?
+                        .to_vec(),
+                )
             };
             out.push(RawXattr { index, name, value });
             off += (16 + name_len + 3) & !3;
@@ -221,8 +336,9 @@ impl<S: BlockSource> Filesystem<S> {
             if let Some(x) = xs
                 .into_iter()
                 .find(|x| x.index == INDEX_SYSTEM && x.name == b"data")
+                && let RawValue::Bytes(v) = x.value
             {
-                data.extend_from_slice(&x.value);
+                data.extend_from_slice(&v);
             }
         }
         Ok(data)
@@ -245,7 +361,10 @@ impl<S: BlockSource> Filesystem<S> {
         Ok(xs
             .into_iter()
             .find(|x| x.index == INDEX_SYSTEM && x.name == b"data")
-            .map(|x| x.value)
+            .and_then(|x| match x.value {
+                RawValue::Bytes(v) => Some(v),
+                RawValue::EaInode { .. } => None,
+            })
             .unwrap_or_default())
     }
 }
