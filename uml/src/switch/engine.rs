@@ -13,9 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::bess::SeqPacket;
 use super::control::{BessSocket, ControlSocket};
+use super::named::DirLock;
 use super::pcap::PcapWriter;
 use super::request::{self, MAX_REQUEST_LEN, Parse, PeerAddr};
 use super::socket::DataSocket;
+use super::status::{PortStatus, Status};
 use super::table::{Learned, MacTable, PortId, is_multicast};
 use super::tap::Tap;
 use super::{MAX_FRAME_LEN, MIN_FRAME_LEN, SwitchError, SwitchOptions};
@@ -34,6 +36,12 @@ const MAX_SILENT: usize = 64;
 const MAX_BAD_RUN: u32 = 64;
 /// Frames taken from one source before looking at the others again.
 const BATCH: usize = 64;
+/// The counters (switch-wide, then per port: received, sent, dropped) last written to the
+/// status file; it is rewritten only when they change.
+type Written = (SwitchStats, Vec<(u64, u64, u64)>);
+
+/// How often the status file is rewritten while the counters change.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest a captured frame may sit in the pcap buffer.
 const PCAP_FLUSH: Duration = Duration::from_millis(100);
 /// Receive buffer: big enough to see (and refuse) any datagram up to 64 KiB thanks to
@@ -61,7 +69,7 @@ fn bump(c: &AtomicU64) {
 }
 
 /// Counters of a switch, read at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SwitchStats {
     /// Frames accepted from ports (and captured, with `--pcap`).
     pub frames_received: u64,
@@ -165,6 +173,9 @@ struct Port {
     talked: bool,
     /// Malformed messages since its last valid frame.
     bad_run: u32,
+    rx_frames: u64,
+    tx_frames: u64,
+    dropped: u64,
 }
 
 impl Port {
@@ -176,6 +187,9 @@ impl Port {
             attached: now,
             talked: false,
             bad_run: 0,
+            rx_frames: 0,
+            tx_frames: 0,
+            dropped: 0,
         }
     }
 }
@@ -332,12 +346,16 @@ impl Switch {
             tap: self.tap.take(),
             tap_port: None,
             now: Instant::now(),
+            last_activity: Instant::now(),
         };
         if let Some(tap) = &engine.tap {
             let label = format!("tap {}", tap.name());
             engine.tap_port = Some(engine.add_port(Port::new(Link::Tap, label, engine.now)));
         }
         let result = engine.run(&self);
+        if let Some(path) = &self.opts.stats {
+            let _ = std::fs::remove_file(path);
+        }
         if let Some(pcap) = &mut engine.pcap
             && let Err(e) = pcap.flush()
         {
@@ -349,7 +367,9 @@ impl Switch {
         }
         let stats = self.handle.stats();
         tracing::info!(?stats, "switch stopped");
-        result.map(|()| stats)
+        // An idle switch's directory lock (in `result`) is released only now that its
+        // sockets are gone.
+        result.map(|_lock| stats)
     }
 }
 
@@ -417,13 +437,19 @@ struct Engine {
     tap: Option<Tap>,
     tap_port: Option<PortId>,
     now: Instant,
+    /// The last moment a guest port existed or a connection came (for `exit_when_idle`).
+    last_activity: Instant,
 }
 
 impl Engine {
-    fn run(&mut self, sw: &Switch) -> Result<(), SwitchError> {
+    /// Serve until stopped, or until idle past `exit_when_idle`: then the lock on the
+    /// control socket's directory is returned, to be held until the sockets are removed.
+    fn run(&mut self, sw: &Switch) -> Result<Option<DirLock>, SwitchError> {
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let mut next_status = Instant::now();
+        let mut written: Option<Written> = None;
         let mut reported_drops = 0u64;
         let mut rx = vec![0u8; RX_BUF];
         while !sw.handle.stopped.load(Ordering::SeqCst) {
@@ -490,6 +516,12 @@ impl Engine {
             }
             if let Some(since) = self.pcap_dirty_since {
                 timeout = timeout.min((since + PCAP_FLUSH).saturating_duration_since(now));
+            }
+            if let Some(grace) = sw.opts.exit_when_idle {
+                timeout = timeout.min((self.last_activity + grace).saturating_duration_since(now));
+            }
+            if sw.opts.stats.is_some() {
+                timeout = timeout.min(next_status.saturating_duration_since(now));
             }
             poll(&mut fds, timeout).map_err(SwitchError::Poll)?;
             self.now = Instant::now();
@@ -566,9 +598,116 @@ impl Engine {
                 }
             }
             self.maybe_flush_pcap(false);
+            if let Some(path) = &sw.opts.stats
+                && self.now >= next_status
+            {
+                next_status = self.now + STATUS_INTERVAL;
+                self.write_status(sw, path, &mut written);
+            }
+            if let Some(grace) = sw.opts.exit_when_idle
+                && let Some(lock) = self.idle_exit(sw, grace)
+            {
+                self.maybe_flush_pcap(true);
+                return Ok(Some(lock));
+            }
         }
         self.maybe_flush_pcap(true);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether a guest (a `daemon` or `bess` client, not the tap) is attached or connecting.
+    fn has_guests(&self) -> bool {
+        !self.pending.is_empty()
+            || self
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| !matches!(p.link, Link::Tap))
+    }
+
+    /// After `grace` without guests or connections: take the lock on the control socket's
+    /// directory, take any connection that came meanwhile (then go on serving), else return
+    /// the lock, held while the sockets are removed.
+    fn idle_exit(&mut self, sw: &Switch, grace: Duration) -> Option<DirLock> {
+        if self.has_guests() {
+            self.last_activity = self.now;
+            return None;
+        }
+        if self.now < self.last_activity + grace {
+            return None;
+        }
+        let dir = sw.control.path().parent().unwrap_or(Path::new("/"));
+        let lock = match DirLock::acquire(dir) {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot lock the switch's directory, not stopping: {e}");
+                self.last_activity = self.now;
+                return None;
+            }
+        };
+        // A client that connected before the lock was ours (uml run's probe, a guest) is in
+        // a listen queue now.
+        self.accept(&sw.control);
+        if let Some(bess) = &sw.bess {
+            self.accept_bess(bess);
+        }
+        if self.has_guests() {
+            self.last_activity = self.now;
+            return None;
+        }
+        tracing::info!(grace = ?grace, "no guest for the idle grace; stopping");
+        Some(lock)
+    }
+
+    fn write_status(
+        &self,
+        sw: &Switch,
+        path: &Path,
+        written: &mut Option<Written>,
+    ) {
+        let stats = snapshot(&self.counters);
+        let per_port: Vec<(u64, u64, u64)> = self
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.rx_frames, p.tx_frames, p.dropped))
+            .collect();
+        let now = Some((stats, per_port));
+        if *written == now {
+            return;
+        }
+        let status = Status {
+            pid: std::process::id(),
+            control: sw.control.path().to_owned(),
+            bess: sw.bess_path().map(Path::to_owned),
+            stats,
+            ports: self
+                .ports
+                .iter()
+                .enumerate()
+                .filter_map(|(id, p)| {
+                    let p = p.as_ref()?;
+                    let kind = match p.link {
+                        Link::Client { .. } => "daemon",
+                        Link::Bess { .. } => "bess",
+                        Link::Tap => "tap",
+                    };
+                    Some(PortStatus {
+                        id,
+                        kind: kind.into(),
+                        peer: p.label.clone(),
+                        rx_frames: p.rx_frames,
+                        tx_frames: p.tx_frames,
+                        dropped: p.dropped,
+                        queued: p.queue.len(),
+                    })
+                })
+                .collect(),
+        };
+        match status.write(path) {
+            Ok(()) => *written = now,
+            Err(e) => tracing::warn!(path = %path.display(), "cannot write the status file: {e}"),
+        }
     }
 
     fn port(&self, id: PortId) -> Option<&Port> {
@@ -618,6 +757,7 @@ impl Engine {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    self.last_activity = self.now;
                     self.pending.push(Pending {
                         stream,
                         buf: Vec::with_capacity(MAX_REQUEST_LEN),
@@ -838,6 +978,7 @@ impl Engine {
                 continue;
             }
             conn.raise_buffers(self.socket_buffer);
+            self.last_activity = self.now;
             self.add_port(Port::new(Link::Bess { conn }, label, self.now));
         }
     }
@@ -908,6 +1049,9 @@ impl Engine {
         }
         let frame = &rx[..len];
         bump(&self.counters.frames_received);
+        if let Some(port) = self.ports.get_mut(ingress).and_then(Option::as_mut) {
+            port.rx_frames += 1;
+        }
         if let Some(pcap) = &mut self.pcap {
             if let Err(e) = pcap.write_frame(SystemTime::now(), frame) {
                 tracing::warn!("cannot write the capture file, capture stopped: {e}");
@@ -955,6 +1099,7 @@ impl Engine {
         if !port.queue.is_empty() {
             if port.queue.len() >= self.queue_frames {
                 bump(&self.counters.dropped_queue_full);
+                port.dropped += 1;
                 tracing::debug!(port = id, "receiver queue full, frame dropped");
             } else {
                 port.queue.push_back(frame.into());
@@ -962,10 +1107,14 @@ impl Engine {
             return;
         }
         match transmit(&port.link, tap, frame) {
-            Ok(()) => bump(&self.counters.frames_sent),
+            Ok(()) => {
+                bump(&self.counters.frames_sent);
+                port.tx_frames += 1;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => port.queue.push_back(frame.into()),
             Err(e) => {
                 bump(&self.counters.dropped_port_error);
+                port.dropped += 1;
                 tracing::debug!(port = id, "sending a frame failed: {e}");
             }
         }
@@ -978,10 +1127,14 @@ impl Engine {
         };
         while let Some(frame) = port.queue.front() {
             match transmit(&port.link, tap, frame) {
-                Ok(()) => bump(&self.counters.frames_sent),
+                Ok(()) => {
+                    bump(&self.counters.frames_sent);
+                    port.tx_frames += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     bump(&self.counters.dropped_port_error);
+                    port.dropped += 1;
                     tracing::debug!(port = id, "sending a queued frame failed: {e}");
                 }
             }

@@ -55,9 +55,11 @@
 pub mod bess;
 mod control;
 mod engine;
+pub mod named;
 pub mod pcap;
 pub mod request;
 pub mod socket;
+pub mod status;
 mod table;
 pub mod tap;
 
@@ -101,6 +103,14 @@ pub struct SwitchOptions {
     pub socket_buffer: usize,
     /// Access mode for the control socket file (Debian's uml_switch makes it 0777).
     pub control_mode: Option<u32>,
+    /// Stop once no guest port has existed (and no connection has come) for this long.
+    /// The switch then holds a lock on its control socket's directory ([`named::DirLock`])
+    /// while it makes sure no connection is queued and removes its sockets, so a `uml run`
+    /// that holds the same lock while it probes never joins a switch that is going away.
+    pub exit_when_idle: Option<Duration>,
+    /// Write the counters and ports as JSON ([`status::Status`]) to this file, at most once
+    /// a second while they change; removed when the switch stops.
+    pub stats: Option<PathBuf>,
 }
 
 impl Default for SwitchOptions {
@@ -114,6 +124,8 @@ impl Default for SwitchOptions {
             queue_frames: 256,
             socket_buffer: 4 << 20,
             control_mode: None,
+            exit_when_idle: None,
+            stats: None,
         }
     }
 }
