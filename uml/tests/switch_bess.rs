@@ -630,7 +630,10 @@ fn idle_switch_stops_after_its_last_port_closes_and_list_shows_ports_and_counter
     });
     // Ports attached for longer than the grace keep the switch.
     sleep(Duration::from_millis(1500));
-    assert!(sw.running_pid().is_some(), "the switch stopped with two ports attached");
+    assert!(
+        sw.running_pid().is_some(),
+        "the switch stopped with two ports attached"
+    );
     wait_until(
         "the status file to count the frames",
         Duration::from_secs(5),

@@ -23,6 +23,32 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
+/// The credentials of the process that made the connection `fd` (a stream or seqpacket
+/// socket; `SO_PEERCRED`).
+pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<PeerCred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid and writable for the sizes passed.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -181,27 +207,7 @@ impl SeqPacket {
 
     /// The credentials of the process that made the connection.
     pub fn peer_cred(&self) -> io::Result<PeerCred> {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: cred and len are valid and writable for the sizes passed.
-        check(unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&raw mut cred).cast(),
-                &mut len,
-            )
-        })?;
-        Ok(PeerCred {
-            pid: cred.pid,
-            uid: cred.uid,
-            gid: cred.gid,
-        })
+        peer_cred(self.fd.as_fd())
     }
 
     /// The path the peer bound (the kernel's `src=`), if it bound one.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::bess::SeqPacket;
+use super::access;
+use super::bess::{SeqPacket, peer_cred};
 use super::control::{BessSocket, ControlSocket};
 use super::named::DirLock;
 use super::pcap::PcapWriter;
@@ -347,6 +348,7 @@ impl Switch {
             tap_port: None,
             now: Instant::now(),
             last_activity: Instant::now(),
+            own_uid: nix::unistd::geteuid().as_raw(),
         };
         if let Some(tap) = &engine.tap {
             let label = format!("tap {}", tap.name());
@@ -437,6 +439,8 @@ struct Engine {
     tap: Option<Tap>,
     tap_port: Option<PortId>,
     now: Instant,
+    /// The switch's effective uid: peers with it may name any data address ([`access`]).
+    own_uid: u32,
     /// The last moment a guest port existed or a connection came (for `exit_when_idle`).
     last_activity: Instant,
 }
@@ -659,12 +663,7 @@ impl Engine {
         Some(lock)
     }
 
-    fn write_status(
-        &self,
-        sw: &Switch,
-        path: &Path,
-        written: &mut Option<Written>,
-    ) {
+    fn write_status(&self, sw: &Switch, path: &Path, written: &mut Option<Written>) {
         let stats = snapshot(&self.counters);
         let per_port: Vec<(u64, u64, u64)> = self
             .ports
@@ -811,12 +810,26 @@ impl Engine {
         };
         let garbage = p.buf.len() > len;
         let p = self.pending.swap_remove(i);
+        let target = peer_cred(p.stream.as_fd())
+            .map_err(|e| format!("the peer's credentials cannot be read: {e}"))
+            .and_then(|cred| access::check(&request.addr, &cred, self.own_uid).map(|t| (t, cred)));
+        let (target, cred) = match target {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::warn!(peer = %request.addr.describe(), "refusing a port: {why}");
+                bump(&self.counters.requests_refused);
+                return;
+            }
+        };
         // Each port gets its own data socket, connected to the client: its receive queue
         // (net.unix.max_dgram_qlen datagrams, 10 by default) is not shared with other senders,
         // it only takes frames from that client, and poll reports it writable exactly when the
         // client's own queue has room again.
         let port_socket = bind_data_socket().and_then(|(sock, local)| {
-            sock.connect_to(&request.addr)?;
+            match target.proc_path() {
+                Some(path) => sock.connect_path(&path)?,
+                None => sock.connect_to(&request.addr)?,
+            }
             Ok((sock, local))
         });
         let (tx, local) = match port_socket {
@@ -849,7 +862,13 @@ impl Engine {
                 }
             }
         }
-        let label = format!("{:?} {}", request.version, request.addr.describe());
+        let label = format!(
+            "{:?} {} pid {} uid {}",
+            request.version,
+            request.addr.describe(),
+            cred.pid,
+            cred.uid
+        );
         let link = Link::Client {
             ctl,
             addr: request.addr,

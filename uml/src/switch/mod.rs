@@ -11,7 +11,10 @@
 //! A client (the UML kernel, `daemon_user.c`) connects to the control socket (a filesystem
 //! `SOCK_STREAM` socket), sends a port request naming its own abstract `SOCK_DGRAM` address
 //! ([`request`]), and reads back the switch's data address. From then on every datagram is one
-//! Ethernet frame, and the port lives as long as the control connection.
+//! Ethernet frame, and the port lives as long as the control connection. The address must be
+//! the peer's own (`SO_PEERCRED` on the control connection against the socket file's owner,
+//! or the peer's pid in an abstract name: [`access`]); the control socket's mode decides who
+//! may be a peer.
 //!
 //! Unlike uml_switch, which receives every port's frames on one data socket, each port gets a
 //! data socket of its own, connected to the client, and its address is what the reply
@@ -52,6 +55,7 @@
 //! # Ok::<(), uml::switch::SwitchError>(())
 //! ```
 
+pub mod access;
 pub mod bess;
 mod control;
 mod engine;

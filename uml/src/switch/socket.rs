@@ -96,6 +96,19 @@ impl DataSocket {
         .map(drop)
     }
 
+    /// Connect this socket to the filesystem socket `path` (such as `/proc/self/fd/N` for a
+    /// socket file held open with `O_PATH`).
+    pub fn connect_path(&self, path: &std::path::Path) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.len() >= SUN_PATH_LEN || bytes.contains(&0) {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let mut path_bytes = [0u8; SUN_PATH_LEN];
+        path_bytes[..bytes.len()].copy_from_slice(bytes);
+        self.connect_to(&PeerAddr::from_path_bytes(path_bytes))
+    }
+
     /// Send one datagram to `addr` (110-byte length). Never blocks.
     pub fn send_to(&self, frame: &[u8], addr: &PeerAddr) -> io::Result<usize> {
         let sun = sockaddr(addr);
