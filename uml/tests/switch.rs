@@ -945,3 +945,22 @@ fn a_port_for_another_users_socket_is_refused_and_one_for_the_peers_own_is_serve
     let stats = sw.stop();
     assert!(stats.requests_refused >= 1, "{stats:?}");
 }
+
+#[test]
+fn silent_control_connections_never_stop_a_guest_from_joining() {
+    let sw = InProcess::start(SwitchOptions::default());
+    // More connections that say nothing than the switch keeps waiting for requests.
+    let silent: Vec<UnixStream> = (0..150)
+        .map(|_| UnixStream::connect(sw.ctl()).unwrap())
+        .collect();
+    wait_until(
+        "the switch to accept the silent connections",
+        Duration::from_secs(10),
+        || sw.handle.stats().requests_refused >= 150 - 64,
+    );
+    // A client that sends its request at once, as the kernel does, still gets its port.
+    let port = RawPort::register(sw.ctl());
+    assert_eq!(sw.handle.stats().ports, 1);
+    drop(port);
+    drop(silent);
+}

@@ -740,3 +740,97 @@ fn clean_keeps_a_live_switch_and_removes_a_stopped_ones_files() {
     assert!(!dead.control().exists() && !dead.pid_file().exists());
     uml_switch(dir.path(), &["stop", "live"]);
 }
+
+/// Flood 1514-byte broadcasts from one port to `sinks` ports that never read, and return
+/// what the sinks pin (kernel send buffer in use plus frames queued in the switch), the
+/// largest per port and the total, from the switch's status file.
+fn pinned_by_sinks(opts: SwitchOptions, sinks: usize, frames: usize) -> (usize, usize) {
+    let dir = short_tempdir("umlkit-mem");
+    let stats_path = dir.path().join("stats");
+    let sw = InProcess::start(SwitchOptions {
+        stats: Some(stats_path.clone()),
+        ..opts
+    });
+    let sinks: Vec<SeqPacket> = (0..sinks)
+        .map(|i| {
+            let sink = SeqPacket::connect(&sw.bess, None).unwrap();
+            // One frame each, so that no sink counts as a silent connection to evict.
+            let src = [2, 0, 0, 1, (i >> 8) as u8, i as u8];
+            send_waiting(&sink, &frame([0xff; 6], src, 60));
+            sink
+        })
+        .collect();
+    let sender = SeqPacket::connect(&sw.bess, None).unwrap();
+    wait_until("every port to attach", Duration::from_secs(10), || {
+        sw.handle.stats().ports == sinks.len() as u64 + 1
+    });
+    let big = frame([0xff; 6], [2, 0, 0, 0, 0, 1], 1514);
+    for _ in 0..frames {
+        send_waiting(&sender, &big);
+    }
+    wait_until_or(
+        "the sinks' buffers and queues to fill",
+        Duration::from_secs(20),
+        || sw.handle.stats().frames_received >= (frames + sinks.len()) as u64,
+        || format!("{:?}", sw.handle.stats()),
+    );
+    let stats = sw.handle.stats();
+    assert!(
+        stats.dropped_queue_full > 0,
+        "the flood never filled a sink: {stats:?}"
+    );
+    // The status file is rewritten once a second while the counters change.
+    let mut status = None;
+    wait_until(
+        "the status file to show the flood",
+        Duration::from_secs(10),
+        || {
+            status = uml::switch::status::Status::read(&stats_path).ok();
+            status
+                .as_ref()
+                .is_some_and(|s| s.stats == sw.handle.stats())
+        },
+    );
+    let status = status.unwrap();
+    let pinned: Vec<usize> = status
+        .ports
+        .iter()
+        .map(|p| p.unread_bytes + p.queued_bytes)
+        .collect();
+    drop(sinks);
+    (
+        pinned.iter().copied().max().unwrap_or(0),
+        pinned.iter().sum(),
+    )
+}
+
+#[test]
+fn a_port_that_never_reads_pins_bounded_memory_and_all_ports_share_the_budget() {
+    // Defaults: one sink pins at most its doubled 256 KiB send buffer plus 256 queued frames
+    // (and one frame over, which the kernel lets through).
+    let (one, _) = pinned_by_sinks(SwitchOptions::default(), 1, 1500);
+    eprintln!("one sink that never reads pins {} KiB", one >> 10);
+    assert!(one <= (512 << 10) + 256 * 1514 + 4096, "{one} bytes");
+    assert!(
+        one >= 256 << 10,
+        "the sink pinned only {one} bytes: was it filled?"
+    );
+
+    // 100 sinks share a 16 MiB budget.
+    let budget = 16 << 20;
+    let (most, total) = pinned_by_sinks(
+        SwitchOptions {
+            memory_budget: budget,
+            ..SwitchOptions::default()
+        },
+        100,
+        600,
+    );
+    eprintln!(
+        "100 sinks that never read pin {} KiB in all (at most {} KiB each) of a {} KiB budget",
+        total >> 10,
+        most >> 10,
+        budget >> 10
+    );
+    assert!(total <= budget + 100 * 4096, "{total} bytes pinned");
+}

@@ -244,8 +244,15 @@ fn list(args: &ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
         }
         for p in status.iter().flat_map(|st| &st.ports) {
             println!(
-                "  port {:<3} {:<6} rx {:>10} tx {:>10} dropped {:>8} queued {:>4}  {}",
-                p.id, p.kind, p.rx_frames, p.tx_frames, p.dropped, p.queued, p.peer
+                "  port {:<3} {:<6} rx {:>10} tx {:>10} dropped {:>8} queued {:>4} pinned {:>5} KiB  {}",
+                p.id,
+                p.kind,
+                p.rx_frames,
+                p.tx_frames,
+                p.dropped,
+                p.queued,
+                (p.queued_bytes + p.unread_bytes) >> 10,
+                p.peer
             );
         }
     }

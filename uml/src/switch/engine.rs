@@ -17,7 +17,7 @@ use super::control::{BessSocket, ControlSocket};
 use super::named::DirLock;
 use super::pcap::PcapWriter;
 use super::request::{self, MAX_REQUEST_LEN, Parse, PeerAddr};
-use super::socket::DataSocket;
+use super::socket::{DataSocket, unread_bytes};
 use super::status::{PortStatus, Status};
 use super::table::{Learned, MacTable, PortId, is_multicast};
 use super::tap::Tap;
@@ -35,11 +35,15 @@ const MAX_PORTS: usize = 1024;
 const MAX_SILENT: usize = 64;
 /// Malformed messages (empty, runt, oversized) in a row after which a `bess` port is closed.
 const MAX_BAD_RUN: u32 = 64;
+/// The least send buffer a port gets however many share the budget: room for a burst of
+/// full-size frames (each takes about 2.3 KiB of kernel memory).
+const MIN_PORT_BUFFER: usize = 32 << 10;
 /// Frames taken from one source before looking at the others again.
 const BATCH: usize = 64;
-/// The counters (switch-wide, then per port: received, sent, dropped) last written to the
+/// The counters (switch-wide, then per port: received, sent, dropped, queued and unread
+/// bytes) last written to the
 /// status file; it is rewritten only when they change.
-type Written = (SwitchStats, Vec<(u64, u64, u64)>);
+type Written = (SwitchStats, Vec<[u64; 5]>);
 
 /// How often the status file is rewritten while the counters change.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -88,10 +92,11 @@ pub struct SwitchStats {
     pub dropped_unknown_sender: u64,
     pub ports_registered: u64,
     pub ports_removed: u64,
-    /// Control connections closed without a port: malformed, unsupported or silent; and
-    /// `bess` connections turned away because the switch has [`MAX_PORTS`] ports.
+    /// Control connections closed without a port: malformed, unsupported, silent, naming a
+    /// data address that is not the peer's, or closed as the oldest of too many silent ones;
+    /// and connections turned away because [`MAX_PORTS`] ports all talk.
     pub requests_refused: u64,
-    /// `bess` ports that never sent a valid frame, closed to make room for a new connection.
+    /// Ports that never sent a valid frame, closed to make room for a new one.
     pub ports_evicted: u64,
     /// Ports attached now.
     pub ports: u64,
@@ -341,6 +346,9 @@ impl Switch {
             hub: self.opts.hub,
             queue_frames: self.opts.queue_frames.max(1),
             socket_buffer: self.opts.socket_buffer,
+            memory_budget: self.opts.memory_budget,
+            port_buffer: 0,
+            queued_bytes: 0,
             request_timeout: self.opts.request_timeout,
             pcap: self.pcap.take(),
             pcap_dirty_since: None,
@@ -433,6 +441,11 @@ struct Engine {
     hub: bool,
     queue_frames: usize,
     socket_buffer: usize,
+    memory_budget: usize,
+    /// The send buffer every port's socket has now: its share of half the budget.
+    port_buffer: usize,
+    /// Bytes of frames in all per-port queues together (at most half the budget).
+    queued_bytes: usize,
     request_timeout: Duration,
     pcap: Option<PcapWriter>,
     pcap_dirty_since: Option<Instant>,
@@ -665,11 +678,21 @@ impl Engine {
 
     fn write_status(&self, sw: &Switch, path: &Path, written: &mut Option<Written>) {
         let stats = snapshot(&self.counters);
-        let per_port: Vec<(u64, u64, u64)> = self
+        let per_port: Vec<[u64; 5]> = self
             .ports
             .iter()
             .flatten()
-            .map(|p| (p.rx_frames, p.tx_frames, p.dropped))
+            .map(|p| {
+                let queued: usize = p.queue.iter().map(|f| f.len()).sum();
+                let unread = p.link.fd().map(unread_bytes).unwrap_or(0);
+                [
+                    p.rx_frames,
+                    p.tx_frames,
+                    p.dropped,
+                    queued as u64,
+                    unread as u64,
+                ]
+            })
             .collect();
         let now = Some((stats, per_port));
         if *written == now {
@@ -699,6 +722,9 @@ impl Engine {
                         tx_frames: p.tx_frames,
                         dropped: p.dropped,
                         queued: p.queue.len(),
+                        queued_bytes: p.queue.iter().map(|f| f.len()).sum(),
+                        unread_bytes: p.link.fd().map(unread_bytes).unwrap_or(0),
+                        socket_buffer: self.port_buffer,
                     })
                 })
                 .collect(),
@@ -728,7 +754,30 @@ impl Engine {
         self.ports[id] = Some(port);
         bump(&self.counters.ports_registered);
         bump(&self.counters.ports);
+        self.share_budget();
         id
+    }
+
+    /// Give every port's socket its share of half the memory budget, when the share changed.
+    /// A smaller limit takes effect as the receiver reads what is already queued.
+    fn share_budget(&mut self) {
+        let ports = self.ports.iter().flatten().count().max(1);
+        let share = (self.memory_budget / 2 / ports)
+            // The kernel doubles what is asked for.
+            .div_euclid(2)
+            .clamp(MIN_PORT_BUFFER, self.socket_buffer.max(MIN_PORT_BUFFER));
+        if share == self.port_buffer {
+            return;
+        }
+        self.port_buffer = share;
+        for port in self.ports.iter().flatten() {
+            match &port.link {
+                Link::Client { tx, .. } => tx.raise_buffers(share),
+                Link::Bess { conn } => conn.raise_buffers(share),
+                Link::Tap => {}
+            }
+        }
+        tracing::debug!(share, ports, "port socket buffers set");
     }
 
     fn remove_port(&mut self, id: PortId, why: &str) {
@@ -738,20 +787,28 @@ impl Engine {
         if let Link::Client { addr, .. } = &port.link {
             self.by_addr.remove(addr);
         }
+        self.queued_bytes -= port.queue.iter().map(|f| f.len()).sum::<usize>();
         self.table.forget_port(id);
         tracing::info!(port = id, peer = %port.label, why, "port removed");
         bump(&self.counters.ports_removed);
         self.counters.ports.fetch_sub(1, Ordering::Relaxed);
+        self.share_budget();
     }
 
     fn accept(&mut self, control: &ControlSocket) {
         for _ in 0..16 {
             match control.listener.accept() {
                 Ok((stream, _)) => {
-                    if self.pending.len() >= MAX_PENDING || self.live_ports() >= MAX_PORTS {
-                        tracing::warn!("too many clients; closing a new control connection");
+                    // The kernel writes its request as soon as it connects, so the oldest
+                    // connection still silent is the least likely to be a guest: close it
+                    // rather than turn the new one away.
+                    if self.pending.len() >= MAX_PENDING
+                        && let Some(oldest) =
+                            (0..self.pending.len()).min_by_key(|&i| self.pending[i].deadline)
+                    {
+                        self.pending.swap_remove(oldest);
+                        tracing::warn!("too many silent control connections; closed the oldest");
                         bump(&self.counters.requests_refused);
-                        continue;
                     }
                     if stream.set_nonblocking(true).is_err() {
                         continue;
@@ -774,6 +831,32 @@ impl Engine {
 
     fn live_ports(&self) -> usize {
         self.ports.iter().flatten().count()
+    }
+
+    /// Make room for one more port when the table is full, by closing the oldest port that
+    /// never sent a valid frame; false when every port talks.
+    fn make_room(&mut self) -> bool {
+        self.live_ports() < MAX_PORTS || self.evict_oldest_silent(|link| !matches!(link, Link::Tap))
+    }
+
+    /// Close the port attached longest ago among those matching `kind` that never sent a
+    /// valid frame; false when there is none.
+    fn evict_oldest_silent(&mut self, kind: impl Fn(&Link) -> bool) -> bool {
+        let oldest = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(id, p)| {
+                let p = p.as_ref()?;
+                (kind(&p.link) && !p.talked).then_some((p.attached, id))
+            })
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        bump(&self.counters.ports_evicted);
+        self.remove_port(id, "evicted: never sent a frame, and a new port came");
+        true
     }
 
     fn refuse(&mut self, i: usize, why: &dyn std::fmt::Display) {
@@ -810,6 +893,11 @@ impl Engine {
         };
         let garbage = p.buf.len() > len;
         let p = self.pending.swap_remove(i);
+        if !self.make_room() {
+            tracing::warn!(peer = %request.addr.describe(), "refusing a port: {MAX_PORTS} ports, all of them talking");
+            bump(&self.counters.requests_refused);
+            return;
+        }
         let target = peer_cred(p.stream.as_fd())
             .map_err(|e| format!("the peer's credentials cannot be read: {e}"))
             .and_then(|cred| access::check(&request.addr, &cred, self.own_uid).map(|t| (t, cred)));
@@ -843,7 +931,7 @@ impl Engine {
                 return;
             }
         };
-        tx.raise_buffers(self.socket_buffer);
+        tx.raise_buffers(self.port_buffer.max(MIN_PORT_BUFFER));
         if self.by_addr.contains_key(&request.addr) {
             tracing::warn!(peer = %request.addr.describe(), "refusing a second port for one address");
             bump(&self.counters.requests_refused);
@@ -926,7 +1014,11 @@ impl Engine {
                 tracing::debug!(sender = %from.describe(), "frame from an unregistered sender dropped");
                 continue;
             };
-            self.forward(ingress, rx, n);
+            if self.forward(ingress, rx, n)
+                && let Some(port) = self.ports.get_mut(ingress).and_then(Option::as_mut)
+            {
+                port.talked = true;
+            }
         }
     }
 
@@ -949,7 +1041,11 @@ impl Engine {
                     return;
                 }
             };
-            self.forward(id, rx, n);
+            if self.forward(id, rx, n)
+                && let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut)
+            {
+                port.talked = true;
+            }
         }
     }
 
@@ -976,27 +1072,21 @@ impl Engine {
                 Some(path) => format!("bess pid {} uid {} {path}", cred.pid, cred.uid),
                 None => format!("bess pid {} uid {}", cred.pid, cred.uid),
             };
-            let silent: Vec<(Instant, PortId)> = self
+            let silent_bess = self
                 .ports
                 .iter()
-                .enumerate()
-                .filter_map(|(id, p)| {
-                    let p = p.as_ref()?;
-                    (matches!(p.link, Link::Bess { .. }) && !p.talked).then_some((p.attached, id))
-                })
-                .collect();
-            if silent.len() >= MAX_SILENT
-                && let Some(&(_, oldest)) = silent.iter().min()
-            {
-                bump(&self.counters.ports_evicted);
-                self.remove_port(oldest, "evicted: never sent a frame, and a new port came");
+                .flatten()
+                .filter(|p| matches!(p.link, Link::Bess { .. }) && !p.talked)
+                .count();
+            if silent_bess >= MAX_SILENT {
+                self.evict_oldest_silent(|link| matches!(link, Link::Bess { .. }));
             }
-            if self.live_ports() >= MAX_PORTS {
-                tracing::warn!(peer = %label, "too many ports; closing a new bess connection");
+            if !self.make_room() {
+                tracing::warn!(peer = %label, "{MAX_PORTS} ports, all of them talking; closing a new bess connection");
                 bump(&self.counters.requests_refused);
                 continue;
             }
-            conn.raise_buffers(self.socket_buffer);
+            conn.raise_buffers(self.port_buffer.max(MIN_PORT_BUFFER));
             self.last_activity = self.now;
             self.add_port(Port::new(Link::Bess { conn }, label, self.now));
         }
@@ -1115,13 +1205,18 @@ impl Engine {
         let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
+        let queue_full = |port: &Port, queued_bytes: usize| {
+            port.queue.len() >= self.queue_frames
+                || queued_bytes + frame.len() > self.memory_budget / 2
+        };
         if !port.queue.is_empty() {
-            if port.queue.len() >= self.queue_frames {
+            if queue_full(port, self.queued_bytes) {
                 bump(&self.counters.dropped_queue_full);
                 port.dropped += 1;
                 tracing::debug!(port = id, "receiver queue full, frame dropped");
             } else {
                 port.queue.push_back(frame.into());
+                self.queued_bytes += frame.len();
             }
             return;
         }
@@ -1130,7 +1225,15 @@ impl Engine {
                 bump(&self.counters.frames_sent);
                 port.tx_frames += 1;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => port.queue.push_back(frame.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if queue_full(port, self.queued_bytes) {
+                    bump(&self.counters.dropped_queue_full);
+                    port.dropped += 1;
+                } else {
+                    port.queue.push_back(frame.into());
+                    self.queued_bytes += frame.len();
+                }
+            }
             Err(e) => {
                 bump(&self.counters.dropped_port_error);
                 port.dropped += 1;
@@ -1157,7 +1260,9 @@ impl Engine {
                     tracing::debug!(port = id, "sending a queued frame failed: {e}");
                 }
             }
-            port.queue.pop_front();
+            if let Some(frame) = port.queue.pop_front() {
+                self.queued_bytes -= frame.len();
+            }
         }
     }
 
@@ -1173,6 +1278,17 @@ impl Engine {
                 self.pcap = None;
             }
             self.pcap_dirty_since = None;
+        }
+    }
+}
+
+impl Link {
+    /// The socket frames for this port are sent on (not the tap's: it is no socket).
+    fn fd(&self) -> Option<RawFd> {
+        match self {
+            Link::Client { tx, .. } => Some(tx.as_raw_fd()),
+            Link::Bess { conn } => Some(conn.as_raw_fd()),
+            Link::Tap => None,
         }
     }
 }

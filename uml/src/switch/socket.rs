@@ -183,6 +183,15 @@ pub(super) fn raise_buffers(fd: RawFd, bytes: usize) {
     }
 }
 
+/// Bytes sent on `fd` that its receiver has not read yet (`SIOCOUTQ`; for `AF_UNIX`, the
+/// send buffer in use).
+pub(super) fn unread_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to the pointer, which is valid and writable.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &raw mut n) };
+    if ret < 0 { 0 } else { n.max(0) as usize }
+}
+
 fn setsockopt_int(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: value lives across the call and its size is passed.
     check(unsafe {

@@ -39,6 +39,12 @@ pub struct PortStatus {
     pub dropped: u64,
     /// Frames waiting for the port's socket to have room.
     pub queued: usize,
+    /// Bytes of those frames.
+    pub queued_bytes: usize,
+    /// Bytes sent to the port that it has not read yet (kernel memory, `SIOCOUTQ`).
+    pub unread_bytes: usize,
+    /// The port's send buffer limit asked of the kernel (which doubles it).
+    pub socket_buffer: usize,
 }
 
 impl Status {
@@ -90,6 +96,9 @@ mod tests {
                 tx_frames: 2,
                 dropped: 1,
                 queued: 0,
+                queued_bytes: 0,
+                unread_bytes: 0,
+                socket_buffer: 1 << 18,
             }],
         };
         status.write(&path).unwrap();
