@@ -17,7 +17,7 @@ use super::control::{BessSocket, ControlSocket};
 use super::named::DirLock;
 use super::pcap::PcapWriter;
 use super::request::{self, MAX_REQUEST_LEN, Parse, PeerAddr};
-use super::socket::{DataSocket, unread_bytes};
+use super::socket::{DataSocket, send_batch, unread_bytes};
 use super::status::{PortStatus, Status};
 use super::table::{Learned, MacTable, PortId, is_multicast};
 use super::tap::Tap;
@@ -349,6 +349,7 @@ impl Switch {
             memory_budget: self.opts.memory_budget,
             port_buffer: 0,
             queued_bytes: 0,
+            dirty: Vec::new(),
             request_timeout: self.opts.request_timeout,
             pcap: self.pcap.take(),
             pcap_dirty_since: None,
@@ -446,6 +447,8 @@ struct Engine {
     port_buffer: usize,
     /// Bytes of frames in all per-port queues together (at most half the budget).
     queued_bytes: usize,
+    /// Ports whose queue got its first frame in this batch.
+    dirty: Vec<PortId>,
     request_timeout: Duration,
     pcap: Option<PcapWriter>,
     pcap_dirty_since: Option<Instant>,
@@ -469,6 +472,8 @@ impl Engine {
         let mut written: Option<Written> = None;
         let mut reported_drops = 0u64;
         let mut rx = vec![0u8; RX_BUF];
+        let mut rx_many = vec![0u8; RX_BUF * BATCH];
+        let mut lens = [0usize; BATCH];
         while !sw.handle.stopped.load(Ordering::SeqCst) {
             fds.clear();
             sources.clear();
@@ -562,10 +567,14 @@ impl Engine {
                             self.flush_queue(id);
                         }
                         if fd.revents & !libc::POLLOUT != 0 {
-                            self.receive_bess(id, &mut rx);
+                            self.receive_bess(id, &mut rx_many, &mut lens);
+                            self.flush_dirty();
                         }
                     }
-                    Source::Data => self.receive_data(&sw.data, &mut rx),
+                    Source::Data => {
+                        self.receive_data(&sw.data, &mut rx);
+                        self.flush_dirty();
+                    }
                     Source::Tap => {
                         if fd.revents & libc::POLLOUT != 0
                             && let Some(id) = self.tap_port
@@ -574,6 +583,7 @@ impl Engine {
                         }
                         if fd.revents & libc::POLLIN != 0 {
                             self.receive_tap(&mut rx);
+                            self.flush_dirty();
                         }
                     }
                     Source::Pending(i) => pending_events.push(i),
@@ -584,6 +594,7 @@ impl Engine {
                         }
                         if fd.revents & !libc::POLLOUT != 0 {
                             self.receive_port(id, &mut rx);
+                            self.flush_dirty();
                         }
                     }
                 }
@@ -1092,23 +1103,27 @@ impl Engine {
         }
     }
 
-    fn receive_bess(&mut self, id: PortId, rx: &mut [u8]) {
-        for _ in 0..BATCH {
-            let Some(Port {
-                link: Link::Bess { conn, .. },
-                ..
-            }) = self.port(id)
-            else {
-                return;
-            };
-            let n = match conn.recv(rx) {
-                Ok(Some(n)) => n,
+    /// Take up to [`BATCH`] messages from a `bess` port in one call (`recvmmsg`) and
+    /// forward them.
+    fn receive_bess(&mut self, id: PortId, rx: &mut [u8], lens: &mut [usize]) {
+        let Some(Port {
+            link: Link::Bess { conn, .. },
+            ..
+        }) = self.port(id)
+        else {
+            return;
+        };
+        let count = loop {
+            match conn.recv_many(rx, RX_BUF, lens) {
+                Ok(Some(n)) => break n,
                 Ok(None) => return self.remove_port(id, "disconnect"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.remove_port(id, &format!("connection error: {e}")),
-            };
-            let valid = self.forward(id, rx, n);
+            }
+        };
+        for (i, &n) in lens[..count].iter().enumerate() {
+            let valid = self.forward(id, &rx[i * RX_BUF..(i + 1) * RX_BUF], n);
             let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
                 return;
             };
@@ -1200,70 +1215,77 @@ impl Engine {
         true
     }
 
+    /// Put a copy of `frame` in the port's queue, to go out with the others at the end of
+    /// this batch ([`flush_dirty`](Self::flush_dirty)), or drop it when the queue is full.
     fn send(&mut self, id: PortId, frame: &[u8]) {
-        let tap = self.tap.as_ref();
         let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        let queue_full = |port: &Port, queued_bytes: usize| {
-            port.queue.len() >= self.queue_frames
-                || queued_bytes + frame.len() > self.memory_budget / 2
-        };
-        if !port.queue.is_empty() {
-            if queue_full(port, self.queued_bytes) {
-                bump(&self.counters.dropped_queue_full);
-                port.dropped += 1;
-                tracing::debug!(port = id, "receiver queue full, frame dropped");
-            } else {
-                port.queue.push_back(frame.into());
-                self.queued_bytes += frame.len();
-            }
+        if port.queue.len() >= self.queue_frames
+            || self.queued_bytes + frame.len() > self.memory_budget / 2
+        {
+            bump(&self.counters.dropped_queue_full);
+            port.dropped += 1;
+            tracing::debug!(port = id, "receiver queue full, frame dropped");
             return;
         }
-        match transmit(&port.link, tap, frame) {
-            Ok(()) => {
-                bump(&self.counters.frames_sent);
-                port.tx_frames += 1;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if queue_full(port, self.queued_bytes) {
-                    bump(&self.counters.dropped_queue_full);
-                    port.dropped += 1;
-                } else {
-                    port.queue.push_back(frame.into());
-                    self.queued_bytes += frame.len();
-                }
-            }
-            Err(e) => {
-                bump(&self.counters.dropped_port_error);
-                port.dropped += 1;
-                tracing::debug!(port = id, "sending a frame failed: {e}");
-            }
+        if port.queue.is_empty() {
+            self.dirty.push(id);
         }
+        port.queue.push_back(frame.into());
+        self.queued_bytes += frame.len();
     }
 
+    /// Send what waits in the port's queue, as much as its socket takes: up to [`BATCH`]
+    /// frames a call (`sendmmsg`) on sockets, one at a time to the tap.
     fn flush_queue(&mut self, id: PortId) {
         let tap = self.tap.as_ref();
         let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        while let Some(frame) = port.queue.front() {
-            match transmit(&port.link, tap, frame) {
-                Ok(()) => {
-                    bump(&self.counters.frames_sent);
-                    port.tx_frames += 1;
+        while !port.queue.is_empty() {
+            let result = match port.link.fd() {
+                Some(fd) => {
+                    let frames: Vec<&[u8]> = port.queue.iter().take(BATCH).map(|f| &f[..]).collect();
+                    send_batch(fd, &frames)
                 }
+                None => port
+                    .queue
+                    .front()
+                    .map_or(Ok(0), |f| transmit(&port.link, tap, f).map(|()| 1)),
+            };
+            let (sent, failed) = match result {
+                Ok(0) => return,
+                Ok(n) => (n, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    bump(&self.counters.dropped_port_error);
-                    port.dropped += 1;
                     tracing::debug!(port = id, "sending a queued frame failed: {e}");
+                    (1, true)
+                }
+            };
+            for _ in 0..sent {
+                if let Some(frame) = port.queue.pop_front() {
+                    self.queued_bytes -= frame.len();
                 }
             }
-            if let Some(frame) = port.queue.pop_front() {
-                self.queued_bytes -= frame.len();
+            if failed {
+                bump(&self.counters.dropped_port_error);
+                port.dropped += 1;
+            } else {
+                self.counters.frames_sent.fetch_add(sent as u64, Ordering::Relaxed);
+                port.tx_frames += sent as u64;
             }
         }
+    }
+
+    /// Flush the queues that frames were put in since the last call.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            self.flush_queue(id);
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn maybe_flush_pcap(&mut self, force: bool) {
