@@ -1246,7 +1246,8 @@ impl Engine {
         while !port.queue.is_empty() {
             let result = match port.link.fd() {
                 Some(fd) => {
-                    let frames: Vec<&[u8]> = port.queue.iter().take(BATCH).map(|f| &f[..]).collect();
+                    let frames: Vec<&[u8]> =
+                        port.queue.iter().take(BATCH).map(|f| &f[..]).collect();
                     send_batch(fd, &frames)
                 }
                 None => port
@@ -1272,7 +1273,9 @@ impl Engine {
                 bump(&self.counters.dropped_port_error);
                 port.dropped += 1;
             } else {
-                self.counters.frames_sent.fetch_add(sent as u64, Ordering::Relaxed);
+                self.counters
+                    .frames_sent
+                    .fetch_add(sent as u64, Ordering::Relaxed);
                 port.tx_frames += sent as u64;
             }
         }

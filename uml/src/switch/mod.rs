@@ -49,6 +49,12 @@
 //!   after registration end that client's port (as in uml_switch).
 //! * It never takes over a control socket that a live switch serves, replaces a stale one,
 //!   never deletes a path that is not a socket, and removes its socket file when it stops.
+//! * With [`SwitchOptions::exit_when_idle`] it stops once no guest has been attached or
+//!   connected for the grace, never while a connection waits in its listen queue; with
+//!   [`SwitchOptions::stats`] its counters and ports are in a JSON file ([`status`]). The
+//!   named switches of `uml run --net switch:NAME` use both ([`named`]).
+//! * Frames are read from a `bess` port 64 at a time (`recvmmsg`), and what one batch
+//!   forwards to a port leaves in one `sendmmsg` at its end.
 //!
 //! ```no_run
 //! use uml::switch::{Switch, SwitchOptions};
