@@ -349,7 +349,6 @@ impl Switch {
             memory_budget: self.opts.memory_budget,
             port_buffer: 0,
             queued_bytes: 0,
-            dirty: Vec::new(),
             request_timeout: self.opts.request_timeout,
             pcap: self.pcap.take(),
             pcap_dirty_since: None,
@@ -447,8 +446,6 @@ struct Engine {
     port_buffer: usize,
     /// Bytes of frames in all per-port queues together (at most half the budget).
     queued_bytes: usize,
-    /// Ports whose queue got its first frame in this batch.
-    dirty: Vec<PortId>,
     request_timeout: Duration,
     pcap: Option<PcapWriter>,
     pcap_dirty_since: Option<Instant>,
@@ -568,13 +565,9 @@ impl Engine {
                         }
                         if fd.revents & !libc::POLLOUT != 0 {
                             self.receive_bess(id, &mut rx_many, &mut lens);
-                            self.flush_dirty();
                         }
                     }
-                    Source::Data => {
-                        self.receive_data(&sw.data, &mut rx);
-                        self.flush_dirty();
-                    }
+                    Source::Data => self.receive_data(&sw.data, &mut rx),
                     Source::Tap => {
                         if fd.revents & libc::POLLOUT != 0
                             && let Some(id) = self.tap_port
@@ -583,7 +576,6 @@ impl Engine {
                         }
                         if fd.revents & libc::POLLIN != 0 {
                             self.receive_tap(&mut rx);
-                            self.flush_dirty();
                         }
                     }
                     Source::Pending(i) => pending_events.push(i),
@@ -594,7 +586,6 @@ impl Engine {
                         }
                         if fd.revents & !libc::POLLOUT != 0 {
                             self.receive_port(id, &mut rx);
-                            self.flush_dirty();
                         }
                     }
                 }
@@ -1215,12 +1206,29 @@ impl Engine {
         true
     }
 
-    /// Put a copy of `frame` in the port's queue, to go out with the others at the end of
-    /// this batch ([`flush_dirty`](Self::flush_dirty)), or drop it when the queue is full.
+    /// Send `frame` to the port now, or queue a copy when its socket is full (or frames
+    /// already wait), or drop it when the queue is full too.
     fn send(&mut self, id: PortId, frame: &[u8]) {
+        let tap = self.tap.as_ref();
         let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
+        if port.queue.is_empty() {
+            match transmit(&port.link, tap, frame) {
+                Ok(()) => {
+                    bump(&self.counters.frames_sent);
+                    port.tx_frames += 1;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    bump(&self.counters.dropped_port_error);
+                    port.dropped += 1;
+                    tracing::debug!(port = id, "sending a frame failed: {e}");
+                    return;
+                }
+            }
+        }
         if port.queue.len() >= self.queue_frames
             || self.queued_bytes + frame.len() > self.memory_budget / 2
         {
@@ -1228,9 +1236,6 @@ impl Engine {
             port.dropped += 1;
             tracing::debug!(port = id, "receiver queue full, frame dropped");
             return;
-        }
-        if port.queue.is_empty() {
-            self.dirty.push(id);
         }
         port.queue.push_back(frame.into());
         self.queued_bytes += frame.len();
@@ -1279,16 +1284,6 @@ impl Engine {
                 port.tx_frames += sent as u64;
             }
         }
-    }
-
-    /// Flush the queues that frames were put in since the last call.
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &id in &dirty {
-            self.flush_queue(id);
-        }
-        dirty.clear();
-        self.dirty = dirty;
     }
 
     fn maybe_flush_pcap(&mut self, force: bool) {

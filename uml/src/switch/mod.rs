@@ -53,8 +53,8 @@
 //!   connected for the grace, never while a connection waits in its listen queue; with
 //!   [`SwitchOptions::stats`] its counters and ports are in a JSON file ([`status`]). The
 //!   named switches of `uml run --net switch:NAME` use both ([`named`]).
-//! * Frames are read from a `bess` port 64 at a time (`recvmmsg`), and what one batch
-//!   forwards to a port leaves in one `sendmmsg` at its end.
+//! * Frames are read from a `bess` port 64 at a time (`recvmmsg`) and sent on at once, each
+//!   as it comes; a backlog queued for a port leaves 64 frames a call (`sendmmsg`).
 //!
 //! ```no_run
 //! use uml::switch::{Switch, SwitchOptions};
