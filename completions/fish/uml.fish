@@ -211,18 +211,36 @@ complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_
 complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
 complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
 complete -c uml -n "__fish_uml_using_subcommand cow; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c uml -n "__fish_uml_using_subcommand switch" -l unix -d 'Control socket that guests connect to (uml_switch\'s -unix)' -r -F
-complete -c uml -n "__fish_uml_using_subcommand switch" -l bess -d 'Also serve 7.x kernels\' vector `bess` transport on the seqpacket socket BESS_SOCKET' -r -F
-complete -c uml -n "__fish_uml_using_subcommand switch" -l tap -d 'Attach the host tap device DEV as a port (uml_switch\'s -tap)' -r
-complete -c uml -n "__fish_uml_using_subcommand switch" -l pcap -d 'Capture every frame into FILE (classic pcap: tcpdump -r FILE, Wireshark)' -r -F
-complete -c uml -n "__fish_uml_using_subcommand switch" -l pid-file -d 'Write the switch\'s pid to FILE; it is removed when the switch stops' -r -F
-complete -c uml -n "__fish_uml_using_subcommand switch" -l mode -d 'Access mode of the control socket, in octal (Debian\'s uml_switch service uses 777)' -r
-complete -c uml -n "__fish_uml_using_subcommand switch" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
-complete -c uml -n "__fish_uml_using_subcommand switch" -l hub -d 'Be a hub: send every frame to every other port (uml_switch\'s -hub)'
-complete -c uml -n "__fish_uml_using_subcommand switch" -l daemon -d 'Go into the background once the control socket is listening (uml_switch\'s -daemon)'
-complete -c uml -n "__fish_uml_using_subcommand switch" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
-complete -c uml -n "__fish_uml_using_subcommand switch" -s h -l help -d 'Print help'
-complete -c uml -n "__fish_uml_using_subcommand switch" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l unix -d 'Control socket that guests connect to (uml_switch\'s -unix)' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l bess -d 'Also serve 7.x kernels\' vector `bess` transport on the seqpacket socket BESS_SOCKET' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l tap -d 'Attach the host tap device DEV as a port (uml_switch\'s -tap)' -r
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l pcap -d 'Capture every frame into FILE (classic pcap: tcpdump -r FILE, Wireshark)' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l pid-file -d 'Write the switch\'s pid to FILE; it is removed when the switch stops' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l mode -d 'Access mode of the control socket, in octal (Debian\'s uml_switch service uses 777)' -r
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l exit-when-idle -d 'Stop once no guest has been attached (and none has connected) for SECONDS' -r
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l stats -d 'Write the counters and ports as JSON to FILE, at most once a second; removed on stop' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l hub -d 'Be a hub: send every frame to every other port (uml_switch\'s -hub)'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l daemon -d 'Go into the background once the control socket is listening (uml_switch\'s -daemon)'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -f -a "list" -d 'Show the named switches (uml run --net switch:NAME), their ports and traffic counters'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -f -a "stop" -d 'Stop the named switch NAME now, whatever guests are attached'
+complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from list" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from list" -l json -d 'Print JSON: one object per switch, with its status file\'s contents'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from stop" -l timeout -d 'Seconds to wait for it to stop' -r
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from stop" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from stop" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from stop" -s V -l version -d 'Print version'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from help" -f -a "list" -d 'Show the named switches (uml run --net switch:NAME), their ports and traffic counters'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Stop the named switch NAME now, whatever guests are attached'
+complete -c uml -n "__fish_uml_using_subcommand switch; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand uplink" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
 complete -c uml -n "__fish_uml_using_subcommand uplink" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand uplink" -s h -l help -d 'Print help'
@@ -305,6 +323,8 @@ complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "info" -d 'Show a COW file\'s header, whether its backing file still matches, and what it holds'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from switch" -f -a "list" -d 'Show the named switches (uml run --net switch:NAME), their ports and traffic counters'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from switch" -f -a "stop" -d 'Stop the named switch NAME now, whatever guests are attached'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "info" -d 'Print the profile of a kernel: its release and the config symbols umlkit uses'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List the kernels built by `uml kernel build`, and say which one runs by default'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a UML kernel from a kernel source tree or tarball and install it for umlkit'
@@ -1140,7 +1160,7 @@ function __uml_slot
             continue
         end
         switch $t
-            case --arg --backing --bess --boot-timeout --disk --jobs --kernel --kernel-version --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --tap --timeout --umid --uml-dir --unix --work-dir -a -b -d -j -m -n
+            case --arg --backing --bess --boot-timeout --disk --exit-when-idle --jobs --kernel --kernel-version --mem --mode --net --out-dir --pcap --pid-file --reply-timeout --rw --stats --tap --timeout --umid --uml-dir --unix --work-dir -a -b -d -j -m -n
                 set skip 1
             case '-*'
             case '*'

@@ -797,3 +797,172 @@ fn sigint_stops_a_foreground_switch_and_removes_its_control_socket() {
     assert!(status.success(), "{status}");
     assert!(!ctl.exists(), "the control socket survived SIGINT");
 }
+
+/// The uid and gid of `umlkit-swtest`, an unprivileged user created here if missing; `None`
+/// (with a note) when this test process is not root or python3 is missing.
+fn unprivileged_user(test: &str) -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("python3").arg("-c").arg("").status().is_err()
+    {
+        eprintln!("skipped {test}: needs root (to act as a second user) and python3");
+        return None;
+    }
+    const NAME: &str = "umlkit-swtest";
+    if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                NAME,
+            ])
+            .status();
+    }
+    let user = nix::unistd::User::from_name(NAME)
+        .ok()
+        .flatten()
+        .expect("useradd umlkit-swtest");
+    Some((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+fn path_addr(path: &Path) -> PeerAddr {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = [0u8; 108];
+    let p = path.as_os_str().as_bytes();
+    bytes[..p.len()].copy_from_slice(p);
+    PeerAddr::from_path_bytes(bytes)
+}
+
+/// Run by the second user: register a port for the root-owned socket (argv 3, a request in
+/// hex), then one for a socket of its own (argv 2, request argv 4), and wait for a frame on it.
+const SECOND_USER_CLIENT: &str = r#"
+import socket, sys
+ctl, own = sys.argv[1], sys.argv[2]
+def register(req):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(ctl)
+    s.sendall(bytes.fromhex(req))
+    s.settimeout(5)
+    r = b""
+    try:
+        while len(r) < 110:
+            c = s.recv(256)
+            if not c:
+                break
+            r += c
+    except socket.timeout:
+        pass
+    return s, len(r) == 110
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+d.bind(own)
+v, ok = register(sys.argv[3])
+print("victim", "accepted" if ok else "refused", flush=True)
+o, ok = register(sys.argv[4])
+print("own", "accepted" if ok else "refused", flush=True)
+d.settimeout(10)
+try:
+    d.recv(2048)
+    print("frame", flush=True)
+except socket.timeout:
+    print("noframe", flush=True)
+"#;
+
+#[test]
+fn a_port_for_another_users_socket_is_refused_and_one_for_the_peers_own_is_served() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some((uid, gid)) = unprivileged_user(
+        "a_port_for_another_users_socket_is_refused_and_one_for_the_peers_own_is_served",
+    ) else {
+        return;
+    };
+    let sw = InProcess::start(SwitchOptions {
+        control_mode: Some(0o777),
+        ..SwitchOptions::default()
+    });
+    let dir = sw.ctl.parent().unwrap().to_owned();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A root socket anyone may write to: only its owner may be a port's data address.
+    let victim_path = dir.join("victim");
+    let victim = std::os::unix::net::UnixDatagram::bind(&victim_path).unwrap();
+    victim.set_nonblocking(true).unwrap();
+    std::fs::set_permissions(&victim_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let user_dir = dir.join("user");
+    std::fs::create_dir(&user_dir).unwrap();
+    nix::unistd::chown(&user_dir, Some(uid.into()), Some(gid.into())).unwrap();
+    let own = user_dir.join("own");
+    let hex = |p: &Path| -> String {
+        request::encode_v3(&path_addr(p))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut client = Command::new("python3")
+        .arg("-c")
+        .arg(SECOND_USER_CLIENT)
+        .arg(&sw.ctl)
+        .arg(&own)
+        .arg(hex(&victim_path))
+        .arg(hex(&own))
+        .uid(uid)
+        .gid(gid)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(client.stdout.take().unwrap()));
+    let mut said = Vec::new();
+    for _ in 0..2 {
+        said.push(lines.next().and_then(Result::ok).unwrap_or_default());
+    }
+    // Broadcasts from a root port reach every port, so a port on the victim would get them.
+    let sender = RawPort::register(sw.ctl());
+    let broadcast = {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&mac_bytes(9));
+        f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        f
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let _ = sender.data.send_to(&broadcast, &sender.switch_addr);
+        sleep(Duration::from_millis(50));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    said.extend(lines.map_while(Result::ok));
+    assert_eq!(
+        said,
+        ["victim refused", "own accepted", "frame"],
+        "the second user's client said"
+    );
+    let mut buf = [0u8; 2048];
+    assert!(
+        victim.recv(&mut buf).is_err(),
+        "the switch sent a frame to root's socket"
+    );
+    let stats = sw.stop();
+    assert!(stats.requests_refused >= 1, "{stats:?}");
+}
+
+#[test]
+fn silent_control_connections_never_stop_a_guest_from_joining() {
+    let sw = InProcess::start(SwitchOptions::default());
+    // More connections that say nothing than the switch keeps waiting for requests.
+    let silent: Vec<UnixStream> = (0..150)
+        .map(|_| UnixStream::connect(sw.ctl()).unwrap())
+        .collect();
+    wait_until(
+        "the switch to accept the silent connections",
+        Duration::from_secs(10),
+        || sw.handle.stats().requests_refused >= 150 - 64,
+    );
+    // A client that sends its request at once, as the kernel does, still gets its port.
+    let port = RawPort::register(sw.ctl());
+    wait_until("the port to be attached", Duration::from_secs(5), || {
+        sw.handle.stats().ports == 1
+    });
+    drop(port);
+    drop(silent);
+}

@@ -545,4 +545,292 @@ fn uml_run_net_switch_gives_a_vector_kernel_a_working_vec0() {
             "guest {name} could not ping its peer:\n{out}"
         );
     }
+    // The switch `uml run` started goes away by itself once both guests are gone.
+    let sw =
+        uml::switch::named::NamedSwitch::new(&uml::switch::named::runtime_dir(dir.path()), "lab")
+            .unwrap();
+    wait_until_or(
+        "the named switch to stop after its guests",
+        Duration::from_secs(40),
+        // Not `is_live`: a probe counts as a guest arriving.
+        || sw.running_pid().is_none(),
+        || uml_switch(dir.path(), &["list"]),
+    );
+    assert!(!sw.control().exists() && !sw.pid_file().exists());
+}
+
+/// `uml --uml-dir DIR switch ARGS...`, which must succeed; its stdout.
+fn uml_switch(uml_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(uml_bin())
+        .arg("--uml-dir")
+        .arg(uml_dir)
+        .arg("switch")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "uml switch {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts the named switch `name` in `uml_dir` the way `uml run --net switch:NAME` does,
+/// with `extra` options; stopped (SIGTERM to its pid) on drop.
+fn start_named(
+    uml_dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> (NamedSwitch, uml::switch::named::NamedSwitch) {
+    let dir = uml::switch::named::runtime_dir(uml_dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sw = uml::switch::named::NamedSwitch::new(&dir, name).unwrap();
+    let guard = NamedSwitch(sw.pid_file());
+    let (ctl, bess, pid, stats) = (sw.control(), sw.bess(), sw.pid_file(), sw.stats_file());
+    let mut args: Vec<&str> = vec!["--daemon"];
+    for (flag, path) in [
+        ("--unix", &ctl),
+        ("--bess", &bess),
+        ("--pid-file", &pid),
+        ("--stats", &stats),
+    ] {
+        args.push(flag);
+        args.push(path.to_str().unwrap());
+    }
+    args.extend_from_slice(extra);
+    uml_switch(uml_dir, &args);
+    assert!(sw.is_live());
+    (guard, sw)
+}
+
+fn process_gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn idle_switch_stops_after_its_last_port_closes_and_list_shows_ports_and_counters() {
+    let dir = UmlDir::new();
+    let (_guard, sw) = start_named(dir.path(), "lab", &["--exit-when-idle", "1"]);
+    let pid = sw.pid().expect("pid file");
+    let a = RawPort::connect(&sw.bess());
+    let b = RawPort::connect(&sw.bess());
+    for _ in 0..3 {
+        send_waiting(&a.conn, &frame([0xff; 6], [2, 0, 0, 0, 0, 1], 60));
+    }
+    wait_until("b to get a's frames", Duration::from_secs(5), || {
+        b.frames.lock().unwrap().len() >= 3
+    });
+    // Ports attached for longer than the grace keep the switch.
+    sleep(Duration::from_millis(1500));
+    assert!(
+        sw.running_pid().is_some(),
+        "the switch stopped with two ports attached"
+    );
+    wait_until(
+        "the status file to count the frames",
+        Duration::from_secs(5),
+        || {
+            sw.status()
+                .is_some_and(|s| s.stats.frames_received >= 3 && s.ports.len() == 2)
+        },
+    );
+    let table = uml_switch(dir.path(), &["list"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("lab "))
+        .unwrap_or_else(|| panic!("no lab in\n{table}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols[1..5],
+        [pid.to_string().as_str(), "live", "2", "3"],
+        "{table}"
+    );
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.trim_start().starts_with("port "))
+            .count(),
+        2,
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&uml_switch(dir.path(), &["list", "--json"])).unwrap();
+    assert_eq!(json[0]["name"], "lab");
+    assert_eq!(json[0]["status"]["stats"]["frames_sent"], 3);
+
+    drop(a);
+    drop(b);
+    wait_until("the idle switch to stop", Duration::from_secs(10), || {
+        process_gone(pid)
+    });
+    assert!(!sw.control().exists() && !sw.bess().exists());
+    assert!(!sw.pid_file().exists() && !sw.stats_file().exists());
+}
+
+#[test]
+fn a_connection_during_the_grace_keeps_an_idle_switch() {
+    let dir = UmlDir::new();
+    let (_guard, sw) = start_named(dir.path(), "lab", &["--exit-when-idle", "2"]);
+    let pid = sw.pid().unwrap();
+    // A probe (what `uml run` does before it boots its guest) at 1.5 s restarts the grace.
+    sleep(Duration::from_millis(1500));
+    assert!(uml::switch::is_served(&sw.control()));
+    sleep(Duration::from_millis(1500));
+    assert!(
+        sw.running_pid().is_some(),
+        "the switch stopped within the grace of a probe"
+    );
+    let port = RawPort::connect(&sw.bess());
+    sleep(Duration::from_millis(2500));
+    assert!(sw.running_pid().is_some());
+    drop(port);
+    wait_until("the idle switch to stop", Duration::from_secs(10), || {
+        process_gone(pid)
+    });
+}
+
+#[test]
+fn switch_stop_stops_a_named_switch_with_ports_attached() {
+    let dir = UmlDir::new();
+    let (_guard, sw) = start_named(dir.path(), "lab", &[]);
+    let pid = sw.pid().unwrap();
+    let port = RawPort::connect(&sw.bess());
+    uml_switch(dir.path(), &["stop", "lab"]);
+    assert!(process_gone(pid) && !sw.control().exists());
+    wait_until("the port to be closed", Duration::from_secs(5), || {
+        port.closed.load(Ordering::Relaxed)
+    });
+    let out = Command::new(uml_bin())
+        .arg("--uml-dir")
+        .arg(dir.path())
+        .args(["switch", "stop", "lab"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no switch lab runs"));
+}
+
+#[test]
+fn clean_keeps_a_live_switch_and_removes_a_stopped_ones_files() {
+    let dir = UmlDir::new();
+    let (_guard, live) = start_named(dir.path(), "live", &[]);
+    let rt = uml::switch::named::runtime_dir(dir.path());
+    let dead = uml::switch::named::NamedSwitch::new(&rt, "dead").unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dead.control()).unwrap());
+    std::fs::write(dead.pid_file(), "999999\n").unwrap();
+    let out = Command::new(uml_bin())
+        .arg("--uml-dir")
+        .arg(dir.path())
+        .arg("clean")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for f in [live.control(), live.bess(), live.pid_file()] {
+        assert!(f.exists(), "clean removed {}", f.display());
+    }
+    assert!(live.is_live());
+    assert!(!dead.control().exists() && !dead.pid_file().exists());
+    uml_switch(dir.path(), &["stop", "live"]);
+}
+
+/// Flood 1514-byte broadcasts from one port to `sinks` ports that never read, and return
+/// what the sinks pin (kernel send buffer in use plus frames queued in the switch), the
+/// largest per port and the total, from the switch's status file.
+fn pinned_by_sinks(opts: SwitchOptions, sinks: usize, frames: usize) -> (usize, usize) {
+    let dir = short_tempdir("umlkit-mem");
+    let stats_path = dir.path().join("stats");
+    let sw = InProcess::start(SwitchOptions {
+        stats: Some(stats_path.clone()),
+        ..opts
+    });
+    let sinks: Vec<SeqPacket> = (0..sinks)
+        .map(|i| {
+            let sink = SeqPacket::connect(&sw.bess, None).unwrap();
+            // One frame each, so that no sink counts as a silent connection to evict.
+            let src = [2, 0, 0, 1, (i >> 8) as u8, i as u8];
+            send_waiting(&sink, &frame([0xff; 6], src, 60));
+            sink
+        })
+        .collect();
+    let sender = SeqPacket::connect(&sw.bess, None).unwrap();
+    wait_until("every port to attach", Duration::from_secs(10), || {
+        sw.handle.stats().ports == sinks.len() as u64 + 1
+    });
+    let big = frame([0xff; 6], [2, 0, 0, 0, 0, 1], 1514);
+    for _ in 0..frames {
+        send_waiting(&sender, &big);
+    }
+    wait_until_or(
+        "the sinks' buffers and queues to fill",
+        Duration::from_secs(20),
+        || sw.handle.stats().frames_received >= (frames + sinks.len()) as u64,
+        || format!("{:?}", sw.handle.stats()),
+    );
+    let stats = sw.handle.stats();
+    assert!(
+        stats.dropped_queue_full > 0,
+        "the flood never filled a sink: {stats:?}"
+    );
+    // The status file is rewritten once a second while the counters change.
+    let mut status = None;
+    wait_until(
+        "the status file to show the flood",
+        Duration::from_secs(10),
+        || {
+            status = uml::switch::status::Status::read(&stats_path).ok();
+            status
+                .as_ref()
+                .is_some_and(|s| s.stats == sw.handle.stats())
+        },
+    );
+    let status = status.unwrap();
+    let pinned: Vec<usize> = status
+        .ports
+        .iter()
+        .map(|p| p.unread_bytes + p.queued_bytes)
+        .collect();
+    drop(sinks);
+    (
+        pinned.iter().copied().max().unwrap_or(0),
+        pinned.iter().sum(),
+    )
+}
+
+#[test]
+fn a_port_that_never_reads_pins_bounded_memory_and_all_ports_share_the_budget() {
+    // Defaults: one sink pins at most its doubled 256 KiB send buffer plus 256 queued frames
+    // (and one frame over, which the kernel lets through).
+    let (one, _) = pinned_by_sinks(SwitchOptions::default(), 1, 1500);
+    eprintln!("one sink that never reads pins {} KiB", one >> 10);
+    assert!(one <= (512 << 10) + 256 * 1514 + 4096, "{one} bytes");
+    assert!(
+        one >= 256 << 10,
+        "the sink pinned only {one} bytes: was it filled?"
+    );
+
+    // 100 sinks share a 16 MiB budget.
+    let budget = 16 << 20;
+    let (most, total) = pinned_by_sinks(
+        SwitchOptions {
+            memory_budget: budget,
+            ..SwitchOptions::default()
+        },
+        100,
+        600,
+    );
+    eprintln!(
+        "100 sinks that never read pin {} KiB in all (at most {} KiB each) of a {} KiB budget",
+        total >> 10,
+        most >> 10,
+        budget >> 10
+    );
+    assert!(total <= budget + 100 * 4096, "{total} bytes pinned");
 }

@@ -210,9 +210,13 @@ pub fn clean(args: CleanArgs, global: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Init scripts, logs and notify sockets that `uml run` left for guests that are gone.
+/// Init scripts, logs and notify sockets that `uml run` left for guests that are gone, and
+/// the files of named switches that no longer run (a live switch's are kept).
 fn clean_runtime_files(uml_dir: &Path) {
-    let rt = uml_dir.join(".umlkit");
+    let rt = uml::switch::named::runtime_dir(uml_dir);
+    for name in uml::switch::named::remove_stale(&rt) {
+        println!("removed the files of the stopped switch {name}");
+    }
     let Ok(entries) = std::fs::read_dir(&rt) else {
         return;
     };
@@ -224,6 +228,9 @@ fn clean_runtime_files(uml_dir: &Path) {
         .collect();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if uml::switch::named::owner(&name).is_some() {
+            continue;
+        }
         let Some((umid, _)) = name.rsplit_once('.') else {
             continue;
         };

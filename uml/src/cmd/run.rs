@@ -399,38 +399,36 @@ fn bess_arg(unit: usize, mac: &str, bess: &Path) -> anyhow::Result<String> {
 
 /// The control and bess sockets of the switch called `name`:
 /// `<uml_dir>/.umlkit/switch-<name>.ctl` and `switch-<name>.bess`, served by a
-/// `uml switch --daemon` that is started here when none serves them yet. It keeps running
-/// after the guests leave, so guests started later join the same network; stop it with the
-/// pid in `switch-<name>.pid` next to the sockets.
+/// `uml switch --daemon` that is started here when none serves them yet. The switch stops
+/// [`IDLE_GRACE`] after its last guest is gone (`--exit-when-idle`), or with
+/// `uml switch stop NAME`; `uml switch list` shows it (`--stats`).
+///
+/// The probe and the start happen under the lock an idle switch takes before it goes away
+/// ([`uml::switch::named::DirLock`]), so this never joins a switch that is stopping: the
+/// switch sees the probe and waits another grace for the guest.
 fn named_switch(uml_dir: &Path, name: &str, bess_only: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
-    if name.is_empty()
-        || name.len() > 32
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("--net switch:{name}: a switch name is 1 to 32 letters, digits, '-' or '_'");
-    }
-    let dir = uml::launch::runtime_dir(uml_dir, name);
-    let ctl = dir.join(format!("switch-{name}.ctl"));
-    let bess = dir.join(format!("switch-{name}.bess"));
+    use uml::switch::named::{self, DirLock, NamedSwitch};
+    let dir = named::runtime_dir(uml_dir);
+    let switch =
+        NamedSwitch::new(&dir, name).map_err(|e| anyhow::anyhow!("--net switch:{name}: {e}"))?;
+    let (ctl, bess) = (switch.control(), switch.bess());
     if bess.as_os_str().len() > 107 {
         bail!(
             "--net switch:{name}: the socket path {} is longer than a unix socket allows (107 bytes); use a shorter --uml-dir",
             bess.display()
         );
     }
-    if uml::switch::is_served(&ctl) {
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _lock = DirLock::acquire(&dir).with_context(|| format!("cannot lock {}", dir.display()))?;
+    if switch.is_live() {
         if bess_only && !uml::switch::bess::is_served(&bess) {
             bail!(
-                "the switch {name} ({}) serves no bess socket, which this kernel needs; stop it (pid in {}) so that a new one starts",
+                "the switch {name} ({}) serves no bess socket, which this kernel needs; stop it (uml switch stop {name}) so that a new one starts",
                 ctl.display(),
-                dir.join(format!("switch-{name}.pid")).display()
             );
         }
         return Ok((ctl, bess));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let me = std::env::current_exe().context("cannot find the uml binary to start a switch")?;
     let out = std::process::Command::new(me)
         .arg("switch")
@@ -440,11 +438,15 @@ fn named_switch(uml_dir: &Path, name: &str, bess_only: bool) -> anyhow::Result<(
         .arg(&bess)
         .arg("--daemon")
         .arg("--pid-file")
-        .arg(dir.join(format!("switch-{name}.pid")))
+        .arg(switch.pid_file())
+        .arg("--stats")
+        .arg(switch.stats_file())
+        .arg("--exit-when-idle")
+        .arg(IDLE_GRACE.as_secs().to_string())
         .stdin(std::process::Stdio::null())
         .output()
         .context("cannot start `uml switch`")?;
-    if !out.status.success() && !uml::switch::is_served(&ctl) {
+    if !out.status.success() && !switch.is_live() {
         bail!(
             "cannot start the switch {name}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
@@ -452,6 +454,10 @@ fn named_switch(uml_dir: &Path, name: &str, bess_only: bool) -> anyhow::Result<(
     }
     Ok((ctl, bess))
 }
+
+/// How long a named switch outlives its last guest: long enough for a guest that reboots,
+/// or one whose `uml run` has just started it, to bring its interface up.
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The host terminal's settings, restored after the kernel (which makes it raw) exits.
 struct TerminalState(Option<nix::sys::termios::Termios>);

@@ -1,12 +1,18 @@
 //! `uml switch`: run a switch for the kernel's `daemon` transport (and, with `--bess`, the
 //! vector driver's `bess` transport) in the foreground or, with `--daemon`, in the background
-//! once its sockets are listening.
+//! once its sockets are listening; `uml switch list` and `uml switch stop NAME` for the named
+//! switches `uml run --net switch:NAME` starts.
+//!
+//! The subcommands sit beside uml_switch's options rather than replacing them
+//! (`args_conflicts_with_subcommands`): `uml switch --unix PATH ...` and a bare `uml switch`
+//! still start a switch, `uml switch list` does not.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use nix::sys::signal::{SigSet, Signal};
+use uml::switch::named::{self, NamedSwitch};
 use uml::switch::{DEFAULT_CONTROL_SOCKET, Switch, SwitchOptions};
 
 use super::Global;
@@ -17,12 +23,17 @@ eth0), or with vec0:transport=bess,src=<NEW_PATH>,dst=<BESS_SOCKET> (7.x kernels
 no daemon transport; the guest's interface is vec0). Both kinds share one switch.
 uml_switch's single-dash options are spelled with two dashes here: -unix is --unix, -hub is
 --hub, -tap is --tap, -daemon is --daemon. SIGINT, SIGTERM and SIGHUP stop the switch and
-remove its sockets.";
+remove its sockets.
+
+`uml switch list` and `uml switch stop NAME` act on the named switches that
+`uml run --net switch:NAME` starts in <UML_DIR>/.umlkit.";
 
 /// Arguments of `uml switch`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<SwitchCommand>,
     /// Control socket that guests connect to (uml_switch's -unix)
     #[arg(long = "unix", value_name = "CTL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
     pub unix: PathBuf,
@@ -47,6 +58,39 @@ pub struct Args {
     /// Access mode of the control socket, in octal (Debian's uml_switch service uses 777)
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
     pub mode: Option<u32>,
+    /// Stop once no guest has been attached (and none has connected) for SECONDS
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_when_idle: Option<u64>,
+    /// Write the counters and ports as JSON to FILE, at most once a second; removed on stop
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+}
+
+/// What `uml switch` does besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum SwitchCommand {
+    /// Show the named switches (uml run --net switch:NAME), their ports and traffic counters
+    List(ListArgs),
+    /// Stop the named switch NAME now, whatever guests are attached
+    Stop(StopArgs),
+}
+
+/// Arguments of `uml switch list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print JSON: one object per switch, with its status file's contents
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `uml switch stop`.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// The switch's name, as in --net switch:NAME
+    pub name: String,
+    /// Seconds to wait for it to stop
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -56,7 +100,12 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal mode such as 777 or 0660"))
 }
 
-pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Some(SwitchCommand::List(a)) => return list(a, global),
+        Some(SwitchCommand::Stop(a)) => return stop(a, global),
+        None => {}
+    }
     // The daemon changes to `/`, so every path it keeps must be absolute.
     let ctl = std::path::absolute(&args.unix)
         .with_context(|| format!("cannot resolve {}", args.unix.display()))?;
@@ -72,6 +121,8 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         pcap: args.pcap.clone(),
         bess: bess.clone(),
         control_mode: args.mode,
+        exit_when_idle: args.exit_when_idle.map(std::time::Duration::from_secs),
+        stats: args.stats.as_deref().map(std::path::absolute).transpose()?,
         ..SwitchOptions::default()
     };
     let mut switch = Switch::bind(&ctl, opts)?;
@@ -133,6 +184,87 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         dropped = stats.dropped(),
         "switch stopped"
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime directory holding the named switches of the uml dir.
+fn switch_dir(global: &Global) -> anyhow::Result<PathBuf> {
+    let uml_dir = uml::instance::uml_dir_or_default(global.uml_dir.as_deref())?;
+    Ok(named::runtime_dir(&uml_dir))
+}
+
+fn list(args: &ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let switches = named::list(&switch_dir(global)?);
+    if args.json {
+        let items: Vec<serde_json::Value> = switches
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "live": s.running_pid().is_some(),
+                    "pid": s.running_pid(),
+                    "control": s.control(),
+                    "status": s.status(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if switches.is_empty() {
+        eprintln!("no named switches");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:>7} {:<6} {:>5} {:>10} {:>10} {:>8}",
+        "NAME", "PID", "STATE", "PORTS", "RX", "TX", "DROPPED"
+    );
+    for s in &switches {
+        // Not `is_live`: its probe connection would keep an idle switch alive.
+        let pid = s.running_pid();
+        let live = pid.is_some();
+        let status = s.status().filter(|_| live);
+        let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let state = if live { "live" } else { "stale" };
+        match &status {
+            Some(st) => println!(
+                "{:<16} {:>7} {:<6} {:>5} {:>10} {:>10} {:>8}",
+                s.name,
+                pid,
+                state,
+                st.ports.len(),
+                st.stats.frames_received,
+                st.stats.frames_sent,
+                st.stats.dropped()
+            ),
+            None => println!(
+                "{:<16} {:>7} {:<6} {:>5} {:>10} {:>10} {:>8}",
+                s.name, pid, state, "-", "-", "-", "-"
+            ),
+        }
+        for p in status.iter().flat_map(|st| &st.ports) {
+            println!(
+                "  port {:<3} {:<6} rx {:>10} tx {:>10} dropped {:>8} queued {:>4} pinned {:>5} KiB  {}",
+                p.id,
+                p.kind,
+                p.rx_frames,
+                p.tx_frames,
+                p.dropped,
+                p.queued,
+                (p.queued_bytes + p.unread_bytes) >> 10,
+                p.peer
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop(args: &StopArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let switch = NamedSwitch::new(&switch_dir(global)?, &args.name).map_err(anyhow::Error::msg)?;
+    switch
+        .stop(std::time::Duration::from_secs(args.timeout))
+        .map_err(anyhow::Error::msg)?;
+    eprintln!("stopped the switch {}", args.name);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,6 +23,32 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
+/// The credentials of the process that made the connection `fd` (a stream or seqpacket
+/// socket; `SO_PEERCRED`).
+pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<PeerCred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid and writable for the sizes passed.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -168,6 +194,34 @@ impl SeqPacket {
         Ok(Some(n))
     }
 
+    /// Receive up to `lens.len()` messages at once into `bufs`, `stride` bytes each (see
+    /// [`recv`](Self::recv) for lengths). `Ok(None)` is the end of the connection: a first
+    /// message of length 0 from a peer that has shut down. Never blocks.
+    pub fn recv_many(
+        &self,
+        bufs: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+    ) -> io::Result<Option<usize>> {
+        let n = super::socket::recv_batch(self.fd.as_raw_fd(), bufs, stride, lens)?;
+        if n > 0 && lens[0] == 0 && self.peer_shut_down() {
+            return Ok(None);
+        }
+        // At the end of the stream every further message reads as empty: keep those that
+        // came before it.
+        let n = match lens[..n].iter().position(|l| *l == 0) {
+            Some(first_empty) if first_empty > 0 && self.peer_shut_down() => first_empty,
+            _ => n,
+        };
+        Ok(Some(n))
+    }
+
+    /// Send `frames`, one message each, in as few calls as it takes; returns how many went
+    /// (fewer when the peer's queue filled). Never blocks.
+    pub fn send_many(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        super::socket::send_batch(self.fd.as_raw_fd(), frames)
+    }
+
     fn peer_shut_down(&self) -> bool {
         let mut fds = [libc::pollfd {
             fd: self.fd.as_raw_fd(),
@@ -181,27 +235,7 @@ impl SeqPacket {
 
     /// The credentials of the process that made the connection.
     pub fn peer_cred(&self) -> io::Result<PeerCred> {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: cred and len are valid and writable for the sizes passed.
-        check(unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&raw mut cred).cast(),
-                &mut len,
-            )
-        })?;
-        Ok(PeerCred {
-            pid: cred.pid,
-            uid: cred.uid,
-            gid: cred.gid,
-        })
+        peer_cred(self.fd.as_fd())
     }
 
     /// The path the peer bound (the kernel's `src=`), if it bound one.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::bess::SeqPacket;
+use super::access;
+use super::bess::{SeqPacket, peer_cred};
 use super::control::{BessSocket, ControlSocket};
+use super::named::DirLock;
 use super::pcap::PcapWriter;
 use super::request::{self, MAX_REQUEST_LEN, Parse, PeerAddr};
-use super::socket::DataSocket;
+use super::socket::{DataSocket, send_batch, unread_bytes};
+use super::status::{PortStatus, Status};
 use super::table::{Learned, MacTable, PortId, is_multicast};
 use super::tap::Tap;
 use super::{MAX_FRAME_LEN, MIN_FRAME_LEN, SwitchError, SwitchOptions};
@@ -32,8 +35,18 @@ const MAX_PORTS: usize = 1024;
 const MAX_SILENT: usize = 64;
 /// Malformed messages (empty, runt, oversized) in a row after which a `bess` port is closed.
 const MAX_BAD_RUN: u32 = 64;
+/// The least send buffer a port gets however many share the budget: room for a burst of
+/// full-size frames (each takes about 2.3 KiB of kernel memory).
+const MIN_PORT_BUFFER: usize = 32 << 10;
 /// Frames taken from one source before looking at the others again.
 const BATCH: usize = 64;
+/// The counters (switch-wide, then per port: received, sent, dropped, queued and unread
+/// bytes) last written to the
+/// status file; it is rewritten only when they change.
+type Written = (SwitchStats, Vec<[u64; 5]>);
+
+/// How often the status file is rewritten while the counters change.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest a captured frame may sit in the pcap buffer.
 const PCAP_FLUSH: Duration = Duration::from_millis(100);
 /// Receive buffer: big enough to see (and refuse) any datagram up to 64 KiB thanks to
@@ -61,7 +74,7 @@ fn bump(c: &AtomicU64) {
 }
 
 /// Counters of a switch, read at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SwitchStats {
     /// Frames accepted from ports (and captured, with `--pcap`).
     pub frames_received: u64,
@@ -79,10 +92,11 @@ pub struct SwitchStats {
     pub dropped_unknown_sender: u64,
     pub ports_registered: u64,
     pub ports_removed: u64,
-    /// Control connections closed without a port: malformed, unsupported or silent; and
-    /// `bess` connections turned away because the switch has [`MAX_PORTS`] ports.
+    /// Control connections closed without a port: malformed, unsupported, silent, naming a
+    /// data address that is not the peer's, or closed as the oldest of too many silent ones;
+    /// and connections turned away because [`MAX_PORTS`] ports all talk.
     pub requests_refused: u64,
-    /// `bess` ports that never sent a valid frame, closed to make room for a new connection.
+    /// Ports that never sent a valid frame, closed to make room for a new one.
     pub ports_evicted: u64,
     /// Ports attached now.
     pub ports: u64,
@@ -165,6 +179,9 @@ struct Port {
     talked: bool,
     /// Malformed messages since its last valid frame.
     bad_run: u32,
+    rx_frames: u64,
+    tx_frames: u64,
+    dropped: u64,
 }
 
 impl Port {
@@ -176,6 +193,9 @@ impl Port {
             attached: now,
             talked: false,
             bad_run: 0,
+            rx_frames: 0,
+            tx_frames: 0,
+            dropped: 0,
         }
     }
 }
@@ -326,18 +346,26 @@ impl Switch {
             hub: self.opts.hub,
             queue_frames: self.opts.queue_frames.max(1),
             socket_buffer: self.opts.socket_buffer,
+            memory_budget: self.opts.memory_budget,
+            port_buffer: 0,
+            queued_bytes: 0,
             request_timeout: self.opts.request_timeout,
             pcap: self.pcap.take(),
             pcap_dirty_since: None,
             tap: self.tap.take(),
             tap_port: None,
             now: Instant::now(),
+            last_activity: Instant::now(),
+            own_uid: nix::unistd::geteuid().as_raw(),
         };
         if let Some(tap) = &engine.tap {
             let label = format!("tap {}", tap.name());
             engine.tap_port = Some(engine.add_port(Port::new(Link::Tap, label, engine.now)));
         }
         let result = engine.run(&self);
+        if let Some(path) = &self.opts.stats {
+            let _ = std::fs::remove_file(path);
+        }
         if let Some(pcap) = &mut engine.pcap
             && let Err(e) = pcap.flush()
         {
@@ -349,7 +377,9 @@ impl Switch {
         }
         let stats = self.handle.stats();
         tracing::info!(?stats, "switch stopped");
-        result.map(|()| stats)
+        // An idle switch's directory lock (in `result`) is released only now that its
+        // sockets are gone.
+        result.map(|_lock| stats)
     }
 }
 
@@ -411,21 +441,36 @@ struct Engine {
     hub: bool,
     queue_frames: usize,
     socket_buffer: usize,
+    memory_budget: usize,
+    /// The send buffer every port's socket has now: its share of half the budget.
+    port_buffer: usize,
+    /// Bytes of frames in all per-port queues together (at most half the budget).
+    queued_bytes: usize,
     request_timeout: Duration,
     pcap: Option<PcapWriter>,
     pcap_dirty_since: Option<Instant>,
     tap: Option<Tap>,
     tap_port: Option<PortId>,
     now: Instant,
+    /// The switch's effective uid: peers with it may name any data address ([`access`]).
+    own_uid: u32,
+    /// The last moment a guest port existed or a connection came (for `exit_when_idle`).
+    last_activity: Instant,
 }
 
 impl Engine {
-    fn run(&mut self, sw: &Switch) -> Result<(), SwitchError> {
+    /// Serve until stopped, or until idle past `exit_when_idle`: then the lock on the
+    /// control socket's directory is returned, to be held until the sockets are removed.
+    fn run(&mut self, sw: &Switch) -> Result<Option<DirLock>, SwitchError> {
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let mut next_status = Instant::now();
+        let mut written: Option<Written> = None;
         let mut reported_drops = 0u64;
         let mut rx = vec![0u8; RX_BUF];
+        let mut rx_many = vec![0u8; RX_BUF * BATCH];
+        let mut lens = [0usize; BATCH];
         while !sw.handle.stopped.load(Ordering::SeqCst) {
             fds.clear();
             sources.clear();
@@ -491,6 +536,12 @@ impl Engine {
             if let Some(since) = self.pcap_dirty_since {
                 timeout = timeout.min((since + PCAP_FLUSH).saturating_duration_since(now));
             }
+            if let Some(grace) = sw.opts.exit_when_idle {
+                timeout = timeout.min((self.last_activity + grace).saturating_duration_since(now));
+            }
+            if sw.opts.stats.is_some() {
+                timeout = timeout.min(next_status.saturating_duration_since(now));
+            }
             poll(&mut fds, timeout).map_err(SwitchError::Poll)?;
             self.now = Instant::now();
 
@@ -513,7 +564,7 @@ impl Engine {
                             self.flush_queue(id);
                         }
                         if fd.revents & !libc::POLLOUT != 0 {
-                            self.receive_bess(id, &mut rx);
+                            self.receive_bess(id, &mut rx_many, &mut lens);
                         }
                     }
                     Source::Data => self.receive_data(&sw.data, &mut rx),
@@ -566,9 +617,124 @@ impl Engine {
                 }
             }
             self.maybe_flush_pcap(false);
+            if let Some(path) = &sw.opts.stats
+                && self.now >= next_status
+            {
+                next_status = self.now + STATUS_INTERVAL;
+                self.write_status(sw, path, &mut written);
+            }
+            if let Some(grace) = sw.opts.exit_when_idle
+                && let Some(lock) = self.idle_exit(sw, grace)
+            {
+                self.maybe_flush_pcap(true);
+                return Ok(Some(lock));
+            }
         }
         self.maybe_flush_pcap(true);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether a guest (a `daemon` or `bess` client, not the tap) is attached or connecting.
+    fn has_guests(&self) -> bool {
+        !self.pending.is_empty()
+            || self
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| !matches!(p.link, Link::Tap))
+    }
+
+    /// After `grace` without guests or connections: take the lock on the control socket's
+    /// directory, take any connection that came meanwhile (then go on serving), else return
+    /// the lock, held while the sockets are removed.
+    fn idle_exit(&mut self, sw: &Switch, grace: Duration) -> Option<DirLock> {
+        if self.has_guests() {
+            self.last_activity = self.now;
+            return None;
+        }
+        if self.now < self.last_activity + grace {
+            return None;
+        }
+        let dir = sw.control.path().parent().unwrap_or(Path::new("/"));
+        let lock = match DirLock::acquire(dir) {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot lock the switch's directory, not stopping: {e}");
+                self.last_activity = self.now;
+                return None;
+            }
+        };
+        // A client that connected before the lock was ours (uml run's probe, a guest) is in
+        // a listen queue now.
+        self.accept(&sw.control);
+        if let Some(bess) = &sw.bess {
+            self.accept_bess(bess);
+        }
+        if self.has_guests() {
+            self.last_activity = self.now;
+            return None;
+        }
+        tracing::info!(grace = ?grace, "no guest for the idle grace; stopping");
+        Some(lock)
+    }
+
+    fn write_status(&self, sw: &Switch, path: &Path, written: &mut Option<Written>) {
+        let stats = snapshot(&self.counters);
+        let per_port: Vec<[u64; 5]> = self
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                let queued: usize = p.queue.iter().map(|f| f.len()).sum();
+                let unread = p.link.fd().map(unread_bytes).unwrap_or(0);
+                [
+                    p.rx_frames,
+                    p.tx_frames,
+                    p.dropped,
+                    queued as u64,
+                    unread as u64,
+                ]
+            })
+            .collect();
+        let now = Some((stats, per_port));
+        if *written == now {
+            return;
+        }
+        let status = Status {
+            pid: std::process::id(),
+            control: sw.control.path().to_owned(),
+            bess: sw.bess_path().map(Path::to_owned),
+            stats,
+            ports: self
+                .ports
+                .iter()
+                .enumerate()
+                .filter_map(|(id, p)| {
+                    let p = p.as_ref()?;
+                    let kind = match p.link {
+                        Link::Client { .. } => "daemon",
+                        Link::Bess { .. } => "bess",
+                        Link::Tap => "tap",
+                    };
+                    Some(PortStatus {
+                        id,
+                        kind: kind.into(),
+                        peer: p.label.clone(),
+                        rx_frames: p.rx_frames,
+                        tx_frames: p.tx_frames,
+                        dropped: p.dropped,
+                        queued: p.queue.len(),
+                        queued_bytes: p.queue.iter().map(|f| f.len()).sum(),
+                        unread_bytes: p.link.fd().map(unread_bytes).unwrap_or(0),
+                        socket_buffer: self.port_buffer,
+                    })
+                })
+                .collect(),
+        };
+        match status.write(path) {
+            Ok(()) => *written = now,
+            Err(e) => tracing::warn!(path = %path.display(), "cannot write the status file: {e}"),
+        }
     }
 
     fn port(&self, id: PortId) -> Option<&Port> {
@@ -590,7 +756,30 @@ impl Engine {
         self.ports[id] = Some(port);
         bump(&self.counters.ports_registered);
         bump(&self.counters.ports);
+        self.share_budget();
         id
+    }
+
+    /// Give every port's socket its share of half the memory budget, when the share changed.
+    /// A smaller limit takes effect as the receiver reads what is already queued.
+    fn share_budget(&mut self) {
+        let ports = self.ports.iter().flatten().count().max(1);
+        let share = (self.memory_budget / 2 / ports)
+            // The kernel doubles what is asked for.
+            .div_euclid(2)
+            .clamp(MIN_PORT_BUFFER, self.socket_buffer.max(MIN_PORT_BUFFER));
+        if share == self.port_buffer {
+            return;
+        }
+        self.port_buffer = share;
+        for port in self.ports.iter().flatten() {
+            match &port.link {
+                Link::Client { tx, .. } => tx.raise_buffers(share),
+                Link::Bess { conn } => conn.raise_buffers(share),
+                Link::Tap => {}
+            }
+        }
+        tracing::debug!(share, ports, "port socket buffers set");
     }
 
     fn remove_port(&mut self, id: PortId, why: &str) {
@@ -600,24 +789,33 @@ impl Engine {
         if let Link::Client { addr, .. } = &port.link {
             self.by_addr.remove(addr);
         }
+        self.queued_bytes -= port.queue.iter().map(|f| f.len()).sum::<usize>();
         self.table.forget_port(id);
         tracing::info!(port = id, peer = %port.label, why, "port removed");
         bump(&self.counters.ports_removed);
         self.counters.ports.fetch_sub(1, Ordering::Relaxed);
+        self.share_budget();
     }
 
     fn accept(&mut self, control: &ControlSocket) {
         for _ in 0..16 {
             match control.listener.accept() {
                 Ok((stream, _)) => {
-                    if self.pending.len() >= MAX_PENDING || self.live_ports() >= MAX_PORTS {
-                        tracing::warn!("too many clients; closing a new control connection");
+                    // The kernel writes its request as soon as it connects, so the oldest
+                    // connection still silent is the least likely to be a guest: close it
+                    // rather than turn the new one away.
+                    if self.pending.len() >= MAX_PENDING
+                        && let Some(oldest) =
+                            (0..self.pending.len()).min_by_key(|&i| self.pending[i].deadline)
+                    {
+                        self.pending.swap_remove(oldest);
+                        tracing::warn!("too many silent control connections; closed the oldest");
                         bump(&self.counters.requests_refused);
-                        continue;
                     }
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    self.last_activity = self.now;
                     self.pending.push(Pending {
                         stream,
                         buf: Vec::with_capacity(MAX_REQUEST_LEN),
@@ -635,6 +833,32 @@ impl Engine {
 
     fn live_ports(&self) -> usize {
         self.ports.iter().flatten().count()
+    }
+
+    /// Make room for one more port when the table is full, by closing the oldest port that
+    /// never sent a valid frame; false when every port talks.
+    fn make_room(&mut self) -> bool {
+        self.live_ports() < MAX_PORTS || self.evict_oldest_silent(|link| !matches!(link, Link::Tap))
+    }
+
+    /// Close the port attached longest ago among those matching `kind` that never sent a
+    /// valid frame; false when there is none.
+    fn evict_oldest_silent(&mut self, kind: impl Fn(&Link) -> bool) -> bool {
+        let oldest = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(id, p)| {
+                let p = p.as_ref()?;
+                (kind(&p.link) && !p.talked).then_some((p.attached, id))
+            })
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        bump(&self.counters.ports_evicted);
+        self.remove_port(id, "evicted: never sent a frame, and a new port came");
+        true
     }
 
     fn refuse(&mut self, i: usize, why: &dyn std::fmt::Display) {
@@ -671,12 +895,31 @@ impl Engine {
         };
         let garbage = p.buf.len() > len;
         let p = self.pending.swap_remove(i);
+        if !self.make_room() {
+            tracing::warn!(peer = %request.addr.describe(), "refusing a port: {MAX_PORTS} ports, all of them talking");
+            bump(&self.counters.requests_refused);
+            return;
+        }
+        let target = peer_cred(p.stream.as_fd())
+            .map_err(|e| format!("the peer's credentials cannot be read: {e}"))
+            .and_then(|cred| access::check(&request.addr, &cred, self.own_uid).map(|t| (t, cred)));
+        let (target, cred) = match target {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::warn!(peer = %request.addr.describe(), "refusing a port: {why}");
+                bump(&self.counters.requests_refused);
+                return;
+            }
+        };
         // Each port gets its own data socket, connected to the client: its receive queue
         // (net.unix.max_dgram_qlen datagrams, 10 by default) is not shared with other senders,
         // it only takes frames from that client, and poll reports it writable exactly when the
         // client's own queue has room again.
         let port_socket = bind_data_socket().and_then(|(sock, local)| {
-            sock.connect_to(&request.addr)?;
+            match target.proc_path() {
+                Some(path) => sock.connect_path(&path)?,
+                None => sock.connect_to(&request.addr)?,
+            }
             Ok((sock, local))
         });
         let (tx, local) = match port_socket {
@@ -690,7 +933,7 @@ impl Engine {
                 return;
             }
         };
-        tx.raise_buffers(self.socket_buffer);
+        tx.raise_buffers(self.port_buffer.max(MIN_PORT_BUFFER));
         if self.by_addr.contains_key(&request.addr) {
             tracing::warn!(peer = %request.addr.describe(), "refusing a second port for one address");
             bump(&self.counters.requests_refused);
@@ -709,7 +952,13 @@ impl Engine {
                 }
             }
         }
-        let label = format!("{:?} {}", request.version, request.addr.describe());
+        let label = format!(
+            "{:?} {} pid {} uid {}",
+            request.version,
+            request.addr.describe(),
+            cred.pid,
+            cred.uid
+        );
         let link = Link::Client {
             ctl,
             addr: request.addr,
@@ -767,7 +1016,11 @@ impl Engine {
                 tracing::debug!(sender = %from.describe(), "frame from an unregistered sender dropped");
                 continue;
             };
-            self.forward(ingress, rx, n);
+            if self.forward(ingress, rx, n)
+                && let Some(port) = self.ports.get_mut(ingress).and_then(Option::as_mut)
+            {
+                port.talked = true;
+            }
         }
     }
 
@@ -790,7 +1043,11 @@ impl Engine {
                     return;
                 }
             };
-            self.forward(id, rx, n);
+            if self.forward(id, rx, n)
+                && let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut)
+            {
+                port.talked = true;
+            }
         }
     }
 
@@ -817,48 +1074,47 @@ impl Engine {
                 Some(path) => format!("bess pid {} uid {} {path}", cred.pid, cred.uid),
                 None => format!("bess pid {} uid {}", cred.pid, cred.uid),
             };
-            let silent: Vec<(Instant, PortId)> = self
+            let silent_bess = self
                 .ports
                 .iter()
-                .enumerate()
-                .filter_map(|(id, p)| {
-                    let p = p.as_ref()?;
-                    (matches!(p.link, Link::Bess { .. }) && !p.talked).then_some((p.attached, id))
-                })
-                .collect();
-            if silent.len() >= MAX_SILENT
-                && let Some(&(_, oldest)) = silent.iter().min()
-            {
-                bump(&self.counters.ports_evicted);
-                self.remove_port(oldest, "evicted: never sent a frame, and a new port came");
+                .flatten()
+                .filter(|p| matches!(p.link, Link::Bess { .. }) && !p.talked)
+                .count();
+            if silent_bess >= MAX_SILENT {
+                self.evict_oldest_silent(|link| matches!(link, Link::Bess { .. }));
             }
-            if self.live_ports() >= MAX_PORTS {
-                tracing::warn!(peer = %label, "too many ports; closing a new bess connection");
+            if !self.make_room() {
+                tracing::warn!(peer = %label, "{MAX_PORTS} ports, all of them talking; closing a new bess connection");
                 bump(&self.counters.requests_refused);
                 continue;
             }
-            conn.raise_buffers(self.socket_buffer);
+            conn.raise_buffers(self.port_buffer.max(MIN_PORT_BUFFER));
+            self.last_activity = self.now;
             self.add_port(Port::new(Link::Bess { conn }, label, self.now));
         }
     }
 
-    fn receive_bess(&mut self, id: PortId, rx: &mut [u8]) {
-        for _ in 0..BATCH {
-            let Some(Port {
-                link: Link::Bess { conn, .. },
-                ..
-            }) = self.port(id)
-            else {
-                return;
-            };
-            let n = match conn.recv(rx) {
-                Ok(Some(n)) => n,
+    /// Take up to [`BATCH`] messages from a `bess` port in one call (`recvmmsg`) and
+    /// forward them.
+    fn receive_bess(&mut self, id: PortId, rx: &mut [u8], lens: &mut [usize]) {
+        let Some(Port {
+            link: Link::Bess { conn, .. },
+            ..
+        }) = self.port(id)
+        else {
+            return;
+        };
+        let count = loop {
+            match conn.recv_many(rx, RX_BUF, lens) {
+                Ok(Some(n)) => break n,
                 Ok(None) => return self.remove_port(id, "disconnect"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.remove_port(id, &format!("connection error: {e}")),
-            };
-            let valid = self.forward(id, rx, n);
+            }
+        };
+        for (i, &n) in lens[..count].iter().enumerate() {
+            let valid = self.forward(id, &rx[i * RX_BUF..(i + 1) * RX_BUF], n);
             let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
                 return;
             };
@@ -908,6 +1164,9 @@ impl Engine {
         }
         let frame = &rx[..len];
         bump(&self.counters.frames_received);
+        if let Some(port) = self.ports.get_mut(ingress).and_then(Option::as_mut) {
+            port.rx_frames += 1;
+        }
         if let Some(pcap) = &mut self.pcap {
             if let Err(e) = pcap.write_frame(SystemTime::now(), frame) {
                 tracing::warn!("cannot write the capture file, capture stopped: {e}");
@@ -947,45 +1206,83 @@ impl Engine {
         true
     }
 
+    /// Send `frame` to the port now, or queue a copy when its socket is full (or frames
+    /// already wait), or drop it when the queue is full too.
     fn send(&mut self, id: PortId, frame: &[u8]) {
         let tap = self.tap.as_ref();
         let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        if !port.queue.is_empty() {
-            if port.queue.len() >= self.queue_frames {
-                bump(&self.counters.dropped_queue_full);
-                tracing::debug!(port = id, "receiver queue full, frame dropped");
-            } else {
-                port.queue.push_back(frame.into());
+        if port.queue.is_empty() {
+            match transmit(&port.link, tap, frame) {
+                Ok(()) => {
+                    bump(&self.counters.frames_sent);
+                    port.tx_frames += 1;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    bump(&self.counters.dropped_port_error);
+                    port.dropped += 1;
+                    tracing::debug!(port = id, "sending a frame failed: {e}");
+                    return;
+                }
             }
+        }
+        if port.queue.len() >= self.queue_frames
+            || self.queued_bytes + frame.len() > self.memory_budget / 2
+        {
+            bump(&self.counters.dropped_queue_full);
+            port.dropped += 1;
+            tracing::debug!(port = id, "receiver queue full, frame dropped");
             return;
         }
-        match transmit(&port.link, tap, frame) {
-            Ok(()) => bump(&self.counters.frames_sent),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => port.queue.push_back(frame.into()),
-            Err(e) => {
-                bump(&self.counters.dropped_port_error);
-                tracing::debug!(port = id, "sending a frame failed: {e}");
-            }
-        }
+        port.queue.push_back(frame.into());
+        self.queued_bytes += frame.len();
     }
 
+    /// Send what waits in the port's queue, as much as its socket takes: up to [`BATCH`]
+    /// frames a call (`sendmmsg`) on sockets, one at a time to the tap.
     fn flush_queue(&mut self, id: PortId) {
         let tap = self.tap.as_ref();
         let Some(port) = self.ports.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        while let Some(frame) = port.queue.front() {
-            match transmit(&port.link, tap, frame) {
-                Ok(()) => bump(&self.counters.frames_sent),
+        while !port.queue.is_empty() {
+            let result = match port.link.fd() {
+                Some(fd) => {
+                    let frames: Vec<&[u8]> =
+                        port.queue.iter().take(BATCH).map(|f| &f[..]).collect();
+                    send_batch(fd, &frames)
+                }
+                None => port
+                    .queue
+                    .front()
+                    .map_or(Ok(0), |f| transmit(&port.link, tap, f).map(|()| 1)),
+            };
+            let (sent, failed) = match result {
+                Ok(0) => return,
+                Ok(n) => (n, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    bump(&self.counters.dropped_port_error);
                     tracing::debug!(port = id, "sending a queued frame failed: {e}");
+                    (1, true)
+                }
+            };
+            for _ in 0..sent {
+                if let Some(frame) = port.queue.pop_front() {
+                    self.queued_bytes -= frame.len();
                 }
             }
-            port.queue.pop_front();
+            if failed {
+                bump(&self.counters.dropped_port_error);
+                port.dropped += 1;
+            } else {
+                self.counters
+                    .frames_sent
+                    .fetch_add(sent as u64, Ordering::Relaxed);
+                port.tx_frames += sent as u64;
+            }
         }
     }
 
@@ -1001,6 +1298,17 @@ impl Engine {
                 self.pcap = None;
             }
             self.pcap_dirty_since = None;
+        }
+    }
+}
+
+impl Link {
+    /// The socket frames for this port are sent on (not the tap's: it is no socket).
+    fn fd(&self) -> Option<RawFd> {
+        match self {
+            Link::Client { tx, .. } => Some(tx.as_raw_fd()),
+            Link::Bess { conn } => Some(conn.as_raw_fd()),
+            Link::Tap => None,
         }
     }
 }

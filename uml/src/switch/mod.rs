@@ -11,7 +11,10 @@
 //! A client (the UML kernel, `daemon_user.c`) connects to the control socket (a filesystem
 //! `SOCK_STREAM` socket), sends a port request naming its own abstract `SOCK_DGRAM` address
 //! ([`request`]), and reads back the switch's data address. From then on every datagram is one
-//! Ethernet frame, and the port lives as long as the control connection.
+//! Ethernet frame, and the port lives as long as the control connection. The address must be
+//! the peer's own (`SO_PEERCRED` on the control connection against the socket file's owner,
+//! or the peer's pid in an abstract name: [`access`]); the control socket's mode decides who
+//! may be a peer.
 //!
 //! Unlike uml_switch, which receives every port's frames on one data socket, each port gets a
 //! data socket of its own, connected to the client, and its address is what the reply
@@ -26,6 +29,9 @@
 //! Guarantees:
 //! * Learning switch with 100 s aging, or a hub ([`SwitchOptions::hub`]); a host tap device
 //!   can be a port; every frame can be captured to a pcap file.
+//! * Memory is bounded: by default a port that never reads pins at most 512 KiB of kernel
+//!   memory plus 256 queued frames, and all ports together at most 256 MiB
+//!   ([`SwitchOptions::memory_budget`]); `uml switch list` shows what each port holds.
 //! * A frame is never dropped because a receiver's queue is momentarily full: it waits in a
 //!   bounded per-port queue until the receiver's socket is writable again (the switch goes on
 //!   serving the other ports meanwhile). Frames dropped anyway (queue full, receiver gone,
@@ -34,11 +40,21 @@
 //!   64 malformed messages in a row is closed, and at most 64 ports that have not yet sent a
 //!   valid frame exist at once (a new connection closes the oldest), so connections that
 //!   say nothing cannot lock out a guest.
+//! * The same for `daemon` clients: past 64 control connections that have not sent their
+//!   request, a new one closes the oldest (the kernel sends its request as it connects); and
+//!   a full port table (1024) closes the oldest port, of either kind, that never sent a
+//!   valid frame. Only 1024 ports that all talk turn a new one away.
 //! * Untrusted input never crashes or blocks it: malformed requests are refused, a client
 //!   that says nothing is dropped after [`SwitchOptions::request_timeout`], and stray bytes
 //!   after registration end that client's port (as in uml_switch).
 //! * It never takes over a control socket that a live switch serves, replaces a stale one,
 //!   never deletes a path that is not a socket, and removes its socket file when it stops.
+//! * With [`SwitchOptions::exit_when_idle`] it stops once no guest has been attached or
+//!   connected for the grace, never while a connection waits in its listen queue; with
+//!   [`SwitchOptions::stats`] its counters and ports are in a JSON file ([`status`]). The
+//!   named switches of `uml run --net switch:NAME` use both ([`named`]).
+//! * Frames are read from a `bess` port 64 at a time (`recvmmsg`) and sent on at once, each
+//!   as it comes; a backlog queued for a port leaves 64 frames a call (`sendmmsg`).
 //!
 //! ```no_run
 //! use uml::switch::{Switch, SwitchOptions};
@@ -52,12 +68,15 @@
 //! # Ok::<(), uml::switch::SwitchError>(())
 //! ```
 
+pub mod access;
 pub mod bess;
 mod control;
 mod engine;
+pub mod named;
 pub mod pcap;
 pub mod request;
 pub mod socket;
+pub mod status;
 mod table;
 pub mod tap;
 
@@ -97,10 +116,25 @@ pub struct SwitchOptions {
     pub request_timeout: Duration,
     /// Frames that may wait for one receiver whose socket is full; past this they are dropped.
     pub queue_frames: usize,
-    /// Socket buffer size asked for on data sockets.
+    /// The most socket buffer a port's socket gets (asked with `SO_SNDBUF`; the kernel
+    /// doubles it for its bookkeeping, and that doubled amount is what a receiver that never
+    /// reads can pin). Ports get less when [`memory_budget`](Self::memory_budget) is shared
+    /// by many.
     pub socket_buffer: usize,
+    /// The most memory the switch lets ports pin: half for the kernel send buffers of all
+    /// ports together (each port's share, never under 32 KiB, is set again as ports come and
+    /// go), half for frames waiting in the switch's own per-port queues.
+    pub memory_budget: usize,
     /// Access mode for the control socket file (Debian's uml_switch makes it 0777).
     pub control_mode: Option<u32>,
+    /// Stop once no guest port has existed (and no connection has come) for this long.
+    /// The switch then holds a lock on its control socket's directory ([`named::DirLock`])
+    /// while it makes sure no connection is queued and removes its sockets, so a `uml run`
+    /// that holds the same lock while it probes never joins a switch that is going away.
+    pub exit_when_idle: Option<Duration>,
+    /// Write the counters and ports as JSON ([`status::Status`]) to this file, at most once
+    /// a second while they change; removed when the switch stops.
+    pub stats: Option<PathBuf>,
 }
 
 impl Default for SwitchOptions {
@@ -112,8 +146,11 @@ impl Default for SwitchOptions {
             pcap: None,
             request_timeout: Duration::from_secs(2),
             queue_frames: 256,
-            socket_buffer: 4 << 20,
+            socket_buffer: 256 << 10,
+            memory_budget: 256 << 20,
             control_mode: None,
+            exit_when_idle: None,
+            stats: None,
         }
     }
 }

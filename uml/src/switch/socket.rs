@@ -96,6 +96,19 @@ impl DataSocket {
         .map(drop)
     }
 
+    /// Connect this socket to the filesystem socket `path` (such as `/proc/self/fd/N` for a
+    /// socket file held open with `O_PATH`).
+    pub fn connect_path(&self, path: &std::path::Path) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.len() >= SUN_PATH_LEN || bytes.contains(&0) {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let mut path_bytes = [0u8; SUN_PATH_LEN];
+        path_bytes[..bytes.len()].copy_from_slice(bytes);
+        self.connect_to(&PeerAddr::from_path_bytes(path_bytes))
+    }
+
     /// Send one datagram to `addr` (110-byte length). Never blocks.
     pub fn send_to(&self, frame: &[u8], addr: &PeerAddr) -> io::Result<usize> {
         let sun = sockaddr(addr);
@@ -168,6 +181,104 @@ pub(super) fn raise_buffers(fd: RawFd, bytes: usize) {
             let _ = setsockopt_int(fd, plain, value);
         }
     }
+}
+
+/// Send `frames` on the connected socket `fd`, one message each, in as few `sendmmsg` calls
+/// as it takes; stops at the first that does not fit. Returns how many were sent, or the
+/// error of the first when none was.
+pub(super) fn send_batch(fd: RawFd, frames: &[&[u8]]) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let mut sent = 0;
+    while sent < frames.len() {
+        let chunk = &frames[sent..frames.len().min(sent + MAX)];
+        let mut iovs: [libc::iovec; MAX] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX];
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        for (i, frame) in chunk.iter().enumerate() {
+            iovs[i] = libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast(),
+                iov_len: frame.len(),
+            };
+            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: msgs[..chunk.len()] point at iovecs that point at frames, all alive and
+        // unmoved for the duration of the call; the kernel only reads them.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                chunk.len() as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if sent == 0 { Err(e) } else { Ok(sent) };
+        }
+        sent += n as usize;
+        if (n as usize) < chunk.len() {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+/// Up to `lens.len()` messages from `fd` into `bufs` (`lens.len()` slices of `stride` bytes),
+/// with one `recvmmsg`; each length is the message's real one (`MSG_TRUNC`), larger than
+/// `stride` when it was cut. Returns how many were received.
+pub(super) fn recv_batch(
+    fd: RawFd,
+    bufs: &mut [u8],
+    stride: usize,
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let count = lens.len().min(MAX).min(bufs.len() / stride.max(1));
+    let mut iovs: [libc::iovec; MAX] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX];
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for (i, chunk) in bufs.chunks_exact_mut(stride).take(count).enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: chunk.as_mut_ptr().cast(),
+            iov_len: stride,
+        };
+        msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: msgs[..count] point at iovecs covering disjoint, writable parts of bufs, alive
+    // for the duration of the call.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (len, msg) in lens.iter_mut().zip(&msgs[..n as usize]) {
+        *len = msg.msg_len as usize;
+    }
+    Ok(n as usize)
+}
+
+/// Bytes sent on `fd` that its receiver has not read yet (`SIOCOUTQ`; for `AF_UNIX`, the
+/// send buffer in use).
+pub(super) fn unread_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to the pointer, which is valid and writable.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &raw mut n) };
+    if ret < 0 { 0 } else { n.max(0) as usize }
 }
 
 fn setsockopt_int(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
