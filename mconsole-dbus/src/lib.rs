@@ -142,6 +142,17 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    // State follows pauses and resumes by anyone (uml pause, uml_mconsole stop): a cheap
+    // host-side look at each kernel (uml::instance::paused_now) twice a second.
+    let sync_service = service.clone();
+    let sync_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(service::STATE_SYNC);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            sync_service.sync_run_states().await;
+        }
+    });
     loop {
         tokio::select! {
             event = rx.recv() => match event {
@@ -158,5 +169,7 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     }
     notify_task.abort();
     let _ = notify_task.await;
+    sync_task.abort();
+    let _ = sync_task.await;
     Ok(())
 }

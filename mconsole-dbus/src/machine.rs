@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub(crate) struct MachineData {
     props: Mutex<Props>,
     client: tokio::sync::Mutex<Option<Arc<AsyncClient>>>,
     emitter: SignalEmitter<'static>,
+    /// Bumped by every Pause and Resume: a state sample taken across one is dropped.
+    epoch: AtomicU64,
+    /// Boot notifications (mconsole up) received: a second one is a reboot.
+    boots: AtomicU64,
 }
 
 impl MachineData {
@@ -94,6 +99,8 @@ impl MachineData {
             props: Mutex::new(props),
             client: tokio::sync::Mutex::new(None),
             emitter,
+            epoch: AtomicU64::new(0),
+            boots: AtomicU64::new(0),
         })
     }
 
@@ -172,6 +179,58 @@ impl MachineData {
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// Counts a boot notification; the count so far, this one included.
+    pub(crate) fn note_boot(&self) -> u64 {
+        self.boots.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Forgets the mconsole client: a rebooted kernel (re-exec, same pid) binds a new socket.
+    pub(crate) async fn reset_client(&self) {
+        *self.client.lock().await = None;
+    }
+
+    /// The machine as [`uml::instance`] sees it.
+    pub(crate) fn instance(&self) -> uml::instance::Instance {
+        uml::instance::Instance {
+            umid: self.umid.clone(),
+            dir: self
+                .mconsole
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            pid: Some(self.pid()),
+            liveness: uml::instance::Liveness::Running,
+        }
+    }
+
+    /// Looks at the kernel (not at what this service last did) and sets State to running or
+    /// paused: guests are paused and resumed by anyone (`uml pause`, uml_mconsole), and a
+    /// restarted service must not guess. Only from running or paused; a sample that a Pause or
+    /// Resume of this service overtook is dropped.
+    pub(crate) async fn sync_run_state(&self) {
+        if !matches!(self.state(), State::Running | State::Paused) {
+            return;
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let instance = self.instance();
+        let Ok(Some(paused)) =
+            tokio::task::spawn_blocking(move || uml::instance::paused_now(&instance)).await
+        else {
+            return;
+        };
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        let (from, to) = if paused {
+            (State::Running, State::Paused)
+        } else {
+            (State::Paused, State::Running)
+        };
+        if self.transition(from, to).await {
+            tracing::info!(umid = %self.umid, state = to.as_str(), "the guest's run state changed outside this service");
+        }
     }
 
     pub(crate) fn mconsole_error(&self, e: uml::mconsole::Error) -> Error {
@@ -377,32 +436,29 @@ impl MachineIface {
     }
 
     /// Stops the guest gently: ctrl-alt-del and up to timeout_s seconds, then halt, then
-    /// SIGTERM, then SIGKILL of its process group. Returns once it is gone.
+    /// SIGTERM, then SIGKILL of its process group. Returns at once with State stopping; the
+    /// Exited signal (and State exited) tells when it is gone. A guest whose init ignores
+    /// ctrl-alt-del reboots instead: Rebooted("shutdown") says so and it is halted at once.
     async fn shutdown(&self, timeout_s: u32) -> Result<(), Error> {
         self.data.require_live()?;
-        let instance = uml::instance::Instance {
-            umid: self.data.umid.clone(),
-            dir: self
-                .data
-                .mconsole
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default(),
-            pid: Some(self.data.pid()),
-            liveness: uml::instance::Liveness::Running,
-        };
+        if self.data.state() == State::Stopping {
+            return Ok(());
+        }
+        let instance = self.data.instance();
         self.data.set_state(State::Stopping).await;
         let grace = Duration::from_secs(u64::from(timeout_s));
-        let result =
-            tokio::task::spawn_blocking(move || uml::instance::shutdown(&instance, grace)).await;
-        match result {
-            Ok(Ok(step)) => {
-                tracing::info!(umid = %self.data.umid, ?step, "machine shut down");
-                Ok(())
+        let data = self.data.clone();
+        tokio::spawn(async move {
+            let result =
+                tokio::task::spawn_blocking(move || uml::instance::shutdown(&instance, grace))
+                    .await;
+            match result {
+                Ok(Ok(step)) => tracing::info!(umid = %data.umid, ?step, "machine shut down"),
+                Ok(Err(e)) => tracing::warn!(umid = %data.umid, "shutdown failed: {e}"),
+                Err(e) => tracing::warn!(umid = %data.umid, "shutdown task failed: {e}"),
             }
-            Ok(Err(e)) => Err(Error::Failed(e.to_string())),
-            Err(e) => Err(Error::Failed(format!("shutdown task failed: {e}"))),
-        }
+        });
+        Ok(())
     }
 
     /// Powers the guest off at once (mconsole halt), without a clean shutdown of userspace.
@@ -428,26 +484,44 @@ impl MachineIface {
         c.reboot().await.map_err(|e| self.data.mconsole_error(e))
     }
 
-    /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls.
+    /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls. Pausing a
+    /// paused machine succeeds and changes nothing.
     async fn pause(&self) -> Result<(), Error> {
         self.data.require_live()?;
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
         let c = self.data.client().await?;
-        c.stop().await.map_err(|e| self.data.mconsole_error(e))?;
-        self.data.set_state(State::Paused).await;
+        match c.stop().await {
+            Ok(()) => {}
+            // Paused by someone else since State was last synced: the same outcome.
+            Err(uml::mconsole::Error::Guest { message, .. })
+                if message.contains("Already stopped") => {}
+            Err(e) => return Err(self.data.mconsole_error(e)),
+        }
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
+        self.data.transition(State::Running, State::Paused).await;
         Ok(())
     }
 
-    /// Continues a paused guest (mconsole go). Fails with NotPaused when it is not paused.
+    /// Continues a paused guest (mconsole go). Resuming a running machine succeeds and changes
+    /// nothing; one that is starting, stopping or gone fails with NotRunning.
     async fn resume(&self) -> Result<(), Error> {
-        if self.data.state() != State::Paused {
-            return Err(Error::NotPaused(format!(
-                "machine \"{}\" is {}, not paused; Pause it first",
-                self.data.umid,
-                self.data.state().as_str()
+        self.data.require_live()?;
+        if self.data.state() == State::Stopping {
+            return Err(Error::NotRunning(format!(
+                "machine \"{}\" is stopping",
+                self.data.umid
             )));
         }
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
         let c = self.data.client().await?;
-        c.go().await.map_err(|e| self.data.mconsole_error(e))?;
+        match c.go().await {
+            Ok(()) => {}
+            // A running guest answers go with "Not stopped" (mconsole_go): nothing to do.
+            Err(uml::mconsole::Error::Guest { message, .. }) if message.contains("Not stopped") => {
+            }
+            Err(e) => return Err(self.data.mconsole_error(e)),
+        }
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
         self.data.transition(State::Paused, State::Running).await;
         Ok(())
     }
@@ -535,6 +609,11 @@ impl MachineIface {
     /// The guest's mconsole came up: it answers calls from now on.
     #[zbus(signal)]
     pub(crate) async fn booted(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The kernel restarted (same pid, a fresh boot): reason is "shutdown" when it rebooted
+    /// during a Shutdown (its init ignored ctrl-alt-del; it is then halted), else "reboot".
+    #[zbus(signal)]
+    pub(crate) async fn rebooted(emitter: &SignalEmitter<'_>, reason: &str) -> zbus::Result<()>;
 
     /// The guest kernel panicked, with the panic message; State becomes crashed.
     #[zbus(signal)]

@@ -28,6 +28,9 @@ use crate::manager::Manager;
 use crate::notify::Received;
 use crate::object_path::MANAGER_PATH;
 
+/// How often State is checked against each kernel (paused or running).
+pub(crate) const STATE_SYNC: Duration = Duration::from_millis(500);
+
 /// How long an exit waits for the notifications the kernel sent just before it.
 const EXIT_SETTLE: Duration = Duration::from_millis(150);
 
@@ -167,7 +170,9 @@ impl Service {
             }
             map.insert(instance.umid.clone(), data.clone());
         }
-        tracing::info!(umid = %instance.umid, pid, "adopted a machine");
+        // Paused by anyone (or by the service before a restart): say so from the start.
+        data.sync_run_state().await;
+        tracing::info!(umid = %instance.umid, pid, state = data.state().as_str(), "adopted a machine");
         self.publish(&data).await;
         watch_pid(pid, instance.umid.clone(), self.events.clone());
         if state == State::Running {
@@ -196,6 +201,41 @@ impl Service {
             }
             let d = m.clone();
             tokio::spawn(async move { refresh_while_booting(&d).await });
+        }
+    }
+
+    /// A known machine booted again (same pid: the kernel re-executed itself after a reboot).
+    async fn rebooted(self: &Arc<Self>, m: &Arc<MachineData>) {
+        m.reset_client().await;
+        let during_shutdown = m.state() == State::Stopping;
+        let reason = if during_shutdown {
+            "shutdown"
+        } else {
+            "reboot"
+        };
+        tracing::info!(umid = %m.umid, reason, "machine rebooted");
+        if let Err(e) = MachineIface::rebooted(m.emitter(), reason).await {
+            tracing::debug!("cannot emit Rebooted: {e}");
+        }
+        if during_shutdown {
+            // Power-off was asked for and ctrl-alt-del rebooted it: halt the new boot.
+            if let Ok(c) = m.client().await {
+                let _ = c.go().await;
+                if let Err(e) = c.halt().await {
+                    tracing::debug!(umid = %m.umid, "halt after the reboot: {e}");
+                }
+            }
+        } else {
+            m.set_state(State::Running).await;
+            let d = m.clone();
+            tokio::spawn(async move { refresh_while_booting(&d).await });
+        }
+    }
+
+    /// Brings every running or paused machine's State in line with its kernel.
+    pub(crate) async fn sync_run_states(&self) {
+        for m in self.machines() {
+            m.sync_run_state().await;
         }
     }
 
@@ -250,6 +290,7 @@ impl Service {
             };
             let known = self.map().get(&umid).cloned();
             match known {
+                Some(m) if m.note_boot() > 1 => self.rebooted(&m).await,
                 Some(m) => self.mark_booted(&m).await,
                 None => {
                     if let Ok(instance) = uml::instance::find(&self.uml_dir, &umid) {

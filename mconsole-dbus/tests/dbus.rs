@@ -102,8 +102,12 @@ fn guest_started_outside_appears_with_properties_and_answers_every_call() {
         "s \"running\""
     );
     monitor.wait_for(&["PropertiesChanged", &path, "'State': <'running'>"]);
-    let err = gdbus_call(&bus, &path, "org.umlkit.uml1.Machine.Resume", &[]).unwrap_err();
-    assert!(err.contains("org.umlkit.uml1.Error.NotPaused"), "{err}");
+    // Resume of a running machine succeeds and changes nothing.
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"running\""
+    );
 
     let sysrq = machine_call(&bus, &path, "SysRq", &["s", "m"]).unwrap();
     assert!(sysrq.contains("Show Memory"), "{sysrq}");
@@ -565,4 +569,99 @@ fn launch_of_a_kernel_that_cannot_run_here_names_the_cause_in_panicked() {
     );
     assert!(panicked.contains("uml kernel build"), "{panicked}");
     monitor.wait_for(&["MachineRemoved", &umid]);
+}
+
+fn state(bus: &Bus, path: &str) -> String {
+    machine_property(bus, path, "State").unwrap_or_default()
+}
+
+fn wait_state(bus: &Bus, path: &str, want: &str, within: Duration) {
+    let want = format!("s \"{want}\"");
+    wait_until(&format!("{path} is {want}"), within, || {
+        (state(bus, path) == want).then_some(())
+    });
+}
+
+/// The guest's mconsole, as another tool (uml pause, uml_mconsole) would use it.
+fn outside_client(guest: &testkit::Guest) -> uml::mconsole::Client {
+    uml::instance::find(guest.uml_dir(), guest.umid())
+        .unwrap()
+        .client(Duration::from_secs(3))
+        .unwrap()
+}
+
+#[test]
+fn state_follows_pauses_by_anyone_and_is_true_right_after_a_restart() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let mut umld = Umld::start(&bus, dir.path());
+    let guest = GuestBuilder::new("ud-st")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+    wait_state(&bus, &path, "running", WAIT);
+
+    // Paused by another tool: State follows within a second or two.
+    let other = outside_client(&guest);
+    other.stop().unwrap();
+    wait_state(&bus, &path, "paused", Duration::from_secs(3));
+    // Pause of a paused machine succeeds and changes nothing.
+    machine_call(&bus, &path, "Pause", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+
+    // A restarted service sees it paused from the first look.
+    umld.stop();
+    let _umld2 = Umld::start(&bus, dir.path());
+    let first = wait_until("the machine is adopted again", WAIT, || {
+        machine_property(&bus, &path, "State").ok()
+    });
+    assert_eq!(first, "s \"paused\"", "state right after the restart");
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"running\"");
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"running\"");
+
+    // Paused through D-Bus, resumed by another tool: State follows too.
+    machine_call(&bus, &path, "Pause", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        state(&bus, &path),
+        "s \"paused\"",
+        "the sync keeps a real pause"
+    );
+    other.go().unwrap();
+    wait_state(&bus, &path, "running", Duration::from_secs(3));
+}
+
+#[test]
+fn shutdown_returns_at_once_and_a_reboot_instead_of_power_off_is_reported() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-sd");
+    // A shell as init: the kernel's ctrl-alt-del restarts it (C_A_D stays on).
+    let init = write_init(scratch.path(), "up");
+    let umid = testkit::unique_umid("ud-sd");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    wait_state(&bus, &path, "running", WAIT);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "up"]);
+
+    let started = std::time::Instant::now();
+    machine_call(&bus, &path, "Shutdown", &["u", "40"]).unwrap();
+    let took = started.elapsed();
+    eprintln!("Shutdown(40) returned in {took:?}");
+    assert!(took < Duration::from_secs(1), "Shutdown took {took:?}");
+    assert_eq!(state(&bus, &path), "s \"stopping\"");
+    let rebooted = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Rebooted"]);
+    assert!(rebooted.contains("'shutdown'"), "{rebooted}");
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the reboot was halted, not waited out: {:?}",
+        started.elapsed()
+    );
 }

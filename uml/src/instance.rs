@@ -576,6 +576,15 @@ fn blocked_on_mconsole(pid: u32, socket: &Path) -> Option<bool> {
     Some(false)
 }
 
+/// Whether the guest is paused right now (`mconsole stop`, by anyone): its kernel waits for
+/// mconsole requests in `mconsole_stop`, blocked in `recvfrom` on its mconsole socket. A cheap
+/// host-side look (no mconsole request, a few milliseconds), for services that follow the state
+/// of many guests; [`run_state`] is the thorough one. `None` when the guest's
+/// `/proc/PID/syscall` or its socket cannot be read.
+pub fn paused_now(instance: &Instance) -> Option<bool> {
+    blocked_on_mconsole(instance.pid?, &instance.mconsole_path())
+}
+
 /// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
 fn group_cpu_ticks(pgid: u32) -> u64 {
     ProcStat::all()
