@@ -82,7 +82,12 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     let server = conn.object_server();
     // The ObjectManager first, so that every machine object added later is announced.
     server
-        .at(MANAGER_PATH, zbus::fdo::ObjectManager)
+        .at(
+            MANAGER_PATH,
+            manager::Objects {
+                service: service.clone(),
+            },
+        )
         .await
         .map_err(|source| ServeError::Serve {
             what: "the object manager",
@@ -134,9 +139,15 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
         }
     });
 
-    conn.request_name(BUS_NAME)
+    // Neither replaceable nor replacing: a second umld on the bus fails instead of taking the
+    // name (and zbus's NameLost watcher, which warns when the bus goes away, is not started).
+    let reply = conn
+        .request_name_with_flags(BUS_NAME, zbus::fdo::RequestNameFlags::DO_NOT_QUEUE)
         .await
         .map_err(ServeError::Name)?;
+    if reply != zbus::fdo::RequestNameReply::PrimaryOwner {
+        return Err(ServeError::Name(zbus::Error::NameTaken));
+    }
     tracing::info!(uml_dir = %config.uml_dir.display(), "umld is serving {BUS_NAME}");
 
     use tokio::signal::unix::{SignalKind, signal};

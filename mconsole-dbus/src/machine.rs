@@ -181,6 +181,27 @@ impl MachineData {
         Ok(client)
     }
 
+    /// Every property of the Machine interface, for GetManagedObjects (its Properties.GetAll).
+    pub(crate) fn all_properties(&self) -> HashMap<String, zbus::OwnedVariant> {
+        let p = self.props().clone();
+        let mut all = HashMap::new();
+        let mut put = |name: &str, v: Variant<'_>| {
+            if let Ok(v) = zbus::OwnedVariant::try_from(v) {
+                all.insert(name.to_owned(), v);
+            }
+        };
+        put("Umid", Variant::from(self.umid.clone()));
+        put("Pid", Variant::from(p.pid));
+        put("State", Variant::from(p.state.as_str()));
+        put("KernelVersion", Variant::from(p.kernel_version));
+        put("CommandLine", Variant::from(p.command_line));
+        put("Consoles", Variant::from(p.consoles));
+        put("Disks", Variant::from(p.disks));
+        put("MemoryBytes", Variant::from(p.memory_bytes));
+        put("BootTime", Variant::from(p.boot_time));
+        all
+    }
+
     /// Counts a boot notification; the count so far, this one included.
     pub(crate) fn note_boot(&self) -> u64 {
         self.boots.fetch_add(1, Ordering::SeqCst) + 1
@@ -527,6 +548,7 @@ impl MachineIface {
     }
 
     /// Sends a magic SysRq key (one printable character) and returns what the kernel printed.
+    #[zbus(out_args("output"))]
     async fn sys_rq(&self, key: &str) -> Result<String, Error> {
         self.data.require_live()?;
         let mut chars = key.chars();
@@ -554,6 +576,7 @@ impl MachineIface {
     }
 
     /// The configuration of a device, as the guest reports it.
+    #[zbus(out_args("spec"))]
     async fn query_config(&self, device: &str) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -577,6 +600,7 @@ impl MachineIface {
     }
 
     /// A file of the guest's /proc, such as meminfo or uptime.
+    #[zbus(out_args("text"))]
     async fn proc(&self, path: &str) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -593,6 +617,7 @@ impl MachineIface {
     }
 
     /// The kernel stack of a guest process.
+    #[zbus(out_args("stack"))]
     async fn stack(&self, pid: u32) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -600,6 +625,7 @@ impl MachineIface {
     }
 
     /// The guest kernel's full version string (mconsole version).
+    #[zbus(out_args("version"))]
     async fn version(&self) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;

@@ -665,3 +665,84 @@ fn shutdown_returns_at_once_and_a_reboot_instead_of_power_off_is_reported() {
         started.elapsed()
     );
 }
+
+#[test]
+fn object_manager_lists_only_machines_with_every_property_and_the_session_ends_quietly() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let mut umld = Umld::start_logged(&bus, dir.path());
+    let guest = GuestBuilder::new("ud-om")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+    wait_state(&bus, &path, "running", WAIT);
+    let objects = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.freedesktop.DBus.ObjectManager.GetManagedObjects",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        objects.matches("objectpath '").count(),
+        1,
+        "one object, the machine: {objects}"
+    );
+    assert!(
+        objects.contains(&format!("objectpath '{path}'")),
+        "{objects}"
+    );
+    assert!(
+        !objects.contains(": {}"),
+        "an object without interfaces: {objects}"
+    );
+    // Every property the interface declares, as Properties.GetAll gives them.
+    let xml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/interfaces/org.umlkit.uml1.Machine.xml"
+    ))
+    .unwrap();
+    for line in xml.lines().filter(|l| l.contains("<property ")) {
+        let name = line
+            .split("name=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            objects.contains(&format!("'{name}': <")),
+            "{name} missing: {objects}"
+        );
+    }
+    assert!(
+        objects.contains(&format!("'State': <'running'>")),
+        "{objects}"
+    );
+
+    // Every method's out-arguments are named.
+    let live = busctl(&bus, &["introspect", "--xml-interface", NAME, &path]).unwrap();
+    let manager = busctl(&bus, &["introspect", "--xml-interface", NAME, MANAGER]).unwrap();
+    for (text, iface) in [(&live, MACHINE_IFACE), (&manager, MANAGER_IFACE)] {
+        let ours = interface_structure(text, iface);
+        assert!(!ours.contains("<arg type="), "an unnamed argument: {ours}");
+    }
+
+    // The session ends (the bus goes away): umld exits, with a plain log and no warning.
+    drop(bus);
+    assert!(
+        umld.wait_exit(Duration::from_secs(10)),
+        "umld outlived its bus"
+    );
+    let log = umld.log();
+    assert!(log.contains("umld is serving"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {log}"
+    );
+    assert!(
+        !log.contains("WARN"),
+        "a warning at a normal session end: {log}"
+    );
+}
