@@ -58,6 +58,12 @@ pub(crate) struct Props {
     pub boot_time: u64,
     /// ubd units and whether they were set up read-only (see [`ubd_unit`]).
     pub read_only: BTreeMap<String, bool>,
+    /// The guest's pid 1 runs a program (Booted was or would have been emitted).
+    pub userspace_up: bool,
+    /// The kernel's exit status once it exited (see the Exited signal); -1 before, or unknown.
+    pub exit_status: i32,
+    /// The kernel is gone; the object stays for a while (Config::keep_exited).
+    pub gone: bool,
 }
 
 /// One machine, shared by its D-Bus object and the service's event loop.
@@ -199,7 +205,27 @@ impl MachineData {
         put("Disks", Variant::from(p.disks));
         put("MemoryBytes", Variant::from(p.memory_bytes));
         put("BootTime", Variant::from(p.boot_time));
+        put("UserspaceUp", Variant::from(p.userspace_up));
+        put("ExitStatus", Variant::from(p.exit_status));
         all
+    }
+
+    /// Whether the guest's userspace runs ([`uml::instance::userspace_started`]).
+    pub(crate) async fn userspace_running(&self) -> bool {
+        let pid = self.pid();
+        pid != 0
+            && tokio::task::spawn_blocking(move || uml::instance::userspace_started(pid))
+                .await
+                .unwrap_or(false)
+    }
+
+    /// Sets UserspaceUp, with PropertiesChanged; true when it changed.
+    pub(crate) async fn set_userspace_up(&self, up: bool) -> bool {
+        let changed = self.swap(|p| &mut p.userspace_up, up);
+        if changed {
+            self.emit_changed("UserspaceUp", Variant::from(up)).await;
+        }
+        changed
     }
 
     /// Counts a boot notification; the count so far, this one included.
@@ -456,6 +482,20 @@ impl MachineIface {
         self.data.props().boot_time
     }
 
+    /// The guest's userspace started: its pid 1 runs a program (see the Booted signal).
+    #[zbus(property)]
+    fn userspace_up(&self) -> bool {
+        self.data.props().userspace_up
+    }
+
+    /// The kernel's exit status once State is exited or crashed (as in the Exited signal);
+    /// -1 before, or when unknown. An exited machine stays listed for the time umld
+    /// --keep-exited gives (60 s by default), then MachineRemoved.
+    #[zbus(property)]
+    fn exit_status(&self) -> i32 {
+        self.data.props().exit_status
+    }
+
     /// Stops the guest gently: ctrl-alt-del and up to timeout_s seconds, then halt, then
     /// SIGTERM, then SIGKILL of its process group. Returns at once with State stopping; the
     /// Exited signal (and State exited) tells when it is gone. A guest whose init ignores
@@ -632,7 +672,14 @@ impl MachineIface {
         c.version().await.map_err(|e| self.data.mconsole_error(e))
     }
 
-    /// The guest's mconsole came up: it answers calls from now on.
+    /// The guest's mconsole came up: it answers calls from now on (State running). Userspace
+    /// may not run yet; Booted follows when it does.
+    #[zbus(signal)]
+    pub(crate) async fn mconsole_ready(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The guest booted: its userspace started (pid 1 executed its init program and still
+    /// runs a moment later; a guest whose init dies at once panics instead). UserspaceUp
+    /// becomes true.
     #[zbus(signal)]
     pub(crate) async fn booted(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 

@@ -30,6 +30,10 @@ struct Args {
     /// How long a guest may take to answer one mconsole request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     mconsole_timeout_ms: u64,
+    /// How long a machine whose kernel exited stays on the bus (State exited or crashed,
+    /// ExitStatus readable) before MachineRemoved, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    keep_exited: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         kernel: args.kernel,
         mconsole_timeout: Duration::from_millis(args.mconsole_timeout_ms.max(1)),
         poll: Duration::from_secs(1),
+        keep_exited: Duration::from_secs(args.keep_exited),
     };
     let bus = match (args.system, args.address) {
         (true, _) => umld::Bus::System,

@@ -31,6 +31,12 @@ use crate::object_path::MANAGER_PATH;
 /// How often State is checked against each kernel (paused or running).
 pub(crate) const STATE_SYNC: Duration = Duration::from_millis(500);
 
+/// How long after its mconsole came up a guest's userspace is waited for.
+const USERSPACE_WAIT: Duration = Duration::from_secs(120);
+
+/// How long init must have run before Booted: a panic right after exec comes first.
+const BOOT_SETTLE: Duration = Duration::from_millis(150);
+
 /// How long an exit waits for the notifications the kernel sent just before it.
 const EXIT_SETTLE: Duration = Duration::from_millis(150);
 
@@ -57,6 +63,9 @@ pub struct Config {
     pub mconsole_timeout: Duration,
     /// How often the uml_dir is rescanned besides inotify.
     pub poll: Duration,
+    /// How long an exited machine stays on the bus (State exited or crashed, ExitStatus)
+    /// before MachineRemoved.
+    pub keep_exited: Duration,
 }
 
 #[derive(Debug)]
@@ -163,6 +172,7 @@ impl Service {
                 return;
             }
         };
+        self.make_way(&instance.umid).await;
         {
             let mut map = self.map();
             if map.contains_key(&instance.umid) {
@@ -172,6 +182,15 @@ impl Service {
         }
         // Paused by anyone (or by the service before a restart): say so from the start.
         data.sync_run_state().await;
+        if state == State::Running {
+            // Up before the service saw it: no Booted for a boot that happened unseen.
+            if data.userspace_running().await {
+                data.props().userspace_up = true;
+            } else {
+                let d = data.clone();
+                tokio::spawn(async move { watch_userspace(&d).await });
+            }
+        }
         tracing::info!(umid = %instance.umid, pid, state = data.state().as_str(), "adopted a machine");
         self.publish(&data).await;
         watch_pid(pid, instance.umid.clone(), self.events.clone());
@@ -195,12 +214,14 @@ impl Service {
 
     async fn mark_booted(&self, m: &Arc<MachineData>) {
         if m.transition(State::Starting, State::Running).await {
-            tracing::info!(umid = %m.umid, "machine booted");
-            if let Err(e) = MachineIface::booted(m.emitter()).await {
-                tracing::debug!("cannot emit Booted: {e}");
+            tracing::info!(umid = %m.umid, "machine's mconsole is up");
+            if let Err(e) = MachineIface::mconsole_ready(m.emitter()).await {
+                tracing::debug!("cannot emit MconsoleReady: {e}");
             }
             let d = m.clone();
             tokio::spawn(async move { refresh_while_booting(&d).await });
+            let d = m.clone();
+            tokio::spawn(async move { watch_userspace(&d).await });
         }
     }
 
@@ -226,9 +247,15 @@ impl Service {
                 }
             }
         } else {
+            m.set_userspace_up(false).await;
             m.set_state(State::Running).await;
+            if let Err(e) = MachineIface::mconsole_ready(m.emitter()).await {
+                tracing::debug!("cannot emit MconsoleReady: {e}");
+            }
             let d = m.clone();
             tokio::spawn(async move { refresh_while_booting(&d).await });
+            let d = m.clone();
+            tokio::spawn(async move { watch_userspace(&d).await });
         }
     }
 
@@ -239,21 +266,52 @@ impl Service {
         }
     }
 
-    async fn exited(&self, umid: &str, pid: u32, status: i32) {
+    async fn exited(self: &Arc<Self>, umid: &str, pid: u32, status: i32) {
         let m = {
-            let mut map = self.map();
+            let map = self.map();
             match map.get(umid) {
-                Some(m) if m.pid() == pid => map.remove(umid),
+                Some(m) if m.pid() == pid && !m.props().gone => Some(m.clone()),
                 _ => None,
             }
         };
         let Some(m) = m else { return };
         tracing::info!(umid, pid, status, "machine exited");
+        {
+            let mut p = m.props();
+            p.gone = true;
+            p.exit_status = status;
+        }
+        m.emit_changed("ExitStatus", zbus::Variant::from(status))
+            .await;
         if m.state() != State::Crashed {
             m.set_state(State::Exited).await;
         }
         if let Err(e) = MachineIface::exited(m.emitter(), status).await {
             tracing::debug!("cannot emit Exited: {e}");
+        }
+        if m.launched {
+            // A panicked kernel's helpers outlive it; they share its process group.
+            uml::instance::kill_group(pid);
+        }
+        // Readable for a while (its last state and exit status), then removed.
+        let keep = self.config.keep_exited;
+        let service = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(keep).await;
+            service.forget(&m).await;
+        });
+    }
+
+    /// Removes an exited machine's object, unless a new machine took its umid meanwhile.
+    async fn forget(&self, m: &Arc<MachineData>) {
+        {
+            let mut map = self.map();
+            match map.get(&m.umid) {
+                Some(now) if Arc::ptr_eq(now, m) => {
+                    map.remove(&m.umid);
+                }
+                _ => return,
+            }
         }
         if let Err(e) = self
             .conn
@@ -268,9 +326,13 @@ impl Service {
         {
             tracing::debug!("cannot emit MachineRemoved: {e}");
         }
-        if m.launched {
-            // A panicked kernel's helpers outlive it; they share its process group.
-            uml::instance::kill_group(pid);
+    }
+
+    /// A machine that exited and is only kept for queries makes way for a new one of its umid.
+    async fn make_way(&self, umid: &str) {
+        let old = self.map().get(umid).filter(|m| m.props().gone).cloned();
+        if let Some(old) = old {
+            self.forget(&old).await;
         }
     }
 
@@ -354,7 +416,11 @@ impl Service {
     /// The machine a notification came from: the kernel itself, its parent (a launcher that
     /// forwards datagrams) or its child (`uml_watchdog`, which the kernel starts).
     fn machine_of_sender(&self, pid: u32) -> Option<Arc<MachineData>> {
-        let machines = self.machines();
+        let machines: Vec<_> = self
+            .machines()
+            .into_iter()
+            .filter(|m| !m.props().gone)
+            .collect();
         if let Some(m) = machines.iter().find(|m| m.pid() == pid) {
             return Some(m.clone());
         }
@@ -434,6 +500,7 @@ impl Service {
             self.config.mconsole_timeout,
             initial_props(0, State::Starting),
         )?);
+        self.make_way(&umid).await;
         {
             let mut map = self.map();
             if map.contains_key(&umid) {
@@ -520,6 +587,30 @@ impl Service {
     }
 }
 
+/// Emits Booted once the guest's userspace runs: pid 1 executed a program, and the guest has
+/// not crashed a moment later (a kernel that cannot run its init panics right away).
+async fn watch_userspace(m: &MachineData) {
+    let deadline = tokio::time::Instant::now() + USERSPACE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match m.state() {
+            State::Exited | State::Crashed | State::Stopping => return,
+            State::Running if m.userspace_running().await => {
+                tokio::time::sleep(BOOT_SETTLE).await;
+                if m.state() == State::Running && m.set_userspace_up(true).await {
+                    tracing::info!(umid = %m.umid, "machine booted (userspace runs)");
+                    if let Err(e) = MachineIface::booted(m.emitter()).await {
+                        tracing::debug!("cannot emit Booted: {e}");
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(umid = %m.umid, "the guest's userspace did not start within {USERSPACE_WAIT:?}");
+}
+
 /// The mconsole comes up before the console drivers register their lines (both are
 /// initcalls), so the devices are read again a little later; and a guest too busy to answer
 /// in time (many booting at once) is asked again until it has told its version.
@@ -559,6 +650,9 @@ fn initial_props(pid: u32, state: State) -> Props {
         disks: BTreeMap::new(),
         memory_bytes: 0,
         boot_time: boot_time_us(pid).unwrap_or(0),
+        userspace_up: false,
+        exit_status: -1,
+        gone: false,
     }
 }
 

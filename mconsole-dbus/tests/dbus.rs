@@ -154,7 +154,7 @@ fn guest_started_outside_appears_with_properties_and_answers_every_call() {
 fn launch_starts_a_guest_that_boots_notifies_and_runs() {
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start(&bus, dir.path());
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "1"]);
     let monitor = Monitor::start(&bus);
     let scratch = testkit::short_tempdir("ud-l");
     let init = write_init(scratch.path(), "hello desktop");
@@ -163,14 +163,22 @@ fn launch_starts_a_guest_that_boots_notifies_and_runs() {
     assert_eq!(path, path_of(&umid));
     dir.remember();
 
-    // Announced in state starting, then Booted, then running.
+    // Announced in state starting, then MconsoleReady (running), then Booted once init runs.
     monitor.wait_for(&["InterfacesAdded", &path, "'State': <'starting'>"]);
     monitor.wait_for(&["MachineNew", &umid]);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.MconsoleReady"]);
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
     wait_until("the launched guest is running", WAIT, || {
         (machine_property(&bus, &path, "State").ok()? == "s \"running\"").then_some(())
     });
+    assert_eq!(
+        machine_property(&bus, &path, "UserspaceUp").unwrap(),
+        "b true"
+    );
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "hello desktop"]);
+    let ready_at = monitor.position(&[&path, "Machine.MconsoleReady"]).unwrap();
+    let booted_at = monitor.position(&[&path, "Machine.Booted"]).unwrap();
+    assert!(ready_at < booted_at, "{}", monitor.text());
     dir.remember();
     let pid = machine_property(&bus, &path, "Pid").unwrap();
     let pid: u32 = pid.trim_start_matches("u ").parse().unwrap();
@@ -220,7 +228,7 @@ fn launch_with_an_invalid_argument_is_refused_naming_it() {
 fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start(&bus, dir.path());
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "2"]);
     let monitor = Monitor::start(&bus);
     let umid = testkit::unique_umid("ud-panic");
     // init exits at once: "Attempted to kill init!"
@@ -230,7 +238,22 @@ fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
     assert!(panicked.contains("Attempted to kill init"), "{panicked}");
     monitor.wait_for(&[&path, "PropertiesChanged", "'State': <'crashed'>"]);
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    // Its last state stays readable for a while.
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"crashed\""
+    );
+    assert_eq!(
+        machine_property(&bus, &path, "UserspaceUp").unwrap(),
+        "b false"
+    );
     monitor.wait_for(&["MachineRemoved", &umid]);
+    // Its init ran only to die at once: the guest never booted.
+    assert!(
+        monitor.find(&[&path, "Machine.Booted"]).is_none(),
+        "Booted for a guest that panicked:\n{}",
+        monitor.text()
+    );
     let panic_at = monitor.position(&[&path, "Panicked"]).unwrap();
     let exit_at = monitor.position(&[&path, "Machine.Exited"]).unwrap();
     assert!(
@@ -242,10 +265,10 @@ fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
 }
 
 #[test]
-fn killed_guest_emits_exited_and_machine_removed() {
+fn killed_guest_emits_exited_stays_readable_then_is_removed() {
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start(&bus, dir.path());
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "2"]);
     let monitor = Monitor::start(&bus);
     let mut guest = GuestBuilder::new("ud-kill")
         .uml_dir(dir.path())
@@ -259,7 +282,22 @@ fn killed_guest_emits_exited_and_machine_removed() {
         exited.contains("(-1,)"),
         "status of a guest umld did not start: {exited}"
     );
+    let gone_at = std::time::Instant::now();
+    // Right after the exit: the last state and exit status, and it is still listed.
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"exited\""
+    );
+    assert_eq!(machine_property(&bus, &path, "ExitStatus").unwrap(), "i -1");
+    assert!(list_machines(&bus).contains("\"exited\""));
+    let err = gdbus_call(&bus, &path, "org.umlkit.uml1.Machine.Version", &[]).unwrap_err();
+    assert!(err.contains("org.umlkit.uml1.Error.NotRunning"), "{err}");
     monitor.wait_for(&["MachineRemoved", guest.umid(), &path]);
+    let kept = gone_at.elapsed();
+    assert!(
+        kept > Duration::from_millis(1500) && kept < Duration::from_secs(5),
+        "kept {kept:?} with --keep-exited 2"
+    );
     monitor.wait_for(&["InterfacesRemoved", &path]);
     assert!(!list_machines(&bus).contains(guest.umid()));
     assert!(
@@ -553,7 +591,11 @@ fn launch_of_a_kernel_that_cannot_run_here_names_the_cause_in_panicked() {
     };
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start_with(&bus, dir.path(), &["--kernel", kernel.to_str().unwrap()]);
+    let _umld = Umld::start_with(
+        &bus,
+        dir.path(),
+        &["--kernel", kernel.to_str().unwrap(), "--keep-exited", "0"],
+    );
     let monitor = Monitor::start(&bus);
     let scratch = testkit::short_tempdir("ud-x");
     let init = write_init(scratch.path(), "never");
