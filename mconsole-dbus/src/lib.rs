@@ -159,9 +159,14 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     let sync_task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(service::STATE_SYNC);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n = 0u32;
         loop {
             tick.tick().await;
             sync_service.sync_run_states().await;
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(service::DEVICE_REFRESH_EVERY) {
+                sync_service.refresh_devices();
+            }
         }
     });
     loop {

@@ -7,8 +7,9 @@
 //! stops answering delays only the calls made to it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ pub(crate) struct MachineData {
     epoch: AtomicU64,
     /// Boot notifications (mconsole up) received: a second one is a reboot.
     boots: AtomicU64,
+    /// A periodic device refresh is under way.
+    refreshing: AtomicBool,
 }
 
 impl MachineData {
@@ -107,6 +110,7 @@ impl MachineData {
             emitter,
             epoch: AtomicU64::new(0),
             boots: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
         })
     }
 
@@ -228,6 +232,15 @@ impl MachineData {
         changed
     }
 
+    /// Claims the periodic device refresh; false when one is still under way.
+    pub(crate) fn begin_refresh(&self) -> bool {
+        !self.refreshing.swap(true, Ordering::SeqCst)
+    }
+
+    pub(crate) fn end_refresh(&self) {
+        self.refreshing.store(false, Ordering::SeqCst);
+    }
+
     /// Counts a boot notification; the count so far, this one included.
     pub(crate) fn note_boot(&self) -> u64 {
         self.boots.fetch_add(1, Ordering::SeqCst) + 1
@@ -333,16 +346,21 @@ impl MachineData {
 
     /// Re-reads the consoles and disks.
     pub(crate) async fn refresh_devices(&self, client: &AsyncClient) {
+        let named = named_lines(&self.props().command_line);
         let mut consoles = BTreeMap::new();
         for kind in ["con", "ssl"] {
             // Lines past the last one answer with an error (line_get_config, line.c).
             for n in 0..64 {
                 let dev = format!("{kind}{n}");
                 match client.config_get(&dev).await {
-                    Ok(text) if !text.trim().is_empty() => {
-                        consoles.insert(dev, text.trim().to_owned());
+                    Ok(text) => {
+                        let text = text.trim();
+                        // A line on no channel is not a console anyone set up (con=null is
+                        // the default of every line past con0), unless it was named.
+                        if configured_channel(text) || named.contains(&dev) {
+                            consoles.insert(dev, text.to_owned());
+                        }
                     }
-                    Ok(_) => {}
                     Err(_) => break,
                 }
             }
@@ -406,6 +424,33 @@ pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
     Some((format!("ubd{number}"), flags.contains('r')))
 }
 
+/// A line's channel as `config conN` reports it, other than none (`null`, `none`, empty).
+pub(crate) fn configured_channel(text: &str) -> bool {
+    !matches!(text, "" | "null" | "none")
+}
+
+/// The lines a command line names one by one (`con1=pts`, `ssl0=fd:3`).
+pub(crate) fn named_lines(argv: &[String]) -> std::collections::BTreeSet<String> {
+    argv.iter()
+        .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+        .filter(|k| {
+            ["con", "ssl"].iter().any(|p| {
+                k.strip_prefix(p)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The host pty a line is attached to: `pts:/dev/pts/3` or `pty:/dev/ptyp0`, alone or as the
+/// input and output of the line (the same device).
+pub(crate) fn line_pty(text: &str) -> Option<&str> {
+    text.split(',')
+        .find_map(|c| c.strip_prefix("pts:").or_else(|| c.strip_prefix("pty:")))
+        .filter(|p| p.starts_with("/dev/"))
+}
+
 /// The read-only ubd units a command line sets up.
 pub(crate) fn read_only_units(argv: &[String]) -> BTreeMap<String, bool> {
     argv.iter()
@@ -458,7 +503,8 @@ impl MachineIface {
     }
 
     /// Console lines (conN, sslN) and their channel as the guest reports it (fd:0,fd:1,
-    /// pty:/dev/pts/3, null, ...).
+    /// pts:/dev/pts/3, ...): the lines on a channel, and those the command line names; kept
+    /// current (read again every few seconds). OpenConsole opens a pty line.
     #[zbus(property)]
     fn consoles(&self) -> BTreeMap<String, String> {
         self.data.props().consoles.clone()
@@ -613,6 +659,47 @@ impl MachineIface {
         }
         self.data.refresh_devices(&c).await;
         Ok(())
+    }
+
+    /// A descriptor of the host pty behind a console line (conN or sslN), opened read-write:
+    /// what a terminal reads and writes to talk to the guest on that line. The line must be on
+    /// a pty channel the guest has opened (Consoles shows pts:/dev/pts/N): set one up with
+    /// con1=pts at launch or Config("con1", "pts"), then have the guest open the line (a
+    /// getty on tty1).
+    #[zbus(out_args("fd"))]
+    async fn open_console(&self, line: &str) -> Result<zbus::OwnedFd, Error> {
+        self.data.require_live()?;
+        if named_lines(&[format!("{line}=")]).is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{line:?} is not a console line; pass conN or sslN, such as con1"
+            )));
+        }
+        let c = self.data.client().await?;
+        let text = c
+            .config_get(line)
+            .await
+            .map_err(|e| self.data.mconsole_error(e))?;
+        let text = text.trim();
+        let Some(pty) = line_pty(text) else {
+            let hint = if text == "pts" || text == "pty" {
+                "the guest has not opened it yet (start a getty on it)".to_owned()
+            } else {
+                format!(
+                    "Config(\"{line}\", \"pts\") puts it on one, which the guest allocates when it opens the line"
+                )
+            };
+            return Err(Error::InvalidArgument(format!(
+                "machine \"{}\": line {line} is on {text:?}, not on a host pty; {hint}",
+                self.data.umid
+            )));
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(pty)
+            .map_err(|e| Error::Failed(format!("cannot open {pty} ({line}): {e}")))?;
+        Ok(zbus::OwnedFd::from(std::os::fd::OwnedFd::from(file)))
     }
 
     /// The configuration of a device, as the guest reports it.

@@ -31,6 +31,9 @@ use crate::object_path::MANAGER_PATH;
 /// How often State is checked against each kernel (paused or running).
 pub(crate) const STATE_SYNC: Duration = Duration::from_millis(500);
 
+/// How often consoles and disks are read again (every this many state syncs: 2 s).
+pub(crate) const DEVICE_REFRESH_EVERY: u32 = 4;
+
 /// How long after its mconsole came up a guest's userspace is waited for.
 const USERSPACE_WAIT: Duration = Duration::from_secs(120);
 
@@ -263,6 +266,23 @@ impl Service {
     pub(crate) async fn sync_run_states(&self) {
         for m in self.machines() {
             m.sync_run_state().await;
+        }
+    }
+
+    /// Reads every running or paused machine's consoles and disks again: a pty line gets its
+    /// device when the guest opens it, and anyone may add or change devices.
+    pub(crate) fn refresh_devices(&self) {
+        for m in self.machines() {
+            // Each in its own task, one at a time per machine: a guest that does not answer
+            // delays only itself.
+            if matches!(m.state(), State::Running | State::Paused) && m.begin_refresh() {
+                tokio::spawn(async move {
+                    if let Ok(c) = m.client().await {
+                        m.refresh_devices(&c).await;
+                    }
+                    m.end_refresh();
+                });
+            }
         }
     }
 

@@ -758,10 +758,7 @@ fn object_manager_lists_only_machines_with_every_property_and_the_session_ends_q
             "{name} missing: {objects}"
         );
     }
-    assert!(
-        objects.contains(&format!("'State': <'running'>")),
-        "{objects}"
-    );
+    assert!(objects.contains("'State': <'running'>"), "{objects}");
 
     // Every method's out-arguments are named.
     let live = busctl(&bus, &["introspect", "--xml-interface", NAME, &path]).unwrap();
@@ -786,5 +783,166 @@ fn object_manager_lists_only_machines_with_every_property_and_the_session_ends_q
     assert!(
         !log.contains("WARN"),
         "a warning at a normal session end: {log}"
+    );
+}
+
+/// The repository's GIO client (python3-gi), `clients/umld-gio.py`, on the test bus.
+fn gio(bus: &Bus, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("/usr/bin/python3");
+    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/umld-gio.py"))
+        .args(["--address", &bus.address])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+fn gio_ok(bus: &Bus, args: &[&str]) -> String {
+    let out = testkit::output_within(
+        gio(bus, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+        "the GIO client",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        testkit::show_output("umld-gio.py", &out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An init that tells it started, then talks on tty1 (con1): prints console-ok every second
+/// and answers each line it reads with got:LINE.
+fn write_console_init(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("init");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nmount -t proc proc /proc\nprintf 'init-started' > /proc/mconsole\n\
+         mount -t tmpfs t /tmp\nmknod /tmp/tty1 c 4 1\nexec 3<>/tmp/tty1\n\
+         (while :; do echo console-ok >&3; sleep 1; done) &\n\
+         while read -r line <&3; do echo \"got:$line\" >&3; done\nwhile :; do sleep 1; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn gio_client_sees_the_boot_lists_pauses_and_talks_on_a_console() {
+    use std::io::{BufRead, BufReader};
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let umid = testkit::unique_umid("ud-gio");
+    let mut watch = gio(&bus, &["watch", "--until", &format!("Booted:{umid}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let _watch = Reap(watch);
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("Watching"), "{first}");
+
+    let scratch = testkit::short_tempdir("ud-gio");
+    let init = write_console_init(scratch.path());
+    let mut args = guest_args(&init);
+    args.push("con1=pts".into());
+    let path = launch(&bus, &args, &umid).unwrap();
+    dir.remember();
+
+    // The client sees the boot: MconsoleReady, then Booted; init's first words around it.
+    let mut events = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("\"Booted\"");
+        events.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = events.join("\n");
+    let at = |events: &[String], what: &str| -> Option<f64> {
+        let line = events.iter().find(|l| l.contains(what))?;
+        let t = line.rsplit("\"t\": ").next()?.trim_end_matches('}');
+        t.parse().ok()
+    };
+    let ready = at(&events, "\"MconsoleReady\"").unwrap_or_else(|| panic!("{text}"));
+    let booted = at(&events, "\"Booted\"").unwrap_or_else(|| panic!("{text}"));
+    assert!(ready <= booted, "{text}");
+    // init's message may come just before or after Booted; wait for it to report the gap.
+    let mut init_at = at(&events, "init-started");
+    if init_at.is_none() {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("init-started") {
+                events.push(line);
+                init_at = at(&events, "init-started");
+                break;
+            }
+        }
+    }
+    let init_at = init_at.unwrap();
+    eprintln!(
+        "figure: GIO client saw Booted {:+.0} ms after init's first message (MconsoleReady {:+.0} ms)",
+        (booted - init_at) * 1000.0,
+        (ready - init_at) * 1000.0
+    );
+
+    // Listed with state and memory.
+    let listed = wait_until("the GIO client lists it with its memory", WAIT, || {
+        let out = gio_ok(&bus, &["list"]);
+        (out.contains(&format!("\"Umid\": \"{umid}\""))
+            && out.contains("\"State\": \"running\"")
+            && !out.contains("\"MemoryBytes\": 0,")
+            && out.contains("\"con1\": \"pts:/dev/pts/"))
+        .then_some(out)
+    });
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("\"con1\": \"pts:/dev/pts/"), "{listed}");
+    assert!(
+        !listed.contains("null"),
+        "a line on no channel is listed: {listed}"
+    );
+
+    gio_ok(&bus, &["pause", &umid]);
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+    gio_ok(&bus, &["pause", &umid]);
+    gio_ok(&bus, &["resume", &umid]);
+    assert_eq!(state(&bus, &path), "s \"running\"");
+
+    // A console through OpenConsole: the guest's words, and an answer to ours.
+    let talk = gio_ok(
+        &bus,
+        &[
+            "console",
+            &umid,
+            "con1",
+            "--send",
+            "hello",
+            "--expect",
+            "console-ok",
+            "--expect",
+            "got:hello",
+        ],
+    );
+    assert!(talk.contains("got:hello"), "{talk}");
+    // A line that is not on a pty is refused with the way to put it on one.
+    let out = gio(&bus, &["console", &umid, "con0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument") && err.contains("pts"),
+        "{err}"
     );
 }
