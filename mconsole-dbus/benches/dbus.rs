@@ -302,13 +302,14 @@ async fn run() {
         ];
         let mut options = std::collections::HashMap::new();
         options.insert("umid", zbus::Variant::from(umid.as_str()));
+        options.insert("kernel_args", zbus::Variant::from(args));
         let path: zbus::OwnedObjectPath = conn
             .call_method(
                 Some(NAME),
                 "/org/umlkit/uml1",
                 Some("org.umlkit.uml1.Manager"),
                 "Launch",
-                &(args, options),
+                &(options,),
             )
             .await
             .unwrap()

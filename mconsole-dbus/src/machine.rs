@@ -65,6 +65,8 @@ pub(crate) struct Props {
     pub exit_status: i32,
     /// The kernel is gone; the object stays for a while (Config::keep_exited).
     pub gone: bool,
+    /// Where the kernel's console output and boot messages go (launched machines).
+    pub boot_log: String,
 }
 
 /// One machine, shared by its D-Bus object and the service's event loop.
@@ -211,6 +213,7 @@ impl MachineData {
         put("BootTime", Variant::from(p.boot_time));
         put("UserspaceUp", Variant::from(p.userspace_up));
         put("ExitStatus", Variant::from(p.exit_status));
+        put("BootLog", Variant::from(p.boot_log));
         all
     }
 
@@ -526,6 +529,13 @@ impl MachineIface {
     #[zbus(property)]
     fn boot_time(&self) -> u64 {
         self.data.props().boot_time
+    }
+
+    /// The file the kernel's output goes to (its boot messages and console), for machines
+    /// this service launched, or `uml run --detach` started; empty when unknown.
+    #[zbus(property)]
+    fn boot_log(&self) -> String {
+        self.data.props().boot_log.clone()
     }
 
     /// The guest's userspace started: its pid 1 runs a program (see the Booted signal).

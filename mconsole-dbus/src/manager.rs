@@ -47,17 +47,20 @@ impl Manager {
         self.service.get(umid).map(|m| m.path.clone())
     }
 
-    /// Starts a kernel with these arguments (checked by umlkit's option model first; its
-    /// errors come back as InvalidArgument naming the bad word). Options: "umid" (s) and
-    /// "kernel" (s, the kernel binary). Returns at once with the machine in state starting;
-    /// Booted follows when its mconsole is up.
+    /// Starts a guest and returns at once with it in state starting (MconsoleReady, then
+    /// Booted follow). Options, as `uml run` names them: "mem" (s, default 256M), "disks" (as:
+    /// FILE, FILE:ro, COW:BASE or COW:BASE:ro, absolute paths), "rw" (as: host directories
+    /// writable in the guest), "command" (as: run this and power off) or "shell" (b, the
+    /// default: a login shell on con0, a host pty for OpenConsole), "umid" (s), "kernel" (s).
+    /// Expert: "kernel_args" (as) is the whole kernel command line instead (checked by
+    /// umlkit's option model; errors name the bad word). Refusals are InvalidArgument, and
+    /// nothing is started. The machine's BootLog property names its log file.
     #[zbus(out_args("path"))]
     async fn launch(
         &self,
-        kernel_args: Vec<String>,
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
-        self.service.launch(kernel_args, options).await
+        self.service.launch(options).await
     }
 
     /// The uml_dir this service watches.

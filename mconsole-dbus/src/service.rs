@@ -183,6 +183,12 @@ impl Service {
             }
             map.insert(instance.umid.clone(), data.clone());
         }
+        // Started by `uml run --detach` or by this service before a restart: its log is there.
+        let log = uml::launch::runtime_dir(&self.uml_dir, &instance.umid)
+            .join(format!("{}.log", instance.umid));
+        if log.is_file() {
+            data.props().boot_log = log.display().to_string();
+        }
         // Paused by anyone (or by the service before a restart): say so from the start.
         data.sync_run_state().await;
         if state == State::Running {
@@ -453,29 +459,33 @@ impl Service {
     /// `Manager.Launch`.
     pub(crate) async fn launch(
         self: &Arc<Self>,
-        kernel_args: Vec<String>,
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
-        let mut umid = None;
-        let mut kernel_choice = self.config.kernel.clone();
-        for (key, value) in options {
-            let text = String::try_from(value).map_err(|_| {
-                Error::InvalidArgument(format!("option {key:?} must be a string (s)"))
-            })?;
-            match key.as_str() {
-                "umid" => umid = Some(text),
-                // A path, a release built by `uml kernel build` (7.2), or a command on PATH.
-                "kernel" => kernel_choice = Some(text),
-                other => {
-                    return Err(Error::InvalidArgument(format!(
-                        "unknown option {other:?}; accepted: umid, kernel"
-                    )));
-                }
-            }
-        }
+        let opts = LaunchOptions::parse(options)?;
+        let kernel_choice = opts.kernel.clone().or_else(|| self.config.kernel.clone());
         let kernel = uml::kernel::resolve(kernel_choice.as_deref())
             .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+        let umid_choice = opts.umid.clone();
+        let (kernel_args, init) = match opts.kernel_args.clone() {
+            Some(raw) => (raw, None),
+            None => {
+                let umid = umid_choice.clone().unwrap_or_else(uml::launch::fresh_umid);
+                let (args, guest) = opts.guest_args(&self.uml_dir, &umid)?;
+                (args, Some((umid, guest)))
+            }
+        };
+        let umid = match (&init, umid_choice) {
+            (Some((u, _)), _) => Some(u.clone()),
+            (None, u) => u,
+        };
         let argv = self.launch_argv(kernel_args, umid)?;
+        let boot_log = uml::launch::runtime_dir(
+            &self.uml_dir,
+            argv.iter()
+                .rev()
+                .find_map(|a| a.strip_prefix("umid="))
+                .unwrap_or_default(),
+        );
         let umid = argv
             .iter()
             .rev()
@@ -530,6 +540,18 @@ impl Service {
             }
             map.insert(umid.clone(), data.clone());
         }
+        if let Some((_, guest)) = &init {
+            let path = uml::launch::runtime_dir(&self.uml_dir, &umid).join(format!("{umid}.init"));
+            if let Err(e) = std::fs::create_dir_all(uml::launch::runtime_dir(&self.uml_dir, &umid))
+                .map_err(|e| e.to_string())
+                .and_then(|()| guest.write_init(&path).map_err(|e| e.to_string()))
+            {
+                self.map().remove(&umid);
+                return Err(Error::LaunchFailed(format!(
+                    "cannot write the guest's init: {e}"
+                )));
+            }
+        }
         let child = match spawn_kernel(&kernel, &argv, &self.uml_dir, &umid) {
             Ok(c) => c,
             Err(e) => {
@@ -546,6 +568,7 @@ impl Service {
                 .collect();
             p.boot_time = boot_time_us(pid).unwrap_or(0);
             p.read_only = crate::machine::read_only_units(&argv);
+            p.boot_log = boot_log.join(format!("{umid}.log")).display().to_string();
         }
         tracing::info!(%umid, pid, "launched a machine");
         self.publish(&data).await;
@@ -673,6 +696,7 @@ fn initial_props(pid: u32, state: State) -> Props {
         userspace_up: false,
         exit_status: -1,
         gone: false,
+        boot_log: String::new(),
     }
 }
 
@@ -694,6 +718,12 @@ fn spawn_kernel(
     let log2 = log
         .try_clone()
         .map_err(|e| fail("duplicate the log descriptor", e))?;
+    // Descriptor 3 too: the built-in guest's kernel messages go there (con2=null,fd:3 and
+    // console=tty2, as `uml run` sets them up).
+    let log3 = log
+        .try_clone()
+        .map_err(|e| fail("duplicate the log descriptor", e))?;
+    let log3_fd = std::os::fd::AsRawFd::as_raw_fd(&log3);
     let mut command = tokio::process::Command::new(kernel);
     command
         .args(argv)
@@ -702,11 +732,15 @@ fn spawn_kernel(
         .stdout(log)
         .stderr(log2)
         .kill_on_drop(false);
-    // SAFETY: only sigemptyset(3) and pthread_sigmask(2) run between fork and exec, both
+    // SAFETY: only dup2(2), sigemptyset(3) and pthread_sigmask(2) run between fork and exec, all
     // async-signal-safe, on a local sigset. The kernel must start with an empty signal mask:
     // a blocked SIGTERM would make it unstoppable.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
+            // dup2(2) is async-signal-safe; the copy on 3 is not close-on-exec.
+            if libc::dup2(log3_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
@@ -715,7 +749,9 @@ fn spawn_kernel(
             Ok(())
         });
     }
-    command.spawn().map_err(|e| {
+    let child = command.spawn();
+    drop(log3);
+    child.map_err(|e| {
         Error::LaunchFailed(format!(
             "cannot run the UML kernel {}: {e} (pass the \"kernel\" option or umld --kernel)",
             kernel.display()
@@ -870,5 +906,118 @@ mod tests {
             parent_pid(pid),
             Some(nix::unistd::getppid().as_raw() as u32)
         );
+    }
+}
+
+/// `Manager.Launch`'s options: `uml run`'s vocabulary, or the whole kernel command line.
+#[derive(Debug, Default)]
+struct LaunchOptions {
+    umid: Option<String>,
+    kernel: Option<String>,
+    mem: Option<String>,
+    disks: Vec<String>,
+    rw: Vec<String>,
+    command: Option<Vec<String>>,
+    shell: Option<bool>,
+    kernel_args: Option<Vec<String>>,
+}
+
+const LAUNCH_OPTIONS: &str =
+    "umid (s), kernel (s), mem (s), disks (as), rw (as), command (as), shell (b), kernel_args (as)";
+
+impl LaunchOptions {
+    fn parse(options: HashMap<String, OwnedVariant>) -> Result<LaunchOptions, Error> {
+        let mut o = LaunchOptions::default();
+        for (key, value) in options {
+            let bad =
+                |ty: &str| Error::InvalidArgument(format!("option {key:?} must be of type {ty}"));
+            let text = |v: OwnedVariant| String::try_from(v).map_err(|_| bad("s"));
+            let list = |v: OwnedVariant| Vec::<String>::try_from(v).map_err(|_| bad("as"));
+            match key.as_str() {
+                "umid" => o.umid = Some(text(value)?),
+                // A path, a release built by `uml kernel build` (7.2), or a command on PATH.
+                "kernel" => o.kernel = Some(text(value)?),
+                "mem" => o.mem = Some(text(value)?),
+                "disks" => o.disks = list(value)?,
+                "rw" => o.rw = list(value)?,
+                "command" => o.command = Some(list(value)?),
+                "shell" => o.shell = Some(bool::try_from(value).map_err(|_| bad("b"))?),
+                "kernel_args" => o.kernel_args = Some(list(value)?),
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown option {other:?}; accepted: {LAUNCH_OPTIONS}"
+                    )));
+                }
+            }
+        }
+        let typed = o.mem.is_some()
+            || !o.disks.is_empty()
+            || !o.rw.is_empty()
+            || o.command.is_some()
+            || o.shell.is_some();
+        if o.kernel_args.is_some() && typed {
+            return Err(Error::InvalidArgument(
+                "kernel_args is the whole kernel command line; it cannot be combined with mem, disks, rw, command or shell".into(),
+            ));
+        }
+        if o.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::InvalidArgument("command is empty".into()));
+        }
+        if o.command.is_some() && o.shell == Some(true) {
+            return Err(Error::InvalidArgument(
+                "give command or shell, not both".into(),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// The built-in guest of `uml run` ([`uml::launch::DefaultGuest`]) with these options.
+    fn guest_args(
+        &self,
+        uml_dir: &Path,
+        umid: &str,
+    ) -> Result<(Vec<String>, uml::launch::DefaultGuest), Error> {
+        use uml::launch::{DefaultGuest, Payload};
+        let mut writable = Vec::new();
+        for d in &self.rw {
+            let p = Path::new(d);
+            if !p.is_absolute() {
+                return Err(Error::InvalidArgument(format!(
+                    "rw {d}: a relative path; give an absolute one"
+                )));
+            }
+            if !p.is_dir() {
+                return Err(Error::InvalidArgument(format!("rw {d}: no such directory")));
+            }
+            writable.push(p.to_owned());
+        }
+        let payload = match &self.command {
+            Some(c) => Payload::Command(c.clone()),
+            // A desktop guest: a shell on a host pty (OpenConsole("con0")), respawned.
+            None => Payload::RespawningShell,
+        };
+        let shell = payload == Payload::RespawningShell;
+        let guest = DefaultGuest {
+            payload,
+            cwd: PathBuf::from("/"),
+            env: vec![("TERM".into(), "linux".into())],
+            writable,
+            stdin_tty: shell,
+            stdout_tty: shell,
+        };
+        let init = uml::launch::runtime_dir(uml_dir, umid).join(format!("{umid}.init"));
+        let mut args =
+            guest.kernel_args(&init, self.mem.as_deref().unwrap_or("256M"), umid, uml_dir);
+        if shell {
+            for a in &mut args {
+                if a.starts_with("con0=") {
+                    *a = "con0=pts".into();
+                }
+            }
+        }
+        for (unit, spec) in self.disks.iter().enumerate() {
+            args.push(uml::launch::disk_arg(unit, spec, None).map_err(Error::InvalidArgument)?);
+        }
+        Ok((args, guest))
     }
 }

@@ -199,7 +199,7 @@ fn launch_with_an_invalid_argument_is_refused_naming_it() {
         &bus,
         MANAGER,
         "org.umlkit.uml1.Manager.Launch",
-        &["['mem=64M', 'ubd1x=/x']", "{}"],
+        &["{'kernel_args': <['mem=64M', 'ubd1x=/x']>}"],
     )
     .unwrap_err();
     assert!(
@@ -214,7 +214,7 @@ fn launch_with_an_invalid_argument_is_refused_naming_it() {
         &bus,
         MANAGER,
         "org.umlkit.uml1.Manager.Launch",
-        &["['mem=64M']", "{'colour': <'red'>}"],
+        &["{'colour': <'red'>}"],
     )
     .unwrap_err();
     assert!(
@@ -945,4 +945,74 @@ fn gio_client_sees_the_boot_lists_pauses_and_talks_on_a_console() {
         err.contains("org.umlkit.uml1.Error.InvalidArgument") && err.contains("pts"),
         "{err}"
     );
+}
+
+#[test]
+fn typed_launch_runs_uml_runs_guest_with_disks_memory_and_a_boot_log() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-ty");
+    let disk = image(scratch.path(), "data.img");
+
+    // A relative disk path is refused, and nothing starts.
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["{'disks': <['data.img']>}"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument"),
+        "{err}"
+    );
+    assert!(err.contains("relative"), "{err}");
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["{'mem': <'64M'>, 'kernel_args': <['mem=64M']>}"],
+    )
+    .unwrap_err();
+    assert!(err.contains("kernel_args"), "{err}");
+    assert!(dir.kernel_pids().is_empty(), "no kernel was started");
+
+    let umid = testkit::unique_umid("ud-typed");
+    let out = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &[&format!(
+            "{{'umid': <'{umid}'>, 'mem': <'96M'>, 'disks': <['{disk}:ro']>, \
+             'command': <['/bin/sh', '-c', 'echo typed-out; printf typed > /proc/mconsole; sleep 600']>}}"
+        )],
+    )
+    .unwrap();
+    let path = path_of(&umid);
+    assert!(out.contains(&path), "{out}");
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "typed"]);
+    wait_until("Disks shows the read-only disk", WAIT, || {
+        machine_property(&bus, &path, "Disks")
+            .ok()?
+            .contains(&format!("\"ubd0\" \"{disk}\" \"\" true"))
+            .then_some(())
+    });
+    let mem: u64 = machine_property(&bus, &path, "MemoryBytes")
+        .unwrap()
+        .trim_start_matches("t ")
+        .parse()
+        .unwrap();
+    assert!(mem > 64 << 20 && mem <= 96 << 20, "MemoryBytes {mem}");
+    let log = machine_property(&bus, &path, "BootLog").unwrap();
+    let log = log.trim_start_matches("s ").trim_matches('"').to_owned();
+    assert!(log.ends_with(&format!("{umid}.log")), "{log}");
+    // The command's output (con0) goes there, and the kernel's warnings.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("typed-out"), "the boot log: {text:?}");
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
 }

@@ -299,7 +299,8 @@ pub fn write_init(dir: &Path, message: &str) -> PathBuf {
     path
 }
 
-/// `Launch(as, a{sv})` through busctl with a umid option; the object path.
+/// `Launch(a{sv})` through busctl with the whole command line (kernel_args) and a umid; the
+/// object path.
 pub fn launch(bus: &Bus, args: &[String], umid: &str) -> Result<String, String> {
     let n = args.len().to_string();
     let mut all: Vec<&str> = vec![
@@ -308,11 +309,16 @@ pub fn launch(bus: &Bus, args: &[String], umid: &str) -> Result<String, String> 
         MANAGER,
         MANAGER_IFACE,
         "Launch",
-        "asa{sv}",
+        "a{sv}",
+        "2",
+        "umid",
+        "s",
+        umid,
+        "kernel_args",
+        "as",
         &n,
     ];
     all.extend(args.iter().map(String::as_str));
-    all.extend(["1", "umid", "s", umid]);
     busctl(bus, &all).map(|out| {
         out.trim()
             .trim_start_matches("o ")
