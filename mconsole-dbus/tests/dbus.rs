@@ -1016,3 +1016,140 @@ fn typed_launch_runs_uml_runs_guest_with_disks_memory_and_a_boot_log() {
     machine_call(&bus, &path, "Halt", &[]).unwrap();
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
 }
+
+/// The repository's GJS client, `clients/umld-gjs.js`, on the test bus.
+fn gjs(bus: &Bus, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("gjs");
+    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/umld-gjs.js"))
+        .args(["--address", &bus.address])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+fn gjs_ok(bus: &Bus, args: &[&str]) -> String {
+    let out = testkit::output_within(
+        gjs(bus, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+        "the GJS client",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        testkit::show_output("umld-gjs.js", &out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gjs_client_follows_guests_live_pauses_them_and_opens_a_console() {
+    if std::process::Command::new("gjs")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("gjs is not installed: scripts/install-deps installs it (Debian package gjs)");
+    }
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "1"]);
+    let umid = testkit::unique_umid("ud-gjs");
+    let watch = gjs(
+        &bus,
+        &[
+            "watch",
+            "--until",
+            &format!("Exited:{umid}"),
+            "--timeout",
+            "60",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let watch_pid = watch.id();
+    let watched = std::thread::spawn(move || watch.wait_with_output().unwrap());
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) only signals the gjs watcher this test started.
+            unsafe {
+                libc::kill(self.0 as i32, libc::SIGKILL);
+            }
+        }
+    }
+    let _reap = Reap(watch_pid);
+    std::thread::sleep(Duration::from_millis(800)); // gjs starts and subscribes
+
+    let scratch = testkit::short_tempdir("ud-gjs");
+    let init = write_console_init(scratch.path());
+    let mut args = guest_args(&init);
+    args.push("con1=pts".into());
+    let path = launch(&bus, &args, &umid).unwrap();
+    dir.remember();
+    wait_until(
+        "the GJS client lists it running with its memory",
+        WAIT,
+        || {
+            let out = gjs_ok(&bus, &["list"]);
+            (out.contains(&format!("\"Umid\":\"{umid}\""))
+                && out.contains("\"State\":\"running\"")
+                && !out.contains("\"MemoryBytes\":0,")
+                && out.contains("\"UserspaceUp\":true"))
+            .then_some(out)
+        },
+    );
+    wait_until("con1 is on a pty", WAIT, || {
+        machine_property(&bus, &path, "Consoles")
+            .ok()?
+            .contains("pts:/dev/pts/")
+            .then_some(())
+    });
+    gjs_ok(&bus, &["pause", &umid]);
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+    gjs_ok(&bus, &["resume", &umid]);
+    assert_eq!(state(&bus, &path), "s \"running\"");
+    let talk = gjs_ok(
+        &bus,
+        &[
+            "console",
+            &umid,
+            "con1",
+            "--send",
+            "from-gjs",
+            "--expect",
+            "got:from-gjs",
+        ],
+    );
+    assert!(talk.contains("got:from-gjs"), "{talk}");
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+
+    let out = watched.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        testkit::show_output("umld-gjs.js watch", &out)
+    );
+    let order = [
+        "\"signal\":\"Added\"",
+        "\"signal\":\"MconsoleReady\"",
+        "\"signal\":\"Booted\"",
+        "\"signal\":\"State\",\"umid\":\"UMID\",\"args\":[\"paused\"]",
+        "\"signal\":\"State\",\"umid\":\"UMID\",\"args\":[\"running\"]",
+        "\"signal\":\"Exited\"",
+    ];
+    let mut from = 0;
+    for needle in order {
+        let needle = needle.replace("UMID", &umid);
+        let at = text[from..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {needle} after byte {from} in:\n{text}"));
+        from += at + needle.len();
+    }
+}
