@@ -1153,3 +1153,56 @@ fn gjs_client_follows_guests_live_pauses_them_and_opens_a_console() {
         from += at + needle.len();
     }
 }
+
+#[test]
+fn guest_whose_watchdog_stops_being_pinged_is_reported_hung() {
+    let profile = uml::kernel::Profile::read(&testkit::kernel()).unwrap();
+    let harddog = profile
+        .config
+        .as_ref()
+        .and_then(|c| {
+            c.get("UML_WATCHDOG")
+                .or_else(|| c.get("CONFIG_UML_WATCHDOG"))
+        })
+        .map(String::as_str);
+    assert_eq!(
+        harddog,
+        Some("y"),
+        "the kernel under test has no harddog (CONFIG_UML_WATCHDOG)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/uml_watchdog").exists(),
+        "harddog runs /usr/bin/uml_watchdog (Debian package uml-utilities)"
+    );
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-wd");
+    let init = scratch.path().join("init");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Opens the harddog device (misc 10:130), pings it once, then never again.
+        std::fs::write(
+            &init,
+            "#!/bin/sh\nmount -t proc proc /proc\nmount -t tmpfs t /tmp\n\
+             mknod /tmp/watchdog c 10 130\nexec 3>/tmp/watchdog\nprintf x >&3\n\
+             printf 'watchdog-armed' > /proc/mconsole\nwhile :; do sleep 1; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let umid = testkit::unique_umid("ud-hung");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "watchdog-armed"]);
+    let armed = std::time::Instant::now();
+    // uml_watchdog waits 60 s for a ping before it reports the hang.
+    wait_until("the Hung signal", Duration::from_secs(90), || {
+        monitor.find(&[&path, "org.umlkit.uml1.Machine.Hung"])
+    });
+    eprintln!("Hung {:?} after the last ping", armed.elapsed());
+    assert!(armed.elapsed() > Duration::from_secs(30));
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+}
