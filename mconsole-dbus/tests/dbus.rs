@@ -980,6 +980,7 @@ fn typed_launch_runs_uml_runs_guest_with_disks_memory_and_a_boot_log() {
     assert!(dir.kernel_pids().is_empty(), "no kernel was started");
 
     let umid = testkit::unique_umid("ud-typed");
+    let started = std::time::Instant::now();
     let out = gdbus_call(
         &bus,
         MANAGER,
@@ -990,6 +991,9 @@ fn typed_launch_runs_uml_runs_guest_with_disks_memory_and_a_boot_log() {
         )],
     )
     .unwrap();
+    let took = started.elapsed();
+    eprintln!("Launch returned in {took:?} (gdbus included)");
+    assert!(took < Duration::from_secs(1), "Launch took {took:?}");
     let path = path_of(&umid);
     assert!(out.contains(&path), "{out}");
     dir.remember();
