@@ -273,7 +273,11 @@ impl MachineData {
     /// restarted service must not guess. Only from running or paused; a sample that a Pause or
     /// Resume of this service overtook is dropped.
     pub(crate) async fn sync_run_state(&self) {
-        if !matches!(self.state(), State::Running | State::Paused) {
+        // While this service reads the devices, the kernel spends its time answering (not
+        // blocked in the stop loop's recvfrom): a sample then could take a pause for running.
+        if !matches!(self.state(), State::Running | State::Paused)
+            || self.refreshing.load(Ordering::SeqCst)
+        {
             return;
         }
         let epoch = self.epoch.load(Ordering::SeqCst);

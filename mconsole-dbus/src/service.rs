@@ -281,7 +281,9 @@ impl Service {
         for m in self.machines() {
             // Each in its own task, one at a time per machine: a guest that does not answer
             // delays only itself.
-            if matches!(m.state(), State::Running | State::Paused) && m.begin_refresh() {
+            // Not while paused: nothing in the guest changes them then, and the requests would
+            // keep the stopped kernel busy.
+            if m.state() == State::Running && m.begin_refresh() {
                 tokio::spawn(async move {
                     if let Ok(c) = m.client().await {
                         m.refresh_devices(&c).await;
@@ -664,7 +666,10 @@ async fn refresh_while_booting(m: &MachineData) {
         if matches!(m.state(), State::Exited | State::Crashed) {
             return;
         }
-        m.refresh().await;
+        if m.begin_refresh() {
+            m.refresh().await;
+            m.end_refresh();
+        }
         let delay = if m.props().kernel_version.is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(umid = %m.umid, "the guest never answered version; giving up");
