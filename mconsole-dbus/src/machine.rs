@@ -591,7 +591,8 @@ impl MachineIface {
         c.halt().await.map_err(|e| self.data.mconsole_error(e))
     }
 
-    /// Reboots gracefully: sends ctrl-alt-del to the guest's init.
+    /// Reboots gracefully: sends ctrl-alt-del to the guest's init; returns at once. Rebooted
+    /// ("reboot") follows for guests that report to this service (those it launched).
     async fn reboot(&self) -> Result<(), Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
