@@ -1210,3 +1210,31 @@ fn guest_whose_watchdog_stops_being_pinged_is_reported_hung() {
     machine_call(&bus, &path, "Halt", &[]).unwrap();
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
 }
+
+#[test]
+fn reset_is_reported_as_a_reboot_and_the_guest_boots_again() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-rs");
+    let init = write_init(scratch.path(), "up");
+    let umid = testkit::unique_umid("ud-reset");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
+    let pid = machine_property(&bus, &path, "Pid").unwrap();
+    machine_call(&bus, &path, "Reset", &[]).unwrap();
+    let rebooted = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Rebooted"]);
+    assert!(rebooted.contains("'reboot'"), "{rebooted}");
+    // The same kernel process boots again: userspace comes back, and calls work.
+    wait_until("Booted a second time", WAIT, || {
+        (monitor.count(&[&path, "org.umlkit.uml1.Machine.Booted"]) == 2).then_some(())
+    });
+    assert_eq!(machine_property(&bus, &path, "Pid").unwrap(), pid);
+    assert_eq!(state(&bus, &path), "s \"running\"");
+    let version = machine_call(&bus, &path, "Version", &[]).unwrap();
+    assert!(version.contains(testkit::kernel_release()), "{version}");
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+}
