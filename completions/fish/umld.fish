@@ -4,6 +4,7 @@ complete -c umld -l address -d 'Serve on the bus at this D-Bus address' -r
 complete -c umld -l notify-socket -d 'Where to bind the notify socket [default: $XDG_RUNTIME_DIR/umlkit/umld.notify]' -r -F
 complete -c umld -l kernel -d 'The UML kernel that Launch runs: a path, a release built by `uml kernel build` (7.2), or a command on PATH [default: the default of `uml kernel use`, else `linux` on PATH, else the newest built kernel]' -r
 complete -c umld -l mconsole-timeout-ms -d 'How long a guest may take to answer one mconsole request, in milliseconds' -r
+complete -c umld -l keep-exited -d 'How long a machine whose kernel exited stays on the bus (State exited or crashed, ExitStatus readable) before MachineRemoved, in seconds' -r
 complete -c umld -l system -d 'Serve on the system bus instead of the session bus'
 complete -c umld -s h -l help -d 'Print help'
 complete -c umld -s V -l version -d 'Print version'
@@ -826,7 +827,7 @@ function __umld_slot
             continue
         end
         switch $t
-            case --address --kernel --mconsole-timeout-ms --notify-socket --uml-dir
+            case --address --keep-exited --kernel --mconsole-timeout-ms --notify-socket --uml-dir
                 set skip 1
             case '-*'
             case '*'

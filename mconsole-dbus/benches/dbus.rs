@@ -1,7 +1,7 @@
 //! Speed of umld, measured against the direct path in the same run:
 //! * `Version` round trip through the bus (zbus client → dbus-daemon → umld → guest) vs a
 //!   direct `uml::mconsole::Client` request to the same guest;
-//! * time from a guest's boot notification to the `Booted` signal on the bus;
+//! * time from a guest's boot notification to the `MconsoleReady` signal on the bus;
 //! * umld's resident memory with 0 and with 20 guests (mem=40M each).
 //!
 //! Run: `cargo bench -p umld --bench dbus`. Needs `dbus-daemon` and the UML kernel.
@@ -302,13 +302,14 @@ async fn run() {
         ];
         let mut options = std::collections::HashMap::new();
         options.insert("umid", zbus::Variant::from(umid.as_str()));
+        options.insert("kernel_args", zbus::Variant::from(args));
         let path: zbus::OwnedObjectPath = conn
             .call_method(
                 Some(NAME),
                 "/org/umlkit/uml1",
                 Some("org.umlkit.uml1.Manager"),
                 "Launch",
-                &(args, options),
+                &(options,),
             )
             .await
             .unwrap()
@@ -319,7 +320,9 @@ async fn run() {
         let sent = stamp_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         let booted = loop {
             let (at, l) = line_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-            if l.contains(path.as_str()) && l.contains("Machine.Booted") {
+            // The notification is the mconsole coming up: MconsoleReady (Booted waits for
+            // userspace).
+            if l.contains(path.as_str()) && l.contains("Machine.MconsoleReady") {
                 break at;
             }
         };
@@ -336,7 +339,7 @@ async fn run() {
     drop(relay_thread);
     latencies.sort();
     println!(
-        "boot notification → Booted signal (seen by gdbus monitor), 5 launches: median {:?}, min {:?}, max {:?}",
+        "boot notification → MconsoleReady signal (seen by gdbus monitor), 5 launches: median {:?}, min {:?}, max {:?}",
         latencies[2], latencies[0], latencies[4]
     );
 

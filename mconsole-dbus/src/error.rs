@@ -17,8 +17,6 @@ pub enum Error {
     InvalidArgument(String),
     /// The guest did not answer its mconsole within the deadline.
     GuestNotResponding(String),
-    /// Resume of a machine that is not paused.
-    NotPaused(String),
     /// The machine is not in a state that allows the call (starting, stopping, exited).
     NotRunning(String),
     /// The guest answered but refused the command.

@@ -82,7 +82,12 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     let server = conn.object_server();
     // The ObjectManager first, so that every machine object added later is announced.
     server
-        .at(MANAGER_PATH, zbus::fdo::ObjectManager)
+        .at(
+            MANAGER_PATH,
+            manager::Objects {
+                service: service.clone(),
+            },
+        )
         .await
         .map_err(|source| ServeError::Serve {
             what: "the object manager",
@@ -134,14 +139,36 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
         }
     });
 
-    conn.request_name(BUS_NAME)
+    // Neither replaceable nor replacing: a second umld on the bus fails instead of taking the
+    // name (and zbus's NameLost watcher, which warns when the bus goes away, is not started).
+    let reply = conn
+        .request_name_with_flags(BUS_NAME, zbus::fdo::RequestNameFlags::DO_NOT_QUEUE)
         .await
         .map_err(ServeError::Name)?;
+    if reply != zbus::fdo::RequestNameReply::PrimaryOwner {
+        return Err(ServeError::Name(zbus::Error::NameTaken));
+    }
     tracing::info!(uml_dir = %config.uml_dir.display(), "umld is serving {BUS_NAME}");
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    // State follows pauses and resumes by anyone (uml pause, uml_mconsole stop): a cheap
+    // host-side look at each kernel (uml::instance::paused_now) twice a second.
+    let sync_service = service.clone();
+    let sync_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(service::STATE_SYNC);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n = 0u32;
+        loop {
+            tick.tick().await;
+            sync_service.sync_run_states().await;
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(service::DEVICE_REFRESH_EVERY) {
+                sync_service.refresh_devices();
+            }
+        }
+    });
     loop {
         tokio::select! {
             event = rx.recv() => match event {
@@ -158,5 +185,7 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     }
     notify_task.abort();
     let _ = notify_task.await;
+    sync_task.abort();
+    let _ = sync_task.await;
     Ok(())
 }

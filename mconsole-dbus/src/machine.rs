@@ -7,7 +7,9 @@
 //! stops answering delays only the calls made to it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -57,6 +59,14 @@ pub(crate) struct Props {
     pub boot_time: u64,
     /// ubd units and whether they were set up read-only (see [`ubd_unit`]).
     pub read_only: BTreeMap<String, bool>,
+    /// The guest's pid 1 runs a program (Booted was or would have been emitted).
+    pub userspace_up: bool,
+    /// The kernel's exit status once it exited (see the Exited signal); -1 before, or unknown.
+    pub exit_status: i32,
+    /// The kernel is gone; the object stays for a while (Config::keep_exited).
+    pub gone: bool,
+    /// Where the kernel's console output and boot messages go (launched machines).
+    pub boot_log: String,
 }
 
 /// One machine, shared by its D-Bus object and the service's event loop.
@@ -71,6 +81,12 @@ pub(crate) struct MachineData {
     props: Mutex<Props>,
     client: tokio::sync::Mutex<Option<Arc<AsyncClient>>>,
     emitter: SignalEmitter<'static>,
+    /// Bumped by every Pause and Resume: a state sample taken across one is dropped.
+    epoch: AtomicU64,
+    /// Boot notifications (mconsole up) received: a second one is a reboot.
+    boots: AtomicU64,
+    /// A periodic device refresh is under way.
+    refreshing: AtomicBool,
 }
 
 impl MachineData {
@@ -94,6 +110,9 @@ impl MachineData {
             props: Mutex::new(props),
             client: tokio::sync::Mutex::new(None),
             emitter,
+            epoch: AtomicU64::new(0),
+            boots: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
         })
     }
 
@@ -174,6 +193,113 @@ impl MachineData {
         Ok(client)
     }
 
+    /// Every property of the Machine interface, for GetManagedObjects (its Properties.GetAll).
+    pub(crate) fn all_properties(&self) -> HashMap<String, zbus::OwnedVariant> {
+        let p = self.props().clone();
+        let mut all = HashMap::new();
+        let mut put = |name: &str, v: Variant<'_>| {
+            if let Ok(v) = zbus::OwnedVariant::try_from(v) {
+                all.insert(name.to_owned(), v);
+            }
+        };
+        put("Umid", Variant::from(self.umid.clone()));
+        put("Pid", Variant::from(p.pid));
+        put("State", Variant::from(p.state.as_str()));
+        put("KernelVersion", Variant::from(p.kernel_version));
+        put("CommandLine", Variant::from(p.command_line));
+        put("Consoles", Variant::from(p.consoles));
+        put("Disks", Variant::from(p.disks));
+        put("MemoryBytes", Variant::from(p.memory_bytes));
+        put("BootTime", Variant::from(p.boot_time));
+        put("UserspaceUp", Variant::from(p.userspace_up));
+        put("ExitStatus", Variant::from(p.exit_status));
+        put("BootLog", Variant::from(p.boot_log));
+        all
+    }
+
+    /// Whether the guest's userspace runs ([`uml::instance::userspace_started`]).
+    pub(crate) async fn userspace_running(&self) -> bool {
+        let pid = self.pid();
+        pid != 0
+            && tokio::task::spawn_blocking(move || uml::instance::userspace_started(pid))
+                .await
+                .unwrap_or(false)
+    }
+
+    /// Sets UserspaceUp, with PropertiesChanged; true when it changed.
+    pub(crate) async fn set_userspace_up(&self, up: bool) -> bool {
+        let changed = self.swap(|p| &mut p.userspace_up, up);
+        if changed {
+            self.emit_changed("UserspaceUp", Variant::from(up)).await;
+        }
+        changed
+    }
+
+    /// Claims the periodic device refresh; false when one is still under way.
+    pub(crate) fn begin_refresh(&self) -> bool {
+        !self.refreshing.swap(true, Ordering::SeqCst)
+    }
+
+    pub(crate) fn end_refresh(&self) {
+        self.refreshing.store(false, Ordering::SeqCst);
+    }
+
+    /// Counts a boot notification; the count so far, this one included.
+    pub(crate) fn note_boot(&self) -> u64 {
+        self.boots.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Forgets the mconsole client: a rebooted kernel (re-exec, same pid) binds a new socket.
+    pub(crate) async fn reset_client(&self) {
+        *self.client.lock().await = None;
+    }
+
+    /// The machine as [`uml::instance`] sees it.
+    pub(crate) fn instance(&self) -> uml::instance::Instance {
+        uml::instance::Instance {
+            umid: self.umid.clone(),
+            dir: self
+                .mconsole
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            pid: Some(self.pid()),
+            liveness: uml::instance::Liveness::Running,
+        }
+    }
+
+    /// Looks at the kernel (not at what this service last did) and sets State to running or
+    /// paused: guests are paused and resumed by anyone (`uml pause`, uml_mconsole), and a
+    /// restarted service must not guess. Only from running or paused; a sample that a Pause or
+    /// Resume of this service overtook is dropped.
+    pub(crate) async fn sync_run_state(&self) {
+        // While this service reads the devices, the kernel spends its time answering (not
+        // blocked in the stop loop's recvfrom): a sample then could take a pause for running.
+        if !matches!(self.state(), State::Running | State::Paused)
+            || self.refreshing.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let instance = self.instance();
+        let Ok(Some(paused)) =
+            tokio::task::spawn_blocking(move || uml::instance::paused_now(&instance)).await
+        else {
+            return;
+        };
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        let (from, to) = if paused {
+            (State::Running, State::Paused)
+        } else {
+            (State::Paused, State::Running)
+        };
+        if self.transition(from, to).await {
+            tracing::info!(umid = %self.umid, state = to.as_str(), "the guest's run state changed outside this service");
+        }
+    }
+
     pub(crate) fn mconsole_error(&self, e: uml::mconsole::Error) -> Error {
         Error::from_mconsole(&self.umid, self.timeout, e)
     }
@@ -227,16 +353,21 @@ impl MachineData {
 
     /// Re-reads the consoles and disks.
     pub(crate) async fn refresh_devices(&self, client: &AsyncClient) {
+        let named = named_lines(&self.props().command_line);
         let mut consoles = BTreeMap::new();
         for kind in ["con", "ssl"] {
             // Lines past the last one answer with an error (line_get_config, line.c).
             for n in 0..64 {
                 let dev = format!("{kind}{n}");
                 match client.config_get(&dev).await {
-                    Ok(text) if !text.trim().is_empty() => {
-                        consoles.insert(dev, text.trim().to_owned());
+                    Ok(text) => {
+                        let text = text.trim();
+                        // A line on no channel is not a console anyone set up (con=null is
+                        // the default of every line past con0), unless it was named.
+                        if configured_channel(text) || named.contains(&dev) {
+                            consoles.insert(dev, text.to_owned());
+                        }
                     }
-                    Ok(_) => {}
                     Err(_) => break,
                 }
             }
@@ -300,6 +431,33 @@ pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
     Some((format!("ubd{number}"), flags.contains('r')))
 }
 
+/// A line's channel as `config conN` reports it, other than none (`null`, `none`, empty).
+pub(crate) fn configured_channel(text: &str) -> bool {
+    !matches!(text, "" | "null" | "none")
+}
+
+/// The lines a command line names one by one (`con1=pts`, `ssl0=fd:3`).
+pub(crate) fn named_lines(argv: &[String]) -> std::collections::BTreeSet<String> {
+    argv.iter()
+        .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+        .filter(|k| {
+            ["con", "ssl"].iter().any(|p| {
+                k.strip_prefix(p)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The host pty a line is attached to: `pts:/dev/pts/3` or `pty:/dev/ptyp0`, alone or as the
+/// input and output of the line (the same device).
+pub(crate) fn line_pty(text: &str) -> Option<&str> {
+    text.split(',')
+        .find_map(|c| c.strip_prefix("pts:").or_else(|| c.strip_prefix("pty:")))
+        .filter(|p| p.starts_with("/dev/"))
+}
+
 /// The read-only ubd units a command line sets up.
 pub(crate) fn read_only_units(argv: &[String]) -> BTreeMap<String, bool> {
     argv.iter()
@@ -352,7 +510,8 @@ impl MachineIface {
     }
 
     /// Console lines (conN, sslN) and their channel as the guest reports it (fd:0,fd:1,
-    /// pty:/dev/pts/3, null, ...).
+    /// pts:/dev/pts/3, ...): the lines on a channel, and those the command line names; kept
+    /// current (read again every few seconds). OpenConsole opens a pty line.
     #[zbus(property)]
     fn consoles(&self) -> BTreeMap<String, String> {
         self.data.props().consoles.clone()
@@ -376,33 +535,51 @@ impl MachineIface {
         self.data.props().boot_time
     }
 
+    /// The file the kernel's output goes to (its boot messages and console), for machines
+    /// this service launched, or `uml run --detach` started; empty when unknown.
+    #[zbus(property)]
+    fn boot_log(&self) -> String {
+        self.data.props().boot_log.clone()
+    }
+
+    /// The guest's userspace started: its pid 1 runs a program (see the Booted signal).
+    #[zbus(property)]
+    fn userspace_up(&self) -> bool {
+        self.data.props().userspace_up
+    }
+
+    /// The kernel's exit status once State is exited or crashed (as in the Exited signal);
+    /// -1 before, or when unknown. An exited machine stays listed for the time umld
+    /// --keep-exited gives (60 s by default), then MachineRemoved.
+    #[zbus(property)]
+    fn exit_status(&self) -> i32 {
+        self.data.props().exit_status
+    }
+
     /// Stops the guest gently: ctrl-alt-del and up to timeout_s seconds, then halt, then
-    /// SIGTERM, then SIGKILL of its process group. Returns once it is gone.
+    /// SIGTERM, then SIGKILL of its process group. Returns at once with State stopping; the
+    /// Exited signal (and State exited) tells when it is gone. A guest whose init ignores
+    /// ctrl-alt-del reboots instead: Rebooted("shutdown") says so and it is halted at once.
     async fn shutdown(&self, timeout_s: u32) -> Result<(), Error> {
         self.data.require_live()?;
-        let instance = uml::instance::Instance {
-            umid: self.data.umid.clone(),
-            dir: self
-                .data
-                .mconsole
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default(),
-            pid: Some(self.data.pid()),
-            liveness: uml::instance::Liveness::Running,
-        };
+        if self.data.state() == State::Stopping {
+            return Ok(());
+        }
+        let instance = self.data.instance();
         self.data.set_state(State::Stopping).await;
         let grace = Duration::from_secs(u64::from(timeout_s));
-        let result =
-            tokio::task::spawn_blocking(move || uml::instance::shutdown(&instance, grace)).await;
-        match result {
-            Ok(Ok(step)) => {
-                tracing::info!(umid = %self.data.umid, ?step, "machine shut down");
-                Ok(())
+        let data = self.data.clone();
+        tokio::spawn(async move {
+            let result =
+                tokio::task::spawn_blocking(move || uml::instance::shutdown(&instance, grace))
+                    .await;
+            match result {
+                Ok(Ok(step)) => tracing::info!(umid = %data.umid, ?step, "machine shut down"),
+                Ok(Err(e)) => tracing::warn!(umid = %data.umid, "shutdown failed: {e}"),
+                Err(e) => tracing::warn!(umid = %data.umid, "shutdown task failed: {e}"),
             }
-            Ok(Err(e)) => Err(Error::Failed(e.to_string())),
-            Err(e) => Err(Error::Failed(format!("shutdown task failed: {e}"))),
-        }
+        });
+        Ok(())
     }
 
     /// Powers the guest off at once (mconsole halt), without a clean shutdown of userspace.
@@ -414,7 +591,8 @@ impl MachineIface {
         c.halt().await.map_err(|e| self.data.mconsole_error(e))
     }
 
-    /// Reboots gracefully: sends ctrl-alt-del to the guest's init.
+    /// Reboots gracefully: sends ctrl-alt-del to the guest's init; returns at once. Rebooted
+    /// ("reboot") follows for guests that report to this service (those it launched).
     async fn reboot(&self) -> Result<(), Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -428,31 +606,50 @@ impl MachineIface {
         c.reboot().await.map_err(|e| self.data.mconsole_error(e))
     }
 
-    /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls.
+    /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls. Pausing a
+    /// paused machine succeeds and changes nothing.
     async fn pause(&self) -> Result<(), Error> {
         self.data.require_live()?;
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
         let c = self.data.client().await?;
-        c.stop().await.map_err(|e| self.data.mconsole_error(e))?;
-        self.data.set_state(State::Paused).await;
+        match c.stop().await {
+            Ok(()) => {}
+            // Paused by someone else since State was last synced: the same outcome.
+            Err(uml::mconsole::Error::Guest { message, .. })
+                if message.contains("Already stopped") => {}
+            Err(e) => return Err(self.data.mconsole_error(e)),
+        }
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
+        self.data.transition(State::Running, State::Paused).await;
         Ok(())
     }
 
-    /// Continues a paused guest (mconsole go). Fails with NotPaused when it is not paused.
+    /// Continues a paused guest (mconsole go). Resuming a running machine succeeds and changes
+    /// nothing; one that is starting, stopping or gone fails with NotRunning.
     async fn resume(&self) -> Result<(), Error> {
-        if self.data.state() != State::Paused {
-            return Err(Error::NotPaused(format!(
-                "machine \"{}\" is {}, not paused; Pause it first",
-                self.data.umid,
-                self.data.state().as_str()
+        self.data.require_live()?;
+        if self.data.state() == State::Stopping {
+            return Err(Error::NotRunning(format!(
+                "machine \"{}\" is stopping",
+                self.data.umid
             )));
         }
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
         let c = self.data.client().await?;
-        c.go().await.map_err(|e| self.data.mconsole_error(e))?;
+        match c.go().await {
+            Ok(()) => {}
+            // A running guest answers go with "Not stopped" (mconsole_go): nothing to do.
+            Err(uml::mconsole::Error::Guest { message, .. }) if message.contains("Not stopped") => {
+            }
+            Err(e) => return Err(self.data.mconsole_error(e)),
+        }
+        self.data.epoch.fetch_add(1, Ordering::SeqCst);
         self.data.transition(State::Paused, State::Running).await;
         Ok(())
     }
 
     /// Sends a magic SysRq key (one printable character) and returns what the kernel printed.
+    #[zbus(out_args("output"))]
     async fn sys_rq(&self, key: &str) -> Result<String, Error> {
         self.data.require_live()?;
         let mut chars = key.chars();
@@ -479,7 +676,49 @@ impl MachineIface {
         Ok(())
     }
 
+    /// A descriptor of the host pty behind a console line (conN or sslN), opened read-write:
+    /// what a terminal reads and writes to talk to the guest on that line. The line must be on
+    /// a pty channel the guest has opened (Consoles shows pts:/dev/pts/N): set one up with
+    /// con1=pts at launch or Config("con1", "pts"), then have the guest open the line (a
+    /// getty on tty1).
+    #[zbus(out_args("fd"))]
+    async fn open_console(&self, line: &str) -> Result<zbus::OwnedFd, Error> {
+        self.data.require_live()?;
+        if named_lines(&[format!("{line}=")]).is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{line:?} is not a console line; pass conN or sslN, such as con1"
+            )));
+        }
+        let c = self.data.client().await?;
+        let text = c
+            .config_get(line)
+            .await
+            .map_err(|e| self.data.mconsole_error(e))?;
+        let text = text.trim();
+        let Some(pty) = line_pty(text) else {
+            let hint = if text == "pts" || text == "pty" {
+                "the guest has not opened it yet (start a getty on it)".to_owned()
+            } else {
+                format!(
+                    "Config(\"{line}\", \"pts\") puts it on one, which the guest allocates when it opens the line"
+                )
+            };
+            return Err(Error::InvalidArgument(format!(
+                "machine \"{}\": line {line} is on {text:?}, not on a host pty; {hint}",
+                self.data.umid
+            )));
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(pty)
+            .map_err(|e| Error::Failed(format!("cannot open {pty} ({line}): {e}")))?;
+        Ok(zbus::OwnedFd::from(std::os::fd::OwnedFd::from(file)))
+    }
+
     /// The configuration of a device, as the guest reports it.
+    #[zbus(out_args("spec"))]
     async fn query_config(&self, device: &str) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -503,6 +742,7 @@ impl MachineIface {
     }
 
     /// A file of the guest's /proc, such as meminfo or uptime.
+    #[zbus(out_args("text"))]
     async fn proc(&self, path: &str) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -519,6 +759,7 @@ impl MachineIface {
     }
 
     /// The kernel stack of a guest process.
+    #[zbus(out_args("stack"))]
     async fn stack(&self, pid: u32) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -526,15 +767,28 @@ impl MachineIface {
     }
 
     /// The guest kernel's full version string (mconsole version).
+    #[zbus(out_args("version"))]
     async fn version(&self) -> Result<String, Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.version().await.map_err(|e| self.data.mconsole_error(e))
     }
 
-    /// The guest's mconsole came up: it answers calls from now on.
+    /// The guest's mconsole came up: it answers calls from now on (State running). Userspace
+    /// may not run yet; Booted follows when it does.
+    #[zbus(signal)]
+    pub(crate) async fn mconsole_ready(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The guest booted: its userspace started (pid 1 executed its init program and still
+    /// runs a moment later; a guest whose init dies at once panics instead). UserspaceUp
+    /// becomes true.
     #[zbus(signal)]
     pub(crate) async fn booted(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The kernel restarted (same pid, a fresh boot): reason is "shutdown" when it rebooted
+    /// during a Shutdown (its init ignored ctrl-alt-del; it is then halted), else "reboot".
+    #[zbus(signal)]
+    pub(crate) async fn rebooted(emitter: &SignalEmitter<'_>, reason: &str) -> zbus::Result<()>;
 
     /// The guest kernel panicked, with the panic message; State becomes crashed.
     #[zbus(signal)]

@@ -30,6 +30,10 @@ struct Args {
     /// How long a guest may take to answer one mconsole request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     mconsole_timeout_ms: u64,
+    /// How long a machine whose kernel exited stays on the bus (State exited or crashed,
+    /// ExitStatus readable) before MachineRemoved, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    keep_exited: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +49,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: not in the journal, a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let uml_dir = match args.uml_dir {
@@ -61,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         kernel: args.kernel,
         mconsole_timeout: Duration::from_millis(args.mconsole_timeout_ms.max(1)),
         poll: Duration::from_secs(1),
+        keep_exited: Duration::from_secs(args.keep_exited),
     };
     let bus = match (args.system, args.address) {
         (true, _) => umld::Bus::System,

@@ -28,6 +28,18 @@ use crate::manager::Manager;
 use crate::notify::Received;
 use crate::object_path::MANAGER_PATH;
 
+/// How often State is checked against each kernel (paused or running).
+pub(crate) const STATE_SYNC: Duration = Duration::from_millis(500);
+
+/// How often consoles and disks are read again (every this many state syncs: 2 s).
+pub(crate) const DEVICE_REFRESH_EVERY: u32 = 4;
+
+/// How long after its mconsole came up a guest's userspace is waited for.
+const USERSPACE_WAIT: Duration = Duration::from_secs(120);
+
+/// How long init must have run before Booted: a panic right after exec comes first.
+const BOOT_SETTLE: Duration = Duration::from_millis(150);
+
 /// How long an exit waits for the notifications the kernel sent just before it.
 const EXIT_SETTLE: Duration = Duration::from_millis(150);
 
@@ -54,6 +66,9 @@ pub struct Config {
     pub mconsole_timeout: Duration,
     /// How often the uml_dir is rescanned besides inotify.
     pub poll: Duration,
+    /// How long an exited machine stays on the bus (State exited or crashed, ExitStatus)
+    /// before MachineRemoved.
+    pub keep_exited: Duration,
 }
 
 #[derive(Debug)]
@@ -160,6 +175,7 @@ impl Service {
                 return;
             }
         };
+        self.make_way(&instance.umid).await;
         {
             let mut map = self.map();
             if map.contains_key(&instance.umid) {
@@ -167,7 +183,24 @@ impl Service {
             }
             map.insert(instance.umid.clone(), data.clone());
         }
-        tracing::info!(umid = %instance.umid, pid, "adopted a machine");
+        // Started by `uml run --detach` or by this service before a restart: its log is there.
+        let log = uml::launch::runtime_dir(&self.uml_dir, &instance.umid)
+            .join(format!("{}.log", instance.umid));
+        if log.is_file() {
+            data.props().boot_log = log.display().to_string();
+        }
+        // Paused by anyone (or by the service before a restart): say so from the start.
+        data.sync_run_state().await;
+        if state == State::Running {
+            // Up before the service saw it: no Booted for a boot that happened unseen.
+            if data.userspace_running().await {
+                data.props().userspace_up = true;
+            } else {
+                let d = data.clone();
+                tokio::spawn(async move { watch_userspace(&d).await });
+            }
+        }
+        tracing::info!(umid = %instance.umid, pid, state = data.state().as_str(), "adopted a machine");
         self.publish(&data).await;
         watch_pid(pid, instance.umid.clone(), self.events.clone());
         if state == State::Running {
@@ -190,30 +223,123 @@ impl Service {
 
     async fn mark_booted(&self, m: &Arc<MachineData>) {
         if m.transition(State::Starting, State::Running).await {
-            tracing::info!(umid = %m.umid, "machine booted");
-            if let Err(e) = MachineIface::booted(m.emitter()).await {
-                tracing::debug!("cannot emit Booted: {e}");
+            tracing::info!(umid = %m.umid, "machine's mconsole is up");
+            if let Err(e) = MachineIface::mconsole_ready(m.emitter()).await {
+                tracing::debug!("cannot emit MconsoleReady: {e}");
             }
             let d = m.clone();
             tokio::spawn(async move { refresh_while_booting(&d).await });
+            let d = m.clone();
+            tokio::spawn(async move { watch_userspace(&d).await });
         }
     }
 
-    async fn exited(&self, umid: &str, pid: u32, status: i32) {
+    /// A known machine booted again (same pid: the kernel re-executed itself after a reboot).
+    async fn rebooted(self: &Arc<Self>, m: &Arc<MachineData>) {
+        m.reset_client().await;
+        let during_shutdown = m.state() == State::Stopping;
+        let reason = if during_shutdown {
+            "shutdown"
+        } else {
+            "reboot"
+        };
+        tracing::info!(umid = %m.umid, reason, "machine rebooted");
+        if let Err(e) = MachineIface::rebooted(m.emitter(), reason).await {
+            tracing::debug!("cannot emit Rebooted: {e}");
+        }
+        if during_shutdown {
+            // Power-off was asked for and ctrl-alt-del rebooted it: halt the new boot.
+            if let Ok(c) = m.client().await {
+                let _ = c.go().await;
+                if let Err(e) = c.halt().await {
+                    tracing::debug!(umid = %m.umid, "halt after the reboot: {e}");
+                }
+            }
+        } else {
+            m.set_userspace_up(false).await;
+            m.set_state(State::Running).await;
+            if let Err(e) = MachineIface::mconsole_ready(m.emitter()).await {
+                tracing::debug!("cannot emit MconsoleReady: {e}");
+            }
+            let d = m.clone();
+            tokio::spawn(async move { refresh_while_booting(&d).await });
+            let d = m.clone();
+            tokio::spawn(async move { watch_userspace(&d).await });
+        }
+    }
+
+    /// Brings every running or paused machine's State in line with its kernel.
+    pub(crate) async fn sync_run_states(&self) {
+        for m in self.machines() {
+            m.sync_run_state().await;
+        }
+    }
+
+    /// Reads every running or paused machine's consoles and disks again: a pty line gets its
+    /// device when the guest opens it, and anyone may add or change devices.
+    pub(crate) fn refresh_devices(&self) {
+        for m in self.machines() {
+            // Each in its own task, one at a time per machine: a guest that does not answer
+            // delays only itself.
+            // Not while paused: nothing in the guest changes them then, and the requests would
+            // keep the stopped kernel busy.
+            if m.state() == State::Running && m.begin_refresh() {
+                tokio::spawn(async move {
+                    if let Ok(c) = m.client().await {
+                        m.refresh_devices(&c).await;
+                    }
+                    m.end_refresh();
+                });
+            }
+        }
+    }
+
+    async fn exited(self: &Arc<Self>, umid: &str, pid: u32, status: i32) {
         let m = {
-            let mut map = self.map();
+            let map = self.map();
             match map.get(umid) {
-                Some(m) if m.pid() == pid => map.remove(umid),
+                Some(m) if m.pid() == pid && !m.props().gone => Some(m.clone()),
                 _ => None,
             }
         };
         let Some(m) = m else { return };
         tracing::info!(umid, pid, status, "machine exited");
+        {
+            let mut p = m.props();
+            p.gone = true;
+            p.exit_status = status;
+        }
+        m.emit_changed("ExitStatus", zbus::Variant::from(status))
+            .await;
         if m.state() != State::Crashed {
             m.set_state(State::Exited).await;
         }
         if let Err(e) = MachineIface::exited(m.emitter(), status).await {
             tracing::debug!("cannot emit Exited: {e}");
+        }
+        if m.launched {
+            // A panicked kernel's helpers outlive it; they share its process group.
+            uml::instance::kill_group(pid);
+        }
+        // Readable for a while (its last state and exit status), then removed.
+        let keep = self.config.keep_exited;
+        let service = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(keep).await;
+            service.forget(&m).await;
+        });
+    }
+
+    /// Removes an exited machine's object, unless a new machine took its umid meanwhile.
+    async fn forget(&self, m: &Arc<MachineData>) {
+        {
+            let mut map = self.map();
+            match map.get(&m.umid) {
+                Some(now) if Arc::ptr_eq(now, m) => {
+                    map.remove(&m.umid);
+                }
+                _ => return,
+            }
         }
         if let Err(e) = self
             .conn
@@ -228,9 +354,13 @@ impl Service {
         {
             tracing::debug!("cannot emit MachineRemoved: {e}");
         }
-        if m.launched {
-            // A panicked kernel's helpers outlive it; they share its process group.
-            uml::instance::kill_group(pid);
+    }
+
+    /// A machine that exited and is only kept for queries makes way for a new one of its umid.
+    async fn make_way(&self, umid: &str) {
+        let old = self.map().get(umid).filter(|m| m.props().gone).cloned();
+        if let Some(old) = old {
+            self.forget(&old).await;
         }
     }
 
@@ -250,6 +380,7 @@ impl Service {
             };
             let known = self.map().get(&umid).cloned();
             match known {
+                Some(m) if m.note_boot() > 1 => self.rebooted(&m).await,
                 Some(m) => self.mark_booted(&m).await,
                 None => {
                     if let Ok(instance) = uml::instance::find(&self.uml_dir, &umid) {
@@ -313,7 +444,11 @@ impl Service {
     /// The machine a notification came from: the kernel itself, its parent (a launcher that
     /// forwards datagrams) or its child (`uml_watchdog`, which the kernel starts).
     fn machine_of_sender(&self, pid: u32) -> Option<Arc<MachineData>> {
-        let machines = self.machines();
+        let machines: Vec<_> = self
+            .machines()
+            .into_iter()
+            .filter(|m| !m.props().gone)
+            .collect();
         if let Some(m) = machines.iter().find(|m| m.pid() == pid) {
             return Some(m.clone());
         }
@@ -326,29 +461,33 @@ impl Service {
     /// `Manager.Launch`.
     pub(crate) async fn launch(
         self: &Arc<Self>,
-        kernel_args: Vec<String>,
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
-        let mut umid = None;
-        let mut kernel_choice = self.config.kernel.clone();
-        for (key, value) in options {
-            let text = String::try_from(value).map_err(|_| {
-                Error::InvalidArgument(format!("option {key:?} must be a string (s)"))
-            })?;
-            match key.as_str() {
-                "umid" => umid = Some(text),
-                // A path, a release built by `uml kernel build` (7.2), or a command on PATH.
-                "kernel" => kernel_choice = Some(text),
-                other => {
-                    return Err(Error::InvalidArgument(format!(
-                        "unknown option {other:?}; accepted: umid, kernel"
-                    )));
-                }
-            }
-        }
+        let opts = LaunchOptions::parse(options)?;
+        let kernel_choice = opts.kernel.clone().or_else(|| self.config.kernel.clone());
         let kernel = uml::kernel::resolve(kernel_choice.as_deref())
             .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+        let umid_choice = opts.umid.clone();
+        let (kernel_args, init) = match opts.kernel_args.clone() {
+            Some(raw) => (raw, None),
+            None => {
+                let umid = umid_choice.clone().unwrap_or_else(uml::launch::fresh_umid);
+                let (args, guest) = opts.guest_args(&self.uml_dir, &umid)?;
+                (args, Some((umid, guest)))
+            }
+        };
+        let umid = match (&init, umid_choice) {
+            (Some((u, _)), _) => Some(u.clone()),
+            (None, u) => u,
+        };
         let argv = self.launch_argv(kernel_args, umid)?;
+        let boot_log = uml::launch::runtime_dir(
+            &self.uml_dir,
+            argv.iter()
+                .rev()
+                .find_map(|a| a.strip_prefix("umid="))
+                .unwrap_or_default(),
+        );
         let umid = argv
             .iter()
             .rev()
@@ -393,6 +532,7 @@ impl Service {
             self.config.mconsole_timeout,
             initial_props(0, State::Starting),
         )?);
+        self.make_way(&umid).await;
         {
             let mut map = self.map();
             if map.contains_key(&umid) {
@@ -401,6 +541,18 @@ impl Service {
                 )));
             }
             map.insert(umid.clone(), data.clone());
+        }
+        if let Some((_, guest)) = &init {
+            let path = uml::launch::runtime_dir(&self.uml_dir, &umid).join(format!("{umid}.init"));
+            if let Err(e) = std::fs::create_dir_all(uml::launch::runtime_dir(&self.uml_dir, &umid))
+                .map_err(|e| e.to_string())
+                .and_then(|()| guest.write_init(&path).map_err(|e| e.to_string()))
+            {
+                self.map().remove(&umid);
+                return Err(Error::LaunchFailed(format!(
+                    "cannot write the guest's init: {e}"
+                )));
+            }
         }
         let child = match spawn_kernel(&kernel, &argv, &self.uml_dir, &umid) {
             Ok(c) => c,
@@ -418,6 +570,7 @@ impl Service {
                 .collect();
             p.boot_time = boot_time_us(pid).unwrap_or(0);
             p.read_only = crate::machine::read_only_units(&argv);
+            p.boot_log = boot_log.join(format!("{umid}.log")).display().to_string();
         }
         tracing::info!(%umid, pid, "launched a machine");
         self.publish(&data).await;
@@ -479,6 +632,30 @@ impl Service {
     }
 }
 
+/// Emits Booted once the guest's userspace runs: pid 1 executed a program, and the guest has
+/// not crashed a moment later (a kernel that cannot run its init panics right away).
+async fn watch_userspace(m: &MachineData) {
+    let deadline = tokio::time::Instant::now() + USERSPACE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match m.state() {
+            State::Exited | State::Crashed | State::Stopping => return,
+            State::Running if m.userspace_running().await => {
+                tokio::time::sleep(BOOT_SETTLE).await;
+                if m.state() == State::Running && m.set_userspace_up(true).await {
+                    tracing::info!(umid = %m.umid, "machine booted (userspace runs)");
+                    if let Err(e) = MachineIface::booted(m.emitter()).await {
+                        tracing::debug!("cannot emit Booted: {e}");
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(umid = %m.umid, "the guest's userspace did not start within {USERSPACE_WAIT:?}");
+}
+
 /// The mconsole comes up before the console drivers register their lines (both are
 /// initcalls), so the devices are read again a little later; and a guest too busy to answer
 /// in time (many booting at once) is asked again until it has told its version.
@@ -489,7 +666,10 @@ async fn refresh_while_booting(m: &MachineData) {
         if matches!(m.state(), State::Exited | State::Crashed) {
             return;
         }
-        m.refresh().await;
+        if m.begin_refresh() {
+            m.refresh().await;
+            m.end_refresh();
+        }
         let delay = if m.props().kernel_version.is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(umid = %m.umid, "the guest never answered version; giving up");
@@ -518,6 +698,10 @@ fn initial_props(pid: u32, state: State) -> Props {
         disks: BTreeMap::new(),
         memory_bytes: 0,
         boot_time: boot_time_us(pid).unwrap_or(0),
+        userspace_up: false,
+        exit_status: -1,
+        gone: false,
+        boot_log: String::new(),
     }
 }
 
@@ -539,6 +723,12 @@ fn spawn_kernel(
     let log2 = log
         .try_clone()
         .map_err(|e| fail("duplicate the log descriptor", e))?;
+    // Descriptor 3 too: the built-in guest's kernel messages go there (con2=null,fd:3 and
+    // console=tty2, as `uml run` sets them up).
+    let log3 = log
+        .try_clone()
+        .map_err(|e| fail("duplicate the log descriptor", e))?;
+    let log3_fd = std::os::fd::AsRawFd::as_raw_fd(&log3);
     let mut command = tokio::process::Command::new(kernel);
     command
         .args(argv)
@@ -547,11 +737,15 @@ fn spawn_kernel(
         .stdout(log)
         .stderr(log2)
         .kill_on_drop(false);
-    // SAFETY: only sigemptyset(3) and pthread_sigmask(2) run between fork and exec, both
+    // SAFETY: only dup2(2), sigemptyset(3) and pthread_sigmask(2) run between fork and exec, all
     // async-signal-safe, on a local sigset. The kernel must start with an empty signal mask:
     // a blocked SIGTERM would make it unstoppable.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
+            // dup2(2) is async-signal-safe; the copy on 3 is not close-on-exec.
+            if libc::dup2(log3_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
@@ -560,7 +754,9 @@ fn spawn_kernel(
             Ok(())
         });
     }
-    command.spawn().map_err(|e| {
+    let child = command.spawn();
+    drop(log3);
+    child.map_err(|e| {
         Error::LaunchFailed(format!(
             "cannot run the UML kernel {}: {e} (pass the \"kernel\" option or umld --kernel)",
             kernel.display()
@@ -715,5 +911,118 @@ mod tests {
             parent_pid(pid),
             Some(nix::unistd::getppid().as_raw() as u32)
         );
+    }
+}
+
+/// `Manager.Launch`'s options: `uml run`'s vocabulary, or the whole kernel command line.
+#[derive(Debug, Default)]
+struct LaunchOptions {
+    umid: Option<String>,
+    kernel: Option<String>,
+    mem: Option<String>,
+    disks: Vec<String>,
+    rw: Vec<String>,
+    command: Option<Vec<String>>,
+    shell: Option<bool>,
+    kernel_args: Option<Vec<String>>,
+}
+
+const LAUNCH_OPTIONS: &str =
+    "umid (s), kernel (s), mem (s), disks (as), rw (as), command (as), shell (b), kernel_args (as)";
+
+impl LaunchOptions {
+    fn parse(options: HashMap<String, OwnedVariant>) -> Result<LaunchOptions, Error> {
+        let mut o = LaunchOptions::default();
+        for (key, value) in options {
+            let bad =
+                |ty: &str| Error::InvalidArgument(format!("option {key:?} must be of type {ty}"));
+            let text = |v: OwnedVariant| String::try_from(v).map_err(|_| bad("s"));
+            let list = |v: OwnedVariant| Vec::<String>::try_from(v).map_err(|_| bad("as"));
+            match key.as_str() {
+                "umid" => o.umid = Some(text(value)?),
+                // A path, a release built by `uml kernel build` (7.2), or a command on PATH.
+                "kernel" => o.kernel = Some(text(value)?),
+                "mem" => o.mem = Some(text(value)?),
+                "disks" => o.disks = list(value)?,
+                "rw" => o.rw = list(value)?,
+                "command" => o.command = Some(list(value)?),
+                "shell" => o.shell = Some(bool::try_from(value).map_err(|_| bad("b"))?),
+                "kernel_args" => o.kernel_args = Some(list(value)?),
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown option {other:?}; accepted: {LAUNCH_OPTIONS}"
+                    )));
+                }
+            }
+        }
+        let typed = o.mem.is_some()
+            || !o.disks.is_empty()
+            || !o.rw.is_empty()
+            || o.command.is_some()
+            || o.shell.is_some();
+        if o.kernel_args.is_some() && typed {
+            return Err(Error::InvalidArgument(
+                "kernel_args is the whole kernel command line; it cannot be combined with mem, disks, rw, command or shell".into(),
+            ));
+        }
+        if o.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::InvalidArgument("command is empty".into()));
+        }
+        if o.command.is_some() && o.shell == Some(true) {
+            return Err(Error::InvalidArgument(
+                "give command or shell, not both".into(),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// The built-in guest of `uml run` ([`uml::launch::DefaultGuest`]) with these options.
+    fn guest_args(
+        &self,
+        uml_dir: &Path,
+        umid: &str,
+    ) -> Result<(Vec<String>, uml::launch::DefaultGuest), Error> {
+        use uml::launch::{DefaultGuest, Payload};
+        let mut writable = Vec::new();
+        for d in &self.rw {
+            let p = Path::new(d);
+            if !p.is_absolute() {
+                return Err(Error::InvalidArgument(format!(
+                    "rw {d}: a relative path; give an absolute one"
+                )));
+            }
+            if !p.is_dir() {
+                return Err(Error::InvalidArgument(format!("rw {d}: no such directory")));
+            }
+            writable.push(p.to_owned());
+        }
+        let payload = match &self.command {
+            Some(c) => Payload::Command(c.clone()),
+            // A desktop guest: a shell on a host pty (OpenConsole("con0")), respawned.
+            None => Payload::RespawningShell,
+        };
+        let shell = payload == Payload::RespawningShell;
+        let guest = DefaultGuest {
+            payload,
+            cwd: PathBuf::from("/"),
+            env: vec![("TERM".into(), "linux".into())],
+            writable,
+            stdin_tty: shell,
+            stdout_tty: shell,
+        };
+        let init = uml::launch::runtime_dir(uml_dir, umid).join(format!("{umid}.init"));
+        let mut args =
+            guest.kernel_args(&init, self.mem.as_deref().unwrap_or("256M"), umid, uml_dir);
+        if shell {
+            for a in &mut args {
+                if a.starts_with("con0=") {
+                    *a = "con0=pts".into();
+                }
+            }
+        }
+        for (unit, spec) in self.disks.iter().enumerate() {
+            args.push(uml::launch::disk_arg(unit, spec, None).map_err(Error::InvalidArgument)?);
+        }
+        Ok((args, guest))
     }
 }

@@ -102,8 +102,12 @@ fn guest_started_outside_appears_with_properties_and_answers_every_call() {
         "s \"running\""
     );
     monitor.wait_for(&["PropertiesChanged", &path, "'State': <'running'>"]);
-    let err = gdbus_call(&bus, &path, "org.umlkit.uml1.Machine.Resume", &[]).unwrap_err();
-    assert!(err.contains("org.umlkit.uml1.Error.NotPaused"), "{err}");
+    // Resume of a running machine succeeds and changes nothing.
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"running\""
+    );
 
     let sysrq = machine_call(&bus, &path, "SysRq", &["s", "m"]).unwrap();
     assert!(sysrq.contains("Show Memory"), "{sysrq}");
@@ -150,7 +154,7 @@ fn guest_started_outside_appears_with_properties_and_answers_every_call() {
 fn launch_starts_a_guest_that_boots_notifies_and_runs() {
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start(&bus, dir.path());
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "1"]);
     let monitor = Monitor::start(&bus);
     let scratch = testkit::short_tempdir("ud-l");
     let init = write_init(scratch.path(), "hello desktop");
@@ -159,14 +163,22 @@ fn launch_starts_a_guest_that_boots_notifies_and_runs() {
     assert_eq!(path, path_of(&umid));
     dir.remember();
 
-    // Announced in state starting, then Booted, then running.
+    // Announced in state starting, then MconsoleReady (running), then Booted once init runs.
     monitor.wait_for(&["InterfacesAdded", &path, "'State': <'starting'>"]);
     monitor.wait_for(&["MachineNew", &umid]);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.MconsoleReady"]);
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
     wait_until("the launched guest is running", WAIT, || {
         (machine_property(&bus, &path, "State").ok()? == "s \"running\"").then_some(())
     });
+    assert_eq!(
+        machine_property(&bus, &path, "UserspaceUp").unwrap(),
+        "b true"
+    );
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "hello desktop"]);
+    let ready_at = monitor.position(&[&path, "Machine.MconsoleReady"]).unwrap();
+    let booted_at = monitor.position(&[&path, "Machine.Booted"]).unwrap();
+    assert!(ready_at < booted_at, "{}", monitor.text());
     dir.remember();
     let pid = machine_property(&bus, &path, "Pid").unwrap();
     let pid: u32 = pid.trim_start_matches("u ").parse().unwrap();
@@ -187,7 +199,7 @@ fn launch_with_an_invalid_argument_is_refused_naming_it() {
         &bus,
         MANAGER,
         "org.umlkit.uml1.Manager.Launch",
-        &["['mem=64M', 'ubd1x=/x']", "{}"],
+        &["{'kernel_args': <['mem=64M', 'ubd1x=/x']>}"],
     )
     .unwrap_err();
     assert!(
@@ -202,7 +214,7 @@ fn launch_with_an_invalid_argument_is_refused_naming_it() {
         &bus,
         MANAGER,
         "org.umlkit.uml1.Manager.Launch",
-        &["['mem=64M']", "{'colour': <'red'>}"],
+        &["{'colour': <'red'>}"],
     )
     .unwrap_err();
     assert!(
@@ -216,7 +228,7 @@ fn launch_with_an_invalid_argument_is_refused_naming_it() {
 fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start(&bus, dir.path());
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "2"]);
     let monitor = Monitor::start(&bus);
     let umid = testkit::unique_umid("ud-panic");
     // init exits at once: "Attempted to kill init!"
@@ -226,7 +238,22 @@ fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
     assert!(panicked.contains("Attempted to kill init"), "{panicked}");
     monitor.wait_for(&[&path, "PropertiesChanged", "'State': <'crashed'>"]);
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    // Its last state stays readable for a while.
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"crashed\""
+    );
+    assert_eq!(
+        machine_property(&bus, &path, "UserspaceUp").unwrap(),
+        "b false"
+    );
     monitor.wait_for(&["MachineRemoved", &umid]);
+    // Its init ran only to die at once: the guest never booted.
+    assert!(
+        monitor.find(&[&path, "Machine.Booted"]).is_none(),
+        "Booted for a guest that panicked:\n{}",
+        monitor.text()
+    );
     let panic_at = monitor.position(&[&path, "Panicked"]).unwrap();
     let exit_at = monitor.position(&[&path, "Machine.Exited"]).unwrap();
     assert!(
@@ -238,10 +265,10 @@ fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
 }
 
 #[test]
-fn killed_guest_emits_exited_and_machine_removed() {
+fn killed_guest_emits_exited_stays_readable_then_is_removed() {
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start(&bus, dir.path());
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "2"]);
     let monitor = Monitor::start(&bus);
     let mut guest = GuestBuilder::new("ud-kill")
         .uml_dir(dir.path())
@@ -255,7 +282,22 @@ fn killed_guest_emits_exited_and_machine_removed() {
         exited.contains("(-1,)"),
         "status of a guest umld did not start: {exited}"
     );
+    let gone_at = std::time::Instant::now();
+    // Right after the exit: the last state and exit status, and it is still listed.
+    assert_eq!(
+        machine_property(&bus, &path, "State").unwrap(),
+        "s \"exited\""
+    );
+    assert_eq!(machine_property(&bus, &path, "ExitStatus").unwrap(), "i -1");
+    assert!(list_machines(&bus).contains("\"exited\""));
+    let err = gdbus_call(&bus, &path, "org.umlkit.uml1.Machine.Version", &[]).unwrap_err();
+    assert!(err.contains("org.umlkit.uml1.Error.NotRunning"), "{err}");
     monitor.wait_for(&["MachineRemoved", guest.umid(), &path]);
+    let kept = gone_at.elapsed();
+    assert!(
+        kept > Duration::from_millis(1500) && kept < Duration::from_secs(5),
+        "kept {kept:?} with --keep-exited 2"
+    );
     monitor.wait_for(&["InterfacesRemoved", &path]);
     assert!(!list_machines(&bus).contains(guest.umid()));
     assert!(
@@ -549,7 +591,11 @@ fn launch_of_a_kernel_that_cannot_run_here_names_the_cause_in_panicked() {
     };
     let bus = Bus::start();
     let dir = UmlDir::new();
-    let _umld = Umld::start_with(&bus, dir.path(), &["--kernel", kernel.to_str().unwrap()]);
+    let _umld = Umld::start_with(
+        &bus,
+        dir.path(),
+        &["--kernel", kernel.to_str().unwrap(), "--keep-exited", "0"],
+    );
     let monitor = Monitor::start(&bus);
     let scratch = testkit::short_tempdir("ud-x");
     let init = write_init(scratch.path(), "never");
@@ -565,4 +611,630 @@ fn launch_of_a_kernel_that_cannot_run_here_names_the_cause_in_panicked() {
     );
     assert!(panicked.contains("uml kernel build"), "{panicked}");
     monitor.wait_for(&["MachineRemoved", &umid]);
+}
+
+fn state(bus: &Bus, path: &str) -> String {
+    machine_property(bus, path, "State").unwrap_or_default()
+}
+
+fn wait_state(bus: &Bus, path: &str, want: &str, within: Duration) {
+    let want = format!("s \"{want}\"");
+    wait_until(&format!("{path} is {want}"), within, || {
+        (state(bus, path) == want).then_some(())
+    });
+}
+
+/// The guest's mconsole, as another tool (uml pause, uml_mconsole) would use it.
+fn outside_client(guest: &testkit::Guest) -> uml::mconsole::Client {
+    uml::instance::find(guest.uml_dir(), guest.umid())
+        .unwrap()
+        .client(Duration::from_secs(3))
+        .unwrap()
+}
+
+#[test]
+fn state_follows_pauses_by_anyone_and_is_true_right_after_a_restart() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let mut umld = Umld::start(&bus, dir.path());
+    let guest = GuestBuilder::new("ud-st")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+    wait_state(&bus, &path, "running", WAIT);
+
+    // Paused by another tool: State follows within a second or two.
+    let other = outside_client(&guest);
+    other.stop().unwrap();
+    wait_state(&bus, &path, "paused", Duration::from_secs(3));
+    // Pause of a paused machine succeeds and changes nothing.
+    machine_call(&bus, &path, "Pause", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+
+    // A restarted service sees it paused from the first look.
+    umld.stop();
+    let _umld2 = Umld::start(&bus, dir.path());
+    let first = wait_until("the machine is adopted again", WAIT, || {
+        machine_property(&bus, &path, "State").ok()
+    });
+    assert_eq!(first, "s \"paused\"", "state right after the restart");
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"running\"");
+    machine_call(&bus, &path, "Resume", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"running\"");
+
+    // Paused through D-Bus, resumed by another tool: State follows too.
+    machine_call(&bus, &path, "Pause", &[]).unwrap();
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        state(&bus, &path),
+        "s \"paused\"",
+        "the sync keeps a real pause"
+    );
+    other.go().unwrap();
+    wait_state(&bus, &path, "running", Duration::from_secs(3));
+}
+
+#[test]
+fn shutdown_returns_at_once_and_a_reboot_instead_of_power_off_is_reported() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-sd");
+    // A shell as init: the kernel's ctrl-alt-del restarts it (C_A_D stays on).
+    let init = write_init(scratch.path(), "up");
+    let umid = testkit::unique_umid("ud-sd");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    wait_state(&bus, &path, "running", WAIT);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "up"]);
+
+    let started = std::time::Instant::now();
+    machine_call(&bus, &path, "Shutdown", &["u", "40"]).unwrap();
+    let took = started.elapsed();
+    eprintln!("Shutdown(40) returned in {took:?}");
+    assert!(took < Duration::from_secs(1), "Shutdown took {took:?}");
+    assert_eq!(state(&bus, &path), "s \"stopping\"");
+    let rebooted = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Rebooted"]);
+    assert!(rebooted.contains("'shutdown'"), "{rebooted}");
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the reboot was halted, not waited out: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn object_manager_lists_only_machines_with_every_property_and_the_session_ends_quietly() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let mut umld = Umld::start_logged(&bus, dir.path());
+    let guest = GuestBuilder::new("ud-om")
+        .uml_dir(dir.path())
+        .boot()
+        .unwrap();
+    let path = path_of(guest.umid());
+    wait_state(&bus, &path, "running", WAIT);
+    let objects = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.freedesktop.DBus.ObjectManager.GetManagedObjects",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        objects.matches("objectpath '").count(),
+        1,
+        "one object, the machine: {objects}"
+    );
+    assert!(
+        objects.contains(&format!("objectpath '{path}'")),
+        "{objects}"
+    );
+    assert!(
+        !objects.contains(": {}"),
+        "an object without interfaces: {objects}"
+    );
+    // Every property the interface declares, as Properties.GetAll gives them.
+    let xml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/interfaces/org.umlkit.uml1.Machine.xml"
+    ))
+    .unwrap();
+    for line in xml.lines().filter(|l| l.contains("<property ")) {
+        let name = line
+            .split("name=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            objects.contains(&format!("'{name}': <")),
+            "{name} missing: {objects}"
+        );
+    }
+    assert!(objects.contains("'State': <'running'>"), "{objects}");
+
+    // Every method's out-arguments are named.
+    let live = busctl(&bus, &["introspect", "--xml-interface", NAME, &path]).unwrap();
+    let manager = busctl(&bus, &["introspect", "--xml-interface", NAME, MANAGER]).unwrap();
+    for (text, iface) in [(&live, MACHINE_IFACE), (&manager, MANAGER_IFACE)] {
+        let ours = interface_structure(text, iface);
+        assert!(!ours.contains("<arg type="), "an unnamed argument: {ours}");
+    }
+
+    // The session ends (the bus goes away): umld exits, with a plain log and no warning.
+    drop(bus);
+    assert!(
+        umld.wait_exit(Duration::from_secs(10)),
+        "umld outlived its bus"
+    );
+    let log = umld.log();
+    assert!(log.contains("umld is serving"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {log}"
+    );
+    assert!(
+        !log.contains("WARN"),
+        "a warning at a normal session end: {log}"
+    );
+}
+
+/// The repository's GIO client (python3-gi), `clients/umld-gio.py`, on the test bus.
+fn gio(bus: &Bus, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("/usr/bin/python3");
+    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/umld-gio.py"))
+        .args(["--address", &bus.address])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+fn gio_ok(bus: &Bus, args: &[&str]) -> String {
+    let out = testkit::output_within(
+        gio(bus, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+        "the GIO client",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        testkit::show_output("umld-gio.py", &out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An init that tells it started, then talks on tty1 (con1): prints console-ok every second
+/// and answers each line it reads with got:LINE.
+fn write_console_init(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("init");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nmount -t proc proc /proc\nprintf 'init-started' > /proc/mconsole\n\
+         mount -t tmpfs t /tmp\nmknod /tmp/tty1 c 4 1\nexec 3<>/tmp/tty1\n\
+         (while :; do echo console-ok >&3; sleep 1; done) &\n\
+         while read -r line <&3; do echo \"got:$line\" >&3; done\nwhile :; do sleep 1; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn gio_client_sees_the_boot_lists_pauses_and_talks_on_a_console() {
+    use std::io::{BufRead, BufReader};
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let umid = testkit::unique_umid("ud-gio");
+    let mut watch = gio(&bus, &["watch", "--until", &format!("Booted:{umid}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let _watch = Reap(watch);
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("Watching"), "{first}");
+
+    let scratch = testkit::short_tempdir("ud-gio");
+    let init = write_console_init(scratch.path());
+    let mut args = guest_args(&init);
+    args.push("con1=pts".into());
+    let path = launch(&bus, &args, &umid).unwrap();
+    dir.remember();
+
+    // The client sees the boot: MconsoleReady, then Booted; init's first words around it.
+    let mut events = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("\"Booted\"");
+        events.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = events.join("\n");
+    let at = |events: &[String], what: &str| -> Option<f64> {
+        let line = events.iter().find(|l| l.contains(what))?;
+        let t = line.rsplit("\"t\": ").next()?.trim_end_matches('}');
+        t.parse().ok()
+    };
+    let ready = at(&events, "\"MconsoleReady\"").unwrap_or_else(|| panic!("{text}"));
+    let booted = at(&events, "\"Booted\"").unwrap_or_else(|| panic!("{text}"));
+    assert!(ready <= booted, "{text}");
+    // init's message may come just before or after Booted; wait for it to report the gap.
+    let mut init_at = at(&events, "init-started");
+    if init_at.is_none() {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("init-started") {
+                events.push(line);
+                init_at = at(&events, "init-started");
+                break;
+            }
+        }
+    }
+    let init_at = init_at.unwrap();
+    eprintln!(
+        "figure: GIO client saw Booted {:+.0} ms after init's first message (MconsoleReady {:+.0} ms)",
+        (booted - init_at) * 1000.0,
+        (ready - init_at) * 1000.0
+    );
+
+    // Listed with state and memory.
+    let listed = wait_until("the GIO client lists it with its memory", WAIT, || {
+        let out = gio_ok(&bus, &["list"]);
+        (out.contains(&format!("\"Umid\": \"{umid}\""))
+            && out.contains("\"State\": \"running\"")
+            && !out.contains("\"MemoryBytes\": 0,")
+            && out.contains("\"con1\": \"pts:/dev/pts/"))
+        .then_some(out)
+    });
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("\"con1\": \"pts:/dev/pts/"), "{listed}");
+    assert!(
+        !listed.contains("null"),
+        "a line on no channel is listed: {listed}"
+    );
+
+    gio_ok(&bus, &["pause", &umid]);
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+    gio_ok(&bus, &["pause", &umid]);
+    gio_ok(&bus, &["resume", &umid]);
+    assert_eq!(state(&bus, &path), "s \"running\"");
+
+    // A console through OpenConsole: the guest's words, and an answer to ours.
+    let talk = gio_ok(
+        &bus,
+        &[
+            "console",
+            &umid,
+            "con1",
+            "--send",
+            "hello",
+            "--expect",
+            "console-ok",
+            "--expect",
+            "got:hello",
+        ],
+    );
+    assert!(talk.contains("got:hello"), "{talk}");
+    // A line that is not on a pty is refused with the way to put it on one.
+    let out = gio(&bus, &["console", &umid, "con0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument") && err.contains("pts"),
+        "{err}"
+    );
+}
+
+#[test]
+fn typed_launch_runs_uml_runs_guest_with_disks_memory_and_a_boot_log() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-ty");
+    let disk = image(scratch.path(), "data.img");
+
+    // A relative disk path is refused, and nothing starts.
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["{'disks': <['data.img']>}"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("org.umlkit.uml1.Error.InvalidArgument"),
+        "{err}"
+    );
+    assert!(err.contains("relative"), "{err}");
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["{'mem': <'64M'>, 'kernel_args': <['mem=64M']>}"],
+    )
+    .unwrap_err();
+    assert!(err.contains("kernel_args"), "{err}");
+    assert!(dir.kernel_pids().is_empty(), "no kernel was started");
+
+    let umid = testkit::unique_umid("ud-typed");
+    let started = std::time::Instant::now();
+    let out = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &[&format!(
+            "{{'umid': <'{umid}'>, 'mem': <'96M'>, 'disks': <['{disk}:ro']>, \
+             'command': <['/bin/sh', '-c', 'echo typed-out; printf typed > /proc/mconsole; sleep 600']>}}"
+        )],
+    )
+    .unwrap();
+    let took = started.elapsed();
+    eprintln!("Launch returned in {took:?} (gdbus included)");
+    assert!(took < Duration::from_secs(1), "Launch took {took:?}");
+    let path = path_of(&umid);
+    assert!(out.contains(&path), "{out}");
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "typed"]);
+    wait_until("Disks shows the read-only disk", WAIT, || {
+        machine_property(&bus, &path, "Disks")
+            .ok()?
+            .contains(&format!("\"ubd0\" \"{disk}\" \"\" true"))
+            .then_some(())
+    });
+    let mem: u64 = machine_property(&bus, &path, "MemoryBytes")
+        .unwrap()
+        .trim_start_matches("t ")
+        .parse()
+        .unwrap();
+    assert!(mem > 64 << 20 && mem <= 96 << 20, "MemoryBytes {mem}");
+    let log = machine_property(&bus, &path, "BootLog").unwrap();
+    let log = log.trim_start_matches("s ").trim_matches('"').to_owned();
+    assert!(log.ends_with(&format!("{umid}.log")), "{log}");
+    // The command's output (con0) goes there, and the kernel's warnings.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("typed-out"), "the boot log: {text:?}");
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+}
+
+/// The repository's GJS client, `clients/umld-gjs.js`, on the test bus.
+fn gjs(bus: &Bus, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("gjs");
+    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/umld-gjs.js"))
+        .args(["--address", &bus.address])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+fn gjs_ok(bus: &Bus, args: &[&str]) -> String {
+    let out = testkit::output_within(
+        gjs(bus, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+        "the GJS client",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        testkit::show_output("umld-gjs.js", &out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gjs_client_follows_guests_live_pauses_them_and_opens_a_console() {
+    if std::process::Command::new("gjs")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("gjs is not installed: scripts/install-deps installs it (Debian package gjs)");
+    }
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start_with(&bus, dir.path(), &["--keep-exited", "1"]);
+    let umid = testkit::unique_umid("ud-gjs");
+    let watch = gjs(
+        &bus,
+        &[
+            "watch",
+            "--until",
+            &format!("Exited:{umid}"),
+            "--timeout",
+            "60",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let watch_pid = watch.id();
+    let watched = std::thread::spawn(move || watch.wait_with_output().unwrap());
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) only signals the gjs watcher this test started.
+            unsafe {
+                libc::kill(self.0 as i32, libc::SIGKILL);
+            }
+        }
+    }
+    let _reap = Reap(watch_pid);
+    std::thread::sleep(Duration::from_millis(800)); // gjs starts and subscribes
+
+    let scratch = testkit::short_tempdir("ud-gjs");
+    let init = write_console_init(scratch.path());
+    let mut args = guest_args(&init);
+    args.push("con1=pts".into());
+    let path = launch(&bus, &args, &umid).unwrap();
+    dir.remember();
+    wait_until(
+        "the GJS client lists it running with its memory",
+        WAIT,
+        || {
+            let out = gjs_ok(&bus, &["list"]);
+            (out.contains(&format!("\"Umid\":\"{umid}\""))
+                && out.contains("\"State\":\"running\"")
+                && !out.contains("\"MemoryBytes\":0,")
+                && out.contains("\"UserspaceUp\":true"))
+            .then_some(out)
+        },
+    );
+    wait_until("con1 is on a pty", WAIT, || {
+        machine_property(&bus, &path, "Consoles")
+            .ok()?
+            .contains("pts:/dev/pts/")
+            .then_some(())
+    });
+    gjs_ok(&bus, &["pause", &umid]);
+    assert_eq!(state(&bus, &path), "s \"paused\"");
+    gjs_ok(&bus, &["resume", &umid]);
+    assert_eq!(state(&bus, &path), "s \"running\"");
+    let talk = gjs_ok(
+        &bus,
+        &[
+            "console",
+            &umid,
+            "con1",
+            "--send",
+            "from-gjs",
+            "--expect",
+            "got:from-gjs",
+        ],
+    );
+    assert!(talk.contains("got:from-gjs"), "{talk}");
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+
+    let out = watched.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        testkit::show_output("umld-gjs.js watch", &out)
+    );
+    let order = [
+        "\"signal\":\"Added\"",
+        "\"signal\":\"MconsoleReady\"",
+        "\"signal\":\"Booted\"",
+        "\"signal\":\"State\",\"umid\":\"UMID\",\"args\":[\"paused\"]",
+        "\"signal\":\"State\",\"umid\":\"UMID\",\"args\":[\"running\"]",
+        "\"signal\":\"Exited\"",
+    ];
+    let mut from = 0;
+    for needle in order {
+        let needle = needle.replace("UMID", &umid);
+        let at = text[from..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {needle} after byte {from} in:\n{text}"));
+        from += at + needle.len();
+    }
+}
+
+#[test]
+fn guest_whose_watchdog_stops_being_pinged_is_reported_hung() {
+    let profile = uml::kernel::Profile::read(&testkit::kernel()).unwrap();
+    let harddog = profile
+        .config
+        .as_ref()
+        .and_then(|c| {
+            c.get("UML_WATCHDOG")
+                .or_else(|| c.get("CONFIG_UML_WATCHDOG"))
+        })
+        .map(String::as_str);
+    assert_eq!(
+        harddog,
+        Some("y"),
+        "the kernel under test has no harddog (CONFIG_UML_WATCHDOG)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/uml_watchdog").exists(),
+        "harddog runs /usr/bin/uml_watchdog (Debian package uml-utilities)"
+    );
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-wd");
+    let init = scratch.path().join("init");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Opens the harddog device (misc 10:130), pings it once, then never again.
+        std::fs::write(
+            &init,
+            "#!/bin/sh\nmount -t proc proc /proc\nmount -t tmpfs t /tmp\n\
+             mknod /tmp/watchdog c 10 130\nexec 3>/tmp/watchdog\nprintf x >&3\n\
+             printf 'watchdog-armed' > /proc/mconsole\nwhile :; do sleep 1; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let umid = testkit::unique_umid("ud-hung");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "watchdog-armed"]);
+    let armed = std::time::Instant::now();
+    // uml_watchdog waits 60 s for a ping before it reports the hang.
+    wait_until("the Hung signal", Duration::from_secs(90), || {
+        monitor.find(&[&path, "org.umlkit.uml1.Machine.Hung"])
+    });
+    eprintln!("Hung {:?} after the last ping", armed.elapsed());
+    assert!(armed.elapsed() > Duration::from_secs(30));
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+}
+
+#[test]
+fn reset_is_reported_as_a_reboot_and_the_guest_boots_again() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-rs");
+    let init = write_init(scratch.path(), "up");
+    let umid = testkit::unique_umid("ud-reset");
+    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
+    let pid = machine_property(&bus, &path, "Pid").unwrap();
+    machine_call(&bus, &path, "Reset", &[]).unwrap();
+    let rebooted = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Rebooted"]);
+    assert!(rebooted.contains("'reboot'"), "{rebooted}");
+    // The same kernel process boots again: userspace comes back, and calls work.
+    wait_until("Booted a second time", WAIT, || {
+        (monitor.count(&[&path, "org.umlkit.uml1.Machine.Booted"]) == 2).then_some(())
+    });
+    assert_eq!(machine_property(&bus, &path, "Pid").unwrap(), pid);
+    assert_eq!(state(&bus, &path), "s \"running\"");
+    let version = machine_call(&bus, &path, "Version", &[]).unwrap();
+    assert!(version.contains(testkit::kernel_release()), "{version}");
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
 }

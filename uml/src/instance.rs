@@ -576,6 +576,55 @@ fn blocked_on_mconsole(pid: u32, socket: &Path) -> Option<bool> {
     Some(false)
 }
 
+/// Whether the guest is paused right now (`mconsole stop`, by anyone): its kernel waits for
+/// mconsole requests in `mconsole_stop`, blocked in `recvfrom` on its mconsole socket. A cheap
+/// host-side look (no mconsole request, a few milliseconds), for services that follow the state
+/// of many guests; [`run_state`] is the thorough one. `None` when the guest's
+/// `/proc/PID/syscall` or its socket cannot be read.
+pub fn paused_now(instance: &Instance) -> Option<bool> {
+    blocked_on_mconsole(instance.pid?, &instance.mconsole_path())
+}
+
+/// Whether the guest's userspace runs: the kernel `pid` has a guest address space, which is a
+/// host child process it traces (named `uml-userspace` by 7.x kernels). Kernel threads, the
+/// guest's init before it executes a program among them, run inside the kernel's own host
+/// process, and helpers (uml_watchdog, port-helper) are not traced. A host-side look: no
+/// mconsole request, and true while the guest is paused too.
+pub fn userspace_started(pid: u32) -> bool {
+    let children: Vec<u32> = match fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        Ok(text) => text
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+        // Without CONFIG_PROC_CHILDREN: every process whose parent is `pid`.
+        Err(_) => fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&c| parent_of(c) == Some(pid))
+            .collect(),
+    };
+    children.into_iter().any(|c| {
+        let comm = fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+        comm.trim_end() == "uml-userspace"
+            || fs::read_to_string(format!("/proc/{c}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("TracerPid:"))
+                        .and_then(|t| t.trim().parse::<u32>().ok())
+                })
+                == Some(pid)
+    })
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
 fn group_cpu_ticks(pgid: u32) -> u64 {
     ProcStat::all()

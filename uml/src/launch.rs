@@ -854,6 +854,58 @@ pub fn fresh_umid() -> String {
     s
 }
 
+/// A disk in `uml run`'s vocabulary, `FILE`, `FILE:ro`, `COW:BASE` or `COW:BASE:ro`, as the
+/// kernel argument `ubd<unit>[r]=<file>[,<base>]`. Relative paths are taken against
+/// `relative_to`, and refused without one (a service has no meaningful working directory: the
+/// kernel would look in its own). The error names the spec and what is wrong with it.
+pub fn disk_arg(unit: usize, spec: &str, relative_to: Option<&Path>) -> Result<String, String> {
+    if unit > 15 {
+        return Err(format!("disk {spec}: at most 16 disks (ubda to ubdp)"));
+    }
+    let mut fields: Vec<&str> = spec.split(':').collect();
+    let read_only = fields.last() == Some(&"ro");
+    if read_only || fields.last() == Some(&"rw") {
+        fields.pop();
+    }
+    let absolute = |f: &str| -> Result<PathBuf, String> {
+        let p = Path::new(f);
+        match (p.is_absolute(), relative_to) {
+            (true, _) => Ok(p.to_owned()),
+            (false, Some(base)) => Ok(base.join(p)),
+            (false, None) => Err(format!(
+                "disk {spec:?}: {f} is a relative path; give an absolute one"
+            )),
+        }
+    };
+    let files: Vec<PathBuf> = match fields.as_slice() {
+        [file] if !file.is_empty() => vec![absolute(file)?],
+        [cow, base] if !cow.is_empty() && !base.is_empty() => vec![absolute(cow)?, absolute(base)?],
+        _ => {
+            return Err(format!(
+                "disk {spec:?}: expected FILE, FILE:ro, COW:BASE or COW:BASE:ro"
+            ));
+        }
+    };
+    for f in &files {
+        let s = f.to_string_lossy();
+        if s.contains(',') || s.contains(':') {
+            return Err(format!(
+                "disk {spec:?}: the kernel splits disk paths at ',' and ':', so {s:?} cannot be used; rename it or use a symlink"
+            ));
+        }
+    }
+    // A plain disk must exist (the kernel would fail the open); a COW pair is the kernel's
+    // to create or check.
+    if let [file] = files.as_slice()
+        && !file.exists()
+    {
+        return Err(format!("disk {spec:?}: {} does not exist", file.display()));
+    }
+    let flags = if read_only { "r" } else { "" };
+    let value: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    Ok(format!("ubd{unit}{flags}={}", value.join(",")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,8 +34,42 @@ impl Umld {
     }
 
     pub fn start_with(bus: &Bus, uml_dir: &Path, extra: &[&str]) -> Umld {
+        Umld::spawn(bus, uml_dir, extra, false)
+    }
+
+    /// Like [`Umld::start`], with stderr to a file ([`Umld::log`]) instead of the test's.
+    pub fn start_logged(bus: &Bus, uml_dir: &Path) -> Umld {
+        Umld::spawn(bus, uml_dir, &[], true)
+    }
+
+    /// What a [`Umld::start_logged`] service wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("umld.log")).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the service to exit by itself; true when it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                self.child = None;
+                return true;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn spawn(bus: &Bus, uml_dir: &Path, extra: &[&str], logged: bool) -> Umld {
         let dir = testkit::short_tempdir("umld-n");
         let notify = dir.path().join("umld.notify");
+        let stderr = if logged {
+            Stdio::from(std::fs::File::create(dir.path().join("umld.log")).unwrap())
+        } else {
+            Stdio::inherit()
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_umld"))
             .arg("--address")
             .arg(&bus.address)
@@ -44,8 +78,9 @@ impl Umld {
             .arg("--notify-socket")
             .arg(&notify)
             .args(extra)
-            .env("UMLD_LOG", "umld=debug")
+            .env("UMLD_LOG", "umld=debug,zbus=warn")
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("cannot start umld");
         let umld = Umld {
@@ -264,7 +299,8 @@ pub fn write_init(dir: &Path, message: &str) -> PathBuf {
     path
 }
 
-/// `Launch(as, a{sv})` through busctl with a umid option; the object path.
+/// `Launch(a{sv})` through busctl with the whole command line (kernel_args) and a umid; the
+/// object path.
 pub fn launch(bus: &Bus, args: &[String], umid: &str) -> Result<String, String> {
     let n = args.len().to_string();
     let mut all: Vec<&str> = vec![
@@ -273,11 +309,16 @@ pub fn launch(bus: &Bus, args: &[String], umid: &str) -> Result<String, String> 
         MANAGER,
         MANAGER_IFACE,
         "Launch",
-        "asa{sv}",
+        "a{sv}",
+        "2",
+        "umid",
+        "s",
+        umid,
+        "kernel_args",
+        "as",
         &n,
     ];
     all.extend(args.iter().map(String::as_str));
-    all.extend(["1", "umid", "s", umid]);
     busctl(bus, &all).map(|out| {
         out.trim()
             .trim_start_matches("o ")

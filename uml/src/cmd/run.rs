@@ -262,46 +262,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `FILE`, `FILE:ro`, `COW:BASE`, `COW:BASE:ro` → `ubd<unit>[r]=<abs>[,<abs>]`.
+/// `FILE`, `FILE:ro`, `COW:BASE`, `COW:BASE:ro` → `ubd<unit>[r]=<abs>[,<abs>]`; relative paths
+/// are taken against the current directory ([`uml::launch::disk_arg`]).
 fn disk_arg(unit: usize, spec: &str) -> anyhow::Result<String> {
-    if unit > 15 {
-        bail!("--disk {spec}: at most 16 disks (ubda to ubdp)");
-    }
-    let mut fields: Vec<&str> = spec.split(':').collect();
-    let read_only = fields.last() == Some(&"ro");
-    if read_only || fields.last() == Some(&"rw") {
-        fields.pop();
-    }
-    let files: Vec<PathBuf> = match fields.as_slice() {
-        [file] if !file.is_empty() => vec![absolute(file)?],
-        [cow, base] if !cow.is_empty() && !base.is_empty() => vec![absolute(cow)?, absolute(base)?],
-        _ => bail!("--disk {spec:?}: expected FILE, FILE:ro, COW:BASE or COW:BASE:ro"),
-    };
-    for f in &files {
-        let s = f.to_string_lossy();
-        if s.contains(',') || s.contains(':') {
-            bail!(
-                "--disk {spec:?}: the kernel splits disk paths at ',' and ':', so {s:?} cannot be used; rename it or use a symlink"
-            );
-        }
-    }
-    if files.len() == 1 && !files[0].exists() {
-        bail!("--disk {spec:?}: {} does not exist", files[0].display());
-    }
-    let letter = char::from(b'a' + unit as u8);
-    let flags = if read_only { "r" } else { "" };
-    let value: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let _ = letter;
-    Ok(format!("ubd{unit}{flags}={}", value.join(",")))
-}
-
-fn absolute(path: &str) -> anyhow::Result<PathBuf> {
-    let p = Path::new(path);
-    Ok(if p.is_absolute() {
-        p.to_owned()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
+    let cwd = std::env::current_dir()?;
+    uml::launch::disk_arg(unit, spec, Some(&cwd)).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 /// A locally administered MAC (`fe:fd:` as UML's documentation uses), stable per umid and unit.

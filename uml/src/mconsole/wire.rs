@@ -327,13 +327,14 @@ impl Notification {
             });
         }
         let version = u32_at(datagram, 4);
-        if version != VERSION {
+        let kind = u32_at(datagram, 8);
+        // uml_watchdog (uml-utilities) leaves the version of its hang notification at 0.
+        if version != VERSION && !(version == 0 && kind == NOTIFY_HANG) {
             return Err(WireError::BadVersion {
                 kind: KIND,
                 found: version,
             });
         }
-        let kind = u32_at(datagram, 8);
         let len = u32_at(datagram, 12);
         let data = data_field(KIND, datagram, NOTIFY_HEADER, len)?;
         match kind {
@@ -718,5 +719,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn uml_watchdogs_hang_with_version_zero_is_accepted() {
+        // What /usr/bin/uml_watchdog sends: magic, version left at 0, MCONSOLE_HANG, len 0.
+        let mut d = Vec::new();
+        for field in [MAGIC, 0, NOTIFY_HANG, 0] {
+            d.extend_from_slice(&field.to_ne_bytes());
+        }
+        assert_eq!(Notification::parse(&d).unwrap(), Notification::Hang);
+        let mut user = d.clone();
+        user[8..12].copy_from_slice(&NOTIFY_USER.to_ne_bytes());
+        assert!(matches!(
+            Notification::parse(&user),
+            Err(WireError::BadVersion { found: 0, .. })
+        ));
     }
 }
