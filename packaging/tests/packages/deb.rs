@@ -258,8 +258,8 @@ fn every_file_is_where_it_belongs(members: &[Member]) {
     must("/usr/share/dbus-1/services/org.umlkit.uml1.service");
     must("/usr/share/dbus-1/interfaces/org.umlkit.uml1.Manager.xml");
     must("/usr/share/dbus-1/interfaces/org.umlkit.uml1.Machine.xml");
-    must("/usr/share/umlkit/clients/umld-gjs.js");
-    must("/usr/share/umlkit/clients/umld-gio.py");
+    must("/usr/share/doc/umlkit/examples/umld-gjs.js");
+    must("/usr/share/doc/umlkit/examples/umld-gio.py");
     must("/usr/share/doc/umlkit/README.md");
     must("/usr/share/doc/umlkit/changelog.Debian.gz");
     assert_eq!(
