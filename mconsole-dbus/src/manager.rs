@@ -50,7 +50,9 @@ impl Manager {
     /// Starts a guest and returns at once with it in state starting (MconsoleReady, then
     /// Booted follow). Options, as `uml run` names them: "mem" (s, default 256M), "disks" (as:
     /// FILE, FILE:ro, COW:BASE or COW:BASE:ro, absolute paths), "rw" (as: host directories
-    /// writable in the guest), "command" (as: run this and power off) or "shell" (b, the
+    /// writable in the guest), "net" (as: uml run's --net specs, e.g. switch:NAME, tap:DEV,
+    /// l2tpv3:LOCAL:REMOTE; the Nth is ethN in the guest), "command" (as: run this and power
+    /// off) or "shell" (b, the
     /// default: a login shell on con0, a host pty for OpenConsole), "umid" (s), "kernel" (s).
     /// Expert: "kernel_args" (as) is the whole kernel command line instead (checked by
     /// umlkit's option model; errors name the bad word). Refusals are InvalidArgument, and

@@ -472,7 +472,7 @@ impl Service {
             Some(raw) => (raw, None),
             None => {
                 let umid = umid_choice.clone().unwrap_or_else(uml::launch::fresh_umid);
-                let (args, guest) = opts.guest_args(&self.uml_dir, &umid)?;
+                let (args, guest) = opts.guest_args(&self.uml_dir, &umid, &kernel)?;
                 (args, Some((umid, guest)))
             }
         };
@@ -922,13 +922,13 @@ struct LaunchOptions {
     mem: Option<String>,
     disks: Vec<String>,
     rw: Vec<String>,
+    net: Vec<String>,
     command: Option<Vec<String>>,
     shell: Option<bool>,
     kernel_args: Option<Vec<String>>,
 }
 
-const LAUNCH_OPTIONS: &str =
-    "umid (s), kernel (s), mem (s), disks (as), rw (as), command (as), shell (b), kernel_args (as)";
+const LAUNCH_OPTIONS: &str = "umid (s), kernel (s), mem (s), disks (as), rw (as), net (as), command (as), shell (b), kernel_args (as)";
 
 impl LaunchOptions {
     fn parse(options: HashMap<String, OwnedVariant>) -> Result<LaunchOptions, Error> {
@@ -945,6 +945,7 @@ impl LaunchOptions {
                 "mem" => o.mem = Some(text(value)?),
                 "disks" => o.disks = list(value)?,
                 "rw" => o.rw = list(value)?,
+                "net" => o.net = list(value)?,
                 "command" => o.command = Some(list(value)?),
                 "shell" => o.shell = Some(bool::try_from(value).map_err(|_| bad("b"))?),
                 "kernel_args" => o.kernel_args = Some(list(value)?),
@@ -958,11 +959,12 @@ impl LaunchOptions {
         let typed = o.mem.is_some()
             || !o.disks.is_empty()
             || !o.rw.is_empty()
+            || !o.net.is_empty()
             || o.command.is_some()
             || o.shell.is_some();
         if o.kernel_args.is_some() && typed {
             return Err(Error::InvalidArgument(
-                "kernel_args is the whole kernel command line; it cannot be combined with mem, disks, rw, command or shell".into(),
+                "kernel_args is the whole kernel command line; it cannot be combined with mem, disks, rw, net, command or shell".into(),
             ));
         }
         if o.command.as_ref().is_some_and(Vec::is_empty) {
@@ -981,6 +983,7 @@ impl LaunchOptions {
         &self,
         uml_dir: &Path,
         umid: &str,
+        kernel: &Path,
     ) -> Result<(Vec<String>, uml::launch::DefaultGuest), Error> {
         use uml::launch::{DefaultGuest, Payload};
         let mut writable = Vec::new();
@@ -1023,6 +1026,66 @@ impl LaunchOptions {
         for (unit, spec) in self.disks.iter().enumerate() {
             args.push(uml::launch::disk_arg(unit, spec, None).map_err(Error::InvalidArgument)?);
         }
+        args.extend(net_args(&self.net, uml_dir, umid, kernel)?);
         Ok((args, guest))
     }
+}
+
+/// The kernel arguments of Launch's `net` specs, in `uml run --net`'s vocabulary
+/// ([`uml::net::Spec`]): each checked against the kernel that will run before anything
+/// starts. `switch:NAME` joins, or starts with the `uml` command on PATH, the named switch of
+/// umld's uml dir, as `uml run` does. umld never creates a host device: a `tap:` device must
+/// exist (`ip tuntap add`, as root).
+fn net_args(
+    specs: &[String],
+    uml_dir: &Path,
+    umid: &str,
+    kernel: &Path,
+) -> Result<Vec<String>, Error> {
+    use uml::net::Spec;
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bad =
+        |spec: &str, e: &dyn std::fmt::Display| Error::InvalidArgument(format!("net {spec}: {e}"));
+    let profile = uml::kernel::Profile::read(kernel)
+        .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+    let bess_only = uml::net::bess_only(&profile);
+    let mut args = Vec::new();
+    for (unit, spec) in specs.iter().enumerate() {
+        let parsed = Spec::parse(spec).map_err(|e| bad(spec, &e))?;
+        parsed.require(spec, &profile).map_err(|e| bad(spec, &e))?;
+        let mac = uml::net::mac_for(umid, unit);
+        match &parsed {
+            Spec::L2tpv3(t) | Spec::Gre(t) => t.check_local(spec).map_err(|e| bad(spec, &e))?,
+            Spec::Tap(tap) if !Path::new("/sys/class/net").join(&tap.dev).exists() => {
+                return Err(bad(
+                    spec,
+                    &format!(
+                        "the tap device {} does not exist; umld does not create host devices (as root: ip tuntap add {} mode tap user $USER)",
+                        tap.dev, tap.dev
+                    ),
+                ));
+            }
+            Spec::Switch { name } => {
+                let uml = uml::kernel::on_path("uml")
+                    .ok_or_else(|| bad(spec, &"starting a switch needs the uml command on PATH"))?;
+                let sockets = uml::switch::named::ensure(uml_dir, name, bess_only, &uml)
+                    .map_err(|e| bad(spec, &e))?;
+                args.push(
+                    sockets
+                        .port_arg(unit, &mac, bess_only)
+                        .map_err(|e| bad(spec, &e))?,
+                );
+                continue;
+            }
+            _ => {}
+        }
+        let arg = parsed
+            .kernel_arg(spec, unit, &mac, &profile)
+            .map_err(|e| bad(spec, &e))?
+            .ok_or_else(|| bad(spec, &"no kernel argument"))?;
+        args.push(arg);
+    }
+    Ok(args)
 }

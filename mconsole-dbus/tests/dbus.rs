@@ -2,6 +2,7 @@
 
 mod util;
 
+use std::path::Path;
 use std::time::Duration;
 
 use testkit::{GuestBuilder, UmlDir};
@@ -1019,6 +1020,90 @@ fn typed_launch_runs_uml_runs_guest_with_disks_memory_and_a_boot_log() {
     assert!(text.contains("typed-out"), "the boot log: {text:?}");
     machine_call(&bus, &path, "Halt", &[]).unwrap();
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+}
+
+/// Stops the named switch `uml` started in a uml dir, when the test ends (it would otherwise
+/// outlive the test by its idle grace).
+struct SwitchStop<'a>(&'a Path, &'a Path, &'a str);
+
+impl Drop for SwitchStop<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.0)
+            .arg("--uml-dir")
+            .arg(self.1)
+            .args(["switch", "stop", self.2])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn typed_launch_joins_guests_on_a_named_switch_with_the_transport_the_kernel_has() {
+    // The `uml` binary of this workspace, on umld's PATH: umld starts the named switch with it.
+    let uml = Path::new(env!("CARGO_BIN_EXE_umld")).with_file_name("uml");
+    assert!(
+        uml.is_file(),
+        "{} is missing: build it (cargo build -p uml)",
+        uml.display()
+    );
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&uml, bin.path().join("uml")).unwrap();
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start_with_path(&bus, dir.path(), bin.path());
+    let _switch = SwitchStop(&uml, dir.path(), "lab");
+    let monitor = Monitor::start(&bus);
+
+    // A spec the kernel lacks, or a bad one, is refused and nothing starts.
+    let err = gdbus_call(
+        &bus,
+        MANAGER,
+        "org.umlkit.uml1.Manager.Launch",
+        &["{'net': <['bogus:x']>}"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("InvalidArgument") && err.contains("net bogus:x"),
+        "{err}"
+    );
+    assert!(dir.kernel_pids().is_empty(), "no kernel was started");
+
+    // The Nth net is ethN in the built-in guest on every kernel (a daemon port on 6.x, a bess
+    // port of the vector driver on 7.x).
+    let launch = |umid: &str, script: &str| {
+        gdbus_call(
+            &bus,
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &[&format!(
+                "{{'umid': <'{umid}'>, 'mem': <'64M'>, 'net': <['switch:lab']>, \
+                 'command': <['/bin/sh', '-c', '{script}']>}}"
+            )],
+        )
+        .unwrap()
+    };
+    let a = testkit::unique_umid("ud-na");
+    let b = testkit::unique_umid("ud-nb");
+    launch(
+        &a,
+        "ip addr add 192.0.2.1/24 dev eth0; ip link set eth0 up; printf a-up > /proc/mconsole; sleep 600",
+    );
+    dir.remember();
+    let path_a = path_of(&a);
+    monitor.wait_for(&[&path_a, "org.umlkit.uml1.Machine.Notified", "a-up"]);
+    launch(
+        &b,
+        "ip addr add 192.0.2.2/24 dev eth0; ip link set eth0 up; \
+         if ping -c 2 -W 5 192.0.2.1 >/dev/null; then printf ping-ok; else printf ping-failed; fi > /proc/mconsole; sleep 600",
+    );
+    let path_b = path_of(&b);
+    let seen = monitor.wait_for(&[&path_b, "org.umlkit.uml1.Machine.Notified", "ping-"]);
+    assert!(seen.contains("ping-ok"), "{seen}");
+    for path in [&path_a, &path_b] {
+        machine_call(&bus, path, "Halt", &[]).unwrap();
+        monitor.wait_for(&[path, "org.umlkit.uml1.Machine.Exited"]);
+    }
 }
 
 /// The repository's GJS client, `clients/umld-gjs.js`, on the test bus.

@@ -34,12 +34,17 @@ impl Umld {
     }
 
     pub fn start_with(bus: &Bus, uml_dir: &Path, extra: &[&str]) -> Umld {
-        Umld::spawn(bus, uml_dir, extra, false)
+        Umld::spawn(bus, uml_dir, extra, false, None)
+    }
+
+    /// Like [`Umld::start`], with `dir` first on the service's PATH (where it finds `uml`).
+    pub fn start_with_path(bus: &Bus, uml_dir: &Path, dir: &Path) -> Umld {
+        Umld::spawn(bus, uml_dir, &[], false, Some(dir))
     }
 
     /// Like [`Umld::start`], with stderr to a file ([`Umld::log`]) instead of the test's.
     pub fn start_logged(bus: &Bus, uml_dir: &Path) -> Umld {
-        Umld::spawn(bus, uml_dir, &[], true)
+        Umld::spawn(bus, uml_dir, &[], true, None)
     }
 
     /// What a [`Umld::start_logged`] service wrote to stderr so far.
@@ -62,7 +67,13 @@ impl Umld {
         false
     }
 
-    fn spawn(bus: &Bus, uml_dir: &Path, extra: &[&str], logged: bool) -> Umld {
+    fn spawn(
+        bus: &Bus,
+        uml_dir: &Path,
+        extra: &[&str],
+        logged: bool,
+        path_first: Option<&Path>,
+    ) -> Umld {
         let dir = testkit::short_tempdir("umld-n");
         let notify = dir.path().join("umld.notify");
         let stderr = if logged {
@@ -70,7 +81,14 @@ impl Umld {
         } else {
             Stdio::inherit()
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_umld"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_umld"));
+        if let Some(first) = path_first {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![first.to_owned()];
+            dirs.extend(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(dirs).unwrap());
+        }
+        let child = command
             .arg("--address")
             .arg(&bus.address)
             .arg("--uml-dir")

@@ -182,7 +182,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             taps.extend(tap.prepare()?);
         }
     }
-    let bess_only = !nets.is_empty() && bess_only(&kernel);
+    let bess_only = !nets.is_empty() && uml::net::bess_only(&profile);
     for (unit, (spec, parsed)) in nets.iter().enumerate() {
         kernel_args.push(net_arg(
             unit, spec, parsed, &profile, &umid, &uml_dir, bess_only,
@@ -269,16 +269,6 @@ fn disk_arg(unit: usize, spec: &str) -> anyhow::Result<String> {
     uml::launch::disk_arg(unit, spec, Some(&cwd)).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
-/// A locally administered MAC (`fe:fd:` as UML's documentation uses), stable per umid and unit.
-fn mac_for(umid: &str, unit: usize) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    umid.hash(&mut h);
-    unit.hash(&mut h);
-    let b = h.finish().to_le_bytes();
-    format!("fe:fd:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
-}
-
 /// The kernel argument of `--net` number `unit`: [`uml::net::Spec::kernel_arg`], and for
 /// `switch:NAME` a port of the named switch (started when missing).
 fn net_arg(
@@ -290,14 +280,14 @@ fn net_arg(
     uml_dir: &Path,
     bess_only: bool,
 ) -> anyhow::Result<String> {
-    let mac = mac_for(umid, unit);
+    let mac = uml::net::mac_for(umid, unit);
     if let uml::net::Spec::Switch { name } = parsed {
-        let (ctl, bess) = named_switch(uml_dir, name, bess_only)?;
-        return if bess_only {
-            bess_arg(unit, &mac, &bess)
-        } else {
-            Ok(format!("eth{unit}=daemon,{mac},unix,{}", ctl.display()))
-        };
+        let me = std::env::current_exe().context("cannot find the uml binary to start a switch")?;
+        let sockets = uml::switch::named::ensure(uml_dir, name, bess_only, &me)
+            .map_err(|e| anyhow::anyhow!("--net switch:{name}: {e}"))?;
+        return sockets
+            .port_arg(unit, &mac, bess_only)
+            .map_err(|e| anyhow::anyhow!("--net switch:{name}: {e}"));
     }
     Ok(parsed
         .kernel_arg(spec, unit, &mac, profile)?
@@ -334,95 +324,6 @@ fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Resul
     }
     Ok(cmdline.to_argv())
 }
-
-/// Whether `kernel` has the vector driver but not the `daemon` transport (7.x kernels): a
-/// switch port is then `vec<n>:transport=bess`. A kernel whose profile cannot be read is
-/// taken to have `daemon`, as 6.x kernels do.
-fn bess_only(kernel: &Path) -> bool {
-    uml::kernel::Profile::read(kernel)
-        .ok()
-        .is_some_and(|p| !p.has("UML_NET_DAEMON") && p.has("UML_NET_VECTOR"))
-}
-
-/// `vec<unit>:transport=bess,mac=<mac>,dst=<bess>`.
-///
-/// No `src=`: the kernel binds `src` each time the interface goes up and never removes it
-/// (`vector_user.c`, `user_init_unix_fds`), so with it `ip link set vec0 down; ip link set
-/// vec0 up` fails (`bind` gets `EADDRINUSE`, `ip` says "Invalid argument") and a crashed
-/// guest leaves a socket file behind. Unbound, the connection still carries the kernel's
-/// pid (`SO_PEERCRED`), which the switch logs as the port's identity.
-fn bess_arg(unit: usize, mac: &str, bess: &Path) -> anyhow::Result<String> {
-    let s = bess.to_string_lossy();
-    // vector_user.c: MAX_UN_LEN 107; the kernel splits its arguments at ',' and '='.
-    if s.len() > 107 || s.contains(',') || s.contains('=') {
-        bail!(
-            "the bess socket path {s} is longer than 107 bytes or has ',' or '=' in it; use a shorter --uml-dir"
-        );
-    }
-    Ok(format!("vec{unit}:transport=bess,mac={mac},dst={s}"))
-}
-
-/// The control and bess sockets of the switch called `name`:
-/// `<uml_dir>/.umlkit/switch-<name>.ctl` and `switch-<name>.bess`, served by a
-/// `uml switch --daemon` that is started here when none serves them yet. The switch stops
-/// [`IDLE_GRACE`] after its last guest is gone (`--exit-when-idle`), or with
-/// `uml switch stop NAME`; `uml switch list` shows it (`--stats`).
-///
-/// The probe and the start happen under the lock an idle switch takes before it goes away
-/// ([`uml::switch::named::DirLock`]), so this never joins a switch that is stopping: the
-/// switch sees the probe and waits another grace for the guest.
-fn named_switch(uml_dir: &Path, name: &str, bess_only: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
-    use uml::switch::named::{self, DirLock, NamedSwitch};
-    let dir = named::runtime_dir(uml_dir);
-    let switch =
-        NamedSwitch::new(&dir, name).map_err(|e| anyhow::anyhow!("--net switch:{name}: {e}"))?;
-    let (ctl, bess) = (switch.control(), switch.bess());
-    if bess.as_os_str().len() > 107 {
-        bail!(
-            "--net switch:{name}: the socket path {} is longer than a unix socket allows (107 bytes); use a shorter --uml-dir",
-            bess.display()
-        );
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let _lock = DirLock::acquire(&dir).with_context(|| format!("cannot lock {}", dir.display()))?;
-    if switch.is_live() {
-        if bess_only && !uml::switch::bess::is_served(&bess) {
-            bail!(
-                "the switch {name} ({}) serves no bess socket, which this kernel needs; stop it (uml switch stop {name}) so that a new one starts",
-                ctl.display(),
-            );
-        }
-        return Ok((ctl, bess));
-    }
-    let me = std::env::current_exe().context("cannot find the uml binary to start a switch")?;
-    let out = std::process::Command::new(me)
-        .arg("switch")
-        .arg("--unix")
-        .arg(&ctl)
-        .arg("--bess")
-        .arg(&bess)
-        .arg("--daemon")
-        .arg("--pid-file")
-        .arg(switch.pid_file())
-        .arg("--stats")
-        .arg(switch.stats_file())
-        .arg("--exit-when-idle")
-        .arg(IDLE_GRACE.as_secs().to_string())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot start `uml switch`")?;
-    if !out.status.success() && !switch.is_live() {
-        bail!(
-            "cannot start the switch {name}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok((ctl, bess))
-}
-
-/// How long a named switch outlives its last guest: long enough for a guest that reboots,
-/// or one whose `uml run` has just started it, to bring its interface up.
-const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The host terminal's settings, restored after the kernel (which makes it raw) exits.
 struct TerminalState(Option<nix::sys::termios::Termios>);
@@ -505,12 +406,24 @@ mod tests {
                 .unwrap()
                 .starts_with("eth1=tuntap,tap0,fe:fd:")
         );
+        use uml::net::mac_for;
+        use uml::switch::named::Sockets;
         assert_eq!(mac_for("g", 0), mac_for("g", 0));
+        assert_ne!(mac_for("g", 0), mac_for("g", 1));
+        let sockets = |bess: &str| Sockets {
+            control: "/u/sw.ctl".into(),
+            bess: bess.into(),
+        };
         assert_eq!(
-            bess_arg(1, "fe:fd:00:00:00:01", Path::new("/u/sw.bess")).unwrap(),
+            sockets("/u/sw.bess")
+                .port_arg(1, "fe:fd:00:00:00:01", true)
+                .unwrap(),
             "vec1:transport=bess,mac=fe:fd:00:00:00:01,dst=/u/sw.bess"
         );
-        assert!(bess_arg(1, "m", Path::new("/a,b")).is_err());
-        assert_ne!(mac_for("g", 0), mac_for("g", 1));
+        assert_eq!(
+            sockets("/u/sw.bess").port_arg(1, "m", false).unwrap(),
+            "eth1=daemon,m,unix,/u/sw.ctl"
+        );
+        assert!(sockets("/a,b").port_arg(1, "m", true).is_err());
     }
 }

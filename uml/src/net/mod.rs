@@ -757,6 +757,23 @@ fn describe_available(profile: &Profile) -> String {
     format!("{driver}: {}", kinds.join(", "))
 }
 
+/// A locally administered MAC (`fe:fd:` as UML's documentation uses), stable per umid and
+/// interface, so that a guest keeps its address across boots.
+pub fn mac_for(umid: &str, unit: usize) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    umid.hash(&mut h);
+    unit.hash(&mut h);
+    let b = h.finish().to_le_bytes();
+    format!("fe:fd:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
+/// Whether a switch port of this kernel is a bess port: it has the vector driver but not the
+/// `daemon` transport (7.x kernels).
+pub fn bess_only(profile: &Profile) -> bool {
+    !profile.has("UML_NET_DAEMON") && profile.has("UML_NET_VECTOR")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,3 +292,109 @@ mod tests {
         assert_eq!(list(dir.path()), vec![live]);
     }
 }
+
+/// How long a named switch outlives its last guest: long enough for a guest that reboots, or
+/// one whose launcher has just started it, to bring its interface up.
+pub const IDLE_GRACE: Duration = Duration::from_secs(10);
+
+/// The sockets a guest joins a named switch through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sockets {
+    /// The `daemon` transport's control socket (6.x guests).
+    pub control: PathBuf,
+    /// The seqpacket socket of the vector driver's `bess` transport (7.x guests).
+    pub bess: PathBuf,
+}
+
+impl Sockets {
+    /// The kernel argument of interface `unit` on this switch: a bess port
+    /// (`vec<unit>:transport=bess,mac=…,dst=…`) when the kernel has only the vector driver,
+    /// else a daemon port (`eth<unit>=daemon,<mac>,unix,<control>`).
+    ///
+    /// No `src=` for bess: the kernel binds `src` each time the interface goes up and never
+    /// removes it (`vector_user.c`, `user_init_unix_fds`), so with it `ip link set vec0 down;
+    /// ip link set vec0 up` fails (`EADDRINUSE`) and a crashed guest leaves a socket file
+    /// behind. Unbound, the connection still carries the kernel's pid (`SO_PEERCRED`), which
+    /// the switch records as the port's identity.
+    ///
+    /// # Errors
+    /// A message when the path is longer than the kernel takes (107 bytes, `MAX_UN_LEN`) or
+    /// holds `,` or `=`, at which the kernel splits its arguments.
+    pub fn port_arg(&self, unit: usize, mac: &str, bess_only: bool) -> Result<String, String> {
+        if !bess_only {
+            return Ok(format!(
+                "eth{unit}=daemon,{mac},unix,{}",
+                self.control.display()
+            ));
+        }
+        let s = self.bess.to_string_lossy();
+        if s.len() > 107 || s.contains(',') || s.contains('=') {
+            return Err(format!(
+                "the bess socket path {s} is longer than 107 bytes or has ',' or '=' in it; use a shorter uml dir"
+            ));
+        }
+        Ok(format!("vec{unit}:transport=bess,mac={mac},dst={s}"))
+    }
+}
+
+/// The sockets of the switch called `name` in `uml_dir` (`<uml_dir>/.umlkit/switch-<name>.ctl`
+/// and `.bess`), served by a `uml switch --daemon` started here with the `uml` binary at
+/// `uml` when none serves them yet. The switch stops [`IDLE_GRACE`] after its last guest is
+/// gone (`--exit-when-idle`), or with `uml switch stop NAME`; `uml switch list` shows it.
+///
+/// The probe and the start happen under the [`DirLock`] an idle switch takes before it goes
+/// away, so this never joins a switch that is stopping: the switch sees the probe and waits
+/// another grace for the guest.
+///
+/// # Errors
+/// A message naming what failed: the name, a socket path too long, the lock, a live switch
+/// without the bess socket a vector-only kernel needs, or the start of the switch.
+pub fn ensure(uml_dir: &Path, name: &str, bess_only: bool, uml: &Path) -> Result<Sockets, String> {
+    let dir = runtime_dir(uml_dir);
+    let switch = NamedSwitch::new(&dir, name)?;
+    let sockets = Sockets {
+        control: switch.control(),
+        bess: switch.bess(),
+    };
+    if sockets.bess.as_os_str().len() > 107 {
+        return Err(format!(
+            "the socket path {} is longer than a unix socket allows (107 bytes); use a shorter uml dir",
+            sockets.bess.display()
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _lock =
+        DirLock::acquire(&dir).map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
+    if switch.is_live() {
+        if bess_only && !super::bess::is_served(&sockets.bess) {
+            return Err(format!(
+                "the switch {name} ({}) serves no bess socket, which this kernel needs; stop it (uml switch stop {name}) so that a new one starts",
+                sockets.control.display(),
+            ));
+        }
+        return Ok(sockets);
+    }
+    let out = std::process::Command::new(uml)
+        .arg("switch")
+        .arg("--unix")
+        .arg(&sockets.control)
+        .arg("--bess")
+        .arg(&sockets.bess)
+        .arg("--daemon")
+        .arg("--pid-file")
+        .arg(switch.pid_file())
+        .arg("--stats")
+        .arg(switch.stats_file())
+        .arg("--exit-when-idle")
+        .arg(IDLE_GRACE.as_secs().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start `{} switch`: {e}", uml.display()))?;
+    if !out.status.success() && !switch.is_live() {
+        return Err(format!(
+            "cannot start the switch {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(sockets)
+}
