@@ -576,7 +576,7 @@ fn instance_owned_by_another_user_is_not_adopted() {
 /// `uml::kernel::diagnosis`). `None` elsewhere.
 fn kernel_that_cannot_run_init_here() -> Option<std::path::PathBuf> {
     let amx = testkit::host_has_amx();
-    let kernel = uml::kernel::on_path("linux")?;
+    let kernel = uml::kernel::packaged()?;
     let old = uml::kernel::Profile::read(&kernel)
         .is_ok_and(|p| p.version < uml::kernel::Version::new(7, 0, 0));
     (amx && old).then_some(kernel)

@@ -96,7 +96,7 @@ fn ms(d: Option<Duration>) -> String {
 
 fn main() {
     let mut kernels: Vec<PathBuf> = Vec::new();
-    if let Some(packaged) = uml::kernel::on_path("linux") {
+    if let Some(packaged) = uml::kernel::packaged() {
         kernels.push(packaged);
     }
     kernels.extend(uml::kernel::installed().into_iter().map(|k| k.path));

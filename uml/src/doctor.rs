@@ -449,6 +449,7 @@ fn check_other_kernels(
     let listed = env
         .into_iter()
         .chain(kernel::on_path("linux"))
+        .chain(kernel::packaged())
         .chain(kernel::installed().into_iter().map(|k| k.path));
     for path in listed {
         let is_checked = checked.is_some_and(|p| same(&p.path, &path));

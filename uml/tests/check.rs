@@ -489,7 +489,7 @@ const K72: &str = "7.2";
 /// `--kernel PATH` of the real kernel of that series.
 fn kernel_option(series: &'static str) -> [String; 2] {
     let path = if series.starts_with("6.") {
-        uml::kernel::on_path("linux")
+        uml::kernel::packaged()
             .filter(|k| uml::kernel::Profile::read(k).is_ok_and(|p| p.series() == series))
     } else {
         uml::kernel::installed()

@@ -63,7 +63,8 @@ fn fixtures() -> &'static Fixtures {
         let link = |dir: &Path, name: &str, target: &Path| {
             std::os::unix::fs::symlink(target, dir.join(name)).unwrap();
         };
-        let packaged = uml::kernel::on_path("linux").expect("no `linux` on PATH");
+        let packaged =
+            uml::kernel::packaged().expect("no packaged kernel: run scripts/install-deps");
         let built = uml::kernel::installed()
             .into_iter()
             .find(|k| k.version.major >= 7)

@@ -53,13 +53,10 @@ use testkit::host_has_amx;
 
 /// A kernel of this host whose release is before 7.0 (Debian bookworm's 6.1), if any.
 fn kernel_before_7() -> Option<PathBuf> {
-    [
-        Some(PathBuf::from("/usr/bin/linux")),
-        uml::kernel::on_path("linux"),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|k| Profile::read(k).is_ok_and(|p| p.version < Version::new(7, 0, 0)))
+    [uml::kernel::packaged(), uml::kernel::on_path("linux")]
+        .into_iter()
+        .flatten()
+        .find(|k| Profile::read(k).is_ok_and(|p| p.version < Version::new(7, 0, 0)))
 }
 
 /// A 7.x kernel: $UML_KERNEL, else one built by `uml kernel build`.

@@ -48,7 +48,7 @@ fn built_7x() -> PathBuf {
 
 /// Debian's packaged kernel (`user-mode-linux`, which scripts/install-deps installs).
 fn packaged() -> PathBuf {
-    uml::kernel::on_path("linux").expect("no `linux` on PATH: run scripts/install-deps")
+    uml::kernel::packaged().expect("no packaged kernel (linux.uml): run scripts/install-deps")
 }
 
 fn info_json(kernel: &Path, cache: &Path) -> serde_json::Value {

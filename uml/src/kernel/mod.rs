@@ -597,6 +597,14 @@ fn resolve_named(wanted: &str) -> Result<PathBuf, KernelError> {
     Ok(on_path(wanted).unwrap_or_else(|| path.to_owned()))
 }
 
+/// The kernel of the distribution's package: Debian's `user-mode-linux` installs
+/// `linux.uml`, which `linux` points to through the `linux` alternative unless another kernel
+/// took that name (scripts/install-deps registers a built one on hosts where the packaged one
+/// cannot run a process). Else whatever `linux` on `PATH` is.
+pub fn packaged() -> Option<PathBuf> {
+    on_path("linux.uml").or_else(|| on_path("linux"))
+}
+
 /// `name` looked up in `$PATH`, as a shell would: the first executable regular file.
 pub fn on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

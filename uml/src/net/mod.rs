@@ -788,7 +788,7 @@ mod tests {
             (Profile::assumed(Version::new(6, 1, 176)), true),
             (Profile::assumed(Version::new(7, 2, 13)), false),
         ];
-        if let Ok(p) = Profile::read(std::path::Path::new("/usr/bin/linux")) {
+        if let Some(Ok(p)) = crate::kernel::packaged().map(|k| Profile::read(&k)) {
             let legacy = p.has("UML_NET");
             v.push((p, legacy));
         }
