@@ -60,6 +60,9 @@ fn kernel_before_7() -> Option<PathBuf> {
 }
 
 /// A 7.x kernel: $UML_KERNEL, else one built by `uml kernel build`.
+/// What to do when a part of the test setup is missing.
+const INSTALL_DEPS: &str = "run scripts/install-deps: it installs Debian's 6.1 kernel (linux.uml), builds a 7.x one, and installs D-Bus";
+
 fn kernel_7() -> Option<PathBuf> {
     let from_env = std::env::var_os("UML_KERNEL").map(PathBuf::from);
     let built = uml::kernel::installed().into_iter().map(|k| k.path);
@@ -85,10 +88,7 @@ fn finding<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Va
 
 #[test]
 fn doctor_names_the_xsave_problem_of_a_kernel_before_7_on_an_amx_host() {
-    let Some(kernel) = kernel_before_7() else {
-        eprintln!("skipped: no kernel before 7.0 on this host");
-        return;
-    };
+    let kernel = kernel_before_7().expect(INSTALL_DEPS);
     let k = kernel.to_str().unwrap();
     let args = ["doctor", "--kernel", k, "--no-probe-others"];
     let (out, elapsed) = uml(&args, &[], Duration::from_secs(60));
@@ -113,10 +113,7 @@ fn doctor_names_the_xsave_problem_of_a_kernel_before_7_on_an_amx_host() {
 
 #[test]
 fn doctor_reports_a_running_probe_for_a_7x_kernel() {
-    let Some(kernel) = kernel_7() else {
-        eprintln!("skipped: no 7.x kernel (set UML_KERNEL or run `uml kernel build`)");
-        return;
-    };
+    let kernel = kernel_7().expect(INSTALL_DEPS);
     let k = kernel.to_str().unwrap();
     let args = ["doctor", "--kernel", k, "--json", "--no-probe-others"];
     let (out, elapsed) = uml(&args, &[], Duration::from_secs(60));
@@ -149,10 +146,10 @@ fn doctor_reports_a_running_probe_for_a_7x_kernel() {
 
 #[test]
 fn doctor_lists_the_other_kernels_with_whether_they_run() {
-    let (Some(old), Some(new)) = (kernel_before_7(), kernel_7()) else {
-        eprintln!("skipped: needs a kernel before 7.0 and a 7.x kernel");
-        return;
-    };
+    let (old, new) = (
+        kernel_before_7().expect(INSTALL_DEPS),
+        kernel_7().expect(INSTALL_DEPS),
+    );
     let args = ["doctor", "--kernel", old.to_str().unwrap(), "--json"];
     let (out, _) = uml(&args, &[], Duration::from_secs(90));
     let report = json(&out);
@@ -209,18 +206,13 @@ fn run_with_a_kernel_before_7_on_an_amx_host_shows_the_diagnosis_not_the_call_tr
 
 #[test]
 fn run_resolves_a_built_kernel_by_its_series() {
-    let Some(kernel) = kernel_7() else {
-        eprintln!("skipped: no 7.x kernel");
-        return;
-    };
+    // A kernel `uml kernel build` installed (scripts/install-deps builds one).
+    let kernel = uml::kernel::installed()
+        .into_iter()
+        .find(|k| k.version.major >= 7)
+        .map(|k| k.path)
+        .expect(INSTALL_DEPS);
     let profile = Profile::read(&kernel).unwrap();
-    if !uml::kernel::installed().iter().any(|k| k.path == kernel) {
-        eprintln!(
-            "skipped: {} was not built by `uml kernel build`",
-            kernel.display()
-        );
-        return;
-    }
     let dir = testkit::UmlDir::new();
     let series = profile.series();
     let args = [
@@ -337,10 +329,10 @@ fn without_a_session_bus_dbus_and_umld_are_warnings_not_errors() {
 
 #[test]
 fn with_a_session_bus_and_no_umld_the_bus_is_ok_and_umld_a_warning() {
-    if uml::kernel::on_path("dbus-daemon").is_none() || uml::kernel::on_path("busctl").is_none() {
-        eprintln!("skipped: needs dbus-daemon and busctl");
-        return;
-    }
+    assert!(
+        uml::kernel::on_path("dbus-daemon").is_some() && uml::kernel::on_path("busctl").is_some(),
+        "{INSTALL_DEPS}"
+    );
     let bus = testkit::SessionBus::start();
     let args = [
         "doctor",

@@ -2,8 +2,8 @@
 //! that `uml run` creates, addresses and removes; and guests in two namespaces joined by a
 //! veth pair (two "hosts") that reach each other through l2tpv3 and gre tunnels.
 //!
-//! These need root (namespaces, tap devices, raw sockets) and `ip`; without them they are
-//! skipped with a line that says why. Every namespace is deleted on drop (which also removes
+//! These need root (namespaces, tap devices, raw sockets) and `ip`; without them they fail
+//! with a line that says why (CI runs as root; scripts/install-deps installs iproute2). Every namespace is deleted on drop (which also removes
 //! every link in it), so nothing is left behind, also when a test fails. Only addresses from
 //! the documentation ranges are used, and only inside those namespaces and guests.
 
@@ -21,7 +21,7 @@ fn uml_bin() -> &'static str {
     env!("CARGO_BIN_EXE_uml")
 }
 
-/// Whether this test can create namespaces and devices; prints why it is skipped if not.
+/// Checks that this test can create namespaces and devices (root, iproute2); fails if not.
 fn can_make_namespaces() -> bool {
     let root = nix::unistd::geteuid().is_root();
     let ip = Command::new("ip")
@@ -29,10 +29,13 @@ fn can_make_namespaces() -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !root || !ip {
-        eprintln!("skipped: needs root and the ip command (iproute2)");
-    }
-    root && ip
+    // CI and scripts/test run as root, and scripts/install-deps installs iproute2: a missing
+    // part fails the test instead of skipping it.
+    assert!(
+        root && ip,
+        "these tests need root and the ip command (iproute2; run scripts/install-deps)"
+    );
+    true
 }
 
 fn ip(args: &[&str]) {

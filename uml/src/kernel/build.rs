@@ -370,9 +370,12 @@ fn check_tree(tree: &Path) -> Result<Version, BuildError> {
         path: tree.to_owned(),
         why: why.to_owned(),
     };
-    let makefile =
-        fs::read(tree.join("Makefile")).map_err(|_| not_source("it has no top-level Makefile"))?;
-    let makefile = String::from_utf8_lossy(&makefile[..makefile.len().min(8192)]).into_owned();
+    // VERSION, PATCHLEVEL and SUBLEVEL are the Makefile's first lines: its head is enough.
+    let mut head = Vec::new();
+    fs::File::open(tree.join("Makefile"))
+        .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, 8192), &mut head))
+        .map_err(|_| not_source("it has no top-level Makefile"))?;
+    let makefile = String::from_utf8_lossy(&head).into_owned();
     let field = |name: &str| {
         makefile.lines().find_map(|line| {
             let (key, value) = line.split_once('=')?;

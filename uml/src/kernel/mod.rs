@@ -420,9 +420,22 @@ fn run_probe(kernel: &Path, arg: &str) -> Result<(bool, Vec<u8>), KernelError> {
     Ok((status.success(), out))
 }
 
+/// The cached profile at `path`, if it is a regular file (a symlink is not followed) of at most
+/// 64 KiB that parses; anything else is ignored and the kernel is asked again.
 fn read_cached(path: &Path) -> Option<Profile> {
-    let text = std::fs::read(path).ok()?;
-    if text.len() > 64 << 10 {
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 64 << 10;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(MAX + 1).read_to_end(&mut text).ok()?;
+    if text.len() as u64 > MAX {
         return None;
     }
     serde_json::from_slice(&text).ok()
