@@ -14,14 +14,12 @@ pub mod error;
 mod machine;
 mod manager;
 pub mod manpage;
-mod notify;
 pub mod object_path;
 mod service;
 
 use std::sync::Arc;
 
 pub use error::Error;
-pub use notify::NotifyError;
 pub use object_path::{MANAGER_PATH, machine_path};
 pub use service::Config;
 
@@ -50,8 +48,8 @@ pub enum ServeError {
     },
     #[error("cannot own the bus name {BUS_NAME}: {0} (is another umld running on this bus?)")]
     Name(#[source] zbus::Error),
-    #[error(transparent)]
-    Notify(#[from] NotifyError),
+    #[error("{0} (is another umld running? pass --notify-socket)")]
+    Notify(#[from] uml::notify_socket::NotifySocketError),
     #[error("cannot watch the uml_dir: {0}")]
     Watch(#[from] uml::instance::InstanceError),
     #[error("cannot install a signal handler: {0}")]
@@ -106,7 +104,7 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
             source,
         })?;
 
-    let notify = notify::NotifySocket::bind(&config.notify_socket)?;
+    let notify = uml::notify_socket::SharedNotifySocket::bind(&config.notify_socket)?;
     for instance in uml::instance::discover(&config.uml_dir).unwrap_or_default() {
         service.adopt(&instance).await;
     }
