@@ -425,18 +425,22 @@ pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
     }
 }
 
-/// The lines a command line names one by one (`con1=pts`, `ssl0=fd:3`).
+/// The lines a command line names one by one (`con1=pts`, `ssl0=fd:3`; `con01=` is con1, as
+/// the kernel reads it), by the library's option model.
 pub(crate) fn named_lines(argv: &[String]) -> std::collections::BTreeSet<String> {
+    use uml::cmdline::Arg;
     argv.iter()
-        .filter_map(|w| w.split_once('=').map(|(k, _)| k))
-        .filter(|k| {
-            ["con", "ssl"].iter().any(|p| {
-                k.strip_prefix(p)
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            })
+        .filter_map(|w| match Arg::parse(w).meaning() {
+            Arg::Con { unit: Some(n), .. } => Some(format!("con{n}")),
+            Arg::Ssl { unit: Some(n), .. } => Some(format!("ssl{n}")),
+            _ => None,
         })
-        .map(str::to_owned)
         .collect()
+}
+
+/// Whether `line` names one console line the kernel has (`con1`, `ssl0`).
+pub(crate) fn is_line(line: &str) -> bool {
+    named_lines(&[format!("{line}=null")]).contains(line)
 }
 
 /// The read-only ubd units a command line sets up.
@@ -683,7 +687,7 @@ impl MachineIface {
     #[zbus(out_args("fd"))]
     async fn open_console(&self, line: &str) -> Result<zbus::OwnedFd, Error> {
         self.data.require_live()?;
-        if named_lines(&[format!("{line}=")]).is_empty() {
+        if !is_line(line) {
             return Err(Error::InvalidArgument(format!(
                 "{line:?} is not a console line; pass conN or sslN, such as con1"
             )));
@@ -834,5 +838,23 @@ mod tests {
         assert_eq!(ro.get("ubd8"), Some(&true));
         assert_eq!(ro.get("ubd2"), Some(&true));
         assert_eq!(ro.get("ubd010"), None);
+    }
+
+    #[test]
+    fn lines_are_named_as_the_kernel_reads_them() {
+        let named = named_lines(&[
+            "con=null".into(),
+            "con1=pts".into(),
+            "ssl0=fd:3".into(),
+            "con01=null".into(),
+            "con99=pts".into(),
+            "mem=64M".into(),
+        ]);
+        assert_eq!(
+            named.into_iter().collect::<Vec<_>>(),
+            ["con1".to_owned(), "ssl0".to_owned()]
+        );
+        assert!(is_line("con0") && is_line("ssl3"));
+        assert!(!is_line("con") && !is_line("con99") && !is_line("ubd0") && !is_line("con1x"));
     }
 }
