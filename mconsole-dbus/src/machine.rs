@@ -344,10 +344,9 @@ impl MachineData {
         }
         if let Ok(text) = client.proc_file("meminfo").await
             && let Some(bytes) = uml::replies::mem_total_bytes(&text)
+            && self.swap(|p| &mut p.memory_bytes, bytes)
         {
-            if self.swap(|p| &mut p.memory_bytes, bytes) {
-                self.emit_changed("MemoryBytes", Variant::from(bytes)).await;
-            }
+            self.emit_changed("MemoryBytes", Variant::from(bytes)).await;
         }
         self.refresh_devices(&client).await;
     }
@@ -418,9 +417,7 @@ impl MachineData {
 /// are taken from the words that set the disk up: the command line and `Config` calls.
 pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
     match uml::cmdline::Arg::parse(word).meaning() {
-        uml::cmdline::Arg::Ubd { unit, flags, .. } => {
-            Some((format!("ubd{unit}"), flags.read_only))
-        }
+        uml::cmdline::Arg::Ubd { unit, flags, .. } => Some((format!("ubd{unit}"), flags.read_only)),
         _ => None,
     }
 }

@@ -836,7 +836,6 @@ mod tests {
         assert_eq!(umid_of_socket(dir, Path::new("/other/web1/mconsole")), None);
         assert_eq!(umid_of_socket(dir, Path::new("/mconsole")), None);
     }
-
 }
 
 /// `Manager.Launch`'s options: `uml run`'s vocabulary, or the whole kernel command line.

@@ -1502,3 +1502,37 @@ fn gio_client_launches_typed_shuts_down_and_follows_the_object_manager() {
 fn gjs_client_launches_typed_shuts_down_and_follows_the_object_manager() {
     client_launches_shuts_down_and_follows_the_object_manager("umld-gjs.js", gjs);
 }
+
+#[test]
+fn disks_set_up_with_octal_or_letter_units_show_the_unit_the_kernel_reads_and_read_only() {
+    let bus = Bus::start();
+    let dir = UmlDir::new();
+    let _umld = Umld::start(&bus, dir.path());
+    let monitor = Monitor::start(&bus);
+    let scratch = testkit::short_tempdir("ud-ubd");
+    let init = write_init(scratch.path(), "up");
+    let octal = image(scratch.path(), "octal.img");
+    let letter = image(scratch.path(), "letter.img");
+    let mut args = guest_args(&init);
+    // parse_unit() in ubd_kern.c: 010 is unit 8 (base 0), b is unit 1; r is read-only.
+    args.push(format!("ubd010r={octal}"));
+    args.push(format!("ubdbr={letter}"));
+    let umid = testkit::unique_umid("ud-ubd");
+    let path = launch(&bus, &args, &umid).unwrap();
+    dir.remember();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "up"]);
+    let disks = wait_until("Disks shows both disks", WAIT, || {
+        let disks = machine_property(&bus, &path, "Disks").ok()?;
+        (disks.contains(&octal) && disks.contains(&letter)).then_some(disks)
+    });
+    assert!(
+        disks.contains(&format!("\"ubd8\" \"{octal}\" \"\" true")),
+        "{disks}"
+    );
+    assert!(
+        disks.contains(&format!("\"ubd1\" \"{letter}\" \"\" true")),
+        "{disks}"
+    );
+    machine_call(&bus, &path, "Halt", &[]).unwrap();
+    monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Exited"]);
+}

@@ -115,7 +115,10 @@ mod tests {
         assert!(!line_configured("none\n"));
         assert!(line_configured("pts"));
         assert_eq!(line_pty("pts:/dev/pts/3"), Some("/dev/pts/3"));
-        assert_eq!(line_pty("pts:/dev/pts/3,pts:/dev/pts/3\n"), Some("/dev/pts/3"));
+        assert_eq!(
+            line_pty("pts:/dev/pts/3,pts:/dev/pts/3\n"),
+            Some("/dev/pts/3")
+        );
         assert_eq!(line_pty("pts"), None);
         assert_eq!(line_pty("fd:0,fd:1"), None);
         assert_eq!(line_pty("pts:relative"), None);
