@@ -3,8 +3,11 @@
 //! Bus name `org.umlkit.uml1`; the manager object [`MANAGER_PATH`] and one object per guest
 //! under [`object_path::MACHINE_PREFIX`], named like `org.freedesktop.machine1`. The service
 //! is a thin adapter over the `uml` library: discovery ([`uml::instance`]), the mconsole
-//! client ([`uml::mconsole::AsyncClient`]) and the option model ([`uml::check`]) for
-//! `Launch`. The interface definitions are checked in under `interfaces/`.
+//! client ([`uml::mconsole::AsyncClient`]) and what its replies mean ([`uml::replies`]), the
+//! option model ([`uml::check`], [`uml::cmdline`]) and the launcher ([`uml::launch`]) for
+//! `Launch`, the notify socket ([`uml::notify_socket`]), `/proc` ([`uml::procfs`]) and exit
+//! waits ([`uml::pidfd`]). It keeps only the D-Bus side: objects, properties, signals and
+//! errors. The interface definitions are checked in under `interfaces/`.
 //!
 //! Guarantees: the bus is never blocked by a guest (every mconsole call has a deadline and
 //! each machine its own client); a guest appears once however it is learnt of (scan, watch,

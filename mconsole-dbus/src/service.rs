@@ -5,8 +5,10 @@
 //! * the uml_dir scan at start and [`uml::instance::Watcher`] afterwards (guests started by
 //!   anyone, and re-adoption after a restart of the service);
 //! * the notify socket (boot, panic, hang, `/proc/mconsole` text);
-//! * one exit watcher per machine: `waitpid` for kernels this service started (their real
-//!   exit status), a pidfd for the others.
+//! * one exit watcher per machine, on a pidfd ([`uml::pidfd`]); a kernel this service started
+//!   is then reaped for its real exit status;
+//! * the mconsole socket of each machine: bound anew under the same pid, it tells of a reboot,
+//!   whoever started the guest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
