@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-/// The kernel release in a `version` reply: "Linux <nodename> <release> <version> <machine>"
+/// The kernel release in a `version` reply: `Linux <nodename> <release> <version> <machine>`
 /// (`mconsole_version` in `mconsole_kern.c`, from `utsname()`).
 pub fn kernel_release(version: &str) -> Option<&str> {
     version.split_whitespace().nth(2)
