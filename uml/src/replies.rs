@@ -32,7 +32,7 @@ pub struct UbdFiles {
     pub backing: Option<PathBuf>,
 }
 
-/// Reads a `config ubdN` reply: "<file>" or "<cow file>,<backing file>" (`ubd_get_config` in
+/// Reads a `config ubdN` reply: `<file>` or `<cow file>,<backing file>` (`ubd_get_config` in
 /// `ubd_kern.c`); `None` for an empty reply, a unit with no disk. The reply never tells the
 /// flags (read-only and the rest): those are in the words that set the disk up.
 pub fn ubd_files(reply: &str) -> Option<UbdFiles> {
