@@ -24,9 +24,10 @@ use tokio::io::unix::AsyncFd;
 
 use crate::mconsole::Notification;
 
-/// The largest datagram read: a notification is at most a few hundred bytes
-/// (`struct mconsole_notify`, 4 KiB of data at the very most).
-const DATAGRAM_MAX: usize = 4096 + 64;
+/// The most of a datagram read: a notification (`struct mconsole_notify` in `mconsole.h`) is
+/// a 16-byte header and at most 512 bytes of data; a longer datagram is cut here and then
+/// refused by the parser.
+const DATAGRAM_MAX: usize = 1024;
 
 /// One notification and who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
