@@ -3,8 +3,16 @@
 
   umld-gio.py [--address ADDR] list
       the machines, from the ObjectManager: one JSON object a line (umid, state, memory...)
-  umld-gio.py [--address ADDR] watch [--until SIGNAL:UMID] [--timeout S]
-      the machines' signals and State changes as JSON lines with a monotonic time "t"
+  umld-gio.py [--address ADDR] watch [--until SIGNAL:UMID|SIGNAL:PATH] [--timeout S]
+      the machines' signals, State changes, and the ObjectManager's InterfacesAdded and
+      InterfacesRemoved, as JSON lines with a monotonic time "t"
+  umld-gio.py [--address ADDR] launch [--umid U] [--mem M] [--disk D]... [--net N]...
+              [--rw DIR]... [--kernel K] [--] [COMMAND...]
+      Launch with typed options (a{sv}, uml run's vocabulary); without COMMAND a shell guest.
+      Prints the machine's path and how long the call took
+  umld-gio.py [--address ADDR] shutdown UMID [--grace S] [--timeout S]
+      Shutdown(S): prints how long the call took, each State until exited or crashed, then
+      ExitStatus as the exited machine's object still reports it
   umld-gio.py [--address ADDR] pause|resume UMID
   umld-gio.py [--address ADDR] console UMID LINE [--send TEXT] [--expect TEXT] [--timeout S]
       OpenConsole(LINE): reads the guest's console through the descriptor umld hands over,
@@ -28,6 +36,8 @@ from gi.repository import Gio, GLib  # noqa: E402
 NAME = "org.umlkit.uml1"
 MANAGER = "/org/umlkit/uml1"
 MACHINE = "org.umlkit.uml1.Machine"
+MANAGER_IFACE = "org.umlkit.uml1.Manager"
+OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 
 
 def connect(address):
@@ -90,11 +100,23 @@ def cmd_watch(conn, args):
         prop = iface.get_cached_property("Umid") if iface else None
         return prop.unpack() if prop else path
 
-    def on_signal(_c, _sender, path, _iface, member, params):
-        emit({"signal": member, "umid": umid_of(path), "args": params.unpack()})
-        if until and member == until[0] and umid_of(path) == until[1]:
+    def done(member, path, umid):
+        if until and member == until[0] and until[1] in (umid, path):
             result["status"] = 0
             loop.quit()
+
+    def on_signal(_c, _sender, path, _iface, member, params):
+        umid = umid_of(path)
+        emit({"signal": member, "umid": umid, "args": params.unpack()})
+        done(member, path, umid)
+
+    def on_objects(_c, _sender, _path, _iface, member, params):
+        # The ObjectManager's own signals, as any client sees them: which object, which
+        # interfaces (a bare node would come with none).
+        args = params.unpack()
+        names = sorted(args[1].keys()) if member == "InterfacesAdded" else sorted(args[1])
+        emit({"signal": member, "path": args[0], "interfaces": names})
+        done(member, args[0], None)
 
     def on_props(_m, _obj, iface, changed, _inv):
         changed = changed.unpack()
@@ -107,9 +129,15 @@ def cmd_watch(conn, args):
         if iface is not None:
             emit({"signal": "Added", **describe(iface)})
 
+    def on_removed(_m, obj):
+        emit({"signal": "Removed", "path": obj.get_object_path()})
+
     conn.signal_subscribe(NAME, MACHINE, None, None, None, Gio.DBusSignalFlags.NONE, on_signal)
+    conn.signal_subscribe(NAME, OBJECT_MANAGER, None, MANAGER, None, Gio.DBusSignalFlags.NONE,
+                          on_objects)
     manager.connect("interface-proxy-properties-changed", on_props)
     manager.connect("object-added", on_added)
+    manager.connect("object-removed", on_removed)
     emit({"signal": "Watching"})
     GLib.timeout_add(int(args.timeout * 1000), loop.quit)
     loop.run()
@@ -120,6 +148,59 @@ def cmd_pause_resume(conn, args):
     iface = machine_proxy(manager_client(conn), args.umid)
     iface.call_sync(args.command.capitalize(), None, Gio.DBusCallFlags.NONE, 5000, None)
     return 0
+
+
+def cmd_launch(conn, args):
+    options = {}
+    for key in ("umid", "mem", "kernel"):
+        if getattr(args, key):
+            options[key] = GLib.Variant("s", getattr(args, key))
+    for key, values in (("disks", args.disk), ("net", args.net), ("rw", args.rw)):
+        if values:
+            options[key] = GLib.Variant("as", values)
+    if args.argv:
+        options["command"] = GLib.Variant("as", args.argv)
+    else:
+        options["shell"] = GLib.Variant("b", True)
+    manager = Gio.DBusProxy.new_sync(conn, Gio.DBusProxyFlags.DO_NOT_LOAD_PROPERTIES, None,
+                                     NAME, MANAGER, MANAGER_IFACE, None)
+    started = time.monotonic()
+    reply = manager.call_sync("Launch", GLib.Variant("(a{sv})", (options,)),
+                              Gio.DBusCallFlags.NONE, 5000, None)
+    emit({"call": "Launch", "path": reply.unpack()[0], "seconds": time.monotonic() - started})
+    return 0
+
+
+def cmd_shutdown(conn, args):
+    manager = manager_client(conn)
+    iface = machine_proxy(manager, args.umid)
+    loop = GLib.MainLoop()
+    result = {"status": 2}
+
+    def on_props(_m, _obj, changed_iface, changed, _inv):
+        changed = changed.unpack()
+        if changed_iface.get_object_path() != iface.get_object_path() or "State" not in changed:
+            return
+        state = changed["State"]
+        emit({"signal": "State", "umid": args.umid, "args": [state]})
+        if state in ("exited", "crashed"):
+            # Read again from the service, not from the cache: the object stays for a while.
+            reply = conn.call_sync(NAME, iface.get_object_path(),
+                                   "org.freedesktop.DBus.Properties", "Get",
+                                   GLib.Variant("(ss)", (MACHINE, "ExitStatus")),
+                                   GLib.VariantType("(v)"), Gio.DBusCallFlags.NONE, 5000, None)
+            emit({"signal": "ExitStatus", "umid": args.umid, "args": [reply.unpack()[0]]})
+            result["status"] = 0
+            loop.quit()
+
+    manager.connect("interface-proxy-properties-changed", on_props)
+    started = time.monotonic()
+    iface.call_sync("Shutdown", GLib.Variant("(u)", (args.grace,)), Gio.DBusCallFlags.NONE,
+                    5000, None)
+    emit({"call": "Shutdown", "umid": args.umid, "seconds": time.monotonic() - started})
+    GLib.timeout_add(int(args.timeout * 1000), loop.quit)
+    loop.run()
+    return result["status"]
 
 
 def cmd_console(conn, args):
@@ -163,10 +244,21 @@ def main():
     c.add_argument("--send")
     c.add_argument("--expect", action="append", default=[])
     c.add_argument("--timeout", type=float, default=10)
+    la = sub.add_parser("launch")
+    for opt in ("--umid", "--mem", "--kernel"):
+        la.add_argument(opt)
+    for opt in ("--disk", "--net", "--rw"):
+        la.add_argument(opt, action="append", default=[])
+    la.add_argument("argv", nargs="*", metavar="COMMAND")
+    sd = sub.add_parser("shutdown")
+    sd.add_argument("umid")
+    sd.add_argument("--grace", type=int, default=10)
+    sd.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
     conn = connect(args.address)
     run = {"list": cmd_list, "watch": cmd_watch, "pause": cmd_pause_resume,
-           "resume": cmd_pause_resume, "console": cmd_console}[args.command]
+           "resume": cmd_pause_resume, "console": cmd_console, "launch": cmd_launch,
+           "shutdown": cmd_shutdown}[args.command]
     try:
         return run(conn, args)
     except GLib.Error as e:

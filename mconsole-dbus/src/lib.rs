@@ -3,8 +3,11 @@
 //! Bus name `org.umlkit.uml1`; the manager object [`MANAGER_PATH`] and one object per guest
 //! under [`object_path::MACHINE_PREFIX`], named like `org.freedesktop.machine1`. The service
 //! is a thin adapter over the `uml` library: discovery ([`uml::instance`]), the mconsole
-//! client ([`uml::mconsole::AsyncClient`]) and the option model ([`uml::check`]) for
-//! `Launch`. The interface definitions are checked in under `interfaces/`.
+//! client ([`uml::mconsole::AsyncClient`]) and what its replies mean ([`uml::replies`]), the
+//! option model ([`uml::check`], [`uml::cmdline`]) and the launcher ([`uml::launch`]) for
+//! `Launch`, the notify socket ([`uml::notify_socket`]), `/proc` ([`uml::procfs`]) and exit
+//! waits ([`uml::pidfd`]). It keeps only the D-Bus side: objects, properties, signals and
+//! errors. The interface definitions are checked in under `interfaces/`.
 //!
 //! Guarantees: the bus is never blocked by a guest (every mconsole call has a deadline and
 //! each machine its own client); a guest appears once however it is learnt of (scan, watch,
@@ -14,14 +17,12 @@ pub mod error;
 mod machine;
 mod manager;
 pub mod manpage;
-mod notify;
 pub mod object_path;
 mod service;
 
 use std::sync::Arc;
 
 pub use error::Error;
-pub use notify::NotifyError;
 pub use object_path::{MANAGER_PATH, machine_path};
 pub use service::Config;
 
@@ -50,8 +51,8 @@ pub enum ServeError {
     },
     #[error("cannot own the bus name {BUS_NAME}: {0} (is another umld running on this bus?)")]
     Name(#[source] zbus::Error),
-    #[error(transparent)]
-    Notify(#[from] NotifyError),
+    #[error("{0} (is another umld running? pass --notify-socket)")]
+    Notify(#[from] uml::notify_socket::NotifySocketError),
     #[error("cannot watch the uml_dir: {0}")]
     Watch(#[from] uml::instance::InstanceError),
     #[error("cannot install a signal handler: {0}")]
@@ -106,7 +107,7 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
             source,
         })?;
 
-    let notify = notify::NotifySocket::bind(&config.notify_socket)?;
+    let notify = uml::notify_socket::SharedNotifySocket::bind(&config.notify_socket)?;
     for instance in uml::instance::discover(&config.uml_dir).unwrap_or_default() {
         service.adopt(&instance).await;
     }

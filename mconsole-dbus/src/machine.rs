@@ -83,8 +83,9 @@ pub(crate) struct MachineData {
     emitter: SignalEmitter<'static>,
     /// Bumped by every Pause and Resume: a state sample taken across one is dropped.
     epoch: AtomicU64,
-    /// Boot notifications (mconsole up) received: a second one is a reboot.
-    boots: AtomicU64,
+    /// The mconsole socket file last seen (device, inode, change time): a kernel that reboots
+    /// binds a new one under the same pid, whoever started it.
+    socket: Mutex<Option<SocketIdentity>>,
     /// A periodic device refresh is under way.
     refreshing: AtomicBool,
 }
@@ -111,7 +112,7 @@ impl MachineData {
             client: tokio::sync::Mutex::new(None),
             emitter,
             epoch: AtomicU64::new(0),
-            boots: AtomicU64::new(0),
+            socket: Mutex::new(None),
             refreshing: AtomicBool::new(false),
         })
     }
@@ -244,9 +245,16 @@ impl MachineData {
         self.refreshing.store(false, Ordering::SeqCst);
     }
 
-    /// Counts a boot notification; the count so far, this one included.
-    pub(crate) fn note_boot(&self) -> u64 {
-        self.boots.fetch_add(1, Ordering::SeqCst) + 1
+    /// Records the mconsole socket as it is now; the identity recorded before. `None` (and
+    /// nothing recorded) while the socket does not exist.
+    pub(crate) fn note_socket(&self) -> Option<(Option<SocketIdentity>, SocketIdentity)> {
+        let now = SocketIdentity::of(&self.mconsole)?;
+        let mut slot = self
+            .socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = slot.replace(now);
+        Some((before, now))
     }
 
     /// Forgets the mconsole client: a rebooted kernel (re-exec, same pid) binds a new socket.
@@ -326,10 +334,7 @@ impl MachineData {
             return;
         };
         if let Ok(text) = client.version().await {
-            // "Linux <nodename> <release> <version> <machine>" (mconsole_version).
-            let release = text
-                .split_whitespace()
-                .nth(2)
+            let release = uml::replies::kernel_release(&text)
                 .unwrap_or_default()
                 .to_owned();
             if self.swap(|p| &mut p.kernel_version, release.clone()) {
@@ -338,15 +343,10 @@ impl MachineData {
             }
         }
         if let Ok(text) = client.proc_file("meminfo").await
-            && let Some(kib) = text.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")
-                    .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
+            && let Some(bytes) = uml::replies::mem_total_bytes(&text)
+            && self.swap(|p| &mut p.memory_bytes, bytes)
         {
-            let bytes = kib.saturating_mul(1024);
-            if self.swap(|p| &mut p.memory_bytes, bytes) {
-                self.emit_changed("MemoryBytes", Variant::from(bytes)).await;
-            }
+            self.emit_changed("MemoryBytes", Variant::from(bytes)).await;
         }
         self.refresh_devices(&client).await;
     }
@@ -361,11 +361,10 @@ impl MachineData {
                 let dev = format!("{kind}{n}");
                 match client.config_get(&dev).await {
                     Ok(text) => {
-                        let text = text.trim();
                         // A line on no channel is not a console anyone set up (con=null is
                         // the default of every line past con0), unless it was named.
-                        if configured_channel(text) || named.contains(&dev) {
-                            consoles.insert(dev, text.to_owned());
+                        if uml::replies::line_configured(&text) || named.contains(&dev) {
+                            consoles.insert(dev, text.trim().to_owned());
                         }
                     }
                     Err(_) => break,
@@ -380,17 +379,15 @@ impl MachineData {
             let Ok(text) = client.config_get(&dev).await else {
                 break;
             };
-            let text = text.trim();
-            if text.is_empty() {
+            let Some(files) = uml::replies::ubd_files(&text) else {
                 continue;
-            }
-            // ubd_get_config: "<file>" or "<cow file>,<backing file>".
-            let (file, backing) = match text.split_once(',') {
-                Some((f, b)) => (f.to_owned(), b.to_owned()),
-                None => (text.to_owned(), String::new()),
             };
             let ro = read_only.get(&dev).copied().unwrap_or(false);
-            disks.insert(dev, (file, backing, ro));
+            let backing = files
+                .backing
+                .map(|b| b.display().to_string())
+                .unwrap_or_default();
+            disks.insert(dev, (files.file.display().to_string(), backing, ro));
         }
         if self.swap(|p| &mut p.consoles, consoles.clone()) {
             self.emit_changed("Consoles", Variant::from(consoles)).await;
@@ -413,57 +410,60 @@ impl MachineData {
     }
 }
 
-/// `ubd1r=/x` or the device name `ubd1r` → (`ubd1`, read-only). The guest does not report
-/// the flags (`ubd_get_config` in ubd_kern.c prints only the files), and it opens the file
-/// only while the block device is open, so the flags are taken from the words that set the
-/// disk up: the command line and `Config` calls.
+/// The unit a ubd word sets up (`ubd1r=/x`, `ubd010=/x` is unit 8, `ubdbr=/x` is unit 1), as
+/// its device name (`ubd8`), and whether it is read-only, read by the library's option model
+/// (`parse_unit` in ubd_kern.c). The guest does not report the flags (`ubd_get_config` prints
+/// only the files), and it opens the file only while the block device is open, so the flags
+/// are taken from the words that set the disk up: the command line and `Config` calls.
 pub(crate) fn ubd_unit(word: &str) -> Option<(String, bool)> {
-    let rest = word.strip_prefix("ubd")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
+    match uml::cmdline::Arg::parse(word).meaning() {
+        uml::cmdline::Arg::Ubd { unit, flags, .. } => Some((format!("ubd{unit}"), flags.read_only)),
+        _ => None,
     }
-    let (number, tail) = rest.split_at(digits);
-    let flags = tail.split('=').next().unwrap_or_default();
-    if !flags.bytes().all(|b| b.is_ascii_lowercase()) {
-        return None;
-    }
-    Some((format!("ubd{number}"), flags.contains('r')))
 }
 
-/// A line's channel as `config conN` reports it, other than none (`null`, `none`, empty).
-pub(crate) fn configured_channel(text: &str) -> bool {
-    !matches!(text, "" | "null" | "none")
-}
-
-/// The lines a command line names one by one (`con1=pts`, `ssl0=fd:3`).
+/// The lines a command line names one by one (`con1=pts`, `ssl0=fd:3`; `con01=` is con1, as
+/// the kernel reads it), by the library's option model.
 pub(crate) fn named_lines(argv: &[String]) -> std::collections::BTreeSet<String> {
+    use uml::cmdline::Arg;
     argv.iter()
-        .filter_map(|w| w.split_once('=').map(|(k, _)| k))
-        .filter(|k| {
-            ["con", "ssl"].iter().any(|p| {
-                k.strip_prefix(p)
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            })
+        .filter_map(|w| match Arg::parse(w).meaning() {
+            Arg::Con { unit: Some(n), .. } => Some(format!("con{n}")),
+            Arg::Ssl { unit: Some(n), .. } => Some(format!("ssl{n}")),
+            _ => None,
         })
-        .map(str::to_owned)
         .collect()
 }
 
-/// The host pty a line is attached to: `pts:/dev/pts/3` or `pty:/dev/ptyp0`, alone or as the
-/// input and output of the line (the same device).
-pub(crate) fn line_pty(text: &str) -> Option<&str> {
-    text.split(',')
-        .find_map(|c| c.strip_prefix("pts:").or_else(|| c.strip_prefix("pty:")))
-        .filter(|p| p.starts_with("/dev/"))
+/// Whether `line` names one console line the kernel has (`con1`, `ssl0`).
+pub(crate) fn is_line(line: &str) -> bool {
+    named_lines(&[format!("{line}=null")]).contains(line)
 }
 
 /// The read-only ubd units a command line sets up.
 pub(crate) fn read_only_units(argv: &[String]) -> BTreeMap<String, bool> {
-    argv.iter()
-        .filter(|w| w.contains('='))
-        .filter_map(|w| ubd_unit(w))
-        .collect()
+    argv.iter().filter_map(|w| ubd_unit(w)).collect()
+}
+
+/// Which file a socket path names: its device, inode and change time (an inode number alone
+/// may be reused by the next file created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SocketIdentity {
+    dev: u64,
+    ino: u64,
+    ctime_ns: i128,
+}
+
+impl SocketIdentity {
+    pub(crate) fn of(path: &std::path::Path) -> Option<SocketIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(SocketIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })
+    }
 }
 
 /// The interface name of machine objects.
@@ -592,7 +592,7 @@ impl MachineIface {
     }
 
     /// Reboots gracefully: sends ctrl-alt-del to the guest's init; returns at once. Rebooted
-    /// ("reboot") follows for guests that report to this service (those it launched).
+    /// ("reboot") follows when the kernel comes back, for every guest (launched here or not).
     async fn reboot(&self) -> Result<(), Error> {
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -669,7 +669,7 @@ impl MachineIface {
         c.config_set(device, spec)
             .await
             .map_err(|e| self.data.mconsole_error(e))?;
-        if let Some((unit, ro)) = ubd_unit(device) {
+        if let Some((unit, ro)) = ubd_unit(&format!("{device}={spec}")) {
             self.data.props().read_only.insert(unit, ro);
         }
         self.data.refresh_devices(&c).await;
@@ -684,7 +684,7 @@ impl MachineIface {
     #[zbus(out_args("fd"))]
     async fn open_console(&self, line: &str) -> Result<zbus::OwnedFd, Error> {
         self.data.require_live()?;
-        if named_lines(&[format!("{line}=")]).is_empty() {
+        if !is_line(line) {
             return Err(Error::InvalidArgument(format!(
                 "{line:?} is not a console line; pass conN or sslN, such as con1"
             )));
@@ -695,7 +695,7 @@ impl MachineIface {
             .await
             .map_err(|e| self.data.mconsole_error(e))?;
         let text = text.trim();
-        let Some(pty) = line_pty(text) else {
+        let Some(pty) = uml::replies::line_pty(text) else {
             let hint = if text == "pts" || text == "pty" {
                 "the guest has not opened it yet (start a getty on it)".to_owned()
             } else {
@@ -734,7 +734,7 @@ impl MachineIface {
         c.remove(device)
             .await
             .map_err(|e| self.data.mconsole_error(e))?;
-        if let Some((unit, _)) = ubd_unit(device) {
+        if let Some((unit, _)) = ubd_unit(&format!("{device}=")) {
             self.data.props().read_only.remove(&unit);
         }
         self.data.refresh_devices(&c).await;
@@ -813,16 +813,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ubd_flags_give_the_unit_and_read_only() {
+    fn ubd_words_give_the_unit_the_kernel_reads_and_read_only() {
         assert_eq!(ubd_unit("ubd1r=/x"), Some(("ubd1".into(), true)));
         assert_eq!(ubd_unit("ubd12=/x"), Some(("ubd12".into(), false)));
-        assert_eq!(ubd_unit("ubd0rs"), Some(("ubd0".into(), true)));
         assert_eq!(ubd_unit("ubd2c=/x"), Some(("ubd2".into(), false)));
-        assert_eq!(ubd_unit("ubd=/x"), None);
+        // Regressions: parse_unit() reads a base-0 number (010 is 8) or a letter (b is 1).
+        assert_eq!(ubd_unit("ubd010r=/x"), Some(("ubd8".into(), true)));
+        assert_eq!(ubd_unit("ubdbr=/x"), Some(("ubd1".into(), true)));
+        assert_eq!(ubd_unit("ubd=sync"), None);
         assert_eq!(ubd_unit("ubdx=/x"), None);
+        assert_eq!(ubd_unit("ubd16=/x"), None);
         assert_eq!(ubd_unit("mem=64M"), None);
-        let ro = read_only_units(&["ubd0r=/a".into(), "ubd1=/b".into(), "ubd0".into()]);
+        let ro = read_only_units(&[
+            "ubd0r=/a".into(),
+            "ubd1=/b".into(),
+            "ubd010r=/c".into(),
+            "ubdcr=/d".into(),
+        ]);
         assert_eq!(ro.get("ubd0"), Some(&true));
         assert_eq!(ro.get("ubd1"), Some(&false));
+        assert_eq!(ro.get("ubd8"), Some(&true));
+        assert_eq!(ro.get("ubd2"), Some(&true));
+        assert_eq!(ro.get("ubd010"), None);
+    }
+
+    #[test]
+    fn lines_are_named_as_the_kernel_reads_them() {
+        let named = named_lines(&[
+            "con=null".into(),
+            "con1=pts".into(),
+            "ssl0=fd:3".into(),
+            "con01=null".into(),
+            "con99=pts".into(),
+            "mem=64M".into(),
+        ]);
+        assert_eq!(
+            named.into_iter().collect::<Vec<_>>(),
+            ["con1".to_owned(), "ssl0".to_owned()]
+        );
+        assert!(is_line("con0") && is_line("ssl3"));
+        assert!(!is_line("con") && !is_line("con99") && !is_line("ubd0") && !is_line("con1x"));
     }
 }

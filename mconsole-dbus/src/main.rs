@@ -109,6 +109,10 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
                     "/usr/lib/systemd/user/umld.service",
                     "The systemd user unit (Type=dbus).",
                 ),
+                item(
+                    "/usr/share/doc/umlkit/examples/",
+                    "The example desktop clients umld-gjs.js (GJS) and umld-gio.py (Python GIO).",
+                ),
             ],
         },
         Section {
@@ -125,9 +129,37 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
             ],
         },
         Section {
+            title: "EXAMPLES",
+            blocks: vec![
+                Block::Para(
+                    "A desktop program talks to umld the way the two example clients do. Both are \
+                     installed under /usr/share/doc/umlkit/examples/ and tested against the service \
+                     with real guests: umld-gjs.js (GJS, written as a GNOME application is: \
+                     Gio.DBusObjectManagerClient, cached proxies, g-properties-changed) and \
+                     umld-gio.py (Python GIO, python3-gi). Each lists the guests, follows them live, \
+                     launches one with typed options, pauses, resumes and shuts it down, and opens \
+                     a guest's console through OpenConsole. Read them as the starting point of a \
+                     client; run them with:"
+                        .into(),
+                ),
+                Block::Code("gjs /usr/share/doc/umlkit/examples/umld-gjs.js watch".into()),
+                Block::Code(
+                    "python3 /usr/share/doc/umlkit/examples/umld-gio.py launch --umid web1 --mem 256M"
+                        .into(),
+                ),
+                Block::Code(
+                    "gjs /usr/share/doc/umlkit/examples/umld-gjs.js console web1 con0 --send 'echo hi' --expect hi"
+                        .into(),
+                ),
+                Block::Code(
+                    "python3 /usr/share/doc/umlkit/examples/umld-gio.py shutdown web1".into(),
+                ),
+            ],
+        },
+        Section {
             title: "SEE ALSO",
             blocks: vec![Block::Para(
-                "org.umlkit.uml1(5), uml(1), busctl(1), gdbus(1)".into(),
+                "org.umlkit.uml1(5), uml(1), busctl(1), gdbus(1), gjs(1)".into(),
             )],
         },
     ];

@@ -79,7 +79,7 @@ impl Manager {
 
     /// A machine appeared (launched here or found in the uml_dir).
     #[zbus(signal)]
-    pub(crate) async fn machine_new(
+    async fn machine_new(
         emitter: &SignalEmitter<'_>,
         umid: &str,
         path: ObjectPath<'_>,
@@ -87,7 +87,7 @@ impl Manager {
 
     /// A machine's kernel is gone and its object was removed.
     #[zbus(signal)]
-    pub(crate) async fn machine_removed(
+    async fn machine_removed(
         emitter: &SignalEmitter<'_>,
         umid: &str,
         path: ObjectPath<'_>,

@@ -191,6 +191,12 @@ pub fn sections() -> Vec<Section> {
             Block::Code("busctl --user call org.umlkit.uml1 /org/umlkit/uml1 org.umlkit.uml1.Manager ListMachines".into()),
             Block::Code("busctl --user get-property org.umlkit.uml1 /org/umlkit/uml1/machine/web1 org.umlkit.uml1.Machine State".into()),
             Block::Code("gdbus call --session -d org.umlkit.uml1 -o /org/umlkit/uml1/machine/web1 -m org.umlkit.uml1.Machine.Pause".into()),
+            Block::Para(
+                "Complete clients in GJS and Python GIO, which use every part of this API the way \
+                 a GNOME application does, are installed under /usr/share/doc/umlkit/examples/ \
+                 (see umld(8))."
+                    .into(),
+            ),
         ],
     });
     sections.push(Section {

@@ -6,6 +6,8 @@
 
 /// The manager object's path.
 pub const MANAGER_PATH: &str = "/org/umlkit/uml1";
+/// The interface of the manager object (the service emits its signals by this name).
+pub(crate) const MANAGER_INTERFACE: &str = "org.umlkit.uml1.Manager";
 /// The prefix of every machine object's path.
 pub const MACHINE_PREFIX: &str = "/org/umlkit/uml1/machine/";
 

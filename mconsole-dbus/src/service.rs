@@ -5,28 +5,27 @@
 //! * the uml_dir scan at start and [`uml::instance::Watcher`] afterwards (guests started by
 //!   anyone, and re-adoption after a restart of the service);
 //! * the notify socket (boot, panic, hang, `/proc/mconsole` text);
-//! * one exit watcher per machine: `waitpid` for kernels this service started (their real
-//!   exit status), a pidfd for the others.
+//! * one exit watcher per machine, on a pidfd ([`uml::pidfd`]); a kernel this service started
+//!   is then reaped for its real exit status;
+//! * the mconsole socket of each machine: bound anew under the same pid, it tells of a reboot,
+//!   whoever started the guest.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use uml::instance::{Instance, InstanceEvent, Liveness};
 use uml::mconsole::Notification;
+use uml::notify_socket::Sent;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedObjectPath, OwnedVariant};
 
 use crate::error::Error;
 use crate::machine::{MachineData, MachineIface, Props, State};
-use crate::manager::Manager;
-use crate::notify::Received;
-use crate::object_path::MANAGER_PATH;
+use crate::object_path::{MANAGER_INTERFACE, MANAGER_PATH};
 
 /// How often State is checked against each kernel (paused or running).
 pub(crate) const STATE_SYNC: Duration = Duration::from_millis(500);
@@ -47,7 +46,7 @@ const EXIT_SETTLE: Duration = Duration::from_millis(150);
 #[derive(Debug)]
 pub(crate) enum Event {
     Instance(InstanceEvent),
-    Notify(Received),
+    Notify(Sent),
     Exited { umid: String, pid: u32, status: i32 },
 }
 
@@ -132,7 +131,7 @@ impl Service {
             Event::Instance(InstanceEvent::Changed(instance)) => {
                 let known = self.map().get(&instance.umid).cloned();
                 match (known, &instance.liveness) {
-                    (Some(m), Liveness::Running) => self.mark_booted(&m).await,
+                    (Some(m), Liveness::Running) => self.socket_seen(&m).await,
                     (None, Liveness::Running | Liveness::Starting) => self.adopt(&instance).await,
                     // Exits are learnt from the exit watchers, which know the status.
                     _ => {}
@@ -191,6 +190,8 @@ impl Service {
         }
         // Paused by anyone (or by the service before a restart): say so from the start.
         data.sync_run_state().await;
+        // A socket bound anew from now on is a reboot.
+        data.note_socket();
         if state == State::Running {
             // Up before the service saw it: no Booted for a boot that happened unseen.
             if data.userspace_running().await {
@@ -214,10 +215,33 @@ impl Service {
         if let Err(e) = self.conn.object_server().at(&data.path, iface).await {
             tracing::warn!(umid = %data.umid, "cannot serve the machine object: {e}");
         }
-        if let Err(e) =
-            Manager::machine_new(&self.manager_emitter, &data.umid, data.path.as_ref()).await
+        self.announce("MachineNew", data).await;
+    }
+
+    /// Emits the Manager's MachineNew or MachineRemoved (declared in `manager.rs`) for `m`.
+    async fn announce(&self, signal: &'static str, m: &MachineData) {
+        let body = (m.umid.as_str(), m.path.as_ref());
+        if let Err(e) = self
+            .manager_emitter
+            .emit(MANAGER_INTERFACE, signal, &body)
+            .await
         {
-            tracing::debug!("cannot emit MachineNew: {e}");
+            tracing::debug!("cannot emit {signal}: {e}");
+        }
+    }
+
+    /// The machine's mconsole socket is there: the first time, its mconsole came up; a socket
+    /// bound anew under the same pid is a reboot (the kernel re-executes itself and binds a
+    /// new one). Told by the notify socket, the uml_dir watch and the state sync, whichever
+    /// comes first; the others find the same socket and do nothing.
+    async fn socket_seen(self: &Arc<Self>, m: &Arc<MachineData>) {
+        if m.props().gone {
+            return;
+        }
+        match m.note_socket() {
+            Some((None, _)) => self.mark_booted(m).await,
+            Some((Some(before), now)) if before != now => self.rebooted(m).await,
+            _ => {}
         }
     }
 
@@ -268,9 +292,13 @@ impl Service {
         }
     }
 
-    /// Brings every running or paused machine's State in line with its kernel.
-    pub(crate) async fn sync_run_states(&self) {
+    /// Brings every running or paused machine's State in line with its kernel, and notices a
+    /// reboot (a new mconsole socket) that no notification told of.
+    pub(crate) async fn sync_run_states(self: &Arc<Self>) {
         for m in self.machines() {
+            if matches!(m.state(), State::Running | State::Paused | State::Stopping) {
+                self.socket_seen(&m).await;
+            }
             m.sync_run_state().await;
         }
     }
@@ -349,11 +377,7 @@ impl Service {
         {
             tracing::debug!("cannot remove the machine object: {e}");
         }
-        if let Err(e) =
-            Manager::machine_removed(&self.manager_emitter, &m.umid, m.path.as_ref()).await
-        {
-            tracing::debug!("cannot emit MachineRemoved: {e}");
-        }
+        self.announce("MachineRemoved", m).await;
     }
 
     /// A machine that exited and is only kept for queries makes way for a new one of its umid.
@@ -364,7 +388,7 @@ impl Service {
         }
     }
 
-    async fn notified(self: &Arc<Self>, r: Received) {
+    async fn notified(self: &Arc<Self>, r: Sent) {
         if r.uid != self.uid {
             tracing::warn!(
                 pid = r.pid,
@@ -380,8 +404,7 @@ impl Service {
             };
             let known = self.map().get(&umid).cloned();
             match known {
-                Some(m) if m.note_boot() > 1 => self.rebooted(&m).await,
-                Some(m) => self.mark_booted(&m).await,
+                Some(m) => self.socket_seen(&m).await,
                 None => {
                     if let Ok(instance) = uml::instance::find(&self.uml_dir, &umid) {
                         self.adopt(&instance).await;
@@ -424,7 +447,7 @@ impl Service {
     }
 
     /// The diagnosis of a machine this service launched, from its boot log (kept where
-    /// `spawn_kernel` writes it).
+    /// the launch writes it).
     async fn diagnose_launched(
         &self,
         m: &MachineData,
@@ -452,10 +475,10 @@ impl Service {
         if let Some(m) = machines.iter().find(|m| m.pid() == pid) {
             return Some(m.clone());
         }
-        let parent = parent_pid(pid);
+        let parent = uml::procfs::parent(pid);
         machines
             .into_iter()
-            .find(|m| Some(m.pid()) == parent || parent_pid(m.pid()) == Some(pid))
+            .find(|m| Some(m.pid()) == parent || uml::procfs::parent(m.pid()) == Some(pid))
     }
 
     /// `Manager.Launch`.
@@ -464,11 +487,85 @@ impl Service {
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
         let opts = LaunchOptions::parse(options)?;
+        // Resolving and profiling the kernel, checking the argv and starting a named switch
+        // all touch the disk or run programs: off the executor.
+        let service = self.clone();
+        let plan = tokio::task::spawn_blocking(move || service.plan(opts))
+            .await
+            .map_err(|e| Error::Failed(format!("the launch task failed: {e}")))??;
+        let umid = plan.launch.umid.clone();
+        let data = Arc::new(MachineData::new(
+            &self.conn,
+            &umid,
+            self.uml_dir.join(&umid).join("mconsole"),
+            true,
+            self.config.mconsole_timeout,
+            initial_props(0, State::Starting),
+        )?);
+        self.make_way(&umid).await;
+        {
+            let mut map = self.map();
+            if map.contains_key(&umid) {
+                return Err(Error::InvalidArgument(format!(
+                    "umid \"{umid}\" is already a machine; choose another"
+                )));
+            }
+            map.insert(umid.clone(), data.clone());
+        }
+        let launch = plan.launch.clone();
+        let guest = plan.guest;
+        let spawned = tokio::task::spawn_blocking(move || start(&launch, guest.as_ref()))
+            .await
+            .map_err(|e| Error::Failed(format!("the launch task failed: {e}")))
+            .and_then(|r| r);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                self.map().remove(&umid);
+                return Err(e);
+            }
+        };
+        let pid = child.id();
+        {
+            let mut p = data.props();
+            p.pid = pid;
+            p.command_line = std::iter::once(plan.launch.kernel.display().to_string())
+                .chain(plan.argv.iter().cloned())
+                .collect();
+            p.boot_time = uml::procfs::start_time_us(pid).unwrap_or(0);
+            p.read_only = crate::machine::read_only_units(&plan.argv);
+            p.boot_log = plan.boot_log.display().to_string();
+        }
+        tracing::info!(%umid, pid, "launched a machine");
+        self.publish(&data).await;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            // The pidfd turns readable when the kernel exits; reaping it then does not block.
+            uml::pidfd::exited(pid).await;
+            let status = match child.try_wait() {
+                Ok(Some(s)) => status_code(s),
+                _ => tokio::task::spawn_blocking(move || child.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map_or(-1, status_code),
+            };
+            // A panicking kernel sends its notification right before it aborts; let the
+            // notify socket deliver it first, so Panicked precedes Exited.
+            tokio::time::sleep(EXIT_SETTLE).await;
+            let _ = events.send(Event::Exited { umid, pid, status });
+        });
+        Ok(data.path.clone())
+    }
+
+    /// What Launch will start: the kernel, its argv and the library's launch, all checked
+    /// (by the option model, against the uml_dir) before anything is started. Blocking.
+    fn plan(&self, opts: LaunchOptions) -> Result<Plan, Error> {
         let kernel_choice = opts.kernel.clone().or_else(|| self.config.kernel.clone());
         let kernel = uml::kernel::resolve(kernel_choice.as_deref())
             .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
         let umid_choice = opts.umid.clone();
-        let (kernel_args, init) = match opts.kernel_args.clone() {
+        let (kernel_args, guest) = match opts.kernel_args.clone() {
             Some(raw) => (raw, None),
             None => {
                 let umid = umid_choice.clone().unwrap_or_else(uml::launch::fresh_umid);
@@ -476,24 +573,23 @@ impl Service {
                 (args, Some((umid, guest)))
             }
         };
-        let umid = match (&init, umid_choice) {
+        let umid = match (&guest, umid_choice) {
             (Some((u, _)), _) => Some(u.clone()),
             (None, u) => u,
         };
-        let argv = self.launch_argv(kernel_args, umid)?;
-        let boot_log = uml::launch::runtime_dir(
-            &self.uml_dir,
-            argv.iter()
-                .rev()
-                .find_map(|a| a.strip_prefix("umid="))
-                .unwrap_or_default(),
-        );
-        let umid = argv
+        let args = self.launch_argv(kernel_args, umid)?;
+        let umid = args
             .iter()
             .rev()
             .find_map(|a| a.strip_prefix("umid="))
             .unwrap_or_default()
             .to_owned();
+        // The argv as the kernel gets it: the launcher adds the notify socket.
+        let mut argv = args.clone();
+        argv.push(format!(
+            "mconsole=notify:{}",
+            self.config.notify_socket.display()
+        ));
         let report = uml::check::check(
             &uml::cmdline::CommandLine::parse(&argv),
             &uml::check::CheckEnv {
@@ -516,80 +612,35 @@ impl Service {
                 errors.join("; ")
             )));
         }
+        // Before anything is written in its runtime directory (the init script).
         if let Ok(existing) = uml::instance::find(&self.uml_dir, &umid)
             && !matches!(existing.liveness, Liveness::Stale { .. })
         {
-            return Err(Error::InvalidArgument(format!(
-                "umid \"{umid}\" is already in use by pid {}; choose another",
-                existing.pid.unwrap_or(0)
-            )));
+            return Err(umid_in_use(&umid, existing.pid.unwrap_or(0)));
         }
-        let data = Arc::new(MachineData::new(
-            &self.conn,
-            &umid,
-            self.uml_dir.join(&umid).join("mconsole"),
-            true,
-            self.config.mconsole_timeout,
-            initial_props(0, State::Starting),
-        )?);
-        self.make_way(&umid).await;
-        {
-            let mut map = self.map();
-            if map.contains_key(&umid) {
-                return Err(Error::InvalidArgument(format!(
-                    "umid \"{umid}\" is already a machine; choose another"
-                )));
-            }
-            map.insert(umid.clone(), data.clone());
-        }
-        if let Some((_, guest)) = &init {
-            let path = uml::launch::runtime_dir(&self.uml_dir, &umid).join(format!("{umid}.init"));
-            if let Err(e) = std::fs::create_dir_all(uml::launch::runtime_dir(&self.uml_dir, &umid))
-                .map_err(|e| e.to_string())
-                .and_then(|()| guest.write_init(&path).map_err(|e| e.to_string()))
-            {
-                self.map().remove(&umid);
-                return Err(Error::LaunchFailed(format!(
-                    "cannot write the guest's init: {e}"
-                )));
-            }
-        }
-        let child = match spawn_kernel(&kernel, &argv, &self.uml_dir, &umid) {
-            Ok(c) => c,
-            Err(e) => {
-                self.map().remove(&umid);
-                return Err(e);
-            }
-        };
-        let pid = child.id().unwrap_or(0);
-        {
-            let mut p = data.props();
-            p.pid = pid;
-            p.command_line = std::iter::once(kernel.display().to_string())
-                .chain(argv.iter().cloned())
-                .collect();
-            p.boot_time = boot_time_us(pid).unwrap_or(0);
-            p.read_only = crate::machine::read_only_units(&argv);
-            p.boot_log = boot_log.join(format!("{umid}.log")).display().to_string();
-        }
-        tracing::info!(%umid, pid, "launched a machine");
-        self.publish(&data).await;
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let mut child = child;
-            let status = match child.wait().await {
-                Ok(s) => status_code(s),
-                Err(_) => -1,
-            };
-            // A panicking kernel sends its notification right before it aborts; let the
-            // notify socket deliver it first, so Panicked precedes Exited.
-            tokio::time::sleep(EXIT_SETTLE).await;
-            let _ = events.send(Event::Exited { umid, pid, status });
-        });
-        Ok(data.path.clone())
+        let runtime = uml::launch::runtime_dir(&self.uml_dir, &umid);
+        let boot_log = runtime.join(format!("{umid}.log"));
+        Ok(Plan {
+            launch: uml::launch::Launch {
+                kernel,
+                args,
+                umid: umid.clone(),
+                uml_dir: self.uml_dir.clone(),
+                console: uml::launch::Console::Log {
+                    log: boot_log.clone(),
+                },
+                // Relative paths of kernel_args resolve in the launch's private directory,
+                // as with `uml run --detach`.
+                cwd: runtime,
+                notify_socket: self.config.notify_socket.clone(),
+            },
+            argv,
+            guest: guest.map(|(_, g)| g),
+            boot_log,
+        })
     }
 
-    /// The user's arguments plus umid, uml_dir and our notify socket.
+    /// The user's arguments plus umid and uml_dir (the launcher adds the notify socket).
     fn launch_argv(&self, args: Vec<String>, umid: Option<String>) -> Result<Vec<String>, Error> {
         let given_umid = args.iter().rev().find_map(|a| a.strip_prefix("umid="));
         let umid = match (umid, given_umid) {
@@ -624,10 +675,6 @@ impl Service {
             umid.unwrap_or_else(uml::launch::fresh_umid)
         ));
         argv.push(format!("uml_dir={}", self.uml_dir.display()));
-        argv.push(format!(
-            "mconsole=notify:{}",
-            self.config.notify_socket.display()
-        ));
         Ok(argv)
     }
 }
@@ -687,7 +734,7 @@ async fn refresh_while_booting(m: &MachineData) {
 }
 
 fn initial_props(pid: u32, state: State) -> Props {
-    let command_line = command_line(pid);
+    let command_line = uml::procfs::command_line(pid);
     Props {
         pid,
         state,
@@ -697,7 +744,7 @@ fn initial_props(pid: u32, state: State) -> Props {
         consoles: BTreeMap::new(),
         disks: BTreeMap::new(),
         memory_bytes: 0,
-        boot_time: boot_time_us(pid).unwrap_or(0),
+        boot_time: uml::procfs::start_time_us(pid).unwrap_or(0),
         userspace_up: false,
         exit_status: -1,
         gone: false,
@@ -705,80 +752,52 @@ fn initial_props(pid: u32, state: State) -> Props {
     }
 }
 
-/// Starts a kernel detached from this service's life: it keeps running if the service exits
-/// (a restarted service adopts it again).
-fn spawn_kernel(
-    kernel: &Path,
-    argv: &[String],
-    uml_dir: &Path,
-    umid: &str,
-) -> Result<tokio::process::Child, Error> {
-    let runtime = uml::launch::runtime_dir(uml_dir, umid);
-    let fail = |what: &str, e: std::io::Error| Error::LaunchFailed(format!("cannot {what}: {e}"));
-    std::fs::create_dir_all(&runtime)
-        .map_err(|e| fail(&format!("create {}", runtime.display()), e))?;
-    let log_path = runtime.join(format!("{umid}.log"));
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| fail(&format!("create {}", log_path.display()), e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| fail("duplicate the log descriptor", e))?;
-    // Descriptor 3 too: the built-in guest's kernel messages go there (con2=null,fd:3 and
-    // console=tty2, as `uml run` sets them up).
-    let log3 = log
-        .try_clone()
-        .map_err(|e| fail("duplicate the log descriptor", e))?;
-    let log3_fd = std::os::fd::AsRawFd::as_raw_fd(&log3);
-    let mut command = tokio::process::Command::new(kernel);
-    command
-        .args(argv)
-        .current_dir(&runtime)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .kill_on_drop(false);
-    // SAFETY: only dup2(2), sigemptyset(3) and pthread_sigmask(2) run between fork and exec, all
-    // async-signal-safe, on a local sigset. The kernel must start with an empty signal mask:
-    // a blocked SIGTERM would make it unstoppable.
-    unsafe {
-        command.pre_exec(move || {
-            // dup2(2) is async-signal-safe; the copy on 3 is not close-on-exec.
-            if libc::dup2(log3_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// A checked launch, ready to start.
+#[derive(Debug)]
+struct Plan {
+    launch: uml::launch::Launch,
+    /// The kernel's argv as it gets it (CommandLine), the notify socket included.
+    argv: Vec<String>,
+    /// The built-in guest whose init is written before the kernel starts.
+    guest: Option<uml::launch::DefaultGuest>,
+    /// Where the kernel's output and boot log go.
+    boot_log: PathBuf,
+}
+
+/// Writes the built-in guest's init and starts the kernel through the library's launcher, for
+/// the service's notify socket; the kernel outlives the service (a restarted service adopts
+/// it again). Blocking.
+fn start(
+    launch: &uml::launch::Launch,
+    guest: Option<&uml::launch::DefaultGuest>,
+) -> Result<std::process::Child, Error> {
+    if let Some(guest) = guest {
+        let init = launch.cwd.join(format!("{}.init", launch.umid));
+        std::fs::create_dir_all(&launch.cwd)
+            .map_err(|e| e.to_string())
+            .and_then(|()| guest.write_init(&init).map_err(|e| e.to_string()))
+            .map_err(|e| Error::LaunchFailed(format!("cannot write the guest's init: {e}")))?;
     }
-    let child = command.spawn();
-    drop(log3);
-    child.map_err(|e| {
-        Error::LaunchFailed(format!(
-            "cannot run the UML kernel {}: {e} (pass the \"kernel\" option or umld --kernel)",
+    launch.spawn_child().map_err(|e| match e {
+        uml::launch::LaunchError::UmidInUse { umid, pid } => umid_in_use(&umid, pid),
+        uml::launch::LaunchError::Kernel { kernel, source } => Error::LaunchFailed(format!(
+            "cannot run the UML kernel {}: {source} (pass the \"kernel\" option or umld --kernel)",
             kernel.display()
-        ))
+        )),
+        other => Error::LaunchFailed(other.to_string()),
     })
 }
 
-/// Sends [`Event::Exited`] (status unknown: -1) when `pid` ends, through a pidfd; where
-/// pidfds are unavailable, by polling.
+fn umid_in_use(umid: &str, pid: u32) -> Error {
+    Error::InvalidArgument(format!(
+        "umid \"{umid}\" is already in use by pid {pid}; choose another"
+    ))
+}
+
+/// Sends [`Event::Exited`] (status unknown: -1) when `pid` ends ([`uml::pidfd::exited`]).
 fn watch_pid(pid: u32, umid: String, events: mpsc::UnboundedSender<Event>) {
     tokio::spawn(async move {
-        match pidfd_open(pid) {
-            // SAFETY: the AsyncFd owns the pidfd, which stays open and unchanged until the
-            // AsyncFd is dropped.
-            Ok(fd) => match unsafe { AsyncFd::register(fd) } {
-                Ok(afd) => {
-                    let _ = afd.readable().await;
-                }
-                Err(_) => poll_gone(pid).await,
-            },
-            Err(_) => poll_gone(pid).await,
-        }
+        uml::pidfd::exited(pid).await;
         tokio::time::sleep(EXIT_SETTLE).await;
         let _ = events.send(Event::Exited {
             umid,
@@ -786,32 +805,6 @@ fn watch_pid(pid: u32, umid: String, events: mpsc::UnboundedSender<Event>) {
             status: -1,
         });
     });
-}
-
-async fn poll_gone(pid: u32) {
-    while uml::instance::pid_alive(pid) && !is_zombie(pid) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1; no
-    // memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let fd = i32::try_from(fd).map_err(|_| std::io::Error::other("descriptor out of range"))?;
-    // SAFETY: the descriptor was just returned by pidfd_open and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
-        .unwrap_or(false)
 }
 
 fn status_code(status: std::process::ExitStatus) -> i32 {
@@ -831,62 +824,6 @@ fn umid_of_socket(uml_dir: &Path, mconsole: &Path) -> Option<String> {
     dir.file_name()?.to_str().map(str::to_owned)
 }
 
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `/proc/<pid>/cmdline`, at most 64 KiB of it.
-fn command_line(pid: u32) -> Vec<String> {
-    use std::io::Read;
-    if pid == 0 {
-        return Vec::new();
-    }
-    let mut bytes = Vec::new();
-    if let Ok(f) = std::fs::File::open(format!("/proc/{pid}/cmdline")) {
-        let _ = f.take(64 * 1024).read_to_end(&mut bytes);
-    }
-    bytes
-        .split(|&b| b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect()
-}
-
-/// When process `pid` started, in microseconds since the epoch (`starttime` in
-/// /proc/PID/stat is in clock ticks since the host booted; `btime` in /proc/stat is then).
-fn boot_time_us(pid: u32) -> Option<u64> {
-    if pid == 0 {
-        return None;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    // starttime is field 22; `rest` starts at field 3.
-    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let btime: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|h| u64::try_from(h).ok())
-        .filter(|&h| h > 0)?;
-    let us = btime
-        .saturating_mul(1_000_000)
-        .saturating_add(ticks.saturating_mul(1_000_000) / hz);
-    // Never in the future: guards against a bogus btime.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| u64::try_from(d.as_micros()).ok())?;
-    Some(us.min(now))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -900,17 +837,6 @@ mod tests {
         );
         assert_eq!(umid_of_socket(dir, Path::new("/other/web1/mconsole")), None);
         assert_eq!(umid_of_socket(dir, Path::new("/mconsole")), None);
-    }
-
-    #[test]
-    fn own_process_has_a_boot_time_and_command_line() {
-        let pid = std::process::id();
-        assert!(boot_time_us(pid).is_some_and(|t| t > 0));
-        assert!(!command_line(pid).is_empty());
-        assert_eq!(
-            parent_pid(pid),
-            Some(nix::unistd::getppid().as_raw() as u32)
-        );
     }
 }
 

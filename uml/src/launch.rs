@@ -212,24 +212,7 @@ impl Launch {
     /// [`LaunchError::UmidInUse`] when a live kernel owns the umid (the kernel itself would
     /// silently take a random one); [`LaunchError::Kernel`] when the binary cannot be run.
     pub fn spawn(&self) -> Result<Running, LaunchError> {
-        if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid)
-            && let (Some(pid), true) = (
-                existing.pid,
-                existing.pid.is_some_and(crate::instance::pid_alive),
-            )
-            && !matches!(existing.liveness, crate::instance::Liveness::Stale { .. })
-        {
-            return Err(LaunchError::UmidInUse {
-                umid: self.umid.clone(),
-                pid,
-            });
-        }
-        fn prepare(path: &Path) -> impl FnOnce(io::Error) -> LaunchError + '_ {
-            move |source| LaunchError::Prepare {
-                path: path.to_owned(),
-                source,
-            }
-        }
+        self.check_umid()?;
         fs::create_dir_all(&self.uml_dir).map_err(prepare(&self.uml_dir))?;
         fs::create_dir_all(&self.cwd).map_err(prepare(&self.cwd))?;
         let _ = fs::remove_file(&self.notify_socket);
@@ -241,58 +224,7 @@ impl Launch {
 
         let log_path = self.console.log();
         let log = fs::File::create(log_path).map_err(prepare(log_path))?;
-        let mut args = self.args.clone();
-        args.push(format!("mconsole=notify:{}", self.notify_socket.display()));
-
-        let mut command = Command::new(&self.kernel);
-        command.args(&args).current_dir(&self.cwd);
-        match &self.console {
-            Console::Terminal { stdin_as_text, .. } => {
-                command
-                    .stdin(if *stdin_as_text {
-                        Stdio::piped()
-                    } else {
-                        Stdio::inherit()
-                    })
-                    .stdout(Stdio::inherit())
-                    .stderr(Stdio::inherit());
-            }
-            Console::Log { .. } => {
-                let out = log.try_clone().map_err(prepare(log_path))?;
-                let err = log.try_clone().map_err(prepare(log_path))?;
-                command.stdin(Stdio::null()).stdout(out).stderr(err);
-            }
-        }
-        let log_fd = std::os::fd::AsRawFd::as_raw_fd(&log);
-        // SAFETY: between fork and exec only sigemptyset(3), pthread_sigmask(2), dup2(2) and
-        // fcntl(2) run, all async-signal-safe, on a local sigset and plain descriptors. They
-        // give the kernel an empty signal mask (the launcher blocks SIGINT/SIGTERM for its
-        // signal thread, and a blocked SIGTERM would make the kernel unstoppable) and make the
-        // log file its descriptor 3 (the boot log channel) without close-on-exec. `log_fd`
-        // stays open in the parent until spawn returns.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if log_fd == 3 {
-                    let flags = libc::fcntl(3, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(log_fd, 3) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        tracing::info!(kernel = %self.kernel.display(), ?args, "starting UML kernel");
-        let mut child = command.spawn().map_err(|source| LaunchError::Kernel {
-            kernel: self.kernel.clone(),
-            source,
-        })?;
+        let mut child = self.start(&log)?;
         drop(log);
         let stdin_pipe = child.stdin.take();
 
@@ -335,6 +267,113 @@ impl Launch {
             notify_socket: self.notify_socket.clone(),
             stdin_pipe,
             _listener_stop: stop_tx,
+        })
+    }
+}
+
+fn prepare(path: &Path) -> impl FnOnce(io::Error) -> LaunchError + '_ {
+    move |source| LaunchError::Prepare {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Launch {
+    /// Starts the kernel for a caller that listens on [`Launch::notify_socket`] itself (a
+    /// service that watches many guests on one socket): no listener is bound and nothing is
+    /// forwarded. The kernel's output and boot log go to the console's log, stdin is
+    /// /dev/null, and the kernel outlives the caller unless the caller kills it (dropping the
+    /// child neither kills nor waits for it). The caller reaps the child for its exit status.
+    ///
+    /// # Errors
+    /// As [`Launch::spawn`]: [`LaunchError::UmidInUse`], [`LaunchError::Prepare`],
+    /// [`LaunchError::Kernel`].
+    pub fn spawn_child(&self) -> Result<Child, LaunchError> {
+        self.check_umid()?;
+        fs::create_dir_all(&self.uml_dir).map_err(prepare(&self.uml_dir))?;
+        fs::create_dir_all(&self.cwd).map_err(prepare(&self.cwd))?;
+        let log_path = self.console.log();
+        let log = fs::File::create(log_path).map_err(prepare(log_path))?;
+        let log_only = Launch {
+            console: Console::Log {
+                log: log_path.to_owned(),
+            },
+            ..self.clone()
+        };
+        log_only.start(&log)
+    }
+
+    /// The kernel itself would silently take a random umid when this one is in use.
+    fn check_umid(&self) -> Result<(), LaunchError> {
+        if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid)
+            && let (Some(pid), true) = (
+                existing.pid,
+                existing.pid.is_some_and(crate::instance::pid_alive),
+            )
+            && !matches!(existing.liveness, crate::instance::Liveness::Stale { .. })
+        {
+            return Err(LaunchError::UmidInUse {
+                umid: self.umid.clone(),
+                pid,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the kernel with its console set up and `log` as its descriptor 3.
+    fn start(&self, log: &fs::File) -> Result<Child, LaunchError> {
+        let log_path = self.console.log();
+        let mut args = self.args.clone();
+        args.push(format!("mconsole=notify:{}", self.notify_socket.display()));
+
+        let mut command = Command::new(&self.kernel);
+        command.args(&args).current_dir(&self.cwd);
+        match &self.console {
+            Console::Terminal { stdin_as_text, .. } => {
+                command
+                    .stdin(if *stdin_as_text {
+                        Stdio::piped()
+                    } else {
+                        Stdio::inherit()
+                    })
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::inherit());
+            }
+            Console::Log { .. } => {
+                let out = log.try_clone().map_err(prepare(log_path))?;
+                let err = log.try_clone().map_err(prepare(log_path))?;
+                command.stdin(Stdio::null()).stdout(out).stderr(err);
+            }
+        }
+        let log_fd = std::os::fd::AsRawFd::as_raw_fd(log);
+        // SAFETY: between fork and exec only sigemptyset(3), pthread_sigmask(2), dup2(2) and
+        // fcntl(2) run, all async-signal-safe, on a local sigset and plain descriptors. They
+        // give the kernel an empty signal mask (the launcher blocks SIGINT/SIGTERM for its
+        // signal thread, and a blocked SIGTERM would make the kernel unstoppable) and make the
+        // log file its descriptor 3 (the boot log channel) without close-on-exec. `log_fd`
+        // stays open in the parent until spawn returns.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if log_fd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(log_fd, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        tracing::info!(kernel = %self.kernel.display(), ?args, "starting UML kernel");
+        command.spawn().map_err(|source| LaunchError::Kernel {
+            kernel: self.kernel.clone(),
+            source,
         })
     }
 }

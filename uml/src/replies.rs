@@ -1,0 +1,126 @@
+//! What the guest's answers to mconsole requests mean: the text of `version`, `config ubdN`,
+//! `config conN`/`sslN` and `proc meminfo` read as typed values. The client
+//! ([`crate::mconsole`]) carries the text; this module is the one place that reads it.
+
+use std::path::PathBuf;
+
+/// The kernel release in a `version` reply: `Linux <nodename> <release> <version> <machine>`
+/// (`mconsole_version` in `mconsole_kern.c`, from `utsname()`).
+pub fn kernel_release(version: &str) -> Option<&str> {
+    version.split_whitespace().nth(2)
+}
+
+/// The memory the guest has, in bytes: `MemTotal` of its `/proc/meminfo` (in KiB there).
+pub fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|l| {
+        let kib: u64 = l
+            .strip_prefix("MemTotal:")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib.saturating_mul(1024))
+    })
+}
+
+/// The files of a ubd unit, as `config ubdN` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UbdFiles {
+    /// The file the guest writes: the disk, or the COW file of a COW pair.
+    pub file: PathBuf,
+    /// The backing file of a COW pair.
+    pub backing: Option<PathBuf>,
+}
+
+/// Reads a `config ubdN` reply: `<file>` or `<cow file>,<backing file>` (`ubd_get_config` in
+/// `ubd_kern.c`); `None` for an empty reply, a unit with no disk. The reply never tells the
+/// flags (read-only and the rest): those are in the words that set the disk up.
+pub fn ubd_files(reply: &str) -> Option<UbdFiles> {
+    let r = reply.trim();
+    if r.is_empty() {
+        return None;
+    }
+    Some(match r.split_once(',') {
+        Some((cow, backing)) => UbdFiles {
+            file: cow.into(),
+            backing: Some(backing.into()),
+        },
+        None => UbdFiles {
+            file: r.into(),
+            backing: None,
+        },
+    })
+}
+
+/// Whether a `config conN`/`sslN` reply puts the line on a channel (`line_get_config` in
+/// `line.c`): not on none (`null`, `none`, an empty reply).
+pub fn line_configured(reply: &str) -> bool {
+    !matches!(reply.trim(), "" | "null" | "none")
+}
+
+/// The host pty a line is attached to, from a `config conN`/`sslN` reply: `pts:/dev/pts/3`
+/// or `pty:/dev/ptyp0`, alone or as the input and output of the line (the same device).
+/// `None` while the line is on `pts` or `pty` but the guest has not opened it yet.
+pub fn line_pty(reply: &str) -> Option<&str> {
+    reply
+        .trim()
+        .split(',')
+        .find_map(|c| c.strip_prefix("pts:").or_else(|| c.strip_prefix("pty:")))
+        .filter(|p| p.starts_with("/dev/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_gives_the_release() {
+        assert_eq!(
+            kernel_release("Linux g1 7.2.13 #1 Mon Jan 1 00:00:00 UTC 2026 x86_64"),
+            Some("7.2.13")
+        );
+        assert_eq!(kernel_release("Linux"), None);
+    }
+
+    #[test]
+    fn meminfo_gives_mem_total_in_bytes() {
+        let text = "MemTotal:          61632 kB\nMemFree:  100 kB\n";
+        assert_eq!(mem_total_bytes(text), Some(61632 * 1024));
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total_bytes("MemTotal: lots\n"), None);
+    }
+
+    #[test]
+    fn ubd_reply_gives_the_file_and_a_cow_pairs_backing() {
+        assert_eq!(ubd_files(" \n"), None);
+        assert_eq!(
+            ubd_files("/srv/a.img\n"),
+            Some(UbdFiles {
+                file: "/srv/a.img".into(),
+                backing: None
+            })
+        );
+        assert_eq!(
+            ubd_files("/srv/a.cow,/srv/base.img"),
+            Some(UbdFiles {
+                file: "/srv/a.cow".into(),
+                backing: Some("/srv/base.img".into())
+            })
+        );
+    }
+
+    #[test]
+    fn line_replies_tell_channel_and_pty() {
+        assert!(!line_configured("null"));
+        assert!(!line_configured("none\n"));
+        assert!(line_configured("pts"));
+        assert_eq!(line_pty("pts:/dev/pts/3"), Some("/dev/pts/3"));
+        assert_eq!(
+            line_pty("pts:/dev/pts/3,pts:/dev/pts/3\n"),
+            Some("/dev/pts/3")
+        );
+        assert_eq!(line_pty("pts"), None);
+        assert_eq!(line_pty("fd:0,fd:1"), None);
+        assert_eq!(line_pty("pts:relative"), None);
+    }
+}
