@@ -22,6 +22,7 @@ use uml::mconsole::Notification;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedObjectPath, OwnedVariant};
 
+use crate::access::Access;
 use crate::error::Error;
 use crate::machine::{MachineData, MachineIface, Props, State};
 use crate::manager::Manager;
@@ -80,6 +81,8 @@ pub(crate) struct Service {
     manager_emitter: SignalEmitter<'static>,
     events: mpsc::UnboundedSender<Event>,
     uid: u32,
+    /// Who may call what (see [`crate::access`]).
+    pub access: Arc<Access>,
 }
 
 impl Service {
@@ -87,6 +90,7 @@ impl Service {
         config: Config,
         conn: zbus::Connection,
         events: mpsc::UnboundedSender<Event>,
+        access: Arc<Access>,
     ) -> Result<Service, Error> {
         let manager_emitter = SignalEmitter::new(&conn, MANAGER_PATH)?.into_owned();
         Ok(Service {
@@ -97,6 +101,7 @@ impl Service {
             manager_emitter,
             events,
             uid: nix::unistd::getuid().as_raw(),
+            access,
         })
     }
 
@@ -210,7 +215,10 @@ impl Service {
     }
 
     async fn publish(&self, data: &Arc<MachineData>) {
-        let iface = MachineIface { data: data.clone() };
+        let iface = MachineIface {
+            data: data.clone(),
+            access: self.access.clone(),
+        };
         if let Err(e) = self.conn.object_server().at(&data.path, iface).await {
             tracing::warn!(umid = %data.umid, "cannot serve the machine object: {e}");
         }
