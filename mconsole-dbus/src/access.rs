@@ -25,8 +25,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use zbus::OwnedVariant;
-use zbus::message::{Flags, Header};
 use zbus::Variant as Value;
+use zbus::message::{Flags, Header};
 
 use crate::error::Error;
 

@@ -563,7 +563,8 @@ impl MachineIface {
     /// SIGTERM, then SIGKILL of its process group. Returns at once with State stopping; the
     /// Exited signal (and State exited) tells when it is gone. A guest whose init ignores
     /// ctrl-alt-del reboots instead: Rebooted("shutdown") says so and it is halted at once.
-    async fn shutdown(&self,
+    async fn shutdown(
+        &self,
         #[zbus(header)] header: Header<'_>,
         timeout_s: u32,
     ) -> Result<(), Error> {
@@ -590,9 +591,7 @@ impl MachineIface {
     }
 
     /// Powers the guest off at once (mconsole halt), without a clean shutdown of userspace.
-    async fn halt(&self,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), Error> {
+    async fn halt(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -603,9 +602,7 @@ impl MachineIface {
 
     /// Reboots gracefully: sends ctrl-alt-del to the guest's init; returns at once. Rebooted
     /// ("reboot") follows for guests that report to this service (those it launched).
-    async fn reboot(&self,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), Error> {
+    async fn reboot(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -613,9 +610,7 @@ impl MachineIface {
     }
 
     /// Reboots at once (mconsole reboot), like a reset button.
-    async fn reset(&self,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), Error> {
+    async fn reset(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -624,9 +619,7 @@ impl MachineIface {
 
     /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls. Pausing a
     /// paused machine succeeds and changes nothing.
-    async fn pause(&self,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), Error> {
+    async fn pause(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         self.data.epoch.fetch_add(1, Ordering::SeqCst);
@@ -645,9 +638,7 @@ impl MachineIface {
 
     /// Continues a paused guest (mconsole go). Resuming a running machine succeeds and changes
     /// nothing; one that is starting, stopping or gone fails with NotRunning.
-    async fn resume(&self,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), Error> {
+    async fn resume(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         if self.data.state() == State::Stopping {
@@ -672,10 +663,7 @@ impl MachineIface {
 
     /// Sends a magic SysRq key (one printable character) and returns what the kernel printed.
     #[zbus(out_args("output"))]
-    async fn sys_rq(&self,
-        #[zbus(header)] header: Header<'_>,
-        key: &str,
-    ) -> Result<String, Error> {
+    async fn sys_rq(&self, #[zbus(header)] header: Header<'_>, key: &str) -> Result<String, Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let mut chars = key.chars();
@@ -689,7 +677,8 @@ impl MachineIface {
     }
 
     /// Adds or changes a device at run time: Config("ubd1", "/path/disk.img").
-    async fn config(&self,
+    async fn config(
+        &self,
         #[zbus(header)] header: Header<'_>,
         device: &str,
         spec: &str,
@@ -714,7 +703,8 @@ impl MachineIface {
     /// con1=pts at launch or Config("con1", "pts"), then have the guest open the line (a
     /// getty on tty1).
     #[zbus(out_args("fd"))]
-    async fn open_console(&self,
+    async fn open_console(
+        &self,
         #[zbus(header)] header: Header<'_>,
         line: &str,
     ) -> Result<zbus::OwnedFd, Error> {
@@ -764,10 +754,7 @@ impl MachineIface {
     }
 
     /// Removes a device (hot-unplug), such as ubd1.
-    async fn remove(&self,
-        #[zbus(header)] header: Header<'_>,
-        device: &str,
-    ) -> Result<(), Error> {
+    async fn remove(&self, #[zbus(header)] header: Header<'_>, device: &str) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -783,10 +770,7 @@ impl MachineIface {
 
     /// A file of the guest's /proc, such as meminfo or uptime.
     #[zbus(out_args("text"))]
-    async fn proc(&self,
-        #[zbus(header)] header: Header<'_>,
-        path: &str,
-    ) -> Result<String, Error> {
+    async fn proc(&self, #[zbus(header)] header: Header<'_>, path: &str) -> Result<String, Error> {
         self.access.check(&header, Action::Inspect).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -796,10 +780,7 @@ impl MachineIface {
     }
 
     /// Writes text to the guest's kernel log.
-    async fn log(&self,
-        #[zbus(header)] header: Header<'_>,
-        text: &str,
-    ) -> Result<(), Error> {
+    async fn log(&self, #[zbus(header)] header: Header<'_>, text: &str) -> Result<(), Error> {
         self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
@@ -808,10 +789,7 @@ impl MachineIface {
 
     /// The kernel stack of a guest process.
     #[zbus(out_args("stack"))]
-    async fn stack(&self,
-        #[zbus(header)] header: Header<'_>,
-        pid: u32,
-    ) -> Result<String, Error> {
+    async fn stack(&self, #[zbus(header)] header: Header<'_>, pid: u32) -> Result<String, Error> {
         self.access.check(&header, Action::Inspect).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
