@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         uml_dir,
         notify_socket: args
             .notify_socket
-            .unwrap_or_else(uml::machine::service_notify_socket),
+            .unwrap_or_else(uml::launch::forward_socket),
         kernel: args.kernel,
         mconsole_timeout: Duration::from_millis(args.mconsole_timeout_ms.max(1)),
         poll: Duration::from_secs(1),

@@ -57,7 +57,7 @@ pub(crate) enum Event {
 pub struct Config {
     /// The uml_dir watched, and where launched guests live.
     pub uml_dir: PathBuf,
-    /// Where the notify socket is bound (see [`uml::machine::service_notify_socket`]).
+    /// Where the notify socket is bound (see [`uml::launch::forward_socket`]).
     pub notify_socket: PathBuf,
     /// The kernel `Launch` runs unless its options name one, in any form `uml run --kernel`
     /// takes; `None`: the default kernel ([`uml::kernel::resolve`]), looked up at each launch so
