@@ -222,6 +222,9 @@ pub(crate) enum Need {
     ReadWrite,
     /// A directory the caller can list, enter and write in.
     WritableDir,
+    /// A directory on the way to a file that the caller cannot write in: it cannot swap the
+    /// file for another (a symlink to /etc/shadow) between the check and the kernel's open.
+    Unchangeable,
 }
 
 impl Need {
@@ -230,6 +233,7 @@ impl Need {
             Need::Read => "r",
             Need::ReadWrite => "rw",
             Need::WritableDir => "drwx",
+            Need::Unchangeable => "dW",
         }
     }
 
@@ -238,6 +242,7 @@ impl Need {
             Need::Read => "read",
             Need::ReadWrite => "read and write",
             Need::WritableDir => "enter and write in",
+            Need::Unchangeable => "leave unchanged (it may write in)",
         }
     }
 }
@@ -287,7 +292,39 @@ pub(crate) async fn check_paths(
     let mut canonical = Vec::with_capacity(paths.len());
     for (p, need) in paths {
         let c = std::fs::canonicalize(p).map_err(|_| denied(p, *need))?;
+        // The kernel's disk syntax splits at both (file,backing and file:backing).
+        for name in [p, &c] {
+            if name
+                .as_os_str()
+                .as_encoded_bytes()
+                .iter()
+                .any(|b| matches!(b, b',' | b':'))
+            {
+                return Err(Error::AccessDenied(format!(
+                    "uid {}: {} has a ',' or ':', which the kernel would read as a second file; rename it",
+                    caller.uid,
+                    name.display()
+                )));
+            }
+        }
         canonical.push(c);
+    }
+    // A file reaches the kernel by name: no directory on the way may be one the caller can
+    // change, or it could swap the file after this check (in a sticky directory such as
+    // /tmp, only an entry of its own). A writable directory given as such (rw) is the guest's
+    // to change anyway.
+    let mut ways = Vec::new();
+    for (c, (_, need)) in canonical.iter().zip(paths) {
+        if matches!(need, Need::Read | Need::ReadWrite) {
+            ways.extend(changeable_candidates(c, caller.uid));
+        }
+    }
+    if !ways.is_empty() {
+        let checked = Caller {
+            trusted: false,
+            ..caller.clone()
+        };
+        Box::pin(check_unchangeable(&checked, &ways)).await?;
     }
     // And the canonical names again, as the caller: the same files, seen through its eyes.
     if canonical.iter().zip(paths).any(|(c, (p, _))| c != p) {
@@ -305,6 +342,49 @@ pub(crate) async fn check_paths(
     Ok(canonical)
 }
 
+/// The directories on the way to `file` (canonical) that its caller must not be able to
+/// write in: every one, except a sticky directory whose entry on the way is not the
+/// caller's (there it cannot remove or rename that entry).
+fn changeable_candidates(file: &Path, uid: u32) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut entry = file;
+    while let Some(dir) = entry.parent() {
+        let sticky_guard = std::fs::symlink_metadata(dir).is_ok_and(|m| m.mode() & 0o1000 != 0)
+            && std::fs::symlink_metadata(entry).is_ok_and(|m| m.uid() != uid);
+        if !sticky_guard {
+            out.push(dir.to_owned());
+        }
+        entry = dir;
+    }
+    out
+}
+
+async fn check_unchangeable(caller: &Caller, dirs: &[PathBuf]) -> Result<(), Error> {
+    let mut command = caller_shell(caller);
+    command.arg(CHECK_SCRIPT).arg("umld-access");
+    for d in dirs {
+        command.arg(Need::Unchangeable.test_flags()).arg(d);
+    }
+    let out = tokio::time::timeout(PATHS_TIMEOUT, command.output())
+        .await
+        .map_err(|_| Error::Failed("the check of the caller's paths did not finish".into()))?
+        .map_err(|e| Error::Failed(format!("cannot check the caller's paths: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let index: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let dir = &dirs[index.min(dirs.len() - 1)];
+    Err(Error::AccessDenied(format!(
+        "uid {} may write in {}, so it could swap a file there for another after this check; umld opens files as root, so a file for it must be in directories the caller cannot change",
+        caller.uid,
+        dir.display()
+    )))
+}
+
 /// `sh -c CHECK_SCRIPT umld-access FLAGS PATH …`: prints the index of the first pair that
 /// fails and exits 1.
 const CHECK_SCRIPT: &str = r#"i=0
@@ -314,6 +394,7 @@ while [ $# -ge 2 ]; do
   case $f in *r*) [ -r "$p" ] || { echo $i; exit 1; };; esac
   case $f in *w*) [ -w "$p" ] || { echo $i; exit 1; };; esac
   case $f in *x*) [ -x "$p" ] || { echo $i; exit 1; };; esac
+  case $f in *W*) [ -w "$p" ] && { echo $i; exit 1; };; esac
   [ -e "$p" ] || { echo $i; exit 1; }
   i=$((i+1))
 done
@@ -450,7 +531,8 @@ fn owned(list: Vec<String>) -> Result<OwnedVariant, Error> {
 
 /// The spec of a `Config(device, spec)` call, checked for a caller that is not trusted: a
 /// disk's files (`FILE` or `COW,BASE`, and the backing file a COW file names) against its
-/// own access, console lines only on channels that name no host file, nothing else. Returns
+/// own access, in directories it cannot change; console lines only on channels that name
+/// nothing on the host (null, pts, pty); nothing else. Returns
 /// the spec to send: a disk's files by their canonical paths.
 ///
 /// # Errors
@@ -458,6 +540,17 @@ fn owned(list: Vec<String>) -> Result<OwnedVariant, Error> {
 pub(crate) async fn vet_config(caller: &Caller, device: &str, spec: &str) -> Result<String, Error> {
     if caller.trusted {
         return Ok(spec.to_owned());
+    }
+    // Only a bare name (ubd1r, con1): anything else would reach the guest's command line.
+    let digits = device.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    let flags = digits.trim_start_matches(|c: char| c.is_ascii_digit());
+    if digits.len() == device.len()
+        || flags.len() == digits.len()
+        || !flags.bytes().all(|b| b.is_ascii_lowercase())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{device:?} is not a device name; pass one such as ubd1, ubd1r or con1"
+        )));
     }
     if let Some((_, read_only)) = crate::machine::ubd_unit(&format!("{device}=")) {
         let mut paths = Vec::new();
@@ -485,11 +578,12 @@ pub(crate) async fn vet_config(caller: &Caller, device: &str, spec: &str) -> Res
         return Ok(files.join(","));
     }
     let line = !crate::machine::named_lines(&[format!("{device}=")]).is_empty();
-    if line && matches!(spec, "null" | "pts" | "pty" | "xterm") {
+    // Not xterm: it starts a program on the host, as umld's user.
+    if line && matches!(spec, "null" | "pts" | "pty") {
         return Ok(spec.to_owned());
     }
     Err(Error::AccessDenied(format!(
-        "uid {}: Config({device:?}, {spec:?}) would act on the host as umld's user; a caller other than root or umld's user may attach disks it can open itself (ubdN) and put console lines on null, pts, pty or xterm",
+        "uid {}: Config({device:?}, {spec:?}) would act on the host as umld's user; a caller other than root or umld's user may attach disks it can open itself (ubdN) and put console lines on null, pts or pty",
         caller.uid
     )))
 }

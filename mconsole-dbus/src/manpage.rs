@@ -244,9 +244,12 @@ pub fn access() -> Section {
                  give Launch the kernel or kernel_args options (the kernel would run as root: the \
                  service's kernel is used), and every host file it names is checked against its own \
                  access by a process with its uid and groups: Launch's disks (and the backing file \
-                 a COW disk names) and rw directories, Config's disk files. Console lines it may \
-                 put only on null, pts, pty or xterm; other devices only root or umld's user may \
-                 configure. The files go to the kernel by their canonical paths."
+                 a COW disk names) and rw directories, Config's disk files. A disk file must also \
+                 lie in directories the caller cannot write in (in a sticky one such as /tmp, not \
+                 as the caller's own entry): the kernel opens it by name, as root, and the caller \
+                 must not be able to swap it in between. Paths with a comma or colon are refused. \
+                 Console lines it may put only on null, pts or pty; other devices only root or \
+                 umld's user may configure. The files go to the kernel by their canonical paths."
                     .into(),
             ),
         ],

@@ -572,6 +572,36 @@ fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_
         ),
         "disk.img",
     );
+    // Nor a disk of its own in a directory it can change: it could swap the file for a
+    // symlink to /etc/shadow between umld's check and the kernel's open.
+    let swappable = own.path().join("mine");
+    std::fs::create_dir(&swappable).unwrap();
+    std::os::unix::fs::chown(&swappable, Some(granted.uid), Some(granted.gid)).unwrap();
+    let swappable_disk = swappable.join("disk.img");
+    std::fs::File::create(&swappable_disk)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    std::os::unix::fs::chown(&swappable_disk, Some(granted.uid), Some(granted.gid)).unwrap();
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["ubd1", &swappable_disk.display().to_string()],
+        ),
+        "may write in",
+    );
+    // Nor a console on an xterm (a program started on the host as root).
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["con1", "xterm"],
+        ),
+        "xterm",
+    );
     assert!(!bus.property(&path, "Disks").contains("shadow"));
     assert!(guest.is_running());
 
@@ -582,6 +612,17 @@ fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_
     image.set_len(4 << 20).unwrap();
     std::os::unix::fs::chown(&link, Some(granted.uid), Some(granted.gid)).unwrap();
     std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Its own file does not carry in a second one, which the kernel would open as the
+    // backing file.
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["ubd1", &format!("{},/etc/shadow", link.display())],
+        ),
+        "/etc/shadow",
+    );
     bus.call(
         Some(&granted),
         &path,
