@@ -87,6 +87,8 @@ pub(crate) struct Access {
     policy: Policy,
     owner: u32,
     conn: zbus::Connection,
+    /// The bus daemon, made once (without a property cache: only its methods are used).
+    bus: tokio::sync::OnceCell<zbus::fdo::DBusProxy<'static>>,
 }
 
 impl Access {
@@ -95,6 +97,7 @@ impl Access {
             policy,
             owner: nix::unistd::getuid().as_raw(),
             conn,
+            bus: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -107,7 +110,15 @@ impl Access {
             .sender()
             .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?
             .to_owned();
-        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await?;
+        let dbus = self
+            .bus
+            .get_or_try_init(|| async {
+                zbus::fdo::DBusProxy::builder(&self.conn)
+                    .cache_properties(zbus::proxy::CacheProperties::No)
+                    .build()
+                    .await
+            })
+            .await?;
         let creds = dbus
             .get_connection_credentials(sender.clone().into())
             .await
