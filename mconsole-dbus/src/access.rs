@@ -303,6 +303,18 @@ pub(crate) async fn check_paths(
     let mut canonical = Vec::with_capacity(paths.len());
     for (p, need) in paths {
         let c = std::fs::canonicalize(p).map_err(|_| denied(p, *need))?;
+        if matches!(need, Need::Read | Need::ReadWrite) {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = std::fs::metadata(&c)
+                .map_err(|_| denied(p, *need))?
+                .file_type();
+            if !kind.is_file() && !kind.is_block_device() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is neither a regular file nor a block device",
+                    p.display()
+                )));
+            }
+        }
         // The kernel's disk syntax splits at both (file,backing and file:backing).
         for name in [p, &c] {
             if name
@@ -454,10 +466,23 @@ pub(crate) async fn vet_launch(
     if caller.trusted {
         return Ok(options);
     }
-    for key in ["kernel", "kernel_args"] {
+    for (key, why) in [
+        (
+            "kernel",
+            "the kernel runs as umld's user; drop it to run the service's kernel",
+        ),
+        (
+            "kernel_args",
+            "the kernel runs as umld's user; use the typed options",
+        ),
+        (
+            "net",
+            "it would attach host network devices, sockets or switches as umld's user",
+        ),
+    ] {
         if options.contains_key(key) {
             return Err(Error::AccessDenied(format!(
-                "uid {}: only root or umld's own user may give the {key:?} option (the kernel runs as umld's user); drop it to run the service's kernel",
+                "uid {}: only root or umld's own user may give the {key:?} option ({why})",
                 caller.uid
             )));
         }
@@ -495,9 +520,11 @@ pub(crate) async fn vet_launch(
     for d in &rw {
         paths.push((PathBuf::from(d), Need::WritableDir));
     }
-    // Relative paths are refused later by the launch itself, with its own message.
-    if paths.iter().any(|(p, _)| !p.is_absolute()) {
-        return Ok(options);
+    if let Some((p, _)) = paths.iter().find(|(p, _)| !p.is_absolute()) {
+        return Err(Error::InvalidArgument(format!(
+            "{:?} is not an absolute path; give disks and rw directories by absolute path",
+            p.display()
+        )));
     }
     let canonical = check_paths(caller, &paths).await?;
     // A COW file's header names its backing file, which the kernel opens too.

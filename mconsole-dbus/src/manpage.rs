@@ -241,8 +241,8 @@ pub fn access() -> Section {
             Block::Item(
                 "Authorised callers".into(),
                 "A caller other than root or umld's user, even when polkit authorises it, cannot \
-                 give Launch the kernel or kernel_args options (the kernel would run as root: the \
-                 service's kernel is used), and every host file it names is checked against its own \
+                 give Launch the kernel, kernel_args or net options (the kernel would run as root, \
+                 or attach host network devices as root: the service's kernel is used), and every host file it names is checked against its own \
                  access by a process with its uid and groups: Launch's disks (and the backing file \
                  a COW disk names) and rw directories, Config's disk files. A disk file must also \
                  lie in directories the caller cannot write in (in a sticky one such as /tmp, not \
