@@ -562,6 +562,15 @@ fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_
     denied(
         bus.call(
             Some(&granted),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'rw': <['/root']>}"],
+        ),
+        "/root",
+    );
+    denied(
+        bus.call(
+            Some(&granted),
             &path,
             &machine("Config"),
             &["ubd1", "/etc/shadow"],
