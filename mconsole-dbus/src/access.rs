@@ -625,3 +625,58 @@ pub(crate) async fn vet_config(caller: &Caller, device: &str, spec: &str) -> Res
         caller.uid
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overflow user: no file of its own, no group.
+    fn nobody() -> Caller {
+        Caller {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+            trusted: false,
+        }
+    }
+
+    #[test]
+    fn in_a_sticky_directory_only_the_callers_own_entry_counts_as_changeable() {
+        let theirs = tempfile::tempdir_in("/tmp").unwrap();
+        let file = theirs.path().join("disk.img");
+        std::fs::write(&file, b"").unwrap();
+        // /tmp is sticky and the entry is root's: nobody cannot swap it; its own would be.
+        let ways = changeable_candidates(&file, 65534);
+        assert!(ways.contains(&theirs.path().to_owned()), "{ways:?}");
+        assert!(!ways.contains(&PathBuf::from("/tmp")), "{ways:?}");
+        assert!(ways.contains(&PathBuf::from("/")), "{ways:?}");
+        let ways = changeable_candidates(&file, 0);
+        assert!(ways.contains(&PathBuf::from("/tmp")), "{ways:?}");
+    }
+
+    #[tokio::test]
+    async fn a_foreign_caller_names_only_bare_devices_and_files_it_could_open() {
+        let err = vet_config(&nobody(), "ubd1=/etc/shadow,", "/x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        let err = vet_config(&nobody(), "ubd1", "/etc/shadow")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::AccessDenied(m) if m.contains("/etc/shadow")),
+            "{err:?}"
+        );
+        let err = vet_config(&nobody(), "con1", "xterm").await.unwrap_err();
+        assert!(matches!(err, Error::AccessDenied(_)), "{err:?}");
+        assert_eq!(vet_config(&nobody(), "con1", "pts").await.unwrap(), "pts");
+        let trusted = Caller {
+            trusted: true,
+            ..nobody()
+        };
+        assert_eq!(
+            vet_config(&trusted, "ubd1", "/etc/shadow").await.unwrap(),
+            "/etc/shadow"
+        );
+    }
+}

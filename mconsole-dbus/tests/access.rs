@@ -498,9 +498,10 @@ fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_
         )
         .unwrap();
     assert!(list.contains(guest.umid()), "{list}");
+    // The shipped defaults: an administrator's authentication, which nobody gave here.
     denied(
         bus.call(Some(&plain), &path, &machine("Shutdown"), &["0"]),
-        "org.umlkit.uml1.manage",
+        "org.umlkit.uml1.manage: polkit asks for authentication",
     );
     denied(
         bus.call(
