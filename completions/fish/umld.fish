@@ -5,7 +5,7 @@ complete -c umld -l notify-socket -d 'Where to bind the notify socket [default: 
 complete -c umld -l kernel -d 'The UML kernel that Launch runs: a path, a release built by `uml kernel build` (7.2), or a command on PATH [default: the default of `uml kernel use`, else `linux` on PATH, else the newest built kernel]' -r
 complete -c umld -l mconsole-timeout-ms -d 'How long a guest may take to answer one mconsole request, in milliseconds' -r
 complete -c umld -l keep-exited -d 'How long a machine whose kernel exited stays on the bus (State exited or crashed, ExitStatus readable) before MachineRemoved, in seconds' -r
-complete -c umld -l system -d 'Serve on the system bus instead of the session bus'
+complete -c umld -l system -d 'Serve on the system bus instead of the session bus: callers other than root are authorised per call through polkit (see ACCESS)'
 complete -c umld -s h -l help -d 'Print help'
 complete -c umld -s V -l version -d 'Print version'
 set -g __uml_kernel_engine '__uk_emit() {

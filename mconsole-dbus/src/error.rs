@@ -23,6 +23,9 @@ pub enum Error {
     GuestRefused(String),
     /// The kernel could not be started.
     LaunchFailed(String),
+    /// The caller may not do this: another user on a session bus, or not authorised by polkit
+    /// on the system bus, or naming a host file it could not use itself.
+    AccessDenied(String),
     /// Anything else.
     Failed(String),
 }

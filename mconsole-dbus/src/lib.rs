@@ -13,6 +13,7 @@
 //! each machine its own client); a guest appears once however it is learnt of (scan, watch,
 //! notify, launch); guests survive a restart of the service and are adopted again.
 
+mod access;
 pub mod error;
 mod machine;
 mod manager;
@@ -22,6 +23,7 @@ mod service;
 
 use std::sync::Arc;
 
+pub use access::{LAUNCH_ACTION, MANAGE_ACTION};
 pub use error::Error;
 pub use object_path::{MANAGER_PATH, machine_path};
 pub use service::Config;
@@ -71,9 +73,14 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
         Bus::Address(a) => zbus::connection::Builder::address(a.as_str()),
     };
     let conn = builder.build().await.map_err(ServeError::Connect)?;
+    let policy = match bus {
+        Bus::System => access::Policy::Polkit,
+        Bus::Session | Bus::Address(_) => access::Policy::OwnerOnly,
+    };
+    let access = Arc::new(access::Access::new(policy, conn.clone()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let service = Arc::new(
-        service::Service::new(config.clone(), conn.clone(), tx.clone()).map_err(|e| {
+        service::Service::new(config.clone(), conn.clone(), tx.clone(), access).map_err(|e| {
             ServeError::Serve {
                 what: "the manager",
                 source: zbus::Error::Failure(e.to_string()),

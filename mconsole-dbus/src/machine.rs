@@ -14,9 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use uml::mconsole::AsyncClient;
+use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{Variant, interface};
 
+use crate::access::Action;
 use crate::error::Error;
 
 /// The life cycle of a machine, as the `State` property spells it.
@@ -473,6 +475,7 @@ pub const MACHINE_INTERFACE: &str = "org.umlkit.uml1.Machine";
 #[derive(Debug)]
 pub(crate) struct MachineIface {
     pub data: Arc<MachineData>,
+    pub access: Arc<crate::access::Access>,
 }
 
 /// One UML guest: its identity, state and devices, every mconsole operation, and the events
@@ -560,7 +563,12 @@ impl MachineIface {
     /// SIGTERM, then SIGKILL of its process group. Returns at once with State stopping; the
     /// Exited signal (and State exited) tells when it is gone. A guest whose init ignores
     /// ctrl-alt-del reboots instead: Rebooted("shutdown") says so and it is halted at once.
-    async fn shutdown(&self, timeout_s: u32) -> Result<(), Error> {
+    async fn shutdown(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        timeout_s: u32,
+    ) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         if self.data.state() == State::Stopping {
             return Ok(());
@@ -583,7 +591,8 @@ impl MachineIface {
     }
 
     /// Powers the guest off at once (mconsole halt), without a clean shutdown of userspace.
-    async fn halt(&self) -> Result<(), Error> {
+    async fn halt(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         let _ = c.go().await;
@@ -593,14 +602,16 @@ impl MachineIface {
 
     /// Reboots gracefully: sends ctrl-alt-del to the guest's init; returns at once. Rebooted
     /// ("reboot") follows when the kernel comes back, for every guest (launched here or not).
-    async fn reboot(&self) -> Result<(), Error> {
+    async fn reboot(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.cad().await.map_err(|e| self.data.mconsole_error(e))
     }
 
     /// Reboots at once (mconsole reboot), like a reset button.
-    async fn reset(&self) -> Result<(), Error> {
+    async fn reset(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.reboot().await.map_err(|e| self.data.mconsole_error(e))
@@ -608,7 +619,8 @@ impl MachineIface {
 
     /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls. Pausing a
     /// paused machine succeeds and changes nothing.
-    async fn pause(&self) -> Result<(), Error> {
+    async fn pause(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         self.data.epoch.fetch_add(1, Ordering::SeqCst);
         let c = self.data.client().await?;
@@ -626,7 +638,8 @@ impl MachineIface {
 
     /// Continues a paused guest (mconsole go). Resuming a running machine succeeds and changes
     /// nothing; one that is starting, stopping or gone fails with NotRunning.
-    async fn resume(&self) -> Result<(), Error> {
+    async fn resume(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         if self.data.state() == State::Stopping {
             return Err(Error::NotRunning(format!(
@@ -650,7 +663,8 @@ impl MachineIface {
 
     /// Sends a magic SysRq key (one printable character) and returns what the kernel printed.
     #[zbus(out_args("output"))]
-    async fn sys_rq(&self, key: &str) -> Result<String, Error> {
+    async fn sys_rq(&self, #[zbus(header)] header: Header<'_>, key: &str) -> Result<String, Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let mut chars = key.chars();
         let (Some(k), None) = (chars.next(), chars.next()) else {
@@ -663,7 +677,14 @@ impl MachineIface {
     }
 
     /// Adds or changes a device at run time: Config("ubd1", "/path/disk.img").
-    async fn config(&self, device: &str, spec: &str) -> Result<(), Error> {
+    async fn config(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        device: &str,
+        spec: &str,
+    ) -> Result<(), Error> {
+        let caller = self.access.check(&header, Action::Manage).await?;
+        let spec = &crate::access::vet_config(&caller, device, spec).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.config_set(device, spec)
@@ -682,7 +703,12 @@ impl MachineIface {
     /// con1=pts at launch or Config("con1", "pts"), then have the guest open the line (a
     /// getty on tty1).
     #[zbus(out_args("fd"))]
-    async fn open_console(&self, line: &str) -> Result<zbus::OwnedFd, Error> {
+    async fn open_console(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        line: &str,
+    ) -> Result<zbus::OwnedFd, Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         if !is_line(line) {
             return Err(Error::InvalidArgument(format!(
@@ -728,7 +754,8 @@ impl MachineIface {
     }
 
     /// Removes a device (hot-unplug), such as ubd1.
-    async fn remove(&self, device: &str) -> Result<(), Error> {
+    async fn remove(&self, #[zbus(header)] header: Header<'_>, device: &str) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.remove(device)
@@ -743,7 +770,8 @@ impl MachineIface {
 
     /// A file of the guest's /proc, such as meminfo or uptime.
     #[zbus(out_args("text"))]
-    async fn proc(&self, path: &str) -> Result<String, Error> {
+    async fn proc(&self, #[zbus(header)] header: Header<'_>, path: &str) -> Result<String, Error> {
+        self.access.check(&header, Action::Inspect).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.proc_file(path)
@@ -752,7 +780,8 @@ impl MachineIface {
     }
 
     /// Writes text to the guest's kernel log.
-    async fn log(&self, text: &str) -> Result<(), Error> {
+    async fn log(&self, #[zbus(header)] header: Header<'_>, text: &str) -> Result<(), Error> {
+        self.access.check(&header, Action::Manage).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.log(text).await.map_err(|e| self.data.mconsole_error(e))
@@ -760,7 +789,8 @@ impl MachineIface {
 
     /// The kernel stack of a guest process.
     #[zbus(out_args("stack"))]
-    async fn stack(&self, pid: u32) -> Result<String, Error> {
+    async fn stack(&self, #[zbus(header)] header: Header<'_>, pid: u32) -> Result<String, Error> {
+        self.access.check(&header, Action::Inspect).await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.stack(pid).await.map_err(|e| self.data.mconsole_error(e))

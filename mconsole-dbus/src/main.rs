@@ -13,7 +13,8 @@ struct Args {
     /// The uml_dir to watch and launch guests in [default: ~/.uml].
     #[arg(long, value_name = "DIR")]
     uml_dir: Option<PathBuf>,
-    /// Serve on the system bus instead of the session bus.
+    /// Serve on the system bus instead of the session bus: callers other than root are
+    /// authorised per call through polkit (see ACCESS).
     #[arg(long, conflicts_with = "address")]
     system: bool,
     /// Serve on the bus at this D-Bus address.
@@ -63,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         uml_dir,
         notify_socket: args
             .notify_socket
-            .unwrap_or_else(uml::machine::service_notify_socket),
+            .unwrap_or_else(uml::launch::forward_socket),
         kernel: args.kernel,
         mconsole_timeout: Duration::from_millis(args.mconsole_timeout_ms.max(1)),
         poll: Duration::from_secs(1),
@@ -113,8 +114,21 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
                     "/usr/share/doc/umlkit/examples/",
                     "The example desktop clients umld-gjs.js (GJS) and umld-gio.py (Python GIO).",
                 ),
+                item(
+                    "/usr/share/dbus-1/system.d/org.umlkit.uml1.conf",
+                    "The system bus policy for umld --system: root owns the name, anyone may call it (see ACCESS).",
+                ),
+                item(
+                    "/usr/share/polkit-1/actions/org.umlkit.uml1.policy",
+                    "The polkit actions org.umlkit.uml1.launch and org.umlkit.uml1.manage that umld --system checks per call.",
+                ),
+                item(
+                    "/tmp/umlkit-UID/umld.notify",
+                    "The notify socket when XDG_RUNTIME_DIR is unset; umld refuses a directory there that is a symlink, another user's, or writable by others.",
+                ),
             ],
         },
+        umld::manpage::access(),
         Section {
             title: "ENVIRONMENT",
             blocks: vec![

@@ -7,10 +7,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use zbus::message::Header;
 use zbus::names::{InterfaceName, OwnedInterfaceName};
 use zbus::object_server::SignalEmitter;
 use zbus::{ObjectPath, OwnedObjectPath, OwnedVariant, Variant, interface};
 
+use crate::access::Action;
 use crate::error::Error;
 use crate::service::Service;
 
@@ -60,8 +62,11 @@ impl Manager {
     #[zbus(out_args("path"))]
     async fn launch(
         &self,
+        #[zbus(header)] header: Header<'_>,
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
+        let caller = self.service.access.check(&header, Action::Launch).await?;
+        let options = crate::access::vet_launch(&caller, options).await?;
         self.service.launch(options).await
     }
 

@@ -148,6 +148,7 @@ pub fn sections() -> Vec<Section> {
             ),
         ],
     }];
+    sections.push(access());
     let mut errors = String::new();
     for xml in INTERFACES {
         for (name, preamble, members) in parse(xml) {
@@ -210,6 +211,55 @@ pub fn sections() -> Vec<Section> {
         blocks: vec![Block::Para("umld(8), uml(1), busctl(1), gdbus(1)".into())],
     });
     sections
+}
+
+/// Who may call what: the ACCESS section of both umld(8) and org.umlkit.uml1(5).
+pub fn access() -> Section {
+    let para = |t: &str| Block::Para(t.to_owned());
+    Section {
+        title: "ACCESS",
+        blocks: vec![
+            para(
+                "A caller can do nothing through umld that it could not do itself. Before every method \
+                 that changes a guest or reads inside it, umld asks the bus daemon who the caller is \
+                 (GetConnectionCredentials). The user umld runs as, and root, may call everything. \
+                 Properties, ListMachines, GetMachine, Version and QueryConfig are open to anyone \
+                 the bus lets call the service. Refusals are the error \
+                 org.umlkit.uml1.Error.AccessDenied, naming the caller's uid and what is missing.",
+            ),
+            Block::Item(
+                "Session bus".into(),
+                "Every other user is refused: run your own umld on your own session bus.".into(),
+            ),
+            Block::Item(
+                "System bus (umld --system)".into(),
+                "The shipped D-Bus policy lets only root own org.umlkit.uml1 and anyone call it; \
+                 umld then asks polkit, per call, through CheckAuthorization with the caller's bus \
+                 name as the subject. Launch needs the action org.umlkit.uml1.launch; Shutdown, \
+                 Halt, Reboot, Reset, Pause, Resume, SysRq, Config, Remove, OpenConsole, Log, Proc \
+                 and Stack need org.umlkit.uml1.manage. A guest of the system service runs as \
+                 root, and the built-in guest sees the host's files through hostfs with root's \
+                 rights, so both actions default to auth_admin (auth_admin_keep in an active local \
+                 session): only someone who could become root anyway. A call that allows \
+                 interactive authorization lets polkit ask through the caller's agent."
+                    .into(),
+            ),
+            Block::Item(
+                "Authorised callers".into(),
+                "A caller other than root or umld's user, even when polkit authorises it, cannot \
+                 give Launch the kernel, kernel_args or net options (the kernel would run as root, \
+                 or attach host network devices as root: the service's kernel is used), and every host file it names is checked against its own \
+                 access by a process with its uid and groups: Launch's disks (and the backing file \
+                 a COW disk names) and rw directories, Config's disk files. A disk file must also \
+                 lie in directories the caller cannot write in (in a sticky one such as /tmp, not \
+                 as the caller's own entry): the kernel opens it by name, as root, and the caller \
+                 must not be able to swap it in between. Paths with a comma or colon are refused. \
+                 Console lines it may put only on null, pts or pty; other devices only root or \
+                 umld's user may configure. The files go to the kernel by their canonical paths."
+                    .into(),
+            ),
+        ],
+    }
 }
 
 fn short(interface: &str) -> &str {

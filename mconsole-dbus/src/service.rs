@@ -23,6 +23,7 @@ use uml::notify_socket::Sent;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedObjectPath, OwnedVariant};
 
+use crate::access::Access;
 use crate::error::Error;
 use crate::machine::{MachineData, MachineIface, Props, State};
 use crate::object_path::{MANAGER_INTERFACE, MANAGER_PATH};
@@ -55,7 +56,7 @@ pub(crate) enum Event {
 pub struct Config {
     /// The uml_dir watched, and where launched guests live.
     pub uml_dir: PathBuf,
-    /// Where the notify socket is bound (see [`uml::machine::service_notify_socket`]).
+    /// Where the notify socket is bound (see [`uml::launch::forward_socket`]).
     pub notify_socket: PathBuf,
     /// The kernel `Launch` runs unless its options name one, in any form `uml run --kernel`
     /// takes; `None`: the default kernel ([`uml::kernel::resolve`]), looked up at each launch so
@@ -79,6 +80,8 @@ pub(crate) struct Service {
     manager_emitter: SignalEmitter<'static>,
     events: mpsc::UnboundedSender<Event>,
     uid: u32,
+    /// Who may call what (see [`crate::access`]).
+    pub access: Arc<Access>,
 }
 
 impl Service {
@@ -86,6 +89,7 @@ impl Service {
         config: Config,
         conn: zbus::Connection,
         events: mpsc::UnboundedSender<Event>,
+        access: Arc<Access>,
     ) -> Result<Service, Error> {
         let manager_emitter = SignalEmitter::new(&conn, MANAGER_PATH)?.into_owned();
         Ok(Service {
@@ -96,6 +100,7 @@ impl Service {
             manager_emitter,
             events,
             uid: nix::unistd::getuid().as_raw(),
+            access,
         })
     }
 
@@ -211,7 +216,10 @@ impl Service {
     }
 
     async fn publish(&self, data: &Arc<MachineData>) {
-        let iface = MachineIface { data: data.clone() };
+        let iface = MachineIface {
+            data: data.clone(),
+            access: self.access.clone(),
+        };
         if let Err(e) = self.conn.object_server().at(&data.path, iface).await {
             tracing::warn!(umid = %data.umid, "cannot serve the machine object: {e}");
         }

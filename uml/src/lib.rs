@@ -13,7 +13,6 @@ pub mod doctor;
 pub mod instance;
 pub mod kernel;
 pub mod launch;
-pub mod machine;
 pub mod mconsole;
 pub mod net;
 pub mod notify_socket;

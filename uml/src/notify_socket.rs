@@ -46,6 +46,9 @@ pub enum NotifySocketError {
         #[source]
         source: io::Error,
     },
+    /// Someone else could replace the socket, or it is not where it seems.
+    #[error("refusing the notify socket directory {}: {why}", path.display())]
+    UnsafeDir { path: PathBuf, why: String },
     #[error("cannot bind the notify socket {}: {source}", path.display())]
     Bind {
         path: PathBuf,
@@ -79,6 +82,7 @@ impl SharedNotifySocket {
                     path: dir.to_owned(),
                     source,
                 })?;
+            trusted_dir(dir)?;
         }
         let bind_err = |source| NotifySocketError::Bind {
             path: path.to_owned(),
@@ -184,6 +188,46 @@ impl Drop for SharedNotifySocket {
     }
 }
 
+/// The socket's directory must be what it seems and only ours to change: not a symlink, owned
+/// by this process's user and writable by nobody else, or sticky (like /tmp, where nobody
+/// else may remove our socket). A predictable fallback such as `/tmp/umlkit-<uid>`, planted
+/// by another user before umld first ran, is refused here. `bind(2)` then creates the socket
+/// exclusively: it never follows a symlink or reuses a file.
+fn trusted_dir(dir: &Path) -> Result<(), NotifySocketError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_dir = |why: String| NotifySocketError::UnsafeDir {
+        path: dir.to_owned(),
+        why,
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| NotifySocketError::Dir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir(
+            "it is a symlink; remove it, or pass --notify-socket in a directory of your own".into(),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_dir("it is not a directory".into()));
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    let sticky = mode & 0o1000 != 0;
+    if meta.uid() != uid && !(sticky && meta.uid() == 0) {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, not to umld's uid {uid}; remove it, or pass --notify-socket in a directory of your own",
+            meta.uid()
+        )));
+    }
+    if mode & 0o022 != 0 && !sticky {
+        return Err(unsafe_dir(format!(
+            "others may write in it (mode {mode:04o}); make it 0700"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +284,61 @@ mod tests {
             assert!(path.exists(), "another listener's socket was removed");
             drop(theirs);
         });
+    }
+}
+
+#[cfg(test)]
+mod directory_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn refused(dir: &Path, naming: &str) {
+        let err = SharedNotifySocket::bind(&dir.join("umld.notify")).unwrap_err();
+        assert!(matches!(err, NotifySocketError::UnsafeDir { .. }), "{err}");
+        assert!(err.to_string().contains(naming), "{err}");
+        assert!(!dir.join("umld.notify").exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_for_the_socket_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let planted = tmp.path().join("umlkit-1000");
+        std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+        refused(&planted, "symlink");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_socket_directory_others_may_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("open");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        refused(&dir, "0777");
+    }
+
+    #[test]
+    fn a_socket_directory_of_another_user_is_refused() {
+        // Giving the directory away needs root, as the rest of umld's tests do.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("theirs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        refused(&dir, "uid 65534");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_directory_is_created_private_and_bound() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("umlkit-new");
+        let socket = SharedNotifySocket::bind(&dir.join("umld.notify")).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        assert!(dir.join("umld.notify").exists());
+        drop(socket);
     }
 }

@@ -1,0 +1,666 @@
+//! Who may use umld: a caller must not be able to do through it anything it could not do
+//! itself. Real parts throughout: a dbus-daemon that lets a second local user (created here,
+//! removed by a guard) connect, the D-Bus policy file the packages ship, the real polkitd with
+//! the shipped actions, and a real guest of root's.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use testkit::{GuestBuilder, UmlDir};
+
+const NAME: &str = "org.umlkit.uml1";
+const MANAGER: &str = "/org/umlkit/uml1";
+const WAIT: Duration = Duration::from_secs(30);
+const POLKITD: &str = "/usr/lib/polkit-1/polkitd";
+
+/// A local user made for one test; removed (with every process it still runs) on drop.
+struct User {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl User {
+    fn create(tag: &str) -> User {
+        let name = format!("umldt{}{tag}", std::process::id());
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(&name)
+            .output()
+            .expect("cannot run useradd");
+        assert!(out.status.success(), "useradd {name}: {out:?}");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").arg(flag).arg(&name).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        User {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+        }
+    }
+
+    /// `program args…` run as this user (its uid, gid and groups).
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .arg(program)
+            .env("HOME", "/")
+            .current_dir("/");
+        c
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-U", &self.uid.to_string()])
+            .status();
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// A process this test started, killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A file put in place for the test (a system directory that the real daemons read), the
+/// previous content restored, or the file removed, on drop.
+struct Placed {
+    path: PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+impl Placed {
+    fn new(path: &Path, content: &[u8]) -> Placed {
+        let before = std::fs::read(path).ok();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Placed {
+            path: path.to_owned(),
+            before,
+        }
+    }
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(b) => {
+                let _ = std::fs::write(&self.path, b);
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// A dbus-daemon every local user may connect to, killed on drop.
+struct Bus {
+    address: String,
+    _daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    /// A bus of type `kind` with `policy` (busconfig elements) in a directory anyone may enter.
+    fn start(kind: &str, policy: &str) -> Bus {
+        let dir = testkit::short_tempdir("ua-bus");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("bus");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{kind}</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={}</listen>
+  {policy}
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot run dbus-daemon");
+        let daemon = Daemon(child);
+        let address = format!("unix:path={}", socket.display());
+        let bus = Bus {
+            address,
+            _daemon: daemon,
+            _dir: dir,
+        };
+        wait_until("the bus listens", || {
+            bus.name_has_owner("org.freedesktop.DBus").then_some(())
+        });
+        bus
+    }
+
+    /// A session bus that, unlike a stock one, lets every local user connect and call.
+    fn session_for_everyone() -> Bus {
+        Bus::start(
+            "session",
+            r#"<policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>"#,
+        )
+    }
+
+    /// A system bus as distributions configure it (the stock default policy), with the policy
+    /// files of polkit and of umld (the one the packages ship) included.
+    fn system() -> Bus {
+        let ours =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/dbus/org.umlkit.uml1.conf");
+        let polkit = "/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf";
+        assert!(
+            Path::new(polkit).exists(),
+            "{polkit} is missing: install polkitd (scripts/install-deps)"
+        );
+        Bus::start(
+            "system",
+            &format!(
+                r#"<policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <include>{polkit}</include>
+  <include>{}</include>"#,
+                ours.display()
+            ),
+        )
+    }
+
+    fn name_has_owner(&self, name: &str) -> bool {
+        self.busctl(
+            None,
+            &[
+                "call",
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "NameHasOwner",
+                "s",
+                name,
+            ],
+        )
+        .is_ok_and(|o| o.trim() == "b true")
+    }
+
+    /// `busctl` as `user` (None: as the test, root).
+    fn busctl(&self, user: Option<&User>, args: &[&str]) -> Result<String, String> {
+        let mut c = match user {
+            Some(u) => u.command("busctl"),
+            None => Command::new("busctl"),
+        };
+        c.arg(format!("--address={}", self.address)).args(args);
+        run(&mut c)
+    }
+
+    /// `gdbus call` on umld as `user`: stdout, or stderr (which names the D-Bus error).
+    fn call(
+        &self,
+        user: Option<&User>,
+        path: &str,
+        method: &str,
+        args: &[&str],
+    ) -> Result<String, String> {
+        let mut c = match user {
+            Some(u) => u.command("gdbus"),
+            None => Command::new("gdbus"),
+        };
+        c.args(["call", "--address", &self.address, "--dest", NAME])
+            .args(["--object-path", path, "--method", method])
+            .args(args);
+        run(&mut c)
+    }
+
+    fn property(&self, path: &str, name: &str) -> String {
+        self.busctl(
+            None,
+            &["get-property", NAME, path, "org.umlkit.uml1.Machine", name],
+        )
+        .unwrap()
+        .trim()
+        .to_owned()
+    }
+
+    /// umld serving `uml_dir` on this bus: as the system service (`--system`, the bus given as
+    /// the system bus) or by address.
+    fn umld(&self, uml_dir: &Path, system: bool, scratch: &Path) -> Daemon {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_umld"));
+        if system {
+            c.arg("--system")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address);
+        } else {
+            c.arg("--address").arg(&self.address);
+        }
+        let child = c
+            .arg("--uml-dir")
+            .arg(uml_dir)
+            .arg("--notify-socket")
+            .arg(scratch.join("umld.notify"))
+            .env("UMLD_LOG", "umld=debug,zbus=warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start umld");
+        let d = Daemon(child);
+        wait_until("umld owns its name", || {
+            self.name_has_owner(NAME).then_some(())
+        });
+        d
+    }
+
+    /// The real polkitd on this bus (it connects to the system bus, here this one).
+    fn polkitd(&self) -> Daemon {
+        assert!(
+            Path::new(POLKITD).exists(),
+            "{POLKITD} is missing: install polkitd (scripts/install-deps)"
+        );
+        let child = Command::new(POLKITD)
+            .arg("--no-debug")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start polkitd");
+        let d = Daemon(child);
+        wait_until("polkitd owns its name", || {
+            self.name_has_owner("org.freedesktop.PolicyKit1")
+                .then_some(())
+        });
+        d
+    }
+}
+
+fn run(command: &mut Command) -> Result<String, String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{command:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
+}
+
+fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn denied(result: Result<String, String>, naming: &str) {
+    let err = result.expect_err("the call was allowed");
+    assert!(
+        err.contains("org.umlkit.uml1.Error.AccessDenied"),
+        "not AccessDenied: {err}"
+    );
+    assert!(err.contains(naming), "does not name {naming}: {err}");
+}
+
+/// A root guest that `umld` (serving `bus`) adopted, and its object path.
+fn adopted_guest(bus: &Bus, dir: &UmlDir) -> (testkit::Guest, String) {
+    let guest = GuestBuilder::new("ua").uml_dir(dir.path()).boot().unwrap();
+    let path = umld::machine_path(guest.umid());
+    wait_until("umld adopted the guest", || {
+        (bus.busctl(
+            None,
+            &[
+                "get-property",
+                NAME,
+                &path,
+                "org.umlkit.uml1.Machine",
+                "State",
+            ],
+        )
+        .ok()?
+        .contains("running"))
+        .then_some(())
+    });
+    (guest, path)
+}
+
+#[test]
+fn session_umld_refuses_every_other_user_and_serves_its_own() {
+    let other = User::create("s");
+    let bus = Bus::session_for_everyone();
+    let dir = UmlDir::new();
+    let scratch = testkit::short_tempdir("ua-s");
+    let _umld = bus.umld(dir.path(), false, scratch.path());
+    let (mut guest, path) = adopted_guest(&bus, &dir);
+    let uid = other.uid.to_string();
+
+    denied(
+        bus.call(
+            Some(&other),
+            &path,
+            "org.umlkit.uml1.Machine.Shutdown",
+            &["0"],
+        ),
+        &uid,
+    );
+    denied(
+        bus.call(
+            Some(&other),
+            &path,
+            "org.umlkit.uml1.Machine.Proc",
+            &["uptime"],
+        ),
+        &uid,
+    );
+    denied(
+        bus.call(
+            Some(&other),
+            &path,
+            "org.umlkit.uml1.Machine.Config",
+            &["ubd1", "/etc/shadow"],
+        ),
+        &uid,
+    );
+    denied(
+        bus.call(
+            Some(&other),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'kernel': <'/usr/bin/id'>}"],
+        ),
+        &uid,
+    );
+    assert_eq!(bus.property(&path, "State"), "s \"running\"");
+    assert!(guest.is_running());
+    assert!(!bus.property(&path, "Disks").contains("shadow"));
+
+    // The service's own user is served.
+    let uptime = bus
+        .call(None, &path, "org.umlkit.uml1.Machine.Proc", &["uptime"])
+        .unwrap();
+    assert!(uptime.contains('.'), "{uptime}");
+    bus.call(None, &path, "org.umlkit.uml1.Machine.Shutdown", &["1"])
+        .unwrap();
+    wait_until("the owner's Shutdown stopped the guest", || {
+        (!guest.is_running()).then_some(())
+    });
+}
+
+#[test]
+fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_its_own_rights() {
+    // `plain` has no polkit rule; `granted` is authorised for both actions by a local rule,
+    // as an administrator could write.
+    let plain = User::create("p");
+    let granted = User::create("g");
+    let _actions = Placed::new(
+        Path::new("/usr/share/polkit-1/actions/org.umlkit.uml1.policy"),
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../packaging/polkit/org.umlkit.uml1.policy"),
+        )
+        .unwrap(),
+    );
+    let _rule = Placed::new(
+        &PathBuf::from(format!(
+            "/etc/polkit-1/rules.d/49-umld-test-{}.rules",
+            std::process::id()
+        )),
+        format!(
+            r#"polkit.addRule(function(action, subject) {{
+    if (action.id.indexOf("org.umlkit.uml1.") == 0 && subject.user == "{}") {{
+        return polkit.Result.YES;
+    }}
+}});
+"#,
+            granted.name
+        )
+        .as_bytes(),
+    );
+    let bus = Bus::system();
+
+    // The shipped policy: only root may own the name.
+    let err = bus
+        .busctl(
+            Some(&plain),
+            &[
+                "call",
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "RequestName",
+                "su",
+                NAME,
+                "4",
+            ],
+        )
+        .unwrap_err();
+    assert!(err.contains("denied") || err.contains("Access"), "{err}");
+
+    let _polkitd = bus.polkitd();
+    let dir = UmlDir::new();
+    let scratch = testkit::short_tempdir("ua-y");
+    let _umld = bus.umld(dir.path(), true, scratch.path());
+    let (mut guest, path) = adopted_guest(&bus, &dir);
+    let machine = |m: &str| format!("org.umlkit.uml1.Machine.{m}");
+
+    // Anyone may read; nobody without polkit's word may act, whatever it asks.
+    let list = bus
+        .call(
+            Some(&plain),
+            MANAGER,
+            "org.umlkit.uml1.Manager.ListMachines",
+            &[],
+        )
+        .unwrap();
+    assert!(list.contains(guest.umid()), "{list}");
+    // The shipped defaults: an administrator's authentication, which nobody gave here.
+    denied(
+        bus.call(Some(&plain), &path, &machine("Shutdown"), &["0"]),
+        "org.umlkit.uml1.manage: polkit asks for authentication",
+    );
+    denied(
+        bus.call(
+            Some(&plain),
+            &path,
+            &machine("Config"),
+            &["ubd1", "/etc/shadow"],
+        ),
+        "org.umlkit.uml1.manage",
+    );
+    denied(
+        bus.call(
+            Some(&plain),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'kernel': <'/usr/bin/id'>}"],
+        ),
+        "org.umlkit.uml1.launch",
+    );
+
+    // Authorised, a user still cannot have root run a program of its choice, or hand root's
+    // guest a file it cannot open itself, directly or through a symlink of its own.
+    denied(
+        bus.call(
+            Some(&granted),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'kernel': <'/usr/bin/id'>}"],
+        ),
+        "\"kernel\"",
+    );
+    denied(
+        bus.call(
+            Some(&granted),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'kernel_args': <['mem=64M', 'init=/bin/sh']>}"],
+        ),
+        "\"kernel_args\"",
+    );
+    denied(
+        bus.call(
+            Some(&granted),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'disks': <['/etc/shadow:ro']>}"],
+        ),
+        "/etc/shadow",
+    );
+    denied(
+        bus.call(
+            Some(&granted),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'net': <['tap:tap0']>}"],
+        ),
+        "\"net\"",
+    );
+    denied(
+        bus.call(
+            Some(&granted),
+            MANAGER,
+            "org.umlkit.uml1.Manager.Launch",
+            &["{'rw': <['/root']>}"],
+        ),
+        "/root",
+    );
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["ubd1", "/etc/shadow"],
+        ),
+        "/etc/shadow",
+    );
+    let own = testkit::short_tempdir("ua-own");
+    std::fs::set_permissions(own.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = own.path().join("disk.img");
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["ubd1", &link.display().to_string()],
+        ),
+        "disk.img",
+    );
+    // Nor a disk of its own in a directory it can change: it could swap the file for a
+    // symlink to /etc/shadow between umld's check and the kernel's open.
+    let swappable = own.path().join("mine");
+    std::fs::create_dir(&swappable).unwrap();
+    std::os::unix::fs::chown(&swappable, Some(granted.uid), Some(granted.gid)).unwrap();
+    let swappable_disk = swappable.join("disk.img");
+    std::fs::File::create(&swappable_disk)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    std::os::unix::fs::chown(&swappable_disk, Some(granted.uid), Some(granted.gid)).unwrap();
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["ubd1", &swappable_disk.display().to_string()],
+        ),
+        "may write in",
+    );
+    // Nor a console on an xterm (a program started on the host as root).
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["con1", "xterm"],
+        ),
+        "xterm",
+    );
+    assert!(!bus.property(&path, "Disks").contains("shadow"));
+    assert!(guest.is_running());
+
+    // What it may do itself, it may do through umld: a disk of its own, and then stopping
+    // the guest it was authorised to manage.
+    std::fs::remove_file(&link).unwrap();
+    let image = std::fs::File::create(&link).unwrap();
+    image.set_len(4 << 20).unwrap();
+    std::os::unix::fs::chown(&link, Some(granted.uid), Some(granted.gid)).unwrap();
+    std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Its own file does not carry in a second one, which the kernel would open as the
+    // backing file.
+    denied(
+        bus.call(
+            Some(&granted),
+            &path,
+            &machine("Config"),
+            &["ubd1", &format!("{},/etc/shadow", link.display())],
+        ),
+        "/etc/shadow",
+    );
+    bus.call(
+        Some(&granted),
+        &path,
+        &machine("Config"),
+        &["ubd1", &link.display().to_string()],
+    )
+    .unwrap();
+    wait_until("Disks shows the user's disk", || {
+        bus.property(&path, "Disks")
+            .contains("disk.img")
+            .then_some(())
+    });
+
+    // Root, the service's own user, needs no authorisation.
+    bus.call(None, &path, &machine("Proc"), &["uptime"])
+        .unwrap();
+    bus.call(Some(&granted), &path, &machine("Shutdown"), &["1"])
+        .unwrap();
+    wait_until("the authorised Shutdown stopped the guest", || {
+        (!guest.is_running()).then_some(())
+    });
+}
