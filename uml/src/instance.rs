@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
@@ -124,19 +125,63 @@ impl Instance {
 
     /// A client for this instance's mconsole socket.
     ///
+    /// It connects only to a socket proven to be this instance's: the file at
+    /// `<dir>/mconsole` itself (not a symlink), a socket, owned by the user the kernel runs
+    /// as, and bound by the kernel's pid (`/proc/net/unix` and `/proc/PID/fd`). The connect
+    /// goes through the descriptor of the file that was checked, so swapping the file
+    /// afterwards changes nothing.
+    ///
     /// # Errors
-    /// [`InstanceError::NotRunning`] for a stale or starting instance; otherwise the client's
-    /// connect error.
+    /// [`InstanceError::NotRunning`] for a stale or starting instance, or a socket that is
+    /// not proven to be its; otherwise the client's connect error.
     pub fn client(&self, timeout: Duration) -> Result<mconsole::Client, InstanceError> {
+        let not_running = |reason: String| InstanceError::NotRunning {
+            umid: self.umid.clone(),
+            reason,
+        };
         if !self.is_running() {
-            return Err(InstanceError::NotRunning {
-                umid: self.umid.clone(),
-                reason: self.liveness_text(),
-            });
+            return Err(not_running(self.liveness_text()));
         }
-        mconsole::Client::connect(&self.mconsole_path())
+        let file = self.proven_socket().map_err(not_running)?;
+        mconsole::Client::connect_checked(&self.mconsole_path(), file)
             .map(|c| c.with_timeout(timeout))
             .map_err(|source| self.mconsole_error(source))
+    }
+
+    /// The mconsole socket file, opened `O_PATH`, once it is proven to be served by this
+    /// instance's kernel (see [`Instance::client`]); otherwise why not.
+    fn proven_socket(&self) -> Result<std::os::fd::OwnedFd, String> {
+        use nix::fcntl::OFlag;
+        let path = self.mconsole_path();
+        let pid = self.pid.ok_or("no pid")?;
+        let fd = nix::fcntl::open(
+            &path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let st = nix::sys::stat::fstat(&fd)
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(format!(
+                "{} is not a socket (a symlink or another file)",
+                path.display()
+            ));
+        }
+        let kernel_uid = fs::metadata(format!("/proc/{pid}"))
+            .map_err(|_| format!("pid {pid} is not running"))?
+            .uid();
+        if st.st_uid != kernel_uid {
+            return Err(format!(
+                "{} belongs to uid {}, but its kernel (pid {pid}) runs as uid {kernel_uid}",
+                path.display(),
+                st.st_uid
+            ));
+        }
+        if !UnixSockets::read().held_by(&path, pid) {
+            return Err(format!("pid {pid} does not serve {}", path.display()));
+        }
+        Ok(fd)
     }
 
     pub(crate) fn mconsole_error(&self, source: mconsole::Error) -> InstanceError {
@@ -206,7 +251,10 @@ pub fn discover(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
 /// [`InstanceError::NotFound`] naming the running instances when there is no such directory.
 pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
     let dir = uml_dir.join(umid);
-    if umid.is_empty() || umid.contains('/') || !dir.is_dir() {
+    // The directory itself, not what a symlink in its place points to: a name in a uml_dir
+    // that another user can write must not lead to that user's choice of instance.
+    let is_dir = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    if umid.is_empty() || umid.contains('/') || umid == ".." || !is_dir {
         let known = discover(uml_dir)
             .unwrap_or_default()
             .into_iter()
@@ -256,33 +304,36 @@ fn inspect(dir: &Path, umid: &str, sockets: &UnixSockets) -> Instance {
         Some(pid) if !pid_alive(pid) => Liveness::Stale {
             reason: format!("pid {pid} is not running"),
         },
-        Some(pid) => {
-            if !socket.exists() {
+        Some(pid) => match fs::symlink_metadata(&socket) {
+            Err(_) => {
                 // The kernel writes the pid file before it binds the socket (umid.c, then
                 // the mconsole initcall), so this is a booting guest, unless the pid was
-                // recycled by something that is not a UML kernel.
-                if is_uml_kernel(pid) {
+                // recycled by something that is not this instance's kernel.
+                if is_kernel_of(pid, umid) {
                     Liveness::Starting
                 } else {
                     Liveness::Stale {
-                        reason: format!("pid {pid} belongs to another program"),
+                        reason: format!("pid {pid} is not a UML kernel for {umid}"),
                     }
                 }
-            } else if sockets.held_by(&socket, pid) {
-                Liveness::Running
-            } else if sockets.known && !sockets.inodes_of(&socket).is_empty() {
-                Liveness::Stale {
-                    reason: format!("pid {pid} does not serve {}", socket.display()),
-                }
-            } else if !sockets.known && is_uml_kernel(pid) {
-                // /proc/net/unix unreadable: fall back to what the process is.
-                Liveness::Running
-            } else {
-                Liveness::Stale {
-                    reason: format!("nothing is bound to {}", socket.display()),
-                }
             }
-        }
+            Ok(meta) if !meta.file_type().is_socket() => Liveness::Stale {
+                reason: format!(
+                    "{} is not a socket (a symlink or another file)",
+                    socket.display()
+                ),
+            },
+            Ok(_) if !sockets.known => Liveness::Stale {
+                reason: "cannot read /proc/net/unix to prove which process serves it".into(),
+            },
+            Ok(_) if sockets.held_by(&socket, pid) => Liveness::Running,
+            Ok(_) if !sockets.inodes_of(&socket).is_empty() => Liveness::Stale {
+                reason: format!("pid {pid} does not serve {}", socket.display()),
+            },
+            Ok(_) => Liveness::Stale {
+                reason: format!("nothing is bound to {}", socket.display()),
+            },
+        },
     };
     Instance {
         umid: umid.to_owned(),
@@ -292,13 +343,28 @@ fn inspect(dir: &Path, umid: &str, sockets: &UnixSockets) -> Instance {
     }
 }
 
-fn read_pid_file(path: &Path) -> Option<u32> {
-    let mut text = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(PID_FILE_LIMIT)
-        .read_to_string(&mut text)
+/// The pid in a kernel's `pid` file (decimal, then a newline), or `None` for anything else.
+///
+/// The file is untrusted (a uml_dir may be writable by others, a dead guest's directory by
+/// its owner): it is opened without following a symlink and without blocking (a FIFO named
+/// `pid` would otherwise block the open for good), and only a regular file of at most
+/// [`PID_FILE_LIMIT`] bytes is read.
+pub fn read_pid_file(path: &Path) -> Option<u32> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
         .ok()?;
+    pid_from(file)
+}
+
+fn pid_from(file: fs::File) -> Option<u32> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > PID_FILE_LIMIT {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(PID_FILE_LIMIT).read_to_string(&mut text).ok()?;
     text.trim().parse().ok().filter(|&p| p > 0)
 }
 
@@ -318,8 +384,6 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Whether `pid` runs a UML kernel: a zombie is not; a process whose argv or executable says
-/// `linux`/`vmlinux` or which has the kernel's `umid=`/`uml_dir=`-style arguments is.
 /// What this module needs of `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy)]
 struct ProcStat {
@@ -328,6 +392,9 @@ struct ProcStat {
     pgrp: u32,
     /// utime + stime, in clock ticks.
     cpu_ticks: u64,
+    /// When the process started, in clock ticks after boot: with the pid, it names one
+    /// process for good (a pid is reused, the pair is not). An exec keeps it.
+    start_ticks: u64,
 }
 
 impl ProcStat {
@@ -340,7 +407,12 @@ impl ProcStat {
         Some(ProcStat {
             state: f.first()?.chars().next()?,
             pgrp: f.get(2)?.parse().ok()?,
-            cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+            cpu_ticks: f
+                .get(11)?
+                .parse::<u64>()
+                .ok()?
+                .saturating_add(f.get(12)?.parse::<u64>().ok()?),
+            start_ticks: f.get(19)?.parse().ok()?,
         })
     }
 
@@ -359,24 +431,28 @@ impl ProcStat {
     }
 }
 
-fn is_uml_kernel(pid: u32) -> bool {
-    if ProcStat::read(pid).is_some_and(|s| s.is_dead()) {
+/// Whether `pid` is a live UML kernel started for the instance `umid`: not a zombie, and
+/// either its arguments say `umid=<umid>`, or it has no `umid=` argument (the kernel then
+/// makes up a random umid) and its executable is called `linux*` or `vmlinux*`. Nothing
+/// looser: any program can have an argument that starts with `con` or `mem=`.
+fn is_kernel_of(pid: u32, umid: &str) -> bool {
+    if ProcStat::read(pid).is_none_or(|s| s.is_dead()) {
         return false;
     }
     let mut cmdline = Vec::new();
     if let Ok(f) = fs::File::open(format!("/proc/{pid}/cmdline")) {
         let _ = f.take(64 * 1024).read_to_end(&mut cmdline);
     }
-    cmdline.split(|&b| b == 0).any(|arg| {
-        arg.starts_with(b"umid=")
-            || arg.starts_with(b"uml_dir=")
-            || arg.starts_with(b"mem=")
-            || arg.starts_with(b"ubd")
-            || arg.starts_with(b"con")
-    }) || fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|n| n.starts_with("linux") || n.starts_with("vmlinux"))
+    let mut umids = cmdline
+        .split(|&b| b == 0)
+        .filter_map(|arg| arg.strip_prefix(b"umid="));
+    match umids.next() {
+        Some(first) => first == umid.as_bytes() && umids.all(|u| u == umid.as_bytes()),
+        None => fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .is_some_and(|n| n.starts_with("linux") || n.starts_with("vmlinux")),
+    }
 }
 
 /// The bound unix sockets of the host (`/proc/net/unix`): path → socket inodes.
@@ -387,7 +463,8 @@ struct UnixSockets {
 
 impl UnixSockets {
     fn read() -> UnixSockets {
-        let Ok(text) = fs::read_to_string("/proc/net/unix") else {
+        // Bytes, not UTF-8: an abstract name (a `uml switch` has some) can be any bytes.
+        let Ok(text) = fs::read("/proc/net/unix") else {
             return UnixSockets {
                 known: false,
                 by_path: BTreeMap::new(),
@@ -395,16 +472,9 @@ impl UnixSockets {
         };
         let mut by_path: BTreeMap<PathBuf, Vec<u64>> = BTreeMap::new();
         // Num RefCount Protocol Flags Type St Inode Path
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 8 || !fields[7].starts_with('/') {
-                continue;
-            }
-            if let Ok(inode) = fields[6].parse::<u64>() {
-                by_path
-                    .entry(PathBuf::from(fields[7..].join(" ")))
-                    .or_default()
-                    .push(inode);
+        for line in text.split(|&b| b == b'\n').skip(1) {
+            if let Some((inode, path)) = unix_line(line) {
+                by_path.entry(path).or_default().push(inode);
             }
         }
         UnixSockets {
@@ -432,6 +502,27 @@ impl UnixSockets {
     }
 }
 
+/// The inode and the filesystem path of one `/proc/net/unix` line; `None` for the header, an
+/// unbound or abstract socket, and anything that does not parse.
+fn unix_line(line: &[u8]) -> Option<(u64, PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut rest = line;
+    let mut fields = Vec::with_capacity(7);
+    while fields.len() < 7 {
+        let start = rest.iter().position(|&b| b != b' ')?;
+        rest = rest.get(start..)?;
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        fields.push(rest.get(..end)?);
+        rest = rest.get(end..)?;
+    }
+    let path = rest.strip_prefix(b" ")?;
+    if !path.starts_with(b"/") {
+        return None;
+    }
+    let inode = std::str::from_utf8(fields.get(6)?).ok()?.parse().ok()?;
+    Some((inode, PathBuf::from(std::ffi::OsStr::from_bytes(path))))
+}
+
 /// The socket inode a `/proc/PID/fd/N` link points to (`socket:[INODE]`), if it is a socket.
 fn socket_inode(fd_link: &Path) -> Option<u64> {
     let target = fs::read_link(fd_link).ok()?;
@@ -443,41 +534,167 @@ fn socket_inode(fd_link: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Removes the stale instance directories of `uml_dir` and returns them. A directory is
-/// checked again right before it is removed, and a live instance is never touched.
+/// Removes the stale instance directories of `uml_dir` and returns them (see [`sweep`]).
 ///
 /// # Errors
-/// The first directory that could not be removed; those removed before it stay removed.
+/// [`InstanceError::ReadDir`] when `uml_dir` cannot be read.
 pub fn clean(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
-    let mut removed = Vec::new();
+    Ok(sweep(uml_dir, false)?.removed)
+}
+
+/// What [`sweep`] did.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// The instance directories removed (or, in a dry run, that would be).
+    pub removed: Vec<Instance>,
+    /// Stale directories left alone, and why.
+    pub kept: Vec<(Instance, String)>,
+}
+
+/// The files a kernel leaves in its instance directory (`arch/um/os-Linux/umid.c`,
+/// `mconsole_user.c`); nothing else is ever removed.
+const INSTANCE_FILES: [&str; 2] = ["pid", "mconsole"];
+
+/// Removes the instance directories of `uml_dir` that are proven dead, as the kernel does
+/// when it takes a stale one over (umid.c `remove_files_and_dir`), and only those.
+///
+/// A directory goes only when it holds nothing but the kernel's own files (`pid`,
+/// `mconsole`) and, checked again through the directory's descriptor right before, its pid
+/// is gone or is proven not to serve it. Everything is done through directory descriptors
+/// opened without following symlinks (`openat`, `unlinkat`): a uml_dir that another user can
+/// write cannot redirect a removal elsewhere by swapping a directory for a symlink, whoever
+/// runs this. A file that is not the kernel's (someone's `docs/notes.txt`) is never removed;
+/// its directory is kept and reported. With `dry_run`, nothing is removed.
+///
+/// # Errors
+/// [`InstanceError::ReadDir`] when `uml_dir` cannot be read.
+pub fn sweep(uml_dir: &Path, dry_run: bool) -> Result<Sweep, InstanceError> {
+    use nix::fcntl::OFlag;
+    let read_err = |e: nix::errno::Errno| InstanceError::ReadDir {
+        path: uml_dir.to_owned(),
+        source: io::Error::from(e),
+    };
+    let mut done = Sweep::default();
+    let root = match nix::fcntl::open(
+        uml_dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(done),
+        Err(e) => return Err(read_err(e)),
+    };
     for instance in discover(uml_dir)? {
         if !matches!(instance.liveness, Liveness::Stale { .. }) {
             continue;
         }
-        let again = instance.refresh();
-        if !matches!(again.liveness, Liveness::Stale { .. }) {
-            continue;
+        match remove_if_dead(&root, &instance, dry_run) {
+            Ok(()) => done.removed.push(instance),
+            Err(why) => {
+                tracing::debug!(dir = %instance.dir.display(), "kept: {why}");
+                done.kept.push((instance, why));
+            }
         }
-        remove_instance_dir(&again.dir)?;
-        removed.push(again);
     }
-    Ok(removed)
+    Ok(done)
 }
 
-/// What the kernel itself does when it takes over a stale directory (umid.c
-/// `remove_files_and_dir`): unlink the files in it, then rmdir. Nothing recursive, so a
-/// directory a person put there is never deleted wholesale.
-fn remove_instance_dir(dir: &Path) -> Result<(), InstanceError> {
-    let err = |source| InstanceError::Remove {
-        path: dir.to_owned(),
-        source,
-    };
-    for entry in fs::read_dir(dir).map_err(err)?.flatten() {
-        if entry.file_type().map(|t| !t.is_dir()).unwrap_or(false) {
-            fs::remove_file(entry.path()).map_err(err)?;
+/// Removes one stale instance directory through `root` (the uml_dir's descriptor), or says
+/// why it stays.
+fn remove_if_dead(
+    root: &std::os::fd::OwnedFd,
+    instance: &Instance,
+    dry_run: bool,
+) -> Result<(), String> {
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::unistd::UnlinkatFlags;
+    use std::os::fd::AsRawFd;
+    let umid = instance.umid.as_str();
+    if umid.contains('/') || umid == "." || umid == ".." {
+        return Err("not an instance name".into());
+    }
+    let dir = nix::fcntl::openat(
+        root,
+        umid,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open it: {e}"))?;
+    // The listing of the directory just opened (through its descriptor), not of a path.
+    let listing = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|e| format!("cannot list it: {e}"))?;
+    let mut present = Vec::new();
+    let mut unknown = Vec::new();
+    for entry in listing.take(4096) {
+        let entry = entry.map_err(|e| format!("cannot list it: {e}"))?;
+        let name = entry.file_name();
+        match INSTANCE_FILES.iter().find(|f| **f == name) {
+            Some(known) => present.push(*known),
+            None => unknown.push(name.to_string_lossy().into_owned()),
         }
     }
-    fs::remove_dir(dir).map_err(err)
+    if !unknown.is_empty() {
+        unknown.sort();
+        unknown.truncate(5);
+        return Err(format!(
+            "it holds {}, which the kernel does not make",
+            unknown.join(", ")
+        ));
+    }
+    // Dead, proven again through this descriptor: the pid file read here is the one in the
+    // directory that is about to be emptied.
+    if present.contains(&"pid") {
+        let file = nix::fcntl::openat(
+            &dir,
+            "pid",
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        );
+        let pid = file.ok().and_then(|fd| pid_from(fs::File::from(fd)));
+        if let Some(pid) = pid
+            && pid_alive(pid)
+        {
+            let again = instance.refresh();
+            if again.pid != Some(pid) || !matches!(again.liveness, Liveness::Stale { .. }) {
+                return Err(format!("pid {pid} runs again"));
+            }
+            if !UnixSockets::read().known {
+                return Err(format!(
+                    "pid {pid} runs, and /proc/net/unix cannot tell whether it serves it"
+                ));
+            }
+        }
+    }
+    // Nothing but the kernel's files, and no kernel: what the kernel itself would remove.
+    for (name, kind, what) in [
+        ("pid", libc::S_IFREG, "a regular file"),
+        ("mconsole", libc::S_IFSOCK, "a socket"),
+    ] {
+        let st = nix::sys::stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW);
+        if st.is_ok_and(|st| st.st_mode & libc::S_IFMT != kind) {
+            return Err(format!("its {name} is not {what}, as the kernel makes it"));
+        }
+    }
+    if dry_run {
+        return Ok(());
+    }
+    for name in present {
+        match nix::unistd::unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(format!("cannot remove its {name}: {e}")),
+        }
+    }
+    // The name may lead elsewhere by now; rmdir removes only an empty directory, and never
+    // follows a symlink.
+    let same = nix::sys::stat::fstatat(root, umid, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .zip(nix::sys::stat::fstat(&dir).ok())
+        .is_some_and(|(a, b)| (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino));
+    if !same {
+        return Err("it was replaced while being removed".into());
+    }
+    nix::unistd::unlinkat(root, umid, UnlinkatFlags::RemoveDir)
+        .map_err(|e| format!("cannot remove it: {e}"))
 }
 
 /// Whether a running guest is paused (`stop` over mconsole) or running.
@@ -633,12 +850,17 @@ fn group_cpu_ticks(pgid: u32) -> u64 {
         .sum()
 }
 
-/// How [`shutdown`] ended.
+/// How [`shutdown`] ended. Every step is told from facts: the kernel's process is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownStep {
     /// The guest powered off after ctrl-alt-del.
     CtrlAltDel,
-    /// The guest ignored ctrl-alt-del (or rebooted) and stopped after mconsole `halt`.
+    /// The guest's init turned ctrl-alt-del into a reboot (systemd does; so does the kernel
+    /// when init does not take ctrl-alt-del over) and the kernel restarted in the same
+    /// process. It was stopped at the restart: its disks were synced and unmounted by then,
+    /// and the new boot had not mounted them again.
+    Rebooted,
+    /// The guest ignored ctrl-alt-del and stopped after mconsole `halt`.
     Halt,
     /// It did not answer; SIGTERM to the kernel made it clean up and exit.
     Terminate,
@@ -646,52 +868,194 @@ pub enum ShutdownStep {
     Kill,
 }
 
+/// One process for good: a pid and when it started (a pid is reused, the pair is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Process {
+    pid: u32,
+    start_ticks: u64,
+}
+
+impl Process {
+    fn of(pid: u32) -> Option<Process> {
+        let stat = ProcStat::read(pid)?;
+        (!stat.is_dead()).then_some(Process {
+            pid,
+            start_ticks: stat.start_ticks,
+        })
+    }
+
+    /// Whether this very process still runs (a zombie does not).
+    fn alive(&self) -> bool {
+        ProcStat::read(self.pid).is_some_and(|s| !s.is_dead() && s.start_ticks == self.start_ticks)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Ok(pid) = i32::try_from(self.pid)
+            && pid > 1
+            && self.alive()
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// What the kernel did while [`shutdown`] waited.
+enum Outcome {
+    Gone,
+    /// Same process, but its instance went away and came back (or is coming back): the
+    /// kernel re-executed itself for a reboot (umid.c removes the directory at exit).
+    Restarted,
+    StillThere,
+}
+
+/// Waits at most `timeout` for `kernel` to exit, watching for a restart: the mconsole socket
+/// it served (`socket`, its identity) gone or replaced while the process lives on.
+fn watch_exit(
+    instance: &Instance,
+    kernel: Process,
+    socket: Option<(u64, u64)>,
+    timeout: Duration,
+) -> Outcome {
+    let deadline = Instant::now() + timeout;
+    let path = instance.mconsole_path();
+    loop {
+        if !kernel.alive() {
+            return Outcome::Gone;
+        }
+        let now = fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+        if socket.is_some() && now != socket {
+            // A halting kernel removes its files too, and exits right after: give it a moment
+            // to tell the two apart.
+            let settle = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < settle {
+                if !kernel.alive() {
+                    return Outcome::Gone;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            return Outcome::Restarted;
+        }
+        if Instant::now() >= deadline {
+            return Outcome::StillThere;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `kernel` has exited, at most `timeout`.
+fn wait_exit(kernel: Process, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while kernel.alive() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// Stops a guest, gently first: `cad` and up to `grace` for it to exit; then `halt` and a few
 /// seconds; then SIGTERM to the kernel (it cleans up and exits); then SIGKILL to its process
 /// group (the kernel's helper processes survive a SIGKILL of the main pid alone).
 /// A paused guest is resumed first, since a stopped UML cannot run ctrl-alt-del.
 ///
+/// A guest that reboots instead of powering off (its kernel restarts in the same process) is
+/// stopped at the restart: `halt` to the new boot's mconsole, or SIGTERM.
+///
+/// Every request has a deadline, so a guest that does not read its mconsole socket costs a
+/// few seconds before the signals. Signals go only to the process proven to serve this
+/// instance when the shutdown started (the same pid and start time, holding the instance's
+/// mconsole socket), never to whatever a pid file names.
+///
 /// # Errors
-/// [`InstanceError::NotRunning`] when it was not running to begin with;
+/// [`InstanceError::NotRunning`] when it was not proven running to begin with;
 /// [`InstanceError::StillRunning`] when even SIGKILL did not end it.
 pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, InstanceError> {
-    let pid = instance
+    let not_running = |reason: String| InstanceError::NotRunning {
+        umid: instance.umid.clone(),
+        reason,
+    };
+    // Prove it now, whatever the caller was told earlier.
+    let now = instance.refresh();
+    let pid = now
         .pid
-        .filter(|_| instance.is_running())
-        .ok_or_else(|| InstanceError::NotRunning {
-            umid: instance.umid.clone(),
-            reason: instance.liveness_text(),
-        })?;
+        .filter(|_| now.is_running() && instance.pid.is_none_or(|p| Some(p) == now.pid))
+        .ok_or_else(|| not_running(now.liveness_text()))?;
+    let kernel = Process::of(pid).ok_or_else(|| not_running(format!("pid {pid} exited")))?;
     let short = Duration::from_secs(2);
-    if let Ok(client) = instance.client(short) {
+    let socket = fs::symlink_metadata(now.mconsole_path())
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    if let Ok(client) = now.client(short) {
         // A stopped UML answers every command inline but runs nothing else; resume it.
         let _ = client.go();
-        if client.cad().is_ok() && wait_gone(instance, pid, grace) {
-            return Ok(ShutdownStep::CtrlAltDel);
+        if client.cad().is_ok() {
+            match watch_exit(&now, kernel, socket, grace) {
+                Outcome::Gone => return Ok(ShutdownStep::CtrlAltDel),
+                Outcome::Restarted => return stop_restarted(&now, kernel),
+                Outcome::StillThere => {}
+            }
         }
-        // After cad the kernel may have rebooted (re-exec, same pid, a new socket).
-        if let Ok(client) = instance.refresh().client(short) {
+        let again = now.refresh();
+        if again.pid == Some(pid)
+            && let Ok(client) = again.client(short)
+        {
             let _ = client.go();
             let _ = client.halt();
-            if wait_gone(instance, pid, Duration::from_secs(5)) {
+            if wait_exit(kernel, Duration::from_secs(5)) {
                 return Ok(ShutdownStep::Halt);
             }
         }
     }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    if wait_gone(instance, pid, Duration::from_secs(5)) {
+    signal_and_wait(instance, kernel, grace)
+}
+
+/// The kernel restarted (a reboot): halt the new boot through its mconsole as soon as it
+/// answers, else SIGTERM; it has synced its disks before the restart, and the new boot has
+/// not mounted them yet.
+fn stop_restarted(instance: &Instance, kernel: Process) -> Result<ShutdownStep, InstanceError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kernel.alive() && Instant::now() < deadline {
+        let again = instance.refresh();
+        if again.pid == Some(kernel.pid)
+            && let Ok(client) = again.client(Duration::from_secs(1))
+            && client.halt().is_ok()
+        {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    if wait_exit(kernel, Duration::from_secs(5)) {
+        return Ok(ShutdownStep::Rebooted);
+    }
+    signal_and_wait(instance, kernel, Duration::from_secs(5)).map(|step| match step {
+        ShutdownStep::Terminate => ShutdownStep::Rebooted,
+        other => other,
+    })
+}
+
+/// SIGTERM (and SIGCONT, for a kernel someone stopped) to the kernel, then SIGKILL to its
+/// process group.
+fn signal_and_wait(
+    instance: &Instance,
+    kernel: Process,
+    grace: Duration,
+) -> Result<ShutdownStep, InstanceError> {
+    use nix::sys::signal::Signal;
+    kernel.signal(Signal::SIGTERM);
+    kernel.signal(Signal::SIGCONT);
+    if wait_exit(kernel, Duration::from_secs(5)) {
         return Ok(ShutdownStep::Terminate);
     }
-    kill_group(pid);
-    if wait_gone(instance, pid, Duration::from_secs(5)) {
+    if kernel.alive() {
+        kill_group(kernel.pid);
+    }
+    if wait_exit(kernel, Duration::from_secs(5)) {
         return Ok(ShutdownStep::Kill);
     }
     Err(InstanceError::StillRunning {
         umid: instance.umid.clone(),
-        pid,
+        pid: kernel.pid,
         after: grace,
     })
 }
@@ -726,21 +1090,6 @@ pub fn kill_group_and_wait(pgid: u32, timeout: Duration) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits until the process `pid` is gone (or a zombie) and no longer serves this instance.
-fn wait_gone(instance: &Instance, pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if !pid_alive(pid) || !is_uml_kernel(pid) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        let _ = instance;
-        thread::sleep(Duration::from_millis(20));
     }
 }
 
