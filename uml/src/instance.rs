@@ -902,39 +902,45 @@ impl Process {
 /// What the kernel did while [`shutdown`] waited.
 enum Outcome {
     Gone,
-    /// Same process, but its instance went away and came back (or is coming back): the
-    /// kernel re-executed itself for a reboot (umid.c removes the directory at exit).
+    /// Same process, but its instance directory or socket was made anew: the kernel
+    /// re-executed itself for a reboot.
     Restarted,
     StillThere,
 }
 
-/// Waits at most `timeout` for `kernel` to exit, watching for a restart: the mconsole socket
-/// it served (`socket`, its identity) gone or replaced while the process lives on.
+/// (st_dev, st_ino) of a file, without following a symlink.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Waits at most `timeout` for `kernel` to exit, watching for a restart: the same process
+/// with a new instance directory or a new mconsole socket (`before`: the identities of both
+/// when the shutdown started). A kernel removes its directory at any exit (umid.c), so the
+/// directory going away alone tells nothing; coming back with another inode does.
 fn watch_exit(
     instance: &Instance,
     kernel: Process,
-    socket: Option<(u64, u64)>,
+    before: (Option<(u64, u64)>, Option<(u64, u64)>),
     timeout: Duration,
 ) -> Outcome {
     let deadline = Instant::now() + timeout;
-    let path = instance.mconsole_path();
+    let socket = instance.mconsole_path();
+    let changed = |now: Option<(u64, u64)>, then: Option<(u64, u64)>| now.is_some() && now != then;
+    // A file system may give the new socket the old one's inode number: then only the gap
+    // between the two tells (the socket is gone, then there again).
+    let mut socket_went = false;
     loop {
         if !kernel.alive() {
             return Outcome::Gone;
         }
-        let now = fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
-        if socket.is_some() && now != socket {
-            // A halting kernel removes its files too, and exits right after: give it a moment
-            // to tell the two apart.
-            let settle = Instant::now() + Duration::from_millis(500);
-            while Instant::now() < settle {
-                if !kernel.alive() {
-                    return Outcome::Gone;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
+        let now = identity(&socket);
+        if changed(identity(&instance.dir), before.0)
+            || changed(now, before.1)
+            || (socket_went && now.is_some())
+        {
             return Outcome::Restarted;
         }
+        socket_went |= now.is_none();
         if Instant::now() >= deadline {
             return Outcome::StillThere;
         }
@@ -983,14 +989,12 @@ pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, In
         .ok_or_else(|| not_running(now.liveness_text()))?;
     let kernel = Process::of(pid).ok_or_else(|| not_running(format!("pid {pid} exited")))?;
     let short = Duration::from_secs(2);
-    let socket = fs::symlink_metadata(now.mconsole_path())
-        .ok()
-        .map(|m| (m.dev(), m.ino()));
+    let before = (identity(&now.dir), identity(&now.mconsole_path()));
     if let Ok(client) = now.client(short) {
         // A stopped UML answers every command inline but runs nothing else; resume it.
         let _ = client.go();
         if client.cad().is_ok() {
-            match watch_exit(&now, kernel, socket, grace) {
+            match watch_exit(&now, kernel, before, grace) {
                 Outcome::Gone => return Ok(ShutdownStep::CtrlAltDel),
                 Outcome::Restarted => return stop_restarted(&now, kernel),
                 Outcome::StillThere => {}
@@ -1271,5 +1275,61 @@ fn watch_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_unix_lines_are_read_as_bytes() {
+        let bound =
+            b"0000000000000000: 00000002 00000000 00000000 0002 01 31337 /home/a b/.uml/x/mconsole";
+        assert_eq!(
+            unix_line(bound),
+            Some((31337, PathBuf::from("/home/a b/.uml/x/mconsole")))
+        );
+        let odd = b"0000000000000000: 00000002 00000000 00000000 0002 01 7 /tmp/\xff\xfe";
+        let (inode, path) = unix_line(odd).unwrap();
+        assert_eq!(inode, 7);
+        assert_eq!(
+            std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()),
+            b"/tmp/\xff\xfe"
+        );
+        // Abstract and unbound sockets, the header, and garbage name no path.
+        for line in [
+            &b"0000000000000000: 00000002 00000000 00000000 0002 01 8 @umlkit-\xff"[..],
+            b"0000000000000000: 00000002 00000000 00000000 0002 01 9",
+            b"Num       RefCount Protocol Flags    Type St Inode Path",
+            b"",
+            b"a b c d e f notanumber /x",
+        ] {
+            assert_eq!(unix_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_pid_file_is_a_small_regular_file_with_a_positive_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pid");
+        for (text, want) in [
+            ("1234\n", Some(1234)),
+            ("0\n", None),
+            ("-5\n", None),
+            ("12a\n", None),
+            ("99999999999999999999\n", None),
+        ] {
+            fs::write(&path, text).unwrap();
+            assert_eq!(read_pid_file(&path), want, "{text:?}");
+        }
+        fs::write(&path, format!("1{}\n", " ".repeat(100))).unwrap();
+        assert_eq!(read_pid_file(&path), None, "longer than a pid file can be");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/proc/self/stat", &path).unwrap();
+        assert_eq!(read_pid_file(&path), None, "a symlink is not followed");
+        fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(read_pid_file(&path), None, "a FIFO is not waited on");
     }
 }
