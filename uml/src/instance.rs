@@ -908,8 +908,11 @@ enum Outcome {
     StillThere,
 }
 
-/// (st_dev, st_ino) of a file, without following a symlink.
-fn identity(path: &Path) -> Option<(u64, u64)> {
+/// (st_dev, st_ino) of a file.
+type FileId = (u64, u64);
+
+/// The [`FileId`] of a file, without following a symlink.
+fn identity(path: &Path) -> Option<FileId> {
     fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
@@ -920,12 +923,12 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 fn watch_exit(
     instance: &Instance,
     kernel: Process,
-    before: (Option<(u64, u64)>, Option<(u64, u64)>),
+    before: (Option<FileId>, Option<FileId>),
     timeout: Duration,
 ) -> Outcome {
     let deadline = Instant::now() + timeout;
     let socket = instance.mconsole_path();
-    let changed = |now: Option<(u64, u64)>, then: Option<(u64, u64)>| now.is_some() && now != then;
+    let changed = |now: Option<FileId>, then: Option<FileId>| now.is_some() && now != then;
     // A file system may give the new socket the old one's inode number: then only the gap
     // between the two tells (the socket is gone, then there again).
     let mut socket_went = false;
