@@ -151,9 +151,14 @@ pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, In
     let kernel = Process::of(pid).ok_or_else(|| not_running(format!("pid {pid} exited")))?;
     let short = Duration::from_secs(2);
     let before = (identity(&now.dir), identity(&now.mconsole_path()));
+    // A guest that does not take a request within its deadline (stopped by a signal, or not
+    // reading its socket) gets no more: the signals follow at once.
+    let deaf = |r: &Result<(), mconsole::Error>| matches!(r, Err(mconsole::Error::Timeout { .. }));
     if let Ok(client) = now.client(short) {
         // A stopped UML answers every command inline but runs nothing else; resume it.
-        let _ = client.go();
+        if deaf(&client.go()) {
+            return signal_and_wait(instance, kernel, grace);
+        }
         if client.cad().is_ok() {
             match watch_exit(&now, kernel, before, grace) {
                 Outcome::Gone => return Ok(ShutdownStep::CtrlAltDel),
@@ -166,8 +171,7 @@ pub fn shutdown(instance: &Instance, grace: Duration) -> Result<ShutdownStep, In
             && let Ok(client) = again.client(short)
         {
             let _ = client.go();
-            let _ = client.halt();
-            if wait_exit(kernel, Duration::from_secs(5)) {
+            if !deaf(&client.halt()) && wait_exit(kernel, Duration::from_secs(5)) {
                 return Ok(ShutdownStep::Halt);
             }
         }
