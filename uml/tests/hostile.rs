@@ -476,3 +476,72 @@ fn guest_text_reaches_the_terminal_without_control_characters() {
         "{text:?}"
     );
 }
+
+/// The predictable runtime directory (`/tmp/umlkit-<uid>`, where a notify socket path under
+/// the uml_dir would be too long) made first by another user, or planted as a symlink, is
+/// refused with its name; files go in only new, through no symlink.
+#[test]
+fn a_runtime_directory_another_user_made_first_is_refused() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test acts as a second local user and needs root"
+    );
+    let user = second_user();
+    let base = short_tempdir("umlkit-r");
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let as_user = |script: &str| {
+        let status = Command::new("setpriv")
+            .args([
+                "--reuid",
+                &user.0.to_string(),
+                "--regid",
+                &user.1.to_string(),
+            ])
+            .args(["--clear-groups", "sh", "-c", script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+    };
+    let planted = base.path().join("umlkit-a");
+    let link = base.path().join("umlkit-b");
+    as_user(&format!(
+        "mkdir -m 777 {} && ln -s /etc {}",
+        planted.display(),
+        link.display()
+    ));
+    for (dir, why) in [(&planted, "belongs to uid"), (&link, "not a directory")] {
+        let err = uml::instance::private_dir(dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains(why),
+            "{err}"
+        );
+        let err = uml::instance::create_file(dir, "g.init", b"x", 0o755).unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    assert!(fs::read_dir(&planted).unwrap().next().is_none());
+
+    // Ours: made 0700; a file is written new, past a symlink left at its name.
+    let ours = base.path().join("umlkit-c");
+    uml::instance::private_dir(&ours).unwrap();
+    let mode = fs::metadata(&ours).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
+    let victim = base.path().join("victim");
+    fs::write(&victim, "root's").unwrap();
+    std::os::unix::fs::symlink(&victim, ours.join("g.init")).unwrap();
+    let path = uml::instance::create_file(&ours, "g.init", b"#!/bin/sh\n", 0o755).unwrap();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "#!/bin/sh\n");
+    let meta = fs::symlink_metadata(&path).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+    // Others may read but not write: narrowed to 0700. Writable by others: refused.
+    fs::set_permissions(&ours, fs::Permissions::from_mode(0o755)).unwrap();
+    uml::instance::private_dir(&ours).unwrap();
+    assert_eq!(
+        fs::metadata(&ours).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
+    fs::set_permissions(&ours, fs::Permissions::from_mode(0o777)).unwrap();
+    let err = uml::instance::private_dir(&ours).unwrap_err().to_string();
+    assert!(err.contains("lets other users write"), "{err}");
+}

@@ -20,6 +20,7 @@ use crate::mconsole;
 
 mod discover;
 mod procfs;
+mod runtime;
 mod shutdown;
 mod state;
 mod watch;
@@ -28,6 +29,7 @@ pub use discover::{
     Sweep, clean, discover, find, find_running, pid_alive, read_pid_file, sweep, umid_of_pid,
 };
 pub use procfs::userspace_started;
+pub use runtime::{create_file, private_dir};
 pub use shutdown::{ShutdownStep, group_alive, kill_group, kill_group_and_wait, shutdown};
 pub use state::{RunState, paused_now, run_state};
 pub use watch::{InstanceEvent, WaitFor, Watcher, wait};
@@ -77,6 +79,14 @@ pub enum InstanceError {
         path: PathBuf,
         #[source]
         source: notify::Error,
+    },
+    #[error("refusing {path} for runtime files: {reason}")]
+    UnsafeRuntimeDir { path: PathBuf, reason: String },
+    #[error("cannot write the runtime file {path}: {source}")]
+    RuntimeFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
     },
     #[error("UML instance \"{umid}\" (pid {pid}) is still running after {after:?}")]
     StillRunning {
