@@ -53,14 +53,17 @@ pub enum InstanceError {
     },
     #[error(
         "no UML instance \"{umid}\" in {uml_dir} (running instances: {})",
-        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        if known.is_empty() { "none".to_owned() } else { crate::text::printable(&known.join(", ")).into_owned() }
     )]
     NotFound {
         umid: String,
         uml_dir: PathBuf,
         known: Vec<String>,
     },
-    #[error("UML instance \"{umid}\" is not running ({reason})")]
+    #[error(
+        "UML instance \"{umid}\" is not running ({})",
+        crate::text::printable(reason)
+    )]
     NotRunning { umid: String, reason: String },
     #[error("UML instance \"{umid}\": {source}")]
     Mconsole {
