@@ -7,6 +7,9 @@ use std::path::Path;
 
 use super::*;
 
+/// The most entries of a uml_dir that discovery looks at.
+const MAX_ENTRIES: usize = 65_536;
+
 /// Every instance directory in `uml_dir`, sorted by umid. A missing `uml_dir` holds none.
 ///
 /// # Errors
@@ -24,7 +27,8 @@ pub fn discover(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
     };
     let sockets = UnixSockets::read();
     let mut found = Vec::new();
-    for entry in entries.flatten() {
+    // A uml_dir others can write may hold any number of entries: look at a bounded number.
+    for entry in entries.flatten().take(MAX_ENTRIES) {
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
@@ -54,7 +58,7 @@ pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
     // The directory itself, not what a symlink in its place points to: a name in a uml_dir
     // that another user can write must not lead to that user's choice of instance.
     let is_dir = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-    if umid.is_empty() || umid.contains('/') || umid == ".." || !is_dir {
+    if umid.is_empty() || umid.contains('/') || umid.starts_with('.') || !is_dir {
         let known = discover(uml_dir)
             .unwrap_or_default()
             .into_iter()
