@@ -21,3 +21,4 @@ pub mod pidfd;
 pub mod procfs;
 pub mod replies;
 pub mod switch;
+pub mod text;

@@ -771,3 +771,50 @@ fn a_client_keeps_working_across_a_guest_reboot() {
     }
     assert_eq!(client.version().unwrap(), before);
 }
+
+/// A stopped guest reads nothing; once its socket's queue is full the host blocks every
+/// further send. Both clients give up at their deadline instead of waiting for good.
+#[test]
+fn sends_to_a_stopped_guest_with_a_full_queue_time_out() {
+    let guest = boot("mcs");
+    let socket = guest.mconsole_path();
+    let pid = nix::unistd::Pid::from_raw(guest.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    let request = Request::new(b"version").unwrap().encode();
+    let mut queued = 0;
+    while queued < 1000 && filler.send_to(&request, &socket).is_ok() {
+        queued += 1;
+    }
+    assert!(queued < 1000, "the guest's socket queue never filled");
+
+    let blocking = Client::connect(&socket)
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(blocking.version());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(Err(Error::Timeout { command, .. })) => assert_eq!(command, "version"),
+        other => panic!("the blocking client did not time out: {other:?}"),
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let client = AsyncClient::connect(&socket)
+            .await
+            .unwrap()
+            .with_timeout(Duration::from_millis(300));
+        tokio::time::timeout(WAIT, client.version()).await
+    });
+    match result {
+        Ok(Err(Error::Timeout { command, .. })) => assert_eq!(command, "version"),
+        other => panic!("the async client did not time out: {other:?}"),
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+}

@@ -33,14 +33,8 @@ impl Target {
                 .map_err(Into::into);
         }
         let uml_dir = instance::uml_dir_or_default(global.uml_dir.as_deref())?;
-        // Fast path: the socket is where the kernel puts it. Full discovery (which proves the
-        // pid behind it) runs only to explain a failure.
-        if !self.umid.is_empty() && !self.umid.starts_with('.') {
-            let socket = uml_dir.join(&self.umid).join("mconsole");
-            if let Ok(client) = Client::connect(&socket) {
-                return Ok(client.with_timeout(timeout));
-            }
-        }
+        // Only a socket proven to be served by the instance's kernel: a stale directory's
+        // socket file (or a symlink in its place) may lead to another guest.
         let found = instance::find_running(&uml_dir, &self.umid)?;
         Ok(found.client(timeout)?)
     }
@@ -133,10 +127,12 @@ pub enum Op {
     Resume,
 }
 
+/// Prints guest text with its control characters made visible ([`uml::text::printable`]).
 fn print_reply(text: &str) {
     if text.is_empty() {
         return;
     }
+    let text = uml::text::printable(text);
     if text.ends_with('\n') {
         print!("{text}");
     } else {
@@ -229,7 +225,7 @@ pub fn mconsole(args: MconsoleArgs, global: &Global) -> anyhow::Result<ExitCode>
             print_reply(&reply.text);
             return Ok(ExitCode::SUCCESS);
         }
-        bail!("{}", reply.text.trim_end());
+        bail!("{}", uml::text::printable(reply.text.trim_end()));
     }
     // Interactive, like uml_mconsole: a prompt with the umid, OK/ERR per reply.
     let interactive = std::io::stdin().is_terminal();
@@ -254,7 +250,10 @@ pub fn mconsole(args: MconsoleArgs, global: &Global) -> anyhow::Result<ExitCode>
             Ok(reply) => {
                 let tag = if reply.is_ok() { "OK" } else { "ERR" };
                 failed |= !reply.is_ok();
-                println!("{tag} {}", reply.text.trim_end_matches('\n'));
+                println!(
+                    "{tag} {}",
+                    uml::text::printable(reply.text.trim_end_matches('\n'))
+                );
             }
             Err(e) => {
                 failed = true;

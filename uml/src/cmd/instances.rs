@@ -82,7 +82,12 @@ fn describe(instance: &Instance) -> Row {
                 return row;
             };
             match client.version() {
-                Ok(v) => row.kernel = v.split_whitespace().nth(2).map(str::to_owned),
+                Ok(v) => {
+                    row.kernel = v
+                        .split_whitespace()
+                        .nth(2)
+                        .map(|k| uml::text::printable(k).into_owned());
+                }
                 Err(_) => {
                     row.state = "not-responding".into();
                     return row;
@@ -93,13 +98,14 @@ fn describe(instance: &Instance) -> Row {
                     .lines()
                     .find_map(|l| l.strip_prefix("MemTotal:"))
                     .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                    .map(|kib| kib * 1024);
+                    .map(|kib| kib.saturating_mul(1024));
             }
             if let Ok(uptime) = client.proc_file("uptime") {
                 row.uptime_seconds = uptime
                     .split_whitespace()
                     .next()
-                    .and_then(|v| v.parse().ok());
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0);
             }
             row.state = match instance::run_state(instance, &client, Duration::from_millis(150)) {
                 Ok(RunState::Paused) => "paused".into(),
@@ -156,7 +162,7 @@ pub fn list(args: ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| {
             [
-                r.umid.clone(),
+                uml::text::printable(&r.umid).replace('\n', "\\n"),
                 r.pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.state.clone(),
                 r.memory_bytes.map(human_bytes).unwrap_or_else(dash),
@@ -191,20 +197,26 @@ pub fn list(args: ListArgs, global: &Global) -> anyhow::Result<ExitCode> {
 
 pub fn clean(args: CleanArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let uml_dir = instance::uml_dir_or_default(global.uml_dir.as_deref())?;
-    if args.dry_run {
-        for i in instance::discover(&uml_dir)? {
-            if let Liveness::Stale { reason } = &i.liveness {
-                println!("would remove {} ({reason})", i.dir.display());
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    for i in instance::clean(&uml_dir)? {
+    let done = instance::sweep(&uml_dir, args.dry_run)?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for i in &done.removed {
         let reason = match &i.liveness {
             Liveness::Stale { reason } => reason.as_str(),
             _ => "",
         };
-        println!("removed {} ({reason})", i.dir.display());
+        let line = format!("{verb} {} ({reason})", i.dir.display());
+        println!("{}", uml::text::printable(&line));
+    }
+    for (i, why) in &done.kept {
+        let line = format!("kept {}: {why}", i.dir.display());
+        println!("{}", uml::text::printable(&line));
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
     }
     clean_runtime_files(&uml_dir);
     Ok(ExitCode::SUCCESS)
@@ -217,7 +229,21 @@ fn clean_runtime_files(uml_dir: &Path) {
     for name in uml::switch::named::remove_stale(&rt) {
         println!("removed the files of the stopped switch {name}");
     }
-    let Ok(entries) = std::fs::read_dir(&rt) else {
+    // Through the directory's descriptor, opened without following a symlink, and only the
+    // files `uml run` makes: a uml_dir that another user can write must not make this remove
+    // anything elsewhere (`.umlkit` swapped for a symlink to /etc).
+    use nix::fcntl::{AtFlags, OFlag};
+    let Ok(dir) = nix::fcntl::open(
+        &rt,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    )) else {
         return;
     };
     let live: Vec<String> = instance::discover(uml_dir)
@@ -226,16 +252,26 @@ fn clean_runtime_files(uml_dir: &Path) {
         .filter(|i| !matches!(i.liveness, Liveness::Stale { .. }))
         .map(|i| i.umid)
         .collect();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
+    for e in entries.flatten().take(65_536) {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
         if uml::switch::named::owner(&name).is_some() {
             continue;
         }
-        let Some((umid, _)) = name.rsplit_once('.') else {
+        let Some((umid, kind)) = name.rsplit_once('.') else {
             continue;
         };
-        if !live.iter().any(|l| l == umid) {
-            let _ = std::fs::remove_file(e.path());
+        let wanted = match kind {
+            "init" | "log" => libc::S_IFREG,
+            "notify" => libc::S_IFSOCK,
+            _ => continue,
+        };
+        let is_wanted = nix::sys::stat::fstatat(&dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == wanted);
+        if is_wanted && !live.iter().any(|l| l == umid) {
+            let _ =
+                nix::unistd::unlinkat(&dir, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
         }
     }
 }
@@ -262,6 +298,10 @@ pub fn shutdown(args: ShutdownArgs, global: &Global) -> anyhow::Result<ExitCode>
     let step = instance::shutdown(&target, Duration::from_secs(args.timeout))?;
     match step {
         ShutdownStep::CtrlAltDel => eprintln!("{}: powered off", args.umid),
+        ShutdownStep::Rebooted => eprintln!(
+            "{}: rebooted instead of powering off; stopped at the restart",
+            args.umid
+        ),
         ShutdownStep::Halt => eprintln!(
             "{}: did not power off within {} s of ctrl-alt-del; halted",
             args.umid, args.timeout

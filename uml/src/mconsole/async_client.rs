@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use super::client::{
     ClientAddress, RECV_BUFFER, REMOVE_OPEN_GRACE, REMOVE_OPEN_RETRY, client_socket, disk_open,
-    peer_gone,
+    peer_gone, reconnect,
 };
 use super::notify::{SocketFile, bind_notify_socket};
 use super::{
@@ -37,6 +37,42 @@ impl Connection {
             peer,
             _address: address,
         })
+    }
+
+    /// A new connection after the guest replaced its socket; never through a symlink.
+    fn reopen(path: &Path) -> Result<Connection, Error> {
+        let peer = super::client::socket_identity(path);
+        let (socket, address) = reconnect(path)?;
+        Ok(Connection {
+            socket: into_tokio(socket)?,
+            peer,
+            _address: address,
+        })
+    }
+}
+
+/// The most stale datagrams thrown away before a request: a guest that keeps sending must
+/// not keep the caller draining.
+const DRAIN_LIMIT: usize = 1024;
+
+/// Sends one datagram within `within` (the host holds a send while the guest's receive queue
+/// is full: a stopped guest, or one that does not read).
+async fn send_within(
+    socket: &UnixDatagram,
+    datagram: &[u8],
+    within: Duration,
+    command: &str,
+) -> Result<(), Error> {
+    match tokio::time::timeout(within, socket.send(datagram)).await {
+        Err(_elapsed) => Err(Error::Timeout {
+            command: command.to_owned(),
+            after: within,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(source)) => Err(Error::Send {
+            command: command.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -78,15 +114,15 @@ impl AsyncClient {
         })
     }
 
-    /// How long each receive may wait (default 5 s).
+    /// How long each receive, and each send, may wait (default 5 s).
     pub fn with_timeout(mut self, per_receive: Duration) -> Self {
-        self.per_receive = per_receive;
+        self.per_receive = per_receive.max(Duration::from_millis(1));
         self
     }
 
     /// How long a whole reply may take, however many chunks it has (default 60 s).
     pub fn with_deadline(mut self, total: Duration) -> Self {
-        self.deadline = total;
+        self.deadline = total.max(Duration::from_millis(1));
         self
     }
 
@@ -114,32 +150,27 @@ impl AsyncClient {
         let now = super::client::socket_identity(&self.path);
         if now.is_some() && now != guard.peer {
             tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
-            *guard = Connection::open(&self.path)?;
+            *guard = Connection::reopen(&self.path)?;
         }
         let mut buf = [0u8; RECV_BUFFER];
-        // Leftovers of an earlier request whose reply we stopped reading.
-        while guard.socket.try_recv(&mut buf).is_ok() {
+        // Leftovers of an earlier request whose reply we stopped reading; a bounded number.
+        for _ in 0..DRAIN_LIMIT {
+            if guard.socket.try_recv(&mut buf).is_err() {
+                break;
+            }
             tracing::debug!("discarded a stale mconsole datagram");
         }
-        if let Err(e) = guard.socket.send(&datagram).await {
-            if !peer_gone(&e) {
-                return Err(Error::Send {
-                    command: command.to_owned(),
-                    source: e,
-                });
-            }
-            tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
-            *guard = Connection::open(&self.path)?;
-            guard
-                .socket
-                .send(&datagram)
-                .await
-                .map_err(|source| Error::Send {
-                    command: command.to_owned(),
-                    source,
-                })?;
-        }
         let started = Instant::now();
+        let send_wait = self.per_receive.min(self.deadline);
+        match send_within(&guard.socket, &datagram, send_wait, command).await {
+            Err(Error::Send { source, .. }) if peer_gone(&source) => {
+                tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
+                *guard = Connection::reopen(&self.path)?;
+                let left = send_wait.saturating_sub(started.elapsed());
+                send_within(&guard.socket, &datagram, left, command).await?;
+            }
+            other => other?,
+        }
         let mut reply = ReplyAssembler::new(self.reply_limit);
         loop {
             let left = self.deadline.saturating_sub(started.elapsed());

@@ -142,14 +142,72 @@ impl Drop for ClientAddress {
 /// socket's datagrams to us and fails fast (ENOENT, ECONNREFUSED) when no guest is behind the
 /// path. On any error, nothing is left behind.
 pub(super) fn client_socket(path: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
+    client_socket_via(path, path)
+}
+
+/// As [`client_socket`], connecting through `via` (a `/proc/self/fd/N` of the checked file,
+/// or `path` itself); errors name `path`.
+fn client_socket_via(path: &Path, via: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
     let address = ClientAddress::create()?;
     let socket = UnixDatagram::bind(address.socket()).map_err(Error::Socket)?;
-    address.admit_owner_of(path);
-    socket.connect(path).map_err(|source| Error::Connect {
+    address.admit_owner_of(via);
+    socket.connect(via).map_err(|source| Error::Connect {
         path: path.to_owned(),
         source,
     })?;
     Ok((socket, address))
+}
+
+/// A new connection to the socket at `path` after the guest replaced it (a reboot binds a
+/// new one). Only a socket file itself: a symlink put there since is refused, so a client
+/// made for one guest never moves on to another through a name.
+pub(super) fn reconnect(path: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => client_socket(path),
+        Ok(_) => Err(Error::Connect {
+            path: path.to_owned(),
+            source: io::Error::other("it is no longer a socket (a symlink or another file)"),
+        }),
+        Err(source) => Err(Error::Connect {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Sends one datagram, waiting at most `within` for room in the guest's receive queue: a
+/// guest that is stopped, or does not read, must not hold the caller forever.
+pub(super) fn send_within(
+    socket: &UnixDatagram,
+    datagram: &[u8],
+    within: Duration,
+    command: &str,
+) -> Result<(), Error> {
+    socket
+        .set_write_timeout(Some(within.max(Duration::from_millis(1))))
+        .map_err(Error::Socket)?;
+    loop {
+        return match socket.send(datagram) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(Error::Timeout {
+                    command: command.to_owned(),
+                    after: within,
+                })
+            }
+            Err(source) => Err(Error::Send {
+                command: command.to_owned(),
+                source,
+            }),
+        };
+    }
 }
 
 /// Whether a send failed because the socket we connected to is gone (the guest exited or
@@ -191,10 +249,27 @@ struct State {
     peer: Option<(u64, u64)>,
 }
 
+/// (st_dev, st_ino) of a socket file.
+pub(super) type Identity = (u64, u64);
+
 /// The identity of the socket file at `path`, if any.
 pub(super) fn socket_identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A socket connected to the file `file` (opened `O_PATH` and checked by the caller) through
+/// `/proc/self/fd`, so that whatever is at `path` by then does not matter; its identity.
+pub(super) fn connect_file(
+    path: &Path,
+    file: &std::os::fd::OwnedFd,
+) -> Result<(UnixDatagram, ClientAddress, Option<Identity>), Error> {
+    let via = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let identity = nix::sys::stat::fstat(file)
+        .ok()
+        .map(|st| (st.st_dev, st.st_ino));
+    let (socket, address) = client_socket_via(path, &via)?;
+    Ok((socket, address, identity))
 }
 
 impl Client {
@@ -220,7 +295,29 @@ impl Client {
         })
     }
 
-    /// How long each receive may wait (default 5 s).
+    /// Connect to the socket file `file`, an `O_PATH` descriptor of `socket` that the caller
+    /// has checked (see [`Instance::client`](crate::instance::Instance::client)): the connect
+    /// goes through the descriptor, so a file swapped in at `socket` since is not reached.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub fn connect_checked(socket: &Path, file: std::os::fd::OwnedFd) -> Result<Client, Error> {
+        let (client, address, peer) = connect_file(socket, &file)?;
+        Ok(Client {
+            path: socket.to_owned(),
+            state: Mutex::new(State {
+                socket: client,
+                _address: address,
+                timeout: None,
+                peer,
+            }),
+            per_receive: DEFAULT_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
+            reply_limit: DEFAULT_REPLY_LIMIT,
+        })
+    }
+
+    /// How long each receive, and each send, may wait (default 5 s).
     pub fn with_timeout(mut self, per_receive: Duration) -> Self {
         self.per_receive = per_receive.max(Duration::from_millis(1));
         self
@@ -268,29 +365,27 @@ impl Client {
         let now = socket_identity(&self.path);
         if now.is_some() && now != state.peer {
             tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
-            (state.socket, state._address) = client_socket(&self.path)?;
+            (state.socket, state._address) = reconnect(&self.path)?;
             state.timeout = None;
             state.peer = now;
         }
         drain(&state.socket);
-        if let Err(e) = state.socket.send(&datagram) {
-            if !peer_gone(&e) {
-                return Err(Error::Send {
-                    command: command.to_owned(),
-                    source: e,
-                });
-            }
-            // The guest may have rebooted and bound a new socket at the same path.
-            tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
-            (state.socket, state._address) = client_socket(&self.path)?;
-            state.timeout = None;
-            state.peer = socket_identity(&self.path);
-            state.socket.send(&datagram).map_err(|source| Error::Send {
-                command: command.to_owned(),
-                source,
-            })?;
-        }
+        // The send has a deadline too: the host blocks it while the guest's receive queue is
+        // full (a stopped guest, or one that does not read).
         let started = Instant::now();
+        let send_wait = self.per_receive.min(self.deadline);
+        match send_within(&state.socket, &datagram, send_wait, command) {
+            Err(Error::Send { source, .. }) if peer_gone(&source) => {
+                // The guest may have rebooted and bound a new socket at the same path.
+                tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
+                (state.socket, state._address) = reconnect(&self.path)?;
+                state.timeout = None;
+                state.peer = socket_identity(&self.path);
+                let left = send_wait.saturating_sub(started.elapsed());
+                send_within(&state.socket, &datagram, left, command)?;
+            }
+            other => other?,
+        }
         let mut reply = ReplyAssembler::new(self.reply_limit);
         let mut buf = [0u8; RECV_BUFFER];
         loop {

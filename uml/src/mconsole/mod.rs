@@ -103,7 +103,7 @@ pub enum Error {
     ReplyTooLarge { limit: usize },
     #[error("the guest sent a malformed datagram: {0}")]
     Malformed(#[from] wire::WireError),
-    #[error("the guest refused {command:?} with error {}: {message}", describe_code(*code))]
+    #[error("the guest refused {command:?} with error {}: {}", describe_code(*code), crate::text::printable(message))]
     Guest {
         command: String,
         /// The raw `err` field (a negative errno appears as a large `u32`).

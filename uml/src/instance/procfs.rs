@@ -1,0 +1,204 @@
+//! What the host's `/proc` tells about UML kernels: process state, sockets, children.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What this module needs of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ProcStat {
+    /// R, S, D, Z, X, t, T, …
+    pub(super) state: char,
+    pub(super) pgrp: u32,
+    /// utime + stime, in clock ticks.
+    pub(super) cpu_ticks: u64,
+    /// When the process started, in clock ticks after boot: with the pid, it names one
+    /// process for good (a pid is reused, the pair is not). An exec keeps it.
+    pub(super) start_ticks: u64,
+}
+
+impl ProcStat {
+    pub(super) fn read(pid: u32) -> Option<ProcStat> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: the fields start after the last ")".
+        let (_, rest) = stat.rsplit_once(") ")?;
+        // state(3) ppid(4) pgrp(5) … utime(14) stime(15), counted from 1 with pid and comm.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(ProcStat {
+            state: f.first()?.chars().next()?,
+            pgrp: f.get(2)?.parse().ok()?,
+            cpu_ticks: f
+                .get(11)?
+                .parse::<u64>()
+                .ok()?
+                .saturating_add(f.get(12)?.parse::<u64>().ok()?),
+            start_ticks: f.get(19)?.parse().ok()?,
+        })
+    }
+
+    pub(super) fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Every process on the host, with its stat.
+    pub(super) fn all() -> impl Iterator<Item = (u32, ProcStat)> {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| Some((pid, ProcStat::read(pid)?)))
+    }
+}
+
+/// Whether `pid` is a live UML kernel started for the instance `umid`: not a zombie, and
+/// either its arguments say `umid=<umid>`, or it has no `umid=` argument (the kernel then
+/// makes up a random umid) and its executable is called `linux*` or `vmlinux*`. Nothing
+/// looser: any program can have an argument that starts with `con` or `mem=`.
+pub(super) fn is_kernel_of(pid: u32, umid: &str) -> bool {
+    if ProcStat::read(pid).is_none_or(|s| s.is_dead()) {
+        return false;
+    }
+    let mut cmdline = Vec::new();
+    if let Ok(f) = fs::File::open(format!("/proc/{pid}/cmdline")) {
+        let _ = f.take(64 * 1024).read_to_end(&mut cmdline);
+    }
+    let mut umids = cmdline
+        .split(|&b| b == 0)
+        .filter_map(|arg| arg.strip_prefix(b"umid="));
+    match umids.next() {
+        Some(first) => first == umid.as_bytes() && umids.all(|u| u == umid.as_bytes()),
+        None => fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .is_some_and(|n| n.starts_with("linux") || n.starts_with("vmlinux")),
+    }
+}
+
+/// The bound unix sockets of the host (`/proc/net/unix`): path → socket inodes.
+pub(super) struct UnixSockets {
+    pub(super) known: bool,
+    pub(super) by_path: BTreeMap<PathBuf, Vec<u64>>,
+}
+
+impl UnixSockets {
+    pub(super) fn read() -> UnixSockets {
+        // Bytes, not UTF-8: an abstract name (a `uml switch` has some) can be any bytes.
+        let Ok(text) = fs::read("/proc/net/unix") else {
+            return UnixSockets {
+                known: false,
+                by_path: BTreeMap::new(),
+            };
+        };
+        let mut by_path: BTreeMap<PathBuf, Vec<u64>> = BTreeMap::new();
+        // Num RefCount Protocol Flags Type St Inode Path
+        for line in text.split(|&b| b == b'\n').skip(1) {
+            if let Some((inode, path)) = unix_line(line) {
+                by_path.entry(path).or_default().push(inode);
+            }
+        }
+        UnixSockets {
+            known: true,
+            by_path,
+        }
+    }
+
+    pub(super) fn inodes_of(&self, path: &Path) -> &[u64] {
+        self.by_path.get(path).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether process `pid` has an open descriptor on a socket bound to `path`.
+    pub(super) fn held_by(&self, path: &Path, pid: u32) -> bool {
+        let inodes: HashSet<u64> = self.inodes_of(path).iter().copied().collect();
+        if inodes.is_empty() {
+            return false;
+        }
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten()
+            .take(65_536)
+            .any(|fd| socket_inode(&fd.path()).is_some_and(|inode| inodes.contains(&inode)))
+    }
+}
+
+/// The inode and the filesystem path of one `/proc/net/unix` line; `None` for the header, an
+/// unbound or abstract socket, and anything that does not parse.
+pub(super) fn unix_line(line: &[u8]) -> Option<(u64, PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut rest = line;
+    let mut fields = Vec::with_capacity(7);
+    while fields.len() < 7 {
+        let start = rest.iter().position(|&b| b != b' ')?;
+        rest = rest.get(start..)?;
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        fields.push(rest.get(..end)?);
+        rest = rest.get(end..)?;
+    }
+    let path = rest.strip_prefix(b" ")?;
+    if !path.starts_with(b"/") {
+        return None;
+    }
+    let inode = std::str::from_utf8(fields.get(6)?).ok()?.parse().ok()?;
+    Some((inode, PathBuf::from(std::ffi::OsStr::from_bytes(path))))
+}
+
+/// The socket inode a `/proc/PID/fd/N` link points to (`socket:[INODE]`), if it is a socket.
+pub(super) fn socket_inode(fd_link: &Path) -> Option<u64> {
+    let target = fs::read_link(fd_link).ok()?;
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Whether the guest's userspace runs: the kernel `pid` has a guest address space, which is a
+/// host child process it traces (named `uml-userspace` by 7.x kernels). Kernel threads, the
+/// guest's init before it executes a program among them, run inside the kernel's own host
+/// process, and helpers (uml_watchdog, port-helper) are not traced. A host-side look: no
+/// mconsole request, and true while the guest is paused too.
+pub fn userspace_started(pid: u32) -> bool {
+    let children: Vec<u32> = match fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        Ok(text) => text
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+        // Without CONFIG_PROC_CHILDREN: every process whose parent is `pid`.
+        Err(_) => fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&c| parent_of(c) == Some(pid))
+            .collect(),
+    };
+    children.into_iter().any(|c| {
+        let comm = fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+        comm.trim_end() == "uml-userspace"
+            || fs::read_to_string(format!("/proc/{c}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("TracerPid:"))
+                        .and_then(|t| t.trim().parse::<u32>().ok())
+                })
+                == Some(pid)
+    })
+}
+
+pub(super) fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
+pub(super) fn group_cpu_ticks(pgid: u32) -> u64 {
+    ProcStat::all()
+        .filter(|(_, s)| s.pgrp == pgid)
+        .map(|(_, s)| s.cpu_ticks)
+        .sum()
+}
