@@ -615,7 +615,7 @@ pub(crate) async fn vet_config(caller: &Caller, device: &str, spec: &str) -> Res
         let files: Vec<String> = canonical.iter().map(|p| p.display().to_string()).collect();
         return Ok(files.join(","));
     }
-    let line = !crate::machine::named_lines(&[format!("{device}=")]).is_empty();
+    let line = crate::machine::is_line(device);
     // Not xterm: it starts a program on the host, as umld's user.
     if line && matches!(spec, "null" | "pts" | "pty") {
         return Ok(spec.to_owned());
