@@ -464,6 +464,17 @@ pub fn clean(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
     Ok(removed)
 }
 
+/// Removes the instance directory of `umid` if it is stale (its kernel is gone): what a
+/// launcher does after a guest it started failed to boot or was killed. Returns whether it did.
+pub fn remove_if_stale(uml_dir: &Path, umid: &str) -> bool {
+    match find(uml_dir, umid) {
+        Ok(instance) if matches!(instance.refresh().liveness, Liveness::Stale { .. }) => {
+            remove_instance_dir(&instance.dir).is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// What the kernel itself does when it takes over a stale directory (umid.c
 /// `remove_files_and_dir`): unlink the files in it, then rmdir. Nothing recursive, so a
 /// directory a person put there is never deleted wholesale.

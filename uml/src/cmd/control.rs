@@ -274,11 +274,17 @@ const LOG_SCAN_LIMIT: u64 = 4 << 20;
 
 /// The host pty behind a guest line that was configured as `pts` (or `pty`).
 ///
-/// The kernel's `config conN` answers only `pts`, not the device. The device is named in the
-/// kernel log when the guest first opens the line (`Virtual console N assigned device
-/// '/dev/pts/K'`, `chan_kern.c`), which `uml run` keeps; otherwise it is one of the kernel's
-/// `/dev/ptmx` descriptors, whose `fdinfo` gives the pts index.
-fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::Result<PathBuf> {
+/// Once the guest has opened the line, the kernel's `config conN` answers `pts:/dev/pts/K`
+/// (`chan_kern.c`); before that, and on kernels that answer only `pts`, the device is named in
+/// the kernel log (`Virtual console N assigned device '/dev/pts/K'`), which `uml run` keeps;
+/// else it is the only one of the kernel's `/dev/ptmx` descriptors. Whatever names it, the
+/// device must be one the kernel holds: what the guest prints is not trusted.
+fn find_pty(
+    uml_dir: &Path,
+    target: &instance::Instance,
+    line: &str,
+    config: &str,
+) -> anyhow::Result<PathBuf> {
     let (kind, n) = if let Some(n) = line.strip_prefix("con") {
         ("Virtual console", n)
     } else if let Some(n) = line.strip_prefix("ssl") {
@@ -286,6 +292,17 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     } else {
         bail!("{line}: expected a console (con0-con15) or serial line (ssl0-ssl63)");
     };
+    let pid = target.pid.context("the instance has no pid")?;
+    let mut held = uml::launch::kernel_ptys(pid);
+    if let Some(dev) = config
+        .split(',')
+        .find_map(|c| c.trim().strip_prefix("pts:").or(c.trim().strip_prefix("pty:")))
+    {
+        let dev = PathBuf::from(dev);
+        if held.contains(&dev) {
+            return Ok(dev);
+        }
+    }
     let log = uml::launch::runtime_dir(uml_dir, &target.umid).join(format!("{}.log", target.umid));
     let needle = format!("{kind} {n} assigned device '");
     // The log is the guest's console output and grows for as long as it runs: read a bounded
@@ -298,35 +315,20 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     if let Some(dev) = text.lines().rev().find_map(|l| {
         l.split_once(&needle)
             .and_then(|(_, r)| r.split('\'').next())
-    }) {
+    }) && held.contains(&PathBuf::from(dev))
+    {
         return Ok(PathBuf::from(dev));
     }
-    let pid = target.pid.context("the instance has no pid")?;
-    let mut found = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
-        if std::fs::read_link(fd.path()).ok().as_deref() != Some(Path::new("/dev/ptmx")) {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .unwrap_or_default();
-        if let Some(idx) = info.lines().find_map(|l| l.strip_prefix("tty-index:")) {
-            found.push(PathBuf::from(format!("/dev/pts/{}", idx.trim())));
-        }
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
+    match held.len() {
+        1 => Ok(held.remove(0)),
         0 => bail!(
             "{line} of {} has no host pty open yet (the guest has not opened it)",
             target.umid
         ),
         _ => bail!(
-            "{line} of {}: cannot tell which of the kernel's ptys is {line}: {}",
+            "{line} of {}: the guest has not opened {line} yet (the kernel holds ptys for other lines: {})",
             target.umid,
-            found
-                .iter()
+            held.iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -349,7 +351,7 @@ pub fn console(args: ConsoleArgs, global: &Global) -> anyhow::Result<ExitCode> {
             args.line
         );
     }
-    let pty = find_pty(&uml_dir, &target, &args.line)?;
+    let pty = find_pty(&uml_dir, &target, &args.line, chans)?;
     let mut device = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
