@@ -269,6 +269,9 @@ pub fn mconsole(args: MconsoleArgs, global: &Global) -> anyhow::Result<ExitCode>
     })
 }
 
+/// How long `uml console` waits for the guest to open a line that is closed.
+const LINE_OPEN_WAIT: Duration = Duration::from_secs(10);
+
 /// How much of a guest's console log `uml console` reads to find its pty.
 const LOG_SCAN_LIMIT: u64 = 4 << 20;
 
@@ -340,18 +343,27 @@ pub fn console(args: ConsoleArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let uml_dir = instance::uml_dir_or_default(global.uml_dir.as_deref())?;
     let target = instance::find_running(&uml_dir, &args.umid)?;
     let client = target.client(Duration::from_secs(5))?;
-    let chans = client.config_get(&args.line)?;
-    let chans = chans.trim();
-    if !(chans.contains("pts") || chans.contains("pty")) {
-        bail!(
-            "{} of {} is connected to `{chans}`, not to a host pty; configure it with `uml config {} {}=pts` first",
-            args.line,
-            args.umid,
-            args.umid,
-            args.line
-        );
-    }
-    let pty = find_pty(&uml_dir, &target, &args.line, chans)?;
+    // A getty closes and opens its line again between logins (and after a detach hangs it
+    // up): the line may be closed for a moment, so wait a little for the guest to open it.
+    let deadline = std::time::Instant::now() + LINE_OPEN_WAIT;
+    let pty = loop {
+        let chans = client.config_get(&args.line)?;
+        let chans = chans.trim();
+        if !(chans.contains("pts") || chans.contains("pty")) {
+            bail!(
+                "{} of {} is connected to `{chans}`, not to a host pty; configure it with `uml config {} {}=pts` first",
+                args.line,
+                args.umid,
+                args.umid,
+                args.line
+            );
+        }
+        match find_pty(&uml_dir, &target, &args.line, chans) {
+            Ok(pty) => break pty,
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
     let mut device = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
