@@ -976,7 +976,8 @@ impl LaunchOptions {
         }
         if o.root.is_some() && (o.command.is_some() || o.shell.is_some() || !o.rw.is_empty()) {
             return Err(Error::InvalidArgument(
-                "root boots the image's own init; it cannot be combined with command, shell or rw".into(),
+                "root boots the image's own init; it cannot be combined with command, shell or rw"
+                    .into(),
             ));
         }
         if o.command.is_some() && o.shell == Some(true) {
@@ -1023,7 +1024,12 @@ impl LaunchOptions {
                 hostname: umid.to_owned(),
                 detached: true,
             }
-            .kernel_args(self.mem.as_deref().unwrap_or("256M"), umid, uml_dir, &profile);
+            .kernel_args(
+                self.mem.as_deref().unwrap_or("256M"),
+                umid,
+                uml_dir,
+                &profile,
+            );
             for (unit, spec) in self.disks.iter().enumerate() {
                 args.push(
                     uml::launch::disk_arg(unit + 1, spec, None).map_err(Error::InvalidArgument)?,

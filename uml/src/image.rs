@@ -223,8 +223,10 @@ pub fn host_mirror() -> Option<String> {
     let codename = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_owned()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("VERSION_CODENAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
         })
         .unwrap_or_default();
     let mut texts = Vec::new();
@@ -258,7 +260,7 @@ pub fn host_mirror() -> Option<String> {
     sources
         .iter()
         .filter(ok)
-        .find(|s| !codename.is_empty() && s.suites.iter().any(|x| *x == codename))
+        .find(|s| !codename.is_empty() && s.suites.contains(&codename))
         .or_else(|| {
             sources
                 .iter()
@@ -341,12 +343,17 @@ fn parse_deb822(text: &str) -> Vec<Source> {
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|d| {
-            std::fs::metadata(d.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
 }
 
-fn require(program: &'static str, package: &'static str, why: &'static str) -> Result<(), ImageError> {
+fn require(
+    program: &'static str,
+    package: &'static str,
+    why: &'static str,
+) -> Result<(), ImageError> {
     if on_path(program) {
         Ok(())
     } else {
@@ -426,11 +433,7 @@ pub fn create(
     }
     let uid = nix::unistd::getuid();
     let rootless = !uid.is_root();
-    require(
-        "mmdebstrap",
-        "mmdebstrap",
-        "it builds the Debian system",
-    )?;
+    require("mmdebstrap", "mmdebstrap", "it builds the Debian system")?;
     require("mke2fs", "e2fsprogs", "it makes the ext4 filesystem")?;
     require("tar", "tar", "it unpacks the system")?;
     if rootless {
@@ -439,7 +442,11 @@ pub fn create(
             "uidmap",
             "a rootless build maps the user's subordinate ids with it",
         )?;
-        require("unshare", "util-linux", "a rootless build runs in a user namespace")?;
+        require(
+            "unshare",
+            "util-linux",
+            "a rootless build runs in a user namespace",
+        )?;
         let user = nix::unistd::User::from_uid(uid)
             .ok()
             .flatten()
@@ -481,7 +488,11 @@ pub fn create(
         "[1/2] {} {} from {mirror} with mmdebstrap ({})",
         recipe.distro,
         recipe.suite,
-        if rootless { "rootless: unshare mode" } else { "root mode" }
+        if rootless {
+            "rootless: unshare mode"
+        } else {
+            "root mode"
+        }
     ));
     let packages = recipe.packages().join(",");
     let setup = format!(
@@ -489,15 +500,19 @@ pub fn create(
         customize_script(recipe).replace('\'', "'\\''")
     );
     let mut mm = Command::new("mmdebstrap");
-    mm.arg(if rootless { "--mode=unshare" } else { "--mode=root" })
-        .arg("--variant=minbase")
-        .arg(format!("--include={packages}"))
-        .arg(format!("--customize-hook=sync-in {} /", overlay.display()))
-        .arg(format!("--customize-hook={setup}"))
-        .arg(&recipe.suite)
-        .arg(&tarball)
-        .arg(&mirror)
-        .stdin(Stdio::null());
+    mm.arg(if rootless {
+        "--mode=unshare"
+    } else {
+        "--mode=root"
+    })
+    .arg("--variant=minbase")
+    .arg(format!("--include={packages}"))
+    .arg(format!("--customize-hook=sync-in {} /", overlay.display()))
+    .arg(format!("--customize-hook={setup}"))
+    .arg(&recipe.suite)
+    .arg(&tarball)
+    .arg(&mirror)
+    .stdin(Stdio::null());
     run_step(
         "mmdebstrap",
         &mut mm,
@@ -580,13 +595,29 @@ fn write_overlay(recipe: &Recipe, overlay: &Path) -> Result<(), ImageError> {
         put("root/.umlkit-password", &format!("root:{pw}\n"), 0o600)?;
     }
     if let Some(key) = &recipe.ssh_key {
-        put("root/.ssh/authorized_keys", &format!("{}\n", key.trim()), 0o600)?;
-        std::fs::set_permissions(overlay.join("root/.ssh"), std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err(overlay))?;
-    }
-    std::fs::set_permissions(overlay.join("root").as_path(), std::fs::Permissions::from_mode(0o700))
-        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        put(
+            "root/.ssh/authorized_keys",
+            &format!("{}\n", key.trim()),
+            0o600,
+        )?;
+        std::fs::set_permissions(
+            overlay.join("root/.ssh"),
+            std::fs::Permissions::from_mode(0o700),
+        )
         .map_err(io_err(overlay))?;
+    }
+    std::fs::set_permissions(
+        overlay.join("root").as_path(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+    .map_err(io_err(overlay))?;
     Ok(())
 }
 

@@ -1026,7 +1026,10 @@ pub fn sweep_runtime_dir(rt: &Path, uml_dir: &Path) {
             continue;
         }
         let alive = crate::instance::find(uml_dir, umid).is_ok_and(|i| {
-            !matches!(i.refresh().liveness, crate::instance::Liveness::Stale { .. })
+            !matches!(
+                i.refresh().liveness,
+                crate::instance::Liveness::Stale { .. }
+            )
         });
         if !alive {
             let _ = fs::remove_file(entry.path());

@@ -297,10 +297,11 @@ fn find_pty(
     };
     let pid = target.pid.context("the instance has no pid")?;
     let mut held = uml::launch::kernel_ptys(pid);
-    if let Some(dev) = config
-        .split(',')
-        .find_map(|c| c.trim().strip_prefix("pts:").or(c.trim().strip_prefix("pty:")))
-    {
+    if let Some(dev) = config.split(',').find_map(|c| {
+        c.trim()
+            .strip_prefix("pts:")
+            .or(c.trim().strip_prefix("pty:"))
+    }) {
         let dev = PathBuf::from(dev);
         if held.contains(&dev) {
             return Ok(dev);

@@ -100,8 +100,8 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
     };
     let ssh_key = match &ssh_key {
         Some(path) => {
-            let meta = std::fs::metadata(path)
-                .with_context(|| format!("--ssh-key {}", path.display()))?;
+            let meta =
+                std::fs::metadata(path).with_context(|| format!("--ssh-key {}", path.display()))?;
             if !meta.is_file() || meta.len() > 16 * 1024 {
                 anyhow::bail!(
                     "--ssh-key {}: expected a public key file (id_ed25519.pub), at most 16 KiB",

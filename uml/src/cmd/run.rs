@@ -120,7 +120,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         bail!("--root boots the image's own init; a COMMAND cannot be given with it");
     }
     if args.root.is_some() && !args.writable.is_empty() {
-        bail!("--rw makes host directories writable in uml run's own guest over the host's /; it cannot be combined with --root");
+        bail!(
+            "--rw makes host directories writable in uml run's own guest over the host's /; it cannot be combined with --root"
+        );
     }
     let hostname = args.hostname.clone().unwrap_or_else(|| umid.clone());
     if hostname.is_empty()

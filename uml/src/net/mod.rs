@@ -1011,7 +1011,9 @@ impl GuestAddress {
     /// # Errors
     /// A message naming what is wrong and what is accepted.
     pub fn parse(text: &str) -> Result<GuestAddress, String> {
-        let bad = || format!("ip={text}: expected an IPv4 address and prefix length, like ip=10.0.0.2/24");
+        let bad = || {
+            format!("ip={text}: expected an IPv4 address and prefix length, like ip=10.0.0.2/24")
+        };
         let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
         let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
@@ -1053,7 +1055,9 @@ pub fn split_guest_address(spec: &str) -> Result<(String, Option<GuestAddress>),
         match field.strip_prefix("ip=") {
             Some(a) => {
                 if address.is_some() {
-                    return Err(format!("{spec}: ip= given twice; a guest interface takes one address here"));
+                    return Err(format!(
+                        "{spec}: ip= given twice; a guest interface takes one address here"
+                    ));
                 }
                 address = Some(GuestAddress::parse(a)?);
             }
@@ -1074,12 +1078,20 @@ mod guest_address_tests {
         let a = a.unwrap();
         assert_eq!(a.to_string(), "10.0.0.2/24");
         assert_eq!(a.netmask().to_string(), "255.255.255.0");
-        assert_eq!(a.kernel_word("vec0"), "ip=10.0.0.2:::255.255.255.0::vec0:none");
+        assert_eq!(
+            a.kernel_word("vec0"),
+            "ip=10.0.0.2:::255.255.255.0::vec0:none"
+        );
         assert_eq!(
             split_guest_address("tap:t0,host=192.0.2.1/24").unwrap(),
             ("tap:t0,host=192.0.2.1/24".to_owned(), None)
         );
-        for bad in ["switch:a,ip=10.0.0.2", "switch:a,ip=x/24", "switch:a,ip=10.0.0.2/33", "switch:a,ip=1.2.3.4/8,ip=1.2.3.5/8"] {
+        for bad in [
+            "switch:a,ip=10.0.0.2",
+            "switch:a,ip=x/24",
+            "switch:a,ip=10.0.0.2/33",
+            "switch:a,ip=1.2.3.4/8,ip=1.2.3.5/8",
+        ] {
             assert!(split_guest_address(bad).is_err(), "{bad}");
         }
     }
