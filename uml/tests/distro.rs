@@ -292,6 +292,13 @@ fn a_debian_image_boots_with_systemd_takes_a_console_login_and_shuts_down_clean(
     let booted = boot(&dir, &umid, disk.to_str().unwrap(), &[]);
 
     // The guest is called by its umid (the login prompt and shell prompt show it).
+    // A second guest cannot boot the same disk: refused before anything starts.
+    let (ok, text) = uml(
+        dir.path(),
+        &["run", "--detach", "--root", disk.to_str().unwrap()],
+    );
+    assert!(!ok && text.contains("is in use by pid"), "{text}");
+
     let mut console = Console::attach(dir.path(), &umid, None);
     console.login(&umid);
     let out = console.run(

@@ -201,6 +201,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             a
         }
     };
+    if let Some(root) = &args.root {
+        let file = here.join(root.split(':').next().unwrap_or_default());
+        if let Some(pid) = uml::launch::disk_locker(&file) {
+            bail!(
+                "--root {root}: {} is in use by pid {pid} (a running guest); stop that guest first, or boot a copy",
+                file.display()
+            );
+        }
+    }
     let first_disk = usize::from(args.root.is_some());
     if detached_shell && args.root.is_none() {
         // A detached shell gets a host pty that `uml console` attaches to.
