@@ -915,7 +915,7 @@ pub struct DiskGuest {
 
 impl DiskGuest {
     /// The kernel arguments, before disks, networks and the user's own. `noreboot` where the
-    /// kernel has it (7.x): a reboot, which is what systemd makes of ctrl-alt-del, then ends
+    /// kernel has it (the option table; 6.1.176 and 7.x): a reboot, which is what systemd makes of ctrl-alt-del, then ends
     /// the kernel instead of booting the guest again.
     pub fn kernel_args(
         &self,
@@ -1137,6 +1137,48 @@ mod tests {
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_quote(""), "''");
         assert_eq!(sh_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn a_disk_guest_boots_its_image_as_root_with_noreboot_and_the_hostname() {
+        use crate::kernel::{Profile, Version};
+        let guest = DiskGuest {
+            root: "ubd0=/i/web1.img".into(),
+            hostname: "web1".into(),
+            detached: true,
+        };
+        let new = guest.kernel_args(
+            "256M",
+            "web1",
+            Path::new("/u"),
+            &Profile::assumed(Version::new(7, 2, 13)),
+        );
+        let old = guest.kernel_args(
+            "256M",
+            "web1",
+            Path::new("/u"),
+            &Profile::assumed(Version::new(6, 1, 176)),
+        );
+        for args in [&new, &old] {
+            for want in [
+                "ubd0=/i/web1.img",
+                "root=/dev/ubda",
+                "rw",
+                "con0=pts",
+                "systemd.hostname=web1",
+                "umid=web1",
+            ] {
+                assert!(
+                    args.iter().any(|a| a == want),
+                    "{want} missing from {args:?}"
+                );
+            }
+            assert!(!args.iter().any(|a| a.starts_with("init=")), "{args:?}");
+        }
+        // 6.1.176 has noreboot too (its --help lists it; it leaves the word for init, which
+        // systemd as pid 1 ignores).
+        assert!(new.iter().any(|a| a == "noreboot"), "{new:?}");
+        assert!(old.iter().any(|a| a == "noreboot"), "{old:?}");
     }
 
     #[test]
