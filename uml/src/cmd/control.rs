@@ -117,7 +117,12 @@ pub struct ConsoleArgs {
     /// The instance's umid
     #[arg(value_name = "UMID")]
     pub umid: String,
-    /// The guest line to attach to: con0-con15 or ssl0-ssl63
+    /// The guest line to attach to: con0-con15 or ssl0-ssl63. con0 is the guest's tty0: the
+    /// shell of a detached `uml run`, the getty of a `uml image create` image. In a guest
+    /// booted with `uml run --root`, con1-con14 are the guest's tty1-tty14 (systemd runs a
+    /// getty on tty1: `uml console NAME con1` is a second login; sysvinit runs them on
+    /// tty1-6) and con15 carries the kernel log. A getty's prompt may have been shown before
+    /// you attached: press Enter for a fresh one
     #[arg(default_value = "con0")]
     pub line: String,
 }
