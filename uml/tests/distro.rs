@@ -219,6 +219,43 @@ impl Drop for Console {
     }
 }
 
+/// umlfs (this workspace's, next to `uml`) mounted on `UMID:/`; unmounted when dropped.
+struct Umlfs(PathBuf);
+
+impl Drop for Umlfs {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn umlfs_mount(uml_dir: &Path, umid: &str, mnt: &Path) -> Umlfs {
+    let umlfs = Path::new(uml_bin()).with_file_name("umlfs");
+    assert!(
+        umlfs.is_file(),
+        "{} is missing: build it (cargo build -p umlfs)",
+        umlfs.display()
+    );
+    let out = Command::new(&umlfs)
+        .arg("-o")
+        .arg(format!("uml_dir={}", uml_dir.display()))
+        .arg(format!("{umid}:/"))
+        .arg(mnt)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let guard = Umlfs(mnt.to_owned());
+    assert!(
+        out.status.success(),
+        "umlfs {umid}:/ failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    guard
+}
+
 /// Stops the named switch of a test's uml_dir when dropped.
 struct SwitchGuard(PathBuf);
 
@@ -306,6 +343,21 @@ fn a_debian_image_boots_with_systemd_takes_a_console_login_and_shuts_down_clean(
         Duration::from_secs(30),
     );
     assert!(out.contains("pid1=systemd"), "{out}");
+    // umlfs shows the guest's synced write on the host while the guest runs.
+    let mnt = work.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let _mounted = umlfs_mount(dir.path(), &umid, &mnt);
+    let probe = mnt.join("root/probe");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::fs::read_to_string(&probe).ok().as_deref() != Some("written-by-the-test\n") {
+        assert!(
+            Instant::now() < deadline,
+            "umlfs did not show /root/probe: {:?}",
+            std::fs::read_to_string(&probe)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(_mounted);
     assert!(
         out.contains("\nrunning") || out.contains("\ndegraded"),
         "systemd: {out}"
