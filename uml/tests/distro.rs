@@ -487,3 +487,39 @@ fn image_create_names_what_is_wrong_before_building() {
     let (ok, text) = uml(work.path(), &["image", "create", out.to_str().unwrap()]);
     assert!(!ok && text.contains("exists"), "{text}");
 }
+
+#[test]
+fn the_built_in_guest_takes_its_address_and_hostname_from_the_host() {
+    let dir = UmlDir::new();
+    let _switch = SwitchGuard(dir.path().join(".umlkit/switch-addr.pid"));
+    let umid = testkit::unique_umid("addr");
+    let (ok, text) = uml(
+        dir.path(),
+        &[
+            "run",
+            "-m",
+            "64M",
+            "--umid",
+            &umid,
+            "--net",
+            "switch:addr,ip=10.9.0.1/24",
+            "--",
+            "sh",
+            "-c",
+            "echo host=$(hostname); ip -br addr show eth0",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("host={umid}")), "{text}");
+    assert!(text.contains("10.9.0.1/24"), "{text}");
+    let (ok, text) = uml(
+        dir.path(),
+        &["run", "-m", "64M", "--hostname", "web1", "--", "hostname"],
+    );
+    assert!(ok && text.trim() == "web1", "{text}");
+    let (ok, text) = uml(
+        dir.path(),
+        &["run", "--net", "switch:addr,ip=10.9.0.1", "--", "true"],
+    );
+    assert!(!ok && text.contains("ip=10.9.0.1"), "{text}");
+}
