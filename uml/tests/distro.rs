@@ -483,6 +483,20 @@ fn image_create_names_what_is_wrong_before_building() {
         assert!(!ok && text.contains(says), "{args:?}: {text}");
         assert!(!out.exists());
     }
+    // A missing bootstrapper is named with the package that has it, before anything is made.
+    let missing = Command::new(uml_bin())
+        .args(["image", "create"])
+        .arg(&out)
+        .env("PATH", work.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        !missing.status.success() && text.contains("install the Debian package mmdebstrap"),
+        "{text}"
+    );
+    assert!(!out.exists());
     std::fs::write(&out, b"").unwrap();
     let (ok, text) = uml(work.path(), &["image", "create", out.to_str().unwrap()]);
     assert!(!ok && text.contains("exists"), "{text}");
