@@ -218,7 +218,7 @@ complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subco
 complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subcommand_from create help" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
 complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help'
 complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subcommand_from create help" -s V -l version -d 'Print version'
-complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Build a bootable ext4 guest image with the distribution\'s own bootstrapper (Debian: mmdebstrap), without root: systemd, a getty on con0, an fstab, the hostname, a root login, and networking on every Ethernet interface. Boot it with `uml run --root FILE`'
+complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Build a bootable guest disk image, without root'
 complete -c uml -n "__fish_uml_using_subcommand image; and not __fish_seen_subcommand_from create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -l distro -d 'The distribution (only debian so far)' -r
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -l suite -d 'The release' -r
@@ -230,9 +230,9 @@ complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcomman
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -l include -d 'More packages to install (repeatable, or comma-separated)' -r
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print diagnostics on stderr (-v: info, -vv: debug, -vvv: trace); RUST_LOG also works'
-complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
-complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "create" -d 'Build a bootable ext4 guest image with the distribution\'s own bootstrapper (Debian: mmdebstrap), without root: systemd, a getty on con0, an fstab, the hostname, a root login, and networking on every Ethernet interface. Boot it with `uml run --root FILE`'
+complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "create" -d 'Build a bootable guest disk image, without root'
 complete -c uml -n "__fish_uml_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l unix -d 'Control socket that guests connect to (uml_switch\'s -unix)' -r -F
 complete -c uml -n "__fish_uml_using_subcommand switch; and not __fish_seen_subcommand_from list stop help" -l bess -d 'Also serve 7.x kernels\' vector `bess` transport on the seqpacket socket BESS_SOCKET' -r -F
@@ -347,7 +347,7 @@ complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "info" -d 'Show a COW file\'s header, whether its backing file still matches, and what it holds'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "merge" -d 'Merge a COW file and its backing file into a new sparse image (like uml_moo), or into the backing file itself with --in-place (like uml_moo -d)'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from cow" -f -a "rebase" -d 'Point a COW file at its backing file\'s new location (which must pass the kernel\'s size and mtime check)'
-complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "create" -d 'Build a bootable ext4 guest image with the distribution\'s own bootstrapper (Debian: mmdebstrap), without root: systemd, a getty on con0, an fstab, the hostname, a root login, and networking on every Ethernet interface. Boot it with `uml run --root FILE`'
+complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "create" -d 'Build a bootable guest disk image, without root'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from switch" -f -a "list" -d 'Show the named switches (uml run --net switch:NAME), their ports and traffic counters'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from switch" -f -a "stop" -d 'Stop the named switch NAME now, whatever guests are attached'
 complete -c uml -n "__fish_uml_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "info" -d 'Print the profile of a kernel: its release and the config symbols umlkit uses'

@@ -18,9 +18,12 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum ImageCommand {
-    /// Build a bootable ext4 guest image with the distribution's own bootstrapper (Debian:
-    /// mmdebstrap), without root: systemd, a getty on con0, an fstab, the hostname, a root
-    /// login, and networking on every Ethernet interface. Boot it with `uml run --root FILE`.
+    /// Build a bootable guest disk image, without root
+    ///
+    /// An ext4 image made with the distribution's own bootstrapper (Debian: mmdebstrap), with
+    /// systemd, a getty on con0, an fstab (/dev/ubda as /), the hostname, a root login, and
+    /// systemd-networkd on every Ethernet interface (DHCP, or the address that
+    /// `uml run --net SPEC,ip=ADDR/PREFIX` gives). Boot it with `uml run --root FILE`.
     #[command(after_help = "Examples:\n  \
         uml image create --size 2G web1.img\n  \
         uml image create --suite bookworm --ssh-key ~/.ssh/id_ed25519.pub web1.img\n  \
