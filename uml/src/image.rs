@@ -696,6 +696,39 @@ mod tests {
     }
 
     #[test]
+    fn the_overlay_has_fstab_hostname_network_and_the_login_with_private_modes() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = std::env::temp_dir().join(format!("umlkit-overlay-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut r = recipe();
+        r.root_password = Some("pw".into());
+        r.ssh_key = Some("ssh-ed25519 AAAA me@host\n".into());
+        write_overlay(&r, &tmp).unwrap();
+        let read = |p: &str| std::fs::read_to_string(tmp.join(p)).unwrap();
+        assert!(read("etc/fstab").contains("/dev/ubda / ext4"));
+        assert_eq!(read("etc/hostname"), "web1\n");
+        let network = read("etc/systemd/network/99-umlkit-ethernet.network");
+        assert!(network.contains("Type=ether") && network.contains("Kind=!*"));
+        assert_eq!(
+            read("root/.ssh/authorized_keys"),
+            "ssh-ed25519 AAAA me@host\n"
+        );
+        let mode = |p: &str| std::fs::metadata(tmp.join(p)).unwrap().mode() & 0o777;
+        assert_eq!(mode("root/.umlkit-password"), 0o600);
+        assert_eq!(mode("root/.ssh/authorized_keys"), 0o600);
+        assert_eq!(mode("root/.ssh"), 0o700);
+        assert_eq!(mode("root"), 0o700);
+        let script = customize_script(&r);
+        assert!(script.contains("chpasswd < /root/.umlkit-password; rm -f /root/.umlkit-password"));
+        assert!(script.contains("getty@tty0.service"));
+        assert!(!script.contains("passwd -d"));
+        assert!(r.packages().contains(&"openssh-server".to_owned()));
+        // Neither a password nor a key: root logs in on the console without one.
+        assert!(customize_script(&recipe()).contains("passwd -d root"));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
     fn cache_keys_follow_the_recipe() {
         let a = recipe();
         let mut b = recipe();
