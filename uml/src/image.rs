@@ -472,7 +472,32 @@ pub fn create(
         .ok_or_else(|| ImageError::Invalid(format!("{}: not a file name", output.display())))?
         .to_string_lossy()
         .into_owned();
-    let scratch_dir = parent.join(format!(".{name}.umlkit-{}", std::process::id()));
+    // What an interrupted build (Ctrl-C, a kill) left next to the image: its owner is gone.
+    let prefix = format!(".{name}.umlkit-");
+    if let Ok(dir) = std::fs::read_dir(&parent) {
+        for entry in dir.flatten().take(100_000) {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let is_dir = entry.path().symlink_metadata().is_ok_and(|m| m.is_dir());
+            if is_dir && pid != std::process::id() && !crate::instance::pid_alive(pid) {
+                progress(&format!(
+                    "removing {}, left by an interrupted build",
+                    entry.path().display()
+                ));
+                drop(Scratch {
+                    dir: entry.path(),
+                    rootless,
+                });
+            }
+        }
+    }
+    let scratch_dir = parent.join(format!("{prefix}{}", std::process::id()));
     std::fs::create_dir(&scratch_dir).map_err(io_err(&scratch_dir))?;
     std::fs::set_permissions(&scratch_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io_err(&scratch_dir))?;

@@ -129,7 +129,17 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         packages,
     };
     let start = Instant::now();
-    uml::image::create(&recipe, &file, &mut |step| eprintln!("uml: {step}"))?;
+    // Ctrl-C (or a SIGTERM) reaches the bootstrapper, which stops; the build then fails and
+    // removes its scratch directory, instead of this process dying and leaving it.
+    let _caught = CatchInterrupt::install();
+    let built = uml::image::create(&recipe, &file, &mut |step| eprintln!("uml: {step}"));
+    if built.is_err() && INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!(
+            "interrupted; {} was not made and nothing was left behind",
+            file.display()
+        );
+    }
+    built?;
     eprintln!(
         "uml: made {} in {:.1} s; boot it with `uml run --root {}`",
         file.display(),
@@ -137,4 +147,43 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         file.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A handler for SIGINT and SIGTERM that only notes the signal, while it lives. Unlike an
+/// ignored signal, a handled one is reset to the default in the programs started meanwhile
+/// (exec), so they stop on it.
+struct CatchInterrupt(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
+
+impl CatchInterrupt {
+    fn install() -> CatchInterrupt {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let action = SigAction::new(
+            SigHandler::Handler(note_interrupt),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let mut old = Vec::new();
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            if let Ok(prev) = unsafe { sigaction(sig, &action) } {
+                old.push((sig, prev));
+            }
+        }
+        CatchInterrupt(old)
+    }
+}
+
+impl Drop for CatchInterrupt {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.0 {
+            // SAFETY: restores the disposition that was in place before install().
+            let _ = unsafe { nix::sys::signal::sigaction(*sig, prev) };
+        }
+    }
 }
