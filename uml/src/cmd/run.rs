@@ -124,15 +124,21 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             "--rw makes host directories writable in uml run's own guest over the host's /; it cannot be combined with --root"
         );
     }
-    let hostname = args.hostname.clone().unwrap_or_else(|| umid.clone());
-    if hostname.is_empty()
-        || hostname.len() > 64
-        || !hostname
+    let hostname_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    let hostname = match &args.hostname {
+        Some(h) => {
+            if h.is_empty() || h.len() > 64 || !h.bytes().all(hostname_char) {
+                bail!("--hostname {h:?}: expected 1-64 letters, digits, '-' or '.'");
+            }
+            h.clone()
+        }
+        // The umid, with what a hostname cannot have made '-'.
+        None => umid
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        bail!("--hostname {hostname:?}: expected 1-64 letters, digits, '-' or '.'");
-    }
+            .take(64)
+            .map(|b| if hostname_char(b) { b as char } else { '-' })
+            .collect(),
+    };
     // Files of earlier guests that have ended (detached ones leave their init and log).
     uml::launch::sweep_runtime_dir(&runtime_dir(&uml_dir, &umid), &uml_dir);
     let rt = runtime_dir(&uml_dir, &umid);
