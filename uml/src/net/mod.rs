@@ -1037,6 +1037,50 @@ impl GuestAddress {
     }
 }
 
+/// What the host asks of a guest on its kernel command line (`/proc/cmdline` in the guest):
+/// the hostname (`systemd.hostname=`) and interface addresses (`ip=…:IFACE:none`, as
+/// [`GuestAddress::kernel_word`] writes them). An init that is not systemd reads them here.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    pub hostname: Option<String>,
+    /// (interface, address)
+    pub addresses: Vec<(String, GuestAddress)>,
+}
+
+impl HostSettings {
+    /// Reads the words of a kernel command line; words it does not know are skipped, and so
+    /// are malformed ones (an init must never stop on them).
+    pub fn from_cmdline(cmdline: &str) -> HostSettings {
+        let mut out = HostSettings::default();
+        for word in cmdline.split_whitespace().take(4096) {
+            if let Some(h) = word.strip_prefix("systemd.hostname=") {
+                out.hostname = Some(h.to_owned());
+            } else if let Some(v) = word.strip_prefix("ip=") {
+                let f: Vec<&str> = v.split(':').collect();
+                if let [addr, _, _, mask, _, iface, ..] = f.as_slice()
+                    && let (Ok(addr), Ok(mask)) = (
+                        addr.parse::<std::net::Ipv4Addr>(),
+                        mask.parse::<std::net::Ipv4Addr>(),
+                    )
+                {
+                    let bits = u32::from(mask);
+                    let prefix = bits.leading_ones();
+                    if bits.count_ones() == prefix && prefix > 0 && !iface.is_empty() {
+                        out.addresses.push((
+                            (*iface).to_owned(),
+                            GuestAddress {
+                                addr,
+                                prefix: prefix as u8,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for GuestAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
@@ -1086,6 +1130,12 @@ mod guest_address_tests {
             split_guest_address("tap:t0,host=192.0.2.1/24").unwrap(),
             ("tap:t0,host=192.0.2.1/24".to_owned(), None)
         );
+        let h = HostSettings::from_cmdline(&format!(
+            "root=/dev/root systemd.hostname=web1 {} ip=garbage ip=1.2.3.4:::255.0.255.0::x:none",
+            a.kernel_word("vec0")
+        ));
+        assert_eq!(h.hostname.as_deref(), Some("web1"));
+        assert_eq!(h.addresses, vec![("vec0".to_owned(), a)]);
         for bad in [
             "switch:a,ip=10.0.0.2",
             "switch:a,ip=x/24",
