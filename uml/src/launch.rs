@@ -86,6 +86,15 @@ pub enum LaunchError {
         log_tail: String,
         diagnosis: Option<Box<Diagnosis>>,
     },
+    #[error(
+        "no login prompt showed on any of the guest's console lines within {after:?} (does the image run a getty? without --detach its console is this terminal); it was killed{}",
+        log_text(log_tail, diagnosis.as_deref())
+    )]
+    NoLoginPrompt {
+        after: Duration,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
     #[error("waiting for the kernel failed: {0}")]
     Wait(#[source] io::Error),
 }
@@ -97,7 +106,8 @@ impl LaunchError {
         match self {
             LaunchError::Panicked { diagnosis, .. }
             | LaunchError::ExitedEarly { diagnosis, .. }
-            | LaunchError::BootTimeout { diagnosis, .. } => diagnosis.as_deref(),
+            | LaunchError::BootTimeout { diagnosis, .. }
+            | LaunchError::NoLoginPrompt { diagnosis, .. } => diagnosis.as_deref(),
             _ => None,
         }
     }
@@ -476,7 +486,7 @@ impl Running {
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
                 self.kill();
-                return Err(LaunchError::BootTimeout {
+                return Err(LaunchError::NoLoginPrompt {
                     after: timeout,
                     log_tail: self.log_tail(),
                     diagnosis: self.diagnosis().map(Box::new),
