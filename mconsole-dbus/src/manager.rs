@@ -51,9 +51,12 @@ impl Manager {
 
     /// Starts a guest and returns at once with it in state starting (MconsoleReady, then
     /// Booted follow). Options, as `uml run` names them: "mem" (s, default 256M), "disks" (as:
-    /// FILE, FILE:ro, COW:BASE or COW:BASE:ro, absolute paths), "rw" (as: host directories
+    /// FILE, FILE:ro, COW:BASE or COW:BASE:ro, absolute paths), "root" (s: a disk image, FILE
+    /// or COW:BASE, booted as / with its own init, as `uml run --root`; then no command,
+    /// shell or rw), "rw" (as: host directories
     /// writable in the guest), "net" (as: uml run's --net specs, e.g. switch:NAME, tap:DEV,
-    /// l2tpv3:LOCAL:REMOTE; the Nth is ethN in the guest), "command" (as: run this and power
+    /// l2tpv3:LOCAL:REMOTE, each with an optional ,ip=ADDR/PREFIX; the Nth is ethN in the
+    /// guest), "command" (as: run this and power
     /// off) or "shell" (b, the
     /// default: a login shell on con0, a host pty for OpenConsole), "umid" (s), "kernel" (s).
     /// Expert: "kernel_args" (as) is the whole kernel command line instead (checked by

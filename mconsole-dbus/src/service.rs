@@ -643,7 +643,7 @@ impl Service {
                 notify_socket: self.config.notify_socket.clone(),
             },
             argv,
-            guest: guest.map(|(_, g)| g),
+            guest: guest.and_then(|(_, g)| g),
             boot_log,
         })
     }
@@ -855,6 +855,7 @@ struct LaunchOptions {
     kernel: Option<String>,
     mem: Option<String>,
     disks: Vec<String>,
+    root: Option<String>,
     rw: Vec<String>,
     net: Vec<String>,
     command: Option<Vec<String>>,
@@ -862,7 +863,7 @@ struct LaunchOptions {
     kernel_args: Option<Vec<String>>,
 }
 
-const LAUNCH_OPTIONS: &str = "umid (s), kernel (s), mem (s), disks (as), rw (as), net (as), command (as), shell (b), kernel_args (as)";
+const LAUNCH_OPTIONS: &str = "umid (s), kernel (s), mem (s), disks (as), root (s), rw (as), net (as), command (as), shell (b), kernel_args (as)";
 
 impl LaunchOptions {
     fn parse(options: HashMap<String, OwnedVariant>) -> Result<LaunchOptions, Error> {
@@ -878,6 +879,8 @@ impl LaunchOptions {
                 "kernel" => o.kernel = Some(text(value)?),
                 "mem" => o.mem = Some(text(value)?),
                 "disks" => o.disks = list(value)?,
+                // A disk image booted as / with its own init, as `uml run --root`.
+                "root" => o.root = Some(text(value)?),
                 "rw" => o.rw = list(value)?,
                 "net" => o.net = list(value)?,
                 "command" => o.command = Some(list(value)?),
@@ -892,17 +895,24 @@ impl LaunchOptions {
         }
         let typed = o.mem.is_some()
             || !o.disks.is_empty()
+            || o.root.is_some()
             || !o.rw.is_empty()
             || !o.net.is_empty()
             || o.command.is_some()
             || o.shell.is_some();
         if o.kernel_args.is_some() && typed {
             return Err(Error::InvalidArgument(
-                "kernel_args is the whole kernel command line; it cannot be combined with mem, disks, rw, net, command or shell".into(),
+                "kernel_args is the whole kernel command line; it cannot be combined with mem, disks, root, rw, net, command or shell".into(),
             ));
         }
         if o.command.as_ref().is_some_and(Vec::is_empty) {
             return Err(Error::InvalidArgument("command is empty".into()));
+        }
+        if o.root.is_some() && (o.command.is_some() || o.shell.is_some() || !o.rw.is_empty()) {
+            return Err(Error::InvalidArgument(
+                "root boots the image's own init; it cannot be combined with command, shell or rw"
+                    .into(),
+            ));
         }
         if o.command.is_some() && o.shell == Some(true) {
             return Err(Error::InvalidArgument(
@@ -918,8 +928,50 @@ impl LaunchOptions {
         uml_dir: &Path,
         umid: &str,
         kernel: &Path,
-    ) -> Result<(Vec<String>, uml::launch::DefaultGuest), Error> {
+    ) -> Result<(Vec<String>, Option<uml::launch::DefaultGuest>), Error> {
         use uml::launch::{DefaultGuest, Payload};
+        // `ip=ADDR/PREFIX` fields of the net specs: the guest's address, on its command line.
+        let mut specs = Vec::new();
+        let mut addresses = Vec::new();
+        for spec in &self.net {
+            let (rest, address) = uml::net::split_guest_address(spec)
+                .map_err(|e| Error::InvalidArgument(format!("net {e}")))?;
+            specs.push(rest);
+            addresses.push(address);
+        }
+        let nets = |args: &mut Vec<String>| -> Result<(), Error> {
+            let net = net_args(&specs, uml_dir, umid, kernel)?;
+            for (arg, address) in net.iter().zip(&addresses) {
+                if let Some(a) = address {
+                    args.push(a.kernel_word(arg.split(['=', ':']).next().unwrap_or_default()));
+                }
+            }
+            args.extend(net);
+            Ok(())
+        };
+        if let Some(root) = &self.root {
+            let profile = uml::kernel::Profile::read(kernel)
+                .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+            let mut args = uml::launch::DiskGuest {
+                root: uml::launch::disk_arg(0, root, None)
+                    .map_err(|e| Error::InvalidArgument(format!("root: {e}")))?,
+                hostname: umid.to_owned(),
+                detached: true,
+            }
+            .kernel_args(
+                self.mem.as_deref().unwrap_or("256M"),
+                umid,
+                uml_dir,
+                &profile,
+            );
+            for (unit, spec) in self.disks.iter().enumerate() {
+                args.push(
+                    uml::launch::disk_arg(unit + 1, spec, None).map_err(Error::InvalidArgument)?,
+                );
+            }
+            nets(&mut args)?;
+            return Ok((args, None));
+        }
         let mut writable = Vec::new();
         for d in &self.rw {
             let p = Path::new(d);
@@ -960,8 +1012,8 @@ impl LaunchOptions {
         for (unit, spec) in self.disks.iter().enumerate() {
             args.push(uml::launch::disk_arg(unit, spec, None).map_err(Error::InvalidArgument)?);
         }
-        args.extend(net_args(&self.net, uml_dir, umid, kernel)?);
-        Ok((args, guest))
+        nets(&mut args)?;
+        Ok((args, Some(guest)))
     }
 }
 

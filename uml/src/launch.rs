@@ -86,6 +86,15 @@ pub enum LaunchError {
         log_tail: String,
         diagnosis: Option<Box<Diagnosis>>,
     },
+    #[error(
+        "no login prompt showed on any of the guest's console lines within {after:?} (does the image run a getty? without --detach its console is this terminal); it was killed{}",
+        log_text(log_tail, diagnosis.as_deref())
+    )]
+    NoLoginPrompt {
+        after: Duration,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
     #[error("waiting for the kernel failed: {0}")]
     Wait(#[source] io::Error),
 }
@@ -97,7 +106,8 @@ impl LaunchError {
         match self {
             LaunchError::Panicked { diagnosis, .. }
             | LaunchError::ExitedEarly { diagnosis, .. }
-            | LaunchError::BootTimeout { diagnosis, .. } => diagnosis.as_deref(),
+            | LaunchError::BootTimeout { diagnosis, .. }
+            | LaunchError::NoLoginPrompt { diagnosis, .. } => diagnosis.as_deref(),
             _ => None,
         }
     }
@@ -534,6 +544,67 @@ impl Running {
         }
     }
 
+    /// Waits until a getty on one of the guest's pty lines shows a login prompt: a guest
+    /// with its own init ([`DiskGuest`], detached) has booted to userspace, known without help
+    /// from inside the image. Each line the kernel holds a host pty for is read (what is read
+    /// there is gone; pressing Enter on the console brings a fresh prompt).
+    ///
+    /// # Errors
+    /// As [`Running::wait_booted`]: a panic, an early exit, or the timeout (the guest is then
+    /// killed).
+    pub fn wait_login(&mut self, timeout: Duration) -> Result<(), LaunchError> {
+        use std::collections::HashMap;
+        use std::os::unix::fs::OpenOptionsExt;
+        let start = Instant::now();
+        self.wait_booted(timeout, false)?;
+        let mut lines: HashMap<PathBuf, (fs::File, Vec<u8>)> = HashMap::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                self.kill();
+                return Err(LaunchError::NoLoginPrompt {
+                    after: timeout,
+                    log_tail: self.log_tail(),
+                    diagnosis: self.diagnosis().map(Box::new),
+                });
+            }
+            // Still alive, not panicked: the same checks as the boot wait, without waiting.
+            self.wait_booted(left, false)?;
+            for pty in kernel_ptys(self.pid) {
+                if lines.contains_key(&pty) {
+                    continue;
+                }
+                if let Ok(f) = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_NOFOLLOW)
+                    .open(&pty)
+                {
+                    lines.insert(pty, (f, Vec::new()));
+                }
+            }
+            for (pty, (file, tail)) in &mut lines {
+                loop {
+                    match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            tail.extend_from_slice(&buf[..n]);
+                            let excess = tail.len().saturating_sub(256);
+                            tail.drain(..excess);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if shows_login_prompt(tail) {
+                    tracing::info!("login prompt on {}", pty.display());
+                    return Ok(());
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts copying our stdin to the guest (with [`Console::Terminal`]`{ stdin_as_text }`).
     ///
     /// Call it once the guest holds its console line open ([`Running::wait_booted`] with
@@ -825,7 +896,18 @@ impl DefaultGuest {
              elif ip link set \"vec$n\" name \"eth$n\" 2>/dev/null; then ip link property add dev \"eth$n\" altname \"vec$n\" 2>/dev/null\n\
              else echo \"uml: the guest's vec$n keeps its name: renaming it eth$n needs the ip command (iproute2) on the host\" >/dev/tty1; fi; done\n",
         );
-        s.push_str("hostname uml 2>/dev/null\n");
+        // Host-side settings on the kernel command line, read the way a distribution's init
+        // reads them: `ip=ADDR::GW:MASK::IFACE:none` (uml run --net …,ip=) and
+        // `systemd.hostname=` (the umid by default).
+        s.push_str(
+            "hostname uml 2>/dev/null\n\
+             for w in $(cat /proc/cmdline); do case $w in\n\
+             systemd.hostname=*) hostname \"${w#*=}\" 2>/dev/null;;\n\
+             ip=*) IFS=: read -r a _ gw mask _ dev _ <<EOF\n${w#ip=}\nEOF\n\
+             [ -e \"/sys/class/net/$dev\" ] || dev=\"eth${dev#vec}\"\n\
+             ip addr add \"$a/$mask\" dev \"$dev\" && ip link set \"$dev\" up;;\n\
+             esac; done\n",
+        );
         // ctrl-alt-del (mconsole `cad`, `uml shutdown`) becomes SIGINT to init: power off.
         s.push_str("echo 0 > /proc/sys/kernel/ctrl-alt-del\n");
         s.push_str(
@@ -897,6 +979,115 @@ impl DefaultGuest {
     }
 }
 
+/// The console line that carries a [`DiskGuest`]'s kernel log (`console=tty15`): the highest
+/// one, which neither systemd (getty on tty1) nor sysvinit (tty1-6) runs a login on.
+pub const DISK_GUEST_LOG_LINE: u32 = 15;
+
+/// A guest that boots a disk image as `/` with the image's own init (systemd, sysvinit):
+/// `uml run --root`, umld's Launch `root`.
+///
+/// Console lines: con0 is the launcher's terminal (or, detached, a host pty that
+/// `uml console NAME` attaches to), where a `uml image create` image runs a getty; every other
+/// line is a host pty once the guest opens it (systemd's getty on tty1 is con1: a second
+/// login with `uml console NAME con1`); the kernel's log goes to con15, kept in the boot log.
+#[derive(Debug, Clone)]
+pub struct DiskGuest {
+    /// The root disk's kernel argument, `ubd0=FILE` or `ubd0=COW,BASE` ([`disk_arg`] unit 0).
+    pub root: String,
+    /// The guest's hostname (`systemd.hostname=`; the umid unless the user says otherwise).
+    pub hostname: String,
+    /// con0 on a host pty instead of the launcher's stdin and stdout.
+    pub detached: bool,
+}
+
+impl DiskGuest {
+    /// The kernel arguments, before disks, networks and the user's own. `noreboot` where the
+    /// kernel has it (the option table; 6.1.176 and 7.x): a reboot, which is what systemd makes of ctrl-alt-del, then ends
+    /// the kernel instead of booting the guest again.
+    pub fn kernel_args(
+        &self,
+        mem: &str,
+        umid: &str,
+        uml_dir: &Path,
+        profile: &crate::kernel::Profile,
+    ) -> Vec<String> {
+        let mut args = vec![
+            format!("mem={mem}"),
+            self.root.clone(),
+            "root=/dev/ubda".into(),
+            "rw".into(),
+            "con=pts".into(),
+            if self.detached {
+                "con0=pts".into()
+            } else {
+                "con0=fd:0,fd:1".into()
+            },
+            format!("con{DISK_GUEST_LOG_LINE}=null,fd:3"),
+            format!("console=tty{DISK_GUEST_LOG_LINE}"),
+            "quiet".into(),
+            format!("umid={umid}"),
+            format!("uml_dir={}", uml_dir.display()),
+            format!("systemd.hostname={}", self.hostname),
+        ];
+        if crate::options::by_name("noreboot")
+            .is_some_and(|o| o.presence(profile) == crate::options::Presence::Present)
+        {
+            args.push("noreboot".into());
+        }
+        args
+    }
+}
+
+/// The pid of a process that holds a lock on `path`: a UML kernel locks every disk file it
+/// opens (`os_lock_file`), so a guest cannot boot a disk another guest uses (the kernel would
+/// fail with errno 11 and panic at mounting its root).
+pub fn disk_locker(path: &Path) -> Option<i32> {
+    let file = fs::File::open(path).ok()?;
+    let mut lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut lock)).ok()?;
+    (lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid)
+}
+
+/// The host ptys a running kernel holds (`/dev/ptmx` descriptors): the console and serial
+/// lines the guest has opened on `pts` channels. Only these are ever opened on a guest's
+/// behalf; a device name a guest prints is not trusted.
+pub fn kernel_ptys(pid: u32) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return found;
+    };
+    for fd in dir.flatten().take(4096) {
+        if fs::read_link(fd.path()).ok().as_deref() != Some(Path::new("/dev/ptmx")) {
+            continue;
+        }
+        let info = fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if let Some(idx) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("tty-index:"))
+            .and_then(|i| i.trim().parse::<u32>().ok())
+        {
+            found.push(PathBuf::from(format!("/dev/pts/{idx}")));
+        }
+    }
+    found
+}
+
+/// Whether console output ends in a login prompt (`web1 login: `).
+fn shows_login_prompt(tail: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(tail);
+    text.trim_end_matches([' ', '\0']).ends_with("login:")
+}
+
 /// The directory where umlkit keeps a launch's runtime files (init script, boot log, notify
 /// socket): `<uml_dir>/.umlkit`, or a directory under /tmp when that would make the notify
 /// socket's path longer than a unix socket allows (107 bytes).
@@ -907,6 +1098,45 @@ pub fn runtime_dir(uml_dir: &Path, umid: &str) -> PathBuf {
         preferred
     } else {
         PathBuf::from(format!("/tmp/umlkit-{}", nix::unistd::getuid()))
+    }
+}
+
+/// Removes the init scripts and boot logs (`UMID.init`, `UMID.log`) in a runtime directory
+/// whose guests have ended: a detached guest's stay while it runs. A file is left alone while
+/// an instance of its umid is alive or starting, and while it is younger than a minute (a
+/// launch that has not started its kernel yet). Symlinks and other files are never touched.
+pub fn sweep_runtime_dir(rt: &Path, uml_dir: &Path) {
+    let Ok(dir) = fs::read_dir(rt) else { return };
+    let now = std::time::SystemTime::now();
+    for entry in dir.flatten().take(10_000) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(umid) = name
+            .strip_suffix(".init")
+            .or_else(|| name.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let young = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_none_or(|age| age < Duration::from_secs(60));
+        if !meta.file_type().is_file() || young {
+            continue;
+        }
+        let alive = crate::instance::find(uml_dir, umid).is_ok_and(|i| {
+            !matches!(
+                i.refresh().liveness,
+                crate::instance::Liveness::Stale { .. }
+            )
+        });
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -1002,6 +1232,48 @@ mod tests {
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_quote(""), "''");
         assert_eq!(sh_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn a_disk_guest_boots_its_image_as_root_with_noreboot_and_the_hostname() {
+        use crate::kernel::{Profile, Version};
+        let guest = DiskGuest {
+            root: "ubd0=/i/web1.img".into(),
+            hostname: "web1".into(),
+            detached: true,
+        };
+        let new = guest.kernel_args(
+            "256M",
+            "web1",
+            Path::new("/u"),
+            &Profile::assumed(Version::new(7, 2, 13)),
+        );
+        let old = guest.kernel_args(
+            "256M",
+            "web1",
+            Path::new("/u"),
+            &Profile::assumed(Version::new(6, 1, 176)),
+        );
+        for args in [&new, &old] {
+            for want in [
+                "ubd0=/i/web1.img",
+                "root=/dev/ubda",
+                "rw",
+                "con0=pts",
+                "systemd.hostname=web1",
+                "umid=web1",
+            ] {
+                assert!(
+                    args.iter().any(|a| a == want),
+                    "{want} missing from {args:?}"
+                );
+            }
+            assert!(!args.iter().any(|a| a.starts_with("init=")), "{args:?}");
+        }
+        // 6.1.176 has noreboot too (its --help lists it; it leaves the word for init, which
+        // systemd as pid 1 ignores).
+        assert!(new.iter().any(|a| a == "noreboot"), "{new:?}");
+        assert!(old.iter().any(|a| a == "noreboot"), "{old:?}");
     }
 
     #[test]

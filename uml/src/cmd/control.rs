@@ -111,7 +111,12 @@ pub struct ConsoleArgs {
     /// The instance's umid
     #[arg(value_name = "UMID")]
     pub umid: String,
-    /// The guest line to attach to: con0-con15 or ssl0-ssl63
+    /// The guest line to attach to: con0-con15 or ssl0-ssl63. con0 is the guest's tty0: the
+    /// shell of a detached `uml run`, the getty of a `uml image create` image. In a guest
+    /// booted with `uml run --root`, con1-con14 are the guest's tty1-tty14 (systemd runs a
+    /// getty on tty1: `uml console NAME con1` is a second login; sysvinit runs them on
+    /// tty1-6) and con15 carries the kernel log. A getty's prompt may have been shown before
+    /// you attached: press Enter for a fresh one
     #[arg(default_value = "con0")]
     pub line: String,
 }
@@ -268,16 +273,25 @@ pub fn mconsole(args: MconsoleArgs, global: &Global) -> anyhow::Result<ExitCode>
     })
 }
 
+/// How long `uml console` waits for the guest to open a line that is closed.
+const LINE_OPEN_WAIT: Duration = Duration::from_secs(10);
+
 /// How much of a guest's console log `uml console` reads to find its pty.
 const LOG_SCAN_LIMIT: u64 = 4 << 20;
 
 /// The host pty behind a guest line that was configured as `pts` (or `pty`).
 ///
-/// The kernel's `config conN` answers only `pts`, not the device. The device is named in the
-/// kernel log when the guest first opens the line (`Virtual console N assigned device
-/// '/dev/pts/K'`, `chan_kern.c`), which `uml run` keeps; otherwise it is one of the kernel's
-/// `/dev/ptmx` descriptors, whose `fdinfo` gives the pts index.
-fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::Result<PathBuf> {
+/// Once the guest has opened the line, the kernel's `config conN` answers `pts:/dev/pts/K`
+/// (`chan_kern.c`); before that, and on kernels that answer only `pts`, the device is named in
+/// the kernel log (`Virtual console N assigned device '/dev/pts/K'`), which `uml run` keeps;
+/// else it is the only one of the kernel's `/dev/ptmx` descriptors. Whatever names it, the
+/// device must be one the kernel holds: what the guest prints is not trusted.
+fn find_pty(
+    uml_dir: &Path,
+    target: &instance::Instance,
+    line: &str,
+    config: &str,
+) -> anyhow::Result<PathBuf> {
     let (kind, n) = if let Some(n) = line.strip_prefix("con") {
         ("Virtual console", n)
     } else if let Some(n) = line.strip_prefix("ssl") {
@@ -285,6 +299,18 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     } else {
         bail!("{line}: expected a console (con0-con15) or serial line (ssl0-ssl63)");
     };
+    let pid = target.pid.context("the instance has no pid")?;
+    let mut held = uml::launch::kernel_ptys(pid);
+    if let Some(dev) = config.split(',').find_map(|c| {
+        c.trim()
+            .strip_prefix("pts:")
+            .or(c.trim().strip_prefix("pty:"))
+    }) {
+        let dev = PathBuf::from(dev);
+        if held.contains(&dev) {
+            return Ok(dev);
+        }
+    }
     let log = uml::launch::runtime_dir(uml_dir, &target.umid).join(format!("{}.log", target.umid));
     let needle = format!("{kind} {n} assigned device '");
     // The log is the guest's console output and grows for as long as it runs: read a bounded
@@ -297,35 +323,20 @@ fn find_pty(uml_dir: &Path, target: &instance::Instance, line: &str) -> anyhow::
     if let Some(dev) = text.lines().rev().find_map(|l| {
         l.split_once(&needle)
             .and_then(|(_, r)| r.split('\'').next())
-    }) {
+    }) && held.contains(&PathBuf::from(dev))
+    {
         return Ok(PathBuf::from(dev));
     }
-    let pid = target.pid.context("the instance has no pid")?;
-    let mut found = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
-        if std::fs::read_link(fd.path()).ok().as_deref() != Some(Path::new("/dev/ptmx")) {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .unwrap_or_default();
-        if let Some(idx) = info.lines().find_map(|l| l.strip_prefix("tty-index:")) {
-            found.push(PathBuf::from(format!("/dev/pts/{}", idx.trim())));
-        }
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
+    match held.len() {
+        1 => Ok(held.remove(0)),
         0 => bail!(
             "{line} of {} has no host pty open yet (the guest has not opened it)",
             target.umid
         ),
         _ => bail!(
-            "{line} of {}: cannot tell which of the kernel's ptys is {line}: {}",
+            "{line} of {}: the guest has not opened {line} yet (the kernel holds ptys for other lines: {})",
             target.umid,
-            found
-                .iter()
+            held.iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -337,18 +348,27 @@ pub fn console(args: ConsoleArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let uml_dir = instance::uml_dir_or_default(global.uml_dir.as_deref())?;
     let target = instance::find_running(&uml_dir, &args.umid)?;
     let client = target.client(Duration::from_secs(5))?;
-    let chans = client.config_get(&args.line)?;
-    let chans = chans.trim();
-    if !(chans.contains("pts") || chans.contains("pty")) {
-        bail!(
-            "{} of {} is connected to `{chans}`, not to a host pty; configure it with `uml config {} {}=pts` first",
-            args.line,
-            args.umid,
-            args.umid,
-            args.line
-        );
-    }
-    let pty = find_pty(&uml_dir, &target, &args.line)?;
+    // A getty closes and opens its line again between logins (and after a detach hangs it
+    // up): the line may be closed for a moment, so wait a little for the guest to open it.
+    let deadline = std::time::Instant::now() + LINE_OPEN_WAIT;
+    let pty = loop {
+        let chans = client.config_get(&args.line)?;
+        let chans = chans.trim();
+        if !(chans.contains("pts") || chans.contains("pty")) {
+            bail!(
+                "{} of {} is connected to `{chans}`, not to a host pty; configure it with `uml config {} {}=pts` first",
+                args.line,
+                args.umid,
+                args.umid,
+                args.line
+            );
+        }
+        match find_pty(&uml_dir, &target, &args.line, chans) {
+            Ok(pty) => break pty,
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
     let mut device = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -6,6 +6,7 @@ pub mod control;
 pub mod cow;
 pub mod doctor;
 pub mod generate;
+pub mod image;
 pub mod instances;
 pub mod kernel;
 pub mod run;
@@ -83,6 +84,8 @@ pub enum Command {
     Console(control::ConsoleArgs),
     /// Create, inspect, merge and rebase COW disk files
     Cow(cow::Args),
+    /// Build a bootable guest disk image of a distribution, without root
+    Image(image::Args),
     /// A userspace Ethernet switch for the `daemon` (6.x) and `bess` (7.x) network transports
     Switch(switch::Args),
     /// Join a switch's guests to a guest on another host, over an l2tpv3 tunnel
@@ -136,6 +139,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mconsole(a) => control::mconsole(a, &global),
         Command::Console(a) => control::console(a, &global),
         Command::Cow(args) => cow::run(args, &global),
+        Command::Image(args) => image::run(args, &global),
         Command::Switch(args) => switch::run(args, &global),
         Command::Uplink(args) => uplink::run(args, &global),
         Command::Kernel(args) => kernel::run(args, &global),

@@ -18,6 +18,8 @@ use super::Global;
     uml run -- make -C linux test    one command; its output here, its exit status ours\n  \
     uml run --rw $PWD -- ./build.sh  the current directory writable in the guest\n  \
     uml run --detach --umid web1 --disk web1.cow:base.img\n  \
+    uml run --detach --umid web1 --root web1.img    boot a `uml image create` image\n  \
+    uml run --root web1.cow:base.img --net switch:lab,ip=10.0.0.2/24\n  \
     uml run --net switch:lab -- ip -br addr\n  \
     sudo uml run --net tap:uml0,host=192.0.2.1/24    creates tap uml0, host side 192.0.2.1\n    \
     then in the guest: ip addr add 192.0.2.2/24 dev eth0; ip link set eth0 up\n  \
@@ -38,6 +40,18 @@ pub struct Args {
     /// if missing). The first is ubda (/dev/ubda in the guest), the next ubdb, …
     #[arg(long = "disk", short = 'd', value_name = "SPEC")]
     pub disks: Vec<String>,
+    /// Boot this disk image as / with its own init (systemd, sysvinit): FILE, or COW:BASE to
+    /// leave BASE untouched (the COW file is created when missing). The image is ubda; --disk
+    /// then starts at ubdb. con0 is this terminal (or, with --detach, a host pty for
+    /// `uml console NAME`), con1-con14 host ptys once the guest opens them (systemd's getty on
+    /// tty1 is con1), the kernel log goes to con15. With --detach, uml run returns once a
+    /// login prompt shows on one of the guest's lines.
+    #[arg(long, value_name = "IMAGE")]
+    pub root: Option<String>,
+    /// The guest's hostname (kernel `systemd.hostname=`, which systemd and uml run's own
+    /// guest read) [default: the umid]
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
     /// A network interface; the Nth --net is ethN in the guest (first eth0) on every kernel:
     /// switch:NAME, tap:DEV[,host=ADDR/PREFIX][,user=USER], vde[:DIR], raw:IFACE,
     /// l2tpv3:LOCAL:REMOTE[:OPTION,…], gre:LOCAL:REMOTE[:OPTION,…], daemon[:CTL],
@@ -58,6 +72,10 @@ pub struct Args {
     /// ethN=…), else its vector driver (vecN:transport=…; 7.x has only this one). uml run's
     /// guest renames a vector interface vecN to ethN and keeps vecN as its altname, so both
     /// names work. A spec the kernel lacks is an error before boot that names what it has.
+    ///
+    /// Any spec takes `,ip=ADDR/PREFIX` (IPv4): the guest's interface gets that address at
+    /// boot, through the kernel command line word `ip=ADDR::…:IFACE:none`, which uml run's own
+    /// guest and a `uml image create` image (systemd-network-generator) read.
     #[arg(long = "net", short = 'n', value_name = "SPEC")]
     pub nets: Vec<String>,
     /// A host directory that is writable at the same path in the guest (the root is read-only)
@@ -98,6 +116,31 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             umid.len()
         );
     }
+    if args.root.is_some() && !args.command.is_empty() {
+        bail!("--root boots the image's own init; a COMMAND cannot be given with it");
+    }
+    if args.root.is_some() && !args.writable.is_empty() {
+        bail!(
+            "--rw makes host directories writable in uml run's own guest over the host's /; it cannot be combined with --root"
+        );
+    }
+    let hostname_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    let hostname = match &args.hostname {
+        Some(h) => {
+            if h.is_empty() || h.len() > 64 || !h.bytes().all(hostname_char) {
+                bail!("--hostname {h:?}: expected 1-64 letters, digits, '-' or '.'");
+            }
+            h.clone()
+        }
+        // The umid, with what a hostname cannot have made '-'.
+        None => umid
+            .bytes()
+            .take(64)
+            .map(|b| if hostname_char(b) { b as char } else { '-' })
+            .collect(),
+    };
+    // Files of earlier guests that have ended (detached ones leave their init and log).
+    uml::launch::sweep_runtime_dir(&runtime_dir(&uml_dir, &umid), &uml_dir);
     let rt = runtime_dir(&uml_dir, &umid);
     let init = rt.join(format!("{umid}.init"));
     let log = rt.join(format!("{umid}.log"));
@@ -149,8 +192,32 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         },
     };
 
-    let mut kernel_args = guest.kernel_args(&init, &args.mem, &umid, &uml_dir);
-    if detached_shell {
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let mut kernel_args = match &args.root {
+        Some(root) => uml::launch::DiskGuest {
+            root: uml::launch::disk_arg(0, root, Some(&here))
+                .map_err(|e| anyhow::anyhow!("--root: {e}"))?,
+            hostname: hostname.clone(),
+            detached: args.detach,
+        }
+        .kernel_args(&args.mem, &umid, &uml_dir, &profile),
+        None => {
+            let mut a = guest.kernel_args(&init, &args.mem, &umid, &uml_dir);
+            a.push(format!("systemd.hostname={hostname}"));
+            a
+        }
+    };
+    if let Some(root) = &args.root {
+        let file = here.join(root.split(':').next().unwrap_or_default());
+        if let Some(pid) = uml::launch::disk_locker(&file) {
+            bail!(
+                "--root {root}: {} is in use by pid {pid} (a running guest); stop that guest first, or boot a copy",
+                file.display()
+            );
+        }
+    }
+    let first_disk = usize::from(args.root.is_some());
+    if detached_shell && args.root.is_none() {
         // A detached shell gets a host pty that `uml console` attaches to.
         for a in &mut kernel_args {
             if a.starts_with("con0=") {
@@ -159,44 +226,52 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     for (unit, spec) in args.disks.iter().enumerate() {
-        kernel_args.push(disk_arg(unit, spec)?);
+        kernel_args.push(disk_arg(first_disk + unit, spec)?);
     }
     // Every spec is parsed and checked against the kernel before anything is started.
     let nets = args
         .nets
         .iter()
-        .map(|spec| {
-            let parsed = uml::net::Spec::parse(spec)?;
-            parsed.require(spec, &profile)?;
+        .map(|full| {
+            let (spec, address) =
+                uml::net::split_guest_address(full).map_err(|e| anyhow::anyhow!("--net {e}"))?;
+            let parsed = uml::net::Spec::parse(&spec)?;
+            parsed.require(&spec, &profile)?;
             if let uml::net::Spec::L2tpv3(t) | uml::net::Spec::Gre(t) = &parsed {
-                t.check_local(spec)?;
+                t.check_local(&spec)?;
             }
-            Ok((spec.as_str(), parsed))
+            Ok((spec, parsed, address))
         })
-        .collect::<Result<Vec<_>, uml::net::NetError>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Host tap devices the guest needs, created (as root) when missing and removed when
     // `taps` is dropped: after the guest ends, or when it cannot start.
     let mut taps = Vec::new();
-    for (_, parsed) in &nets {
+    for (_, parsed, _) in &nets {
         if let uml::net::Spec::Tap(tap) = parsed {
             taps.extend(tap.prepare()?);
         }
     }
     let bess_only = !nets.is_empty() && uml::net::bess_only(&profile);
-    for (unit, (spec, parsed)) in nets.iter().enumerate() {
-        kernel_args.push(net_arg(
-            unit, spec, parsed, &profile, &umid, &uml_dir, bess_only,
-        )?);
+    for (unit, (spec, parsed, address)) in nets.iter().enumerate() {
+        let arg = net_arg(unit, spec, parsed, &profile, &umid, &uml_dir, bess_only)?;
+        if let Some(address) = address {
+            // The interface as the kernel names it: vecN (vector driver) or ethN (legacy).
+            let iface = arg.split(['=', ':']).next().unwrap_or_default().to_owned();
+            kernel_args.push(address.kernel_word(&iface));
+        }
+        kernel_args.push(arg);
     }
     kernel_args.extend(args.kernel_args.iter().cloned());
     let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
 
-    guest.write_init(&init)?;
+    if args.root.is_none() {
+        guest.write_init(&init)?;
+    }
     let launch = Launch {
         kernel: kernel.clone(),
         args: kernel_args,
         umid: umid.clone(),
-        uml_dir,
+        uml_dir: uml_dir.clone(),
         console: if args.detach {
             Console::Log { log: log.clone() }
         } else {
@@ -209,14 +284,27 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         notify_socket,
     };
 
+    let uml_dir_for_cleanup = uml_dir;
     let pid = Arc::new(AtomicU32::new(0));
     let _signals = forward_signals(Arc::clone(&pid));
     let terminal = TerminalState::save();
     let mut running = launch.spawn()?;
     pid.store(running.pid, Ordering::SeqCst);
-    let booted = running.wait_booted(Duration::from_secs(args.boot_timeout), true);
+    let timeout = Duration::from_secs(args.boot_timeout);
+    let booted = match (&args.root, args.detach) {
+        // The image's own init: up once a getty shows a login prompt on one of its lines.
+        (Some(_), true) => running.wait_login(timeout),
+        // Its console is this terminal: attach as soon as the kernel runs.
+        (Some(_), false) => running.wait_booted(timeout, false),
+        (None, _) => running.wait_booted(timeout, true),
+    };
     if let Err(e) = booted {
         terminal.restore();
+        drop(running);
+        // Nothing of a guest that did not boot stays behind.
+        uml::instance::remove_if_stale(&uml_dir_for_cleanup, &umid);
+        let _ = std::fs::remove_file(&init);
+        let _ = std::fs::remove_file(&log);
         return Err(e.into());
     }
     if args.detach {
@@ -236,29 +324,30 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let outcome = running.wait()?;
     terminal.restore();
     let _ = std::fs::remove_file(&init);
+    uml::instance::remove_if_stale(&uml_dir_for_cleanup, &umid);
     if let Some(message) = outcome.panic {
-        if let Some(diagnosis) = uml::launch::diagnose_log(&log, &kernel) {
-            bail!(
-                "the guest panicked: {message}\n{diagnosis}\nboot log: {}",
-                log.display()
-            );
+        // The boot log goes with the guest; what matters of it is in the message.
+        let diagnosis = uml::launch::diagnose_log(&log, &kernel);
+        let tail = uml::launch::read_tail(&log, 20);
+        let _ = std::fs::remove_file(&log);
+        if let Some(diagnosis) = diagnosis {
+            bail!("the guest panicked: {message}\n{diagnosis}");
         }
-        bail!(
-            "the guest panicked: {message}\n--- last lines of the boot log ({}) ---\n{}",
-            log.display(),
-            uml::launch::read_tail(&log, 20)
-        );
+        bail!("the guest panicked: {message}\n--- last lines of the boot log ---\n{tail}");
     }
     match outcome.code() {
         Some(code) => {
             let _ = std::fs::remove_file(&log);
             Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
         }
-        None => bail!(
-            "the kernel was {}; boot log: {}",
-            uml::launch::describe_status(outcome.status),
-            log.display()
-        ),
+        None => {
+            let tail = uml::launch::read_tail(&log, 20);
+            let _ = std::fs::remove_file(&log);
+            bail!(
+                "the kernel was {}\n--- last lines of the boot log ---\n{tail}",
+                uml::launch::describe_status(outcome.status)
+            )
+        }
     }
 }
 

@@ -196,6 +196,27 @@ pub fn clean(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
     Ok(sweep(uml_dir, false)?.removed)
 }
 
+/// Removes the instance directory of `umid` if it is stale (its kernel is gone), with the same
+/// proofs as [`sweep`]: what a launcher does after a guest it started failed to boot or was
+/// killed. Returns whether it did.
+pub fn remove_if_stale(uml_dir: &Path, umid: &str) -> bool {
+    use nix::fcntl::OFlag;
+    let Ok(instance) = find(uml_dir, umid) else {
+        return false;
+    };
+    if !matches!(instance.refresh().liveness, Liveness::Stale { .. }) {
+        return false;
+    }
+    let Ok(root) = nix::fcntl::open(
+        uml_dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return false;
+    };
+    remove_if_dead(&root, &instance, false).is_ok()
+}
+
 /// What [`sweep`] did.
 #[derive(Debug, Default)]
 pub struct Sweep {

@@ -996,3 +996,153 @@ mod tests {
         );
     }
 }
+
+/// A guest address given on the host side: the `ip=ADDR/PREFIX` field of a `--net` spec
+/// (`switch:lab,ip=10.0.0.2/24`), IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestAddress {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl GuestAddress {
+    /// `10.0.0.2/24`.
+    ///
+    /// # Errors
+    /// A message naming what is wrong and what is accepted.
+    pub fn parse(text: &str) -> Result<GuestAddress, String> {
+        let bad = || {
+            format!("ip={text}: expected an IPv4 address and prefix length, like ip=10.0.0.2/24")
+        };
+        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix == 0 || prefix > 32 || addr.is_unspecified() {
+            return Err(bad());
+        }
+        Ok(GuestAddress { addr, prefix })
+    }
+
+    /// The dotted netmask (`255.255.255.0` for /24).
+    pub fn netmask(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::MAX << (32 - u32::from(self.prefix)))
+    }
+
+    /// The kernel command line word that configures `iface` statically at boot, in the
+    /// `ip=CLIENT:PEER:GATEWAY:NETMASK:HOSTNAME:IFACE:none` form that the kernel's own
+    /// autoconfiguration and systemd's network generator (`systemd-network-generator`, from a
+    /// `uml image create` image) both read.
+    pub fn kernel_word(&self, iface: &str) -> String {
+        format!("ip={}:::{}::{iface}:none", self.addr, self.netmask())
+    }
+}
+
+/// What the host asks of a guest on its kernel command line (`/proc/cmdline` in the guest):
+/// the hostname (`systemd.hostname=`) and interface addresses (`ip=…:IFACE:none`, as
+/// [`GuestAddress::kernel_word`] writes them). An init that is not systemd reads them here.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    pub hostname: Option<String>,
+    /// (interface, address)
+    pub addresses: Vec<(String, GuestAddress)>,
+}
+
+impl HostSettings {
+    /// Reads the words of a kernel command line; words it does not know are skipped, and so
+    /// are malformed ones (an init must never stop on them).
+    pub fn from_cmdline(cmdline: &str) -> HostSettings {
+        let mut out = HostSettings::default();
+        for word in cmdline.split_whitespace().take(4096) {
+            if let Some(h) = word.strip_prefix("systemd.hostname=") {
+                out.hostname = Some(h.to_owned());
+            } else if let Some(v) = word.strip_prefix("ip=") {
+                let f: Vec<&str> = v.split(':').collect();
+                if let [addr, _, _, mask, _, iface, ..] = f.as_slice()
+                    && let (Ok(addr), Ok(mask)) = (
+                        addr.parse::<std::net::Ipv4Addr>(),
+                        mask.parse::<std::net::Ipv4Addr>(),
+                    )
+                {
+                    let bits = u32::from(mask);
+                    let prefix = bits.leading_ones();
+                    if bits.count_ones() == prefix && prefix > 0 && !iface.is_empty() {
+                        out.addresses.push((
+                            (*iface).to_owned(),
+                            GuestAddress {
+                                addr,
+                                prefix: prefix as u8,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for GuestAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Splits the `ip=ADDR/PREFIX` field off a `--net` spec: `switch:lab,ip=10.0.0.2/24` →
+/// (`switch:lab`, 10.0.0.2/24). The rest is the spec as [`Spec::parse`] takes it.
+///
+/// # Errors
+/// A bad address, or `ip=` given twice.
+pub fn split_guest_address(spec: &str) -> Result<(String, Option<GuestAddress>), String> {
+    let mut rest = Vec::new();
+    let mut address = None;
+    for field in spec.split(',') {
+        match field.strip_prefix("ip=") {
+            Some(a) => {
+                if address.is_some() {
+                    return Err(format!(
+                        "{spec}: ip= given twice; a guest interface takes one address here"
+                    ));
+                }
+                address = Some(GuestAddress::parse(a)?);
+            }
+            None => rest.push(field),
+        }
+    }
+    Ok((rest.join(","), address))
+}
+
+#[cfg(test)]
+mod guest_address_tests {
+    use super::*;
+
+    #[test]
+    fn ip_fields_are_split_off_and_checked() {
+        let (rest, a) = split_guest_address("switch:lab,ip=10.0.0.2/24").unwrap();
+        assert_eq!(rest, "switch:lab");
+        let a = a.unwrap();
+        assert_eq!(a.to_string(), "10.0.0.2/24");
+        assert_eq!(a.netmask().to_string(), "255.255.255.0");
+        assert_eq!(
+            a.kernel_word("vec0"),
+            "ip=10.0.0.2:::255.255.255.0::vec0:none"
+        );
+        assert_eq!(
+            split_guest_address("tap:t0,host=192.0.2.1/24").unwrap(),
+            ("tap:t0,host=192.0.2.1/24".to_owned(), None)
+        );
+        let h = HostSettings::from_cmdline(&format!(
+            "root=/dev/root systemd.hostname=web1 {} ip=garbage ip=1.2.3.4:::255.0.255.0::x:none",
+            a.kernel_word("vec0")
+        ));
+        assert_eq!(h.hostname.as_deref(), Some("web1"));
+        assert_eq!(h.addresses, vec![("vec0".to_owned(), a)]);
+        for bad in [
+            "switch:a,ip=10.0.0.2",
+            "switch:a,ip=x/24",
+            "switch:a,ip=10.0.0.2/33",
+            "switch:a,ip=1.2.3.4/8,ip=1.2.3.5/8",
+        ] {
+            assert!(split_guest_address(bad).is_err(), "{bad}");
+        }
+    }
+}
