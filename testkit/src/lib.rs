@@ -39,7 +39,34 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn kernel() -> PathBuf {
     std::env::var_os("UML_KERNEL")
         .map(PathBuf::from)
+        .or_else(|| {
+            // `linux` on PATH, as a path: callers open it by path (a kernel profile), not
+            // only run it.
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|dir| Path::new(dir).join("linux"))
+                .find(|p| p.is_file())
+        })
         .unwrap_or_else(|| PathBuf::from("linux"))
+}
+
+/// A pid file's text as the library reads it: never blocking on a FIFO, never through a
+/// symlink, regular files of at most 64 bytes only (a test's uml_dir may hold hostile files).
+fn read_small_regular_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// The release of [`kernel`] (`6.1.176`, `7.2.12`): what `linux --version` prints, which is
@@ -503,7 +530,7 @@ impl UmlDir {
         let mut pids = Vec::new();
         if let Ok(entries) = fs::read_dir(self.dir.path()) {
             for e in entries.flatten() {
-                if let Ok(text) = fs::read_to_string(e.path().join("pid"))
+                if let Some(text) = read_small_regular_file(&e.path().join("pid"))
                     && let Ok(pid) = text.trim().parse()
                 {
                     pids.push(pid);

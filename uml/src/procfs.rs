@@ -51,6 +51,16 @@ impl Stat {
         })
     }
 
+    /// Every process on the host, with its stat.
+    pub fn all() -> impl Iterator<Item = (u32, Stat)> {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| Some((pid, Stat::read(pid)?)))
+    }
+
     /// A zombie or a dead process: it no longer runs, whatever its pid says.
     pub fn is_dead(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')

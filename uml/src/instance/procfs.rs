@@ -5,52 +5,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// What this module needs of `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ProcStat {
-    /// R, S, D, Z, X, t, T, …
-    pub(super) state: char,
-    pub(super) pgrp: u32,
-    /// utime + stime, in clock ticks.
-    pub(super) cpu_ticks: u64,
-    /// When the process started, in clock ticks after boot: with the pid, it names one
-    /// process for good (a pid is reused, the pair is not). An exec keeps it.
-    pub(super) start_ticks: u64,
-}
-
-impl ProcStat {
-    pub(super) fn read(pid: u32) -> Option<ProcStat> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The command name may hold spaces and parentheses: the fields start after the last ")".
-        let (_, rest) = stat.rsplit_once(") ")?;
-        // state(3) ppid(4) pgrp(5) … utime(14) stime(15), counted from 1 with pid and comm.
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        Some(ProcStat {
-            state: f.first()?.chars().next()?,
-            pgrp: f.get(2)?.parse().ok()?,
-            cpu_ticks: f
-                .get(11)?
-                .parse::<u64>()
-                .ok()?
-                .saturating_add(f.get(12)?.parse::<u64>().ok()?),
-            start_ticks: f.get(19)?.parse().ok()?,
-        })
-    }
-
-    pub(super) fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-
-    /// Every process on the host, with its stat.
-    pub(super) fn all() -> impl Iterator<Item = (u32, ProcStat)> {
-        fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(|pid| Some((pid, ProcStat::read(pid)?)))
-    }
-}
+/// `/proc/<pid>/stat`, read by the crate's one reader (bounded).
+pub(super) use crate::procfs::Stat as ProcStat;
 
 /// Whether `pid` is a live UML kernel started for the instance `umid`: not a zombie, and
 /// either its arguments say `umid=<umid>`, or it has no `umid=` argument (the kernel then
@@ -190,9 +146,7 @@ pub fn userspace_started(pid: u32) -> bool {
 }
 
 pub(super) fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::procfs::parent(pid)
 }
 
 /// utime + stime of every process in the process group `pgid` (the kernel and its helpers).
