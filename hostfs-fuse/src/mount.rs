@@ -236,6 +236,10 @@ pub fn prepare(
         gid: opts.gid,
         umask: opts.umask.unwrap_or(0),
         ttl: Duration::from_secs(1),
+        // The kernel enforces the guest's modes and ACLs once POSIX ACLs are declared: that
+        // changes nothing for root (or where default_permissions was asked for), but would
+        // stop a non-root user from reading files the mount used to show them.
+        posix_acl: opts.default_permissions || opts.allow_other || nix::unistd::geteuid().is_root(),
     };
     if opts.snapshot {
         pres.ttl = Duration::from_secs(3600);

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +56,8 @@ pub struct Disk {
     pub src: Image,
     fs: RwLock<Arc<ExtFs>>,
     generation: AtomicU64,
+    /// Whether the filesystem carries SELinux labels (its root directory has one).
+    labeled: AtomicBool,
 }
 
 impl std::fmt::Debug for Disk {
@@ -70,12 +72,14 @@ impl std::fmt::Debug for Disk {
 impl Disk {
     /// A disk whose filesystem is already open.
     pub fn new(name: String, watch: Vec<PathBuf>, src: Image, fs: ExtFs) -> Disk {
+        let labeled = AtomicBool::new(is_labeled(&fs));
         Disk {
             name,
             watch,
             src,
             fs: RwLock::new(Arc::new(fs)),
             generation: AtomicU64::new(1),
+            labeled,
         }
     }
 
@@ -91,6 +95,15 @@ impl Disk {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
     }
+}
+
+/// The xattr `ls -l` asks every file for (through `lgetfilecon`).
+const SELINUX: &[u8] = b"security.selinux";
+
+/// Whether a filesystem carries SELinux labels: a labelled filesystem labels its root
+/// directory like every other inode.
+fn is_labeled(fs: &ExtFs) -> bool {
+    matches!(fs.xattr(fs.root(), SELINUX), Ok(Some(_)))
 }
 
 /// What one mount of the view shows.
@@ -119,6 +132,10 @@ pub struct Presentation {
     pub umask: u16,
     /// Entry and attribute time-to-live.
     pub ttl: Duration,
+    /// Declare POSIX ACL support (FUSE_POSIX_ACL): the kernel caches each inode's ACLs and
+    /// checks permissions itself, with the guest's modes and ACLs (it implies
+    /// `default_permissions`).
+    pub posix_acl: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -998,19 +1015,35 @@ impl View {
         }
     }
 
+    /// The value of xattr `name` of node `id`: `Ok(None)` when the node has none of that name
+    /// (ENODATA), and EOPNOTSUPP for a missing `security.selinux` where nothing carries
+    /// labels (a disk whose root has none, a hostfs or synthetic node): what a filesystem
+    /// without labels answers, so `ls -l` (which remembers that per device) stops asking
+    /// for every file. A label a file does have is always returned.
     fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
         let real = if id == 1 { self.root_id } else { id };
+        let unlabeled = || {
+            if name == SELINUX {
+                Err(Errno::EOPNOTSUPP)
+            } else {
+                Ok(None)
+            }
+        };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
-                let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
-                fs.xattr(ino, name).map_err(|e| match e {
+                let disk = self.disk_of(mount).ok_or(Errno::ENOENT)?;
+                let found = disk.fs().xattr(ino, name).map_err(|e| match e {
                     // Over XATTR_SIZE_MAX or the budget: what the kernel says for values
                     // larger than it can pass.
                     ExtError::TooLarge { .. } => Errno::E2BIG,
                     e => errno(&e),
-                })
+                })?;
+                match found {
+                    None if !disk.labeled.load(Ordering::Relaxed) => unlabeled(),
+                    found => Ok(found),
+                }
             }
-            _ => Ok(None),
+            _ => unlabeled(),
         }
     }
 
@@ -1041,6 +1074,7 @@ impl View {
             std::mem::replace(&mut *g, new.clone())
         };
         disk.generation.fetch_add(1, Ordering::Relaxed);
+        disk.labeled.store(is_labeled(&new), Ordering::Relaxed);
         let mounts: Vec<usize> = self
             .mounts
             .iter()
@@ -1124,6 +1158,11 @@ impl fuser::Filesystem for UmlFs {
             // hostfs files change behind our back: a new mtime seen by GETATTR drops their
             // cached pages (ext nodes are also invalidated explicitly per generation).
             | InitFlags::FUSE_AUTO_INVAL_DATA;
+        let want = if self.view.pres.posix_acl {
+            want | InitFlags::FUSE_POSIX_ACL
+        } else {
+            want
+        };
         let offered = cfg.capabilities();
         cfg.add_capabilities(want & offered)
             .map_err(|u| io::Error::other(format!("{u:?}")))?;
