@@ -44,6 +44,10 @@ const HOST_BIT: u64 = 1 << 62;
 const SYNTH_BIT: u64 = 1 << 61;
 /// Largest directory the hostfs passthrough lists.
 const HOST_DIR_LIMIT: usize = 1 << 20;
+/// How long the names of a host directory read for a listing's first chunk serve its later
+/// chunks, and how many such listings are kept.
+const HOST_LIST_KEEP: Duration = Duration::from_secs(5);
+const HOST_LISTS: usize = 8;
 /// Largest read served at once (the kernel sends at most 1 MiB).
 const MAX_READ: u32 = 4 << 20;
 
@@ -204,7 +208,11 @@ pub struct View {
     /// Per mount: for a hostfs mount, its directory opened (`O_PATH`) before the FUSE session
     /// exists, and the path its nodes' paths start with.
     host_roots: Vec<Option<(OwnedFd, PathBuf)>>,
+    /// Host directories being listed: (node id, when read, sorted names).
+    host_lists: Mutex<Vec<HostList>>,
 }
+
+type HostList = (u64, Instant, Arc<Vec<OsString>>);
 
 /// Why a view could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +378,7 @@ impl View {
             mounted_at: SystemTime::now(),
             fuse_points: Mutex::new((None, HashSet::new())),
             own_point: None,
+            host_lists: Mutex::new(Vec::new()),
         };
         view.root_id = view.resolve_top()?;
         Ok(view)
@@ -893,30 +902,60 @@ impl View {
                     .get(&path)
                     .map(|s| s.iter().map(OsString::from).collect())
                     .unwrap_or_default();
-                self.list_names(real, &path, offset, plus, names, &mut emit)
+                self.list_names(real, &path, offset, plus, &names, &mut emit)
             }
             Node::Host { mount, path } => {
-                let mut names = Vec::new();
-                let fd = self
-                    .host_open(
-                        mount,
-                        &path,
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-                    )
-                    .map_err(|e| io_errno(&e))?;
-                // Listed through the descriptor checked above (its /proc/self/fd link names
-                // that very directory, whatever happens to the path meanwhile).
-                let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                let rd = fs::read_dir(&by_fd).map_err(|e| io_errno(&e))?;
-                for e in rd.take(HOST_DIR_LIMIT).flatten() {
-                    names.push(e.file_name());
-                }
-                drop(fd);
-                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                let names = self.host_names(real, mount, &path, offset)?;
                 let gp = dpath.unwrap_or_else(|| "/".into());
-                self.list_names(real, &gp, offset, plus, names, &mut emit)
+                self.list_names(real, &gp, offset, plus, &names, &mut emit)
             }
         }
+    }
+
+    /// The sorted names of host directory `path` (node `id`). A listing that continues
+    /// (offset > 0) reuses the names read for its first chunk, so listing a directory reads
+    /// and sorts it once, not once per chunk.
+    fn host_names(
+        &self,
+        id: u64,
+        mount: usize,
+        path: &Path,
+        offset: u64,
+    ) -> Result<Arc<Vec<OsString>>, Errno> {
+        if offset > 0 {
+            let cache = self.host_lists.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, at, names)) = cache.iter().find(|(i, _, _)| *i == id)
+                && at.elapsed() < HOST_LIST_KEEP
+            {
+                return Ok(names.clone());
+            }
+        }
+        let fd = self
+            .host_open(
+                mount,
+                path,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+            )
+            .map_err(|e| io_errno(&e))?;
+        // Listed through the descriptor checked above (its /proc/self/fd link names that very
+        // directory, whatever happens to the path meanwhile).
+        let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let rd = fs::read_dir(&by_fd).map_err(|e| io_errno(&e))?;
+        let mut names: Vec<OsString> = rd
+            .take(HOST_DIR_LIMIT)
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        drop(fd);
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let names = Arc::new(names);
+        let mut cache = self.host_lists.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(i, at, _)| *i != id && at.elapsed() < HOST_LIST_KEEP);
+        if cache.len() >= HOST_LISTS {
+            cache.remove(0);
+        }
+        cache.push((id, Instant::now(), names.clone()));
+        Ok(names)
     }
 
     /// List a directory given by child names (offset = index + 1 after "." and "..").
@@ -926,12 +965,17 @@ impl View {
         path: &str,
         offset: u64,
         plus: bool,
-        names: Vec<OsString>,
+        names: &[OsString],
         emit: &mut impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
     ) -> Result<(), Errno> {
-        let mut all = vec![OsString::from("."), OsString::from("..")];
-        all.extend(names);
-        for (i, name) in all.iter().enumerate().skip(offset as usize) {
+        let dots = [OsStr::new("."), OsStr::new("..")];
+        let all = dots
+            .into_iter()
+            .chain(names.iter().map(OsString::as_os_str));
+        for (i, name) in all
+            .enumerate()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        {
             let next = i as u64 + 1;
             let keep = if i < 2 {
                 emit(next, name, id, FType::Directory, None)
@@ -1492,6 +1536,43 @@ mod tests {
         let (link, a) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
         assert_eq!(a.kind, FType::Symlink);
         assert_eq!(view.readlink(link).unwrap(), outside.as_os_str().as_bytes());
+    }
+
+    /// Every chunk of a host directory's listing re-read and sorted the whole directory
+    /// (quadratic in its size); now the first chunk's names serve the rest.
+    #[test]
+    fn a_host_directory_listed_in_chunks_is_read_once_and_lists_every_name_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut want: Vec<String> = (0..3000).map(|i| format!("f{i:05}")).collect();
+        for n in &want {
+            fs::write(tmp.path().join(n), b"").unwrap();
+        }
+        let view = host_view(tmp.path(), Presentation::default());
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        loop {
+            let mut n = 0;
+            view.list(1, offset, false, |next, name, _, _, _| {
+                if n == 100 {
+                    return false;
+                }
+                n += 1;
+                seen.push(name.to_string_lossy().into_owned());
+                offset = next;
+                true
+            })
+            .unwrap();
+            if n == 0 {
+                break;
+            }
+            // Created mid-listing: the listing goes on from the names it read at its start.
+            fs::write(tmp.path().join("a-late-file"), b"").unwrap();
+        }
+        let mut all = vec![".".to_owned(), "..".to_owned()];
+        all.append(&mut want);
+        assert_eq!(seen, all);
+        // A new listing (offset 0) reads the directory again.
+        assert!(names(&view, 1).iter().any(|n| n == b"a-late-file"));
     }
 
     #[test]
