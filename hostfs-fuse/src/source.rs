@@ -124,6 +124,8 @@ pub fn normalize(p: &str) -> String {
 /// One line of `/proc/<pid>/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
+    /// The mount's id (unique among the mounts that exist at one time).
+    pub id: u32,
     pub major: u32,
     pub minor: u32,
     /// The directory of the filesystem that is mounted (not `/` for a bind mount).
@@ -204,6 +206,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             continue;
         };
         out.push(MountInfo {
+            id: f[0].parse().unwrap_or(0),
             major,
             minor,
             root: unescape(f[3]),
@@ -231,6 +234,8 @@ pub enum MountKind {
 /// One mount of the guest's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestMount {
+    /// The guest's mount id (0 when not from a mount table).
+    pub id: u32,
     pub point: String,
     pub kind: MountKind,
 }
@@ -247,7 +252,11 @@ pub fn guest_mounts(info: &[MountInfo]) -> Vec<GuestMount> {
                 }
             } else if m.major == UBD_MAJOR {
                 MountKind::Opaque {
-                    what: format!("{} (a partition of ubd{})", m.source, m.minor / UBD_MINORS),
+                    what: format!(
+                        "a partition of ubd{} ({}), which umlfs does not read",
+                        m.minor / UBD_MINORS,
+                        m.source
+                    ),
                 }
             } else if m.fstype == "hostfs" {
                 // hostfs shows its host directory as the last super option
@@ -264,10 +273,11 @@ pub fn guest_mounts(info: &[MountInfo]) -> Vec<GuestMount> {
                 }
             } else {
                 MountKind::Opaque {
-                    what: format!("{} ({})", m.source, m.fstype),
+                    what: format!("a {} mount", m.fstype),
                 }
             };
             GuestMount {
+                id: m.id,
                 point: m.point.clone(),
                 kind,
             }
@@ -364,6 +374,7 @@ mod tests {
         assert_eq!(
             m[3],
             GuestMount {
+                id: 21,
                 point: "/tmp/d".into(),
                 kind: MountKind::Ubd {
                     unit: 1,

@@ -111,21 +111,106 @@ fn is_labeled(fs: &ExtFs) -> bool {
 }
 
 /// What one mount of the view shows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewKind {
     /// Disk `disk`, from inode `root_ino`.
     Ext { disk: usize, root_ino: u64 },
     /// A host directory, read-only.
     Host { dir: PathBuf },
-    /// An empty directory.
-    Opaque,
+    /// An empty directory: a mount the host cannot see into, described by `what` (e.g.
+    /// `a tmpfs mount`).
+    Opaque { what: String },
 }
 
 /// One mount of the view, at a guest path.
 #[derive(Debug, Clone)]
 pub struct ViewMount {
+    /// The guest's mount id (mountinfo's first field; 0 when not from a mount table): with
+    /// the point and kind, what tells a mount that stays from a new one.
+    pub id: u32,
     pub point: String,
     pub kind: ViewKind,
+}
+
+/// At most this many mounts are ever shown by one view (a guest mounting and unmounting in
+/// a loop stops being followed there).
+const MAX_MOUNTS: usize = 4096;
+
+/// The mounts a view composes, replaced as a whole when the guest's mount table changes.
+/// Mount indexes are never reused (ext node ids carry them): a mount the guest unmounted
+/// stays in `mounts`, inactive, so what the kernel still holds of it keeps working.
+#[derive(Debug, Default)]
+struct Layout {
+    mounts: Vec<ViewMount>,
+    active: Vec<bool>,
+    /// Per mount: for a hostfs mount, its directory opened (`O_PATH`) before the FUSE
+    /// session exists (or by the thread following the guest), and the path its nodes' paths
+    /// start with.
+    host_roots: Vec<Option<Arc<(OwnedFd, PathBuf)>>>,
+    /// Every proper ancestor of an active mount point (under the top) → names leading
+    /// towards it.
+    below: HashMap<String, BTreeSet<String>>,
+}
+
+impl Layout {
+    fn new(
+        top: &str,
+        mounts: Vec<ViewMount>,
+        active: Vec<bool>,
+        mut host_roots: Vec<Option<Arc<(OwnedFd, PathBuf)>>>,
+    ) -> Layout {
+        let mut below: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (m, _) in mounts.iter().zip(&active).filter(|(_, a)| **a) {
+            if !is_under(&m.point, top) || m.point == top {
+                continue;
+            }
+            let mut cur = m.point.as_str();
+            while let Some((parent, name)) = cur.rsplit_once('/') {
+                let parent = if parent.is_empty() { "/" } else { parent };
+                below
+                    .entry(parent.to_owned())
+                    .or_default()
+                    .insert(name.to_owned());
+                if parent == "/" || parent == top {
+                    break;
+                }
+                cur = parent;
+            }
+        }
+        for m in &mounts[host_roots.len()..] {
+            host_roots.push(match &m.kind {
+                ViewKind::Host { dir } => nix::fcntl::open(
+                    dir.as_path(),
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok()
+                .map(|fd| Arc::new((fd, dir.clone()))),
+                _ => None,
+            });
+        }
+        Layout {
+            mounts,
+            active,
+            host_roots,
+            below,
+        }
+    }
+
+    /// The innermost active mount at `path`: the last one in mount order.
+    fn mount_at(&self, path: &str) -> Option<usize> {
+        (0..self.mounts.len())
+            .rev()
+            .find(|&i| self.active[i] && self.mounts[i].point == path)
+    }
+}
+
+/// What the kernel must forget after the guest's mount table changed: directory entries
+/// (parent node, name) and nodes (attributes and cached listings).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Forget {
+    pub entries: Vec<(u64, OsString)>,
+    pub nodes: Vec<u64>,
 }
 
 /// How files are presented.
@@ -189,25 +274,23 @@ impl Tables {
 /// hold it.
 #[derive(Debug)]
 pub struct View {
-    pub disks: Vec<Disk>,
-    mounts: Vec<ViewMount>,
+    /// Every disk opened so far (indexes never change meaning).
+    disks: RwLock<Vec<Arc<Disk>>>,
+    layout: RwLock<Arc<Layout>>,
     /// The guest path shown at the FUSE root.
     top: String,
-    /// Every proper ancestor of a mount point (under `top`) → names leading towards it.
-    below: HashMap<String, BTreeSet<String>>,
-    /// Whether any mount lies below the top (path tracking needed).
+    /// Whether guest paths of directories are tracked: when mounts lie below the top, or
+    /// may come (the view follows the guest's mount table).
     nested: bool,
     pres: Presentation,
     tables: Mutex<Tables>,
-    root_id: u64,
+    /// The node shown at the FUSE root (nodeid 1).
+    root_id: AtomicU64,
     mounted_at: SystemTime,
     /// FUSE mount points of the host, refreshed at most twice a second.
     fuse_points: Mutex<(Option<Instant>, HashSet<PathBuf>)>,
     /// This view's own mount point (canonical), never looked at through hostfs.
     own_point: Option<PathBuf>,
-    /// Per mount: for a hostfs mount, its directory opened (`O_PATH`) before the FUSE session
-    /// exists, and the path its nodes' paths start with.
-    host_roots: Vec<Option<(OwnedFd, PathBuf)>>,
     /// Host directories being listed: (node id, when read, sorted names).
     host_lists: Mutex<Vec<HostList>>,
 }
@@ -225,6 +308,10 @@ pub enum ViewError {
     Read { path: String, reason: String },
     #[error("the guest has nothing mounted at /")]
     NoRoot,
+    #[error(
+        "\"{path}\" is on {what}, not on a disk: the host cannot see its files (umlfs shows ubd disks and hostfs directories)"
+    )]
+    NotOnDisk { path: String, what: String },
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -332,76 +419,201 @@ impl View {
         top: &str,
         pres: Presentation,
     ) -> Result<View, ViewError> {
-        let mut below: HashMap<String, BTreeSet<String>> = HashMap::new();
-        let mut nested = false;
-        for m in &mounts {
-            if !is_under(&m.point, top) || m.point == top {
-                continue;
-            }
-            nested = true;
-            let mut cur = m.point.as_str();
-            while let Some((parent, name)) = cur.rsplit_once('/') {
-                let parent = if parent.is_empty() { "/" } else { parent };
-                below
-                    .entry(parent.to_owned())
-                    .or_default()
-                    .insert(name.to_owned());
-                if parent == "/" || parent == top {
-                    break;
-                }
-                cur = parent;
-            }
-        }
-        let host_roots = mounts
+        let nested = mounts
             .iter()
-            .map(|m| match &m.kind {
-                ViewKind::Host { dir } => nix::fcntl::open(
-                    dir.as_path(),
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .ok()
-                .map(|fd| (fd, dir.clone())),
-                _ => None,
-            })
-            .collect();
-        let mut view = View {
-            host_roots,
-            disks,
-            mounts,
+            .any(|m| is_under(&m.point, top) && m.point != top);
+        let active = vec![true; mounts.len()];
+        let layout = Layout::new(top, mounts, active, Vec::new());
+        let view = View {
+            disks: RwLock::new(disks.into_iter().map(Arc::new).collect()),
+            layout: RwLock::new(Arc::new(layout)),
             top: top.to_owned(),
-            below,
             nested,
             pres,
             tables: Mutex::new(Tables::default()),
-            root_id: 0,
+            root_id: AtomicU64::new(0),
             mounted_at: SystemTime::now(),
             fuse_points: Mutex::new((None, HashSet::new())),
             own_point: None,
             host_lists: Mutex::new(Vec::new()),
         };
-        view.root_id = view.resolve_top()?;
+        let root = view.resolve_top()?;
+        view.root_id.store(root, Ordering::Relaxed);
         Ok(view)
+    }
+
+    /// Track directory paths from now on, as a view that follows the guest's mount table
+    /// must (a mount may come below any directory).
+    pub fn follow(&mut self) {
+        if !self.nested {
+            self.nested = true;
+            let root = self.root();
+            self.remember_dir(root, &self.top.clone());
+        }
+    }
+
+    fn layout(&self) -> Arc<Layout> {
+        self.layout
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn root(&self) -> u64 {
+        self.root_id.load(Ordering::Relaxed)
+    }
+
+    /// Every disk opened so far.
+    pub fn disks(&self) -> Vec<Arc<Disk>> {
+        self.disks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Add a disk (one the guest mounted after the view was made); its index for
+    /// [`ViewKind::Ext`].
+    pub fn add_disk(&self, disk: Disk) -> usize {
+        let mut d = self.disks.write().unwrap_or_else(|p| p.into_inner());
+        d.push(Arc::new(disk));
+        d.len() - 1
+    }
+
+    /// The mounts of the view that show nothing (not on a disk, not hostfs), as
+    /// (guest path, what it is), for telling the user.
+    pub fn opaque_mounts(&self) -> Vec<(String, String)> {
+        let l = self.layout();
+        l.mounts
+            .iter()
+            .zip(&l.active)
+            .filter(|(m, a)| **a && is_under(&m.point, &self.top))
+            .filter_map(|(m, _)| match &m.kind {
+                ViewKind::Opaque { what } => Some((m.point.clone(), what.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Take the guest's mount table as it is now (`mounts`, in mount order): mounts that
+    /// stay keep their nodes, new ones are shown, gone ones are hidden. Returns what the
+    /// kernel must forget so that a mount appears and disappears at once.
+    pub fn apply_mounts(&self, mounts: Vec<ViewMount>) -> Forget {
+        let old = self.layout();
+        let mut all = old.mounts.clone();
+        let mut active = vec![false; all.len()];
+        for m in mounts {
+            let same = (0..old.mounts.len()).find(|&i| {
+                old.active[i]
+                    && !active[i]
+                    && old.mounts[i].id == m.id
+                    && old.mounts[i].point == m.point
+                    && old.mounts[i].kind == m.kind
+            });
+            match same {
+                Some(i) => active[i] = true,
+                None if all.len() < MAX_MOUNTS => {
+                    all.push(m);
+                    active.push(true);
+                }
+                None => tracing::warn!(
+                    point = %m.point,
+                    "the guest mounted more than {MAX_MOUNTS} filesystems: not shown"
+                ),
+            }
+        }
+        let changed: Vec<String> = (0..all.len())
+            .filter(|&i| old.active.get(i).copied().unwrap_or(false) != active[i])
+            .map(|i| all[i].point.clone())
+            .filter(|p| is_under(p, &self.top))
+            .collect();
+        let mut forget = Forget::default();
+        if changed.is_empty() {
+            return forget;
+        }
+        let layout = Layout::new(&self.top, all, active, old.host_roots.clone());
+        *self.layout.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(layout);
+        let old_root = self.root();
+        match self.resolve_top() {
+            Ok(root) if root != old_root => {
+                self.root_id.store(root, Ordering::Relaxed);
+                forget.nodes.push(1);
+            }
+            Ok(root) => self.unref(root, 1),
+            // The top is gone (unmounted, or no longer a directory): keep showing the last.
+            Err(e) => tracing::info!("the view's top cannot be reached now: {e}"),
+        }
+        for point in changed {
+            let Some((parent, name)) = point.rsplit_once('/') else {
+                continue;
+            };
+            if point == self.top || name.is_empty() {
+                continue;
+            }
+            let parent = if parent.is_empty() { "/" } else { parent };
+            for id in self.dirs_at(parent) {
+                forget.entries.push((id, OsString::from(name)));
+                forget.nodes.push(id);
+            }
+        }
+        forget.nodes.sort_unstable();
+        forget.nodes.dedup();
+        forget
+    }
+
+    /// The node ids the kernel knows for guest directory `path`.
+    fn dirs_at(&self, path: &str) -> Vec<u64> {
+        let mut ids: Vec<u64> = {
+            let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            t.dir_paths
+                .iter()
+                .filter(|(_, p)| p.as_str() == path)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        if path == self.top {
+            ids.push(1);
+        }
+        let root = self.root();
+        for id in &mut ids {
+            if *id == root {
+                *id = 1;
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// The innermost mount at or above `path`: the last one in mount order.
     fn mount_at(&self, path: &str) -> Option<usize> {
-        self.mounts.iter().rposition(|m| m.point == path)
+        self.layout().mount_at(path)
     }
 
     /// Walk from the mount that holds `top` down to it.
     fn resolve_top(&self) -> Result<u64, ViewError> {
+        let layout = self.layout();
         let mut best: Option<usize> = None;
-        for (i, m) in self.mounts.iter().enumerate() {
-            if is_under(&self.top, &m.point)
-                && best.is_none_or(|b| m.point.len() >= self.mounts[b].point.len())
+        for (i, m) in layout.mounts.iter().enumerate() {
+            if layout.active[i]
+                && is_under(&self.top, &m.point)
+                && best.is_none_or(|b| m.point.len() >= layout.mounts[b].point.len())
             {
                 best = Some(i);
             }
         }
         let m = best.ok_or(ViewError::NoRoot)?;
+        // A top inside a mount the host cannot see, with nothing mounted below it, would
+        // be a silently empty directory.
+        if let ViewKind::Opaque { what } = &layout.mounts[m].kind
+            && !layout.below.contains_key(&self.top)
+        {
+            return Err(ViewError::NotOnDisk {
+                path: self.top.clone(),
+                what: what.clone(),
+            });
+        }
         let mut id = self.mount_root(m);
-        let mut path = self.mounts[m].point.clone();
+        let mut path = layout.mounts[m].point.clone();
         let rest = self.top[path.len()..].to_owned();
         for comp in rest.split('/').filter(|c| !c.is_empty()) {
             let (child, attr) = self.lookup_in(id, &path, OsStr::new(comp)).map_err(|e| {
@@ -474,7 +686,7 @@ impl View {
     /// Drop `n` references of `id` (a FORGET, or an internal use ending); at none, the id
     /// leaves every table. The view's root is never dropped.
     pub fn unref(&self, id: u64, n: u64) {
-        if id == 1 || id == self.root_id {
+        if id == 1 || id == self.root() {
             return;
         }
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
@@ -503,14 +715,15 @@ impl View {
     }
 
     fn mount_root(&self, m: usize) -> u64 {
-        let mount = &self.mounts[m];
+        let layout = self.layout();
+        let mount = &layout.mounts[m];
         match &mount.kind {
             ViewKind::Ext { root_ino, .. } => {
                 let id = ext_id(m, *root_ino);
                 self.remember_ext(id);
                 id
             }
-            ViewKind::Opaque => self.synth_id(&mount.point),
+            ViewKind::Opaque { .. } => self.synth_id(&mount.point),
             ViewKind::Host { dir } => match self.host_lstat(m, dir) {
                 Ok(md) if md.is_dir() => self.host_id(m, dir, &md),
                 _ => self.synth_id(&mount.point),
@@ -519,7 +732,7 @@ impl View {
     }
 
     fn node(&self, id: u64) -> Option<Node> {
-        let id = if id == 1 { self.root_id } else { id };
+        let id = if id == 1 { self.root() } else { id };
         if id & HOST_BIT != 0 {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
             let (mount, path, _) = t.host.get(&id)?;
@@ -533,7 +746,7 @@ impl View {
             return t.synth.get(&id).map(|p| Node::Synth { path: p.clone() });
         }
         let m = (id >> 32).checked_sub(1)? as usize;
-        match self.mounts.get(m)?.kind {
+        match self.layout().mounts.get(m)?.kind {
             ViewKind::Ext { .. } => Some(Node::Ext {
                 mount: m,
                 ino: id & 0xFFFF_FFFF,
@@ -542,9 +755,14 @@ impl View {
         }
     }
 
-    fn disk_of(&self, mount: usize) -> Option<&Disk> {
-        match self.mounts.get(mount)?.kind {
-            ViewKind::Ext { disk, .. } => self.disks.get(disk),
+    fn disk_of(&self, mount: usize) -> Option<Arc<Disk>> {
+        match self.layout().mounts.get(mount)?.kind {
+            ViewKind::Ext { disk, .. } => self
+                .disks
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(disk)
+                .cloned(),
             _ => None,
         }
     }
@@ -564,7 +782,7 @@ impl View {
     }
 
     fn dir_path(&self, id: u64) -> Option<String> {
-        if id == 1 || id == self.root_id {
+        if id == 1 || id == self.root() {
             return Some(self.top.clone());
         }
         if !self.nested {
@@ -679,10 +897,12 @@ impl View {
     /// never a file elsewhere.
     fn host_open(&self, mount: usize, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
         let exdev = || io::Error::from_raw_os_error(libc::EXDEV);
-        let (root, dir) = self
+        let layout = self.layout();
+        let (root, dir) = layout
             .host_roots
             .get(mount)
             .and_then(Option::as_ref)
+            .map(|r| &**r)
             .ok_or_else(exdev)?;
         let rel = path.strip_prefix(dir).map_err(|_| exdev())?;
         let rel = if rel.as_os_str().is_empty() {
@@ -715,7 +935,7 @@ impl View {
 
     /// Attributes of node `id`.
     fn attr(&self, id: u64) -> Result<FileAttr, Errno> {
-        let real = if id == 1 { self.root_id } else { id };
+        let real = if id == 1 { self.root() } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
@@ -765,7 +985,7 @@ impl View {
                 self.remember_dir(id, cpath);
                 return Ok((id, a));
             }
-            if self.below.contains_key(cpath) && matches!(node, Node::Synth { .. }) {
+            if self.layout().below.contains_key(cpath) && matches!(node, Node::Synth { .. }) {
                 let id = self.synth_id(cpath);
                 self.remember_dir(id, cpath);
                 return Ok((id, self.synth_attr(id)));
@@ -790,7 +1010,7 @@ impl View {
                 Ok((id, attr))
             }
             Node::Synth { .. } => match &cpath {
-                Some(cpath) if self.nested && self.below.contains_key(cpath) => {
+                Some(cpath) if self.nested && self.layout().below.contains_key(cpath) => {
                     let id = self.synth_id(cpath);
                     self.remember_dir(id, cpath);
                     Ok((id, self.synth_attr(id)))
@@ -833,7 +1053,7 @@ impl View {
         plus: bool,
         mut emit: impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
     ) -> Result<(), Errno> {
-        let real = if id == 1 { self.root_id } else { id };
+        let real = if id == 1 { self.root() } else { id };
         let node = self.node(real).ok_or(Errno::ENOENT)?;
         let dpath = self.dir_path(real);
         let sub = |name: &[u8]| -> Option<u64> {
@@ -898,6 +1118,7 @@ impl View {
             }
             Node::Synth { path } => {
                 let names: Vec<OsString> = self
+                    .layout()
                     .below
                     .get(&path)
                     .map(|s| s.iter().map(OsString::from).collect())
@@ -999,7 +1220,7 @@ impl View {
     }
 
     fn read(&self, id: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        let real = if id == 1 { self.root_id } else { id };
+        let real = if id == 1 { self.root() } else { id };
         let size = size.min(MAX_READ) as usize;
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
@@ -1065,7 +1286,7 @@ impl View {
     /// without labels answers, so `ls -l` (which remembers that per device) stops asking
     /// for every file. A label a file does have is always returned.
     fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
-        let real = if id == 1 { self.root_id } else { id };
+        let real = if id == 1 { self.root() } else { id };
         let unlabeled = || {
             if name == SELINUX {
                 Err(Errno::EOPNOTSUPP)
@@ -1092,7 +1313,7 @@ impl View {
     }
 
     fn xattr_names(&self, id: u64) -> Result<Vec<Vec<u8>>, Errno> {
-        let real = if id == 1 { self.root_id } else { id };
+        let real = if id == 1 { self.root() } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
@@ -1109,7 +1330,7 @@ impl View {
     /// The reader's error when the image cannot be opened now (torn by a concurrent write):
     /// the old generation stays.
     pub fn refresh_disk(&self, d: usize) -> Result<Vec<u64>, ExtError> {
-        let Some(disk) = self.disks.get(d) else {
+        let Some(disk) = self.disks().get(d).cloned() else {
             return Ok(Vec::new());
         };
         let new = Arc::new(Filesystem::open(disk.src.clone())?);
@@ -1119,7 +1340,8 @@ impl View {
         };
         disk.generation.fetch_add(1, Ordering::Relaxed);
         disk.labeled.store(is_labeled(&new), Ordering::Relaxed);
-        let mounts: Vec<usize> = self
+        let layout = self.layout();
+        let mounts: Vec<usize> = layout
             .mounts
             .iter()
             .enumerate()
@@ -1130,11 +1352,11 @@ impl View {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
             let mut k: Vec<u64> = t.known.iter().copied().collect();
             for m in &mounts {
-                if let ViewKind::Ext { root_ino, .. } = self.mounts[*m].kind {
+                if let ViewKind::Ext { root_ino, .. } = layout.mounts[*m].kind {
                     k.push(ext_id(*m, root_ino));
                 }
             }
-            k.push(self.root_id);
+            k.push(self.root());
             k.sort_unstable();
             k.dedup();
             k
@@ -1164,7 +1386,7 @@ impl View {
                 changed.push(id);
             }
         }
-        if changed.contains(&self.root_id) {
+        if changed.contains(&self.root()) {
             // The FUSE root's own attributes and listing are cached under nodeid 1.
             changed.push(1);
         }
@@ -1348,7 +1570,7 @@ impl fuser::Filesystem for UmlFs {
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         guard!(req, reply);
-        let real = if ino.0 == 1 { self.view.root_id } else { ino.0 };
+        let real = if ino.0 == 1 { self.view.root() } else { ino.0 };
         let disk = match self.view.node(real) {
             Some(Node::Ext { mount, .. }) => self.view.disk_of(mount),
             _ => None,
@@ -1412,6 +1634,7 @@ mod tests {
 
     fn host_view(dir: &Path, pres: Presentation) -> View {
         let mounts = vec![ViewMount {
+            id: 0,
             point: "/".into(),
             kind: ViewKind::Host {
                 dir: dir.to_owned(),
@@ -1491,6 +1714,7 @@ mod tests {
             Filesystem::open(src).unwrap(),
         );
         let mounts = vec![ViewMount {
+            id: 0,
             point: "/".into(),
             kind: ViewKind::Ext {
                 disk: 0,
@@ -1573,6 +1797,98 @@ mod tests {
         assert_eq!(seen, all);
         // A new listing (offset 0) reads the directory again.
         assert!(names(&view, 1).iter().any(|n| n == b"a-late-file"));
+    }
+
+    /// The guest mounts something on a directory the kernel has seen, then unmounts it: the
+    /// view shows the mount, and says which entry and listing the kernel must forget.
+    #[test]
+    fn a_mount_coming_and_going_is_shown_and_its_entry_forgotten() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("a")).unwrap();
+        fs::write(tmp.path().join("a/host-file"), b"x").unwrap();
+        let root = ViewMount {
+            id: 1,
+            point: "/".into(),
+            kind: ViewKind::Host {
+                dir: tmp.path().to_owned(),
+            },
+        };
+        let mut view =
+            View::new(Vec::new(), vec![root.clone()], "/", Presentation::default()).unwrap();
+        view.follow();
+        let listing = |view: &View| {
+            let (a, _) = view.lookup_in(1, "/", OsStr::new("a")).unwrap();
+            let n = names(view, a);
+            view.unref(a, 1);
+            n
+        };
+        assert_eq!(listing(&view).len(), 3);
+        let (a, _) = view.lookup_in(1, "/", OsStr::new("a")).unwrap();
+        let tmpfs = ViewMount {
+            id: 7,
+            point: "/a".into(),
+            kind: ViewKind::Opaque {
+                what: "a tmpfs mount".into(),
+            },
+        };
+        let forget = view.apply_mounts(vec![root.clone(), tmpfs.clone()]);
+        assert_eq!(forget.entries, vec![(1, OsString::from("a"))]);
+        assert_eq!(forget.nodes, vec![1]);
+        let (b, attr) = view.lookup_in(1, "/", OsStr::new("a")).unwrap();
+        assert_ne!(a, b, "the mount is a new node");
+        assert_eq!(attr.kind, FType::Directory);
+        assert_eq!(listing(&view), vec![b".".to_vec(), b"..".to_vec()]);
+        assert_eq!(
+            view.opaque_mounts(),
+            vec![("/a".to_owned(), "a tmpfs mount".to_owned())]
+        );
+        // The same table again changes nothing.
+        assert_eq!(
+            view.apply_mounts(vec![root.clone(), tmpfs]),
+            Forget::default()
+        );
+        // Unmounted: the host directory shows again.
+        let forget = view.apply_mounts(vec![root]);
+        assert_eq!(forget.entries, vec![(1, OsString::from("a"))]);
+        assert_eq!(listing(&view).len(), 3);
+        assert!(view.opaque_mounts().is_empty());
+    }
+
+    #[test]
+    fn a_top_on_no_disk_with_nothing_below_is_refused_saying_what_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("var")).unwrap();
+        let mounts = vec![
+            ViewMount {
+                id: 1,
+                point: "/".into(),
+                kind: ViewKind::Host {
+                    dir: tmp.path().to_owned(),
+                },
+            },
+            ViewMount {
+                id: 2,
+                point: "/var/log".into(),
+                kind: ViewKind::Opaque {
+                    what: "a tmpfs mount".into(),
+                },
+            },
+        ];
+        let e = View::new(
+            Vec::new(),
+            mounts.clone(),
+            "/var/log",
+            Presentation::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"/var/log\" is on a tmpfs mount, not on a disk: the host cannot see its files \
+             (umlfs shows ubd disks and hostfs directories)"
+        );
+        // Its parent is shown, with the tmpfs as an empty directory.
+        let view = View::new(Vec::new(), mounts, "/var", Presentation::default()).unwrap();
+        assert_eq!(view.opaque_mounts().len(), 1);
     }
 
     #[test]

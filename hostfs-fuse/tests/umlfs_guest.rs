@@ -436,3 +436,119 @@ fn forget_keeps_memory_flat_across_find_runs_over_a_changing_host_tree() {
         "RSS grew {growth} KiB over runs 1..5: {rss:?}"
     );
 }
+
+/// Names in directory `dir` (sorted), or None when it cannot be listed.
+fn names_in(dir: &Path) -> Option<Vec<String>> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+/// umlfs follows the guest's mount table: a disk the guest mounts after `umlfs UMID:/`
+/// appears within about a second, at a point inside a tmpfs (shown only as the way to its
+/// mounts) and on a hostfs directory the host had already shown; when the guest unmounts it,
+/// it disappears. A path on no disk at all is refused, saying what it is on.
+#[test]
+fn a_disk_the_guest_mounts_later_appears_and_one_it_unmounts_disappears() {
+    let dir = host_visible_dir();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("late.txt"), b"late\n").unwrap();
+    let img = dir.path().join("late.img");
+    let st = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let on_host = dir.path().join("in-guest");
+    fs::create_dir(&on_host).unwrap();
+    let (go_mount, go_umount) = (dir.path().join("go-mount"), dir.path().join("go-umount"));
+    let body = format!(
+        "mkdir -p /tmp/late; mknod /tmp/ubdb b 98 16; echo WAITING
+while [ ! -e {m} ]; do sleep 0.1; done
+mount -o ro /tmp/ubdb /tmp/late && mount -o ro /tmp/ubdb {h} && echo LATE-MOUNTED || echo MOUNT-FAILED
+while [ ! -e {u} ]; do sleep 0.1; done
+umount /tmp/late && umount {h} && echo LATE-UNMOUNTED || echo UMOUNT-FAILED
+while :; do sleep 1; done",
+        m = go_mount.display(),
+        u = go_umount.display(),
+        h = on_host.display(),
+    );
+    let guest = GuestBuilder::new("ufol")
+        .arg(format!("ubd1r={}", img.display()))
+        .body(&body)
+        .boot()
+        .unwrap();
+    guest
+        .wait_for_log("WAITING", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
+    let mp = MountPoint::new();
+    let err = mount_guest(&format!("{}:/", guest.umid()), &guest, &mp, "");
+    assert!(err.contains("/proc (a proc mount)"), "{err}");
+    let m = mp.path();
+    let late = m.join("tmp/late");
+    let hosted = m.join(on_host.strip_prefix("/").unwrap());
+    // Before: no disk. The hostfs directory is looked at (the kernel caches it, empty).
+    assert!(!late.exists());
+    assert_eq!(names_in(&hosted), Some(vec![]));
+
+    fs::write(&go_mount, b"").unwrap();
+    guest
+        .wait_for_log("LATE-MOUNTED", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
+    let seen = Instant::now();
+    eventually(
+        "the disk mounted later appears",
+        Duration::from_secs(3),
+        || {
+            fs::read(late.join("late.txt")).is_ok_and(|c| c == b"late\n")
+                && fs::read(hosted.join("late.txt")).is_ok_and(|c| c == b"late\n")
+        },
+    );
+    eprintln!("mount seen after {:?}", seen.elapsed());
+    assert!(
+        names_in(&m.join("tmp"))
+            .unwrap()
+            .contains(&"late".to_owned())
+    );
+
+    fs::write(&go_umount, b"").unwrap();
+    guest
+        .wait_for_log("LATE-UNMOUNTED", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
+    let seen = Instant::now();
+    eventually(
+        "the unmounted disk disappears",
+        Duration::from_secs(3),
+        || !late.exists() && names_in(&hosted) == Some(vec![]),
+    );
+    eprintln!("unmount seen after {:?}", seen.elapsed());
+    assert!(
+        !names_in(&m.join("tmp"))
+            .unwrap()
+            .contains(&"late".to_owned())
+    );
+    assert!(mp.unmount());
+
+    // A path on no disk: refused with what it is, nothing mounted.
+    let mp2 = MountPoint::new();
+    let out = umlfs(&[
+        &format!("{}:/proc", guest.umid()),
+        mp2.path().to_str().unwrap(),
+        "-o",
+        &format!("uml_dir={}", guest.uml_dir().display()),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\"/proc\" is on a proc mount, not on a disk"),
+        "{err}"
+    );
+    assert!(!mp2.is_mounted());
+}
