@@ -537,24 +537,46 @@ impl View {
             Ok(root) if root != old_root => {
                 self.root_id.store(root, Ordering::Relaxed);
                 forget.nodes.push(1);
+                // Every name under the FUSE root may now lead elsewhere.
+                let mut names = BTreeSet::new();
+                for id in [old_root, root] {
+                    let _ = self.list(id, 0, false, |_, name, _, _, _| {
+                        if name != "." && name != ".." {
+                            names.insert(name.to_owned());
+                        }
+                        names.len() < NAMES_LIMIT
+                    });
+                }
+                forget.entries.extend(names.into_iter().map(|n| (1, n)));
             }
             Ok(root) => self.unref(root, 1),
             // The top is gone (unmounted, or no longer a directory): keep showing the last.
             Err(e) => tracing::info!("the view's top cannot be reached now: {e}"),
         }
+        // The mount point's entry, and every step leading to it from the top (a missing
+        // name is cached too, and the way to a new mount may lead through one).
+        let mut steps = BTreeSet::new();
         for point in changed {
-            let Some((parent, name)) = point.rsplit_once('/') else {
-                continue;
-            };
-            if point == self.top || name.is_empty() {
-                continue;
+            let mut cur = point.as_str();
+            while cur != self.top && is_under(cur, &self.top) {
+                let Some((parent, name)) = cur.rsplit_once('/') else {
+                    break;
+                };
+                let parent = if parent.is_empty() { "/" } else { parent };
+                if !name.is_empty() {
+                    steps.insert((parent.to_owned(), name.to_owned()));
+                }
+                cur = parent;
             }
-            let parent = if parent.is_empty() { "/" } else { parent };
-            for id in self.dirs_at(parent) {
-                forget.entries.push((id, OsString::from(name)));
+        }
+        for (parent, name) in steps {
+            for id in self.dirs_at(&parent) {
+                forget.entries.push((id, OsString::from(&name)));
                 forget.nodes.push(id);
             }
         }
+        forget.entries.sort();
+        forget.entries.dedup();
         forget.nodes.sort_unstable();
         forget.nodes.dedup();
         forget
@@ -1393,6 +1415,9 @@ impl View {
         Ok(changed)
     }
 }
+
+/// At most this many names under the FUSE root are forgotten when the top changes.
+const NAMES_LIMIT: usize = 1 << 20;
 
 /// The fuser side of a [`View`].
 #[derive(Debug)]
