@@ -20,7 +20,7 @@ use uml::mconsole;
 
 use crate::ext::{ExtError, Filesystem};
 use crate::options::MountOptions;
-use crate::source::{self, MountKind, Source, UbdBacking};
+use crate::source::{self, MountKind, Source};
 use crate::view::{Disk, Image, Presentation, View, ViewError, ViewKind, ViewMount};
 
 /// Why a mount could not be prepared.
@@ -88,18 +88,11 @@ pub struct Follow {
     mountpoint: PathBuf,
 }
 
-/// The pid holding a write lock on `file`, if any (F_GETLK only: nothing is locked).
+/// The pid holding a lock on `file`, if any ([`uml::cow::holder`], `F_GETLK` only: nothing
+/// is locked). Asked through our descriptor's /proc link, so it is the file we opened.
 fn lock_holder(file: &File) -> Option<i32> {
-    let mut fl = libc::flock {
-        l_type: libc::F_WRLCK as i16,
-        l_whence: libc::SEEK_SET as i16,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    // SAFETY: F_GETLK only reads and fills the flock struct we own; the fd is open.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
-    (rc == 0 && fl.l_type != libc::F_UNLCK as i16).then_some(fl.l_pid)
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    uml::cow::holder(&by_fd).ok().flatten().map(|h| h.pid)
 }
 
 /// A COW file read through to its backing file (the bitmap is read afresh on every read,
@@ -338,13 +331,13 @@ pub fn prepare(
                     (gm, units)
                 }
             };
-            let mut backings: Vec<(u32, UbdBacking)> = Vec::new();
+            let mut backings: Vec<(u32, uml::ubd::Backing)> = Vec::new();
             for unit in &units {
                 let reply = ask(
                     &format!("the file of ubd{unit}"),
-                    client.config_get(&format!("ubd{unit}")),
+                    client.config_get(&uml::ubd::name(*unit)),
                 )?;
-                let b = source::parse_ubd_config(&reply).ok_or(MountError::NoDisk {
+                let b = uml::ubd::parse_config(&reply).ok_or(MountError::NoDisk {
                     umid: umid.clone(),
                     unit: *unit,
                 })?;
@@ -564,13 +557,13 @@ fn open_guest_disk(
 ) -> Result<Disk, MountError> {
     let reply =
         client
-            .config_get(&format!("ubd{unit}"))
+            .config_get(&uml::ubd::name(unit))
             .map_err(|source| MountError::Mconsole {
                 umid: umid.to_owned(),
                 what: format!("the file of ubd{unit}"),
                 source,
             })?;
-    let b = source::parse_ubd_config(&reply).ok_or(MountError::NoDisk {
+    let b = uml::ubd::parse_config(&reply).ok_or(MountError::NoDisk {
         umid: umid.to_owned(),
         unit,
     })?;

@@ -18,3 +18,4 @@ pub mod mconsole;
 pub mod net;
 pub mod options;
 pub mod switch;
+pub mod ubd;
