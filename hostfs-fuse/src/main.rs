@@ -13,10 +13,10 @@ use std::sync::Arc;
 use clap::Parser;
 use fuser::{Config, MountOption, SessionACL};
 
+use umlfs::fuse::UmlFs;
 use umlfs::mount::{self, Prepared};
 use umlfs::options::MountOptions;
 use umlfs::source::Source;
-use umlfs::view::UmlFs;
 
 /// Show a running (or stopped) UML guest's disks on the host, read-only.
 #[derive(Debug, Parser)]

@@ -1,4 +1,4 @@
-//! The FUSE filesystem: a guest's tree composed of its disks (read with [`crate::ext`]),
+//! The view: a guest's tree composed of its disks (read with [`crate::ext`]),
 //! hostfs directories (a read-only passthrough) and opaque mounts (empty directories).
 //!
 //! Identity (one FUSE mount, one `st_dev`): an ext inode is shown as
@@ -9,9 +9,9 @@
 //! Neither 0 nor 1 is ever handed out (1 is the FUSE root, fuser's nodeid *is* st_ino).
 //! One st_dev means `find -xdev` / `du -x` cross the guest's mount boundaries.
 //!
-//! Safety: no handler ever writes; the hostfs passthrough never looks at a FUSE mount point
-//! (it would be answered by a FUSE server, possibly this one: a self-deadlock), and requests
-//! issued by this process's own handler threads are refused with EIO.
+//! Safety: nothing here ever writes; the hostfs passthrough never looks at a FUSE mount point
+//! (it would be answered by a FUSE server, possibly this one: a self-deadlock). The fuser
+//! adapter ([`crate::fuse`]) refuses requests issued by this process's own handler threads.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -21,15 +21,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fuser::{
-    Errno, FileAttr, FileHandle, FileType as FType, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyXattr, Request,
-};
+use fuser::{Errno, FileAttr, FileType as FType, INodeNo};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
@@ -228,7 +224,7 @@ pub struct Presentation {
 }
 
 #[derive(Debug, Clone)]
-enum Node {
+pub(crate) enum Node {
     Ext { mount: usize, ino: u64 },
     Host { mount: usize, path: PathBuf },
     Synth { path: String },
@@ -282,7 +278,7 @@ pub struct View {
     /// Whether guest paths of directories are tracked: when mounts lie below the top, or
     /// may come (the view follows the guest's mount table).
     nested: bool,
-    pres: Presentation,
+    pub(crate) pres: Presentation,
     tables: Mutex<Tables>,
     /// The node shown at the FUSE root (nodeid 1).
     root_id: AtomicU64,
@@ -373,41 +369,6 @@ fn encode_dev(major: u32, minor: u32) -> u32 {
     (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
 }
 
-/// Threads of this process that serve FUSE requests: a request they issue themselves (a
-/// handler touching the mount) would wait for a handler, so it is refused at once.
-static HANDLER_TIDS: [AtomicU32; 64] = [const { AtomicU32::new(0) }; 64];
-
-thread_local! {
-    static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn register_handler_thread() {
-    REGISTERED.with(|r| {
-        if r.get() {
-            return;
-        }
-        r.set(true);
-        let tid = nix::unistd::gettid().as_raw() as u32;
-        for slot in &HANDLER_TIDS {
-            if slot
-                .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return;
-            }
-        }
-    });
-}
-
-fn from_own_handler(req: &Request) -> bool {
-    register_handler_thread();
-    let pid = req.pid();
-    pid != 0
-        && HANDLER_TIDS
-            .iter()
-            .any(|s| s.load(Ordering::Relaxed) == pid)
-}
-
 impl View {
     /// Compose a view of `mounts` (guest mount order) showing guest path `top`.
     ///
@@ -459,7 +420,7 @@ impl View {
             .clone()
     }
 
-    fn root(&self) -> u64 {
+    pub(crate) fn root(&self) -> u64 {
         self.root_id.load(Ordering::Relaxed)
     }
 
@@ -753,7 +714,7 @@ impl View {
         }
     }
 
-    fn node(&self, id: u64) -> Option<Node> {
+    pub(crate) fn node(&self, id: u64) -> Option<Node> {
         let id = if id == 1 { self.root() } else { id };
         if id & HOST_BIT != 0 {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
@@ -777,7 +738,7 @@ impl View {
         }
     }
 
-    fn disk_of(&self, mount: usize) -> Option<Arc<Disk>> {
+    pub(crate) fn disk_of(&self, mount: usize) -> Option<Arc<Disk>> {
         match self.layout().mounts.get(mount)?.kind {
             ViewKind::Ext { disk, .. } => self
                 .disks
@@ -803,7 +764,7 @@ impl View {
         t.pin(id);
     }
 
-    fn dir_path(&self, id: u64) -> Option<String> {
+    pub(crate) fn dir_path(&self, id: u64) -> Option<String> {
         if id == 1 || id == self.root() {
             return Some(self.top.clone());
         }
@@ -956,7 +917,7 @@ impl View {
     }
 
     /// Attributes of node `id`.
-    fn attr(&self, id: u64) -> Result<FileAttr, Errno> {
+    pub(crate) fn attr(&self, id: u64) -> Result<FileAttr, Errno> {
         let real = if id == 1 { self.root() } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
@@ -975,7 +936,7 @@ impl View {
 
     /// The FUSE generation of a node: the ext inode's `i_generation`, so a reused inode
     /// number is seen as a new file (fs/fuse/inode.c fuse_stale_inode); 0 otherwise.
-    fn generation(&self, id: u64) -> u64 {
+    pub(crate) fn generation(&self, id: u64) -> u64 {
         match self.node(id) {
             Some(Node::Ext { mount, ino }) => self
                 .disk_of(mount)
@@ -996,7 +957,12 @@ impl View {
     /// Look `name` up in directory `parent` (whose guest path is `ppath`, if known). Names are
     /// bytes: one that is not UTF-8 is found like any other (it cannot be a guest mount point,
     /// whose paths come from the guest's mountinfo text).
-    fn lookup_in(&self, parent: u64, ppath: &str, name: &OsStr) -> Result<(u64, FileAttr), Errno> {
+    pub(crate) fn lookup_in(
+        &self,
+        parent: u64,
+        ppath: &str,
+        name: &OsStr,
+    ) -> Result<(u64, FileAttr), Errno> {
         let node = self.node(parent).ok_or(Errno::ENOENT)?;
         let cpath = name.to_str().map(|n| join(ppath, n));
         if self.nested
@@ -1068,7 +1034,7 @@ impl View {
     }
 
     /// List directory `id` from `offset`: (next offset, name, node id, attr if wanted).
-    fn list(
+    pub(crate) fn list(
         &self,
         id: u64,
         offset: u64,
@@ -1241,7 +1207,7 @@ impl View {
         Ok(())
     }
 
-    fn read(&self, id: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    pub(crate) fn read(&self, id: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let real = if id == 1 { self.root() } else { id };
         let size = size.min(MAX_READ) as usize;
         match self.node(real).ok_or(Errno::ENOENT)? {
@@ -1284,7 +1250,7 @@ impl View {
         }
     }
 
-    fn readlink(&self, id: u64) -> Result<Vec<u8>, Errno> {
+    pub(crate) fn readlink(&self, id: u64) -> Result<Vec<u8>, Errno> {
         match self.node(id).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
@@ -1307,7 +1273,7 @@ impl View {
     /// labels (a disk whose root has none, a hostfs or synthetic node): what a filesystem
     /// without labels answers, so `ls -l` (which remembers that per device) stops asking
     /// for every file. A label a file does have is always returned.
-    fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
+    pub(crate) fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, Errno> {
         let real = if id == 1 { self.root() } else { id };
         let unlabeled = || {
             if name == SELINUX {
@@ -1334,7 +1300,7 @@ impl View {
         }
     }
 
-    fn xattr_names(&self, id: u64) -> Result<Vec<Vec<u8>>, Errno> {
+    pub(crate) fn xattr_names(&self, id: u64) -> Result<Vec<Vec<u8>>, Errno> {
         let real = if id == 1 { self.root() } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
@@ -1418,240 +1384,6 @@ impl View {
 
 /// At most this many names under the FUSE root are forgotten when the top changes.
 const NAMES_LIMIT: usize = 1 << 20;
-
-/// The fuser side of a [`View`].
-#[derive(Debug)]
-pub struct UmlFs {
-    pub view: Arc<View>,
-}
-
-impl UmlFs {
-    fn ttl(&self) -> Duration {
-        self.view.pres.ttl
-    }
-}
-
-macro_rules! guard {
-    ($req:expr, $reply:expr) => {
-        if from_own_handler($req) {
-            $reply.error(Errno::EIO);
-            return;
-        }
-    };
-}
-
-impl fuser::Filesystem for UmlFs {
-    fn init(&mut self, _req: &Request, cfg: &mut KernelConfig) -> io::Result<()> {
-        let want = InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
-            // hostfs files change behind our back: a new mtime seen by GETATTR drops their
-            // cached pages (ext nodes are also invalidated explicitly per generation).
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
-        let want = if self.view.pres.posix_acl {
-            want | InitFlags::FUSE_POSIX_ACL
-        } else {
-            want
-        };
-        let offered = cfg.capabilities();
-        cfg.add_capabilities(want & offered)
-            .map_err(|u| io::Error::other(format!("{u:?}")))?;
-        Ok(())
-    }
-
-    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        guard!(req, reply);
-        let ppath = self
-            .view
-            .dir_path(parent.0)
-            .unwrap_or_else(|| "/nonexistent-untracked".into());
-        match self.view.lookup_in(parent.0, &ppath, name) {
-            Ok((_, attr)) => {
-                let g = Generation(self.view.generation(attr.ino.0));
-                reply.entry(&self.ttl(), &attr, g);
-            }
-            Err(e) => reply.error(e),
-        }
-    }
-
-    // The kernel dropped `nlookup` references (fuser's default batch_forget calls this for each
-    // node); no reply.
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.view.unref(ino.0, nlookup);
-    }
-
-    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        guard!(req, reply);
-        match self.view.attr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl(), &a),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        guard!(req, reply);
-        match self.view.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    // ENOSYS makes the kernel stop sending OPEN/OPENDIR/RELEASE* and keep the page cache
-    // and the readdir cache (fs/fuse/file.c fuse_file_open: no_open implies KEEP_CACHE and
-    // CACHE_DIR); the freshness thread invalidates what changed.
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock: LockOwner,
-        reply: fuser::ReplyEmpty,
-    ) {
-        // Nothing is ever buffered for writing; ENOSYS stops the kernel from asking again.
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn read(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        guard!(req, reply);
-        match self.view.read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn readdir(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        guard!(req, reply);
-        let r = self
-            .view
-            .list(ino.0, offset, false, |next, name, id, kind, _| {
-                !reply.add(INodeNo(id), next, kind, name)
-            });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn readdirplus(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
-        guard!(req, reply);
-        let ttl = self.ttl();
-        let dir_attr = self.view.attr(ino.0);
-        let r = self
-            .view
-            .list(ino.0, offset, true, |next, name, id, _, attr| {
-                // "." and ".." are never instantiated by the kernel (fs/fuse/readdir.c
-                // fuse_direntplus_link), but need an attribute record.
-                let a = match (attr, &dir_attr) {
-                    (Some(a), _) => *a,
-                    (None, Ok(d)) => *d,
-                    (None, Err(_)) => return false,
-                };
-                let _ = id;
-                let g = if attr.is_some() {
-                    self.view.generation(a.ino.0)
-                } else {
-                    0
-                };
-                !reply.add(a.ino, next, name, &ttl, &a, Generation(g))
-            });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        guard!(req, reply);
-        let real = if ino.0 == 1 { self.view.root() } else { ino.0 };
-        let disk = match self.view.node(real) {
-            Some(Node::Ext { mount, .. }) => self.view.disk_of(mount),
-            _ => None,
-        };
-        match disk {
-            Some(d) => {
-                let s = d.fs().statfs();
-                reply.statfs(
-                    s.blocks,
-                    s.blocks_free,
-                    s.blocks_available,
-                    s.files,
-                    s.files_free,
-                    s.block_size,
-                    s.name_max,
-                    s.block_size,
-                );
-            }
-            None => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
-        }
-    }
-
-    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        guard!(req, reply);
-        match self.view.xattr(ino.0, name.as_bytes()) {
-            Ok(found) => match found {
-                Some(v) if size == 0 => reply.size(v.len() as u32),
-                Some(v) if v.len() <= size as usize => reply.data(&v),
-                Some(_) => reply.error(Errno::ERANGE),
-                None => reply.error(Errno::NO_XATTR),
-            },
-            Err(e) => reply.error(e),
-        }
-    }
-
-    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        guard!(req, reply);
-        match self.view.xattr_names(ino.0) {
-            Ok(list) => {
-                let mut out = Vec::new();
-                for n in &list {
-                    out.extend_from_slice(n);
-                    out.push(0);
-                }
-                if size == 0 {
-                    reply.size(out.len() as u32);
-                } else if out.len() <= size as usize {
-                    reply.data(&out);
-                } else {
-                    reply.error(Errno::ERANGE);
-                }
-            }
-            Err(e) => reply.error(e),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
