@@ -15,7 +15,47 @@ use fuser::{
     ReplyXattr, Request,
 };
 
-use crate::view::{Node, View};
+use crate::ext::FileType;
+use crate::view::{Attr, Node, View};
+
+/// A view's errno as fuser's.
+fn errno(e: nix::errno::Errno) -> Errno {
+    Errno::from_i32(e as i32)
+}
+
+fn ftype(t: FileType) -> fuser::FileType {
+    use fuser::FileType as F;
+    match t {
+        FileType::Regular | FileType::Unknown => F::RegularFile,
+        FileType::Directory => F::Directory,
+        FileType::Symlink => F::Symlink,
+        FileType::CharDevice => F::CharDevice,
+        FileType::BlockDevice => F::BlockDevice,
+        FileType::Fifo => F::NamedPipe,
+        FileType::Socket => F::Socket,
+    }
+}
+
+/// A view's attributes as fuser's (the node id is the `st_ino`).
+fn file_attr(a: &Attr) -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: ftype(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
 
 /// Threads of this process that serve FUSE requests: a request they issue themselves (a
 /// handler touching the mount) would wait for a handler, so it is refused at once.
@@ -101,10 +141,10 @@ impl fuser::Filesystem for UmlFs {
             .unwrap_or_else(|| "/nonexistent-untracked".into());
         match self.view.lookup_in(parent.0, &ppath, name) {
             Ok((_, attr)) => {
-                let g = Generation(self.view.generation(attr.ino.0));
-                reply.entry(&self.ttl(), &attr, g);
+                let g = Generation(self.view.generation(attr.ino));
+                reply.entry(&self.ttl(), &file_attr(&attr), g);
             }
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -117,8 +157,8 @@ impl fuser::Filesystem for UmlFs {
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         guard!(req, reply);
         match self.view.attr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl(), &a),
-            Err(e) => reply.error(e),
+            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -126,7 +166,7 @@ impl fuser::Filesystem for UmlFs {
         guard!(req, reply);
         match self.view.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -167,7 +207,7 @@ impl fuser::Filesystem for UmlFs {
         guard!(req, reply);
         match self.view.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -183,11 +223,11 @@ impl fuser::Filesystem for UmlFs {
         let r = self
             .view
             .list(ino.0, offset, false, |next, name, id, kind, _| {
-                !reply.add(INodeNo(id), next, kind, name)
+                !reply.add(INodeNo(id), next, ftype(kind), name)
             });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -214,15 +254,16 @@ impl fuser::Filesystem for UmlFs {
                 };
                 let _ = id;
                 let g = if attr.is_some() {
-                    self.view.generation(a.ino.0)
+                    self.view.generation(a.ino)
                 } else {
                     0
                 };
-                !reply.add(a.ino, next, name, &ttl, &a, Generation(g))
+                let fa = file_attr(&a);
+                !reply.add(fa.ino, next, name, &ttl, &fa, Generation(g))
             });
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -260,7 +301,7 @@ impl fuser::Filesystem for UmlFs {
                 Some(_) => reply.error(Errno::ERANGE),
                 None => reply.error(Errno::NO_XATTR),
             },
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -281,7 +322,7 @@ impl fuser::Filesystem for UmlFs {
                     reply.error(Errno::ERANGE);
                 }
             }
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 }

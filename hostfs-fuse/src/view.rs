@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fuser::{Errno, FileAttr, FileType as FType, INodeNo};
+use nix::errno::Errno;
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
@@ -94,6 +94,49 @@ impl Disk {
     /// How many generations this disk has had (1 at mount).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+}
+
+/// Attributes of a node, as the view presents them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// The node id, which is also its `st_ino`.
+    pub ino: u64,
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    pub kind: FileType,
+    /// Permission bits (`0o7777`).
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Device number, encoded as Linux's `new_encode_dev`.
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+/// The kind of a host file.
+fn kind_of(ft: fs::FileType) -> FileType {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        FileType::Directory
+    } else if ft.is_symlink() {
+        FileType::Symlink
+    } else if ft.is_char_device() {
+        FileType::CharDevice
+    } else if ft.is_block_device() {
+        FileType::BlockDevice
+    } else if ft.is_fifo() {
+        FileType::Fifo
+    } else if ft.is_socket() {
+        FileType::Socket
+    } else {
+        FileType::Regular
     }
 }
 
@@ -338,7 +381,7 @@ fn errno(e: &ExtError) -> Errno {
 }
 
 fn io_errno(e: &io::Error) -> Errno {
-    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 fn time(t: crate::ext::Timestamp) -> SystemTime {
@@ -349,18 +392,6 @@ fn time(t: crate::ext::Timestamp) -> SystemTime {
             .checked_sub(Duration::new(t.sec.unsigned_abs(), 0))
             .and_then(|s| s.checked_add(Duration::from_nanos(u64::from(t.nsec))))
             .unwrap_or(UNIX_EPOCH)
-    }
-}
-
-fn ftype(t: FileType) -> FType {
-    match t {
-        FileType::Regular | FileType::Unknown => FType::RegularFile,
-        FileType::Directory => FType::Directory,
-        FileType::Symlink => FType::Symlink,
-        FileType::CharDevice => FType::CharDevice,
-        FileType::BlockDevice => FType::BlockDevice,
-        FileType::Fifo => FType::NamedPipe,
-        FileType::Socket => FType::Socket,
     }
 }
 
@@ -611,7 +642,7 @@ impl View {
                     }
                 }
             })?;
-            if attr.kind != FType::Directory {
+            if attr.kind != FileType::Directory {
                 return Err(ViewError::NotADirectory {
                     path: self.top.clone(),
                 });
@@ -624,7 +655,7 @@ impl View {
             path: self.top.clone(),
             reason: format!("errno {e:?}"),
         })?;
-        if attr.kind != FType::Directory {
+        if attr.kind != FileType::Directory {
             return Err(ViewError::NotADirectory {
                 path: self.top.clone(),
             });
@@ -775,58 +806,56 @@ impl View {
         t.dir_paths.get(&id).cloned()
     }
 
-    fn ext_attr(&self, mount: usize, inode: &Inode, block_size: u32) -> FileAttr {
+    fn ext_attr(&self, mount: usize, inode: &Inode, block_size: u32) -> Attr {
         let p = &self.pres;
-        FileAttr {
-            ino: INodeNo(ext_id(mount, inode.ino)),
+        Attr {
+            ino: ext_id(mount, inode.ino),
             size: inode.size,
             blocks: inode.blocks,
             atime: time(inode.atime),
             mtime: time(inode.mtime),
             ctime: time(inode.ctime),
             crtime: inode.crtime.map(time).unwrap_or(UNIX_EPOCH),
-            kind: ftype(inode.file_type),
+            kind: inode.file_type,
             perm: inode.mode & 0o7777 & !p.umask,
             nlink: inode.nlink,
             uid: p.uid.unwrap_or(inode.uid),
             gid: p.gid.unwrap_or(inode.gid),
             rdev: inode.rdev.map(|(a, b)| encode_dev(a, b)).unwrap_or(0),
             blksize: block_size,
-            flags: 0,
         }
     }
 
-    fn synth_attr(&self, id: u64) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(id),
+    fn synth_attr(&self, id: u64) -> Attr {
+        Attr {
+            ino: id,
             size: 0,
             blocks: 0,
             atime: self.mounted_at,
             mtime: self.mounted_at,
             ctime: self.mounted_at,
             crtime: self.mounted_at,
-            kind: FType::Directory,
+            kind: FileType::Directory,
             perm: 0o755 & !self.pres.umask,
             nlink: 2,
             uid: self.pres.uid.unwrap_or(0),
             gid: self.pres.gid.unwrap_or(0),
             rdev: 0,
             blksize: 4096,
-            flags: 0,
         }
     }
 
-    fn host_attr(&self, id: u64, md: &fs::Metadata) -> FileAttr {
+    fn host_attr(&self, id: u64, md: &fs::Metadata) -> Attr {
         let t = |s: i64, ns: i64| {
             time(crate::ext::Timestamp {
                 sec: s,
                 nsec: ns.clamp(0, 999_999_999) as u32,
             })
         };
-        let kind = FType::from_std(md.file_type()).unwrap_or(FType::RegularFile);
+        let kind = kind_of(md.file_type());
         let rdev = md.rdev();
-        FileAttr {
-            ino: INodeNo(id),
+        Attr {
+            ino: id,
             size: md.size(),
             blocks: md.blocks(),
             atime: t(md.atime(), md.atime_nsec()),
@@ -843,7 +872,6 @@ impl View {
             gid: md.gid(),
             rdev: encode_dev(libc::major(rdev), libc::minor(rdev)),
             blksize: md.blksize() as u32,
-            flags: 0,
         }
     }
 
@@ -917,7 +945,7 @@ impl View {
     }
 
     /// Attributes of node `id`.
-    pub(crate) fn attr(&self, id: u64) -> Result<FileAttr, Errno> {
+    pub(crate) fn attr(&self, id: u64) -> Result<Attr, Errno> {
         let real = if id == 1 { self.root() } else { id };
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
@@ -962,7 +990,7 @@ impl View {
         parent: u64,
         ppath: &str,
         name: &OsStr,
-    ) -> Result<(u64, FileAttr), Errno> {
+    ) -> Result<(u64, Attr), Errno> {
         let node = self.node(parent).ok_or(Errno::ENOENT)?;
         let cpath = name.to_str().map(|n| join(ppath, n));
         if self.nested
@@ -988,9 +1016,9 @@ impl View {
                     .ok_or(Errno::ENOENT)?;
                 let inode = fs.inode(found).map_err(|e| errno(&e))?;
                 let attr = self.ext_attr(mount, &inode, fs.block_size());
-                let id = attr.ino.0;
+                let id = attr.ino;
                 self.remember_ext(id);
-                if attr.kind == FType::Directory
+                if attr.kind == FileType::Directory
                     && let Some(cpath) = &cpath
                 {
                     self.remember_dir(id, cpath);
@@ -1039,7 +1067,7 @@ impl View {
         id: u64,
         offset: u64,
         plus: bool,
-        mut emit: impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
+        mut emit: impl FnMut(u64, &OsStr, u64, FileType, Option<&Attr>) -> bool,
     ) -> Result<(), Errno> {
         let real = if id == 1 { self.root() } else { id };
         let node = self.node(real).ok_or(Errno::ENOENT)?;
@@ -1072,7 +1100,7 @@ impl View {
                         match fs.inode(e.ino) {
                             Ok(i) => {
                                 let a = self.ext_attr(mount, &i, bs);
-                                (a.ino.0, a.kind, Some(a))
+                                (a.ino, a.kind, Some(a))
                             }
                             Err(x) => {
                                 err.get_or_insert(errno(&x));
@@ -1080,13 +1108,13 @@ impl View {
                             }
                         }
                     } else {
-                        (ext_id(mount, e.ino), ftype(e.file_type), None)
+                        (ext_id(mount, e.ino), e.file_type, None)
                     };
                     if let Some(a) = &attr {
                         if cid == ext_id(mount, e.ino) {
                             self.remember_ext(cid);
                         }
-                        if a.kind == FType::Directory
+                        if a.kind == FileType::Directory
                             && let Some(dp) = &dpath
                             && let Ok(n) = std::str::from_utf8(&e.name)
                         {
@@ -1175,7 +1203,7 @@ impl View {
         offset: u64,
         plus: bool,
         names: &[OsString],
-        emit: &mut impl FnMut(u64, &OsStr, u64, FType, Option<&FileAttr>) -> bool,
+        emit: &mut impl FnMut(u64, &OsStr, u64, FileType, Option<&Attr>) -> bool,
     ) -> Result<(), Errno> {
         let dots = [OsStr::new("."), OsStr::new("..")];
         let all = dots
@@ -1187,7 +1215,7 @@ impl View {
         {
             let next = i as u64 + 1;
             let keep = if i < 2 {
-                emit(next, name, id, FType::Directory, None)
+                emit(next, name, id, FileType::Directory, None)
             } else {
                 match self.lookup_in(id, path, name) {
                     Ok((cid, a)) => {
@@ -1263,7 +1291,7 @@ impl View {
                     .map_err(|e| io_errno(&e))?;
                 nix::fcntl::readlinkat(&fd, "")
                     .map(|p| p.as_bytes().to_vec())
-                    .map_err(|e| Errno::from_i32(e as i32))
+                    .map_err(|e| Errno::from_raw(e as i32))
             }
         }
     }
@@ -1515,7 +1543,7 @@ mod tests {
         assert!(listed.len() <= 2, "listed the symlink's target: {listed:?}");
         // A symlink is shown as itself, its target read with readlink.
         let (link, a) = view.lookup_in(1, "/", OsStr::new("dir")).unwrap();
-        assert_eq!(a.kind, FType::Symlink);
+        assert_eq!(a.kind, FileType::Symlink);
         assert_eq!(view.readlink(link).unwrap(), outside.as_os_str().as_bytes());
     }
 
@@ -1593,7 +1621,7 @@ mod tests {
         assert_eq!(forget.nodes, vec![1]);
         let (b, attr) = view.lookup_in(1, "/", OsStr::new("a")).unwrap();
         assert_ne!(a, b, "the mount is a new node");
-        assert_eq!(attr.kind, FType::Directory);
+        assert_eq!(attr.kind, FileType::Directory);
         assert_eq!(listing(&view), vec![b".".to_vec(), b"..".to_vec()]);
         assert_eq!(
             view.opaque_mounts(),
