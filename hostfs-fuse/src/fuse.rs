@@ -98,9 +98,18 @@ pub struct UmlFs {
     pub view: Arc<View>,
 }
 
+/// How long the kernel may keep entries and attributes of nodes that change only with a new
+/// generation or mount table ([`View::lasts_a_generation`]).
+const GENERATION_TTL: Duration = Duration::from_secs(3600);
+
 impl UmlFs {
-    fn ttl(&self) -> Duration {
-        self.view.pres.ttl
+    /// The entry and attribute time-to-live of node `id`.
+    fn ttl(&self, id: u64) -> Duration {
+        if self.view.lasts_a_generation(id) {
+            GENERATION_TTL.max(self.view.pres.ttl)
+        } else {
+            self.view.pres.ttl
+        }
     }
 }
 
@@ -142,7 +151,7 @@ impl fuser::Filesystem for UmlFs {
         match self.view.lookup_in(parent.0, &ppath, name) {
             Ok((_, attr)) => {
                 let g = Generation(self.view.generation(attr.ino));
-                reply.entry(&self.ttl(), &file_attr(&attr), g);
+                reply.entry(&self.ttl(attr.ino), &file_attr(&attr), g);
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -157,7 +166,7 @@ impl fuser::Filesystem for UmlFs {
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         guard!(req, reply);
         match self.view.attr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl(a.ino), &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -240,7 +249,6 @@ impl fuser::Filesystem for UmlFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         guard!(req, reply);
-        let ttl = self.ttl();
         let dir_attr = self.view.attr(ino.0);
         let r = self
             .view
@@ -259,7 +267,7 @@ impl fuser::Filesystem for UmlFs {
                     0
                 };
                 let fa = file_attr(&a);
-                !reply.add(fa.ino, next, name, &ttl, &fa, Generation(g))
+                !reply.add(fa.ino, next, name, &self.ttl(a.ino), &fa, Generation(g))
             });
         match r {
             Ok(()) => reply.ok(),

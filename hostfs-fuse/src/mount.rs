@@ -628,23 +628,39 @@ pub fn spawn_freshness(view: Arc<View>, notifier: fuser::Notifier) -> std::io::R
                     thread::sleep(Duration::from_millis(50));
                     while rx.try_recv().is_ok() {}
                 }
+                let tell = |forget: crate::view::Forget| {
+                    for (parent, name) in &forget.entries {
+                        let _ = notifier.inval_entry(fuser::INodeNo(*parent), name);
+                    }
+                    for id in forget.nodes {
+                        let _ = notifier.inval_inode(fuser::INodeNo(id), 0, 0);
+                    }
+                };
+                let mut refreshed = Vec::new();
                 for (i, d) in disks.iter().enumerate() {
                     let now = d.watch.first().and_then(|w| stamp(w));
                     if now == seen[i] {
                         continue;
                     }
                     match view.refresh_disk(i) {
-                        Ok(changed) => {
+                        Ok(forget) => {
                             seen[i] = now;
-                            tracing::debug!(disk = %d.name, changed = changed.len(), "new generation");
-                            for id in changed {
-                                let _ = notifier.inval_inode(fuser::INodeNo(id), 0, 0);
-                            }
+                            tracing::debug!(disk = %d.name, changed = forget.nodes.len(), "new generation");
+                            tell(forget);
+                            refreshed.push(i);
                         }
                         Err(e) => {
                             // Torn by a concurrent write: keep the old generation, retry.
                             tracing::debug!(disk = %d.name, "re-open failed, retrying: {e}");
                         }
+                    }
+                }
+                if !refreshed.is_empty() {
+                    // Requests already running on the previous generation may have told the
+                    // kernel its attributes after the comparison: compare once more.
+                    thread::sleep(Duration::from_millis(100));
+                    for i in refreshed {
+                        tell(view.recheck_disk(i));
                     }
                 }
             }

@@ -291,12 +291,52 @@ struct Tables {
     synth_rev: HashMap<String, u64>,
     /// Ext node ids the kernel has been told about, to invalidate on a new generation.
     known: HashSet<u64>,
+    /// What the kernel was last told about each ext node: a new generation compares against
+    /// this (not against the old generation, which may read the image's new bytes).
+    stamps: HashMap<u64, Stamp>,
+    /// Names the kernel was given in disk directories: directory node → name → child node.
+    /// When a directory changes in a new generation, the names that now lead elsewhere are
+    /// forgotten by name, so entries can live as long as a generation.
+    names: HashMap<u64, HashMap<Vec<u8>, u64>>,
+    names_len: usize,
     /// References of every live id (see above).
     refs: HashMap<u64, u64>,
     /// The next host or synthetic id number (never reused, so a forgotten id cannot come
     /// back naming another file).
     next_id: u64,
 }
+
+/// The inode fields whose change the kernel must hear of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: crate::ext::Timestamp,
+    ctime: crate::ext::Timestamp,
+    size: u64,
+    nlink: u32,
+    mode: u16,
+    uid: u32,
+    gid: u32,
+    generation: u32,
+}
+
+impl Stamp {
+    fn of(i: &Inode) -> Stamp {
+        Stamp {
+            mtime: i.mtime,
+            ctime: i.ctime,
+            size: i.size,
+            nlink: i.nlink,
+            mode: i.mode,
+            uid: i.uid,
+            gid: i.gid,
+            generation: i.generation,
+        }
+    }
+}
+
+/// At most this many names in disk directories are remembered; past it, entries get the
+/// short time-to-live.
+const NAMES_MAX: usize = 1 << 20;
 
 impl Tables {
     fn pin(&mut self, id: u64) {
@@ -719,13 +759,23 @@ impl View {
             t.synth_rev.remove(&p);
         }
         t.known.remove(&id);
+        t.stamps.remove(&id);
+        if let Some(n) = t.names.remove(&id) {
+            t.names_len -= n.len();
+        }
         t.dir_paths.remove(&id);
     }
 
     /// How many node ids the tables hold (for tests and diagnostics).
     pub fn table_len(&self) -> usize {
         let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        t.refs.len() + t.host.len() + t.synth.len() + t.known.len() + t.dir_paths.len()
+        t.refs.len()
+            + t.host.len()
+            + t.synth.len()
+            + t.known.len()
+            + t.dir_paths.len()
+            + t.stamps.len()
+            + t.names_len
     }
 
     fn mount_root(&self, m: usize) -> u64 {
@@ -795,6 +845,35 @@ impl View {
         t.pin(id);
     }
 
+    /// Remember that the kernel was given `name` in disk directory `parent`, leading to
+    /// `child`.
+    fn remember_name(&self, parent: u64, name: &[u8], child: u64) {
+        let parent = if parent == 1 { self.root() } else { parent };
+        let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if t.names_len >= NAMES_MAX {
+            return;
+        }
+        if t.names
+            .entry(parent)
+            .or_default()
+            .insert(name.to_vec(), child)
+            .is_none()
+        {
+            t.names_len += 1;
+        }
+    }
+
+    /// Whether entries and attributes of node `id` may live as long as a generation: disk
+    /// and synthetic nodes change only with a new generation or mount table, which tell the
+    /// kernel what to forget; hostfs files change without telling anyone.
+    pub(crate) fn lasts_a_generation(&self, id: u64) -> bool {
+        if id & HOST_BIT != 0 {
+            return false;
+        }
+        let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        t.names_len < NAMES_MAX
+    }
+
     pub(crate) fn dir_path(&self, id: u64) -> Option<String> {
         if id == 1 || id == self.root() {
             return Some(self.top.clone());
@@ -807,6 +886,10 @@ impl View {
     }
 
     fn ext_attr(&self, mount: usize, inode: &Inode, block_size: u32) -> Attr {
+        {
+            let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            t.stamps.insert(ext_id(mount, inode.ino), Stamp::of(inode));
+        }
         let p = &self.pres;
         Attr {
             ino: ext_id(mount, inode.ino),
@@ -1018,6 +1101,7 @@ impl View {
                 let attr = self.ext_attr(mount, &inode, fs.block_size());
                 let id = attr.ino;
                 self.remember_ext(id);
+                self.remember_name(parent, name.as_bytes(), id);
                 if attr.kind == FileType::Directory
                     && let Some(cpath) = &cpath
                 {
@@ -1113,6 +1197,7 @@ impl View {
                     if let Some(a) = &attr {
                         if cid == ext_id(mount, e.ino) {
                             self.remember_ext(cid);
+                            self.remember_name(real, &e.name, cid);
                         }
                         if a.kind == FileType::Directory
                             && let Some(dp) = &dpath
@@ -1340,14 +1425,15 @@ impl View {
     }
 
     /// Start a new generation of disk `d`: re-open its filesystem (the journal is read again)
-    /// and return the node ids whose inode changed, which the kernel must forget.
+    /// and return what the kernel must forget: the nodes whose inode changed from what the
+    /// kernel was told, and the names in changed directories that now lead elsewhere.
     ///
     /// # Errors
     /// The reader's error when the image cannot be opened now (torn by a concurrent write):
     /// the old generation stays.
-    pub fn refresh_disk(&self, d: usize) -> Result<Vec<u64>, ExtError> {
+    pub fn refresh_disk(&self, d: usize) -> Result<Forget, ExtError> {
         let Some(disk) = self.disks().get(d).cloned() else {
-            return Ok(Vec::new());
+            return Ok(Forget::default());
         };
         let new = Arc::new(Filesystem::open(disk.src.clone())?);
         let old = {
@@ -1356,6 +1442,22 @@ impl View {
         };
         disk.generation.fetch_add(1, Ordering::Relaxed);
         disk.labeled.store(is_labeled(&new), Ordering::Relaxed);
+        Ok(self.compare(d, Some(&old), &new))
+    }
+
+    /// Compare again what the kernel was told about disk `d` with its current generation: a
+    /// request served from the previous generation while [`View::refresh_disk`] ran may have
+    /// told the kernel old attributes after the comparison.
+    pub fn recheck_disk(&self, d: usize) -> Forget {
+        match self.disks().get(d) {
+            Some(disk) => self.compare(d, None, &disk.fs()),
+            None => Forget::default(),
+        }
+    }
+
+    /// What the kernel must forget of disk `d` now that `new` is its generation (`old` the
+    /// previous one, for nodes whose attributes the kernel was never told).
+    fn compare(&self, d: usize, old: Option<&ExtFs>, new: &ExtFs) -> Forget {
         let layout = self.layout();
         let mounts: Vec<usize> = layout
             .mounts
@@ -1364,9 +1466,9 @@ impl View {
             .filter(|(_, m)| matches!(m.kind, ViewKind::Ext { disk, .. } if disk == d))
             .map(|(i, _)| i)
             .collect();
-        let known: Vec<u64> = {
+        let (known, stamps) = {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-            let mut k: Vec<u64> = t.known.iter().copied().collect();
+            let mut k: Vec<u64> = t.known.iter().chain(t.stamps.keys()).copied().collect();
             for m in &mounts {
                 if let ViewKind::Ext { root_ino, .. } = layout.mounts[*m].kind {
                     k.push(ext_id(*m, root_ino));
@@ -1375,9 +1477,14 @@ impl View {
             k.push(self.root());
             k.sort_unstable();
             k.dedup();
-            k
+            let stamps: HashMap<u64, Stamp> = k
+                .iter()
+                .filter_map(|id| Some((*id, *t.stamps.get(id)?)))
+                .collect();
+            (k, stamps)
         };
         let mut changed = Vec::new();
+        let mut entries = Vec::new();
         for id in known {
             let Some(m) = (id >> 32).checked_sub(1) else {
                 continue;
@@ -1386,27 +1493,53 @@ impl View {
                 continue;
             }
             let ino = id & 0xFFFF_FFFF;
-            let same = match (old.inode(ino), new.inode(ino)) {
-                (Ok(a), Ok(b)) => {
-                    a.mtime == b.mtime
-                        && a.ctime == b.ctime
-                        && a.size == b.size
-                        && a.nlink == b.nlink
-                        && a.mode == b.mode
-                        && a.generation == b.generation
-                }
-                (Err(_), Err(_)) => true,
-                _ => false,
+            let same = match (stamps.get(&id), new.inode(ino)) {
+                (Some(sent), Ok(b)) => *sent == Stamp::of(&b),
+                (Some(_), Err(_)) => false,
+                (None, now) => match (old.map(|o| o.inode(ino)), now) {
+                    (Some(Ok(a)), Ok(b)) => Stamp::of(&a) == Stamp::of(&b),
+                    (Some(Err(_)), Err(_)) | (None, _) => true,
+                    _ => false,
+                },
             };
             if !same {
                 changed.push(id);
+                entries.extend(self.renamed(new, m as usize, id));
             }
         }
         if changed.contains(&self.root()) {
             // The FUSE root's own attributes and listing are cached under nodeid 1.
             changed.push(1);
         }
-        Ok(changed)
+        Forget {
+            entries,
+            nodes: changed,
+        }
+    }
+
+    /// The names the kernel was given in disk directory `id` (on mount `mount`) that lead
+    /// elsewhere in generation `new`, as (node id the kernel knows the directory by, name);
+    /// they are forgotten here too.
+    fn renamed(&self, new: &ExtFs, mount: usize, id: u64) -> Vec<(u64, OsString)> {
+        use std::os::unix::ffi::OsStringExt;
+        let names = {
+            let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(n) = t.names.remove(&id) else {
+                return Vec::new();
+            };
+            t.names_len -= n.len();
+            n
+        };
+        let ino = id & 0xFFFF_FFFF;
+        let kernel_id = if id == self.root() { 1 } else { id };
+        names
+            .into_iter()
+            .filter(|(name, child)| {
+                let now = new.lookup(ino, name).ok().flatten();
+                now.map(|i| ext_id(mount, i)) != Some(*child)
+            })
+            .map(|(name, _)| (kernel_id, OsString::from_vec(name)))
+            .collect()
     }
 }
 
@@ -1582,6 +1715,63 @@ mod tests {
         assert_eq!(seen, all);
         // A new listing (offset 0) reads the directory again.
         assert!(names(&view, 1).iter().any(|n| n == b"a-late-file"));
+    }
+
+    /// Entries and attributes live as long as a generation; a new one forgets what changed
+    /// from what the kernel was told: the changed nodes, and the names in a changed
+    /// directory that now lead elsewhere (here: one unlinked while another stays).
+    #[test]
+    fn a_new_generation_forgets_changed_nodes_and_names_that_lead_elsewhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("gone.txt"), b"gone").unwrap();
+        fs::write(src.join("stays.txt"), b"stays").unwrap();
+        let img = tmp.path().join("fs.img");
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "{args:?}");
+        };
+        let (src_s, img_s) = (src.to_str().unwrap(), img.to_str().unwrap());
+        run(&["mke2fs", "-q", "-F", "-t", "ext4", "-d", src_s, img_s, "8M"]);
+        let src_img: Image = Arc::new(fs::File::open(&img).unwrap());
+        let disk = Disk::new(
+            "t".into(),
+            Vec::new(),
+            src_img.clone(),
+            Filesystem::open(src_img).unwrap(),
+        );
+        let mounts = vec![ViewMount {
+            id: 0,
+            point: "/".into(),
+            kind: ViewKind::Ext {
+                disk: 0,
+                root_ino: crate::ext::ROOT_INO,
+            },
+        }];
+        let view = View::new(vec![disk], mounts, "/", Presentation::default()).unwrap();
+        view.attr(1).unwrap();
+        let (gone, _) = view.lookup_in(1, "/", OsStr::new("gone.txt")).unwrap();
+        let (stays, _) = view.lookup_in(1, "/", OsStr::new("stays.txt")).unwrap();
+        assert!(view.lasts_a_generation(gone));
+        // Nothing changed: nothing to forget.
+        assert_eq!(view.refresh_disk(0).unwrap(), Forget::default());
+        // As a guest kernel would: the name goes, the directory's times change.
+        run(&["debugfs", "-w", "-R", "unlink gone.txt", img_s]);
+        run(&["debugfs", "-w", "-R", "sif / mtime 20300101000000", img_s]);
+        let forget = view.refresh_disk(0).unwrap();
+        assert_eq!(forget.entries, vec![(1, OsString::from("gone.txt"))]);
+        assert!(forget.nodes.contains(&1), "{forget:?}");
+        assert!(!forget.nodes.contains(&stays), "{forget:?}");
+        assert!(view.lookup_in(1, "/", OsStr::new("gone.txt")).is_err());
+        // Told once: the next comparison finds nothing new.
+        view.attr(1).unwrap();
+        assert_eq!(view.recheck_disk(0), Forget::default());
     }
 
     /// The guest mounts something on a directory the kernel has seen, then unmounts it: the

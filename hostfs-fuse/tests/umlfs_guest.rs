@@ -27,8 +27,8 @@ struct Setup {
 }
 
 /// Boot a guest that mounts `ubd1` at /tmp/d, writes new.txt, syncs, prints WROTE; when the
-/// host creates the trigger file it rewrites new.txt (same length), adds second.txt, syncs
-/// and prints WROTE2.
+/// host creates the trigger file it rewrites new.txt (same length), adds second.txt, renames
+/// old.txt to renamed.txt, syncs and prints WROTE2.
 fn boot() -> Setup {
     let dir = host_visible_dir();
     let src = dir.path().join("src");
@@ -67,7 +67,7 @@ fn boot() -> Setup {
 mount -o commit=1 /tmp/ubdb /tmp/d || echo MOUNT-FAILED; mount -o ro /tmp/ubdc /tmp/e || echo MOUNT-FAILED
 echo hello > /tmp/d/new.txt; sync; echo WROTE
 while [ ! -e {t} ]; do sleep 0.1; done
-echo HELLO > /tmp/d/new.txt; echo second > /tmp/d/second.txt; sync; echo WROTE2
+echo HELLO > /tmp/d/new.txt; echo second > /tmp/d/second.txt; mv /tmp/d/old.txt /tmp/d/renamed.txt; sync; echo WROTE2
 i=0; while :; do echo TICK$i; i=$((i+1)); sleep 0.2; done",
         t = trigger.display()
     );
@@ -210,6 +210,12 @@ fn running_guest_tree_shows_its_disk_at_its_mount_point_and_follows_its_writes()
         Duration::from_secs(15),
         || fs::read(m.join("tmp/d/new.txt")).is_ok_and(|c| c == b"HELLO\n"),
     );
+    // A name the host had looked up (entries live as long as a generation) goes with the
+    // rename.
+    eventually("old.txt is renamed", Duration::from_secs(15), || {
+        !m.join("tmp/d/old.txt").exists()
+            && fs::read(m.join("tmp/d/renamed.txt")).is_ok_and(|c| c == b"from mke2fs\n")
+    });
     assert!(mp.unmount());
 
     // Never written, never locked: a full mount/read/unmount cycle against the running
