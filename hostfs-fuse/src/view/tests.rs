@@ -362,3 +362,19 @@ fn tables_hold_only_what_the_kernel_references() {
     view.unref(1, 100);
     assert!(view.attr(1).is_ok());
 }
+
+/// `ls -l` asks every file for `security.selinux` and its ACL. Where nothing carries labels
+/// (here a hostfs node), a missing label is EOPNOTSUPP (`ls` then stops asking for the
+/// whole mount); a missing ACL stays ENODATA, which the kernel caches as "no ACL" (an
+/// EOPNOTSUPP there would fail its permission checks).
+#[test]
+fn missing_labels_are_unsupported_where_nothing_is_labelled_and_missing_acls_are_no_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("f"), b"x").unwrap();
+    let view = host_view(tmp.path(), Presentation::default());
+    let (f, _) = view.lookup_in(1, "/", OsStr::new("f")).unwrap();
+    assert_eq!(view.xattr(f, b"security.selinux"), Err(Errno::EOPNOTSUPP));
+    assert_eq!(view.xattr(f, b"system.posix_acl_access"), Ok(None));
+    assert_eq!(view.xattr(f, b"user.any"), Ok(None));
+    assert_eq!(view.xattr_names(f), Ok(Vec::new()));
+}
