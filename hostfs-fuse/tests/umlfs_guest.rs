@@ -110,18 +110,7 @@ fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn lock_holder(path: &Path) -> Option<i32> {
-    let f = fs::File::open(path).unwrap();
-    let mut fl = libc::flock {
-        l_type: libc::F_WRLCK as i16,
-        l_whence: libc::SEEK_SET as i16,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    // SAFETY: F_GETLK fills the struct we own; the descriptor is open.
-    let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GETLK, &mut fl) };
-    assert_eq!(rc, 0);
-    (fl.l_type != libc::F_UNLCK as i16).then_some(fl.l_pid)
+    uml::cow::holder(path).unwrap().map(|h| h.pid)
 }
 
 fn fingerprint(path: &Path) -> (String, i64, i64) {
