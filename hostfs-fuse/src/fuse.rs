@@ -16,7 +16,7 @@ use fuser::{
 };
 
 use crate::ext::FileType;
-use crate::view::{Attr, Node, View};
+use crate::view::{Attr, View};
 
 /// A view's errno as fuser's.
 fn errno(e: nix::errno::Errno) -> Errno {
@@ -277,14 +277,8 @@ impl fuser::Filesystem for UmlFs {
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         guard!(req, reply);
-        let real = if ino.0 == 1 { self.view.root() } else { ino.0 };
-        let disk = match self.view.node(real) {
-            Some(Node::Ext { mount, .. }) => self.view.disk_of(mount),
-            _ => None,
-        };
-        match disk {
-            Some(d) => {
-                let s = d.fs().statfs();
+        match self.view.statfs(ino.0) {
+            Some(s) => {
                 reply.statfs(
                     s.blocks,
                     s.blocks_free,

@@ -179,7 +179,7 @@ pub struct Presentation {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Node {
+enum Node {
     Ext { mount: usize, ino: u64 },
     Host { mount: usize, path: PathBuf },
     Synth { path: String },
@@ -328,7 +328,7 @@ impl View {
         d.len() - 1
     }
 
-    pub(crate) fn node(&self, id: u64) -> Option<Node> {
+    fn node(&self, id: u64) -> Option<Node> {
         let id = if id == 1 { self.root() } else { id };
         if id & HOST_BIT != 0 {
             let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
@@ -352,7 +352,7 @@ impl View {
         }
     }
 
-    pub(crate) fn disk_of(&self, mount: usize) -> Option<Arc<Disk>> {
+    fn disk_of(&self, mount: usize) -> Option<Arc<Disk>> {
         match self.layout().mounts.get(mount)?.kind {
             ViewKind::Ext { disk, .. } => self
                 .disks
@@ -422,6 +422,14 @@ impl View {
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(self.synth_attr(real)),
                 Err(e) => Err(io_errno(&e)),
             },
+        }
+    }
+
+    /// The counts of the disk node `id` lies on (`df`); None for hostfs and synthetic nodes.
+    pub(crate) fn statfs(&self, id: u64) -> Option<crate::ext::StatFs> {
+        match self.node(id)? {
+            Node::Ext { mount, .. } => Some(self.disk_of(mount)?.fs().statfs()),
+            _ => None,
         }
     }
 
