@@ -98,26 +98,39 @@ impl View {
 
     /// The names the kernel was given in disk directory `id` (on mount `mount`) that lead
     /// elsewhere in generation `new`, as (node id the kernel knows the directory by, name);
-    /// they are forgotten here too.
+    /// they are forgotten here too, the others stay remembered.
     pub(super) fn renamed(&self, new: &ExtFs, mount: usize, id: u64) -> Vec<(u64, OsString)> {
         use std::os::unix::ffi::OsStringExt;
-        let names = {
-            let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(n) = t.names.remove(&id) else {
-                return Vec::new();
-            };
-            t.names_len -= n.len();
-            n
+        let names: Vec<(Vec<u8>, u64)> = {
+            let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            match t.names.get(&id) {
+                Some(n) => n.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                None => return Vec::new(),
+            }
         };
         let ino = id & 0xFFFF_FFFF;
-        let kernel_id = if id == self.root() { 1 } else { id };
-        names
+        let gone: Vec<Vec<u8>> = names
             .into_iter()
             .filter(|(name, child)| {
                 let now = new.lookup(ino, name).ok().flatten();
                 now.map(|i| ext_id(mount, i)) != Some(*child)
             })
-            .map(|(name, _)| (kernel_id, OsString::from_vec(name)))
+            .map(|(name, _)| name)
+            .collect();
+        // The names that still lead where they did stay remembered: the kernel keeps them.
+        {
+            let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            let mut removed = 0;
+            if let Some(n) = t.names.get_mut(&id) {
+                for name in &gone {
+                    removed += usize::from(n.remove(name).is_some());
+                }
+            }
+            t.names_len -= removed;
+        }
+        let kernel_id = if id == self.root() { 1 } else { id };
+        gone.into_iter()
+            .map(|name| (kernel_id, OsString::from_vec(name)))
             .collect()
     }
 }

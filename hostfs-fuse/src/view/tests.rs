@@ -224,6 +224,11 @@ fn a_new_generation_forgets_changed_nodes_and_names_that_lead_elsewhere() {
     // Told once: the next comparison finds nothing new.
     view.attr(1).unwrap();
     assert_eq!(view.recheck_disk(0), Forget::default());
+    // The name that stayed is still remembered: its own removal later is forgotten too.
+    run(&["debugfs", "-w", "-R", "unlink stays.txt", img_s]);
+    run(&["debugfs", "-w", "-R", "sif / mtime 20310101000000", img_s]);
+    let forget = view.refresh_disk(0).unwrap();
+    assert_eq!(forget.entries, vec![(1, OsString::from("stays.txt"))]);
 }
 
 /// The guest mounts something on a directory the kernel has seen, then unmounts it: the
