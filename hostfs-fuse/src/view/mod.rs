@@ -48,6 +48,8 @@ pub type Image = Arc<dyn BlockSource>;
 pub type ExtFs = Filesystem<Image>;
 
 const HOST_BIT: u64 = 1 << 62;
+/// The synthetic path prefix of a host FUSE mount point met through hostfs.
+const HOST_FUSE_POINT: &str = "host-fuse:";
 const SYNTH_BIT: u64 = 1 << 61;
 /// Largest read served at once (the kernel sends at most 1 MiB).
 const MAX_READ: u32 = 4 << 20;
@@ -516,7 +518,7 @@ impl View {
                     // A FUSE mount point on the host: shown empty, never entered.
                     Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                         let key = String::from_utf8_lossy(hpath.as_os_str().as_bytes());
-                        let id = self.synth_id(&format!("host-fuse:{key}"));
+                        let id = self.synth_id(&format!("{HOST_FUSE_POINT}{key}"));
                         Ok((id, self.synth_attr(id)))
                     }
                     Err(e) => Err(io_errno(&e)),

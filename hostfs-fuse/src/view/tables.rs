@@ -188,13 +188,18 @@ impl View {
 
     /// Whether entries and attributes of node `id` may live as long as a generation: disk
     /// and synthetic nodes change only with a new generation or mount table, which tell the
-    /// kernel what to forget; hostfs files change without telling anyone.
+    /// kernel what to forget; hostfs files (and host FUSE mount points seen through hostfs,
+    /// shown as empty directories) change without telling anyone.
     pub(crate) fn lasts_a_generation(&self, id: u64) -> bool {
         if id & HOST_BIT != 0 {
             return false;
         }
         let t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        t.names_len < NAMES_MAX
+        let host_point = t
+            .synth
+            .get(&id)
+            .is_some_and(|p| p.starts_with(HOST_FUSE_POINT));
+        t.names_len < NAMES_MAX && !host_point
     }
 
     pub(crate) fn dir_path(&self, id: u64) -> Option<String> {
