@@ -413,6 +413,12 @@ pub fn prepare(
         f.mountpoint = canon_mp;
         view.follow();
     }
+    if let (Some(ViewKind::Host { dir }), Source::Guest { .. }) = (view.top_kind(), source) {
+        notes.push(format!(
+            "\"{top}\" is on a hostfs mount of the host's {}: its files are shown read-only from the host",
+            dir.display()
+        ));
+    }
     let opaque = view.opaque_mounts();
     if !opaque.is_empty() {
         let mut list: Vec<String> = opaque

@@ -485,6 +485,11 @@ while :; do sleep 1; done",
         .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
     let mp = MountPoint::new();
     let err = mount_guest(&format!("{}:/", guest.umid()), &guest, &mp, "");
+    // What is not on a disk is said: the hostfs root, the mounts shown empty.
+    assert!(
+        err.contains("\"/\" is on a hostfs mount of the host's /: its files are shown read-only"),
+        "{err}"
+    );
     assert!(err.contains("/proc (a proc mount)"), "{err}");
     let m = mp.path();
     let late = m.join("tmp/late");

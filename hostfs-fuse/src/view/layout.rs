@@ -79,7 +79,27 @@ impl Layout {
 /// At most this many names under the FUSE root are forgotten when the top changes.
 pub(super) const NAMES_LIMIT: usize = 1 << 20;
 
+/// The innermost active mount holding guest path `top` (the last of the longest points).
+fn top_mount(layout: &Layout, top: &str) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, m) in layout.mounts.iter().enumerate() {
+        if layout.active[i]
+            && is_under(top, &m.point)
+            && best.is_none_or(|b| m.point.len() >= layout.mounts[b].point.len())
+        {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 impl View {
+    /// What the mount holding the top shows.
+    pub fn top_kind(&self) -> Option<ViewKind> {
+        let layout = self.layout();
+        Some(layout.mounts[top_mount(&layout, &self.top)?].kind.clone())
+    }
+
     /// Track directory paths from now on, as a view that follows the guest's mount table
     /// must (a mount may come below any directory).
     pub fn follow(&mut self) {
@@ -232,16 +252,7 @@ impl View {
     /// Walk from the mount that holds `top` down to it.
     pub(super) fn resolve_top(&self) -> Result<u64, ViewError> {
         let layout = self.layout();
-        let mut best: Option<usize> = None;
-        for (i, m) in layout.mounts.iter().enumerate() {
-            if layout.active[i]
-                && is_under(&self.top, &m.point)
-                && best.is_none_or(|b| m.point.len() >= layout.mounts[b].point.len())
-            {
-                best = Some(i);
-            }
-        }
-        let m = best.ok_or(ViewError::NoRoot)?;
+        let m = top_mount(&layout, &self.top).ok_or(ViewError::NoRoot)?;
         // A top inside a mount the host cannot see, with nothing mounted below it, would
         // be a silently empty directory.
         if let ViewKind::Opaque { what } = &layout.mounts[m].kind
