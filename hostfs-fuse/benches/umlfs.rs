@@ -3,7 +3,14 @@
 //! small file. Each measurement runs on a fresh mount (cold FUSE/ext4 caches; the image
 //! itself sits in the host's page cache for all three). Prints times and ratios.
 //!
-//! Run: `cargo bench -p umlfs --bench umlfs` (as root; needs fuse2fs).
+//! Then the metadata walks the way a user repeats them: umlfs and the kernel's ext4 mounted
+//! side by side, `ls -lR` and `find` each run cold (`drop_caches` before every run: dentries,
+//! inodes and the image's page cache) and warm (right after), alternating which mount goes
+//! first, medians printed with the umlfs/kernel time ratio; and umlfs's resident memory across
+//! ten cold `find` runs.
+//!
+//! Run: `cargo bench -p umlfs --bench umlfs` (as root; needs fuse2fs);
+//! `cargo bench -p umlfs --bench umlfs -- walks` runs only the walks (no fuse2fs needed).
 
 use std::fs;
 use std::io::Write;
@@ -21,12 +28,12 @@ fn sh(cmd: &str) {
     assert!(st.success(), "{cmd}");
 }
 
-fn build(root: &Path) -> PathBuf {
+fn build(root: &Path, big_mib: usize) -> PathBuf {
     let src = root.join("src");
     fs::create_dir_all(&src).unwrap();
     let mut big = fs::File::create(src.join("big")).unwrap();
     let mut block = vec![0u8; 1 << 20];
-    for i in 0..BIG_MIB {
+    for i in 0..big_mib {
         for (k, b) in block.iter_mut().enumerate() {
             *b = (k.wrapping_mul(31) ^ i) as u8;
         }
@@ -112,15 +119,22 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let only_walks = std::env::args().any(|a| a == "walks");
     let tmp = tempfile::Builder::new()
         .prefix("umlfs-bench")
         .tempdir()
         .unwrap();
+    let big = if only_walks { 1 } else { BIG_MIB };
     eprintln!(
-        "building the image ({BIG_MIB} MiB file, {} small files)...",
+        "building the image ({big} MiB file, {} small files)...",
         DIRS * PER_DIR
     );
-    let img = build(tmp.path());
+    let img = build(tmp.path(), big);
+    if only_walks {
+        let _ = fs::remove_dir_all(tmp.path().join("src"));
+        walks(&img, tmp.path());
+        return;
+    }
     let _ = fs::remove_dir_all(tmp.path().join("src"));
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
@@ -158,4 +172,100 @@ fn main() {
         );
     }
     println!("(ratios are speed relative to umlfs: >1 means umlfs is faster)");
+    walks(&img, tmp.path());
+}
+
+const WALK_REPS: usize = 7;
+
+fn drop_caches() {
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches");
+}
+
+fn run_walk(cmd: &str, mnt: &Path) -> Duration {
+    let cmd = cmd.replace("M", &mnt.display().to_string());
+    let t = Instant::now();
+    sh(&cmd);
+    t.elapsed()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The pid of the umlfs daemon serving `mnt`.
+fn daemon_of(mnt: &Path) -> Option<u32> {
+    let want = mnt.display().to_string();
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        (args.first()?.ends_with(b"umlfs") && args.contains(&want.as_bytes())).then_some(pid)
+    })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `ls -lR` and `find`, cold and warm, umlfs and kernel ext4 mounted side by side.
+fn walks(img: &Path, tmp: &Path) {
+    let um = tmp.join("walk-umlfs");
+    let km = tmp.join("walk-kernel");
+    fs::create_dir_all(&um).unwrap();
+    fs::create_dir_all(&km).unwrap();
+    let _gu = Unmount(&um);
+    let _gk = Unmount(&km);
+    mount(Tool::Umlfs, img, &um);
+    mount(Tool::Kernel, img, &km);
+    let work: [(&str, &str); 2] = [
+        ("ls -lR", "ls -lR M > /dev/null"),
+        ("find", "find M > /dev/null"),
+    ];
+    println!(
+        "\n{:<8} {:<5} {:>12} {:>14} {:>14}   ({WALK_REPS} runs each, medians)",
+        "walk", "cache", "umlfs", "kernel ext4", "umlfs/kernel"
+    );
+    for (name, cmd) in work {
+        // One untimed walk each, so "warm" means what a second walk sees.
+        run_walk(cmd, &um);
+        run_walk(cmd, &km);
+        let mut t = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for rep in 0..WALK_REPS {
+            for k in 0..2 {
+                let tool = (rep + k) % 2;
+                let mnt = if tool == 0 { &um } else { &km };
+                drop_caches();
+                t[tool][0].push(run_walk(cmd, mnt));
+                t[tool][1].push(run_walk(cmd, mnt));
+            }
+        }
+        for (c, cache) in ["cold", "warm"].iter().enumerate() {
+            let u = median(&mut t[0][c]).as_secs_f64();
+            let k = median(&mut t[1][c]).as_secs_f64();
+            println!(
+                "{name:<8} {cache:<5} {:>11.3}s {:>13.3}s {:>13.2}x",
+                u,
+                k,
+                u / k
+            );
+        }
+    }
+    println!("(time ratios: below 1 means umlfs is faster)");
+    if let Some(pid) = daemon_of(&um) {
+        let mut rss = Vec::new();
+        for _ in 0..10 {
+            drop_caches();
+            run_walk("find M > /dev/null", &um);
+            rss.push(rss_kib(pid));
+        }
+        println!("umlfs RSS after each of ten cold `find` runs (KiB): {rss:?}");
+    }
+    unmount(Tool::Umlfs, &um);
+    unmount(Tool::Kernel, &km);
 }

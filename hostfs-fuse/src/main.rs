@@ -13,10 +13,10 @@ use std::sync::Arc;
 use clap::Parser;
 use fuser::{Config, MountOption, SessionACL};
 
+use umlfs::fuse::UmlFs;
 use umlfs::mount::{self, Prepared};
 use umlfs::options::MountOptions;
 use umlfs::source::Source;
-use umlfs::view::UmlFs;
 
 /// Show a running (or stopped) UML guest's disks on the host, read-only.
 #[derive(Debug, Parser)]
@@ -145,6 +145,7 @@ fn serve(
     ready: Option<OwnedFd>,
 ) -> ExitCode {
     let frozen = p.frozen;
+    let follow = p.follow;
     let view = Arc::new(p.view);
     let fs = UmlFs { view: view.clone() };
     let mut session = match fuser::Session::new(fs, mountpoint, config) {
@@ -162,6 +163,11 @@ fn serve(
     report(ready, "OK");
     if daemon {
         detach_stdio();
+    }
+    if let Some(f) = follow
+        && let Err(e) = mount::spawn_follower(view.clone(), f, notifier.clone())
+    {
+        tracing::warn!("cannot follow the guest's mount table: {e}");
     }
     if !frozen && let Err(e) = mount::spawn_freshness(view, notifier) {
         tracing::warn!("cannot watch the images for changes: {e}");
@@ -282,7 +288,7 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
             blocks: vec![
                 item(
                     "UMID:/PATH, UMID:",
-                    "A running guest: its own tree as the guest sees it, each ubd disk at its guest mount point, hostfs mounts as read-only passthroughs, tmpfs, proc and sysfs as empty directories.",
+                    "A running guest: its own tree as the guest sees it, each ubd disk at its guest mount point, hostfs mounts as read-only passthroughs, tmpfs, proc and sysfs as empty directories (listed on stderr; a PATH on one of them with no disk below is refused). The view follows the guest's mount table: a disk the guest mounts later appears, one it unmounts disappears, within about a second.",
                 ),
                 item("UMID:ubdN:/PATH", "One disk of a running guest."),
                 item(
@@ -304,7 +310,7 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
                 code("mount -t fuse.umlfs web1:/ /mnt/web1"),
                 para("An /etc/fstab line:"),
                 code("web1:/ /mnt/web1 fuse.umlfs ro,noauto,allow_other 0 0"),
-                code("umlfs -o snapshot web1:/var/log /mnt/logs"),
+                code("umlfs -o snapshot web1:/srv/data /mnt/data"),
                 code("umount /mnt/web1"),
             ],
         },

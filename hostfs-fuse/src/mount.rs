@@ -5,6 +5,7 @@
 //! Images are opened `O_RDONLY` and never locked; `F_GETLK` is used only to tell the user that
 //! a running guest holds the image.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +20,7 @@ use uml::mconsole;
 
 use crate::ext::{ExtError, Filesystem};
 use crate::options::MountOptions;
-use crate::source::{self, MountKind, Source, UbdBacking};
+use crate::source::{self, MountKind, Source};
 use crate::view::{Disk, Image, Presentation, View, ViewError, ViewKind, ViewMount};
 
 /// Why a mount could not be prepared.
@@ -70,20 +71,28 @@ pub struct Prepared {
     pub notes: Vec<String>,
     /// Whether the view is frozen (snapshot): no freshness thread.
     pub frozen: bool,
+    /// For a running guest's tree: what following its mount table needs.
+    pub follow: Option<Follow>,
 }
 
-/// The pid holding a write lock on `file`, if any (F_GETLK only: nothing is locked).
+/// What the thread following a guest's mount table needs ([`spawn_follower`]).
+#[derive(Debug)]
+pub struct Follow {
+    umid: String,
+    uml_dir: PathBuf,
+    /// The view's disk index of each ubd unit opened so far.
+    units: HashMap<u32, usize>,
+    /// The mount table the view shows.
+    mountinfo: String,
+    /// The view's mount point (canonical): an image under it is never opened.
+    mountpoint: PathBuf,
+}
+
+/// The pid holding a lock on `file`, if any ([`uml::cow::holder`], `F_GETLK` only: nothing
+/// is locked). Asked through our descriptor's /proc link, so it is the file we opened.
 fn lock_holder(file: &File) -> Option<i32> {
-    let mut fl = libc::flock {
-        l_type: libc::F_WRLCK as i16,
-        l_whence: libc::SEEK_SET as i16,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    // SAFETY: F_GETLK only reads and fills the flock struct we own; the fd is open.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
-    (rc == 0 && fl.l_type != libc::F_UNLCK as i16).then_some(fl.l_pid)
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    uml::cow::holder(&by_fd).ok().flatten().map(|h| h.pid)
 }
 
 /// A COW file read through to its backing file (the bitmap is read afresh on every read,
@@ -236,10 +245,15 @@ pub fn prepare(
         gid: opts.gid,
         umask: opts.umask.unwrap_or(0),
         ttl: Duration::from_secs(1),
+        // The kernel enforces the guest's modes and ACLs once POSIX ACLs are declared: that
+        // changes nothing for root (or where default_permissions was asked for), but would
+        // stop a non-root user from reading files the mount used to show them.
+        posix_acl: opts.default_permissions || opts.allow_other || nix::unistd::geteuid().is_root(),
     };
     if opts.snapshot {
         pres.ttl = Duration::from_secs(3600);
     }
+    let mut follow = None;
     let (disks, mounts, top, fsname) = match source {
         Source::Image { image, path } => {
             let uml_dir = instance::uml_dir_or_default(opts.uml_dir.as_deref()).ok();
@@ -251,6 +265,7 @@ pub fn prepare(
                 &mut notes,
             )?;
             let mounts = vec![ViewMount {
+                id: 0,
                 point: "/".into(),
                 kind: ViewKind::Ext {
                     disk: 0,
@@ -271,9 +286,11 @@ pub fn prepare(
                     source,
                 })
             };
+            let mut table = String::new();
             let (guest_mounts, units): (Vec<source::GuestMount>, Vec<u32>) = match disk {
                 Some(unit) => (
                     vec![source::GuestMount {
+                        id: 0,
                         point: "/".into(),
                         kind: MountKind::Ubd {
                             unit: *unit,
@@ -285,6 +302,7 @@ pub fn prepare(
                 None => {
                     let text = ask("its mount table", client.proc_file("1/mountinfo"))?;
                     let gm = source::guest_mounts(&source::parse_mountinfo(&text));
+                    table = text;
                     // The mount table arrives as text: bytes that are not UTF-8 are lost on
                     // the way (U+FFFD), so such a mount cannot be placed where it is.
                     for m in &gm {
@@ -313,13 +331,13 @@ pub fn prepare(
                     (gm, units)
                 }
             };
-            let mut backings: Vec<(u32, UbdBacking)> = Vec::new();
+            let mut backings: Vec<(u32, uml::ubd::Backing)> = Vec::new();
             for unit in &units {
                 let reply = ask(
                     &format!("the file of ubd{unit}"),
-                    client.config_get(&format!("ubd{unit}")),
+                    client.config_get(&uml::ubd::name(*unit)),
                 )?;
-                let b = source::parse_ubd_config(&reply).ok_or(MountError::NoDisk {
+                let b = uml::ubd::parse_config(&reply).ok_or(MountError::NoDisk {
                     umid: umid.clone(),
                     unit: *unit,
                 })?;
@@ -358,26 +376,14 @@ pub fn prepare(
                 }
             }
             let (disks, index) = opened?;
-            let mut mounts = Vec::new();
-            for m in guest_mounts {
-                let kind = match m.kind {
-                    MountKind::Ubd { unit, root } => {
-                        let Some(&d) = index.get(&unit) else {
-                            continue;
-                        };
-                        let fs = disks[d].fs();
-                        let root_ino =
-                            resolve_dir(&fs, &root).ok_or_else(|| ViewError::NoSuchPath {
-                                path: format!("{root} on ubd{unit}"),
-                            })?;
-                        ViewKind::Ext { disk: d, root_ino }
-                    }
-                    MountKind::Host { dir } => ViewKind::Host { dir },
-                    MountKind::Opaque { .. } => ViewKind::Opaque,
-                };
-                mounts.push(ViewMount {
-                    point: m.point,
-                    kind,
+            let mounts = view_mounts(guest_mounts, &index, |d| disks[d].fs())?;
+            if disk.is_none() && !opts.snapshot {
+                follow = Some(Follow {
+                    umid: umid.clone(),
+                    uml_dir: uml_dir.clone(),
+                    units: index,
+                    mountinfo: table,
+                    mountpoint: PathBuf::new(),
                 });
             }
             let fsname = match disk {
@@ -402,13 +408,182 @@ pub fn prepare(
         }
     }
     let mut view = View::new(disks, mounts, &top, pres)?;
-    view.set_own_mountpoint(canon_mp);
+    view.set_own_mountpoint(canon_mp.clone());
+    if let Some(f) = &mut follow {
+        f.mountpoint = canon_mp;
+        view.follow();
+    }
+    if let (Some(ViewKind::Host { dir }), Source::Guest { .. }) = (view.top_kind(), source) {
+        notes.push(format!(
+            "\"{top}\" is on a hostfs mount of the host's {}: its files are shown read-only from the host",
+            dir.display()
+        ));
+    }
+    let opaque = view.opaque_mounts();
+    if !opaque.is_empty() {
+        let mut list: Vec<String> = opaque
+            .iter()
+            .take(8)
+            .map(|(p, what)| format!("{p} ({what})"))
+            .collect();
+        if opaque.len() > 8 {
+            list.push(format!("and {} more", opaque.len() - 8));
+        }
+        notes.push(format!(
+            "not on a disk, shown as empty directories: {}",
+            list.join(", ")
+        ));
+    }
     Ok(Prepared {
         view,
         fsname: opts.fsname.clone().unwrap_or(fsname),
         notes,
         frozen: opts.snapshot,
+        follow,
     })
+}
+
+/// The view's mounts for the guest's mount table `table`: each ubd mount on the disk that
+/// `units` names (a unit not opened is left out), hostfs and opaque mounts as they are.
+///
+/// # Errors
+/// [`ViewError::NoSuchPath`] when a bind mount's directory is not on its disk.
+fn view_mounts(
+    table: Vec<source::GuestMount>,
+    units: &HashMap<u32, usize>,
+    fs_of: impl Fn(usize) -> Arc<crate::view::ExtFs>,
+) -> Result<Vec<ViewMount>, ViewError> {
+    let mut mounts = Vec::new();
+    for m in table {
+        let kind = match m.kind {
+            MountKind::Ubd { unit, root } => {
+                let Some(&d) = units.get(&unit) else {
+                    continue;
+                };
+                let root_ino =
+                    resolve_dir(&*fs_of(d), &root).ok_or_else(|| ViewError::NoSuchPath {
+                        path: format!("{root} on ubd{unit}"),
+                    })?;
+                ViewKind::Ext { disk: d, root_ino }
+            }
+            MountKind::Host { dir } => ViewKind::Host { dir },
+            MountKind::Opaque { what } => ViewKind::Opaque { what },
+        };
+        mounts.push(ViewMount {
+            id: m.id,
+            point: m.point,
+            kind,
+        });
+    }
+    Ok(mounts)
+}
+
+/// How often the guest's mount table is read.
+const FOLLOW_EVERY: Duration = Duration::from_millis(400);
+
+/// Follow the guest's mount table: read it every 400 ms over mconsole, open the disks of new
+/// mounts, show new mounts and hide gone ones, and make the kernel forget what changed. Ends
+/// when the guest is gone (the view keeps what it showed last).
+pub fn spawn_follower(
+    view: Arc<View>,
+    mut follow: Follow,
+    notifier: fuser::Notifier,
+) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name("umlfs-follow".into())
+        .spawn(move || {
+            let mut client = None;
+            loop {
+                thread::sleep(FOLLOW_EVERY);
+                if client.is_none() {
+                    match instance::find_running(&follow.uml_dir, &follow.umid) {
+                        Ok(inst) => client = inst.client(Duration::from_secs(2)).ok(),
+                        Err(e) => {
+                            tracing::info!("no longer following the guest's mounts: {e}");
+                            return;
+                        }
+                    }
+                }
+                let Some(c) = &client else { continue };
+                let text = match c.proc_file("1/mountinfo") {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::debug!("reading the guest's mount table failed: {e}");
+                        client = None;
+                        continue;
+                    }
+                };
+                if text == follow.mountinfo {
+                    continue;
+                }
+                let table = source::guest_mounts(&source::parse_mountinfo(&text));
+                for m in &table {
+                    if let MountKind::Ubd { unit, .. } = m.kind
+                        && !follow.units.contains_key(&unit)
+                    {
+                        match open_guest_disk(c, &follow.umid, unit, &follow.mountpoint) {
+                            Ok(disk) => {
+                                let d = view.add_disk(disk);
+                                follow.units.insert(unit, d);
+                            }
+                            Err(e) => tracing::warn!("ubd{unit} is not shown: {e}"),
+                        }
+                    }
+                }
+                let disks = view.disks();
+                let mounts = match view_mounts(table, &follow.units, |d| disks[d].fs()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("the guest's new mount table is not shown: {e}");
+                        follow.mountinfo = text;
+                        continue;
+                    }
+                };
+                let forget = view.apply_mounts(mounts);
+                tracing::debug!(?forget, "the guest's mount table changed");
+                for (parent, name) in &forget.entries {
+                    let _ = notifier.inval_entry(fuser::INodeNo(*parent), name);
+                }
+                for id in forget.nodes {
+                    let _ = notifier.inval_inode(fuser::INodeNo(id), 0, 0);
+                }
+                follow.mountinfo = text;
+            }
+        })?;
+    Ok(())
+}
+
+/// Open ubd `unit` of a running guest (its file from `config ubdN`), unless it lies under
+/// the view's own mount point.
+fn open_guest_disk(
+    client: &mconsole::Client,
+    umid: &str,
+    unit: u32,
+    mountpoint: &Path,
+) -> Result<Disk, MountError> {
+    let reply =
+        client
+            .config_get(&uml::ubd::name(unit))
+            .map_err(|source| MountError::Mconsole {
+                umid: umid.to_owned(),
+                what: format!("the file of ubd{unit}"),
+                source,
+            })?;
+    let b = uml::ubd::parse_config(&reply).ok_or(MountError::NoDisk {
+        umid: umid.to_owned(),
+        unit,
+    })?;
+    for f in [Some(&b.file), b.backing.as_ref()].into_iter().flatten() {
+        let c = f.canonicalize().unwrap_or_else(|_| f.clone());
+        if c.starts_with(mountpoint) {
+            return Err(MountError::ImageInsideMount {
+                image: c,
+                mountpoint: mountpoint.to_owned(),
+            });
+        }
+    }
+    let name = format!("ubd{unit} ({})", b.file.display());
+    open_disk(name, &b.file, b.backing.as_deref(), None, &mut Vec::new())
 }
 
 /// The inode of directory `path` inside `fs` (for bind mounts of a subdirectory).
@@ -438,45 +613,60 @@ pub fn spawn_freshness(view: Arc<View>, notifier: fuser::Notifier) -> std::io::R
         }
     })
     .map_err(std::io::Error::other)?;
-    for d in &view.disks {
-        for w in &d.watch {
-            if let Err(e) = watcher.watch(w, notify::RecursiveMode::NonRecursive) {
-                tracing::warn!("cannot watch {}: {e}", w.display());
-            }
-        }
-    }
     thread::Builder::new()
         .name("umlfs-fresh".into())
         .spawn(move || {
-            let _watcher = watcher;
-            let mut seen: Vec<Option<(i64, u64)>> = view
-                .disks
-                .iter()
-                .map(|d| d.watch.first().and_then(|w| stamp(w)))
-                .collect();
+            // Per disk: the watched file's (mtime, size) when its generation was opened.
+            let mut seen: Vec<Option<(i64, u64)>> = Vec::new();
             loop {
+                // Disks the guest mounted since the last round are watched from now on.
+                let disks = view.disks();
+                for d in &disks[seen.len()..] {
+                    for w in &d.watch {
+                        if let Err(e) = watcher.watch(w, notify::RecursiveMode::NonRecursive) {
+                            tracing::warn!("cannot watch {}: {e}", w.display());
+                        }
+                    }
+                    seen.push(d.watch.first().and_then(|w| stamp(w)));
+                }
                 if rx.recv_timeout(Duration::from_secs(1)).is_ok() {
                     // Let a burst of writes settle, then take them as one generation.
                     thread::sleep(Duration::from_millis(50));
                     while rx.try_recv().is_ok() {}
                 }
-                for (i, d) in view.disks.iter().enumerate() {
+                let tell = |forget: crate::view::Forget| {
+                    for (parent, name) in &forget.entries {
+                        let _ = notifier.inval_entry(fuser::INodeNo(*parent), name);
+                    }
+                    for id in forget.nodes {
+                        let _ = notifier.inval_inode(fuser::INodeNo(id), 0, 0);
+                    }
+                };
+                let mut refreshed = Vec::new();
+                for (i, d) in disks.iter().enumerate() {
                     let now = d.watch.first().and_then(|w| stamp(w));
                     if now == seen[i] {
                         continue;
                     }
                     match view.refresh_disk(i) {
-                        Ok(changed) => {
+                        Ok(forget) => {
                             seen[i] = now;
-                            tracing::debug!(disk = %d.name, changed = changed.len(), "new generation");
-                            for id in changed {
-                                let _ = notifier.inval_inode(fuser::INodeNo(id), 0, 0);
-                            }
+                            tracing::debug!(disk = %d.name, changed = forget.nodes.len(), "new generation");
+                            tell(forget);
+                            refreshed.push(i);
                         }
                         Err(e) => {
                             // Torn by a concurrent write: keep the old generation, retry.
                             tracing::debug!(disk = %d.name, "re-open failed, retrying: {e}");
                         }
+                    }
+                }
+                if !refreshed.is_empty() {
+                    // Requests already running on the previous generation may have told the
+                    // kernel its attributes after the comparison: compare once more.
+                    thread::sleep(Duration::from_millis(100));
+                    for i in refreshed {
+                        tell(view.recheck_disk(i));
                     }
                 }
             }

@@ -4,17 +4,10 @@
 //! SOURCE forms: `UMID:/PATH` (a running guest, PATH inside it), `UMID:` (its root),
 //! `UMID:ubdN:/PATH` (one of its disks), `/path/disk.img[:/PATH]` (an image of a stopped
 //! guest). The guest's tree comes from `proc 1/mountinfo` over mconsole: init's mount table
-//! names each mount's device number (`98:16` is ubd unit 1; arch/um/drivers/ubd_kern.c uses
-//! major 98 and 16 minors per unit), so a disk is found however its device node was named.
+//! names each mount's device number (`98:16` is ubd unit 1, [`uml::ubd::device`]), so a disk
+//! is found however its device node was named.
 
 use std::path::{Path, PathBuf};
-
-/// The block major of UML's ubd driver (arch/um/drivers/ubd_kern.c `UBD_MAJOR`).
-pub const UBD_MAJOR: u32 = 98;
-/// Minors per ubd unit (`UBD_SHIFT` = 4).
-const UBD_MINORS: u32 = 16;
-/// Units the ubd driver has (`MAX_DEV`).
-pub const MAX_UBD: u32 = 16;
 
 /// Why a SOURCE argument could not be understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -23,8 +16,8 @@ pub enum SourceError {
         "cannot understand the source \"{0}\": accepted forms are UMID:/PATH, UMID:, UMID:ubdN:/PATH, /path/disk.img and /path/disk.img:/PATH"
     )]
     Malformed(String),
-    #[error("bad disk \"{0}\" in the source: accepted are ubd0 to ubd15 (or ubda to ubdp)")]
-    BadDisk(String),
+    #[error("bad disk in the source: {0}")]
+    BadDisk(#[from] uml::ubd::NameError),
     #[error("the path inside the guest must be absolute, not \"{0}\"")]
     RelativePath(String),
 }
@@ -77,7 +70,7 @@ impl Source {
         }
         let (disk, path) = if rest.starts_with("ubd") {
             let (d, p) = rest.split_once(':').unwrap_or((rest, "/"));
-            (Some(parse_ubd(d)?), p)
+            (Some(uml::ubd::unit_of_name(d)?), p)
         } else {
             (None, rest)
         };
@@ -91,19 +84,6 @@ impl Source {
             path: normalize(path),
         })
     }
-}
-
-fn parse_ubd(d: &str) -> Result<u32, SourceError> {
-    let bad = || SourceError::BadDisk(d.into());
-    let suffix = d.strip_prefix("ubd").ok_or_else(bad)?;
-    let n = match suffix.as_bytes() {
-        [c @ b'a'..=b'p'] => u32::from(c - b'a'),
-        _ => suffix.parse::<u32>().map_err(|_| bad())?,
-    };
-    if n >= MAX_UBD {
-        return Err(bad());
-    }
-    Ok(n)
 }
 
 /// `/a//b/./c/` → `/a/b/c`; `..` goes up (never above `/`).
@@ -124,6 +104,8 @@ pub fn normalize(p: &str) -> String {
 /// One line of `/proc/<pid>/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
+    /// The mount's id (unique among the mounts that exist at one time).
+    pub id: u32,
     pub major: u32,
     pub minor: u32,
     /// The directory of the filesystem that is mounted (not `/` for a bind mount).
@@ -204,6 +186,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             continue;
         };
         out.push(MountInfo {
+            id: f[0].parse().unwrap_or(0),
             major,
             minor,
             root: unescape(f[3]),
@@ -231,6 +214,8 @@ pub enum MountKind {
 /// One mount of the guest's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestMount {
+    /// The guest's mount id (0 when not from a mount table).
+    pub id: u32,
     pub point: String,
     pub kind: MountKind,
 }
@@ -240,14 +225,18 @@ pub struct GuestMount {
 pub fn guest_mounts(info: &[MountInfo]) -> Vec<GuestMount> {
     info.iter()
         .map(|m| {
-            let kind = if m.major == UBD_MAJOR && m.minor % UBD_MINORS == 0 {
+            let ubd = uml::ubd::device(m.major, m.minor);
+            let kind = if let Some(uml::ubd::Device { unit, partition: 0 }) = ubd {
                 MountKind::Ubd {
-                    unit: m.minor / UBD_MINORS,
+                    unit,
                     root: normalize(&m.root),
                 }
-            } else if m.major == UBD_MAJOR {
+            } else if let Some(d) = ubd {
                 MountKind::Opaque {
-                    what: format!("{} (a partition of ubd{})", m.source, m.minor / UBD_MINORS),
+                    what: format!(
+                        "a partition of ubd{} ({}), which umlfs does not read",
+                        d.unit, m.source
+                    ),
                 }
             } else if m.fstype == "hostfs" {
                 // hostfs shows its host directory as the last super option
@@ -264,41 +253,16 @@ pub fn guest_mounts(info: &[MountInfo]) -> Vec<GuestMount> {
                 }
             } else {
                 MountKind::Opaque {
-                    what: format!("{} ({})", m.source, m.fstype),
+                    what: format!("a {} mount", m.fstype),
                 }
             };
             GuestMount {
+                id: m.id,
                 point: m.point.clone(),
                 kind,
             }
         })
         .collect()
-}
-
-/// A ubd unit's backing as `config ubdN` reports it: the file, or `cow,backing`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UbdBacking {
-    pub file: PathBuf,
-    pub backing: Option<PathBuf>,
-}
-
-/// Parse the reply of `config ubdN` (arch/um/drivers/ubd_kern.c ubd_get_config prints the
-/// file, then `,` and the backing file for a COW disk). Empty means unconfigured.
-pub fn parse_ubd_config(reply: &str) -> Option<UbdBacking> {
-    let r = reply.trim();
-    if r.is_empty() {
-        return None;
-    }
-    match r.split_once(',') {
-        Some((cow, backing)) => Some(UbdBacking {
-            file: cow.into(),
-            backing: Some(backing.into()),
-        }),
-        None => Some(UbdBacking {
-            file: r.into(),
-            backing: None,
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -342,6 +306,15 @@ mod tests {
                 path: "/srv".into()
             }
         );
+        // Units are read as the kernel reads them: ubd010 is unit 8.
+        assert_eq!(
+            Source::parse("web1:ubd010:/").unwrap(),
+            Source::Guest {
+                umid: "web1".into(),
+                disk: Some(8),
+                path: "/".into()
+            }
+        );
         assert!(Source::parse("web1").is_err());
         assert!(Source::parse("web1:ubd99:/").is_err());
         assert!(Source::parse("web1:etc").is_err());
@@ -364,6 +337,7 @@ mod tests {
         assert_eq!(
             m[3],
             GuestMount {
+                id: 21,
                 point: "/tmp/d".into(),
                 kind: MountKind::Ubd {
                     unit: 1,
@@ -407,16 +381,5 @@ mod tests {
         let p = fuse_mount_points(text);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].as_os_str().as_bytes(), b"/m/\xffx");
-    }
-
-    #[test]
-    fn ubd_config_replies_parse() {
-        assert_eq!(parse_ubd_config(""), None);
-        assert_eq!(
-            parse_ubd_config("/a/d.img").unwrap().file,
-            PathBuf::from("/a/d.img")
-        );
-        let c = parse_ubd_config("/a/d.cow,/a/base.img").unwrap();
-        assert_eq!(c.backing, Some(PathBuf::from("/a/base.img")));
     }
 }

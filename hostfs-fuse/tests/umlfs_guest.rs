@@ -27,8 +27,8 @@ struct Setup {
 }
 
 /// Boot a guest that mounts `ubd1` at /tmp/d, writes new.txt, syncs, prints WROTE; when the
-/// host creates the trigger file it rewrites new.txt (same length), adds second.txt, syncs
-/// and prints WROTE2.
+/// host creates the trigger file it rewrites new.txt (same length), adds second.txt, renames
+/// old.txt to renamed.txt, syncs and prints WROTE2.
 fn boot() -> Setup {
     let dir = host_visible_dir();
     let src = dir.path().join("src");
@@ -67,7 +67,7 @@ fn boot() -> Setup {
 mount -o commit=1 /tmp/ubdb /tmp/d || echo MOUNT-FAILED; mount -o ro /tmp/ubdc /tmp/e || echo MOUNT-FAILED
 echo hello > /tmp/d/new.txt; sync; echo WROTE
 while [ ! -e {t} ]; do sleep 0.1; done
-echo HELLO > /tmp/d/new.txt; echo second > /tmp/d/second.txt; sync; echo WROTE2
+echo HELLO > /tmp/d/new.txt; echo second > /tmp/d/second.txt; mv /tmp/d/old.txt /tmp/d/renamed.txt; sync; echo WROTE2
 i=0; while :; do echo TICK$i; i=$((i+1)); sleep 0.2; done",
         t = trigger.display()
     );
@@ -110,18 +110,7 @@ fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn lock_holder(path: &Path) -> Option<i32> {
-    let f = fs::File::open(path).unwrap();
-    let mut fl = libc::flock {
-        l_type: libc::F_WRLCK as i16,
-        l_whence: libc::SEEK_SET as i16,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    // SAFETY: F_GETLK fills the struct we own; the descriptor is open.
-    let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GETLK, &mut fl) };
-    assert_eq!(rc, 0);
-    (fl.l_type != libc::F_UNLCK as i16).then_some(fl.l_pid)
+    uml::cow::holder(path).unwrap().map(|h| h.pid)
 }
 
 fn fingerprint(path: &Path) -> (String, i64, i64) {
@@ -210,6 +199,12 @@ fn running_guest_tree_shows_its_disk_at_its_mount_point_and_follows_its_writes()
         Duration::from_secs(15),
         || fs::read(m.join("tmp/d/new.txt")).is_ok_and(|c| c == b"HELLO\n"),
     );
+    // A name the host had looked up (entries live as long as a generation) goes with the
+    // rename.
+    eventually("old.txt is renamed", Duration::from_secs(15), || {
+        !m.join("tmp/d/old.txt").exists()
+            && fs::read(m.join("tmp/d/renamed.txt")).is_ok_and(|c| c == b"from mke2fs\n")
+    });
     assert!(mp.unmount());
 
     // Never written, never locked: a full mount/read/unmount cycle against the running
@@ -435,4 +430,125 @@ fn forget_keeps_memory_flat_across_find_runs_over_a_changing_host_tree() {
         growth < 2048,
         "RSS grew {growth} KiB over runs 1..5: {rss:?}"
     );
+}
+
+/// Names in directory `dir` (sorted), or None when it cannot be listed.
+fn names_in(dir: &Path) -> Option<Vec<String>> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+/// umlfs follows the guest's mount table: a disk the guest mounts after `umlfs UMID:/`
+/// appears within about a second, at a point inside a tmpfs (shown only as the way to its
+/// mounts) and on a hostfs directory the host had already shown; when the guest unmounts it,
+/// it disappears. A path on no disk at all is refused, saying what it is on.
+#[test]
+fn a_disk_the_guest_mounts_later_appears_and_one_it_unmounts_disappears() {
+    let dir = host_visible_dir();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("late.txt"), b"late\n").unwrap();
+    let img = dir.path().join("late.img");
+    let st = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let on_host = dir.path().join("in-guest");
+    fs::create_dir(&on_host).unwrap();
+    let (go_mount, go_umount) = (dir.path().join("go-mount"), dir.path().join("go-umount"));
+    let body = format!(
+        "mkdir -p /tmp/late; mknod /tmp/ubdb b 98 16; echo WAITING
+while [ ! -e {m} ]; do sleep 0.1; done
+mount -o ro /tmp/ubdb /tmp/late && mount -o ro /tmp/ubdb {h} && echo LATE-MOUNTED || echo MOUNT-FAILED
+while [ ! -e {u} ]; do sleep 0.1; done
+umount /tmp/late && umount {h} && echo LATE-UNMOUNTED || echo UMOUNT-FAILED
+while :; do sleep 1; done",
+        m = go_mount.display(),
+        u = go_umount.display(),
+        h = on_host.display(),
+    );
+    let guest = GuestBuilder::new("ufol")
+        .arg(format!("ubd1r={}", img.display()))
+        .body(&body)
+        .boot()
+        .unwrap();
+    guest
+        .wait_for_log("WAITING", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
+    let mp = MountPoint::new();
+    let err = mount_guest(&format!("{}:/", guest.umid()), &guest, &mp, "");
+    // What is not on a disk is said: the hostfs root, the mounts shown empty.
+    assert!(
+        err.contains("\"/\" is on a hostfs mount of the host's /: its files are shown read-only"),
+        "{err}"
+    );
+    assert!(err.contains("/proc (a proc mount)"), "{err}");
+    let m = mp.path();
+    let late = m.join("tmp/late");
+    let hosted = m.join(on_host.strip_prefix("/").unwrap());
+    // Before: no disk. The hostfs directory is looked at (the kernel caches it, empty).
+    assert!(!late.exists());
+    assert_eq!(names_in(&hosted), Some(vec![]));
+
+    fs::write(&go_mount, b"").unwrap();
+    guest
+        .wait_for_log("LATE-MOUNTED", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
+    let seen = Instant::now();
+    eventually(
+        "the disk mounted later appears",
+        Duration::from_secs(3),
+        || {
+            fs::read(late.join("late.txt")).is_ok_and(|c| c == b"late\n")
+                && fs::read(hosted.join("late.txt")).is_ok_and(|c| c == b"late\n")
+        },
+    );
+    eprintln!("mount seen after {:?}", seen.elapsed());
+    assert!(
+        names_in(&m.join("tmp"))
+            .unwrap()
+            .contains(&"late".to_owned())
+    );
+
+    fs::write(&go_umount, b"").unwrap();
+    guest
+        .wait_for_log("LATE-UNMOUNTED", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(30)));
+    let seen = Instant::now();
+    eventually(
+        "the unmounted disk disappears",
+        Duration::from_secs(3),
+        || !late.exists() && names_in(&hosted) == Some(vec![]),
+    );
+    eprintln!("unmount seen after {:?}", seen.elapsed());
+    assert!(
+        !names_in(&m.join("tmp"))
+            .unwrap()
+            .contains(&"late".to_owned())
+    );
+    assert!(mp.unmount());
+
+    // A path on no disk: refused with what it is, nothing mounted.
+    let mp2 = MountPoint::new();
+    let out = umlfs(&[
+        &format!("{}:/proc", guest.umid()),
+        mp2.path().to_str().unwrap(),
+        "-o",
+        &format!("uml_dir={}", guest.uml_dir().display()),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\"/proc\" is on a proc mount, not on a disk"),
+        "{err}"
+    );
+    assert!(!mp2.is_mounted());
 }

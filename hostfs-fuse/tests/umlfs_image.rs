@@ -489,3 +489,121 @@ fn a_fifo_or_directory_as_the_image_is_refused_without_hanging() {
         assert!(daemons_for(mp.path()).is_empty());
     }
 }
+
+/// `system.posix_acl_access` in the VFS form (version 2): owner rw-, user 65534 ---, group
+/// r--, mask r--, other r--.
+const ACL_DENY_NOBODY: &str = "0x02000000\
+    01000600ffffffff\
+    02000000feff0000\
+    04000400ffffffff\
+    10000400ffffffff\
+    20000400ffffffff";
+
+/// `ls -lR` used to cost two FUSE round trips per file (an ACL and an SELinux label query,
+/// neither cached). POSIX ACLs are now declared to the kernel, which caches them and enforces
+/// them, and a disk without labels answers a missing `security.selinux` as a filesystem
+/// without labels does (EOPNOTSUPP), so `ls` asks once per mount. What the guest has is still
+/// shown: its ACLs, its labels, its other xattrs.
+#[test]
+fn guest_acls_are_enforced_and_shown_and_ls_asks_for_labels_once() {
+    let tmp = tempfile::Builder::new()
+        .prefix("umlfs-acl")
+        .tempdir()
+        .unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("many/f{i:02}")), b"x\n").unwrap();
+    }
+    fs::write(src.join("denied"), b"secret\n").unwrap();
+    fs::write(src.join("open"), b"open\n").unwrap();
+    for f in ["denied", "open"] {
+        fs::set_permissions(src.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    run(Command::new("setfattr")
+        .args(["-n", "system.posix_acl_access", "-v", ACL_DENY_NOBODY])
+        .arg(src.join("denied")));
+    run(Command::new("setfattr")
+        .args(["-n", "user.color", "-v", "blue"])
+        .arg(src.join("open")));
+    let img = tmp.path().join("acl.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("16M"));
+    let mp = MountPoint::new();
+    fs::set_permissions(
+        mp.path().parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    mount_image(&img, &mp, "allow_other");
+    let m = mp.path().display().to_string();
+    let as_nobody = |cmd: &str| {
+        sh(&format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
+        ))
+    };
+    let (ok, out, err) = as_nobody(&format!("cat {m}/open"));
+    assert!(ok && out == "open\n", "{err}");
+    let (ok, _, err) = as_nobody(&format!("cat {m}/denied"));
+    assert!(!ok, "the guest's ACL denying user 65534 was not enforced");
+    assert!(err.contains("Permission denied"), "{err}");
+    // Shown as the guest has them.
+    let acl = |root: &str| {
+        let (ok, out, err) = sh(&format!(
+            "getfattr --absolute-names -e hex -n system.posix_acl_access {root}/denied"
+        ));
+        assert!(ok, "{err}");
+        out.lines().nth(1).unwrap_or_default().to_owned()
+    };
+    assert_eq!(acl(&m), acl(&src.display().to_string()));
+    let (_, ls, _) = sh(&format!("ls -l {m}/denied {m}/open"));
+    assert!(
+        ls.lines().next().unwrap().starts_with("-rw-r--r--+"),
+        "{ls}"
+    );
+    assert!(
+        ls.lines().nth(1).unwrap().starts_with("-rw-r--r-- "),
+        "{ls}"
+    );
+    let (_, dump, _) = sh(&format!("getfattr -d {m}/open"));
+    assert!(dump.contains("user.color=\"blue\""), "{dump}");
+    // One label query for the whole listing, not one per file.
+    let (ok, trace, err) = sh(&format!(
+        "strace -f -e trace=lgetxattr,getxattr ls -l {m}/many 2>&1 >/dev/null"
+    ));
+    assert!(ok, "{err}");
+    let labels = trace.matches("security.selinux").count();
+    assert_eq!(labels, 1, "{trace}");
+    assert!(mp.unmount());
+
+    // A labelled disk (its root carries a label) shows every label, and a file without one
+    // has no data for it, as on the guest.
+    run(Command::new("setfattr")
+        .args([
+            "-n",
+            "security.selinux",
+            "-v",
+            "system_u:object_r:root_t:s0",
+        ])
+        .arg(&src));
+    run(Command::new("setfattr")
+        .args(["-n", "security.selinux", "-v", "system_u:object_r:etc_t:s0"])
+        .arg(src.join("open")));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("16M"));
+    mount_image(&img, &mp, "");
+    let (ok, out, err) = sh(&format!(
+        "getfattr --only-values -n security.selinux {m}/open"
+    ));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim_end_matches('\0'), "system_u:object_r:etc_t:s0");
+    let (ok, _, err) = sh(&format!("getfattr -n security.selinux {m}/denied"));
+    assert!(!ok && err.contains("No such attribute"), "{err}");
+    assert!(mp.unmount());
+}

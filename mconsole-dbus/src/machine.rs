@@ -381,7 +381,7 @@ impl MachineData {
             let Ok(text) = client.config_get(&dev).await else {
                 break;
             };
-            let Some(files) = uml::replies::ubd_files(&text) else {
+            let Some(files) = uml::ubd::parse_config(&text) else {
                 continue;
             };
             let ro = read_only.get(&dev).copied().unwrap_or(false);

@@ -23,3 +23,4 @@ pub mod procfs;
 pub mod replies;
 pub mod switch;
 pub mod text;
+pub mod ubd;

@@ -1,8 +1,7 @@
-//! What the guest's answers to mconsole requests mean: the text of `version`, `config ubdN`,
-//! `config conN`/`sslN` and `proc meminfo` read as typed values. The client
-//! ([`crate::mconsole`]) carries the text; this module is the one place that reads it.
-
-use std::path::PathBuf;
+//! What the guest's answers to mconsole requests mean: the text of `version`,
+//! `config conN`/`sslN` and `proc meminfo` read as typed values (`config ubdN` is read by
+//! [`crate::ubd::parse_config`], beside the ubd naming). The client ([`crate::mconsole`])
+//! carries the text; this module and [`crate::ubd`] are the one place that reads it.
 
 /// The kernel release in a `version` reply: `Linux <nodename> <release> <version> <machine>`
 /// (`mconsole_version` in `mconsole_kern.c`, from `utsname()`).
@@ -20,35 +19,6 @@ pub fn mem_total_bytes(meminfo: &str) -> Option<u64> {
             .parse()
             .ok()?;
         Some(kib.saturating_mul(1024))
-    })
-}
-
-/// The files of a ubd unit, as `config ubdN` reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UbdFiles {
-    /// The file the guest writes: the disk, or the COW file of a COW pair.
-    pub file: PathBuf,
-    /// The backing file of a COW pair.
-    pub backing: Option<PathBuf>,
-}
-
-/// Reads a `config ubdN` reply: `<file>` or `<cow file>,<backing file>` (`ubd_get_config` in
-/// `ubd_kern.c`); `None` for an empty reply, a unit with no disk. The reply never tells the
-/// flags (read-only and the rest): those are in the words that set the disk up.
-pub fn ubd_files(reply: &str) -> Option<UbdFiles> {
-    let r = reply.trim();
-    if r.is_empty() {
-        return None;
-    }
-    Some(match r.split_once(',') {
-        Some((cow, backing)) => UbdFiles {
-            file: cow.into(),
-            backing: Some(backing.into()),
-        },
-        None => UbdFiles {
-            file: r.into(),
-            backing: None,
-        },
     })
 }
 
@@ -88,25 +58,6 @@ mod tests {
         assert_eq!(mem_total_bytes(text), Some(61632 * 1024));
         assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
         assert_eq!(mem_total_bytes("MemTotal: lots\n"), None);
-    }
-
-    #[test]
-    fn ubd_reply_gives_the_file_and_a_cow_pairs_backing() {
-        assert_eq!(ubd_files(" \n"), None);
-        assert_eq!(
-            ubd_files("/srv/a.img\n"),
-            Some(UbdFiles {
-                file: "/srv/a.img".into(),
-                backing: None
-            })
-        );
-        assert_eq!(
-            ubd_files("/srv/a.cow,/srv/base.img"),
-            Some(UbdFiles {
-                file: "/srv/a.cow".into(),
-                backing: Some("/srv/base.img".into())
-            })
-        );
     }
 
     #[test]

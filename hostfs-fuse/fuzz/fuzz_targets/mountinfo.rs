@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use umlfs::source::{guest_mounts, parse_mountinfo, parse_ubd_config};
+use umlfs::source::{guest_mounts, parse_mountinfo};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
     for m in guest_mounts(&info) {
         assert!(m.point.starts_with('/'));
     }
-    let _ = parse_ubd_config(&text);
+    let _ = uml::ubd::parse_config(&text);
 });

@@ -1,0 +1,330 @@
+//! The fuser adapter of a [`View`]: FUSE requests in, view calls, FUSE replies out. Nothing
+//! here knows a disk or a guest; what the kernel negotiates (readdirplus, parallel directory
+//! operations, POSIX ACLs, zero-message open) and the self-deadlock guard live here.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileHandle, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyXattr, Request,
+};
+
+use crate::ext::FileType;
+use crate::view::{Attr, View};
+
+/// A view's errno as fuser's.
+fn errno(e: nix::errno::Errno) -> Errno {
+    Errno::from_i32(e as i32)
+}
+
+fn ftype(t: FileType) -> fuser::FileType {
+    use fuser::FileType as F;
+    match t {
+        FileType::Regular | FileType::Unknown => F::RegularFile,
+        FileType::Directory => F::Directory,
+        FileType::Symlink => F::Symlink,
+        FileType::CharDevice => F::CharDevice,
+        FileType::BlockDevice => F::BlockDevice,
+        FileType::Fifo => F::NamedPipe,
+        FileType::Socket => F::Socket,
+    }
+}
+
+/// A view's attributes as fuser's (the node id is the `st_ino`).
+fn file_attr(a: &Attr) -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: ftype(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+/// Threads of this process that serve FUSE requests: a request they issue themselves (a
+/// handler touching the mount) would wait for a handler, so it is refused at once.
+static HANDLER_TIDS: [AtomicU32; 64] = [const { AtomicU32::new(0) }; 64];
+
+thread_local! {
+    static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn register_handler_thread() {
+    REGISTERED.with(|r| {
+        if r.get() {
+            return;
+        }
+        r.set(true);
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        for slot in &HANDLER_TIDS {
+            if slot
+                .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    });
+}
+
+fn from_own_handler(req: &Request) -> bool {
+    register_handler_thread();
+    let pid = req.pid();
+    pid != 0
+        && HANDLER_TIDS
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == pid)
+}
+
+/// The fuser side of a [`View`].
+#[derive(Debug)]
+pub struct UmlFs {
+    pub view: Arc<View>,
+}
+
+/// How long the kernel may keep entries and attributes of nodes that change only with a new
+/// generation or mount table ([`View::lasts_a_generation`]).
+const GENERATION_TTL: Duration = Duration::from_secs(3600);
+
+impl UmlFs {
+    /// The entry and attribute time-to-live of node `id`.
+    fn ttl(&self, id: u64) -> Duration {
+        if self.view.lasts_a_generation(id) {
+            GENERATION_TTL.max(self.view.pres.ttl)
+        } else {
+            self.view.pres.ttl
+        }
+    }
+}
+
+macro_rules! guard {
+    ($req:expr, $reply:expr) => {
+        if from_own_handler($req) {
+            $reply.error(Errno::EIO);
+            return;
+        }
+    };
+}
+
+impl fuser::Filesystem for UmlFs {
+    fn init(&mut self, _req: &Request, cfg: &mut KernelConfig) -> io::Result<()> {
+        let want = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // hostfs files change behind our back: a new mtime seen by GETATTR drops their
+            // cached pages (ext nodes are also invalidated explicitly per generation).
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
+        let want = if self.view.pres.posix_acl {
+            want | InitFlags::FUSE_POSIX_ACL
+        } else {
+            want
+        };
+        let offered = cfg.capabilities();
+        cfg.add_capabilities(want & offered)
+            .map_err(|u| io::Error::other(format!("{u:?}")))?;
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        guard!(req, reply);
+        let ppath = self
+            .view
+            .dir_path(parent.0)
+            .unwrap_or_else(|| "/nonexistent-untracked".into());
+        match self.view.lookup_in(parent.0, &ppath, name) {
+            Ok((_, attr)) => {
+                let g = Generation(self.view.generation(attr.ino));
+                reply.entry(&self.ttl(attr.ino), &file_attr(&attr), g);
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    // The kernel dropped `nlookup` references (fuser's default batch_forget calls this for each
+    // node); no reply.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.view.unref(ino.0, nlookup);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        guard!(req, reply);
+        match self.view.attr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl(a.ino), &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        guard!(req, reply);
+        match self.view.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    // ENOSYS makes the kernel stop sending OPEN/OPENDIR/RELEASE* and keep the page cache
+    // and the readdir cache (fs/fuse/file.c fuse_file_open: no_open implies KEEP_CACHE and
+    // CACHE_DIR); the freshness thread invalidates what changed.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: fuser::ReplyEmpty,
+    ) {
+        // Nothing is ever buffered for writing; ENOSYS stops the kernel from asking again.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        guard!(req, reply);
+        match self.view.read(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        guard!(req, reply);
+        let r = self
+            .view
+            .list(ino.0, offset, false, |next, name, id, kind, _| {
+                !reply.add(INodeNo(id), next, ftype(kind), name)
+            });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        guard!(req, reply);
+        let dir_attr = self.view.attr(ino.0);
+        let r = self
+            .view
+            .list(ino.0, offset, true, |next, name, id, _, attr| {
+                // "." and ".." are never instantiated by the kernel (fs/fuse/readdir.c
+                // fuse_direntplus_link), but need an attribute record.
+                let a = match (attr, &dir_attr) {
+                    (Some(a), _) => *a,
+                    (None, Ok(d)) => *d,
+                    (None, Err(_)) => return false,
+                };
+                let _ = id;
+                let g = if attr.is_some() {
+                    self.view.generation(a.ino)
+                } else {
+                    0
+                };
+                let fa = file_attr(&a);
+                !reply.add(fa.ino, next, name, &self.ttl(a.ino), &fa, Generation(g))
+            });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        guard!(req, reply);
+        match self.view.statfs(ino.0) {
+            Some(s) => {
+                reply.statfs(
+                    s.blocks,
+                    s.blocks_free,
+                    s.blocks_available,
+                    s.files,
+                    s.files_free,
+                    s.block_size,
+                    s.name_max,
+                    s.block_size,
+                );
+            }
+            None => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
+        }
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        guard!(req, reply);
+        match self.view.xattr(ino.0, name.as_bytes()) {
+            Ok(found) => match found {
+                Some(v) if size == 0 => reply.size(v.len() as u32),
+                Some(v) if v.len() <= size as usize => reply.data(&v),
+                Some(_) => reply.error(Errno::ERANGE),
+                None => reply.error(Errno::NO_XATTR),
+            },
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        guard!(req, reply);
+        match self.view.xattr_names(ino.0) {
+            Ok(list) => {
+                let mut out = Vec::new();
+                for n in &list {
+                    out.extend_from_slice(n);
+                    out.push(0);
+                }
+                if size == 0 {
+                    reply.size(out.len() as u32);
+                } else if out.len() <= size as usize {
+                    reply.data(&out);
+                } else {
+                    reply.error(Errno::ERANGE);
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
