@@ -36,14 +36,14 @@ pub(crate) struct NotifySocket {
 /// Failures of binding the notify socket.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("cannot create the directory of the notify socket {}: {source}", path.display())]
+    #[error("cannot create the directory of the notify socket {}", path.display())]
     Dir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     #[error(
-        "cannot bind the notify socket {}: {source} (is another umld running? pass --notify-socket)",
+        "cannot bind the notify socket {} (is another umld running? pass --notify-socket)",
         path.display()
     )]
     Bind {

@@ -28,7 +28,7 @@ const PID_FILE_LIMIT: u64 = 64;
 pub enum InstanceError {
     #[error("cannot find the default uml_dir: $HOME is not set (pass --uml-dir)")]
     NoHome,
-    #[error("cannot read uml_dir {path}: {source}")]
+    #[error("cannot read uml_dir {path}")]
     ReadDir {
         path: PathBuf,
         #[source]
@@ -45,19 +45,19 @@ pub enum InstanceError {
     },
     #[error("UML instance \"{umid}\" is not running ({reason})")]
     NotRunning { umid: String, reason: String },
-    #[error("UML instance \"{umid}\": {source}")]
+    #[error("UML instance \"{umid}\"")]
     Mconsole {
         umid: String,
         #[source]
         source: mconsole::Error,
     },
-    #[error("cannot remove stale instance directory {path}: {source}")]
+    #[error("cannot remove stale instance directory {path}")]
     Remove {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot watch {path}: {source}")]
+    #[error("cannot watch {path}")]
     Watch {
         path: PathBuf,
         #[source]
