@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(request) = Request::parse(data) {
         assert_eq!(Request::parse(&request.encode()).as_ref(), Ok(&request));
-        assert_eq!(Request::parse(&request.encode_short()).as_ref(), Ok(&request));
+        assert_eq!(
+            Request::parse(&request.encode_short()).as_ref(),
+            Ok(&request)
+        );
     }
 });
