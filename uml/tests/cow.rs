@@ -767,6 +767,9 @@ fn a_fifo_as_backing_or_cow_file_is_refused_at_once_naming_it() {
         "{}",
         String::from_utf8_lossy(&info.stdout)
     );
+    // A character device reads as no header at all, as the kernel sees it (a raw disk).
+    let err = uml_fails_within(&["cow", "info", "/dev/null"], deadline);
+    assert!(err.contains("/dev/null is not a COW file"), "{err}");
     // A FIFO given as the COW file itself.
     let fifo_cow = dir.path().join("fifo.cow");
     nix::unistd::mkfifo(&fifo_cow, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();

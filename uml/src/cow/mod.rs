@@ -170,8 +170,16 @@ impl CowFile {
     /// # Errors
     /// The file cannot be read, its header is damaged, or it is shorter than the disk its
     /// header describes.
+    ///
+    /// A character device (`/dev/null`, say) has no header: the kernel uses it as a raw disk.
+    /// A FIFO, socket or directory is an error, since the kernel could not use it either.
     pub fn open(path: &Path) -> Result<Option<CowFile>, CowError> {
-        let file = open_disk(path, false)?;
+        use std::os::unix::fs::FileTypeExt;
+        let (file, meta) = open_nonblocking(path, false)?;
+        if meta.file_type().is_char_device() {
+            return Ok(None);
+        }
+        check_file_type(path, &meta)?;
         Self::from_file(path, &file)
     }
 
@@ -397,7 +405,13 @@ fn check_file_type(path: &Path, meta: &fs::Metadata) -> Result<(), CowError> {
 /// # Errors
 /// [`CowError::Open`], or [`CowError::FileType`] naming what the file is.
 pub fn open_disk(path: &Path, write: bool) -> Result<File, CowError> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (file, meta) = open_nonblocking(path, write)?;
+    check_file_type(path, &meta)?;
+    blocking(path, file)
+}
+
+/// Open `path` with `O_NONBLOCK` (and no controlling tty), whatever it is; its metadata.
+fn open_nonblocking(path: &Path, write: bool) -> Result<(File, fs::Metadata), CowError> {
     let open_err = |source| CowError::Open {
         path: path.to_owned(),
         source,
@@ -409,9 +423,16 @@ pub fn open_disk(path: &Path, write: bool) -> Result<File, CowError> {
         .open(path)
         .map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
-    check_file_type(path, &meta)?;
-    fcntl(file.as_fd(), FcntlArg::F_SETFL(OFlag::empty()))
-        .map_err(|e| open_err(io::Error::from(e)))?;
+    Ok((file, meta))
+}
+
+/// Make a descriptor opened by [`open_nonblocking`] blocking again.
+fn blocking(path: &Path, file: File) -> Result<File, CowError> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    fcntl(file.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| CowError::Open {
+        path: path.to_owned(),
+        source: io::Error::from(e),
+    })?;
     Ok(file)
 }
 
