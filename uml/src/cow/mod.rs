@@ -15,10 +15,10 @@
 //! - Nothing here takes a lock. A file that a running guest holds (seen with `F_GETLK`) is not
 //!   written, and the error names the guest's pid and umid ([`ensure_not_held`]).
 //! - [`merge_to`] writes a temporary file next to its target and renames it when complete;
-//!   the image gets the narrower of the inputs' permission bits from the start, so a merge
-//!   never gives readers more than the inputs did, and a symlink at the target is replaced,
-//!   not followed. [`merge_in_place`] leaves the COW file untouched and records its progress in a marker
-//!   file, so a merge that was killed is completed by running it again.
+//!   the image gets the permission bits both inputs have from the start, so a merge never
+//!   gives readers more than the inputs did, and a symlink at the target is replaced, not
+//!   followed. [`merge_in_place`] leaves the COW file untouched and records its progress in a
+//!   marker file, so a merge that was killed is completed by running it again.
 
 pub mod header;
 mod merge;
