@@ -43,21 +43,21 @@ pub enum Bus {
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot connect to the D-Bus bus: {0}")]
+    #[error("cannot connect to the D-Bus bus")]
     Connect(#[source] zbus::Error),
-    #[error("cannot serve {what}: {source}")]
+    #[error("cannot serve {what}")]
     Serve {
         what: &'static str,
         #[source]
         source: zbus::Error,
     },
-    #[error("cannot own the bus name {BUS_NAME}: {0} (is another umld running on this bus?)")]
+    #[error("cannot own the bus name {BUS_NAME} (is another umld running on this bus?)")]
     Name(#[source] zbus::Error),
-    #[error("{0} (is another umld running? pass --notify-socket)")]
+    #[error("cannot serve notifications (is another umld running? pass --notify-socket)")]
     Notify(#[from] uml::notify_socket::NotifySocketError),
-    #[error("cannot watch the uml_dir: {0}")]
+    #[error("cannot watch the uml_dir")]
     Watch(#[from] uml::instance::InstanceError),
-    #[error("cannot install a signal handler: {0}")]
+    #[error("cannot install a signal handler")]
     Signal(#[source] std::io::Error),
 }
 

@@ -56,7 +56,7 @@ pub enum ImageError {
         status: String,
         hint: String,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

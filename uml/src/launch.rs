@@ -37,7 +37,7 @@ const LOG_TAIL_LINES: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error(
-        "cannot run the UML kernel {}: {source} (install the user-mode-linux package, or pass --kernel PATH)",
+        "cannot run the UML kernel {} (install the user-mode-linux package, or pass --kernel PATH)",
         kernel.display()
     )]
     Kernel {
@@ -49,13 +49,13 @@ pub enum LaunchError {
         "umid \"{umid}\" is already in use by pid {pid} (choose another --umid, or stop that guest)"
     )]
     UmidInUse { umid: String, pid: u32 },
-    #[error("cannot prepare {}: {source}", path.display())]
+    #[error("cannot prepare {}", path.display())]
     Prepare {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot listen for the guest's notifications on {}: {source}", path.display())]
+    #[error("cannot listen for the guest's notifications on {}", path.display())]
     Notify {
         path: PathBuf,
         #[source]
@@ -95,7 +95,7 @@ pub enum LaunchError {
         log_tail: String,
         diagnosis: Option<Box<Diagnosis>>,
     },
-    #[error("waiting for the kernel failed: {0}")]
+    #[error("waiting for the kernel failed")]
     Wait(#[source] io::Error),
 }
 

@@ -40,7 +40,7 @@ pub struct Sent {
 /// Failures of binding a shared notify socket.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifySocketError {
-    #[error("cannot create the directory of the notify socket {}: {source}", path.display())]
+    #[error("cannot create the directory of the notify socket {}", path.display())]
     Dir {
         path: PathBuf,
         #[source]
@@ -49,7 +49,7 @@ pub enum NotifySocketError {
     /// Someone else could replace the socket, or it is not where it seems.
     #[error("refusing the notify socket directory {}: {why}", path.display())]
     UnsafeDir { path: PathBuf, why: String },
-    #[error("cannot bind the notify socket {}: {source}", path.display())]
+    #[error("cannot bind the notify socket {}", path.display())]
     Bind {
         path: PathBuf,
         #[source]

@@ -171,6 +171,35 @@ fn run_with_a_missing_kernel_says_what_to_install() {
     assert!(err.contains("user-mode-linux"), "{err}");
 }
 
+/// Every cause of an error is printed once: an error's own text does not repeat the cause
+/// that `uml` prints after it.
+#[test]
+fn error_causes_are_printed_exactly_once() {
+    let dir = UmlDir::new();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let cases: [(&Path, Vec<&str>, &str); 3] = [
+        (
+            dir.path(),
+            vec!["run", "--kernel", "/nonexistent", "--", "true"],
+            "No such file or directory",
+        ),
+        // A uml_dir that is a file.
+        (&file, vec!["list"], "Not a directory"),
+        // An mconsole "socket" nobody listens on.
+        (
+            dir.path(),
+            vec!["mconsole", file.to_str().unwrap(), "version"],
+            "Connection refused",
+        ),
+    ];
+    for (uml_dir, args, cause) in cases {
+        let err = fails(uml_dir, &args);
+        assert_eq!(err.matches(cause).count(), 1, "{args:?}: {err}");
+        assert_eq!(err.matches("(os error").count(), 1, "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn run_refuses_a_umid_that_a_live_guest_uses() {
     let guest = GuestBuilder::new("busy").boot().unwrap();

@@ -695,3 +695,150 @@ fn damaged_and_foreign_files_are_reported_not_used() {
     let err = uml_fails(&["cow", "info", s(&cow)]);
     assert!(err.contains("align == 0"), "{err}");
 }
+
+/// Run `uml ARGS`, which must fail within `deadline` (it is killed and the test fails if it
+/// hangs); its stderr.
+fn uml_fails_within(args: &[&str], deadline: Duration) -> String {
+    let mut child = uml()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("uml {args:?} still ran after {deadline:?}: it hangs");
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "uml {args:?} succeeded:\n{err}");
+    err
+}
+
+#[test]
+fn a_fifo_as_backing_or_cow_file_is_refused_at_once_naming_it() {
+    let dir = tempdir();
+    let backing = dir.path().join("base.img");
+    make_backing(&backing, 1 << 20);
+    let cow = dir.path().join("disk.cow");
+    uml_ok(&["cow", "create", s(&cow), s(&backing)]);
+    // The header now names a FIFO: opening it for reading would wait for a writer forever.
+    fs::remove_file(&backing).unwrap();
+    nix::unistd::mkfifo(&backing, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = dir.path().join("out.img");
+    let deadline = Duration::from_secs(20);
+    let says_fifo = |err: &str| {
+        assert!(
+            err.contains(&format!("{} is a FIFO", s(&backing)))
+                && err.contains("must be a regular file or a block device"),
+            "{err}"
+        );
+    };
+    says_fifo(&uml_fails_within(
+        &["cow", "merge", s(&cow), s(&out)],
+        deadline,
+    ));
+    assert!(!out.exists());
+    says_fifo(&uml_fails_within(
+        &["cow", "merge", "--in-place", s(&cow)],
+        deadline,
+    ));
+    says_fifo(&uml_fails_within(
+        &["cow", "merge", "--backing", s(&backing), s(&cow), s(&out)],
+        deadline,
+    ));
+    says_fifo(&uml_fails_within(
+        &["cow", "rebase", s(&cow), s(&backing)],
+        deadline,
+    ));
+    says_fifo(&uml_fails_within(
+        &["cow", "create", s(&dir.path().join("new.cow")), s(&backing)],
+        deadline,
+    ));
+    let info = uml_ok(&["cow", "info", s(&cow)]);
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("is a FIFO"),
+        "{}",
+        String::from_utf8_lossy(&info.stdout)
+    );
+    // A character device reads as no header at all, as the kernel sees it (a raw disk).
+    let err = uml_fails_within(&["cow", "info", "/dev/null"], deadline);
+    assert!(err.contains("/dev/null is not a COW file"), "{err}");
+    // A FIFO given as the COW file itself.
+    let fifo_cow = dir.path().join("fifo.cow");
+    nix::unistd::mkfifo(&fifo_cow, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for args in [
+        vec!["cow", "info", s(&fifo_cow)],
+        vec!["cow", "merge", s(&fifo_cow), s(&out)],
+        vec!["cow", "merge", "--in-place", s(&fifo_cow)],
+    ] {
+        let err = uml_fails_within(&args, deadline);
+        assert!(
+            err.contains(&format!("{} is a FIFO", s(&fifo_cow))),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_merged_image_is_no_more_readable_than_its_inputs_and_symlinks_are_replaced() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempdir();
+    let backing = dir.path().join("secret.img");
+    make_backing(&backing, 1 << 20);
+    let cow = dir.path().join("disk.cow");
+    uml_ok(&["cow", "create", s(&cow), s(&backing)]);
+    // As /etc/shadow would be: readable by its owner only. The COW file is 0644.
+    fs::set_permissions(&backing, fs::Permissions::from_mode(0o600)).unwrap();
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(
+        mode(&cow) & 0o044,
+        0o044,
+        "the COW file is readable by others"
+    );
+    let out = dir.path().join("out.img");
+    uml_ok(&["cow", "merge", s(&cow), s(&out)]);
+    assert_eq!(mode(&out), 0o600);
+    assert!(same_content(&out, &backing));
+    // --force replaces it, still 0600.
+    uml_ok(&["cow", "merge", "--force", s(&cow), s(&out)]);
+    assert_eq!(mode(&out), 0o600);
+
+    // A symlink planted at the output path: refused without --force (even dangling), and
+    // replaced, never written through, with it.
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"not yours").unwrap();
+    let link = dir.path().join("link.img");
+    symlink(&victim, &link).unwrap();
+    let err = uml_fails(&["cow", "merge", s(&cow), s(&link)]);
+    assert!(err.contains("already exists"), "{err}");
+    let dangling = dir.path().join("dangling.img");
+    symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let err = uml_fails(&["cow", "merge", s(&cow), s(&dangling)]);
+    assert!(err.contains("already exists"), "{err}");
+    assert!(!dir.path().join("nowhere").exists());
+    uml_ok(&["cow", "merge", "--force", s(&cow), s(&link)]);
+    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+    assert!(fs::symlink_metadata(&link).unwrap().is_file());
+    assert_eq!(mode(&link), 0o600);
+    assert!(same_content(&link, &backing));
+
+    // The in-place merge's marker file: a symlink planted there is not written through.
+    let marker = dir.path().join(".disk.cow.uml-merge-in-place");
+    symlink(&victim, &marker).unwrap();
+    let err = uml_fails(&["cow", "merge", "--in-place", s(&cow)]);
+    assert!(err.contains(s(&marker)), "{err}");
+    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+    assert!(
+        fs::symlink_metadata(&marker)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

@@ -262,7 +262,8 @@ pub fn mconsole(args: MconsoleArgs, global: &Global) -> anyhow::Result<ExitCode>
             }
             Err(e) => {
                 failed = true;
-                println!("ERR {e}");
+                // The error's causes too, as uml prints every error.
+                println!("ERR {}", super::error_chain(&e.into()));
             }
         }
     }

@@ -115,7 +115,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let bar = Progress::new("merging");
             let progress = |done, total| bar.update(done, total);
             if let Some(out) = out {
-                if !force && out.exists() {
+                // A symlink counts as existing (dangling or not): it is replaced, never followed.
+                if !force && out.symlink_metadata().is_ok() {
                     anyhow::bail!(
                         "{} already exists; use --force to replace it",
                         out.display()

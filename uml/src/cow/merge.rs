@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::reader::Runs;
 use super::{
     CowError, CowFile, CowReader, SECTOR, absolutize, backing_size, default_uml_dir,
-    ensure_not_held,
+    ensure_not_held, open_backing, open_disk,
 };
 
 /// Sectors whose bitmap is read at once: 128 MiB of disk, 32 KiB of bitmap.
@@ -117,7 +117,9 @@ struct TempFile {
 }
 
 impl TempFile {
-    fn create(dir: &Path, name: &std::ffi::OsStr) -> Result<TempFile, CowError> {
+    /// Create a new file (never an existing one, never through a symlink) in `dir`, with
+    /// permission bits `mode` (less the umask) from the start.
+    fn create(dir: &Path, name: &std::ffi::OsStr, mode: u32) -> Result<TempFile, CowError> {
         let mut last = None;
         for n in 0..100u32 {
             let mut tmp = OsString::from(".");
@@ -127,7 +129,8 @@ impl TempFile {
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(mode)
                 .open(&path)
             {
                 Ok(file) => {
@@ -285,9 +288,14 @@ pub fn merge_to(
     ensure_not_held(cow, uml_dir.as_deref(), false)?;
     ensure_not_held(reader.backing_path(), uml_dir.as_deref(), true)?;
     ensure_not_held(out, uml_dir.as_deref(), false)?;
+    let cow_meta = reader.cow_handle().metadata().map_err(read_err(cow))?;
+    let backing_meta = reader
+        .backing_handle()
+        .metadata()
+        .map_err(read_err(reader.backing_path()))?;
     if let Ok(out_meta) = fs::metadata(out) {
-        for input in [cow, reader.backing_path()] {
-            if fs::metadata(input).is_ok_and(|m| same_file(&m, &out_meta)) {
+        for (input, meta) in [(cow, &cow_meta), (reader.backing_path(), &backing_meta)] {
+            if same_file(meta, &out_meta) {
                 return Err(CowError::SameFile {
                     a: out.to_owned(),
                     b: input.to_owned(),
@@ -300,7 +308,11 @@ pub fn merge_to(
         source: io::Error::from(io::ErrorKind::InvalidInput),
     })?;
     let dir = parent_dir(out);
-    let mut tmp = TempFile::create(dir, name)?;
+    // The image holds the data of both inputs, so nobody may read it who could not read
+    // them: it gets the permission bits both have (root merging a COW file over a 0600
+    // backing file writes a 0600 image), never set-id bits.
+    let mode = cow_meta.mode() & backing_meta.mode() & 0o777;
+    let mut tmp = TempFile::create(dir, name, mode)?;
 
     let info = reader.cow();
     let (cow_file, backing) = (reader.cow_handle(), reader.backing_handle());
@@ -434,7 +446,7 @@ fn marker_path(cow: &Path) -> PathBuf {
 /// [`merge_in_place`] again completes that merge).
 pub fn interrupted_merge(cow: &Path) -> Option<PathBuf> {
     let marker = marker_path(cow);
-    marker.exists().then_some(marker)
+    fs::symlink_metadata(&marker).is_ok().then_some(marker)
 }
 
 /// The marker: "<size> <mtime>\n<backing path bytes>", the state the backing file had when
@@ -445,9 +457,22 @@ fn marker_bytes(size: u64, mtime: u32, backing: &Path) -> Vec<u8> {
     bytes
 }
 
+/// The marker's bytes, if there is one. It lives in the COW file's directory, which others
+/// may be able to write: a symlink or anything but a regular file there is refused.
 fn read_marker(marker: &Path) -> Result<Option<Vec<u8>>, CowError> {
-    match File::open(marker) {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(marker);
+    match opened {
         Ok(f) => {
+            let meta = f.metadata().map_err(read_err(marker))?;
+            if !meta.is_file() {
+                return Err(CowError::Open {
+                    path: marker.to_owned(),
+                    source: io::Error::other("not a regular file"),
+                });
+            }
             let mut bytes = Vec::new();
             f.take(8192)
                 .read_to_end(&mut bytes)
@@ -483,10 +508,7 @@ pub fn merge_in_place(
     backing_override: Option<&Path>,
     progress: &dyn Fn(u64, u64),
 ) -> Result<MergeStats, CowError> {
-    let cow_file = File::open(cow).map_err(|source| CowError::Open {
-        path: cow.to_owned(),
-        source,
-    })?;
+    let cow_file = open_disk(cow, false)?;
     let info = CowFile::from_file(cow, &cow_file)?.ok_or_else(|| CowError::NotCow {
         path: cow.to_owned(),
     })?;
@@ -495,11 +517,12 @@ pub fn merge_in_place(
     let expected = marker_bytes(info.size(), info.mtime(), &backing_path);
     let resumed = match read_marker(&marker)? {
         Some(found) if found == expected => {
-            let meta = fs::metadata(&backing_path).map_err(|source| CowError::StatBacking {
+            let file = open_backing(&backing_path, false)?;
+            let meta = file.metadata().map_err(|source| CowError::StatBacking {
                 path: backing_path.clone(),
                 source,
             })?;
-            let actual = backing_size(&backing_path, &meta)?;
+            let actual = backing_size(&backing_path, &file, &meta)?;
             if actual != info.size() {
                 return Err(CowError::SizeMismatch {
                     header: info.size(),
@@ -526,16 +549,16 @@ pub fn merge_in_place(
     let uml_dir = default_uml_dir();
     ensure_not_held(cow, uml_dir.as_deref(), false)?;
     ensure_not_held(&backing_path, uml_dir.as_deref(), false)?;
-    let backing = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&backing_path)
-        .map_err(|source| CowError::Open {
-            path: backing_path.clone(),
-            source,
-        })?;
+    let backing = open_disk(&backing_path, true)?;
     if !resumed {
-        let m = File::create(&marker).map_err(write_err(&marker))?;
+        // A new file only: a symlink planted at the marker's path is not written through.
+        let m = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&marker)
+            .map_err(write_err(&marker))?;
         m.write_all_at(&expected, 0)
             .and_then(|()| m.sync_all())
             .map_err(write_err(&marker))?;

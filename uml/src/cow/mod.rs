@@ -9,11 +9,16 @@
 //!   [`CowError`], never a panic or an allocation sized by the file.
 //! - A backing file is used only if its size and mtime pass the kernel's own check
 //!   ([`CowFile::check_backing`], with the kernel's messages).
+//! - Every file is opened non-blocking and checked on the opened descriptor to be a regular
+//!   file or a block device ([`open_disk`]): a FIFO or a device named by a header gives an
+//!   error, never a hang.
 //! - Nothing here takes a lock. A file that a running guest holds (seen with `F_GETLK`) is not
 //!   written, and the error names the guest's pid and umid ([`ensure_not_held`]).
 //! - [`merge_to`] writes a temporary file next to its target and renames it when complete;
-//!   [`merge_in_place`] leaves the COW file untouched and records its progress in a marker
-//!   file, so a merge that was killed is completed by running it again.
+//!   the image gets the permission bits both inputs have from the start, so a merge never
+//!   gives readers more than the inputs did, and a symlink at the target is replaced, not
+//!   followed. [`merge_in_place`] leaves the COW file untouched and records its progress in a
+//!   marker file, so a merge that was killed is completed by running it again.
 
 pub mod header;
 mod merge;
@@ -82,8 +87,11 @@ pub enum CowError {
         #[source]
         source: io::Error,
     },
-    #[error("backing file {} is neither a regular file nor a block device", .path.display())]
-    BackingType { path: PathBuf },
+    #[error(
+        "{} is {found}, but a disk file must be a regular file or a block device",
+        .path.display()
+    )]
+    FileType { path: PathBuf, found: &'static str },
     /// The kernel's message (`ubd_kern.c`, `backing_file_mismatch`), with the file named.
     #[error(
         "Size mismatch ({header} vs {actual}) of COW header vs backing file \"{}\"",
@@ -162,11 +170,16 @@ impl CowFile {
     /// # Errors
     /// The file cannot be read, its header is damaged, or it is shorter than the disk its
     /// header describes.
+    ///
+    /// A character device (`/dev/null`, say) has no header: the kernel uses it as a raw disk.
+    /// A FIFO, socket or directory is an error, since the kernel could not use it either.
     pub fn open(path: &Path) -> Result<Option<CowFile>, CowError> {
-        let file = File::open(path).map_err(|source| CowError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        use std::os::unix::fs::FileTypeExt;
+        let (file, meta) = open_nonblocking(path, false)?;
+        if meta.file_type().is_char_device() {
+            return Ok(None);
+        }
+        check_file_type(path, &meta)?;
         Self::from_file(path, &file)
     }
 
@@ -262,11 +275,18 @@ impl CowFile {
     /// [`CowError::SizeMismatch`] or [`CowError::MtimeMismatch`] with the kernel's message, or
     /// the backing file cannot be examined.
     pub fn check_backing(&self, backing: &Path) -> Result<(), CowError> {
-        let meta = fs::metadata(backing).map_err(|source| CowError::StatBacking {
+        let file = open_backing(backing, false)?;
+        self.check_backing_file(backing, &file)
+    }
+
+    /// [`check_backing`](Self::check_backing) of a backing file already opened (by
+    /// [`open_disk`]).
+    pub(crate) fn check_backing_file(&self, backing: &Path, file: &File) -> Result<(), CowError> {
+        let meta = file.metadata().map_err(|source| CowError::StatBacking {
             path: backing.to_owned(),
             source,
         })?;
-        let actual = backing_size(backing, &meta)?;
+        let actual = backing_size(backing, file, &meta)?;
         if actual != self.header.size {
             return Err(CowError::SizeMismatch {
                 header: self.header.size,
@@ -300,10 +320,7 @@ impl CowFile {
     /// # Errors
     /// The bitmap cannot be read.
     pub fn sectors_in_cow(&self) -> Result<u64, CowError> {
-        let file = File::open(&self.path).map_err(|source| CowError::Open {
-            path: self.path.clone(),
-            source,
-        })?;
+        let file = open_disk(&self.path, false)?;
         let sectors = self.sectors();
         let mut count = 0u64;
         let mut buf = vec![0u8; 1 << 20];
@@ -330,25 +347,93 @@ impl CowFile {
     }
 }
 
-/// Size of a backing file: its length, or a block device's size.
-fn backing_size(path: &Path, meta: &fs::Metadata) -> Result<u64, CowError> {
-    use std::os::unix::fs::FileTypeExt;
-    if meta.file_type().is_file() {
-        return Ok(meta.len());
-    }
-    if meta.file_type().is_block_device() {
-        let mut f = File::open(path).map_err(|source| CowError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        return f.seek(SeekFrom::End(0)).map_err(|source| CowError::Read {
-            path: path.to_owned(),
-            source,
-        });
-    }
-    Err(CowError::BackingType {
-        path: path.to_owned(),
+/// [`open_disk`] for a backing file: one that cannot be opened is reported as not found.
+pub(crate) fn open_backing(path: &Path, write: bool) -> Result<File, CowError> {
+    open_disk(path, write).map_err(|e| match e {
+        CowError::Open { path, source } => CowError::StatBacking { path, source },
+        e => e,
     })
+}
+
+/// Size of an open backing file (`meta` is its metadata): its length, or a block device's
+/// size.
+fn backing_size(path: &Path, mut file: &File, meta: &fs::Metadata) -> Result<u64, CowError> {
+    use std::os::unix::fs::FileTypeExt;
+    if meta.file_type().is_block_device() {
+        return file
+            .seek(SeekFrom::End(0))
+            .map_err(|source| CowError::Read {
+                path: path.to_owned(),
+                source,
+            });
+    }
+    check_file_type(path, meta)?;
+    Ok(meta.len())
+}
+
+/// Refuse anything but a regular file or a block device, naming what it is.
+fn check_file_type(path: &Path, meta: &fs::Metadata) -> Result<(), CowError> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let found = if t.is_file() || t.is_block_device() {
+        return Ok(());
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(CowError::FileType {
+        path: path.to_owned(),
+        found,
+    })
+}
+
+/// Open a COW file, a backing file or an image (`write`: read-write), refusing anything but
+/// a regular file or a block device.
+///
+/// A header names its backing file, so the path is untrusted: it is opened with `O_NONBLOCK`
+/// (opening a FIFO would otherwise wait for a writer forever, and a tty's open may block on
+/// carrier) and its type is checked on the opened descriptor, not the path, so a file swapped
+/// in between cannot slip through. The descriptor is then made blocking again.
+///
+/// # Errors
+/// [`CowError::Open`], or [`CowError::FileType`] naming what the file is.
+pub fn open_disk(path: &Path, write: bool) -> Result<File, CowError> {
+    let (file, meta) = open_nonblocking(path, write)?;
+    check_file_type(path, &meta)?;
+    blocking(path, file)
+}
+
+/// Open `path` with `O_NONBLOCK` (and no controlling tty), whatever it is; its metadata.
+fn open_nonblocking(path: &Path, write: bool) -> Result<(File, fs::Metadata), CowError> {
+    let open_err = |source| CowError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    Ok((file, meta))
+}
+
+/// Make a descriptor opened by [`open_nonblocking`] blocking again.
+fn blocking(path: &Path, file: File) -> Result<File, CowError> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    fcntl(file.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| CowError::Open {
+        path: path.to_owned(),
+        source: io::Error::from(e),
+    })?;
+    Ok(file)
 }
 
 /// The absolute path the kernel's `absolutize()` (cow_user.c) writes into a header: the
@@ -380,11 +465,14 @@ pub fn absolutize(path: &Path) -> Result<PathBuf, CowError> {
 /// See [`CowError`].
 pub fn create(cow: &Path, backing: &Path, force: bool) -> Result<CowFile, CowError> {
     let abs = absolutize(backing)?;
-    let meta = fs::metadata(&abs).map_err(|source| CowError::StatBacking {
-        path: abs.clone(),
-        source,
-    })?;
-    let size = backing_size(&abs, &meta)?;
+    let backing_file = open_backing(&abs, false)?;
+    let meta = backing_file
+        .metadata()
+        .map_err(|source| CowError::StatBacking {
+            path: abs.clone(),
+            source,
+        })?;
+    let size = backing_size(&abs, &backing_file, &meta)?;
     let uml_dir = default_uml_dir();
     ensure_not_held(&abs, uml_dir.as_deref(), true)?;
     let existed = match fs::metadata(cow) {
@@ -467,14 +555,7 @@ pub fn create(cow: &Path, backing: &Path, force: bool) -> Result<CowFile, CowErr
 /// Not a COW file, the new backing file does not match, the path does not fit, or a guest
 /// holds the COW file.
 pub fn rebase(cow: &Path, new_backing: &Path) -> Result<(), CowError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(cow)
-        .map_err(|source| CowError::Open {
-            path: cow.to_owned(),
-            source,
-        })?;
+    let file = open_disk(cow, true)?;
     let old = CowFile::from_file(cow, &file)?.ok_or_else(|| CowError::NotCow {
         path: cow.to_owned(),
     })?;
@@ -528,7 +609,11 @@ pub struct LockHolder {
 /// The file cannot be opened for reading or `fcntl` fails.
 pub fn holder(path: &Path) -> io::Result<Option<LockHolder>> {
     use nix::fcntl::{FcntlArg, fcntl};
-    let file = File::open(path)?;
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
     let mut lock = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,

@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{CowError, CowFile, SECTOR};
+use super::{CowError, CowFile, SECTOR, open_backing, open_disk};
 
 /// The merged disk: sectors whose bit is set come from the COW file, the rest from the
 /// backing file. Opens both files read-only, never writes and never locks, so it can look at
@@ -26,21 +26,15 @@ impl CowReader {
     /// # Errors
     /// Not a COW file, a damaged header, a mismatching or missing backing file.
     pub fn open(cow: &Path, backing_override: Option<&Path>) -> Result<CowReader, CowError> {
-        let file = File::open(cow).map_err(|source| CowError::Open {
-            path: cow.to_owned(),
-            source,
-        })?;
+        let file = open_disk(cow, false)?;
         let info = CowFile::from_file(cow, &file)?.ok_or_else(|| CowError::NotCow {
             path: cow.to_owned(),
         })?;
         let backing_path = backing_override
             .map(Path::to_owned)
             .unwrap_or_else(|| info.backing_path().to_owned());
-        info.check_backing(&backing_path)?;
-        let backing = File::open(&backing_path).map_err(|source| CowError::Open {
-            path: backing_path.clone(),
-            source,
-        })?;
+        let backing = open_backing(&backing_path, false)?;
+        info.check_backing_file(&backing_path, &backing)?;
         Ok(CowReader {
             info,
             cow: file,

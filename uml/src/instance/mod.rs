@@ -46,7 +46,7 @@ const PID_FILE_LIMIT: u64 = 64;
 pub enum InstanceError {
     #[error("cannot find the default uml_dir: $HOME is not set (pass --uml-dir)")]
     NoHome,
-    #[error("cannot read uml_dir {path}: {source}")]
+    #[error("cannot read uml_dir {path}")]
     ReadDir {
         path: PathBuf,
         #[source]
@@ -66,19 +66,19 @@ pub enum InstanceError {
         crate::text::printable(reason)
     )]
     NotRunning { umid: String, reason: String },
-    #[error("UML instance \"{umid}\": {source}")]
+    #[error("UML instance \"{umid}\"")]
     Mconsole {
         umid: String,
         #[source]
         source: mconsole::Error,
     },
-    #[error("cannot remove stale instance directory {path}: {source}")]
+    #[error("cannot remove stale instance directory {path}")]
     Remove {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot watch {path}: {source}")]
+    #[error("cannot watch {path}")]
     Watch {
         path: PathBuf,
         #[source]
@@ -86,7 +86,7 @@ pub enum InstanceError {
     },
     #[error("refusing {path} for runtime files: {reason}")]
     UnsafeRuntimeDir { path: PathBuf, reason: String },
-    #[error("cannot write the runtime file {path}: {source}")]
+    #[error("cannot write the runtime file {path}")]
     RuntimeFile {
         path: PathBuf,
         #[source]

@@ -76,7 +76,7 @@ pub enum BuildError {
         symbols.join(", ")
     )]
     Config { symbols: Vec<String> },
-    #[error("the built kernel does not run: {0}")]
+    #[error("the built kernel does not run")]
     Result(#[source] super::KernelError),
     #[error("no directory to install kernels into: set HOME or XDG_DATA_HOME")]
     NoDataDir,

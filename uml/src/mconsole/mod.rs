@@ -75,23 +75,23 @@ impl Reply {
 /// A failed mconsole operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("mconsole I/O failed: {0}")]
+    #[error("mconsole I/O failed")]
     Io(#[from] std::io::Error),
-    #[error("cannot create an mconsole client socket: {0}")]
+    #[error("cannot create an mconsole client socket")]
     Socket(#[source] std::io::Error),
-    #[error("cannot reach the mconsole socket {}: {source} (is the UML instance running?)", path.display())]
+    #[error("cannot reach the mconsole socket {} (is the UML instance running?)", path.display())]
     Connect {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot send {command:?} to the mconsole socket: {source}")]
+    #[error("cannot send {command:?} to the mconsole socket")]
     Send {
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot receive the reply to {command:?}: {source}")]
+    #[error("cannot receive the reply to {command:?}")]
     Receive {
         command: String,
         #[source]
@@ -101,7 +101,7 @@ pub enum Error {
     Timeout { command: String, after: Duration },
     #[error("the guest's reply exceeded the limit of {limit} bytes")]
     ReplyTooLarge { limit: usize },
-    #[error("the guest sent a malformed datagram: {0}")]
+    #[error("the guest sent a malformed datagram")]
     Malformed(#[from] wire::WireError),
     #[error("the guest refused {command:?} with error {}: {}", describe_code(*code), crate::text::printable(message))]
     Guest {
@@ -123,13 +123,13 @@ pub enum Error {
     BadDevice { dev: String },
     #[error("{key:?} is not a SysRq key; expected one printable ASCII character")]
     BadSysrqKey { key: char },
-    #[error("cannot bind the notify socket {}: {source}", path.display())]
+    #[error("cannot bind the notify socket {}", path.display())]
     Bind {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot receive a notification: {0}")]
+    #[error("cannot receive a notification")]
     NotifyReceive(#[source] std::io::Error),
     #[error("the async mconsole API must be used from within a tokio runtime")]
     NoRuntime,

@@ -21,15 +21,15 @@ use crate::switch::bess::SeqPacket;
 /// Why an uplink cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
-    #[error("the tunnel cannot be relayed: {0}")]
+    #[error("the tunnel cannot be relayed")]
     Tunnel(#[from] CodecError),
-    #[error("cannot bind the tunnel's local end {addr}: {source}")]
+    #[error("cannot bind the tunnel's local end {addr}")]
     Bind {
         addr: String,
         #[source]
         source: io::Error,
     },
-    #[error("cannot connect to the switch's bess socket {path}: {source}")]
+    #[error("cannot connect to the switch's bess socket {path}")]
     Switch {
         path: String,
         #[source]
