@@ -30,6 +30,21 @@ pub enum Error {
     Failed(String),
 }
 
+/// A library error with its causes, `outer: cause: cause`, as the `uml` command prints them
+/// (library errors keep their causes as sources, not in their own text).
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    // Bounded: a cycle of sources would be a bug, never a reason to hang.
+    for _ in 0..16 {
+        let Some(s) = source else { break };
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl Error {
     /// Maps an mconsole failure of machine `umid` to the error a caller can act on.
     pub(crate) fn from_mconsole(umid: &str, timeout: Duration, e: mconsole::Error) -> Error {
@@ -39,15 +54,15 @@ impl Error {
                  stopped (SIGSTOP), hung or overloaded; try again, or Shutdown it"
             )),
             mconsole::Error::Connect { .. } | mconsole::Error::Send { .. } => {
-                Error::GuestNotResponding(format!("machine \"{umid}\": {e}"))
+                Error::GuestNotResponding(format!("machine \"{umid}\": {}", chain(&e)))
             }
             mconsole::Error::Guest { .. } => {
-                Error::GuestRefused(format!("machine \"{umid}\": {e}"))
+                Error::GuestRefused(format!("machine \"{umid}\": {}", chain(&e)))
             }
             mconsole::Error::BadDevice { .. }
             | mconsole::Error::BadSysrqKey { .. }
             | mconsole::Error::CommandTooLong { .. } => Error::InvalidArgument(e.to_string()),
-            other => Error::Failed(format!("machine \"{umid}\": {other}")),
+            other => Error::Failed(format!("machine \"{umid}\": {}", chain(&other))),
         }
     }
 }

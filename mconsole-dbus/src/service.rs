@@ -175,7 +175,7 @@ impl Service {
         ) {
             Ok(d) => Arc::new(d),
             Err(e) => {
-                tracing::warn!(umid = %instance.umid, "cannot adopt: {e}");
+                tracing::warn!(umid = %instance.umid, "cannot adopt: {}", crate::error::chain(&e));
                 return;
             }
         };
@@ -571,7 +571,7 @@ impl Service {
     fn plan(&self, opts: LaunchOptions) -> Result<Plan, Error> {
         let kernel_choice = opts.kernel.clone().or_else(|| self.config.kernel.clone());
         let kernel = uml::kernel::resolve(kernel_choice.as_deref())
-            .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+            .map_err(|e| Error::InvalidArgument(format!("kernel: {}", crate::error::chain(&e))))?;
         let umid_choice = opts.umid.clone();
         let (kernel_args, guest) = match opts.kernel_args.clone() {
             Some(raw) => (raw, None),
@@ -792,7 +792,7 @@ fn start(
             "cannot run the UML kernel {}: {source} (pass the \"kernel\" option or umld --kernel)",
             kernel.display()
         )),
-        other => Error::LaunchFailed(other.to_string()),
+        other => Error::LaunchFailed(crate::error::chain(&other)),
     })
 }
 
@@ -950,8 +950,9 @@ impl LaunchOptions {
             Ok(())
         };
         if let Some(root) = &self.root {
-            let profile = uml::kernel::Profile::read(kernel)
-                .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+            let profile = uml::kernel::Profile::read(kernel).map_err(|e| {
+                Error::InvalidArgument(format!("kernel: {}", crate::error::chain(&e)))
+            })?;
             let mut args = uml::launch::DiskGuest {
                 root: uml::launch::disk_arg(0, root, None)
                     .map_err(|e| Error::InvalidArgument(format!("root: {e}")))?,
@@ -1035,7 +1036,7 @@ fn net_args(
     let bad =
         |spec: &str, e: &dyn std::fmt::Display| Error::InvalidArgument(format!("net {spec}: {e}"));
     let profile = uml::kernel::Profile::read(kernel)
-        .map_err(|e| Error::InvalidArgument(format!("kernel: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("kernel: {}", crate::error::chain(&e))))?;
     let bess_only = uml::net::bess_only(&profile);
     let mut args = Vec::new();
     for (unit, spec) in specs.iter().enumerate() {
