@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let source = match Source::parse(&args.source) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("umlfs: {e}");
+            eprintln!("umlfs: {}", uml::text::with_causes(&e));
             return ExitCode::from(2);
         }
     };
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     let prepared = match mount::prepare(&source, &opts, &mountpoint) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("umlfs: {}: {e}", args.source);
+            eprintln!("umlfs: {}: {}", args.source, uml::text::with_causes(&e));
             return ExitCode::from(1);
         }
     };

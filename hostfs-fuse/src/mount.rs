@@ -28,20 +28,20 @@ use crate::view::{Disk, Image, Presentation, View, ViewError, ViewKind, ViewMoun
 pub enum MountError {
     #[error(transparent)]
     Instance(#[from] InstanceError),
-    #[error("asking guest \"{umid}\" for {what} failed: {source}")]
+    #[error("asking guest \"{umid}\" for {what} failed")]
     Mconsole {
         umid: String,
         what: String,
         #[source]
         source: mconsole::Error,
     },
-    #[error("cannot open image {path}: {source}")]
+    #[error("cannot open image {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{disk} is not a filesystem umlfs can read: {source}")]
+    #[error("{disk} is not a filesystem umlfs can read")]
     Ext {
         disk: String,
         #[source]

@@ -16,7 +16,7 @@ pub enum SourceError {
         "cannot understand the source \"{0}\": accepted forms are UMID:/PATH, UMID:, UMID:ubdN:/PATH, /path/disk.img and /path/disk.img:/PATH"
     )]
     Malformed(String),
-    #[error("bad disk in the source: {0}")]
+    #[error("bad disk in the source")]
     BadDisk(#[from] uml::ubd::NameError),
     #[error("the path inside the guest must be absolute, not \"{0}\"")]
     RelativePath(String),

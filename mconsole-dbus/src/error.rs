@@ -30,19 +30,9 @@ pub enum Error {
     Failed(String),
 }
 
-/// A library error with its causes, `outer: cause: cause`, as the `uml` command prints them
-/// (library errors keep their causes as sources, not in their own text).
+/// A library error with its causes, `outer: cause: cause`.
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    // Bounded: a cycle of sources would be a bug, never a reason to hang.
-    for _ in 0..16 {
-        let Some(s) = source else { break };
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    uml::text::with_causes(e)
 }
 
 impl Error {

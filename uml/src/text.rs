@@ -41,6 +41,21 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// An error with its causes, `outer: cause: cause`, as the commands print them: library
+/// errors keep their causes as sources, never in their own text, so each cause shows once.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    // Bounded: a cycle of sources would be a bug, never a reason to hang.
+    for _ in 0..16 {
+        let Some(s) = source else { break };
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::printable;

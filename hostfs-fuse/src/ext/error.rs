@@ -6,7 +6,7 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum ExtError {
     /// The block source failed.
-    #[error("reading {len} bytes at byte {offset} of the image failed: {source}")]
+    #[error("reading {len} bytes at byte {offset} of the image failed")]
     Io {
         offset: u64,
         len: usize,
@@ -41,7 +41,7 @@ pub enum ExtError {
     )]
     UnsupportedFeature { name: String },
     /// The journal must be replayed but cannot be.
-    #[error("the filesystem needs journal recovery but its journal cannot be replayed: {0}")]
+    #[error("the filesystem needs journal recovery but its journal cannot be replayed")]
     Journal(#[from] JournalError),
     /// An inode number outside `1..=inodes_count`.
     #[error("inode {ino} does not exist: the filesystem has inodes 1 to {count}")]
