@@ -136,3 +136,44 @@ pub fn show_output(what: &str, out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_larger_than_a_pipe_is_collected_whole() {
+        let out = output_of(
+            Command::new("head").args(["-c", "1000000", "/dev/zero"]),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), 1_000_000);
+    }
+
+    #[test]
+    fn a_command_past_its_deadline_fails_the_test_naming_it() {
+        let started = Instant::now();
+        let panic = std::panic::catch_unwind(|| {
+            output_of(Command::new("sleep").arg("100"), Duration::from_millis(200))
+        })
+        .expect_err("sleep 100 outlived a 200 ms deadline");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("\"sleep\" \"100\""), "{message}");
+        assert!(message.contains("did not finish"), "{message}");
+    }
+
+    #[test]
+    fn a_failure_shows_the_command_its_status_and_both_streams() {
+        let err = try_run(Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]))
+            .expect_err("exit 3 is a failure");
+        for part in ["\"sh\"", "exited Some(3)", "out", "err"] {
+            assert!(err.contains(part), "{part:?} missing from {err}");
+        }
+        assert_eq!(
+            try_run(Command::new("echo").arg("hi")).as_deref(),
+            Ok("hi\n")
+        );
+    }
+}

@@ -116,7 +116,7 @@ pub fn guest_argv(mem: &str, init: &Path) -> Vec<String> {
 
 fn guest_cmdline(mem: &str, init: &Path) -> CommandLine {
     let mut cmdline = CommandLine::new();
-    // Parsed, not `Arg::Mem`: a test may give a size the kernel reads differently (`mem=1K`).
+    // Parsed from the caller's text, so it reaches the kernel as written.
     cmdline
         .push(Arg::parse(&format!("mem={mem}")))
         .push_hostfs_root("/")
@@ -516,6 +516,22 @@ mod tests {
             .unwrap();
         let status = guest.wait_exit(Duration::from_secs(20)).unwrap();
         assert_eq!(status.code(), Some(7));
+    }
+
+    #[test]
+    fn a_guest_argv_is_accepted_by_the_kernel_under_test_without_a_warning() {
+        let argv = GuestBuilder::new("tk")
+            .arg("mconsole=notify:/tmp/umlkit-n")
+            .argv(Path::new("/sbin/init"), Path::new("/tmp/umlkit-u"));
+        assert!(argv.contains(&"rootfstype=hostfs".to_owned()), "{argv:?}");
+        let mut env = uml::check::CheckEnv::offline();
+        env.kernel = uml::kernel::Profile::read(&kernel()).expect("the kernel's profile");
+        let report = uml::check::check(&CommandLine::parse(&argv), &env);
+        assert_eq!(
+            report.worst(),
+            Some(uml::check::Severity::Note),
+            "{report:#?}"
+        );
     }
 
     #[test]
