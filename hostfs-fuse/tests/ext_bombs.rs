@@ -88,10 +88,12 @@ fn measured<T: Send + 'static>(
 
 /// debugfs `imap`: byte offset of an inode's record in the image.
 fn inode_offset(img: &Path, path: &str) -> usize {
-    let out = run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("imap {path}"))
-        .arg(img));
+    let out = stdout_of(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("imap {path}"))
+            .arg(img),
+    );
     let blk: usize = out
         .split("located at block ")
         .nth(1)
@@ -367,9 +369,9 @@ fn journal_declaring_a_huge_log_is_replayed_in_bounded_memory() {
         &img,
         "16M",
     );
-    let out = run(Command::new("debugfs").args(["-R", "bmap <8> 0"]).arg(&img));
+    let out = stdout_of(Command::new("debugfs").args(["-R", "bmap <8> 0"]).arg(&img));
     let jsb: usize = out.trim().parse().unwrap();
-    let out = run(Command::new("debugfs").args(["-R", "imap <8>"]).arg(&img));
+    let out = stdout_of(Command::new("debugfs").args(["-R", "imap <8>"]).arg(&img));
     let blk: usize = out
         .split("located at block ")
         .nth(1)

@@ -97,10 +97,12 @@ fn image(fstype: &str, opts: &[&str]) -> (tempfile::TempDir, std::path::PathBuf)
 
 /// debugfs `imap`: byte offset of an inode's record in the image.
 fn inode_offset(img: &Path, path: &str) -> usize {
-    let out = run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("imap {path}"))
-        .arg(img));
+    let out = stdout_of(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("imap {path}"))
+            .arg(img),
+    );
     // "Inode 12 is part of block group 0\n\tlocated at block 35, offset 0x0b00"
     let blk: usize = out
         .split("located at block ")
@@ -118,7 +120,7 @@ fn inode_offset(img: &Path, path: &str) -> usize {
 }
 
 fn block_size(img: &Path) -> usize {
-    let out = run(Command::new("dumpe2fs").arg("-h").arg(img));
+    let out = stdout_of(Command::new("dumpe2fs").arg("-h").arg(img));
     out.lines()
         .find(|l| l.starts_with("Block size:"))
         .and_then(|l| l.split_whitespace().last())
@@ -129,10 +131,12 @@ fn block_size(img: &Path) -> usize {
 
 /// debugfs `bmap`: physical block of a file's logical block (None for inline data).
 fn try_bmap(img: &Path, path: &str, lblk: u64) -> Option<usize> {
-    let out = run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("bmap {path} {lblk}"))
-        .arg(img));
+    let out = stdout_of(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("bmap {path} {lblk}"))
+            .arg(img),
+    );
     out.trim().parse().ok()
 }
 
@@ -216,11 +220,13 @@ fn flipped_metadata_bytes_never_panic_or_hang() {
 fn directory_loop_is_listed_without_hanging() {
     let (_tmp, img) = image("ext4", &["-O", "^metadata_csum"]);
     // A second name for directory d inside its own grandchild: d/e/f/loop -> d.
-    run(Command::new("debugfs")
-        .arg("-w")
-        .arg("-R")
-        .arg("ln /d /d/e/f/loop")
-        .arg(&img));
+    stdout_of(
+        Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg("ln /d /d/e/f/loop")
+            .arg(&img),
+    );
     let fs = open(&img);
     let d = fs.lookup(fs.root(), b"d").unwrap().unwrap();
     let f = ["d", "e", "f"].iter().fold(fs.root(), |dir, n| {
@@ -329,10 +335,12 @@ fn corrupt_journal_blocks_are_errors_or_ignored_tails() {
         .wait_for_log("SNAPSHOT-READY", Duration::from_secs(120))
         .unwrap();
     let dirty = tmp.path().join("dirty.img");
-    run(Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&img)
-        .arg(&dirty));
+    stdout_of(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&img)
+            .arg(&dirty),
+    );
     drop(guest);
     let bytes = fs::read(&dirty).unwrap();
     let good = Filesystem::open(bytes.clone()).unwrap();

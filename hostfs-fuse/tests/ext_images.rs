@@ -231,10 +231,12 @@ fn ext2_with_4k_blocks_reads_like_its_source() {
 fn unsupported_incompat_feature_is_refused_by_name() {
     let tmp = tempdir();
     let img = tmp.path().join("fs.img");
-    run(std::process::Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4"])
-        .arg(&img)
-        .arg("8M"));
+    stdout_of(
+        std::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4"])
+            .arg(&img)
+            .arg("8M"),
+    );
     // Set INCOMPAT_DIRDATA (0x1000) by hand: no tool creates it.
     let mut bytes = fs::read(&img).unwrap();
     let off = 1024 + 0x60;
@@ -377,15 +379,19 @@ fn xattr_values_in_ea_inodes_are_read() {
     let value = pattern(1000, 77);
     let vf = tmp.path().join("value");
     fs::write(&vf, &value).unwrap();
-    run(std::process::Command::new("debugfs")
-        .arg("-w")
-        .arg("-R")
-        .arg(format!("ea_set -f {} /file user.huge", vf.display()))
-        .arg(&img));
-    let stat = run(std::process::Command::new("debugfs")
-        .arg("-R")
-        .arg("stat /file")
-        .arg(&img));
+    stdout_of(
+        std::process::Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg(format!("ea_set -f {} /file user.huge", vf.display()))
+            .arg(&img),
+    );
+    let stat = stdout_of(
+        std::process::Command::new("debugfs")
+            .arg("-R")
+            .arg("stat /file")
+            .arg(&img),
+    );
     assert!(
         stat.contains("File ACL: 0"),
         "the value went to an xattr block:\n{stat}"

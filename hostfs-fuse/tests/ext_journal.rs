@@ -86,16 +86,20 @@ fn snapshot(
     );
     let dirty = dir.path().join("dirty.img");
     let recovered = dir.path().join("recovered.img");
-    run(Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&img)
-        .arg(&dirty));
+    stdout_of(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&img)
+            .arg(&dirty),
+    );
     drop(guest);
     // The second copy is made from the first, so both hold the very same moment.
-    run(Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&dirty)
-        .arg(&recovered));
+    stdout_of(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&dirty)
+            .arg(&recovered),
+    );
     let out = Command::new("e2fsck")
         .arg("-fy")
         .arg(&recovered)
@@ -114,7 +118,7 @@ fn snapshot(
 }
 
 fn journal_features(img: &Path) -> String {
-    run(Command::new("dumpe2fs").arg("-h").arg(img))
+    stdout_of(Command::new("dumpe2fs").arg("-h").arg(img))
 }
 
 fn check_replay(
@@ -273,10 +277,12 @@ fn wrapped_journal_is_replayed_like_e2fsck() {
         guest
             .wait_for_log(&format!("SNAP-{i}."), Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{e}\n{}", guest.log_tail(40)));
-        run(Command::new("cp")
-            .arg("--sparse=always")
-            .arg(&img)
-            .arg(&dirty));
+        stdout_of(
+            Command::new("cp")
+                .arg("--sparse=always")
+                .arg(&img)
+                .arg(&dirty),
+        );
         let fs = open(&dirty);
         if fs.journal_info().is_some_and(|j| j.wrapped) {
             wrapped_at = Some(i);
@@ -285,10 +291,12 @@ fn wrapped_journal_is_replayed_like_e2fsck() {
     }
     drop(guest);
     let i = wrapped_at.expect("no snapshot held a wrapped log");
-    run(Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&dirty)
-        .arg(&recovered));
+    stdout_of(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&dirty)
+            .arg(&recovered),
+    );
     let out = Command::new("e2fsck")
         .arg("-fy")
         .arg(&recovered)
@@ -337,20 +345,24 @@ fn uncommitted_tail_is_ignored_like_e2fsck() {
     // reader and e2fsck stop one transaction earlier.
     let snap = snapshot("ext4", &["-b", "4096"], "ext4", "rw,commit=1", "");
     let full = open(&snap.dirty).journal_info().unwrap().clone();
-    let logdump = run(Command::new("debugfs")
-        .arg("-R")
-        .arg("logdump")
-        .arg(&snap.dirty));
+    let logdump = stdout_of(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg("logdump")
+            .arg(&snap.dirty),
+    );
     let last_commit: u64 = logdump
         .lines()
         .filter(|l| l.contains("(commit block)"))
         .filter_map(|l| l.rsplit("at block ").next()?.trim().parse().ok())
         .next_back()
         .expect("logdump shows no commit block");
-    let phys: u64 = run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("bmap <8> {last_commit}"))
-        .arg(&snap.dirty))
+    let phys: u64 = stdout_of(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("bmap <8> {last_commit}"))
+            .arg(&snap.dirty),
+    )
     .trim()
     .parse()
     .unwrap();

@@ -7,17 +7,8 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{CowVersion, GuestBuilder, write_cow};
+use testkit::{CowVersion, GuestBuilder, run, write_cow};
 use umlfs_support::*;
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn cow_files_of_every_version_show_the_backing_file_with_their_changes() {

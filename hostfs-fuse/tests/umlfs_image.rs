@@ -8,12 +8,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 
+use testkit::run;
 use umlfs_support::*;
-
-fn run(cmd: &mut Command) {
-    let st = cmd.status().unwrap();
-    assert!(st.success(), "{cmd:?}");
-}
 
 /// A small tree with every kind of object, and its image.
 fn tree_and_image(fstype: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {

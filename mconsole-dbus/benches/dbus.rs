@@ -290,16 +290,7 @@ async fn run() {
     let mut latencies = Vec::new();
     for i in 0..5 {
         let umid = format!("bench-boot-{}-{i}", std::process::id());
-        let args: Vec<String> = vec![
-            "mem=40M".into(),
-            "root=/dev/root".into(),
-            "rootfstype=hostfs".into(),
-            "rootflags=/".into(),
-            "ro".into(),
-            format!("init={}", init.display()),
-            "con=null".into(),
-            "con0=fd:0,fd:1".into(),
-        ];
+        let args = testkit::guest_argv("40M", &init);
         let mut options = std::collections::HashMap::new();
         options.insert("umid", zbus::Variant::from(umid.as_str()));
         options.insert("kernel_args", zbus::Variant::from(args));

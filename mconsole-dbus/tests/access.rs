@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use testkit::{GuestBuilder, UmlDir};
+use testkit::{GuestBuilder, UmlDir, try_run};
 
 const NAME: &str = "org.umlkit.uml1";
 const MANAGER: &str = "/org/umlkit/uml1";
@@ -232,7 +232,7 @@ impl Bus {
             None => Command::new("busctl"),
         };
         c.arg(format!("--address={}", self.address)).args(args);
-        run(&mut c)
+        try_run(&mut c)
     }
 
     /// `gdbus call` on umld as `user`: stdout, or stderr (which names the D-Bus error).
@@ -250,7 +250,7 @@ impl Bus {
         c.args(["call", "--address", &self.address, "--dest", NAME])
             .args(["--object-path", path, "--method", method])
             .args(args);
-        run(&mut c)
+        try_run(&mut c)
     }
 
     fn property(&self, path: &str, name: &str) -> String {
@@ -307,23 +307,6 @@ impl Bus {
                 .then_some(())
         });
         d
-    }
-}
-
-fn run(command: &mut Command) -> Result<String, String> {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{command:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        ))
     }
 }
 

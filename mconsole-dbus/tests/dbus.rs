@@ -160,7 +160,7 @@ fn launch_starts_a_guest_that_boots_notifies_and_runs() {
     let scratch = testkit::short_tempdir("ud-l");
     let init = write_init(scratch.path(), "hello desktop");
     let umid = testkit::unique_umid("ud-launch");
-    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    let path = launch(&bus, &testkit::guest_argv("64M", &init), &umid).unwrap();
     assert_eq!(path, path_of(&umid));
     dir.remember();
 
@@ -233,7 +233,12 @@ fn panicking_guest_is_reported_crashed_then_exited_and_removed() {
     let monitor = Monitor::start(&bus);
     let umid = testkit::unique_umid("ud-panic");
     // init exits at once: "Attempted to kill init!"
-    let path = launch(&bus, &guest_args(std::path::Path::new("/bin/true")), &umid).unwrap();
+    let path = launch(
+        &bus,
+        &testkit::guest_argv("64M", std::path::Path::new("/bin/true")),
+        &umid,
+    )
+    .unwrap();
     dir.remember();
     let panicked = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Panicked"]);
     assert!(panicked.contains("Attempted to kill init"), "{panicked}");
@@ -319,7 +324,7 @@ fn restarted_service_adopts_every_running_guest_once() {
     let scratch = testkit::short_tempdir("ud-r");
     let init = write_init(scratch.path(), "up");
     let umid = testkit::unique_umid("ud-relaunch");
-    let launched = launch(&bus, &guest_args(&init), &umid).unwrap();
+    let launched = launch(&bus, &testkit::guest_argv("64M", &init), &umid).unwrap();
     dir.remember();
     wait_until("the launched guest runs", WAIT, || {
         (machine_property(&bus, &launched, "State").ok()? == "s \"running\"").then_some(())
@@ -601,7 +606,7 @@ fn launch_of_a_kernel_that_cannot_run_here_names_the_cause_in_panicked() {
     let scratch = testkit::short_tempdir("ud-x");
     let init = write_init(scratch.path(), "never");
     let umid = testkit::unique_umid("ud-xsave");
-    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    let path = launch(&bus, &testkit::guest_argv("64M", &init), &umid).unwrap();
     dir.remember();
     let panicked = monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Panicked"]);
     assert!(panicked.contains("Attempted to kill init"), "{panicked}");
@@ -688,7 +693,7 @@ fn shutdown_returns_at_once_and_a_reboot_instead_of_power_off_is_reported() {
     // A shell as init: the kernel's ctrl-alt-del restarts it (C_A_D stays on).
     let init = write_init(scratch.path(), "up");
     let umid = testkit::unique_umid("ud-sd");
-    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    let path = launch(&bus, &testkit::guest_argv("64M", &init), &umid).unwrap();
     dir.remember();
     wait_state(&bus, &path, "running", WAIT);
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "up"]);
@@ -857,7 +862,7 @@ fn gio_client_sees_the_boot_lists_pauses_and_talks_on_a_console() {
 
     let scratch = testkit::short_tempdir("ud-gio");
     let init = write_console_init(scratch.path());
-    let mut args = guest_args(&init);
+    let mut args = testkit::guest_argv("64M", &init);
     args.push("con1=pts".into());
     let path = launch(&bus, &args, &umid).unwrap();
     dir.remember();
@@ -1182,7 +1187,7 @@ fn gjs_client_follows_guests_live_pauses_them_and_opens_a_console() {
 
     let scratch = testkit::short_tempdir("ud-gjs");
     let init = write_console_init(scratch.path());
-    let mut args = guest_args(&init);
+    let mut args = testkit::guest_argv("64M", &init);
     args.push("con1=pts".into());
     let path = launch(&bus, &args, &umid).unwrap();
     dir.remember();
@@ -1287,7 +1292,7 @@ fn guest_whose_watchdog_stops_being_pinged_is_reported_hung() {
         std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let umid = testkit::unique_umid("ud-hung");
-    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    let path = launch(&bus, &testkit::guest_argv("64M", &init), &umid).unwrap();
     dir.remember();
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Notified", "watchdog-armed"]);
     let armed = std::time::Instant::now();
@@ -1310,7 +1315,7 @@ fn reset_is_reported_as_a_reboot_and_the_guest_boots_again() {
     let scratch = testkit::short_tempdir("ud-rs");
     let init = write_init(scratch.path(), "up");
     let umid = testkit::unique_umid("ud-reset");
-    let path = launch(&bus, &guest_args(&init), &umid).unwrap();
+    let path = launch(&bus, &testkit::guest_argv("64M", &init), &umid).unwrap();
     dir.remember();
     monitor.wait_for(&[&path, "org.umlkit.uml1.Machine.Booted"]);
     let pid = machine_property(&bus, &path, "Pid").unwrap();
@@ -1518,7 +1523,7 @@ fn disks_set_up_with_octal_or_letter_units_show_the_unit_the_kernel_reads_and_re
     let init = write_init(scratch.path(), "up");
     let octal = image(scratch.path(), "octal.img");
     let letter = image(scratch.path(), "letter.img");
-    let mut args = guest_args(&init);
+    let mut args = testkit::guest_argv("64M", &init);
     // parse_unit() in ubd_kern.c: 010 is unit 8 (base 0), b is unit 1; r is read-only.
     args.push(format!("ubd010r={octal}"));
     args.push(format!("ubdbr={letter}"));

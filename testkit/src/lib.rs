@@ -16,9 +16,13 @@
 //! ```
 
 mod bus;
+mod command;
 mod cow;
 
 pub use bus::{SessionBus, SessionBusBuilder};
+pub use command::{
+    RUN_TIMEOUT, output_of, output_within, run, run_failing, show_output, stdout_of, try_run,
+};
 pub use cow::{CowVersion, write_cow};
 
 use std::fmt::Write as _;
@@ -31,6 +35,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use uml::cmdline::{Arg, Channel, Channels, CommandLine};
 
 /// How long a guest may take to reach its mconsole socket before `boot` gives up.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +99,38 @@ pub fn kernel_release() -> &'static str {
         );
         release
     })
+}
+
+/// The kernel arguments of a test guest: `mem=<mem>`, the host's `/` as a read-only hostfs
+/// root, `init` as pid 1, con0 on the kernel's stdin and stdout and every other console off.
+/// Written with the library's typed command line ([`uml::cmdline`]), so they are the words the
+/// launcher writes. A caller adds `umid=` and `uml_dir=` (a [`GuestBuilder`] does).
+///
+/// ```
+/// let argv = testkit::guest_argv("64M", std::path::Path::new("/tmp/init"));
+/// assert_eq!(argv[..2], ["mem=64M", "root=/dev/root"]);
+/// ```
+pub fn guest_argv(mem: &str, init: &Path) -> Vec<String> {
+    guest_cmdline(mem, init).to_argv()
+}
+
+fn guest_cmdline(mem: &str, init: &Path) -> CommandLine {
+    let mut cmdline = CommandLine::new();
+    // Parsed from the caller's text, so it reaches the kernel as written.
+    cmdline
+        .push(Arg::parse(&format!("mem={mem}")))
+        .push_hostfs_root("/")
+        .push(Arg::word("ro"))
+        .push(Arg::Init(init.display().to_string()))
+        .push(Arg::Con {
+            unit: None,
+            channels: Channels::Both(Channel::Null),
+        })
+        .push(Arg::Con {
+            unit: Some(0),
+            channels: Channels::Pair(Channel::Fd(0), Channel::Fd(1)),
+        });
+    cmdline
 }
 
 /// A umid unique to this test process: `<prefix>-<pid>-<n>` (at most 63 characters).
@@ -173,20 +211,14 @@ impl GuestBuilder {
         self
     }
 
-    /// The full argv after the kernel binary, as it will be run.
+    /// The full argv after the kernel binary, as it will be run: [`guest_argv`], the umid and
+    /// uml_dir, then the extra arguments.
     pub fn argv(&self, init: &Path, uml_dir: &Path) -> Vec<String> {
-        let mut argv = vec![
-            format!("mem={}", self.mem),
-            "root=/dev/root".into(),
-            "rootfstype=hostfs".into(),
-            "rootflags=/".into(),
-            "ro".into(),
-            format!("init={}", init.display()),
-            "con=null".into(),
-            "con0=fd:0,fd:1".into(),
-            format!("umid={}", self.umid),
-            format!("uml_dir={}", uml_dir.display()),
-        ];
+        let mut cmdline = guest_cmdline(&self.mem, init);
+        cmdline
+            .push(Arg::Umid(self.umid.clone()))
+            .push(Arg::UmlDir(uml_dir.to_owned()));
+        let mut argv = cmdline.to_argv();
         argv.extend(self.args.iter().cloned());
         argv
     }
@@ -487,6 +519,22 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_argv_is_accepted_by_the_kernel_under_test_without_a_warning() {
+        let argv = GuestBuilder::new("tk")
+            .arg("mconsole=notify:/tmp/umlkit-n")
+            .argv(Path::new("/sbin/init"), Path::new("/tmp/umlkit-u"));
+        assert!(argv.contains(&"rootfstype=hostfs".to_owned()), "{argv:?}");
+        let mut env = uml::check::CheckEnv::offline();
+        env.kernel = uml::kernel::Profile::read(&kernel()).expect("the kernel's profile");
+        let report = uml::check::check(&CommandLine::parse(&argv), &env);
+        assert_eq!(
+            report.worst(),
+            Some(uml::check::Severity::Note),
+            "{report:#?}"
+        );
+    }
+
+    #[test]
     fn a_guest_that_cannot_boot_reports_its_log() {
         let err = GuestBuilder::new("tk")
             .arg("mem=1K")
@@ -597,35 +645,6 @@ pub fn generated_by(binary: &str) -> tempfile::TempDir {
         String::from_utf8_lossy(&out.stderr)
     );
     tmp
-}
-
-/// Waits for `child` at most `limit`, then collects its output; a child still running at the
-/// limit is killed and the test fails, naming `what`.
-pub fn output_within(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} did not finish within {limit:?}");
-            }
-            Ok(None) => sleep(Duration::from_millis(5)),
-            Err(e) => panic!("waiting for {what}: {e}"),
-        }
-    }
-    child.wait_with_output().expect("the child's output")
-}
-
-/// A command's exit status, stdout and stderr, for a failed assertion's message.
-pub fn show_output(what: &str, out: &std::process::Output) -> String {
-    format!(
-        "{what} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Does the host CPU have AMX? There Debian's 6.1 and 6.12 UML kernels cannot run a process

@@ -26,18 +26,9 @@ struct Sample {
 fn boot(kernel: &Path, init: &Path, uml_dir: &Path, umid: &str) -> Sample {
     let started = Instant::now();
     let mut child = Command::new(kernel)
-        .args([
-            "mem=64M",
-            "root=/dev/root",
-            "rootfstype=hostfs",
-            "rootflags=/",
-            "ro",
-            &format!("init={}", init.display()),
-            "con=null",
-            "con0=fd:0,fd:1",
-            &format!("umid={umid}"),
-            &format!("uml_dir={}", uml_dir.display()),
-        ])
+        .args(testkit::guest_argv("64M", init))
+        .arg(format!("umid={umid}"))
+        .arg(format!("uml_dir={}", uml_dir.display()))
         .current_dir(uml_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -70,12 +70,13 @@ fn uml_check(options: &[&str], words: &[&str]) -> Run {
     }
     argv.push("--".into());
     argv.extend(words.iter().map(|s| (*s).to_owned()));
-    let output = Command::new(env!("CARGO_BIN_EXE_uml"))
-        .args(&argv)
-        .env("TMPDIR", "/tmp")
-        .env_remove("UML_DIR")
-        .output()
-        .expect("run uml");
+    let output = testkit::output_of(
+        Command::new(env!("CARGO_BIN_EXE_uml"))
+            .args(&argv)
+            .env("TMPDIR", "/tmp")
+            .env_remove("UML_DIR"),
+        testkit::RUN_TIMEOUT,
+    );
     Run { argv, output }
 }
 

@@ -8,27 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use testkit::{CowVersion, Guest, GuestBuilder, write_cow};
+use testkit::{CowVersion, Guest, GuestBuilder, run, run_failing, write_cow};
 
 const GUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Run a command; on an unexpected outcome, panic with everything needed to see why.
-fn run(cmd: &mut Command, want_success: bool) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if out.status.success() != want_success {
-        panic!(
-            "{cmd:?} exited with {} (wanted {}):\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            if want_success { "success" } else { "failure" },
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
 
 fn uml() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_uml"));
@@ -37,15 +19,15 @@ fn uml() -> Command {
 }
 
 fn uml_ok(args: &[&str]) -> Output {
-    run(uml().args(args), true)
+    run(uml().args(args))
 }
 
 fn uml_fails(args: &[&str]) -> String {
-    String::from_utf8_lossy(&run(uml().args(args), false).stderr).into_owned()
+    String::from_utf8_lossy(&run_failing(uml().args(args)).stderr).into_owned()
 }
 
 fn tool_ok(tool: &str, args: &[&str]) -> Output {
-    run(Command::new(tool).args(args), true)
+    run(Command::new(tool).args(args))
 }
 
 fn s(p: &Path) -> &str {
@@ -146,18 +128,15 @@ fn create_writes_the_same_file_as_uml_mkcow() {
     assert_eq!(fs::metadata(&ours).unwrap().mode() & 0o777, 0o644);
     // A relative backing path is made absolute as the kernel does.
     let rel = dir.path().join("rel.cow");
-    run(
-        uml()
-            .current_dir(dir.path())
-            .args(["cow", "create", "rel.cow", "./sub/../base.img"]),
-        false,
-    );
-    run(
-        uml()
-            .current_dir(dir.path())
-            .args(["cow", "create", "rel.cow", "base.img"]),
-        true,
-    );
+    run_failing(uml().current_dir(dir.path()).args([
+        "cow",
+        "create",
+        "rel.cow",
+        "./sub/../base.img",
+    ]));
+    run(uml()
+        .current_dir(dir.path())
+        .args(["cow", "create", "rel.cow", "base.img"]));
     assert!(same_content(&theirs, &rel));
 }
 

@@ -650,7 +650,7 @@ struct Netns(String);
 impl Netns {
     fn create() -> Netns {
         let name = format!("umlkit-t{}", std::process::id());
-        run(&["ip", "netns", "add", &name]);
+        ip(&["netns", "add", &name]);
         Netns(name)
     }
 }
@@ -661,13 +661,9 @@ impl Drop for Netns {
     }
 }
 
-fn run(argv: &[&str]) {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    testkit::run(Command::new("ip").args(args));
 }
 
 #[test]
@@ -677,20 +673,11 @@ fn tap_port_bridges_a_guest_to_a_host_tap_device_in_a_network_namespace() {
     }
     let ns = Netns::create();
     let n = ns.0.as_str();
-    run(&[
-        "ip", "netns", "exec", n, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap",
+    ip(&[
+        "netns", "exec", n, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap",
     ]);
-    run(&[
-        "ip",
-        "-n",
-        n,
-        "addr",
-        "add",
-        "192.0.2.254/24",
-        "dev",
-        "tap0",
-    ]);
-    run(&["ip", "-n", n, "link", "set", "tap0", "up"]);
+    ip(&["-n", n, "addr", "add", "192.0.2.254/24", "dev", "tap0"]);
+    ip(&["-n", n, "link", "set", "tap0", "up"]);
     let dir = short_tempdir("umlkit-sw");
     let sw = DaemonSwitch::start(dir.path(), &["--tap", "tap0"], &["ip", "netns", "exec", n]);
     // Abstract unix addresses belong to a network namespace, so the guest must live in the

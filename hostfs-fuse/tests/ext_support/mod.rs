@@ -11,22 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use testkit::stdout_of;
 use umlfs::ext::{BlockSource, DirEntry, FileType, Filesystem, Inode};
-
-/// Run a command, panicking with its output when it fails.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Deterministic pseudo-random bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -127,16 +113,18 @@ pub fn build_tree(root: &Path) {
     symlink("x".repeat(60), root.join("link60")).unwrap();
     symlink("y".repeat(59), root.join("link59")).unwrap();
     let mknod = |name: &str, kind: &str, major: u32, minor: u32| {
-        run(Command::new("mknod")
-            .arg(root.join(name))
-            .arg(kind)
-            .arg(major.to_string())
-            .arg(minor.to_string()));
+        stdout_of(
+            Command::new("mknod")
+                .arg(root.join(name))
+                .arg(kind)
+                .arg(major.to_string())
+                .arg(minor.to_string()),
+        );
     };
     mknod("cdev", "c", 4, 5);
     mknod("bdev", "b", 8, 1);
     mknod("bigdev", "c", 300, 70000);
-    run(Command::new("mkfifo").arg(root.join("fifo")));
+    stdout_of(Command::new("mkfifo").arg(root.join("fifo")));
     fs::write(root.join("owned"), b"owned by someone else\n").unwrap();
     std::os::unix::fs::chown(root.join("owned"), Some(1234), Some(5678)).unwrap();
     fs::write(root.join("owned32"), b"32-bit ids\n").unwrap();
@@ -202,16 +190,20 @@ pub fn build_tree(root: &Path) {
     fs::write(d.join("bottom"), b"the bottom\n").unwrap();
     fs::create_dir(root.join("emptydir")).unwrap();
     // A fixed mtime (mke2fs -d copies seconds only).
-    run(Command::new("touch")
-        .arg("-h")
-        .arg("-d")
-        .arg("2001-02-03 04:05:06")
-        .arg(root.join("one")));
-    run(Command::new("touch")
-        .arg("-h")
-        .arg("-d")
-        .arg("1965-06-07 08:09:10")
-        .arg(root.join("hundred")));
+    stdout_of(
+        Command::new("touch")
+            .arg("-h")
+            .arg("-d")
+            .arg("2001-02-03 04:05:06")
+            .arg(root.join("one")),
+    );
+    stdout_of(
+        Command::new("touch")
+            .arg("-h")
+            .arg("-d")
+            .arg("1965-06-07 08:09:10")
+            .arg(root.join("hundred")),
+    );
 }
 
 /// `mke2fs -q -F -t TYPE OPTS -d SRC IMG SIZE`.
@@ -224,7 +216,7 @@ pub fn mkfs(fstype: &str, opts: &[&str], src: &Path, img: &Path, size: &str) {
         .arg(img)
         .arg(size);
     cmd.env("MKE2FS_CONFIG", "/etc/mke2fs.conf");
-    run(&mut cmd);
+    stdout_of(&mut cmd);
 }
 
 /// Rebuild every directory with a hash index (`e2fsck -fyD`): mke2fs -d writes linear
@@ -393,7 +385,7 @@ pub fn debugfs_batch(img: &Path, requests: &[String]) -> Vec<String> {
         text.push('\n');
     }
     fs::write(&script, text).unwrap();
-    let out = run(Command::new("debugfs").arg("-f").arg(&script).arg(img));
+    let out = stdout_of(Command::new("debugfs").arg("-f").arg(&script).arg(img));
     // debugfs echoes each request as "debugfs: <request>" before its output.
     let mut results = Vec::new();
     let mut cur: Option<String> = None;
@@ -442,7 +434,7 @@ pub fn debugfs_ls(text: &str) -> BTreeMap<String, (u64, u32, u64)> {
 /// SHA-like fingerprint of a file plus its mtime (for the never-written test).
 pub fn fingerprint(path: &Path) -> (Vec<u8>, i64, i64) {
     let md = fs::metadata(path).unwrap();
-    let out = run(Command::new("sha256sum").arg(path));
+    let out = stdout_of(Command::new("sha256sum").arg(path));
     (out.into_bytes(), md.mtime(), md.mtime_nsec())
 }
 

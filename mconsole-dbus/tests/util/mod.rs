@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use testkit::try_run;
+
 pub const NAME: &str = "org.umlkit.uml1";
 pub const MANAGER: &str = "/org/umlkit/uml1";
 pub const MANAGER_IFACE: &str = "org.umlkit.uml1.Manager";
@@ -147,34 +149,21 @@ impl Drop for Umld {
 
 /// `busctl --address=… ARGS`: stdout, or the command line and stderr.
 pub fn busctl(bus: &Bus, args: &[&str]) -> Result<String, String> {
-    run(Command::new("busctl")
-        .arg(format!("--address={}", bus.address))
-        .args(args))
+    try_run(
+        Command::new("busctl")
+            .arg(format!("--address={}", bus.address))
+            .args(args),
+    )
 }
 
 /// `gdbus call` on the service: stdout, or stderr (which names the D-Bus error).
 pub fn gdbus_call(bus: &Bus, path: &str, method: &str, args: &[&str]) -> Result<String, String> {
-    run(Command::new("gdbus")
-        .args(["call", "--address", &bus.address, "--dest", NAME])
-        .args(["--object-path", path, "--method", method])
-        .args(args))
-}
-
-fn run(command: &mut Command) -> Result<String, String> {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{command:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        ))
-    }
+    try_run(
+        Command::new("gdbus")
+            .args(["call", "--address", &bus.address, "--dest", NAME])
+            .args(["--object-path", path, "--method", method])
+            .args(args),
+    )
 }
 
 /// `busctl get-property` of a machine, its value text (`s "running"` → `"running"`).
@@ -285,20 +274,6 @@ impl Drop for Monitor {
 /// The object path of `umid`, as the service names it.
 pub fn path_of(umid: &str) -> String {
     umld::machine_path(umid)
-}
-
-/// Kernel arguments for a guest umld launches: host `/` read-only, `init` as pid 1.
-pub fn guest_args(init: &Path) -> Vec<String> {
-    vec![
-        "mem=64M".into(),
-        "root=/dev/root".into(),
-        "rootfstype=hostfs".into(),
-        "rootflags=/".into(),
-        "ro".into(),
-        format!("init={}", init.display()),
-        "con=null".into(),
-        "con0=fd:0,fd:1".into(),
-    ]
 }
 
 /// Writes an init script that mounts /proc, tells `message` through /proc/mconsole and
