@@ -57,24 +57,6 @@ pub fn kernel() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("linux"))
 }
 
-/// A pid file's text as the library reads it: never blocking on a FIFO, never through a
-/// symlink, regular files of at most 64 bytes only (a test's uml_dir may hold hostile files).
-fn read_small_regular_file(path: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(64).read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
 /// The release of [`kernel`] (`6.1.176`, `7.2.12`): what `linux --version` prints, which is
 /// also what a booted guest's mconsole `version` and `uname -r` report. Read once per test
 /// process; `--version` answers before the kernel boots, in milliseconds.
@@ -578,9 +560,8 @@ impl UmlDir {
         let mut pids = Vec::new();
         if let Ok(entries) = fs::read_dir(self.dir.path()) {
             for e in entries.flatten() {
-                if let Some(text) = read_small_regular_file(&e.path().join("pid"))
-                    && let Ok(pid) = text.trim().parse()
-                {
+                // As the library reads them: never blocking on a FIFO, never through a symlink.
+                if let Some(pid) = uml::instance::read_pid_file(&e.path().join("pid")) {
                     pids.push(pid);
                 }
             }
