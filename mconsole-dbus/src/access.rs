@@ -289,6 +289,24 @@ pub(crate) async fn check_paths(
     caller: &Caller,
     paths: &[(PathBuf, Need)],
 ) -> Result<Vec<PathBuf>, Error> {
+    check_paths_for(caller, paths, Opener::Root).await
+}
+
+/// Who opens the checked files: a kernel running as root (root's guests), or one running as
+/// the caller (a guest launched for it), for which a file swapped after the check is no
+/// danger: the kernel opens it with the caller's own rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opener {
+    Root,
+    Caller,
+}
+
+/// [`check_paths`], for files that `opener` opens.
+pub(crate) async fn check_paths_for(
+    caller: &Caller,
+    paths: &[(PathBuf, Need)],
+    opener: Opener,
+) -> Result<Vec<PathBuf>, Error> {
     if caller.trusted || paths.is_empty() {
         return Ok(paths.iter().map(|(p, _)| p.clone()).collect());
     }
@@ -357,7 +375,7 @@ pub(crate) async fn check_paths(
     // to change anyway.
     let mut ways = Vec::new();
     for (c, (_, need)) in canonical.iter().zip(paths) {
-        if matches!(need, Need::Read | Need::ReadWrite) {
+        if opener == Opener::Root && matches!(need, Need::Read | Need::ReadWrite) {
             ways.extend(changeable_candidates(c, caller.uid));
         }
     }
@@ -379,7 +397,7 @@ pub(crate) async fn check_paths(
             trusted: false,
             ..caller.clone()
         };
-        Box::pin(check_paths(&checked, &again)).await?;
+        Box::pin(check_paths_for(&checked, &again, opener)).await?;
     }
     Ok(canonical)
 }
@@ -545,7 +563,8 @@ pub(crate) async fn vet_launch(
             p.display()
         )));
     }
-    let canonical = check_paths(caller, &paths).await?;
+    // The kernel of a caller's guest runs as the caller (crate::users).
+    let canonical = check_paths_for(caller, &paths, Opener::Caller).await?;
     // A COW file's header names its backing file, which the kernel opens too.
     let mut backing = Vec::new();
     for (first, count, _) in &layout {
@@ -555,7 +574,7 @@ pub(crate) async fn vet_launch(
             backing.push((cow.backing_path().to_owned(), Need::Read));
         }
     }
-    check_paths(caller, &backing).await?;
+    check_paths_for(caller, &backing, Opener::Caller).await?;
     let disks: Vec<String> = layout
         .iter()
         .map(|(first, count, suffix)| {
