@@ -16,6 +16,15 @@ const MANAGER: &str = "/org/umlkit/uml1";
 const WAIT: Duration = Duration::from_secs(30);
 const POLKITD: &str = "/usr/lib/polkit-1/polkitd";
 
+/// The tests that put polkit's files in place take turns: each restores what it found.
+static POLKIT_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn polkit_turn() -> std::sync::MutexGuard<'static, ()> {
+    POLKIT_FILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A local user made for one test; removed (with every process it still runs) on drop.
 struct User {
     name: String,
@@ -433,6 +442,7 @@ fn session_umld_refuses_every_other_user_and_serves_its_own() {
 
 #[test]
 fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_its_own_rights() {
+    let _turn = polkit_turn();
     // `plain` has no polkit rule; `granted` is authorised for both actions by a local rule,
     // as an administrator could write.
     let plain = User::create("p");
@@ -689,6 +699,7 @@ fn processes_of(uid: u32) -> String {
 #[test]
 fn system_umld_runs_a_users_guest_as_that_user_so_its_hostfs_view_of_the_host_has_that_users_rights_only()
  {
+    let _turn = polkit_turn();
     // `launcher` may launch (a local rule, as an administrator could write), not manage.
     let launcher = User::create("l");
     let _actions = Placed::new(
@@ -701,7 +712,7 @@ fn system_umld_runs_a_users_guest_as_that_user_so_its_hostfs_view_of_the_host_ha
     );
     let _rule = Placed::new(
         &PathBuf::from(format!(
-            "/etc/polkit-1/rules.d/49-umld-test-{}.rules",
+            "/etc/polkit-1/rules.d/49-umld-test-launch-{}.rules",
             std::process::id()
         )),
         format!(
