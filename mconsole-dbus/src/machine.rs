@@ -195,14 +195,54 @@ impl MachineData {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let client = AsyncClient::connect(&self.mconsole)
-            .await
+        let connected = match self.owner {
+            None => AsyncClient::connect(&self.mconsole).await,
+            // A caller's directory: the socket file itself (no symlink the caller put there to
+            // another guest's socket), the caller's, as its kernel is.
+            Some(uid) => {
+                let file = self.owned_socket(uid)?;
+                AsyncClient::connect_checked(&self.mconsole, file).await
+            }
+        };
+        let client = connected
             .map_err(|e| self.mconsole_error(e))?
             .with_timeout(self.timeout)
             .with_deadline(self.timeout.saturating_mul(4));
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// The mconsole socket of a guest in `uid`'s uml_dir, opened `O_PATH` without following a
+    /// symlink, once it is a socket of `uid`'s and the kernel runs as `uid`.
+    fn owned_socket(&self, uid: u32) -> Result<std::os::fd::OwnedFd, Error> {
+        use nix::fcntl::OFlag;
+        use std::os::unix::fs::MetadataExt;
+        let refuse = |why: String| {
+            Error::Failed(format!(
+                "will not talk to {}: {why}",
+                self.mconsole.display()
+            ))
+        };
+        let fd = nix::fcntl::open(
+            &self.mconsole,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| refuse(format!("cannot open it: {e}")))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| refuse(e.to_string()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(refuse(
+                "it is not a socket (a symlink or another file)".into(),
+            ));
+        }
+        let kernel = std::fs::metadata(format!("/proc/{}", self.pid())).map(|m| m.uid());
+        if st.st_uid != uid || kernel.ok() != Some(uid) {
+            return Err(refuse(format!(
+                "it or its kernel is not uid {uid}'s, whose guest this is"
+            )));
+        }
+        Ok(fd)
     }
 
     /// Every property of the Machine interface, for GetManagedObjects (its Properties.GetAll).

@@ -732,7 +732,7 @@ fn system_umld_runs_a_users_guest_as_that_user_so_its_hostfs_view_of_the_host_ha
     // The callers' guests run as them: they must be able to reach the uml_dir.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let scratch = testkit::short_tempdir("ua-r");
-    let _umld = bus.umld(dir.path(), true, scratch.path());
+    let mut umld = Some(bus.umld(dir.path(), true, scratch.path()));
     // A directory only root may write in, that everyone may enter (not under /tmp: the
     // built-in guest has its own /tmp).
     let locked = tempfile::Builder::new()
@@ -838,6 +838,30 @@ fn system_umld_runs_a_users_guest_as_that_user_so_its_hostfs_view_of_the_host_ha
         )
         .unwrap();
     assert!(list.contains(&umid), "{list}");
+
+    // umld talks to its mconsole (the socket proven the user's, not followed through a
+    // name): the kernel told its version.
+    wait_until("umld read the user's guest's kernel version", || {
+        (bus.property(&theirs, "KernelVersion").len() > "s \"\"".len()).then_some(())
+    });
+    // A restarted umld finds the user's guest in the user's uml_dir, and knows it is the
+    // user's.
+    drop(umld.take());
+    let _umld = bus.umld(dir.path(), true, scratch.path());
+    wait_until("the new umld adopted the user's guest", || {
+        bus.busctl(
+            None,
+            &[
+                "get-property",
+                NAME,
+                &theirs,
+                "org.umlkit.uml1.Machine",
+                "Pid",
+            ],
+        )
+        .ok()
+        .filter(|p| p.trim() == format!("u {pid}"))
+    });
 
     // Without the manage grant it may stop its own guest (it could itself), not root's.
     denied(
