@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{Mode, fstat, mkdirat};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 
 use crate::access::Caller;
@@ -89,6 +89,8 @@ fn open_dir(
                 Mode::empty(),
             )
             .map_err(|e| failed(shown, e))?;
+            // The exact mode, whatever the umask took away.
+            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| failed(shown, e))?;
             fchown(
                 &fd,
                 Some(Uid::from_raw(owner.0)),
@@ -193,6 +195,7 @@ impl UserDir {
             Some(Gid::from_raw(self.owner.1)),
         )
         .map_err(|e| failed(&shown, e))?;
+        fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| failed(&shown, e))?;
         let mut file = File::from(fd);
         file.write_all(content).map_err(|e| failed(&shown, e))?;
         Ok(file)
