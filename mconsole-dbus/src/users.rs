@@ -234,6 +234,70 @@ pub(crate) fn remove_runtime_files(uml_dir: &Path, uid: u32, umid: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn me() -> Caller {
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        Caller {
+            uid,
+            gid,
+            groups: vec![gid],
+            trusted: false,
+        }
+    }
+
+    #[test]
+    fn a_callers_dir_is_made_private_and_its_files_anew() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = prepare(top.path(), &me()).unwrap();
+        assert_eq!(dir.dir, user_dir(top.path(), me().uid));
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&top.path().join(USERS)), 0o755);
+        assert_eq!(mode(&dir.dir), 0o700);
+        assert_eq!(mode(&dir.runtime), 0o700);
+        // A symlink planted where a file is made is replaced, not followed.
+        let target = top.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.runtime.join("g.log")).unwrap();
+        dir.create("g.log", 0o644, b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        let made = std::fs::symlink_metadata(dir.runtime.join("g.log")).unwrap();
+        assert!(made.is_file());
+        assert_eq!((made.uid(), made.mode() & 0o777), (me().uid, 0o644));
+        // Opened again: the same directories serve.
+        prepare(top.path(), &me()).unwrap();
+    }
+
+    #[test]
+    fn a_callers_dir_that_is_a_symlink_or_open_to_others_is_refused() {
+        let top = tempfile::tempdir().unwrap();
+        std::fs::create_dir(top.path().join(USERS)).unwrap();
+        std::fs::set_permissions(
+            top.path().join(USERS),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mine = user_dir(top.path(), me().uid);
+        std::os::unix::fs::symlink(elsewhere.path(), &mine).unwrap();
+        let err = prepare(top.path(), &me()).unwrap_err().to_string();
+        assert!(err.contains("symlink"), "{err}");
+        assert!(
+            std::fs::read_dir(elsewhere.path())
+                .unwrap()
+                .next()
+                .is_none(),
+            "nothing was made through the symlink"
+        );
+        std::fs::remove_file(&mine).unwrap();
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = prepare(top.path(), &me()).unwrap_err().to_string();
+        assert!(err.contains("others may write in it"), "{err}");
+    }
 
     #[test]
     fn only_canonical_uids_directly_in_users_name_a_callers_dir() {
