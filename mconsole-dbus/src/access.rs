@@ -11,13 +11,17 @@
 //!   `org.freedesktop.PolicyKit1.Authority.CheckAuthorization` with the caller's unique bus
 //!   name as the subject (polkit reads that connection's pid, start time and uid from the bus).
 //!
-//! A guest that the system service starts runs as the service's user, root. So for a caller
-//! that is neither, whatever it names on the host is checked against its own access, as a
-//! process running with its uid and groups would see it ([`check_paths`]): the disks and
-//! writable directories of `Launch` (and the backing file a COW disk names), and the files
-//! of `Config`. Such a caller cannot choose the kernel or the raw kernel command line at all:
-//! the kernel would run as root. Properties, `ListMachines`, `GetMachine`, `Version` and
-//! `QueryConfig` stay readable by anyone the bus lets call the service.
+//! A guest that the system service launches for a caller that is neither runs as that
+//! caller, in its own uml_dir ([`crate::users`]): its kernel opens everything on the host
+//! (disks, and the host's `/` that the built-in guest sees through hostfs) with the
+//! caller's rights. That caller may manage its own guests without polkit
+//! ([`Access::check_machine`]). Besides, whatever such a caller names on the host is checked
+//! against its own access first, as a process running with its uid and groups would see it
+//! ([`check_paths`]): the disks and writable directories of `Launch` (and the backing file a
+//! COW disk names), and the files of `Config` on root's guests, which run as root. Such a
+//! caller cannot choose the kernel, the raw kernel command line or host networking.
+//! Properties, `ListMachines`, `GetMachine`, `Version` and `QueryConfig` stay readable by
+//! anyone the bus lets call the service.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +110,21 @@ impl Access {
     /// # Errors
     /// [`Error::AccessDenied`] naming the caller's uid and what would allow it.
     pub(crate) async fn check(&self, header: &Header<'_>, action: Action) -> Result<Caller, Error> {
+        self.check_machine(header, action, None).await
+    }
+
+    /// [`check`](Access::check) for a call on a machine whose kernel runs as `owner` (a guest
+    /// launched for a caller): that user is allowed as well, without polkit, since it could
+    /// do all of it itself (the kernel and its mconsole socket are its own).
+    ///
+    /// # Errors
+    /// As [`check`](Access::check).
+    pub(crate) async fn check_machine(
+        &self,
+        header: &Header<'_>,
+        action: Action,
+        owner: Option<u32>,
+    ) -> Result<Caller, Error> {
         let sender = header
             .sender()
             .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?
@@ -134,7 +153,7 @@ impl Access {
             groups,
             trusted,
         };
-        if trusted {
+        if trusted || owner == Some(uid) {
             return Ok(caller);
         }
         match self.policy {
@@ -270,6 +289,24 @@ pub(crate) async fn check_paths(
     caller: &Caller,
     paths: &[(PathBuf, Need)],
 ) -> Result<Vec<PathBuf>, Error> {
+    check_paths_for(caller, paths, Opener::Root).await
+}
+
+/// Who opens the checked files: a kernel running as root (root's guests), or one running as
+/// the caller (a guest launched for it), for which a file swapped after the check is no
+/// danger: the kernel opens it with the caller's own rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opener {
+    Root,
+    Caller,
+}
+
+/// [`check_paths`], for files that `opener` opens.
+pub(crate) async fn check_paths_for(
+    caller: &Caller,
+    paths: &[(PathBuf, Need)],
+    opener: Opener,
+) -> Result<Vec<PathBuf>, Error> {
     if caller.trusted || paths.is_empty() {
         return Ok(paths.iter().map(|(p, _)| p.clone()).collect());
     }
@@ -338,7 +375,7 @@ pub(crate) async fn check_paths(
     // to change anyway.
     let mut ways = Vec::new();
     for (c, (_, need)) in canonical.iter().zip(paths) {
-        if matches!(need, Need::Read | Need::ReadWrite) {
+        if opener == Opener::Root && matches!(need, Need::Read | Need::ReadWrite) {
             ways.extend(changeable_candidates(c, caller.uid));
         }
     }
@@ -360,7 +397,7 @@ pub(crate) async fn check_paths(
             trusted: false,
             ..caller.clone()
         };
-        Box::pin(check_paths(&checked, &again)).await?;
+        Box::pin(check_paths_for(&checked, &again, opener)).await?;
     }
     Ok(canonical)
 }
@@ -526,7 +563,8 @@ pub(crate) async fn vet_launch(
             p.display()
         )));
     }
-    let canonical = check_paths(caller, &paths).await?;
+    // The kernel of a caller's guest runs as the caller (crate::users).
+    let canonical = check_paths_for(caller, &paths, Opener::Caller).await?;
     // A COW file's header names its backing file, which the kernel opens too.
     let mut backing = Vec::new();
     for (first, count, _) in &layout {
@@ -536,7 +574,7 @@ pub(crate) async fn vet_launch(
             backing.push((cow.backing_path().to_owned(), Need::Read));
         }
     }
-    check_paths(caller, &backing).await?;
+    check_paths_for(caller, &backing, Opener::Caller).await?;
     let disks: Vec<String> = layout
         .iter()
         .map(|(first, count, suffix)| {

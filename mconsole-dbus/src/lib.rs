@@ -20,6 +20,7 @@ mod manager;
 pub mod manpage;
 pub mod object_path;
 mod service;
+mod users;
 
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
         Bus::Address(a) => zbus::connection::Builder::address(a.as_str()),
     };
     let conn = builder.build().await.map_err(ServeError::Connect)?;
+    let system = matches!(bus, Bus::System);
     let policy = match bus {
         Bus::System => access::Policy::Polkit,
         Bus::Session | Bus::Address(_) => access::Policy::OwnerOnly,
@@ -115,9 +117,13 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
         })?;
 
     let notify = uml::notify_socket::SharedNotifySocket::bind(&config.notify_socket)?;
+    if system {
+        open_notify_socket(&config.notify_socket);
+    }
     for instance in uml::instance::discover(&config.uml_dir).unwrap_or_default() {
         service.adopt(&instance).await;
     }
+    service.scan_users().await;
     let (_watcher, watch_rx) = uml::instance::Watcher::start(&config.uml_dir, config.poll)?;
     let watch_tx = tx.clone();
     std::thread::Builder::new()
@@ -174,6 +180,7 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
             n = n.wrapping_add(1);
             if n.is_multiple_of(service::DEVICE_REFRESH_EVERY) {
                 sync_service.refresh_devices();
+                sync_service.scan_users().await;
             }
         }
     });
@@ -196,4 +203,29 @@ pub async fn serve(config: Config, bus: Bus) -> Result<(), ServeError> {
     sync_task.abort();
     let _ = sync_task.await;
     Ok(())
+}
+
+/// The system service launches guests that run as their callers (see [`users`]): their
+/// kernels send to the notify socket as those users. So it may be sent to by anyone (its
+/// directory searchable, not listable, and the socket writable); the service takes from a
+/// user only what concerns that user's own guests.
+fn open_notify_socket(socket: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let set = |p: &std::path::Path, mode: u32| {
+        if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %p.display(), "cannot open the notify socket to callers' guests: {e}");
+        }
+    };
+    // bind() checked the directory: this user's, not writable by others.
+    if let Some(dir) = socket.parent()
+        && let Ok(meta) = std::fs::symlink_metadata(dir)
+        && meta.is_dir()
+        && meta.uid() == nix::unistd::geteuid().as_raw()
+    {
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o001 == 0 {
+            set(dir, mode | 0o011);
+        }
+        set(socket, 0o666);
+    }
 }

@@ -80,6 +80,12 @@ pub(crate) struct MachineData {
     /// Started by this service (it is the kernel's parent and reaps it).
     pub launched: bool,
     pub timeout: Duration,
+    /// The uml_dir the machine lives in: the service's, or a caller's
+    /// ([`crate::users::user_dir`]).
+    pub home: PathBuf,
+    /// The caller whose uml_dir it lives in, whose uid its kernel runs as; `None` in the
+    /// service's own uml_dir.
+    pub owner: Option<u32>,
     props: Mutex<Props>,
     client: tokio::sync::Mutex<Option<Arc<AsyncClient>>>,
     emitter: SignalEmitter<'static>,
@@ -100,6 +106,7 @@ impl MachineData {
         launched: bool,
         timeout: Duration,
         props: Props,
+        home: (PathBuf, Option<u32>),
     ) -> Result<MachineData, Error> {
         let path = zbus::OwnedObjectPath::try_from(crate::object_path::machine_path(umid))
             .map_err(|e| Error::Failed(format!("no object path for umid {umid:?}: {e}")))?;
@@ -110,6 +117,8 @@ impl MachineData {
             mconsole,
             launched,
             timeout,
+            home: home.0,
+            owner: home.1,
             props: Mutex::new(props),
             client: tokio::sync::Mutex::new(None),
             emitter,
@@ -186,14 +195,54 @@ impl MachineData {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let client = AsyncClient::connect(&self.mconsole)
-            .await
+        let connected = match self.owner {
+            None => AsyncClient::connect(&self.mconsole).await,
+            // A caller's directory: the socket file itself (no symlink the caller put there to
+            // another guest's socket), the caller's, as its kernel is.
+            Some(uid) => {
+                let file = self.owned_socket(uid)?;
+                AsyncClient::connect_checked(&self.mconsole, file).await
+            }
+        };
+        let client = connected
             .map_err(|e| self.mconsole_error(e))?
             .with_timeout(self.timeout)
             .with_deadline(self.timeout.saturating_mul(4));
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// The mconsole socket of a guest in `uid`'s uml_dir, opened `O_PATH` without following a
+    /// symlink, once it is a socket of `uid`'s and the kernel runs as `uid`.
+    fn owned_socket(&self, uid: u32) -> Result<std::os::fd::OwnedFd, Error> {
+        use nix::fcntl::OFlag;
+        use std::os::unix::fs::MetadataExt;
+        let refuse = |why: String| {
+            Error::Failed(format!(
+                "will not talk to {}: {why}",
+                self.mconsole.display()
+            ))
+        };
+        let fd = nix::fcntl::open(
+            &self.mconsole,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| refuse(format!("cannot open it: {e}")))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| refuse(e.to_string()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(refuse(
+                "it is not a socket (a symlink or another file)".into(),
+            ));
+        }
+        let kernel = std::fs::metadata(format!("/proc/{}", self.pid())).map(|m| m.uid());
+        if st.st_uid != uid || kernel.ok() != Some(uid) {
+            return Err(refuse(format!(
+                "it or its kernel is not uid {uid}'s, whose guest this is"
+            )));
+        }
+        Ok(fd)
     }
 
     /// Every property of the Machine interface, for GetManagedObjects (its Properties.GetAll).
@@ -568,7 +617,9 @@ impl MachineIface {
         #[zbus(header)] header: Header<'_>,
         timeout_s: u32,
     ) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         if self.data.state() == State::Stopping {
             return Ok(());
@@ -592,7 +643,9 @@ impl MachineIface {
 
     /// Powers the guest off at once (mconsole halt), without a clean shutdown of userspace.
     async fn halt(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         let _ = c.go().await;
@@ -603,7 +656,9 @@ impl MachineIface {
     /// Reboots gracefully: sends ctrl-alt-del to the guest's init; returns at once. Rebooted
     /// ("reboot") follows when the kernel comes back, for every guest (launched here or not).
     async fn reboot(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.cad().await.map_err(|e| self.data.mconsole_error(e))
@@ -611,7 +666,9 @@ impl MachineIface {
 
     /// Reboots at once (mconsole reboot), like a reset button.
     async fn reset(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.reboot().await.map_err(|e| self.data.mconsole_error(e))
@@ -620,7 +677,9 @@ impl MachineIface {
     /// Stops the guest's CPU (mconsole stop); it still answers mconsole calls. Pausing a
     /// paused machine succeeds and changes nothing.
     async fn pause(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         self.data.epoch.fetch_add(1, Ordering::SeqCst);
         let c = self.data.client().await?;
@@ -639,7 +698,9 @@ impl MachineIface {
     /// Continues a paused guest (mconsole go). Resuming a running machine succeeds and changes
     /// nothing; one that is starting, stopping or gone fails with NotRunning.
     async fn resume(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         if self.data.state() == State::Stopping {
             return Err(Error::NotRunning(format!(
@@ -664,7 +725,9 @@ impl MachineIface {
     /// Sends a magic SysRq key (one printable character) and returns what the kernel printed.
     #[zbus(out_args("output"))]
     async fn sys_rq(&self, #[zbus(header)] header: Header<'_>, key: &str) -> Result<String, Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let mut chars = key.chars();
         let (Some(k), None) = (chars.next(), chars.next()) else {
@@ -683,8 +746,16 @@ impl MachineIface {
         device: &str,
         spec: &str,
     ) -> Result<(), Error> {
-        let caller = self.access.check(&header, Action::Manage).await?;
-        let spec = &crate::access::vet_config(&caller, device, spec).await?;
+        let caller = self
+            .access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
+        // A guest that runs as the caller opens the files with its rights anyway.
+        let spec = &if self.data.owner == Some(caller.uid) {
+            spec.to_owned()
+        } else {
+            crate::access::vet_config(&caller, device, spec).await?
+        };
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.config_set(device, spec)
@@ -708,7 +779,9 @@ impl MachineIface {
         #[zbus(header)] header: Header<'_>,
         line: &str,
     ) -> Result<zbus::OwnedFd, Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         if !is_line(line) {
             return Err(Error::InvalidArgument(format!(
@@ -755,7 +828,9 @@ impl MachineIface {
 
     /// Removes a device (hot-unplug), such as ubd1.
     async fn remove(&self, #[zbus(header)] header: Header<'_>, device: &str) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.remove(device)
@@ -771,7 +846,9 @@ impl MachineIface {
     /// A file of the guest's /proc, such as meminfo or uptime.
     #[zbus(out_args("text"))]
     async fn proc(&self, #[zbus(header)] header: Header<'_>, path: &str) -> Result<String, Error> {
-        self.access.check(&header, Action::Inspect).await?;
+        self.access
+            .check_machine(&header, Action::Inspect, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.proc_file(path)
@@ -781,7 +858,9 @@ impl MachineIface {
 
     /// Writes text to the guest's kernel log.
     async fn log(&self, #[zbus(header)] header: Header<'_>, text: &str) -> Result<(), Error> {
-        self.access.check(&header, Action::Manage).await?;
+        self.access
+            .check_machine(&header, Action::Manage, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.log(text).await.map_err(|e| self.data.mconsole_error(e))
@@ -790,7 +869,9 @@ impl MachineIface {
     /// The kernel stack of a guest process.
     #[zbus(out_args("stack"))]
     async fn stack(&self, #[zbus(header)] header: Header<'_>, pid: u32) -> Result<String, Error> {
-        self.access.check(&header, Action::Inspect).await?;
+        self.access
+            .check_machine(&header, Action::Inspect, self.data.owner)
+            .await?;
         self.data.require_live()?;
         let c = self.data.client().await?;
         c.stack(pid).await.map_err(|e| self.data.mconsole_error(e))

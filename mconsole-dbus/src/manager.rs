@@ -70,7 +70,7 @@ impl Manager {
     ) -> Result<OwnedObjectPath, Error> {
         let caller = self.service.access.check(&header, Action::Launch).await?;
         let options = crate::access::vet_launch(&caller, options).await?;
-        self.service.launch(options).await
+        self.service.launch(&caller, options).await
     }
 
     /// The uml_dir this service watches.

@@ -237,25 +237,59 @@ pub fn access() -> Section {
                  umld then asks polkit, per call, through CheckAuthorization with the caller's bus \
                  name as the subject. Launch needs the action org.umlkit.uml1.launch; Shutdown, \
                  Halt, Reboot, Reset, Pause, Resume, SysRq, Config, Remove, OpenConsole, Log, Proc \
-                 and Stack need org.umlkit.uml1.manage. A guest of the system service runs as \
-                 root, and the built-in guest sees the host's files through hostfs with root's \
-                 rights, so both actions default to auth_admin (auth_admin_keep in an active local \
-                 session): only someone who could become root anyway. A call that allows \
-                 interactive authorization lets polkit ask through the caller's agent."
+                 and Stack need org.umlkit.uml1.manage, except on the caller's own guests (below). \
+                 Both actions default to auth_admin (auth_admin_keep in an active local session). \
+                 A call that allows interactive authorization lets polkit ask through the caller's \
+                 agent."
+                    .into(),
+            ),
+            Block::Item(
+                "Guests launched for a caller".into(),
+                "A guest that umld --system launches for a caller other than root or umld's user \
+                 runs as that caller: its kernel gets the caller's uid, gid and supplementary \
+                 groups before it starts, so everything it opens on the host (its disks, and the \
+                 host's / that the built-in guest sees through hostfs, even a host directory the \
+                 guest's root mounts read-write) carries exactly the caller's rights. It lives in \
+                 the caller's own uml_dir, UML_DIR/users/UID (mode 0700, the caller's; UML_DIR/users \
+                 is umld's), with its init script and boot log in UML_DIR/users/UID/.umlkit, also \
+                 the caller's; umld makes these through descriptors and refuses a symlink, another \
+                 owner, or a directory others may write in. So UML_DIR and the directories above it \
+                 must be searchable by every user (0711 or 0755), or Launch fails saying so. umld \
+                 adopts such guests at start and every few seconds, and takes notifications (boot, \
+                 panic, /proc/mconsole) from a user only about that user's own guests; for that, \
+                 umld --system makes its notify socket writable by everyone and its directory \
+                 searchable. The guest may be managed by the caller, who needs no polkit authorisation for its \
+                 own guests since it could do all of it itself, and by root, umld's user and \
+                 whoever polkit authorises for org.umlkit.uml1.manage. Other users see it listed, as \
+                 every guest. Its umid is unique on the bus: Launch refuses one that any guest of \
+                 the service has."
+                    .into(),
+            ),
+            Block::Item(
+                "A manage grant is an administrator's grant".into(),
+                "Guests in UML_DIR itself (started by root, or by umld's user) run as root. \
+                 org.umlkit.uml1.manage covers them too: OpenConsole on such a guest gives a root \
+                 shell in a guest that sees the host's files with root's rights, Config can give it \
+                 more, Shutdown stops it. Authorise org.umlkit.uml1.manage only for users who could \
+                 become root anyway; org.umlkit.uml1.launch alone lets a user start guests that run \
+                 as itself and manage those."
                     .into(),
             ),
             Block::Item(
                 "Authorised callers".into(),
                 "A caller other than root or umld's user, even when polkit authorises it, cannot \
-                 give Launch the kernel, kernel_args or net options (the kernel would run as root, \
-                 or attach host network devices as root: the service's kernel is used), and every host file it names is checked against its own \
-                 access by a process with its uid and groups: Launch's disks (and the backing file \
-                 a COW disk names) and rw directories, Config's disk files. A disk file must also \
-                 lie in directories the caller cannot write in (in a sticky one such as /tmp, not \
-                 as the caller's own entry): the kernel opens it by name, as root, and the caller \
-                 must not be able to swap it in between. Paths with a comma or colon are refused. \
-                 Console lines it may put only on null, pts or pty; other devices only root or \
-                 umld's user may configure. The files go to the kernel by their canonical paths."
+                 give Launch the kernel, kernel_args or net options (umld profiles the kernel and \
+                 checks the command line as root, and sets up host networking as root: the \
+                 service's kernel is used), and every host file it names is checked against its \
+                 own access by a process with its uid and groups: Launch's disks (and the backing \
+                 file a COW disk names) and rw directories, Config's disk files. For Config on a \
+                 guest that runs as root, a disk file must also lie in directories the caller \
+                 cannot write in (in a sticky one such as /tmp, not as the caller's own entry): \
+                 that kernel opens it by name, as root, and the caller must not be able to swap it \
+                 in between. Paths with a comma or colon are refused. On such a guest it may put \
+                 console lines only on null, pts or pty; other devices only root or umld's user \
+                 may configure. On its own guest, Config passes as given. The files go to the \
+                 kernel by their canonical paths."
                     .into(),
             ),
         ],

@@ -156,14 +156,37 @@ impl Service {
             Liveness::Starting => State::Starting,
             Liveness::Stale { .. } => return,
         };
-        match std::fs::metadata(&instance.dir) {
-            Ok(meta) if meta.uid() == self.uid => {}
-            Ok(meta) => {
-                tracing::warn!(umid = %instance.umid, owner = meta.uid(),
+        // In the service's uml_dir, the service's own; in a caller's (users/<uid>), that
+        // caller's, and so its kernel (pid and mconsole socket).
+        let Some(home) = instance.dir.parent().map(Path::to_owned) else {
+            return;
+        };
+        let owner = if home == self.uml_dir {
+            None
+        } else {
+            match crate::users::uid_of_dir(&self.uml_dir, &home) {
+                Some(uid) => Some(uid),
+                None => return,
+            }
+        };
+        let expected = owner.unwrap_or(self.uid);
+        let owned_by = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.uid());
+        match owned_by(&instance.dir) {
+            Ok(uid) if uid == expected => {}
+            Ok(uid) => {
+                tracing::warn!(umid = %instance.umid, owner = uid,
                     "ignoring an instance owned by another user");
                 return;
             }
             Err(_) => return,
+        }
+        if owner.is_some()
+            && (owned_by(&home).ok() != Some(expected)
+                || owned_by(&instance.mconsole_path()).ok() != Some(expected)
+                || owned_by(Path::new(&format!("/proc/{pid}"))).ok() != Some(expected))
+        {
+            tracing::warn!(umid = %instance.umid, "ignoring an instance in a caller's uml_dir that is not all that caller's");
+            return;
         }
         let data = match MachineData::new(
             &self.conn,
@@ -172,6 +195,7 @@ impl Service {
             false,
             self.config.mconsole_timeout,
             initial_props(pid, state),
+            (home.clone(), owner),
         ) {
             Ok(d) => Arc::new(d),
             Err(e) => {
@@ -188,8 +212,8 @@ impl Service {
             map.insert(instance.umid.clone(), data.clone());
         }
         // Started by `uml run --detach` or by this service before a restart: its log is there.
-        let log = uml::launch::runtime_dir(&self.uml_dir, &instance.umid)
-            .join(format!("{}.log", instance.umid));
+        let log =
+            uml::launch::runtime_dir(&home, &instance.umid).join(format!("{}.log", instance.umid));
         if log.is_file() {
             data.props().boot_log = log.display().to_string();
         }
@@ -311,6 +335,25 @@ impl Service {
         }
     }
 
+    /// Adopts the guests in the callers' uml_dirs ([`crate::users`]) not known yet: those
+    /// that were running when the service started, and any whose boot notice was missed.
+    pub(crate) async fn scan_users(self: &Arc<Self>) {
+        let uml_dir = self.uml_dir.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::users::existing(&uml_dir)
+                .into_iter()
+                .flat_map(|(_, dir)| uml::instance::discover(&dir).unwrap_or_default())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for instance in found {
+            if !self.map().contains_key(&instance.umid) {
+                self.adopt(&instance).await;
+            }
+        }
+    }
+
     /// Reads every running or paused machine's consoles and disks again: a pty line gets its
     /// device when the guest opens it, and anyone may add or change devices.
     pub(crate) fn refresh_devices(&self) {
@@ -386,6 +429,9 @@ impl Service {
             tracing::debug!("cannot remove the machine object: {e}");
         }
         self.announce("MachineRemoved", m).await;
+        if let (Some(uid), true) = (m.owner, m.launched) {
+            crate::users::remove_runtime_files(&self.uml_dir, uid, &m.umid);
+        }
     }
 
     /// A machine that exited and is only kept for queries makes way for a new one of its umid.
@@ -397,24 +443,26 @@ impl Service {
     }
 
     async fn notified(self: &Arc<Self>, r: Sent) {
-        if r.uid != self.uid {
-            tracing::warn!(
-                pid = r.pid,
-                uid = r.uid,
-                "dropping a notification from another user"
-            );
-            return;
-        }
+        // The service's user speaks for every guest; another user only for its own guests,
+        // those in its uml_dir (users/<uid>), whose kernels run as it.
+        let home = if r.uid == self.uid {
+            self.uml_dir.clone()
+        } else {
+            crate::users::user_dir(&self.uml_dir, r.uid)
+        };
+        let owner = (r.uid != self.uid).then_some(r.uid);
         if let Notification::Socket { mconsole } = &r.notification {
-            let Some(umid) = umid_of_socket(&self.uml_dir, mconsole) else {
-                tracing::debug!(path = %mconsole.display(), "a guest of another uml_dir booted");
+            let Some(umid) = umid_of_socket(&home, mconsole) else {
+                tracing::debug!(path = %mconsole.display(), uid = r.uid,
+                    "a guest of another uml_dir (or of another user) booted");
                 return;
             };
             let known = self.map().get(&umid).cloned();
             match known {
-                Some(m) => self.socket_seen(&m).await,
+                Some(m) if m.home == home => self.socket_seen(&m).await,
+                Some(_) => {}
                 None => {
-                    if let Ok(instance) = uml::instance::find(&self.uml_dir, &umid) {
+                    if let Ok(instance) = uml::instance::find(&home, &umid) {
                         self.adopt(&instance).await;
                     }
                 }
@@ -425,6 +473,11 @@ impl Service {
             tracing::debug!(pid = r.pid, "a notification from no known machine");
             return;
         };
+        if owner.is_some() && m.owner != owner {
+            tracing::warn!(pid = r.pid, uid = r.uid, umid = %m.umid,
+                "dropping a notification from another user about a guest not its own");
+            return;
+        }
         let result = match r.notification {
             Notification::Panic { message } => {
                 let mut message = message.trim_end_matches('\0').trim().to_owned();
@@ -464,7 +517,7 @@ impl Service {
             return None;
         }
         let kernel = PathBuf::from(m.props().command_line.first()?);
-        let log = uml::launch::runtime_dir(&self.uml_dir, &m.umid).join(format!("{}.log", m.umid));
+        let log = uml::launch::runtime_dir(&m.home, &m.umid).join(format!("{}.log", m.umid));
         // Reads the log, and profiles the kernel (a bounded `linux --version`) on a match.
         tokio::task::spawn_blocking(move || uml::launch::diagnose_log(&log, &kernel))
             .await
@@ -492,23 +545,39 @@ impl Service {
     /// `Manager.Launch`.
     pub(crate) async fn launch(
         self: &Arc<Self>,
+        caller: &crate::access::Caller,
         options: HashMap<String, OwnedVariant>,
     ) -> Result<OwnedObjectPath, Error> {
         let opts = LaunchOptions::parse(options)?;
         // Resolving and profiling the kernel, checking the argv and starting a named switch
         // all touch the disk or run programs: off the executor.
         let service = self.clone();
-        let plan = tokio::task::spawn_blocking(move || service.plan(opts))
+        let who = caller.clone();
+        let plan = tokio::task::spawn_blocking(move || service.plan(opts, &who))
             .await
             .map_err(|e| Error::Failed(format!("the launch task failed: {e}")))??;
         let umid = plan.launch.umid.clone();
+        let owner = plan.user.as_ref().map(|u| u.0.uid);
+        if let Some((_, dir)) = &plan.user {
+            // Its kernel must reach its uml_dir as itself: every directory above it must let
+            // the caller through.
+            let need = [(dir.runtime.clone(), crate::access::Need::WritableDir)];
+            crate::access::check_paths(caller, &need).await.map_err(|_| {
+                Error::LaunchFailed(format!(
+                    "uid {} cannot reach {} itself, where its guest would run as it; umld --system needs a --uml-dir that every user may search (mode 0711 or 0755 on it and the directories above)",
+                    caller.uid,
+                    dir.dir.display()
+                ))
+            })?;
+        }
         let data = Arc::new(MachineData::new(
             &self.conn,
             &umid,
-            self.uml_dir.join(&umid).join("mconsole"),
+            plan.launch.uml_dir.join(&umid).join("mconsole"),
             true,
             self.config.mconsole_timeout,
             initial_props(0, State::Starting),
+            (plan.launch.uml_dir.clone(), owner),
         )?);
         self.make_way(&umid).await;
         {
@@ -522,10 +591,12 @@ impl Service {
         }
         let launch = plan.launch.clone();
         let guest = plan.guest;
-        let spawned = tokio::task::spawn_blocking(move || start(&launch, guest.as_ref()))
-            .await
-            .map_err(|e| Error::Failed(format!("the launch task failed: {e}")))
-            .and_then(|r| r);
+        let user = plan.user;
+        let spawned =
+            tokio::task::spawn_blocking(move || start(&launch, guest.as_ref(), user.as_ref()))
+                .await
+                .map_err(|e| Error::Failed(format!("the launch task failed: {e}")))
+                .and_then(|r| r);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
@@ -568,7 +639,25 @@ impl Service {
 
     /// What Launch will start: the kernel, its argv and the library's launch, all checked
     /// (by the option model, against the uml_dir) before anything is started. Blocking.
-    fn plan(&self, opts: LaunchOptions) -> Result<Plan, Error> {
+    fn plan(&self, opts: LaunchOptions, caller: &crate::access::Caller) -> Result<Plan, Error> {
+        // A caller other than root or the service's user: its own uml_dir, its kernel runs
+        // as it.
+        let user = if caller.trusted {
+            None
+        } else {
+            let dir = crate::users::prepare(&self.uml_dir, caller)?;
+            Some((
+                uml::launch::RunAs {
+                    uid: caller.uid,
+                    gid: caller.gid,
+                    groups: caller.groups.clone(),
+                },
+                dir,
+            ))
+        };
+        let home = user
+            .as_ref()
+            .map_or_else(|| self.uml_dir.clone(), |(_, d)| d.dir.clone());
         let kernel_choice = opts.kernel.clone().or_else(|| self.config.kernel.clone());
         let kernel = uml::kernel::resolve(kernel_choice.as_deref())
             .map_err(|e| Error::InvalidArgument(format!("kernel: {}", crate::error::chain(&e))))?;
@@ -577,7 +666,7 @@ impl Service {
             Some(raw) => (raw, None),
             None => {
                 let umid = umid_choice.clone().unwrap_or_else(uml::launch::fresh_umid);
-                let (args, guest) = opts.guest_args(&self.uml_dir, &umid, &kernel)?;
+                let (args, guest) = opts.guest_args(&home, &umid, &kernel)?;
                 (args, Some((umid, guest)))
             }
         };
@@ -585,7 +674,7 @@ impl Service {
             (Some((u, _)), _) => Some(u.clone()),
             (None, u) => u,
         };
-        let args = self.launch_argv(kernel_args, umid)?;
+        let args = self.launch_argv(kernel_args, umid, &home)?;
         let umid = args
             .iter()
             .rev()
@@ -601,7 +690,7 @@ impl Service {
         let report = uml::check::check(
             &uml::cmdline::CommandLine::parse(&argv),
             &uml::check::CheckEnv {
-                default_uml_dir: Some(self.uml_dir.clone()),
+                default_uml_dir: Some(home.clone()),
                 ..uml::check::CheckEnv::from_process()
             },
         );
@@ -621,19 +710,35 @@ impl Service {
             )));
         }
         // Before anything is written in its runtime directory (the init script).
-        if let Ok(existing) = uml::instance::find(&self.uml_dir, &umid)
-            && !matches!(existing.liveness, Liveness::Stale { .. })
-        {
-            return Err(umid_in_use(&umid, existing.pid.unwrap_or(0)));
+        // A umid names one machine on the bus, whichever uml_dir it lives in.
+        for dir in [&self.uml_dir, &home] {
+            if let Ok(existing) = uml::instance::find(dir, &umid)
+                && !matches!(existing.liveness, Liveness::Stale { .. })
+            {
+                return Err(umid_in_use(&umid, existing.pid.unwrap_or(0)));
+            }
         }
-        let runtime = uml::launch::runtime_dir(&self.uml_dir, &umid);
+        if let Some(m) = self.map().get(&umid)
+            && !m.props().gone
+        {
+            return Err(umid_in_use(&umid, m.pid()));
+        }
+        let runtime = uml::launch::runtime_dir(&home, &umid);
+        if let Some((_, dir)) = &user
+            && runtime != dir.runtime
+        {
+            return Err(Error::LaunchFailed(format!(
+                "{} is too long a path for the guest's sockets; run umld with a shorter --uml-dir",
+                dir.runtime.display()
+            )));
+        }
         let boot_log = runtime.join(format!("{umid}.log"));
         Ok(Plan {
             launch: uml::launch::Launch {
                 kernel,
                 args,
                 umid: umid.clone(),
-                uml_dir: self.uml_dir.clone(),
+                uml_dir: home,
                 console: uml::launch::Console::Log {
                     log: boot_log.clone(),
                 },
@@ -645,11 +750,17 @@ impl Service {
             argv,
             guest: guest.and_then(|(_, g)| g),
             boot_log,
+            user,
         })
     }
 
     /// The user's arguments plus umid and uml_dir (the launcher adds the notify socket).
-    fn launch_argv(&self, args: Vec<String>, umid: Option<String>) -> Result<Vec<String>, Error> {
+    fn launch_argv(
+        &self,
+        args: Vec<String>,
+        umid: Option<String>,
+        home: &Path,
+    ) -> Result<Vec<String>, Error> {
         let given_umid = args.iter().rev().find_map(|a| a.strip_prefix("umid="));
         let umid = match (umid, given_umid) {
             (Some(o), Some(a)) if o != a => {
@@ -662,11 +773,11 @@ impl Service {
             (None, None) => None,
         };
         if let Some(dir) = args.iter().rev().find_map(|a| a.strip_prefix("uml_dir="))
-            && Path::new(dir.trim_end_matches('/')) != self.uml_dir.as_path()
+            && Path::new(dir.trim_end_matches('/')) != home
         {
             return Err(Error::InvalidArgument(format!(
-                "uml_dir={dir}: this service watches {}; drop the argument or run umld --uml-dir {dir}",
-                self.uml_dir.display()
+                "uml_dir={dir}: this service launches in {}; drop the argument or run umld --uml-dir {dir}",
+                home.display()
             )));
         }
         let mut argv: Vec<String> = args
@@ -682,7 +793,7 @@ impl Service {
             "umid={}",
             umid.unwrap_or_else(uml::launch::fresh_umid)
         ));
-        argv.push(format!("uml_dir={}", self.uml_dir.display()));
+        argv.push(format!("uml_dir={}", home.display()));
         Ok(argv)
     }
 }
@@ -770,6 +881,8 @@ struct Plan {
     guest: Option<uml::launch::DefaultGuest>,
     /// Where the kernel's output and boot log go.
     boot_log: PathBuf,
+    /// A caller's launch: who the kernel runs as, and the caller's uml_dir it runs in.
+    user: Option<(uml::launch::RunAs, crate::users::UserDir)>,
 }
 
 /// Writes the built-in guest's init and starts the kernel through the library's launcher, for
@@ -778,15 +891,24 @@ struct Plan {
 fn start(
     launch: &uml::launch::Launch,
     guest: Option<&uml::launch::DefaultGuest>,
+    user: Option<&(uml::launch::RunAs, crate::users::UserDir)>,
 ) -> Result<std::process::Child, Error> {
-    if let Some(guest) = guest {
-        let init = launch.cwd.join(format!("{}.init", launch.umid));
-        std::fs::create_dir_all(&launch.cwd)
-            .map_err(|e| e.to_string())
-            .and_then(|()| guest.write_init(&init).map_err(|e| e.to_string()))
-            .map_err(|e| Error::LaunchFailed(format!("cannot write the guest's init: {e}")))?;
-    }
-    launch.spawn_child().map_err(|e| match e {
+    let spawned = if let Some((run_as, dir)) = user {
+        // The caller's directory: its init and log are made through descriptors, its own.
+        if let Some(guest) = guest {
+            dir.create(
+                &format!("{}.init", launch.umid),
+                0o755,
+                guest.init_script().as_bytes(),
+            )?;
+        }
+        let log = dir.create(&format!("{}.log", launch.umid), 0o644, b"")?;
+        launch.spawn_child_as(log, run_as)
+    } else {
+        start_own(launch, guest)?;
+        launch.spawn_child()
+    };
+    spawned.map_err(|e| match e {
         uml::launch::LaunchError::UmidInUse { umid, pid } => umid_in_use(&umid, pid),
         uml::launch::LaunchError::Kernel { kernel, source } => Error::LaunchFailed(format!(
             "cannot run the UML kernel {}: {source} (pass the \"kernel\" option or umld --kernel)",
@@ -794,6 +916,21 @@ fn start(
         )),
         other => Error::LaunchFailed(crate::error::chain(&other)),
     })
+}
+
+/// Writes the built-in guest's init for a guest of the service's own.
+fn start_own(
+    launch: &uml::launch::Launch,
+    guest: Option<&uml::launch::DefaultGuest>,
+) -> Result<(), Error> {
+    if let Some(guest) = guest {
+        let init = launch.cwd.join(format!("{}.init", launch.umid));
+        std::fs::create_dir_all(&launch.cwd)
+            .map_err(|e| e.to_string())
+            .and_then(|()| guest.write_init(&init).map_err(|e| e.to_string()))
+            .map_err(|e| Error::LaunchFailed(format!("cannot write the guest's init: {e}")))?;
+    }
+    Ok(())
 }
 
 fn umid_in_use(umid: &str, pid: u32) -> Error {

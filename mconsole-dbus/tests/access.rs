@@ -16,6 +16,15 @@ const MANAGER: &str = "/org/umlkit/uml1";
 const WAIT: Duration = Duration::from_secs(30);
 const POLKITD: &str = "/usr/lib/polkit-1/polkitd";
 
+/// The tests that put polkit's files in place take turns: each restores what it found.
+static POLKIT_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn polkit_turn() -> std::sync::MutexGuard<'static, ()> {
+    POLKIT_FILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A local user made for one test; removed (with every process it still runs) on drop.
 struct User {
     name: String,
@@ -416,6 +425,7 @@ fn session_umld_refuses_every_other_user_and_serves_its_own() {
 
 #[test]
 fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_its_own_rights() {
+    let _turn = polkit_turn();
     // `plain` has no polkit rule; `granted` is authorised for both actions by a local rule,
     // as an administrator could write.
     let plain = User::create("p");
@@ -646,4 +656,223 @@ fn system_umld_under_the_shipped_policy_and_real_polkit_lets_no_user_act_beyond_
     wait_until("the authorised Shutdown stopped the guest", || {
         (!guest.is_running()).then_some(())
     });
+}
+
+/// The first line of /proc/PID/status that starts with `key` ("Uid:", "Gid:").
+fn status_line(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn processes_of(uid: u32) -> String {
+    Command::new("pgrep")
+        .args(["-a", "-U", &uid.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn system_umld_runs_a_users_guest_as_that_user_so_its_hostfs_view_of_the_host_has_that_users_rights_only()
+ {
+    let _turn = polkit_turn();
+    // `launcher` may launch (a local rule, as an administrator could write), not manage.
+    let launcher = User::create("l");
+    let _actions = Placed::new(
+        Path::new("/usr/share/polkit-1/actions/org.umlkit.uml1.policy"),
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../packaging/polkit/org.umlkit.uml1.policy"),
+        )
+        .unwrap(),
+    );
+    let _rule = Placed::new(
+        &PathBuf::from(format!(
+            "/etc/polkit-1/rules.d/49-umld-test-launch-{}.rules",
+            std::process::id()
+        )),
+        format!(
+            r#"polkit.addRule(function(action, subject) {{
+    if (action.id == "org.umlkit.uml1.launch" && subject.user == "{}") {{
+        return polkit.Result.YES;
+    }}
+}});
+"#,
+            launcher.name
+        )
+        .as_bytes(),
+    );
+    let bus = Bus::system();
+    let _polkitd = bus.polkitd();
+    let dir = UmlDir::new();
+    // The callers' guests run as them: they must be able to reach the uml_dir.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let scratch = testkit::short_tempdir("ua-r");
+    let mut umld = Some(bus.umld(dir.path(), true, scratch.path()));
+    // A directory only root may write in, that everyone may enter (not under /tmp: the
+    // built-in guest has its own /tmp).
+    let locked = tempfile::Builder::new()
+        .prefix("ua-locked")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    std::fs::set_permissions(locked.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    run(launcher.command("test").arg("-x").arg(locked.path()))
+        .expect("the user can enter the directory");
+    let (mut root_guest, root_path) = adopted_guest(&bus, &dir);
+
+    // The same program, once launched by root and once by the user: it reads root's secret
+    // and writes in root's directory, through the guest's view of the host's /.
+    let launch = |user: Option<&User>, tag: &str| -> (String, String) {
+        let umid = testkit::unique_umid(&format!("ua-{tag}"));
+        let probe = locked.path().join(&umid);
+        // The guest's root mounts the host's / read-only; the guest's root user can mount
+        // any host directory read-write through hostfs.
+        let script = format!(
+            "cat /etc/shadow > /dev/null && echo shadow-was-read; mkdir /tmp/h; mount -t hostfs none /tmp/h -o {} && echo x > /tmp/h/{umid} && echo write-worked; echo probe-done; sleep 600",
+            locked.path().display()
+        );
+        assert!(!probe.exists());
+        let out = bus
+            .call(
+                user,
+                MANAGER,
+                "org.umlkit.uml1.Manager.Launch",
+                &[&format!(
+                    "{{'umid': <'{umid}'>, 'mem': <'64M'>, 'command': <['/bin/sh', '-c', '{script}']>}}"
+                )],
+            )
+            .unwrap();
+        let path = umld::machine_path(&umid);
+        assert!(out.contains(&path), "{out}");
+        let pid: u32 = bus
+            .property(&path, "Pid")
+            .trim_start_matches("u ")
+            .parse()
+            .unwrap();
+        dir.adopt(pid);
+        let log = bus.property(&path, "BootLog");
+        let log = log.trim_start_matches("s ").trim_matches('"').to_owned();
+        let text = wait_until("the guest's program ran", || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("probe-done"))
+        });
+        (path, text)
+    };
+
+    let (mine, as_root) = launch(None, "root");
+    assert!(as_root.contains("shadow-was-read"), "{as_root}");
+    assert!(as_root.contains("write-worked"), "{as_root}");
+    let root_probes = std::fs::read_dir(locked.path()).unwrap().count();
+    assert_eq!(root_probes, 1);
+    bus.call(None, &mine, "org.umlkit.uml1.Machine.Halt", &[])
+        .unwrap();
+
+    let (theirs, as_user) = launch(Some(&launcher), "user");
+    assert!(!as_user.contains("shadow-was-read"), "{as_user}");
+    assert!(!as_user.contains("write-worked"), "{as_user}");
+    assert_eq!(
+        as_user.matches("Permission denied").count(),
+        2,
+        "both the read and the write fail: {as_user}"
+    );
+    assert_eq!(
+        std::fs::read_dir(locked.path()).unwrap().count(),
+        root_probes
+    );
+
+    // Its kernel runs as the user, in the user's own uml_dir.
+    let pid: u32 = bus
+        .property(&theirs, "Pid")
+        .trim_start_matches("u ")
+        .parse()
+        .unwrap();
+    let uid = launcher.uid.to_string();
+    assert_eq!(status_line(pid, "Uid:"), [&*uid; 4].join(" "));
+    assert_eq!(
+        status_line(pid, "Gid:"),
+        [&*launcher.gid.to_string(); 4].join(" ")
+    );
+    let home = dir.path().join("users").join(&uid);
+    let umid = bus.property(&theirs, "Umid");
+    let umid = umid.trim_start_matches("s ").trim_matches('"').to_owned();
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&home).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (launcher.uid, 0o700));
+        for f in ["init", "log"] {
+            let file = home.join(".umlkit").join(format!("{umid}.{f}"));
+            assert_eq!(std::fs::metadata(&file).unwrap().uid(), launcher.uid);
+        }
+    }
+    let list = bus
+        .call(
+            Some(&launcher),
+            MANAGER,
+            "org.umlkit.uml1.Manager.ListMachines",
+            &[],
+        )
+        .unwrap();
+    assert!(list.contains(&umid), "{list}");
+
+    // umld talks to its mconsole (the socket proven the user's, not followed through a
+    // name): the kernel told its version.
+    wait_until("umld read the user's guest's kernel version", || {
+        (bus.property(&theirs, "KernelVersion").len() > "s \"\"".len()).then_some(())
+    });
+    // A restarted umld finds the user's guest in the user's uml_dir, and knows it is the
+    // user's.
+    drop(umld.take());
+    let _umld = bus.umld(dir.path(), true, scratch.path());
+    wait_until("the new umld adopted the user's guest", || {
+        bus.busctl(
+            None,
+            &[
+                "get-property",
+                NAME,
+                &theirs,
+                "org.umlkit.uml1.Machine",
+                "Pid",
+            ],
+        )
+        .ok()
+        .filter(|p| p.trim() == format!("u {pid}"))
+    });
+
+    // Without the manage grant it may stop its own guest (it could itself), not root's.
+    denied(
+        bus.call(
+            Some(&launcher),
+            &root_path,
+            "org.umlkit.uml1.Machine.Shutdown",
+            &["0"],
+        ),
+        "org.umlkit.uml1.manage",
+    );
+    assert!(root_guest.is_running());
+    bus.call(
+        Some(&launcher),
+        &theirs,
+        "org.umlkit.uml1.Machine.Shutdown",
+        &["1"],
+    )
+    .unwrap();
+    wait_until("the user's guest exited", || {
+        bus.property(&theirs, "State")
+            .contains("exited")
+            .then_some(())
+    });
+    // Nothing of it is left: no process of the user, no instance directory.
+    wait_until("the user's processes are gone", || {
+        processes_of(launcher.uid).trim().is_empty().then_some(())
+    });
+    assert!(!home.join(&umid).exists());
+    root_guest.kill();
 }

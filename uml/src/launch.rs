@@ -165,6 +165,15 @@ pub struct Launch {
     pub notify_socket: PathBuf,
 }
 
+/// The user a kernel runs as ([`Launch::spawn_child_as`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the primary group among them or not, as the user database says).
+    pub groups: Vec<u32>,
+}
+
 /// A started kernel.
 #[derive(Debug)]
 pub struct Running {
@@ -313,6 +322,27 @@ impl Launch {
         log_only.start(&log)
     }
 
+    /// Starts the kernel as [`spawn_child`](Launch::spawn_child) does, but as another user
+    /// (a privileged launcher starting a guest for a caller): the kernel gets `user`'s uid,
+    /// gid and supplementary groups before it runs, so everything it opens on the host (its
+    /// disks, the host files its guest sees through hostfs) is opened with that user's rights.
+    /// `log` is the boot log, already open: nothing is created by path here, since the
+    /// directories are the user's, who could put a symlink where a privileged process would
+    /// write. The uml_dir and `cwd` must exist and be the user's.
+    ///
+    /// # Errors
+    /// As [`spawn_child`](Launch::spawn_child).
+    pub fn spawn_child_as(&self, log: fs::File, user: &RunAs) -> Result<Child, LaunchError> {
+        self.check_umid()?;
+        let log_only = Launch {
+            console: Console::Log {
+                log: self.console.log().to_owned(),
+            },
+            ..self.clone()
+        };
+        log_only.start_as(&log, Some(user))
+    }
+
     /// The kernel itself would silently take a random umid when this one is in use.
     fn check_umid(&self) -> Result<(), LaunchError> {
         if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid)
@@ -332,6 +362,11 @@ impl Launch {
 
     /// Runs the kernel with its console set up and `log` as its descriptor 3.
     fn start(&self, log: &fs::File) -> Result<Child, LaunchError> {
+        self.start_as(log, None)
+    }
+
+    /// [`start`](Launch::start), as `user` when one is given.
+    fn start_as(&self, log: &fs::File, user: Option<&RunAs>) -> Result<Child, LaunchError> {
         let log_path = self.console.log();
         let mut args = self.args.clone();
         args.push(format!("mconsole=notify:{}", self.notify_socket.display()));
@@ -379,6 +414,25 @@ impl Launch {
                 }
                 Ok(())
             });
+        }
+        if let Some(user) = user {
+            let (uid, gid) = (user.uid, user.gid);
+            let groups: Vec<libc::gid_t> = user.groups.clone();
+            // SAFETY: between fork and exec only setgroups(2), setresgid(2) and setresuid(2)
+            // run (as std's own Command::uid does), on memory allocated before the fork that
+            // the child only reads. Groups go first and the uid last: each needs the privilege
+            // the next one drops. All three ids are set, so none of root's is left to regain.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setresgid(gid, gid, gid) != 0
+                        || libc::setresuid(uid, uid, uid) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         tracing::info!(kernel = %self.kernel.display(), ?args, "starting UML kernel");
         command.spawn().map_err(|source| LaunchError::Kernel {

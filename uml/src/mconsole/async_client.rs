@@ -39,6 +39,17 @@ impl Connection {
         })
     }
 
+    /// A connection to the socket file `file` (an `O_PATH` descriptor of `path` the caller
+    /// checked), through the descriptor.
+    fn open_checked(path: &Path, file: &std::os::fd::OwnedFd) -> Result<Connection, Error> {
+        let (socket, address, peer) = super::client::connect_file(path, file)?;
+        Ok(Connection {
+            socket: into_tokio(socket)?,
+            peer,
+            _address: address,
+        })
+    }
+
     /// A new connection after the guest replaced its socket; never through a symlink.
     fn reopen(path: &Path) -> Result<Connection, Error> {
         let peer = super::client::socket_identity(path);
@@ -108,6 +119,26 @@ impl AsyncClient {
         Ok(AsyncClient {
             path: socket.to_owned(),
             socket: Mutex::new(Connection::open(socket)?),
+            per_receive: DEFAULT_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
+            reply_limit: DEFAULT_REPLY_LIMIT,
+        })
+    }
+
+    /// As [`connect`](AsyncClient::connect), to the socket file `file`: an `O_PATH`
+    /// descriptor of `socket` that the caller has checked (as
+    /// [`Client::connect_checked`](super::Client::connect_checked)); the connect goes through
+    /// the descriptor, so a file swapped in at `socket` since is not reached.
+    ///
+    /// # Errors
+    /// As [`connect`](AsyncClient::connect).
+    pub async fn connect_checked(
+        socket: &Path,
+        file: std::os::fd::OwnedFd,
+    ) -> Result<AsyncClient, Error> {
+        Ok(AsyncClient {
+            path: socket.to_owned(),
+            socket: Mutex::new(Connection::open_checked(socket, &file)?),
             per_receive: DEFAULT_TIMEOUT,
             deadline: DEFAULT_DEADLINE,
             reply_limit: DEFAULT_REPLY_LIMIT,
