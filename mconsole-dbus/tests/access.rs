@@ -723,7 +723,7 @@ fn system_umld_runs_a_users_guest_as_that_user_so_its_hostfs_view_of_the_host_ha
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     std::fs::set_permissions(locked.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    run(launcher.command("test").arg("-x").arg(locked.path()))
+    try_run(launcher.command("test").arg("-x").arg(locked.path()))
         .expect("the user can enter the directory");
     let (mut root_guest, root_path) = adopted_guest(&bus, &dir);
 
