@@ -798,11 +798,6 @@ function __umlfs_umids
     set -l toks (commandline -opc)
     for i in (seq (count $toks))
         switch $toks[$i]
-            case --uml-dir
-                set -l j (math $i + 1)
-                set -q toks[$j]; and set dir $toks[$j]
-            case '--uml-dir=*'
-                set dir (string replace -r '^[^=]*=' '' -- $toks[$i])
             end
         end
     set dir (string replace -r '^~' $HOME -- $dir)

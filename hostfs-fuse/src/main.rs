@@ -37,6 +37,13 @@ struct Args {
     verbose: bool,
 }
 
+/// What umlfs's arguments complete to beyond clap's own completion, by clap argument id.
+const COMPLETION_HOOKS: &[(&str, uml::options::complete::Hook)] = &[
+    // A running guest as `UMID:`, or an image file. (Its uml_dir is `-o uml_dir=DIR`, not an
+    // option of its own.)
+    ("source", uml::options::complete::Hook::Source),
+];
+
 fn main() -> ExitCode {
     // `umlfs generate all --out-dir DIR` (scripts/generate) writes umlfs(1) and its
     // completions; no mount source is ever spelled like that.
@@ -330,7 +337,9 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
     for page in man::command_pages(Args::command(), "1", &meta, &sections) {
         write(dir.join("man").join(&page.file_name), &page.text)?;
     }
-    for script in complete::command_scripts(Args::command(), "umlfs") {
+    for script in complete::command_scripts(Args::command(), "umlfs", COMPLETION_HOOKS)
+        .map_err(std::io::Error::other)?
+    {
         write(dir.join("completions").join(&script.path), &script.text)?;
     }
     Ok(())

@@ -37,6 +37,10 @@ struct Args {
     keep_exited: u64,
 }
 
+/// What umld's arguments complete to beyond clap's own completion, by clap argument id.
+const COMPLETION_HOOKS: &[(&str, uml::options::complete::Hook)] =
+    &[("uml_dir", uml::options::complete::Hook::UmlDir)];
+
 fn main() -> anyhow::Result<()> {
     // `umld generate all --out-dir DIR` (scripts/generate) writes umld(8), org.umlkit.uml1(5)
     // and the umld completions.
@@ -194,7 +198,7 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
         &umld::manpage::sections(),
     );
     write(dir.join("man").join(&api.file_name), &api.text)?;
-    for script in complete::command_scripts(Args::command(), "umld") {
+    for script in complete::command_scripts(Args::command(), "umld", COMPLETION_HOOKS)? {
         write(dir.join("completions").join(&script.path), &script.text)?;
     }
     Ok(())

@@ -43,7 +43,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if matches!(args.kind, Kind::All | Kind::Completions) {
         let dir = args.out_dir.join("completions");
-        let mut scripts = complete::command_scripts(super::Cli::command(), "uml");
+        let mut scripts =
+            complete::command_scripts(super::Cli::command(), "uml", super::COMPLETION_HOOKS)?;
         scripts.extend(complete::kernel_scripts());
         for script in scripts {
             write(&dir.join(&script.path), &script.text)?;

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use uml::options::complete::Hook;
 
 /// User-mode Linux from the host: check, run and control UML guests.
 #[derive(Debug, Parser)]
@@ -27,6 +28,23 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// What `uml`'s arguments complete to beyond clap's own completion, by clap argument id (see
+/// `uml::options::complete::Hook`).
+pub const COMPLETION_HOOKS: &[(&str, Hook)] = &[
+    // The target of the control commands, `console`, `wait`, `shutdown`, …
+    ("umid", Hook::Umid),
+    // `config DEVICE[=SPEC]`, `remove DEVICE`.
+    ("device", Hook::Device),
+    // `console UMID LINE`.
+    ("line", Hook::Line),
+    // `check [KERNEL_ARG]…`, `run --arg WORD`, for the kernel of --kernel or --kernel-version.
+    ("words", Hook::KernelWords),
+    ("kernel_args", Hook::KernelWords),
+    ("kernel", Hook::Kernel),
+    ("kernel_version", Hook::KernelVersion),
+    ("uml_dir", Hook::UmlDir),
+];
 
 /// Options that every subcommand accepts.
 #[derive(Debug, clap::Args)]

@@ -19,7 +19,9 @@
 //! [`crate::check`] judges by the entry's [`Kernels`], so parser, checker and documentation
 //! cannot disagree on which option a word is or which kernels have it.
 
+#[cfg(feature = "docs")]
 pub mod complete;
+#[cfg(feature = "docs")]
 pub mod man;
 mod table;
 

@@ -24,8 +24,10 @@
 //! `udb` and `debug` are documented in the man page and never completed; `uml check` says which
 //! words the kernel that will run lacks.
 //!
-//! The command hooks ([`command_scripts`]) add, per [`Dynamic`] kind of positional argument:
-//! running umids (the directories in `--uml-dir`, else `$UML_DIR`, else `~/.uml`, whose names do
+//! The command hooks ([`command_scripts`]) add, for the arguments each binary declares with a
+//! [`Hook`] (by clap argument id; the generator never guesses from an argument's name):
+//! running umids (the directories in the [`Hook::UmlDir`] option's directory (`uml --uml-dir`),
+//! else `$UML_DIR`, else `~/.uml`, whose names do
 //! not start with `.`; the scripts read the directory rather than run `uml list`, so completion
 //! stays instant and works while the binary is being rebuilt), device names for `config` and
 //! `remove`, and guest lines for `console`. Arguments that take kernel words (`uml check
@@ -264,9 +266,81 @@ fn fish_kernel_support() -> String {
     )
 }
 
+/// What one argument of a binary completes to beyond clap's own static completion. Each binary
+/// declares its hooks as `(clap argument id, Hook)` pairs and hands them to [`command_scripts`],
+/// which applies a hook to every argument of that id where the hook fits (a positional value in
+/// the command, or in any visible subcommand when it has some) and refuses a declaration that
+/// fits no argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// A positional argument naming a running instance: its umid.
+    Umid,
+    /// A positional argument naming a device an instance's mconsole `config`/`remove` knows
+    /// (`ubd1`, `con0`, `eth0`, `mem`).
+    Device,
+    /// A positional argument naming a console or serial line (`con0`, `ssl1`).
+    Line,
+    /// A positional umlfs source: a running instance's umid followed by `:`, or a file.
+    Source,
+    /// A positional argument or option of a subcommand that takes kernel command-line words
+    /// (`uml check WORD…`, `uml run --arg WORD`), completed like `linux …` for the kernel the
+    /// line names.
+    KernelWords,
+    /// An option naming the kernel those words are for (`--kernel`), in a subcommand with
+    /// [`Hook::KernelWords`].
+    Kernel,
+    /// An option naming only the kernel's version (`--kernel-version`), likewise.
+    KernelVersion,
+    /// An option naming the uml_dir in which running umids are found (`--uml-dir`). Without
+    /// one, the umids are those of `$UML_DIR`, else `~/.uml`.
+    UmlDir,
+}
+
+impl Hook {
+    fn dynamic(self) -> Option<Dynamic> {
+        match self {
+            Hook::Umid => Some(Dynamic::Umid),
+            Hook::Device => Some(Dynamic::Device),
+            Hook::Line => Some(Dynamic::Line),
+            Hook::Source => Some(Dynamic::Source),
+            Hook::KernelWords | Hook::Kernel | Hook::KernelVersion | Hook::UmlDir => None,
+        }
+    }
+
+    /// Where the hook fits, for an error.
+    fn place(self) -> &'static str {
+        match self {
+            Hook::Umid | Hook::Device | Hook::Line | Hook::Source => {
+                "a positional argument of the command or of a visible subcommand"
+            }
+            Hook::KernelWords => "an argument of a visible subcommand",
+            Hook::Kernel | Hook::KernelVersion => {
+                "an option with a long name in a subcommand with kernel words"
+            }
+            Hook::UmlDir => "an option with a long name",
+        }
+    }
+}
+
+/// A [`Hook`] declaration that fits no argument of the command: a renamed argument, a hook on
+/// the wrong kind of argument, or a second hook for the same id.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{bin}: the completion hook {hook:?} is declared for the argument id {id:?}, but no {place} has that id"
+)]
+pub struct HookError {
+    /// The binary whose completions were asked for.
+    pub bin: String,
+    /// The declared clap argument id.
+    pub id: String,
+    /// The declared hook.
+    pub hook: Hook,
+    place: &'static str,
+}
+
 /// What a hook completes for a positional argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dynamic {
+enum Dynamic {
     /// A running instance's umid.
     Umid,
     /// A device an instance's mconsole `config`/`remove` knows (`ubd1`, `con0`, `eth0`, `mem`).
@@ -277,30 +351,38 @@ pub enum Dynamic {
     Source,
 }
 
-/// The dynamic kind of a positional argument, by its id: `umid`, `device`, `line`.
-fn dynamic_of(arg: &clap::Arg) -> Option<Dynamic> {
-    dynamic_of_id(arg.get_id().as_str())
+/// The hook declared for an argument, if any.
+fn hook_of(hooks: &[(&str, Hook)], arg: &clap::Arg) -> Option<Hook> {
+    let id = arg.get_id().as_str();
+    hooks.iter().find(|(h, _)| *h == id).map(|(_, hook)| *hook)
 }
 
-fn dynamic_of_id(id: &str) -> Option<Dynamic> {
-    match id {
-        "umid" => Some(Dynamic::Umid),
-        "device" => Some(Dynamic::Device),
-        "line" => Some(Dynamic::Line),
-        "source" => Some(Dynamic::Source),
-        _ => None,
-    }
+/// The dynamic kind a positional argument is declared with.
+fn dynamic_of(
+    hooks: &[(&str, Hook)],
+    arg: &clap::Arg,
+    used: &mut Vec<(String, Hook)>,
+) -> Option<Dynamic> {
+    let hook = hook_of(hooks, arg)?;
+    let kind = hook.dynamic()?;
+    used.push((arg.get_id().to_string(), hook));
+    Some(kind)
 }
 
-/// Every `(subcommand, positional index, kind)` with a dynamic value.
-fn dynamic_slots(cmd: &Command) -> Vec<(String, usize, Dynamic)> {
+/// Every `(subcommand, positional index, kind)` with a dynamic value; the ids it used go to
+/// `used`.
+fn dynamic_slots(
+    cmd: &Command,
+    hooks: &[(&str, Hook)],
+    used: &mut Vec<(String, Hook)>,
+) -> Vec<(String, usize, Dynamic)> {
     let mut slots = Vec::new();
     // A command without subcommands (umlfs): its own positionals, under the empty name.
     if cmd.get_subcommands().next().is_none() {
         let mut positionals: Vec<&clap::Arg> = cmd.get_positionals().collect();
         positionals.sort_by_key(|a| a.get_index().unwrap_or(usize::MAX));
         for (i, arg) in positionals.iter().enumerate() {
-            if let Some(kind) = dynamic_of(arg) {
+            if let Some(kind) = dynamic_of(hooks, arg, used) {
                 slots.push((String::new(), i, kind));
             }
         }
@@ -309,7 +391,7 @@ fn dynamic_slots(cmd: &Command) -> Vec<(String, usize, Dynamic)> {
         let mut positionals: Vec<&clap::Arg> = sub.get_positionals().collect();
         positionals.sort_by_key(|a| a.get_index().unwrap_or(usize::MAX));
         for (i, arg) in positionals.iter().enumerate() {
-            if let Some(kind) = dynamic_of(arg) {
+            if let Some(kind) = dynamic_of(hooks, arg, used) {
                 slots.push((sub.get_name().to_owned(), i, kind));
                 for alias in sub.get_visible_aliases() {
                     slots.push((alias.to_owned(), i, kind));
@@ -344,32 +426,37 @@ fn value_options(cmd: &Command) -> Vec<String> {
     out
 }
 
-/// Arguments that take kernel command-line words, completed like `linux …`: positionals
-/// named `KERNEL_ARG` (`uml check`) and options with the id `kernel_args` (`uml run --arg`).
+/// Arguments that take kernel command-line words, completed like `linux …`: the positionals
+/// (`uml check WORD…`) and options (`uml run --arg`) declared [`Hook::KernelWords`].
 #[derive(Debug, Default)]
 struct KernelArgs {
     /// `(subcommand, positional id)`.
     positional: Vec<(String, String)>,
     /// `(subcommand, spellings)`: `--arg`, `-a`.
     options: Vec<(String, Vec<String>)>,
-    /// The options of those subcommands that name the kernel the words are for (the id
-    /// `kernel`: `--kernel`), and its version alone (`kernel_version`: `--kernel-version`).
+    /// The options of those subcommands that name the kernel the words are for
+    /// ([`Hook::Kernel`]: `--kernel`), and its version alone ([`Hook::KernelVersion`]:
+    /// `--kernel-version`).
     kernel: Vec<String>,
     kernel_version: Vec<String>,
 }
 
-fn kernel_args(cmd: &Command) -> KernelArgs {
+fn kernel_args(
+    cmd: &Command,
+    hooks: &[(&str, Hook)],
+    used: &mut Vec<(String, Hook)>,
+) -> KernelArgs {
     let mut out = KernelArgs::default();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         for arg in sub.get_arguments() {
-            let kernel_positional = arg.is_positional()
-                && arg
-                    .get_value_names()
-                    .is_some_and(|v| v.iter().any(|n| n.as_str() == "KERNEL_ARG"));
-            if kernel_positional {
+            if hook_of(hooks, arg) != Some(Hook::KernelWords) {
+                continue;
+            }
+            used.push((arg.get_id().to_string(), Hook::KernelWords));
+            if arg.is_positional() {
                 out.positional
                     .push((sub.get_name().to_owned(), arg.get_id().to_string()));
-            } else if !arg.is_positional() && arg.get_id().as_str() == "kernel_args" {
+            } else {
                 let mut spellings: Vec<String> = arg
                     .get_long_and_visible_aliases()
                     .unwrap_or_default()
@@ -390,13 +477,14 @@ fn kernel_args(cmd: &Command) -> KernelArgs {
         .filter(|s| subs.contains(&s.get_name()))
     {
         for arg in sub.get_arguments().filter(|a| !a.is_positional()) {
-            let list = match arg.get_id().as_str() {
-                "kernel" => &mut out.kernel,
-                "kernel_version" => &mut out.kernel_version,
+            let (hook, list) = match hook_of(hooks, arg) {
+                Some(Hook::Kernel) => (Hook::Kernel, &mut out.kernel),
+                Some(Hook::KernelVersion) => (Hook::KernelVersion, &mut out.kernel_version),
                 _ => continue,
             };
             for l in arg.get_long_and_visible_aliases().unwrap_or_default() {
                 list.push(format!("--{l}"));
+                used.push((arg.get_id().to_string(), hook));
             }
         }
     }
@@ -427,14 +515,63 @@ fn device_words(kind: Dynamic) -> Vec<String> {
     words
 }
 
-/// The completions of a clap command `bin` for bash, zsh and fish, with the hooks.
-pub fn command_scripts(cmd: Command, bin: &str) -> Vec<Script> {
+/// The spellings of the options declared [`Hook::UmlDir`] (`--uml-dir`), in the command or
+/// any subcommand.
+fn uml_dir_options(
+    cmd: &Command,
+    hooks: &[(&str, Hook)],
+    used: &mut Vec<(String, Hook)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![cmd];
+    while let Some(c) = stack.pop() {
+        for arg in c.get_arguments().filter(|a| !a.is_positional()) {
+            if hook_of(hooks, arg) != Some(Hook::UmlDir) {
+                continue;
+            }
+            for l in arg.get_long_and_visible_aliases().unwrap_or_default() {
+                out.push(format!("--{l}"));
+                used.push((arg.get_id().to_string(), Hook::UmlDir));
+            }
+        }
+        stack.extend(c.get_subcommands());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The completions of a clap command `bin` for bash, zsh and fish, with the hooks `bin`
+/// declares for its arguments (`(clap argument id, hook)`).
+///
+/// # Errors
+///
+/// [`HookError`] when a declared id names no argument the hook fits.
+pub fn command_scripts(
+    cmd: Command,
+    bin: &str,
+    hooks: &[(&str, Hook)],
+) -> Result<Vec<Script>, HookError> {
     let mut cmd = cmd;
     cmd.build();
-    let slots = dynamic_slots(&cmd);
+    let mut used = Vec::new();
+    let slots = dynamic_slots(&cmd, hooks, &mut used);
     let value_opts = value_options(&cmd);
-    let kernel = kernel_args(&cmd);
-    let uml_dir_opt = "--uml-dir";
+    let kernel = kernel_args(&cmd, hooks, &mut used);
+    let uml_dir = uml_dir_options(&cmd, hooks, &mut used);
+    // A declaration applied nowhere: an id no argument has, a hook on the wrong kind of
+    // argument, or a second hook for an id (the first one wins).
+    let unused = hooks
+        .iter()
+        .find(|(id, hook)| !used.iter().any(|(u, h)| u == id && h == hook));
+    if let Some((id, hook)) = unused {
+        return Err(HookError {
+            bin: bin.to_owned(),
+            id: (*id).to_owned(),
+            hook: *hook,
+            place: hook.place(),
+        });
+    }
     let hidden: Vec<String> = cmd
         .get_subcommands()
         .filter(|s| s.is_hide_set())
@@ -449,20 +586,20 @@ pub fn command_scripts(cmd: Command, bin: &str) -> Vec<Script> {
         let (path, text) = match shell {
             Shell::Bash => (
                 format!("bash/{bin}"),
-                bash_hooks(&base, bin, &f, &slots, &kernel, &value_opts, uml_dir_opt),
+                bash_hooks(&base, bin, &f, &slots, &kernel, &value_opts, &uml_dir),
             ),
             Shell::Zsh => (
                 format!("zsh/_{bin}"),
-                zsh_hooks(&base, &f, &slots, &kernel, uml_dir_opt),
+                zsh_hooks(&base, &f, hooks, &slots, &kernel, &uml_dir),
             ),
             _ => (
                 format!("fish/{bin}.fish"),
-                fish_hooks(&base, bin, &f, &slots, &kernel, &value_opts, uml_dir_opt),
+                fish_hooks(&base, bin, &f, &slots, &kernel, &value_opts, &uml_dir),
             ),
         };
         out.push(Script { path, text });
     }
-    out
+    Ok(out)
 }
 
 /// clap_complete offers hidden subcommands (`uml generate`) like any other; take them out of
@@ -514,7 +651,7 @@ fn bash_hooks(
     slots: &[(String, usize, Dynamic)],
     kernel: &KernelArgs,
     value_opts: &[String],
-    uml_dir_opt: &str,
+    uml_dir: &[String],
 ) -> String {
     let mut s = format!("# bash completion for {bin}; {HEADER}\n");
     // clap_complete registers its function last; ours replaces that registration.
@@ -545,8 +682,8 @@ fn bash_hooks(
                  w=${{words[i]}}\n        \
                  if [ -n \"$skip\" ]; then skip=; continue; fi\n        \
                  case $w in\n        \
-                 {uml_dir_opt}) skip=1; dir=${{words[i+1]}} ;;\n        \
-                 {uml_dir_opt}=*) dir=${{w#*=}} ;;\n        \
+                 {udir}) skip=1; dir=${{words[i+1]}} ;;\n        \
+                 {udir_eq}) dir=${{w#*=}} ;;\n        \
                  {kernel}) skip=1; kern=${{words[i+1]}} ;;\n        \
                  {kernel_eq}) kern=${{w#*=}} ;;\n        \
                  {kver}) skip=1; kver=${{words[i+1]}} ;;\n        \
@@ -580,6 +717,8 @@ fn bash_hooks(
          }}\n\
          complete -F _{f}_dynamic -o nosort -o bashdefault -o default {bin}\n",
         vals = or_pattern(value_opts),
+        udir = or_pattern(uml_dir),
+        udir_eq = or_pattern(&with_value(uml_dir)),
         kernel = or_pattern(&kernel.kernel),
         kernel_eq = or_pattern(&with_value(&kernel.kernel)),
         kver = or_pattern(&kernel.kernel_version),
@@ -599,9 +738,10 @@ fn bash_hooks(
 fn zsh_hooks(
     base: &str,
     f: &str,
+    declared: &[(&str, Hook)],
     slots: &[(String, usize, Dynamic)],
     kernel: &KernelArgs,
-    uml_dir_opt: &str,
+    uml_dir: &[String],
 ) -> String {
     let hooks = format!(
         "# {HEADER} (hooks)\n\
@@ -611,11 +751,8 @@ fn zsh_hooks(
          _{f}_umids() {{\n    \
              local d=${{UML_DIR:-$HOME/.uml}} i\n    \
              # The whole line: inside a subcommand, $words starts at the subcommand.\n    \
-             local -a umids all=(${{(Q)${{(z)BUFFER}}}})\n    \
-             i=${{all[(I){uml_dir_opt}]}}\n    \
-             (( i > 0 )) && d=${{all[i+1]}}\n    \
-             i=${{all[(I){uml_dir_opt}=*]}}\n    \
-             (( i > 0 )) && d=${{all[i]#*=}}\n    \
+             local -a umids all=(${{(Q)${{(z)BUFFER}}}})\n\
+         {find_dir}    \
              d=${{d/#\\~/$HOME}}\n    \
              umids=($d/*(N/:t))\n    \
              _describe -t umids 'running instance' umids\n\
@@ -649,7 +786,8 @@ fn zsh_hooks(
              _files\n\
          }}\n",
         support = zsh_kernel_support(),
-        find_kernel = zsh_find_kernel(kernel),
+        find_dir = zsh_find(&[("d", uml_dir)]),
+        find_kernel = zsh_find(&[("k", &kernel.kernel), ("v", &kernel.kernel_version)]),
         device_words = device_words(Dynamic::Device).join(" "),
         line_words = device_words(Dynamic::Line).join(" "),
     );
@@ -658,13 +796,16 @@ fn zsh_hooks(
     // the `(<subcommand>)` branch of its subcommand; the hooks replace the action of the dynamic
     // ones.
     let mut rules: Vec<(Option<&str>, Vec<String>, String)> = Vec::new();
-    for (id, func) in [
-        ("umid", "umids"),
-        ("device", "devices"),
-        ("line", "lines"),
-        ("source", "sources"),
+    for (kind, func) in [
+        (Dynamic::Umid, "umids"),
+        (Dynamic::Device, "devices"),
+        (Dynamic::Line, "lines"),
+        (Dynamic::Source, "sources"),
     ] {
-        if slots.iter().any(|(_, _, k)| dynamic_of_id(id) == Some(*k)) {
+        if !slots.iter().any(|(_, _, k)| *k == kind) {
+            continue;
+        }
+        for (id, _) in declared.iter().filter(|(_, h)| h.dynamic() == Some(kind)) {
             rules.push((
                 None,
                 vec![format!("':{id} -- "), format!("'::{id} -- ")],
@@ -726,11 +867,12 @@ fn zsh_hooks(
     text
 }
 
-/// zsh: sets `k` and `v` from the last `--kernel` and `--kernel-version` in `$all`.
-fn zsh_find_kernel(kernel: &KernelArgs) -> String {
+/// zsh: sets each `(variable, options)` from the last of its options in `$all` (`k` and `v`
+/// from `--kernel` and `--kernel-version`).
+fn zsh_find(vars: &[(&str, &[String])]) -> String {
     let mut s = String::new();
-    for (var, options) in [("k", &kernel.kernel), ("v", &kernel.kernel_version)] {
-        for o in options {
+    for (var, options) in vars {
+        for o in *options {
             let _ = write!(
                 s,
                 "    i=${{all[(I){o}]}}\n    (( i > 0 )) && {var}=${{all[i+1]}}\n    \
@@ -748,7 +890,7 @@ fn fish_hooks(
     slots: &[(String, usize, Dynamic)],
     kernel: &KernelArgs,
     value_opts: &[String],
-    uml_dir_opt: &str,
+    uml_dir: &[String],
 ) -> String {
     let mut s = format!("# fish completion for {bin}; {HEADER}\n");
     s.push_str(base);
@@ -773,19 +915,7 @@ fn fish_hooks(
             flags.join(" ")
         );
     }
-    let mut find = String::new();
-    for (var, options) in [("k", &kernel.kernel), ("v", &kernel.kernel_version)] {
-        for o in options {
-            let _ = write!(
-                find,
-                "            case {o}\n                \
-                     set -l j (math $i + 1)\n                \
-                     set -q toks[$j]; and set {var} $toks[$j]\n            \
-                 case '{o}=*'\n                \
-                     set {var} (string replace -r '^[^=]*=' '' -- $toks[$i])\n"
-            );
-        }
-    }
+    let find = fish_find(&[("k", &kernel.kernel), ("v", &kernel.kernel_version)]);
     let _ = write!(
         s,
         "\n# Kernel words, for the kernel the line names (--kernel, --kernel-version) or the default.\n\
@@ -809,12 +939,8 @@ fn fish_hooks(
              test -n \"$dir\"; or set dir $HOME/.uml\n    \
              set -l toks (commandline -opc)\n    \
              for i in (seq (count $toks))\n        \
-                 switch $toks[$i]\n            \
-                     case {uml_dir_opt}\n                \
-                         set -l j (math $i + 1)\n                \
-                         set -q toks[$j]; and set dir $toks[$j]\n            \
-                     case '{uml_dir_opt}=*'\n                \
-                         set dir (string replace -r '^[^=]*=' '' -- $toks[$i])\n            \
+                 switch $toks[$i]\n\
+         {find_dir}            \
                  end\n        \
              end\n    \
              set dir (string replace -r '^~' $HOME -- $dir)\n    \
@@ -849,6 +975,7 @@ fn fish_hooks(
              test \"$sub\" = \"$argv[1]\"; and test $pos = $argv[2]\n\
          end\n",
         vals = value_opts.join(" "),
+        find_dir = fish_find(&[("dir", uml_dir)]),
     );
     for (sub, i, kind) in slots {
         let what = match kind {
@@ -863,6 +990,25 @@ fn fish_hooks(
             s,
             "complete -c {bin} -n '__{f}_slot \"{sub}\" {i}'{files} -a '{what}'"
         );
+    }
+    s
+}
+
+/// fish: the `case` branches of a `switch $toks[$i]` that set each `(variable, options)` from
+/// its options (`k` and `v` from `--kernel` and `--kernel-version`).
+fn fish_find(vars: &[(&str, &[String])]) -> String {
+    let mut s = String::new();
+    for (var, options) in vars {
+        for o in *options {
+            let _ = write!(
+                s,
+                "            case {o}\n                \
+                     set -l j (math $i + 1)\n                \
+                     set -q toks[$j]; and set {var} $toks[$j]\n            \
+                 case '{o}=*'\n                \
+                     set {var} (string replace -r '^[^=]*=' '' -- $toks[$i])\n"
+            );
+        }
     }
     s
 }
@@ -893,4 +1039,102 @@ fn sh_quote(text: &str) -> String {
 /// Single-quote for fish (inside '…' only \\ and \' are escapes).
 fn fish_quote(text: &str) -> String {
     format!("'{}'", text.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Arg, ArgAction};
+
+    use super::*;
+
+    /// `tool [--dir DIR] show ID [NAME]`: a positional `umid`-like argument by another id.
+    fn tool() -> Command {
+        Command::new("tool")
+            .arg(Arg::new("dir").long("dir").global(true))
+            .subcommand(
+                Command::new("show")
+                    .arg(Arg::new("id").required(true))
+                    .arg(Arg::new("umid"))
+                    .arg(Arg::new("words").action(ArgAction::Append)),
+            )
+    }
+
+    fn bash(scripts: &[Script]) -> &str {
+        &scripts.iter().find(|s| s.path == "bash/tool").unwrap().text
+    }
+
+    #[test]
+    fn hooks_follow_the_declaration_not_the_argument_names() {
+        let scripts =
+            command_scripts(tool(), "tool", &[("id", Hook::Umid), ("dir", Hook::UmlDir)]).unwrap();
+        let bash = bash(&scripts);
+        // The declared `id` (positional 0 of `show`) completes umids; `umid` (positional 1),
+        // undeclared, does not, whatever its name.
+        assert!(bash.contains("show:0) COMPREPLY=($(compgen -W \"$(__tool_umids"));
+        assert!(!bash.contains("show:1)"));
+        // The uml_dir is read from the declared option.
+        assert!(bash.contains("--dir) skip=1; dir="));
+        assert!(!bash.contains("--uml-dir"));
+    }
+
+    #[test]
+    fn without_a_uml_dir_option_no_option_is_read_for_it() {
+        let scripts = command_scripts(tool(), "tool", &[("id", Hook::Umid)]).unwrap();
+        // (`--dir` still takes the next word as its value: it is not counted as a positional.)
+        for s in &scripts {
+            assert!(
+                !s.text.contains("--dir) skip=1; dir=")
+                    && !s.text.contains("(I)--dir")
+                    && !s.text.contains("and set dir $toks"),
+                "{}",
+                s.path
+            );
+        }
+    }
+
+    #[test]
+    fn a_declaration_that_fits_no_argument_is_refused() {
+        for (id, hook) in [
+            // No argument has that id.
+            ("umids", Hook::Umid),
+            // An option, where the hook needs a positional argument.
+            ("dir", Hook::Device),
+            // A positional, where the hook needs an option.
+            ("id", Hook::UmlDir),
+            // An option naming the kernel, in a command without kernel words.
+            ("dir", Hook::Kernel),
+        ] {
+            let err = command_scripts(tool(), "tool", &[(id, hook)]).unwrap_err();
+            assert_eq!((err.id.as_str(), err.hook), (id, hook));
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with("tool: ") && msg.contains(&format!("{id:?}")),
+                "{msg}"
+            );
+        }
+        // A second hook for one id: only the first applies, so the second is refused.
+        let twice = [("id", Hook::Umid), ("id", Hook::Line)];
+        let err = command_scripts(tool(), "tool", &twice).unwrap_err();
+        assert_eq!((err.id.as_str(), err.hook), ("id", Hook::Line));
+    }
+
+    #[test]
+    fn kernel_words_take_the_kernel_options_of_their_subcommand() {
+        let cmd = tool().subcommand(
+            Command::new("check")
+                .arg(Arg::new("kern").long("kern"))
+                .arg(Arg::new("args").action(ArgAction::Append)),
+        );
+        let scripts = command_scripts(
+            cmd,
+            "tool",
+            &[("args", Hook::KernelWords), ("kern", Hook::Kernel)],
+        )
+        .unwrap();
+        let bash = bash(&scripts);
+        assert!(bash.contains("--kern) skip=1; kern="));
+        assert!(bash.contains("check)\n        __uk_prof="), "{bash}");
+        // `show words` was not declared: not kernel words.
+        assert!(!bash.contains("show)\n        __uk_prof="));
+    }
 }
