@@ -6,7 +6,7 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use testkit::UmlDir;
@@ -16,59 +16,9 @@ fn uml_bin() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_umld")).with_file_name("uml")
 }
 
-/// The recipe of uml/tests/distro.rs (the same cache key, so one build serves both).
-fn recipe() -> uml::image::Recipe {
-    uml::image::Recipe {
-        distro: "debian".into(),
-        suite: "bookworm".into(),
-        size: "1G".into(),
-        hostname: "debtest".into(),
-        root_password: Some("umlkit-test".into()),
-        ssh_key: None,
-        mirror: None,
-        packages: vec!["iputils-ping".into()],
-    }
-}
-
+/// The cached test image of uml/tests/distro.rs (one build serves both).
 fn image() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME")
-        .join("umlkit/test-images");
-    std::fs::create_dir_all(&cache).unwrap();
-    let r = recipe();
-    let path = cache.join(format!("{}.img", r.cache_key()));
-    let lock = std::fs::File::create(cache.join(".lock")).unwrap();
-    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .expect("lock the image cache");
-    if !path.exists() {
-        let out = Command::new(uml_bin())
-            .args([
-                "image",
-                "create",
-                "--size",
-                &r.size,
-                "--hostname",
-                &r.hostname,
-            ])
-            .args([
-                "--root-password",
-                "umlkit-test",
-                "--include",
-                "iputils-ping",
-            ])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "uml image create failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    path
+    testkit::test_image(&uml_bin())
 }
 
 #[test]

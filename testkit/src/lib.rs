@@ -18,12 +18,14 @@
 mod bus;
 mod command;
 mod cow;
+mod image;
 
 pub use bus::{SessionBus, SessionBusBuilder};
 pub use command::{
     RUN_TIMEOUT, output_of, output_within, run, run_failing, show_output, stdout_of, try_run,
 };
 pub use cow::{CowVersion, write_cow};
+pub use image::{TEST_IMAGE_PASSWORD, test_image, test_image_recipe, used_mb};
 
 use std::fmt::Write as _;
 use std::fs;

@@ -15,75 +15,18 @@ use std::time::{Duration, Instant};
 
 use testkit::UmlDir;
 
-const PASSWORD: &str = "umlkit-test";
+const PASSWORD: &str = testkit::TEST_IMAGE_PASSWORD;
 
 fn uml_bin() -> &'static str {
     env!("CARGO_BIN_EXE_uml")
 }
 
-/// The recipe of the test image: `uml image create --hostname debtest --size 1G
-/// --root-password … --include iputils-ping`.
-fn recipe() -> uml::image::Recipe {
-    uml::image::Recipe {
-        distro: "debian".into(),
-        suite: "bookworm".into(),
-        size: "1G".into(),
-        hostname: "debtest".into(),
-        root_password: Some(PASSWORD.into()),
-        ssh_key: None,
-        mirror: None,
-        packages: vec!["iputils-ping".into()],
-    }
-}
-
-/// The cached image of [`recipe`], built with `uml image create` when missing (one build at a
-/// time per machine: an flock on a file next to it).
+/// The cached test image (built once per machine by testkit with this crate's `uml`).
 fn image() -> PathBuf {
     static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     IMAGE
-        .get_or_init(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .expect("HOME or XDG_CACHE_HOME")
-                .join("umlkit/test-images");
-            std::fs::create_dir_all(&cache).unwrap();
-            let r = recipe();
-            let path = cache.join(format!("{}.img", r.cache_key()));
-            let lock = std::fs::File::create(cache.join(".lock")).unwrap();
-            let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-                .expect("lock the image cache");
-            if !path.exists() {
-                let start = Instant::now();
-                let out = Command::new(uml_bin())
-                    .args([
-                        "image", "create", "--distro", &r.distro, "--suite", &r.suite,
-                    ])
-                    .args(["--size", &r.size, "--hostname", &r.hostname])
-                    .args(["--root-password", PASSWORD, "--include", "iputils-ping"])
-                    .arg(&path)
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stderr);
-                assert!(out.status.success(), "uml image create failed:\n{text}");
-                assert!(text.contains("[1/2]") && text.contains("[2/2]"), "{text}");
-                println!(
-                    "uml image create: {:.1} s, {} MB used",
-                    start.elapsed().as_secs_f64(),
-                    used_mb(&path)
-                );
-            }
-            path
-        })
+        .get_or_init(|| testkit::test_image(Path::new(uml_bin())))
         .clone()
-}
-
-fn used_mb(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .map(|m| (m.blocks() * 512) >> 20)
-        .unwrap_or(0)
 }
 
 /// A sparse copy of the cached image, for a guest to own.
