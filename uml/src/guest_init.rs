@@ -5,7 +5,8 @@
 //! `setsid` and `env` spends most of a short guest's life starting tools. This init does the
 //! same work with system calls in one process.
 //!
-//! The guest's root is the host's `/` over hostfs, so the init is the host's own `uml` binary.
+//! The guest's root is the host's `/` over hostfs, so the init is the host's own `uml` (or
+//! `umld`) binary, the one that launches the guest.
 //! [`DefaultGuest::write_init`](crate::launch::DefaultGuest::write_init) writes a [`Config`]
 //! file that starts with `#!/path/to/uml __guest-init`: the kernel's `init=` names that file,
 //! and the kernel's script loader (`fs/binfmt_script.c`) runs `uml __guest-init FILE`, which
@@ -16,7 +17,7 @@
 //! any path or argument (even with a newline) survives; see [`Config::encode`] and
 //! [`Config::parse`].
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -276,18 +277,32 @@ fn unescape(value: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The program a config file's `#!` line names: the `uml` binary that is running, or the one
-/// beside the running binary (`umld` next to `uml`, as installed and as cargo builds them).
-/// `None` when there is none, or its path cannot stand in a `#!` line (too long, or with
-/// whitespace): the caller then writes a shell-script init.
+/// Set by [`serve_if_asked`]: the running binary can be the guest's init.
+static CAN_SERVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs the guest's init when the binary was started as `BINARY __guest-init CONFIG` (never
+/// returns then), and marks the binary as one that can be the init ([`program`]). A binary that
+/// launches guests (`uml`, `umld`) calls it first thing in `main`, before parsing arguments.
+pub fn serve_if_asked() {
+    CAN_SERVE.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut args = std::env::args_os();
+    if let (Some(sub), Some(config), None) = (args.nth(1), args.next(), args.next())
+        && sub == SUBCOMMAND
+    {
+        run(Path::new(&config));
+    }
+}
+
+/// The program a config file's `#!` line names: the running binary, when it serves the init
+/// ([`serve_if_asked`]) — never another binary, which could be of another version. `None`
+/// when it does not, or its path cannot stand in a `#!` line (too long, or with whitespace):
+/// the caller then writes a shell-script init.
 pub fn program() -> Option<PathBuf> {
+    if !CAN_SERVE.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let exe = std::env::current_exe().ok()?;
-    let uml = if exe.file_name() == Some(OsStr::new("uml")) {
-        exe
-    } else {
-        exe.parent()?.join("uml")
-    };
-    usable_program(&uml).then_some(uml)
+    usable_program(&exe).then_some(exe)
 }
 
 /// Can `path` be the interpreter of a `#!` line? An existing file whose path has no whitespace

@@ -9,12 +9,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     // The built-in guest's init (`#!/path/to/uml __guest-init` in the file the kernel runs as
     // init): before clap, which a guest's pid 1 has no use for.
-    let mut args = std::env::args_os();
-    if let (Some(sub), Some(config), None) = (args.nth(1), args.next(), args.next())
-        && sub == uml::guest_init::SUBCOMMAND
-    {
-        uml::guest_init::run(std::path::Path::new(&config));
-    }
+    uml::guest_init::serve_if_asked();
     if let Some(code) = fast_version() {
         return code;
     }
