@@ -378,9 +378,8 @@ impl Init {
                 }
             }
         }
-        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(k, _)| k != "PATH")
-            .collect();
+        let mut env: Vec<(OsString, OsString)> =
+            std::env::vars_os().filter(|(k, _)| k != "PATH").collect();
         set(&mut env, "PATH".into(), GUEST_PATH.into());
         rename_network_interfaces(&env);
         let _ = nix::unistd::sethostname("uml");
@@ -465,11 +464,7 @@ impl Init {
                         .map(|(_, v)| PathBuf::from(v))
                         .filter(|s| is_executable(s))
                         .unwrap_or_else(|| "/bin/sh".into());
-                    (
-                        vec![shell.into_os_string(), "-l".into()],
-                        true,
-                        "/dev/tty0",
-                    )
+                    (vec![shell.into_os_string(), "-l".into()], true, "/dev/tty0")
                 }
                 Payload::Command(argv) => (
                     argv.iter().map(OsString::from).collect(),
@@ -564,7 +559,13 @@ fn mount_system() {
     mount_or_say("sysfs", Path::new("/sys"), "sysfs", MsFlags::empty(), None);
     // The host's /dev over hostfs has its device nodes, but a guest needs its own; a kernel
     // without devtmpfs keeps the host's.
-    let _ = mount("devtmpfs", Path::new("/dev"), "devtmpfs", MsFlags::empty(), None);
+    let _ = mount(
+        "devtmpfs",
+        Path::new("/dev"),
+        "devtmpfs",
+        MsFlags::empty(),
+        None,
+    );
     let _ = fs::create_dir("/dev/pts");
     let _ = fs::create_dir("/dev/shm");
     let _ = mount(
@@ -574,7 +575,13 @@ fn mount_system() {
         MsFlags::empty(),
         Some("gid=5,mode=620"),
     );
-    let _ = mount("tmpfs", Path::new("/dev/shm"), "tmpfs", MsFlags::empty(), None);
+    let _ = mount(
+        "tmpfs",
+        Path::new("/dev/shm"),
+        "tmpfs",
+        MsFlags::empty(),
+        None,
+    );
 }
 
 fn mount(
@@ -681,7 +688,10 @@ mod tests {
             tmpfs: vec!["/tmp".into(), "/run".into()],
             writable: vec!["/home/a b/new\nline".into()],
             readonly: vec!["/tmp/proj".into()],
-            env: vec![("HOME".into(), "/root".into()), ("X".into(), "a=b\\c".into())],
+            env: vec![
+                ("HOME".into(), "/root".into()),
+                ("X".into(), "a=b\\c".into()),
+            ],
             cwd: "/tmp/proj".into(),
             raw_input: true,
             raw_output: false,

@@ -41,7 +41,9 @@ fn main() -> ExitCode {
 fn fast_version() -> Option<ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let (dir, rest) = match args.as_slice() {
-        [flag, dir, rest @ ..] if flag == "--uml-dir" => (Some(std::path::PathBuf::from(dir)), rest),
+        [flag, dir, rest @ ..] if flag == "--uml-dir" => {
+            (Some(std::path::PathBuf::from(dir)), rest)
+        }
         [flag, rest @ ..] if flag.as_encoded_bytes().starts_with(b"--uml-dir=") => (
             Some(std::path::PathBuf::from(std::ffi::OsStr::new(
                 flag.to_str()?.strip_prefix("--uml-dir=")?,

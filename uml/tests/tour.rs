@@ -132,7 +132,10 @@ fn build_other_binaries() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     for name in ["umlfs", "umld"] {
-        assert!(bin.join(name).exists(), "{name} is not beside uml in {bin:?}");
+        assert!(
+            bin.join(name).exists(),
+            "{name} is not beside uml in {bin:?}"
+        );
     }
     bin
 }
@@ -172,11 +175,7 @@ fn tour_blocks_are_found_with_their_expected_statuses() {
     let dbus = steps(README, "tour-dbus");
     assert!(dbus.iter().any(|s| s.command.starts_with("busctl --user")));
     // A continuation line belongs to its command.
-    assert!(
-        dbus[0].command.contains("'disks'"),
-        "{:?}",
-        dbus[0].command
-    );
+    assert!(dbus[0].command.contains("'disks'"), "{:?}", dbus[0].command);
 }
 
 #[test]
