@@ -42,6 +42,8 @@ const COMPLETION_HOOKS: &[(&str, uml::options::complete::Hook)] =
     &[("uml_dir", uml::options::complete::Hook::UmlDir)];
 
 fn main() -> anyhow::Result<()> {
+    // The init of the guests umld launches (`umld __guest-init CONFIG`, see uml::guest_init).
+    uml::guest_init::serve_if_asked();
     // `umld generate all --out-dir DIR` (scripts/generate) writes umld(8), org.umlkit.uml1(5)
     // and the umld completions.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

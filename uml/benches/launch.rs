@@ -1,10 +1,19 @@
-//! `uml run -- true` against the same guest booted with the bare `linux` command: the cost of
-//! the launcher (validation, notify socket, supervision) on top of the kernel's own boot.
+//! `uml run -- true` against a bare boot of the same kernel: the cost of the launcher
+//! (validation, notify socket, supervision) and of the built-in guest's init on top of the
+//! kernel's own boot.
 //!
-//! Run with `cargo bench -p uml --bench launch`. Both boot the identical kernel argv and init
-//! script (the built-in guest running `true`), interleaved, and the medians and their ratio
-//! are printed.
+//! Run with `cargo bench -p uml --bench launch`. Interleaved, `ROUNDS` times each:
+//! * `uml run -- true`: the launcher and its compiled init (`uml __guest-init`);
+//! * bare: the kernel alone with the same argv and memory, whose init powers off at once (this
+//!   bench binary, which does only that when it runs as a guest's pid 1);
+//! * the shell-script init that `uml run` used before the compiled one, running `true` under
+//!   the bare kernel (the launcher's own share is not in it);
+//! * time to the first byte of output of `uml run -- echo hi`.
+//!
+//! Prints the medians and the ratio uml/bare (goal: at most 1.05).
 
+use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +26,17 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn main() {
+    if std::process::id() == 1 {
+        // The bare boot's init: the least a guest can do, power off.
+        nix::unistd::sync();
+        let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+        std::process::exit(1);
+    }
     let dir = testkit::UmlDir::new();
     let uml_dir = dir.path().to_owned();
     let scratch = testkit::short_tempdir("umlkit-bench");
@@ -29,65 +48,110 @@ fn main() {
         stdin_tty: false,
         stdout_tty: false,
     };
-    let init = scratch.path().join("init");
-    guest.write_init(&init).unwrap();
+    let script = scratch.path().join("script-init");
+    guest.write_init_with(&script, None).unwrap();
+    let minimal = std::env::current_exe().unwrap();
 
-    // The kernel `uml run` picks (UML_KERNEL, `uml kernel use`, `linux` on PATH, …): both sides
-    // boot the same one.
+    // The kernel `uml run` picks (UML_KERNEL, `uml kernel use`, `linux` on PATH, …): every side
+    // boots the same one, with the argv `uml run` gives it.
     let kernel = uml::kernel::resolve(None).expect("no UML kernel: run scripts/install-deps");
-    println!("kernel: {}", kernel.display());
+    let profile = uml::kernel::Profile::read(&kernel).expect("cannot profile the kernel");
+    println!("kernel: {} ({})", kernel.display(), profile.release);
+    let seccomp = uml::options::by_name("seccomp=")
+        .is_some_and(|s| s.presence(&profile) == uml::options::Presence::Present);
+    let bare_args = |init: &Path, umid: &str| {
+        let mut args = guest.kernel_args(init, "256M", umid, &uml_dir);
+        if seccomp {
+            args.push("seccomp=auto".into());
+        }
+        args
+    };
+    let uml = |command: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_uml"));
+        c.arg("--uml-dir")
+            .arg(&uml_dir)
+            .arg("run")
+            .arg("--kernel")
+            .arg(&kernel)
+            .args(["--mem", "256M", "--"])
+            .args(command)
+            .current_dir("/")
+            .stdin(Stdio::null());
+        c
+    };
     let mut ours = Vec::new();
     let mut bare = Vec::new();
+    let mut old = Vec::new();
+    let mut first_byte = Vec::new();
     for round in 0..ROUNDS {
-        for pass in 0..2 {
-            if (round + pass) % 2 == 0 {
-                let t = Instant::now();
-                let out = Command::new(env!("CARGO_BIN_EXE_uml"))
-                    .arg("--uml-dir")
-                    .arg(&uml_dir)
-                    .arg("run")
-                    .arg("--kernel")
-                    .arg(&kernel)
-                    .args(["--", "true"])
-                    .current_dir("/")
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap();
-                ours.push(t.elapsed());
-                assert!(out.status.success(), "{out:?}");
-            } else {
-                let umid = format!("bare-{round}");
-                let args = guest.kernel_args(&init, "256M", &umid, &uml_dir);
-                let log = std::fs::File::create(scratch.path().join("log")).unwrap();
-                let t = Instant::now();
-                let status = Command::new(&kernel)
-                    .args(&args)
-                    .current_dir(scratch.path())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    // The boot-log channel, descriptor 3, as `uml run` gives it.
-                    .env("UMLKIT_BENCH", "1")
-                    .spawn_with_fd3(log)
-                    .wait()
-                    .unwrap();
-                bare.push(t.elapsed());
-                assert!(status.success());
+        for pass in 0..4 {
+            match (round + pass) % 4 {
+                0 => {
+                    let t = Instant::now();
+                    let out = uml(&["true"]).output().unwrap();
+                    ours.push(t.elapsed());
+                    assert!(out.status.success(), "{out:?}");
+                }
+                1 => {
+                    let args = bare_args(&minimal, &format!("bare-{round}"));
+                    bare.push(boot(&kernel, &args, scratch.path()));
+                }
+                2 => {
+                    let args = bare_args(&script, &format!("script-{round}"));
+                    old.push(boot(&kernel, &args, scratch.path()));
+                }
+                _ => {
+                    let t = Instant::now();
+                    let mut child = uml(&["echo", "hi"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    let mut byte = [0u8; 1];
+                    let n = child.stdout.as_mut().unwrap().read(&mut byte).unwrap();
+                    first_byte.push(t.elapsed());
+                    assert_eq!(n, 1, "no output from uml run -- echo hi");
+                    assert!(child.wait().unwrap().success());
+                }
             }
         }
     }
     let o = median(&mut ours);
     let b = median(&mut bare);
-    println!("boot, run `true`, power off: {ROUNDS} runs each, interleaved");
+    let s = median(&mut old);
+    let f = median(&mut first_byte);
     println!(
-        "uml run -- true          median {:>7.1} ms",
-        o.as_secs_f64() * 1e3
+        "boot, run the payload, power off: {ROUNDS} runs each, interleaved, medians (mem=256M{})",
+        if seccomp { ", seccomp=auto" } else { "" }
     );
-    println!(
-        "bare linux, same guest   median {:>7.1} ms",
-        b.as_secs_f64() * 1e3
-    );
+    println!("uml run -- true                      {:>7.1} ms", ms(o));
+    println!("bare kernel, init powers off         {:>7.1} ms", ms(b));
+    println!("bare kernel, shell-script init, true {:>7.1} ms", ms(s));
+    println!("uml run -- echo hi, first byte       {:>7.1} ms", ms(f));
     println!("ratio uml/bare: {:.3}", o.as_secs_f64() / b.as_secs_f64());
+    println!(
+        "ratio script init/bare: {:.3}",
+        s.as_secs_f64() / b.as_secs_f64()
+    );
+}
+
+/// Boots `kernel` with `args` (boot log on descriptor 3, as `uml run` gives it) and returns the
+/// time until it has exited successfully.
+fn boot(kernel: &Path, args: &[String], cwd: &Path) -> Duration {
+    let log = std::fs::File::create(cwd.join("log")).unwrap();
+    let t = Instant::now();
+    let status = Command::new(kernel)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn_with_fd3(log)
+        .wait()
+        .unwrap();
+    let elapsed = t.elapsed();
+    assert!(status.success(), "{kernel:?} {args:?}: {status}");
+    elapsed
 }
 
 trait SpawnWithFd3 {

@@ -1016,11 +1016,22 @@ impl DefaultGuest {
         s
     }
 
-    /// Writes the init script, executable, to `path`.
+    /// Writes the guest's init, executable, to `path`: the compiled init
+    /// ([`crate::guest_init`]) when a `uml` binary can run it ([`crate::guest_init::program`]),
+    /// else the init script.
     ///
     /// # Errors
     /// [`LaunchError::Prepare`] when it cannot be written.
     pub fn write_init(&self, path: &Path) -> Result<(), LaunchError> {
+        self.write_init_with(path, crate::guest_init::program().as_deref())
+    }
+
+    /// Writes the guest's init to `path`: the compiled init run by `program` (a `uml` binary),
+    /// or the init script with `None`.
+    ///
+    /// # Errors
+    /// [`LaunchError::Prepare`] when it cannot be written.
+    pub fn write_init_with(&self, path: &Path, program: Option<&Path>) -> Result<(), LaunchError> {
         let err = |source| LaunchError::Prepare {
             path: path.to_owned(),
             source,
@@ -1028,7 +1039,11 @@ impl DefaultGuest {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(err)?;
         }
-        fs::write(path, self.init_script()).map_err(err)?;
+        let text = match program {
+            Some(program) => crate::guest_init::Config::from_guest(self).encode(program),
+            None => self.init_script().into_bytes(),
+        };
+        fs::write(path, text).map_err(err)?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(err)
     }
 }

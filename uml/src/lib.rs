@@ -10,6 +10,7 @@ pub mod check;
 pub mod cmdline;
 pub mod cow;
 pub mod doctor;
+pub mod guest_init;
 pub mod image;
 pub mod instance;
 pub mod kernel;

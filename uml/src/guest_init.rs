@@ -1,0 +1,803 @@
+//! The compiled init of `uml run`'s built-in guest.
+//!
+//! Every exec in a UML guest is expensive (each new address space is a host process the kernel
+//! has to build and trace), so a shell-script init that runs `mount`, `stty`, `hostname`,
+//! `setsid` and `env` spends most of a short guest's life starting tools. This init does the
+//! same work with system calls in one process.
+//!
+//! The guest's root is the host's `/` over hostfs, so the init is the host's own `uml` (or
+//! `umld`) binary, the one that launches the guest.
+//! [`DefaultGuest::write_init`](crate::launch::DefaultGuest::write_init) writes a [`Config`]
+//! file that starts with `#!/path/to/uml __guest-init`: the kernel's `init=` names that file,
+//! and the kernel's script loader (`fs/binfmt_script.c`) runs `uml __guest-init FILE`, which
+//! reads the rest of the file and calls [`run`]. No kernel argument changes, and any caller of
+//! `write_init` (`uml run`, `umld`) gets the compiled init.
+//!
+//! The config is a small line format, one record a line (`KEY VALUE`), values escaped so that
+//! any path or argument (even with a newline) survives; see [`Config::encode`] and
+//! [`Config::parse`].
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::mount::MsFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::termios;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::launch::{BOOTED_MESSAGE, DefaultGuest, Payload, TMPFS_DIRS};
+
+/// The hidden subcommand of the `uml` binary that runs the init: `uml __guest-init CONFIG`.
+pub const SUBCOMMAND: &str = "__guest-init";
+
+/// The second line of every config file; a file without it is refused, so a config written by
+/// another version of the format is never half understood.
+const FORMAT_LINE: &str = "# umlkit guest init 1";
+
+/// The most of a config file the init reads (it holds the command's argv and environment).
+const MAX_CONFIG: u64 = 4 << 20;
+
+/// The kernel reads at most this much of a `#!` line (`BINPRM_BUF_SIZE` in `binfmts.h`, 256
+/// since 5.1; umlkit's kernels are 6.1 and later); a longer interpreter path would be cut.
+const MAX_SHEBANG: usize = 255;
+
+/// The search path of the guest's command, as the shell-script init set it.
+const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the guest's init does, as [`DefaultGuest`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Directories that get a tmpfs (mode 1777) when they exist.
+    pub tmpfs: Vec<PathBuf>,
+    /// Host directories mounted read-write at the same path.
+    pub writable: Vec<PathBuf>,
+    /// Host directories mounted read-only at the same path (the working directory when a tmpfs
+    /// hid it).
+    pub readonly: Vec<PathBuf>,
+    /// Environment of the payload, on top of the kernel's (`HOME`, `TERM`) and `PATH`.
+    pub env: Vec<(OsString, OsString)>,
+    /// The payload's working directory (`/` when it does not exist in the guest).
+    pub cwd: PathBuf,
+    /// Input is text from a pipe ended by ^D: no echo, no editing or signal characters.
+    pub raw_input: bool,
+    /// Output goes to a pipe or file: no `\r` added.
+    pub raw_output: bool,
+    pub payload: Payload,
+}
+
+/// A config file that cannot be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("line {line}: {what}")]
+    Syntax { line: usize, what: String },
+    #[error("not a umlkit guest init config (no \"{FORMAT_LINE}\" line)")]
+    Format,
+}
+
+impl Config {
+    /// The init's work for `guest`.
+    pub fn from_guest(guest: &DefaultGuest) -> Config {
+        let hidden = |p: &Path| TMPFS_DIRS.iter().any(|t| p.starts_with(t));
+        let mut readonly = Vec::new();
+        // The working directory must stay visible when a tmpfs above hid it (a project under
+        // /tmp), unless a writable mount already shows it.
+        if hidden(&guest.cwd) && !guest.writable.iter().any(|w| guest.cwd.starts_with(w)) {
+            readonly.push(guest.cwd.clone());
+        }
+        Config {
+            tmpfs: TMPFS_DIRS.iter().map(PathBuf::from).collect(),
+            writable: guest.writable.clone(),
+            readonly,
+            env: guest
+                .env
+                .iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            cwd: guest.cwd.clone(),
+            raw_input: !guest.stdin_tty,
+            raw_output: !guest.stdout_tty,
+            payload: guest.payload.clone(),
+        }
+    }
+
+    /// The config file's text: the `#!` line that makes the kernel run `program`, then one
+    /// record a line.
+    pub fn encode(&self, program: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"#!");
+        out.extend_from_slice(program.as_os_str().as_bytes());
+        out.extend_from_slice(format!(" {SUBCOMMAND}\n{FORMAT_LINE}\n").as_bytes());
+        let mut record = |key: &str, value: &[u8]| {
+            out.extend_from_slice(key.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(&escape(value));
+            out.push(b'\n');
+        };
+        for d in &self.tmpfs {
+            record("tmpfs", d.as_os_str().as_bytes());
+        }
+        for d in &self.writable {
+            record("rw", d.as_os_str().as_bytes());
+        }
+        for d in &self.readonly {
+            record("ro", d.as_os_str().as_bytes());
+        }
+        for (k, v) in &self.env {
+            let mut pair = k.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(v.as_bytes());
+            record("env", &pair);
+        }
+        record("cwd", self.cwd.as_os_str().as_bytes());
+        if self.raw_input {
+            record("raw-input", b"");
+        }
+        if self.raw_output {
+            record("raw-output", b"");
+        }
+        match &self.payload {
+            Payload::Shell => record("run", b"shell"),
+            Payload::RespawningShell => record("run", b"respawning-shell"),
+            Payload::Command(argv) => {
+                record("run", b"command");
+                for a in argv {
+                    record("arg", a.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses a config file's text (the `#!` line, if any, is skipped).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the line that is not understood.
+    pub fn parse(text: &[u8]) -> Result<Config, ConfigError> {
+        let mut lines = text.split(|&b| b == b'\n').enumerate().peekable();
+        if lines.peek().is_some_and(|(_, l)| l.starts_with(b"#!")) {
+            lines.next();
+        }
+        match lines.next() {
+            Some((_, l)) if l == FORMAT_LINE.as_bytes() => {}
+            _ => return Err(ConfigError::Format),
+        }
+        let mut c = Config {
+            tmpfs: Vec::new(),
+            writable: Vec::new(),
+            readonly: Vec::new(),
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            raw_input: false,
+            raw_output: false,
+            payload: Payload::Shell,
+        };
+        let mut run: Option<Vec<u8>> = None;
+        let mut argv = Vec::new();
+        for (n, line) in lines {
+            let line_no = n + 1;
+            let syntax = |what: String| ConfigError::Syntax {
+                line: line_no,
+                what,
+            };
+            if line.is_empty() {
+                continue;
+            }
+            let (key, raw) = match line.iter().position(|&b| b == b' ') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (line, &b""[..]),
+            };
+            let value = unescape(raw).ok_or_else(|| syntax("a bad escape".into()))?;
+            let path = || PathBuf::from(OsString::from_vec(value.clone()));
+            match key {
+                b"tmpfs" => c.tmpfs.push(path()),
+                b"rw" => c.writable.push(path()),
+                b"ro" => c.readonly.push(path()),
+                b"env" => {
+                    let eq = value
+                        .iter()
+                        .position(|&b| b == b'=')
+                        .filter(|&i| i > 0)
+                        .ok_or_else(|| syntax("env needs NAME=VALUE".into()))?;
+                    c.env.push((
+                        OsString::from_vec(value[..eq].to_vec()),
+                        OsString::from_vec(value[eq + 1..].to_vec()),
+                    ));
+                }
+                b"cwd" => c.cwd = path(),
+                b"raw-input" => c.raw_input = true,
+                b"raw-output" => c.raw_output = true,
+                b"run" => run = Some(value),
+                b"arg" => argv.push(String::from_utf8_lossy(&value).into_owned()),
+                other => {
+                    return Err(syntax(format!(
+                        "unknown record {:?}",
+                        String::from_utf8_lossy(other)
+                    )));
+                }
+            }
+        }
+        c.payload = match run.as_deref() {
+            Some(b"shell") | None => Payload::Shell,
+            Some(b"respawning-shell") => Payload::RespawningShell,
+            Some(b"command") if !argv.is_empty() => Payload::Command(argv),
+            Some(b"command") => {
+                return Err(ConfigError::Syntax {
+                    line: 0,
+                    what: "run command without any arg".into(),
+                });
+            }
+            Some(other) => {
+                return Err(ConfigError::Syntax {
+                    line: 0,
+                    what: format!(
+                        "unknown payload {:?} (shell, respawning-shell or command)",
+                        String::from_utf8_lossy(other)
+                    ),
+                });
+            }
+        };
+        Ok(c)
+    }
+}
+
+/// `\` as `\\`, newline as `\n`: a value stays on its line.
+fn escape(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+fn unescape(value: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'\\' {
+            match bytes.next()? {
+                b'\\' => out.push(b'\\'),
+                b'n' => out.push(b'\n'),
+                _ => return None,
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
+/// Set by [`serve_if_asked`]: the running binary can be the guest's init.
+static CAN_SERVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs the guest's init when the binary was started as `BINARY __guest-init CONFIG` (never
+/// returns then), and marks the binary as one that can be the init ([`program`]). A binary that
+/// launches guests (`uml`, `umld`) calls it first thing in `main`, before parsing arguments.
+pub fn serve_if_asked() {
+    CAN_SERVE.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut args = std::env::args_os();
+    if let (Some(sub), Some(config), None) = (args.nth(1), args.next(), args.next())
+        && sub == SUBCOMMAND
+    {
+        run(Path::new(&config));
+    }
+}
+
+/// The program a config file's `#!` line names: the running binary, when it serves the init
+/// ([`serve_if_asked`]) — never another binary, which could be of another version. `None`
+/// when it does not, or its path cannot stand in a `#!` line (too long, or with whitespace):
+/// the caller then writes a shell-script init.
+pub fn program() -> Option<PathBuf> {
+    if !CAN_SERVE.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    usable_program(&exe).then_some(exe)
+}
+
+/// Can `path` be the interpreter of a `#!` line? An existing file whose path has no whitespace
+/// and fits the kernel's line buffer (a shorter buffer on old kernels).
+pub fn usable_program(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_bytes();
+    path.is_absolute()
+        && bytes.len() + SUBCOMMAND.len() + 4 <= MAX_SHEBANG
+        && !bytes.iter().any(|b| b.is_ascii_whitespace())
+        && path.is_file()
+}
+
+/// Runs the init described by the config file at `path` as the guest's pid 1; never returns
+/// (the guest powers off). Errors go to the init's stderr, the kernel's console (the boot log).
+pub fn run(path: &Path) -> ! {
+    let config = match read_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("uml guest init: {}: {e}", path.display());
+            power_off(Some(1));
+        }
+    };
+    Init::start(config).serve()
+}
+
+fn read_config(path: &Path) -> Result<Config, Box<dyn std::error::Error>> {
+    let mut text = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_CONFIG)
+        .read_to_end(&mut text)?;
+    Ok(Config::parse(&text)?)
+}
+
+/// Writes the exit status the kernel reports (`/proc/exitcode`), flushes the disks and powers
+/// off, as `poweroff -f` does.
+fn power_off(status: Option<i32>) -> ! {
+    if let Some(status) = status {
+        let _ = fs::write("/proc/exitcode", format!("{status}\n"));
+    }
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // Only reached when the reboot call is refused (not pid 1 in its namespace).
+    std::process::exit(status.unwrap_or(0));
+}
+
+struct Init {
+    config: Config,
+    env: Vec<(OsString, OsString)>,
+    signals: SigSet,
+    /// The console line, held open for the guest's whole life: its input buffer is flushed when
+    /// the last opener closes it.
+    _tty0: Option<fs::File>,
+}
+
+impl Init {
+    fn start(config: Config) -> Init {
+        mount_system();
+        for dir in &config.tmpfs {
+            if dir.is_dir() {
+                mount_or_say("tmpfs", dir, "tmpfs", MsFlags::empty(), Some("mode=1777"));
+            }
+        }
+        // hostfs takes the host path as its mount data.
+        for (dirs, flags) in [
+            (&config.writable, MsFlags::empty()),
+            (&config.readonly, MsFlags::MS_RDONLY),
+        ] {
+            for dir in dirs {
+                let _ = fs::create_dir_all(dir);
+                match dir.to_str() {
+                    Some(data) => mount_or_say("hostfs", dir, "hostfs", flags, Some(data)),
+                    None => eprintln!("uml guest init: cannot mount {}: not UTF-8", dir.display()),
+                }
+            }
+        }
+        let mut env: Vec<(OsString, OsString)> =
+            std::env::vars_os().filter(|(k, _)| k != "PATH").collect();
+        set(&mut env, "PATH".into(), GUEST_PATH.into());
+        rename_network_interfaces(&env);
+        apply_host_settings(&env);
+        // ctrl-alt-del (mconsole `cad`, `uml shutdown`) becomes SIGINT to init: power off.
+        let _ = fs::write("/proc/sys/kernel/ctrl-alt-del", "0\n");
+        let mut signals = SigSet::empty();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
+            signals.add(s);
+        }
+        // Blocked, then taken with sigwait: pid 1 gets no signal it has no handler for, and a
+        // child that ends before the wait leaves its SIGCHLD pending.
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None);
+        let tty0 = open_tty("/dev/tty0");
+        if let Some(tty) = &tty0 {
+            if config.raw_input {
+                raw_input(tty);
+            }
+            if config.raw_output {
+                no_output_processing(tty);
+                if let Some(tty1) = open_tty("/dev/tty1") {
+                    no_output_processing(&tty1);
+                }
+            }
+        }
+        for (k, v) in &config.env {
+            set(&mut env, k.clone(), v.clone());
+        }
+        let cwd = if nix::unistd::chdir(&config.cwd).is_ok() {
+            set(&mut env, "OLDPWD".into(), "/".into());
+            config.cwd.clone()
+        } else {
+            let _ = nix::unistd::chdir("/");
+            PathBuf::from("/")
+        };
+        set(&mut env, "PWD".into(), cwd.into_os_string());
+        if let Ok(mut mconsole) = fs::OpenOptions::new().write(true).open("/proc/mconsole") {
+            let _ = mconsole.write_all(BOOTED_MESSAGE);
+        }
+        Init {
+            config,
+            env,
+            signals,
+            _tty0: tty0,
+        }
+    }
+
+    /// Runs the payload until it ends (or, for a respawning shell, until shutdown), then powers
+    /// off with its exit status.
+    fn serve(self) -> ! {
+        loop {
+            let child = match self.spawn() {
+                Ok(pid) => pid,
+                Err(status) if !matches!(self.config.payload, Payload::RespawningShell) => {
+                    power_off(Some(status))
+                }
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            let status = self.wait_for(child);
+            if matches!(self.config.payload, Payload::RespawningShell) {
+                // Detaching hangs the line up, which ends the shell; start it again, like a
+                // getty.
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            power_off(Some(status));
+        }
+    }
+
+    /// Starts the payload in a new session on the console; on failure, the exit status a shell
+    /// gives (127 not found, 126 not executable) after saying why on the command's stderr.
+    fn spawn(&self) -> Result<Pid, i32> {
+        let (argv, controlling, stderr_tty): (Vec<OsString>, bool, &str) =
+            match &self.config.payload {
+                Payload::Shell | Payload::RespawningShell => {
+                    let shell = self
+                        .env
+                        .iter()
+                        .find(|(k, _)| k == "SHELL")
+                        .map(|(_, v)| PathBuf::from(v))
+                        .filter(|s| is_executable(s))
+                        .unwrap_or_else(|| "/bin/sh".into());
+                    (vec![shell.into_os_string(), "-l".into()], true, "/dev/tty0")
+                }
+                Payload::Command(argv) => (
+                    argv.iter().map(OsString::from).collect(),
+                    !self.config.raw_input,
+                    "/dev/tty1",
+                ),
+            };
+        let open = |path: &str, write: bool| {
+            fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open(path)
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
+        };
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(open("/dev/tty0", false))
+            .stdout(open("/dev/tty0", true))
+            .stderr(open(stderr_tty, true));
+        // SAFETY: between fork and exec only setsid(2) and ioctl(2) run, both async-signal-safe,
+        // on the child's own descriptor 0. std resets the signal mask and SIGPIPE before exec,
+        // so the payload starts with default signals (Ctrl-C stops it).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Make the console the session's controlling terminal (`setsid -c`), so that
+                // ^C and job control reach the payload.
+                if controlling && libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        match command.spawn() {
+            Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
+            Err(e) => {
+                let name = argv[0].to_string_lossy();
+                let why = match e.raw_os_error() {
+                    Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_owned(),
+                    None => e.to_string(),
+                };
+                let message = format!("uml: cannot run {name}: {why}\n");
+                if let Ok(mut err) = fs::OpenOptions::new().write(true).open(stderr_tty) {
+                    let _ = err.write_all(message.as_bytes());
+                }
+                Err(if e.kind() == io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                })
+            }
+        }
+    }
+
+    /// Reaps children (orphans of the guest included) until `child` ends; its exit status as a
+    /// shell reports it (128 + signal for a killed one). SIGINT or SIGTERM to init stops the
+    /// payload and powers off.
+    fn wait_for(&self, child: Pid) -> i32 {
+        loop {
+            match self.signals.wait() {
+                Ok(Signal::SIGCHLD) | Err(_) => {
+                    while let Ok(status) = nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG))
+                    {
+                        match status {
+                            WaitStatus::Exited(pid, code) if pid == child => return code,
+                            WaitStatus::Signaled(pid, sig, _) if pid == child => {
+                                return 128 + sig as i32;
+                            }
+                            WaitStatus::StillAlive => break,
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(_) => {
+                    let _ = nix::sys::signal::kill(child, Signal::SIGTERM);
+                    power_off(None);
+                }
+            }
+        }
+    }
+}
+
+/// proc, sysfs, devtmpfs, devpts and a tmpfs on /dev/shm, as a Debian system has them.
+fn mount_system() {
+    mount_or_say("proc", Path::new("/proc"), "proc", MsFlags::empty(), None);
+    mount_or_say("sysfs", Path::new("/sys"), "sysfs", MsFlags::empty(), None);
+    // The host's /dev over hostfs has its device nodes, but a guest needs its own; a kernel
+    // without devtmpfs keeps the host's.
+    let _ = mount(
+        "devtmpfs",
+        Path::new("/dev"),
+        "devtmpfs",
+        MsFlags::empty(),
+        None,
+    );
+    let _ = fs::create_dir("/dev/pts");
+    let _ = fs::create_dir("/dev/shm");
+    let _ = mount(
+        "devpts",
+        Path::new("/dev/pts"),
+        "devpts",
+        MsFlags::empty(),
+        Some("gid=5,mode=620"),
+    );
+    let _ = mount(
+        "tmpfs",
+        Path::new("/dev/shm"),
+        "tmpfs",
+        MsFlags::empty(),
+        None,
+    );
+}
+
+fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    nix::mount::mount(Some(source), target, Some(fstype), flags, data)
+}
+
+fn mount_or_say(source: &str, target: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) {
+    if let Err(e) = mount(source, target, fstype, flags, data) {
+        eprintln!(
+            "uml guest init: cannot mount {fstype} on {}: {e}",
+            target.display()
+        );
+    }
+}
+
+fn set(env: &mut Vec<(OsString, OsString)>, key: OsString, value: OsString) {
+    match env.iter_mut().find(|(k, _)| *k == key) {
+        Some(entry) => entry.1 = value,
+        None => env.push((key, value)),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok() && path.is_file()
+}
+
+fn open_tty(path: &str) -> Option<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .ok()
+}
+
+/// `stty -echo -icrnl -isig -iexten -ixon` and no editing characters: piped text passes
+/// unchanged, ended by the ^D the launcher sends.
+fn raw_input(tty: &fs::File) {
+    use termios::{InputFlags, LocalFlags, SpecialCharacterIndices as C};
+    let Ok(mut t) = termios::tcgetattr(tty) else {
+        return;
+    };
+    t.local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
+    t.input_flags.remove(InputFlags::ICRNL | InputFlags::IXON);
+    for c in [
+        C::VERASE,
+        C::VKILL,
+        C::VWERASE,
+        C::VLNEXT,
+        C::VREPRINT,
+        C::VEOL,
+        C::VEOL2,
+    ] {
+        // _POSIX_VDISABLE on Linux.
+        t.control_chars[c as usize] = 0;
+    }
+    let _ = termios::tcsetattr(tty, termios::SetArg::TCSANOW, &t);
+}
+
+/// `stty -opost`: output bytes pass unchanged (no `\r` before `\n`).
+fn no_output_processing(tty: &fs::File) {
+    let Ok(mut t) = termios::tcgetattr(tty) else {
+        return;
+    };
+    t.output_flags.remove(termios::OutputFlags::OPOST);
+    let _ = termios::tcsetattr(tty, termios::SetArg::TCSANOW, &t);
+}
+
+/// The vector driver names interfaces vec<n>, the legacy one eth<n> (`uml::net`): the same name
+/// on every kernel, with the vector name kept as an altname. Renaming needs netlink, which `ip`
+/// speaks; a guest without a vector interface starts no process for it.
+fn rename_network_interfaces(env: &[(OsString, OsString)]) {
+    let has_vector = fs::read_dir("/sys/class/net").is_ok_and(|dir| {
+        dir.flatten()
+            .any(|e| e.file_name().as_bytes().starts_with(b"vec"))
+    });
+    if !has_vector {
+        return;
+    }
+    let script = "for i in /sys/class/net/vec*; do [ -e \"$i\" ] || continue; n=${i##*/vec}\n\
+         if [ -e \"/sys/class/net/eth$n\" ]; then echo \"uml: the guest's vec$n keeps its name: eth$n exists\" >/dev/tty1\n\
+         elif ip link set \"vec$n\" name \"eth$n\" 2>/dev/null; then ip link property add dev \"eth$n\" altname \"vec$n\" 2>/dev/null\n\
+         else echo \"uml: the guest's vec$n keeps its name: renaming it eth$n needs the ip command (iproute2) on the host\" >/dev/tty1; fi; done\n";
+    let _ = Command::new("/bin/sh")
+        .args(["-c", script])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .status();
+}
+
+/// Host-side settings on the kernel command line, read the way a distribution's init reads
+/// them ([`crate::net::HostSettings`]): `systemd.hostname=` (the umid by default, else `uml`)
+/// and `ip=ADDR::GW:MASK::IFACE:none` from `uml run --net …,ip=`. The interface named there is
+/// the kernel's (`vecN` or `ethN`); after the renaming above, a `vecN` is `ethN`.
+fn apply_host_settings(env: &[(OsString, OsString)]) {
+    let mut cmdline = String::new();
+    if let Ok(f) = fs::File::open("/proc/cmdline") {
+        use std::io::Read;
+        let _ = f.take(64 * 1024).read_to_string(&mut cmdline);
+    }
+    let settings = crate::net::HostSettings::from_cmdline(&cmdline);
+    let _ = nix::unistd::sethostname(settings.hostname.as_deref().unwrap_or("uml"));
+    for (iface, address) in &settings.addresses {
+        let dev = if Path::new("/sys/class/net").join(iface).exists() {
+            iface.clone()
+        } else {
+            format!("eth{}", iface.trim_start_matches("vec"))
+        };
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let cidr = format!("{}/{}", address.addr, address.prefix);
+        if !(ip(&["addr", "add", &cidr, "dev", &dev]) && ip(&["link", "set", &dev, "up"])) {
+            eprintln!(
+                "uml guest init: cannot give {dev} the address {cidr} (is iproute2 installed on the host?)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Config {
+        Config {
+            tmpfs: vec!["/tmp".into(), "/run".into()],
+            writable: vec!["/home/a b/new\nline".into()],
+            readonly: vec!["/tmp/proj".into()],
+            env: vec![
+                ("HOME".into(), "/root".into()),
+                ("X".into(), "a=b\\c".into()),
+            ],
+            cwd: "/tmp/proj".into(),
+            raw_input: true,
+            raw_output: false,
+            payload: Payload::Command(vec!["sh".into(), "-c".into(), "echo 'hi'\n".into()]),
+        }
+    }
+
+    #[test]
+    fn a_config_survives_encoding_with_any_bytes_in_its_values() {
+        let c = sample();
+        let text = c.encode(Path::new("/usr/bin/uml"));
+        assert!(text.starts_with(b"#!/usr/bin/uml __guest-init\n"));
+        assert_eq!(Config::parse(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn every_payload_round_trips() {
+        for payload in [Payload::Shell, Payload::RespawningShell] {
+            let c = Config {
+                payload,
+                ..sample()
+            };
+            assert_eq!(Config::parse(&c.encode(Path::new("/u"))).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn a_file_of_another_format_or_with_unknown_records_is_refused() {
+        assert!(matches!(
+            Config::parse(b"#!/bin/sh\necho hi\n"),
+            Err(ConfigError::Format)
+        ));
+        let err = Config::parse(b"#!/u __guest-init\n# umlkit guest init 1\nbogus x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
+        let err = Config::parse(b"# umlkit guest init 1\nenv =x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NAME=VALUE"), "{err}");
+        assert!(Config::parse(b"# umlkit guest init 1\ncwd a\\x\n").is_err());
+        assert!(Config::parse(b"# umlkit guest init 1\nrun command\n").is_err());
+    }
+
+    #[test]
+    fn a_program_path_that_cannot_stand_in_a_shebang_line_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("a b");
+        fs::write(&spaced, "").unwrap();
+        assert!(!usable_program(&spaced));
+        let long = dir.path().join("x".repeat(250));
+        fs::write(&long, "").unwrap();
+        assert!(!usable_program(&long));
+        assert!(!usable_program(&dir.path().join("missing")));
+        let fine = dir.path().join("uml");
+        fs::write(&fine, "").unwrap();
+        assert!(usable_program(&fine));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(text in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut with_header = FORMAT_LINE.as_bytes().to_vec();
+            with_header.push(b'\n');
+            with_header.extend_from_slice(&text);
+            let _ = Config::parse(&with_header);
+        }
+
+        #[test]
+        fn escaped_values_round_trip(v in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(unescape(&escape(&v)).unwrap(), v);
+        }
+    }
+}
