@@ -732,6 +732,12 @@ impl Service {
                 dir.runtime.display()
             )));
         }
+        if user.is_none() {
+            // The runtime directory (or its fallback under /tmp, which another user could have
+            // made first) must be this user's alone before the init and log are written there.
+            uml::instance::private_dir(&runtime)
+                .map_err(|e| Error::LaunchFailed(crate::error::chain(&e)))?;
+        }
         let boot_log = runtime.join(format!("{umid}.log"));
         Ok(Plan {
             launch: uml::launch::Launch {

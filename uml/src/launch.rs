@@ -17,7 +17,6 @@
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -95,6 +94,8 @@ pub enum LaunchError {
         log_tail: String,
         diagnosis: Option<Box<Diagnosis>>,
     },
+    #[error("cannot prepare the guest's runtime files")]
+    Runtime(#[source] crate::instance::InstanceError),
     #[error("waiting for the kernel failed")]
     Wait(#[source] io::Error),
 }
@@ -522,7 +523,8 @@ impl Running {
         match n {
             Notification::Socket { .. } => self.booted = true,
             Notification::Panic { message } => {
-                self.panic = Some(message.trim_end_matches('\0').trim().to_owned());
+                let message = message.trim_end_matches('\0').trim();
+                self.panic = Some(crate::text::printable(message).into_owned());
             }
             Notification::User { data } => {
                 if data == BOOTED_MESSAGE {
@@ -834,7 +836,8 @@ pub fn read_tail(path: &Path, lines: usize) -> String {
     }
     let text = String::from_utf8_lossy(&buf);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    // Guest text, for a person's terminal: no escape sequences get through.
+    crate::text::printable(&all[all.len().saturating_sub(lines)..].join("\n")).into_owned()
 }
 
 /// What the built-in guest runs.
@@ -1036,15 +1039,18 @@ impl DefaultGuest {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(err)?;
-        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Err(err(io::Error::other("not a file path")));
+        };
         let text = match program {
             Some(program) => crate::guest_init::Config::from_guest(self).encode(program),
             None => self.init_script().into_bytes(),
         };
-        fs::write(path, text).map_err(err)?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(err)
+        // In a directory of this user's alone, as a new file: never through a symlink that
+        // someone planted where the init goes.
+        crate::instance::create_file(dir, name, &text, 0o755).map_err(LaunchError::Runtime)?;
+        Ok(())
     }
 }
 

@@ -545,3 +545,43 @@ fn a_runtime_directory_another_user_made_first_is_refused() {
     let err = uml::instance::private_dir(&ours).unwrap_err().to_string();
     assert!(err.contains("lets other users write"), "{err}");
 }
+
+#[test]
+fn uml_run_writes_nothing_through_a_runtime_directory_another_user_planted() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test acts as a second local user and needs root"
+    );
+    let user = second_user();
+    let dir = short_tempdir("umlkit-rt");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    // Another user made the runtime directory first, as a symlink to a directory of root's.
+    let target = short_tempdir("umlkit-rt-target");
+    let victim_dir = target.path().to_owned();
+    let status = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &user.0.to_string(),
+            "--regid",
+            &user.1.to_string(),
+        ])
+        .args(["--clear-groups", "ln", "-s"])
+        .arg(&victim_dir)
+        .arg(dir.path().join(".umlkit"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = uml(dir.path(), &["run", "--umid", "rt1", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", show_output("uml run", &out));
+    assert!(
+        err.contains(".umlkit") && err.contains("not a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_dir(&victim_dir).unwrap().count(),
+        0,
+        "nothing was written through the planted symlink"
+    );
+    assert!(!dir.path().join("rt1").exists(), "no instance was started");
+}
