@@ -1,0 +1,275 @@
+//! Launching and supervising a UML kernel.
+//!
+//! [`Launch`] spawns the kernel with an argv built by the option model, learns that it booted
+//! from its notify socket (`mconsole=notify:`), supervises it and collects its exit status.
+//! [`DefaultGuest`] is the built-in guest of `uml run`: the host's `/` as a read-only hostfs
+//! root, tmpfs where a shell needs to write, and either an interactive shell or one command
+//! whose output and exit status come back to the host.
+//!
+//! Kernel facts this relies on (checked against the 6.1 kernel):
+//! * `main()` calls `setsid()`, so the kernel must not be started as a process-group leader, and
+//!   its helper processes share its process group: cleanup kills the group, not the pid.
+//! * On a panic it sends SIGTERM to its own process group and aborts (SIGABRT); the instance
+//!   directory stays behind.
+//! * `/proc/exitcode` sets the exit status of a halt or poweroff.
+//! * `conN` is the guest's `/dev/ttyN`; `null,fd:N` is a channel pair with no input that writes to
+//!   host descriptor N; `console=ttyN` sends the kernel's own messages (the boot log) there.
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::kernel::diagnosis::Diagnosis;
+use crate::mconsole::{Notification, NotifyListener};
+
+/// The message the built-in guest's init writes to `/proc/mconsole` once userspace is up.
+pub const BOOTED_MESSAGE: &[u8] = b"umlkit: booted\n";
+
+/// The most of a boot log that an error message quotes.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Errors of launching and supervising a kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(
+        "cannot run the UML kernel {} (install the user-mode-linux package, or pass --kernel PATH)",
+        kernel.display()
+    )]
+    Kernel {
+        kernel: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "umid \"{umid}\" is already in use by pid {pid} (choose another --umid, or stop that guest)"
+    )]
+    UmidInUse { umid: String, pid: u32 },
+    #[error("cannot prepare {}", path.display())]
+    Prepare {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen for the guest's notifications on {}", path.display())]
+    Notify {
+        path: PathBuf,
+        #[source]
+        source: crate::mconsole::Error,
+    },
+    #[error("the guest panicked: {message}{}", log_text(log_tail, diagnosis.as_deref()))]
+    Panicked {
+        message: String,
+        log_tail: String,
+        /// A known incompatibility of kernel and host that the boot log shows.
+        diagnosis: Option<Box<Diagnosis>>,
+    },
+    #[error(
+        "the kernel exited ({status}) before the guest booted{}",
+        log_text(log_tail, diagnosis.as_deref())
+    )]
+    ExitedEarly {
+        status: String,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
+    #[error(
+        "the guest did not boot within {after:?}; it was killed{}",
+        log_text(log_tail, diagnosis.as_deref())
+    )]
+    BootTimeout {
+        after: Duration,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
+    #[error(
+        "no login prompt showed on any of the guest's console lines within {after:?} (does the image run a getty? without --detach its console is this terminal); it was killed{}",
+        log_text(log_tail, diagnosis.as_deref())
+    )]
+    NoLoginPrompt {
+        after: Duration,
+        log_tail: String,
+        diagnosis: Option<Box<Diagnosis>>,
+    },
+    #[error("cannot prepare the guest's runtime files")]
+    Runtime(#[source] crate::instance::InstanceError),
+    #[error("waiting for the kernel failed")]
+    Wait(#[source] io::Error),
+}
+
+impl LaunchError {
+    /// The known incompatibility of kernel and host that made the boot fail, if the boot log
+    /// shows one.
+    pub fn diagnosis(&self) -> Option<&Diagnosis> {
+        match self {
+            LaunchError::Panicked { diagnosis, .. }
+            | LaunchError::ExitedEarly { diagnosis, .. }
+            | LaunchError::BootTimeout { diagnosis, .. }
+            | LaunchError::NoLoginPrompt { diagnosis, .. } => diagnosis.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What an error quotes of the boot log: the diagnosis and the line that shows it when the log
+/// shows a known incompatibility (the tail is then a panic's call trace, which hides the cause),
+/// else the last lines.
+fn log_text(tail: &str, diagnosis: Option<&Diagnosis>) -> String {
+    if let Some(d) = diagnosis {
+        return format!("\n{d}");
+    }
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n--- last lines of the boot log ---\n{tail}")
+    }
+}
+
+/// Where the kernel's console and boot log go.
+#[derive(Debug, Clone)]
+pub enum Console {
+    /// con0 reads and writes the launcher's stdin/stdout, con1 writes its stderr; the boot log
+    /// goes to `log` (descriptor 3 of the kernel). With `stdin_as_text`, stdin (not a terminal)
+    /// is copied through a pipe and its end is sent as the tty's EOF character (^D), because
+    /// the kernel turns end of file on a console channel into a hangup, which a guest command
+    /// that opens the line later never sees.
+    Terminal { log: PathBuf, stdin_as_text: bool },
+    /// Everything goes to `log`; stdin is /dev/null (a detached guest).
+    Log { log: PathBuf },
+}
+
+impl Console {
+    fn log(&self) -> &Path {
+        match self {
+            Console::Terminal { log, .. } | Console::Log { log } => log,
+        }
+    }
+}
+
+/// How to start one kernel.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub kernel: PathBuf,
+    /// The kernel's argv (without the binary), as rendered by the option model. The launcher
+    /// adds `mconsole=notify:` for its own socket.
+    pub args: Vec<String>,
+    pub umid: String,
+    pub uml_dir: PathBuf,
+    pub console: Console,
+    /// The kernel's working directory: relative ubd paths resolve against it, and the kernel
+    /// opens `root_fs` there by default, so it is a private directory, not the user's.
+    pub cwd: PathBuf,
+    /// Where the notify socket is bound.
+    pub notify_socket: PathBuf,
+}
+
+/// The user a kernel runs as ([`Launch::spawn_child_as`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the primary group among them or not, as the user database says).
+    pub groups: Vec<u32>,
+}
+
+mod disk_guest;
+mod forward;
+mod guest;
+mod running;
+mod runtime;
+mod spawn;
+
+pub use disk_guest::*;
+pub use forward::*;
+pub use guest::*;
+pub use running::*;
+pub use runtime::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_socket_lives_in_the_runtime_dir_or_a_per_user_tmp_dir() {
+        let path = forward_socket();
+        assert!(path.ends_with("umld.notify"), "{}", path.display());
+        assert!(path.is_absolute());
+        assert!(path.as_os_str().len() <= 107);
+    }
+
+    #[test]
+    fn sh_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(sh_quote("make"), "make");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn a_disk_guest_boots_its_image_as_root_with_noreboot_and_the_hostname() {
+        use crate::kernel::{Profile, Version};
+        let guest = DiskGuest {
+            root: "ubd0=/i/web1.img".into(),
+            hostname: "web1".into(),
+            detached: true,
+        };
+        let new = guest.kernel_args(
+            "256M",
+            "web1",
+            Path::new("/u"),
+            &Profile::assumed(Version::new(7, 2, 13)),
+        );
+        let old = guest.kernel_args(
+            "256M",
+            "web1",
+            Path::new("/u"),
+            &Profile::assumed(Version::new(6, 1, 176)),
+        );
+        for args in [&new, &old] {
+            for want in [
+                "ubd0=/i/web1.img",
+                "root=/dev/ubda",
+                "rw",
+                "con0=pts",
+                "systemd.hostname=web1",
+                "umid=web1",
+            ] {
+                assert!(
+                    args.iter().any(|a| a == want),
+                    "{want} missing from {args:?}"
+                );
+            }
+            assert!(!args.iter().any(|a| a.starts_with("init=")), "{args:?}");
+        }
+        // 6.1.176 has noreboot too (its --help lists it; it leaves the word for init, which
+        // systemd as pid 1 ignores).
+        assert!(new.iter().any(|a| a == "noreboot"), "{new:?}");
+        assert!(old.iter().any(|a| a == "noreboot"), "{old:?}");
+    }
+
+    #[test]
+    fn fresh_umids_fit_the_kernel_limit_and_differ() {
+        let a = fresh_umid();
+        let b = fresh_umid();
+        assert!(a.len() <= 63);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn runtime_dir_falls_back_when_the_socket_path_would_be_too_long() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
+        assert!(
+            runtime_dir(&long, "g")
+                .to_string_lossy()
+                .starts_with("/tmp/umlkit-")
+        );
+        assert_eq!(
+            runtime_dir(Path::new("/h/.uml"), "g"),
+            Path::new("/h/.uml/.umlkit")
+        );
+    }
+}
