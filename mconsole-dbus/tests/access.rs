@@ -272,6 +272,33 @@ impl Bus {
         .to_owned()
     }
 
+    /// The kernel under test, as a file every user may run: itself when it is (checked as
+    /// `nobody`), else a copy in this bus's directory, which everyone may enter and which goes
+    /// with the bus.
+    fn kernel_for_everyone(&self) -> PathBuf {
+        let kernel = std::fs::canonicalize(testkit::kernel()).expect("the kernel under test");
+        let runnable = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "test",
+                "-x",
+            ])
+            .arg(&kernel)
+            .status()
+            .is_ok_and(|s| s.success());
+        if runnable {
+            return kernel;
+        }
+        let copy = self._dir.path().join("linux");
+        if !copy.exists() {
+            std::fs::copy(&kernel, &copy).unwrap();
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        copy
+    }
+
     /// umld serving `uml_dir` on this bus: as the system service (`--system`, the bus given as
     /// the system bus) or by address.
     fn umld(&self, uml_dir: &Path, system: bool, scratch: &Path) -> Daemon {
@@ -281,6 +308,11 @@ impl Bus {
                 .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address);
         } else {
             c.arg("--address").arg(&self.address);
+        }
+        if system {
+            // A caller's guest runs its kernel as the caller: the kernel must be one every
+            // user may run (a kernel under root's home is not).
+            c.env("UML_KERNEL", self.kernel_for_everyone());
         }
         let child = c
             .arg("--uml-dir")

@@ -70,9 +70,12 @@ fn fast_version() -> Option<ExitCode> {
             None => uml::instance::uml_dir_or_default(None).ok()?,
         },
     };
-    let client = uml::mconsole::Client::connect(&dir.join(umid).join("mconsole"))
+    // Only a socket proven to be the instance's (not a symlink, its kernel's, bound by its
+    // pid), as on the ordinary path.
+    let client = uml::instance::find(&dir, umid)
         .ok()?
-        .with_timeout(std::time::Duration::from_secs(5));
+        .client(std::time::Duration::from_secs(5))
+        .ok()?;
     let reply = match client.version() {
         Ok(reply) => reply,
         // Connected, so the guest is there: its error (a timeout, a refusal) is the answer, as
@@ -89,6 +92,8 @@ fn fast_version() -> Option<ExitCode> {
     }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
+    // Guest text: no escape sequences reach the terminal.
+    let reply = uml::text::printable(&reply);
     let written = if reply.is_empty() {
         Ok(())
     } else if reply.ends_with('\n') {

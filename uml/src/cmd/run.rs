@@ -139,12 +139,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             .map(|b| if hostname_char(b) { b as char } else { '-' })
             .collect(),
     };
-    // Files of earlier guests that have ended (detached ones leave their init and log).
-    uml::launch::sweep_runtime_dir(&runtime_dir(&uml_dir, &umid), &uml_dir);
     let rt = runtime_dir(&uml_dir, &umid);
-    // The runtime directory (or its fallback under /tmp, which another user could have made
-    // first) must be this user's alone before the init, log and notify socket go there.
-    uml::instance::private_dir(&rt)?;
     let init = rt.join(format!("{umid}.init"));
     let log = rt.join(format!("{umid}.log"));
     let notify_socket = rt.join(format!("{umid}.notify"));
@@ -280,6 +275,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     }
     let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
 
+    // The runtime directory (or its fallback under /tmp, which another user could have made
+    // first) must be this user's alone before the init, log and notify socket go there.
+    uml::instance::private_dir(&rt)?;
+    // Files of earlier guests that have ended (detached ones leave their init and log).
+    uml::launch::sweep_runtime_dir(&rt, &uml_dir);
     if args.root.is_none() {
         guest.write_init(&init)?;
     }

@@ -100,6 +100,8 @@ pub fn umid_of_pid(uml_dir: &Path, pid: u32) -> Option<String> {
 
 pub(super) fn inspect(dir: &Path, umid: &str, sockets: &UnixSockets) -> Instance {
     let pid = read_pid_file(&dir.join("pid"));
+    let seen = pid.filter(|&p| pid_alive(p)).map(|p| sockets.seen_by(p));
+    let sockets: &UnixSockets = seen.as_deref().unwrap_or(sockets);
     let socket = dir.join("mconsole");
     let liveness = match pid {
         None => Liveness::Stale {
@@ -333,7 +335,7 @@ fn remove_if_dead(
             if again.pid != Some(pid) || !matches!(again.liveness, Liveness::Stale { .. }) {
                 return Err(format!("pid {pid} runs again"));
             }
-            if !UnixSockets::read().known {
+            if !UnixSockets::read().seen_by(pid).known {
                 return Err(format!(
                     "pid {pid} runs, and /proc/net/unix cannot tell whether it serves it"
                 ));

@@ -206,7 +206,7 @@ impl Instance {
                 st.st_uid
             ));
         }
-        if !UnixSockets::read().held_by(&path, pid) {
+        if !UnixSockets::read().seen_by(pid).held_by(&path, pid) {
             return Err(format!("pid {pid} does not serve {}", path.display()));
         }
         Ok(fd)

@@ -32,16 +32,40 @@ pub(super) fn is_kernel_of(pid: u32, umid: &str) -> bool {
     }
 }
 
-/// The bound unix sockets of the host (`/proc/net/unix`): path → socket inodes.
+/// The bound unix sockets of a network namespace (`/proc/net/unix`): path → socket inodes.
+#[derive(Debug, Clone)]
 pub(super) struct UnixSockets {
     pub(super) known: bool,
     pub(super) by_path: BTreeMap<PathBuf, Vec<u64>>,
 }
 
 impl UnixSockets {
+    /// The unix sockets of this process's network namespace.
     pub(super) fn read() -> UnixSockets {
+        UnixSockets::read_from("/proc/net/unix")
+    }
+
+    /// The unix sockets as process `pid` sees them: the table of its network namespace (a
+    /// guest started inside `ip netns exec` binds its mconsole socket there, and this
+    /// namespace's table does not list it). `None` when `pid` shares this namespace, so the
+    /// caller keeps the table it has.
+    pub(super) fn of_other_netns(pid: u32) -> Option<UnixSockets> {
+        let ours = fs::read_link("/proc/self/ns/net").ok()?;
+        let theirs = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+        (ours != theirs).then(|| UnixSockets::read_from(&format!("/proc/{pid}/net/unix")))
+    }
+
+    /// [`UnixSockets::read`], or the table of `pid`'s own network namespace where it differs.
+    pub(super) fn seen_by(&self, pid: u32) -> std::borrow::Cow<'_, UnixSockets> {
+        match UnixSockets::of_other_netns(pid) {
+            Some(theirs) => std::borrow::Cow::Owned(theirs),
+            None => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
+    fn read_from(table: &str) -> UnixSockets {
         // Bytes, not UTF-8: an abstract name (a `uml switch` has some) can be any bytes.
-        let Ok(text) = fs::read("/proc/net/unix") else {
+        let Ok(text) = fs::read(table) else {
             return UnixSockets {
                 known: false,
                 by_path: BTreeMap::new(),

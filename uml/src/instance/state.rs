@@ -81,6 +81,7 @@ pub fn run_state(
 /// be read or the socket is not found.
 fn blocked_on_mconsole(pid: u32, socket: &Path) -> Option<bool> {
     let sockets = UnixSockets::read();
+    let sockets = sockets.seen_by(pid);
     let inodes: HashSet<u64> = sockets.inodes_of(socket).iter().copied().collect();
     if inodes.is_empty() {
         return None;
