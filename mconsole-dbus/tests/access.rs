@@ -98,7 +98,19 @@ struct Placed {
 
 impl Placed {
     fn new(path: &Path, content: &[u8]) -> Placed {
-        let before = std::fs::read(path).ok();
+        // What was there is put back, unless it is this very file and no package owns it: the
+        // leftover of a run that was killed before it could clean up, which must not outlive
+        // this one.
+        let before = std::fs::read(path).ok().filter(|b| {
+            b.as_slice() != content
+                || Command::new("dpkg-query")
+                    .arg("-S")
+                    .arg(path)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+        });
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
