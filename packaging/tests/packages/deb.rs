@@ -260,6 +260,8 @@ fn every_file_is_where_it_belongs(members: &[Member]) {
     must("/usr/share/dbus-1/interfaces/org.umlkit.uml1.Machine.xml");
     must("/usr/share/doc/umlkit/examples/umld-gjs.js");
     must("/usr/share/doc/umlkit/examples/umld-gio.py");
+    must("/usr/share/dbus-1/system.d/org.umlkit.uml1.conf");
+    must("/usr/share/polkit-1/actions/org.umlkit.uml1.policy");
     must("/usr/share/doc/umlkit/README.md");
     must("/usr/share/doc/umlkit/changelog.Debian.gz");
     assert_eq!(
