@@ -15,6 +15,11 @@ fn uml(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn uml_with_stdin(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    uml_within(dir, args, stdin, Duration::from_secs(120))
+}
+
+/// `uml ARGS` with `stdin` (else /dev/null), killed and failed after `limit`.
+fn uml_within(dir: &Path, args: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_uml"));
     cmd.arg("--uml-dir").arg(dir).args(args);
     cmd.stdin(if stdin.is_some() {
@@ -29,14 +34,14 @@ fn uml_with_stdin(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut pipe = child.stdin.take().unwrap();
         pipe.write_all(data).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
     loop {
         if child.try_wait().unwrap().is_some() {
             break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("uml {args:?} did not finish within 120 s");
+            panic!("uml {args:?} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -755,5 +760,35 @@ fn the_guest_command_starts_with_default_sigint_so_ctrl_c_stops_it() {
         mask & 0b110,
         0,
         "SIGINT/SIGQUIT ignored in the guest command: {text}"
+    );
+}
+
+#[test]
+fn a_shell_given_commands_on_stdin_runs_them_without_prompts_and_ends_with_its_input() {
+    let dir = testkit::UmlDir::new();
+    // Nothing on stdin: the shell ends at once (it used to wait for ever).
+    let args = ["run", "--mem", "64M"];
+    let out = uml_within(dir.path(), &args, None, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&args, &out));
+    assert!(out.stdout.is_empty(), "{}", show(&args, &out));
+    // A script: its output, no prompt or terminal escapes, and its exit status.
+    let script = b"echo one\necho two >&2\nexit 3\n";
+    let out = uml_within(dir.path(), &args, Some(script), Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&args, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "one",
+        "{}",
+        show(&args, &out)
+    );
+    assert!(
+        !out.stdout.contains(&0x1b) && !out.stdout.contains(&b'#'),
+        "a prompt or an escape reached stdout: {}",
+        show(&args, &out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("two"),
+        "{}",
+        show(&args, &out)
     );
 }

@@ -98,7 +98,9 @@ pub struct Args {
     /// Start even if `uml check` finds errors in the kernel command line
     #[arg(long)]
     pub no_check: bool,
-    /// Run this command in the guest instead of a shell
+    /// Run this command in the guest instead of a shell. Without one: an interactive login
+    /// shell on a terminal; with standard input not a terminal (`uml run < script`), the shell
+    /// reads its commands from it, with no prompts, and its exit status is ours
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -147,7 +149,18 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let stdin_tty = std::io::stdin().is_terminal();
     let stdout_tty = std::io::stdout().is_terminal();
-    let payload = if args.command.is_empty() {
+    let payload = if args.command.is_empty() && !stdin_tty && !args.detach && args.root.is_none() {
+        // Commands on a pipe or in a file, as `ssh host < script` runs them: a shell that
+        // reads them from a pipe is not interactive (no prompts, no line editing), and ends at
+        // the end of the input. `cat` reads the guest's console line in canonical mode, where
+        // the end of the input (^D) is seen; an interactive shell's line editor would take it
+        // as a plain byte and wait forever.
+        Payload::Command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "cat | \"${SHELL:-/bin/sh}\"".into(),
+        ])
+    } else if args.command.is_empty() {
         Payload::Shell
     } else {
         Payload::Command(args.command.clone())
