@@ -325,10 +325,15 @@ impl Service {
     }
 
     /// Brings every running or paused machine's State in line with its kernel, and notices a
-    /// reboot (a new mconsole socket) that no notification told of.
+    /// socket that no notification or directory event told of: a starting machine's first
+    /// (its mconsole came up; the directory watch can miss a socket bound just before the
+    /// watch was set on a guest adopted while starting) or a reboot's new one.
     pub(crate) async fn sync_run_states(self: &Arc<Self>) {
         for m in self.machines() {
-            if matches!(m.state(), State::Running | State::Paused | State::Stopping) {
+            if matches!(
+                m.state(),
+                State::Starting | State::Running | State::Paused | State::Stopping
+            ) {
                 self.socket_seen(&m).await;
             }
             m.sync_run_state().await;

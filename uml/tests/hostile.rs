@@ -298,7 +298,13 @@ fn a_stopped_guest_with_a_full_queue_hangs_neither_list_nor_shutdown() {
         Duration::from_secs(90),
     );
     let what = show_output("shutdown", &out);
-    assert!(out.status.success(), "{what}");
+    // It ends, and the kernel is gone: powered off by SIGTERM (exit 0) or, when even that
+    // takes longer than the timeout on a loaded host, killed, which it says (exit 1).
+    let killed = String::from_utf8_lossy(&out.stderr).contains("had to be killed");
+    assert!(
+        out.status.success() || (out.status.code() == Some(1) && killed),
+        "{what}"
+    );
     assert!(!running(guest.pid()), "the kernel still runs: {what}");
 }
 
