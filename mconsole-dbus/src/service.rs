@@ -273,6 +273,9 @@ impl Service {
         match m.note_socket() {
             Some((None, _)) => self.mark_booted(m).await,
             Some((Some(before), now)) if before != now => self.rebooted(m).await,
+            // Adopted while starting, with its socket bound between discovery and adoption
+            // (adoption notes the socket it finds): the same socket, and mconsole is up.
+            Some(_) if m.state() == State::Starting => self.mark_booted(m).await,
             _ => {}
         }
     }
