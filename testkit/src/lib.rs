@@ -473,6 +473,34 @@ pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
         .expect("cannot create a temporary directory under /tmp")
 }
 
+/// A system account named `name` for tests that act as a second local user (created with
+/// `useradd` on first use and kept for later runs): its uid and gid.
+///
+/// # Panics
+/// When not run as root, or when the account cannot be made: such a test cannot mean anything.
+pub fn second_user(name: &str) -> (u32, u32) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test acts as a second local user and needs root"
+    );
+    if nix::unistd::User::from_name(name).ok().flatten().is_none() {
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status();
+    }
+    let user = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("useradd {name} failed"));
+    (user.uid.as_raw(), user.gid.as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,23 +219,7 @@ print(swaps)
 
 /// The uid and gid of `umlkit-test2`, a local user made here if missing.
 fn second_user() -> (u32, u32) {
-    const NAME: &str = "umlkit-test2";
-    if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                NAME,
-            ])
-            .status();
-    }
-    let user = nix::unistd::User::from_name(NAME)
-        .ok()
-        .flatten()
-        .expect("useradd umlkit-test2");
-    (user.uid.as_raw(), user.gid.as_raw())
+    testkit::second_user("umlkit-test2")
 }
 
 #[test]

@@ -785,32 +785,10 @@ fn sigint_stops_a_foreground_switch_and_removes_its_control_socket() {
     assert!(!ctl.exists(), "the control socket survived SIGINT");
 }
 
-/// The uid and gid of `umlkit-swtest`, an unprivileged user created here if missing; `None`
-/// (with a note) when this test process is not root or python3 is missing.
-fn unprivileged_user(test: &str) -> Option<(u32, u32)> {
-    if !nix::unistd::geteuid().is_root()
-        || Command::new("python3").arg("-c").arg("").status().is_err()
-    {
-        eprintln!("skipped {test}: needs root (to act as a second user) and python3");
-        return None;
-    }
-    const NAME: &str = "umlkit-swtest";
-    if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                NAME,
-            ])
-            .status();
-    }
-    let user = nix::unistd::User::from_name(NAME)
-        .ok()
-        .flatten()
-        .expect("useradd umlkit-swtest");
-    Some((user.uid.as_raw(), user.gid.as_raw()))
+/// The uid and gid of `umlkit-swtest`, an unprivileged user created here if missing (the test
+/// needs root, as CI runs it, and python3, which scripts/install-deps installs).
+fn unprivileged_user() -> (u32, u32) {
+    testkit::second_user("umlkit-swtest")
 }
 
 fn path_addr(path: &Path) -> PeerAddr {
@@ -859,11 +837,7 @@ except socket.timeout:
 fn a_port_for_another_users_socket_is_refused_and_one_for_the_peers_own_is_served() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let Some((uid, gid)) = unprivileged_user(
-        "a_port_for_another_users_socket_is_refused_and_one_for_the_peers_own_is_served",
-    ) else {
-        return;
-    };
+    let (uid, gid) = unprivileged_user();
     let sw = InProcess::start(SwitchOptions {
         control_mode: Some(0o777),
         ..SwitchOptions::default()

@@ -220,7 +220,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     };
     if let Some(root) = &args.root {
         let file = here.join(root.split(':').next().unwrap_or_default());
-        if let Some(pid) = uml::launch::disk_locker(&file) {
+        if let Ok(Some(uml::cow::LockHolder { pid, .. })) = uml::cow::holder(&file) {
             bail!(
                 "--root {root}: {} is in use by pid {pid} (a running guest); stop that guest first, or boot a copy",
                 file.display()

@@ -62,22 +62,6 @@ impl DiskGuest {
     }
 }
 
-/// The pid of a process that holds a lock on `path`: a UML kernel locks every disk file it
-/// opens (`os_lock_file`), so a guest cannot boot a disk another guest uses (the kernel would
-/// fail with errno 11 and panic at mounting its root).
-pub fn disk_locker(path: &Path) -> Option<i32> {
-    let file = fs::File::open(path).ok()?;
-    let mut lock = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut lock)).ok()?;
-    (lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid)
-}
-
 /// The host ptys a running kernel holds (`/dev/ptmx` descriptors): the console and serial
 /// lines the guest has opened on `pts` channels. Only these are ever opened on a guest's
 /// behalf; a device name a guest prints is not trusted.
