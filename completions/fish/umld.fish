@@ -317,6 +317,7 @@ __uk_keys() {
     __uk_emit \'ro\' \'Mount root read-only\' s
     __uk_emit \'init=\' \'Program to run as init\' n
     __uk_emit \'loglevel=\' \'Console log level\' n
+    __uk_emit \'lpj=\' \'Loops per jiffy: skip the delay-loop calibration\' n
     __uk_ok 0 0 0 OF && __uk_emit \'dtb=\' \'Device tree blob (CONFIG_OF)\' n
     __uk_ok 0 0 0 UML_SOUND && __uk_emit \'dsp=\' \'Host sound device (hostaudio, CONFIG_UML_SOUND)\' n
     __uk_ok 0 0 0 UML_SOUND && __uk_emit \'mixer=\' \'Host mixer device (hostaudio, CONFIG_UML_SOUND)\' n
@@ -510,6 +511,11 @@ __uk_value() {
         __uk_split \',\'
         case $__uk_n in
         0) __uk_words \'\' \'0\' \'1\' \'2\' \'3\' \'4\' \'5\' \'6\' \'7\' ;;
+        esac
+        ;;
+    \'lpj\')
+        __uk_split \',\'
+        case $__uk_n in
         esac
         ;;
     \'dtb\')

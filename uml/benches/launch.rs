@@ -6,11 +6,16 @@
 //! * `uml run -- true`: the launcher and its compiled init (`uml __guest-init`);
 //! * bare: the kernel alone with the same argv and memory, whose init powers off at once (this
 //!   bench binary, which does only that when it runs as a guest's pid 1);
+//! * bare without `lpj=`: as a user types it, the kernel calibrating its delay loop;
+//! * bare running `true`: the same init, which first runs `true` and waits for it: the least
+//!   any launcher must do to run the command (a process started in a guest costs 10-20 ms);
 //! * the shell-script init that `uml run` used before the compiled one, running `true` under
 //!   the bare kernel (the launcher's own share is not in it);
 //! * time to the first byte of output of `uml run -- echo hi`.
 //!
-//! Prints the medians and the ratio uml/bare (goal: at most 1.05).
+//! Prints the medians and the ratios of `uml run -- true` to: bare (goal: at most 1.05), bare
+//! running `true` (the launcher's and its init's own cost), and bare without `lpj=` (what a
+//! user saves over typing the kernel's command line).
 
 use std::io::Read;
 use std::path::Path;
@@ -32,7 +37,12 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     if std::process::id() == 1 {
-        // The bare boot's init: the least a guest can do, power off.
+        // The bare boot's init: the least a guest can do, power off; with `umlkit_bench_run=`
+        // on the kernel command line (which the kernel hands init as an environment
+        // variable), the least that runs a command first.
+        if let Some(program) = std::env::var_os("umlkit_bench_run") {
+            let _ = Command::new(program).status();
+        }
         nix::unistd::sync();
         let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
         std::process::exit(1);
@@ -51,6 +61,11 @@ fn main() {
     let script = scratch.path().join("script-init");
     guest.write_init_with(&script, None).unwrap();
     let minimal = std::env::current_exe().unwrap();
+    let true_path = ["/usr/bin/true", "/bin/true"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("no true(1) on this host");
 
     // The kernel `uml run` picks (UML_KERNEL, `uml kernel use`, `linux` on PATH, …): every side
     // boots the same one, with the argv `uml run` gives it.
@@ -83,9 +98,11 @@ fn main() {
     let mut bare = Vec::new();
     let mut old = Vec::new();
     let mut first_byte = Vec::new();
+    let mut calibrating = Vec::new();
+    let mut bare_true = Vec::new();
     for round in 0..ROUNDS {
-        for pass in 0..4 {
-            match (round + pass) % 4 {
+        for pass in 0..6 {
+            match (round + pass) % 6 {
                 0 => {
                     let t = Instant::now();
                     let out = uml(&["true"]).output().unwrap();
@@ -99,6 +116,16 @@ fn main() {
                 2 => {
                     let args = bare_args(&script, &format!("script-{round}"));
                     old.push(boot(&kernel, &args, scratch.path()));
+                }
+                3 => {
+                    let mut args = bare_args(&minimal, &format!("cal-{round}"));
+                    args.retain(|a| !a.starts_with("lpj="));
+                    calibrating.push(boot(&kernel, &args, scratch.path()));
+                }
+                4 => {
+                    let mut args = bare_args(&minimal, &format!("true-{round}"));
+                    args.push(format!("umlkit_bench_run={}", true_path.display()));
+                    bare_true.push(boot(&kernel, &args, scratch.path()));
                 }
                 _ => {
                     let t = Instant::now();
@@ -120,6 +147,8 @@ fn main() {
     let b = median(&mut bare);
     let s = median(&mut old);
     let f = median(&mut first_byte);
+    let c = median(&mut calibrating);
+    let t = median(&mut bare_true);
     println!(
         "boot, run the payload, power off: {ROUNDS} runs each, interleaved, medians (mem=256M{})",
         if seccomp { ", seccomp=auto" } else { "" }
@@ -127,8 +156,18 @@ fn main() {
     println!("uml run -- true                      {:>7.1} ms", ms(o));
     println!("bare kernel, init powers off         {:>7.1} ms", ms(b));
     println!("bare kernel, shell-script init, true {:>7.1} ms", ms(s));
+    println!("bare kernel without lpj= (calibrates){:>7.1} ms", ms(c));
+    println!("bare kernel, init runs true          {:>7.1} ms", ms(t));
     println!("uml run -- echo hi, first byte       {:>7.1} ms", ms(f));
     println!("ratio uml/bare: {:.3}", o.as_secs_f64() / b.as_secs_f64());
+    println!(
+        "ratio uml/bare running true: {:.3}",
+        o.as_secs_f64() / t.as_secs_f64()
+    );
+    println!(
+        "ratio uml/bare without lpj=: {:.3}",
+        o.as_secs_f64() / c.as_secs_f64()
+    );
     println!(
         "ratio script init/bare: {:.3}",
         s.as_secs_f64() / b.as_secs_f64()

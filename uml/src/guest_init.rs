@@ -19,11 +19,10 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::mount::MsFlags;
@@ -472,57 +471,51 @@ impl Init {
                     "/dev/tty1",
                 ),
             };
-        let open = |path: &str, write: bool| {
-            fs::OpenOptions::new()
-                .read(!write)
-                .write(write)
-                .open(path)
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null())
-        };
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(open("/dev/tty0", false))
-            .stdout(open("/dev/tty0", true))
-            .stderr(open(stderr_tty, true));
-        // SAFETY: between fork and exec only setsid(2) and ioctl(2) run, both async-signal-safe,
-        // on the child's own descriptor 0. std resets the signal mask and SIGPIPE before exec,
-        // so the payload starts with default signals (Ctrl-C stops it).
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // Make the console the session's controlling terminal (`setsid -c`), so that
-                // ^C and job control reach the payload.
-                if controlling && libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        match command.spawn() {
-            Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
-            Err(e) => {
-                let name = argv[0].to_string_lossy();
-                let why = match e.raw_os_error() {
-                    Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_owned(),
-                    None => e.to_string(),
-                };
-                let message = format!("uml: cannot run {name}: {why}\n");
-                if let Ok(mut err) = fs::OpenOptions::new().write(true).open(stderr_tty) {
-                    let _ = err.write_all(message.as_bytes());
-                }
-                Err(if e.kind() == io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                })
+        let name = argv[0].to_string_lossy().into_owned();
+        let fail = |errno: nix::errno::Errno| {
+            let message = format!("uml: cannot run {name}: {}\n", errno.desc());
+            if let Ok(mut err) = fs::OpenOptions::new().write(true).open(stderr_tty) {
+                let _ = err.write_all(message.as_bytes());
             }
+            // As a shell reports it: 127 not found, 126 found but not runnable.
+            if errno == nix::errno::Errno::ENOENT {
+                127
+            } else {
+                126
+            }
+        };
+        let program = self.find_program(&argv[0]).map_err(fail)?;
+        spawn_on_console(&program, &argv, &self.env, controlling, stderr_tty).map_err(fail)
+    }
+
+    /// `name` as `execvp` finds it in the payload's PATH (not init's own): a name with a `/`
+    /// as it is, else the first executable file of that name in a PATH directory.
+    fn find_program(&self, name: &OsString) -> Result<PathBuf, nix::errno::Errno> {
+        if name.as_bytes().contains(&b'/') {
+            return Ok(PathBuf::from(name));
         }
+        if name.is_empty() {
+            return Err(nix::errno::Errno::ENOENT);
+        }
+        let path = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or_else(|| OsString::from(GUEST_PATH), |(_, v)| v.clone());
+        let mut denied = false;
+        for dir in path.as_bytes().split(|&b| b == b':') {
+            let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+            let candidate = Path::new(std::ffi::OsStr::from_bytes(dir)).join(name);
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+            denied |= candidate.is_file();
+        }
+        Err(if denied {
+            nix::errno::Errno::EACCES
+        } else {
+            nix::errno::Errno::ENOENT
+        })
     }
 
     /// Reaps children (orphans of the guest included) until `child` ends; its exit status as a
@@ -607,6 +600,109 @@ fn set(env: &mut Vec<(OsString, OsString)>, key: OsString, value: OsString) {
     match env.iter_mut().find(|(k, _)| *k == key) {
         Some(entry) => entry.1 = value,
         None => env.push((key, value)),
+    }
+}
+
+/// Starts `program` with `argv` and `env` in a session of its own, its input and output on the
+/// console (`/dev/tty0`) and its errors on `stderr_tty`; with `controlling`, the console
+/// becomes the session's controlling terminal, so that ^C and job control reach it.
+///
+/// `posix_spawn`, not fork and exec: glibc starts the child with `CLONE_VM|CLONE_VFORK`, so
+/// the guest kernel never copies init's address space, which took 15 ms of a 85 ms `uml run
+/// -- true` (measured on 7.2.13). The console is opened in the child after `setsid`, without
+/// `O_NOCTTY`, which is what makes it the controlling terminal (init, pid 1 of the kernel, leads
+/// no session, so it never took the console itself). The child's signal mask is emptied and
+/// SIGPIPE, which Rust's runtime ignores in init, is back to its default.
+fn spawn_on_console(
+    program: &Path,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    controlling: bool,
+    stderr_tty: &str,
+) -> Result<Pid, nix::errno::Errno> {
+    use nix::fcntl::OFlag;
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    use nix::sys::stat::Mode;
+    use std::ffi::CString;
+
+    let cstring = |bytes: Vec<u8>| CString::new(bytes).map_err(|_| nix::errno::Errno::EINVAL);
+    let args = argv
+        .iter()
+        .map(|a| cstring(a.as_bytes().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| {
+            let mut pair = k.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(v.as_bytes());
+            cstring(pair)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(PosixSpawnFlags::from_bits_retain(
+        libc::c_int::from(libc::POSIX_SPAWN_SETSID)
+            | libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF,
+    ))?;
+    attr.set_sigmask(&SigSet::empty())?;
+    let mut defaults = SigSet::empty();
+    defaults.add(Signal::SIGPIPE);
+    attr.set_sigdefault(&defaults)?;
+
+    // A line the child cannot open is /dev/null instead, as before: the payload still runs.
+    let usable = |path: &str, flags: OFlag| {
+        if nix::fcntl::open(
+            path,
+            flags | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .is_ok()
+        {
+            path.to_owned()
+        } else {
+            "/dev/null".to_owned()
+        }
+    };
+    let console_in = usable("/dev/tty0", OFlag::O_RDONLY);
+    let console_out = usable("/dev/tty0", OFlag::O_WRONLY);
+    let errors = usable(stderr_tty, OFlag::O_WRONLY);
+    let ctty = if controlling {
+        OFlag::empty()
+    } else {
+        OFlag::O_NOCTTY
+    };
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_open(
+        0,
+        console_in.as_str(),
+        OFlag::O_RDONLY | ctty,
+        Mode::empty(),
+    )?;
+    actions.add_open(
+        1,
+        console_out.as_str(),
+        OFlag::O_WRONLY | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )?;
+    actions.add_open(
+        2,
+        errors.as_str(),
+        OFlag::O_WRONLY | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )?;
+
+    let program = cstring(program.as_os_str().as_bytes().to_vec())?;
+    match nix::spawn::posix_spawn(program.as_c_str(), &actions, &attr, &args, &envp) {
+        // A file the kernel cannot execute by itself (a script without `#!`) runs under
+        // /bin/sh, as execvp runs it.
+        Err(nix::errno::Errno::ENOEXEC) => {
+            let mut shell_args = vec![c"/bin/sh".to_owned(), program.clone()];
+            shell_args.extend(args.into_iter().skip(1));
+            nix::spawn::posix_spawn(c"/bin/sh", &actions, &attr, &shell_args, &envp)
+        }
+        other => other,
     }
 }
 

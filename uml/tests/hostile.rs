@@ -418,9 +418,8 @@ impl FakeGuest {
                 }
                 .encode()
                 .unwrap();
-                if let Some(path) = from.as_pathname() {
-                    let _ = socket.send_to(&chunk, path);
-                }
+                // To wherever the request came from: a file or an abstract address.
+                let _ = socket.send_to_addr(&chunk, &from);
             }
         });
         FakeGuest {
@@ -574,4 +573,88 @@ fn uml_run_writes_nothing_through_a_runtime_directory_another_user_planted() {
         "nothing was written through the planted symlink"
     );
     assert!(!dir.path().join("rt1").exists(), "no instance was started");
+}
+
+/// Kills a process group when dropped, so that a failing test leaves no guest behind.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        testkit::kill_group(self.0);
+    }
+}
+
+#[test]
+fn root_asks_a_guest_that_another_user_runs() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test acts as a second local user and needs root"
+    );
+    let (uid, gid) = second_user();
+    let scratch = short_tempdir("umlkit-ou");
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let uml_dir = scratch.path().join("uml");
+    fs::create_dir(&uml_dir).unwrap();
+    nix::unistd::chown(&uml_dir, Some(uid.into()), Some(gid.into())).unwrap();
+    // The kernel under test as the user can run it: itself, or a copy they may run.
+    let mut kernel = fs::canonicalize(testkit::kernel()).unwrap();
+    let runnable = Command::new("setpriv")
+        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
+        .args(["--clear-groups", "test", "-x"])
+        .arg(&kernel)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runnable {
+        let copy = scratch.path().join("linux");
+        fs::copy(&kernel, &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        kernel = copy;
+    }
+    let init = scratch.path().join("init");
+    fs::write(
+        &init,
+        "#!/bin/sh\nmount -t proc proc /proc\nwhile :; do sleep 1; done\n",
+    )
+    .unwrap();
+    fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut argv = testkit::guest_argv("64M", &init);
+    argv.push("umid=theirs".into());
+    argv.push(format!("uml_dir={}", uml_dir.display()));
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new("setpriv")
+            .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
+            .arg("--clear-groups")
+            .arg(&kernel)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let _guard = GroupGuard(child.id());
+    let socket = uml_dir.join("theirs/mconsole");
+    for _ in 0..300 {
+        if socket.exists() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(socket.exists(), "the user's guest never bound its socket");
+    // The guest's kernel runs as the user and sends its replies as the user: root's client
+    // socket must be one that user can send to.
+    let dir = uml_dir.to_str().unwrap();
+    let out = uml_within(&uml_dir, &["version", "theirs"], Duration::from_secs(20));
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains(testkit::kernel_release()),
+        "{}",
+        show_output(&format!("uml --uml-dir {dir} version theirs"), &out)
+    );
+    let rows = list_json(&uml_dir);
+    let row = row(&rows, "theirs").expect("the user's guest is listed");
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(row["kernel"], testkit::kernel_release(), "answered: {row}");
 }

@@ -171,7 +171,11 @@ impl Instance {
             return Err(not_running(self.liveness_text()));
         }
         let file = self.proven_socket().map_err(not_running)?;
-        mconsole::Client::connect_checked(&self.mconsole_path(), file)
+        let reply = self.pid.map_or(
+            mconsole::ReplyAddress::File,
+            mconsole::ReplyAddress::for_process,
+        );
+        mconsole::Client::connect_checked_replying(&self.mconsole_path(), file, reply)
             .map(|c| c.with_timeout(timeout))
             .map_err(|source| self.mconsole_error(source))
     }

@@ -11,6 +11,7 @@
 //! answers: see [`diagnosis`] and `uml doctor`.
 
 pub mod build;
+pub mod delay;
 pub mod diagnosis;
 
 use std::collections::BTreeMap;

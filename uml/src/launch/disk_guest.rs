@@ -58,6 +58,7 @@ impl DiskGuest {
         {
             args.push("noreboot".into());
         }
+        args.extend(crate::kernel::delay::lpj_word());
         args
     }
 }

@@ -56,7 +56,9 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 impl DefaultGuest {
-    /// The kernel arguments of the built-in guest, before any the user adds.
+    /// The kernel arguments of the built-in guest, before any the user adds; `lpj=` from the
+    /// host where it can be told ([`crate::kernel::delay`]), so that the kernel skips its
+    /// delay-loop calibration.
     pub fn kernel_args(&self, init: &Path, mem: &str, umid: &str, uml_dir: &Path) -> Vec<String> {
         vec![
             format!("mem={mem}"),
@@ -75,6 +77,9 @@ impl DefaultGuest {
             format!("umid={umid}"),
             format!("uml_dir={}", uml_dir.display()),
         ]
+        .into_iter()
+        .chain(crate::kernel::delay::lpj_word())
+        .collect()
     }
 
     /// The init script (runs as the guest's pid 1).

@@ -42,7 +42,8 @@ impl Connection {
     /// A connection to the socket file `file` (an `O_PATH` descriptor of `path` the caller
     /// checked), through the descriptor.
     fn open_checked(path: &Path, file: &std::os::fd::OwnedFd) -> Result<Connection, Error> {
-        let (socket, address, peer) = super::client::connect_file(path, file)?;
+        let (socket, address, peer) =
+            super::client::connect_file(path, file, super::ReplyAddress::File)?;
         Ok(Connection {
             socket: into_tokio(socket)?,
             peer,

@@ -30,16 +30,49 @@ pub(super) fn disk_open(dev: &str, err: &Error) -> bool {
 /// (its `len` or trailing bytes) instead of being cut down to something that parses.
 pub(super) const RECV_BUFFER: usize = 4096;
 
-/// The file a client socket is bound to, in a directory of its own; both are removed on drop.
+/// Where the guest sends its replies back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyAddress {
+    /// A socket file in a fresh private directory, removed with the client: reachable from
+    /// every network namespace.
+    File,
+    /// An abstract address the host kernel picks (autobind): no file to make and remove, but
+    /// reachable only from this network namespace. Only the guest can send to it, because the
+    /// socket is connected to the guest's (a connected unix datagram socket accepts datagrams
+    /// from its peer alone), and an abstract address has no owner, so a guest that runs as
+    /// another user (root asking a user's guest) can answer without a `chown`.
+    Abstract,
+}
+
+impl ReplyAddress {
+    /// [`ReplyAddress::Abstract`] when process `pid` (a guest's kernel) is proven to share this
+    /// process's network namespace, else [`ReplyAddress::File`].
+    pub fn for_process(pid: u32) -> ReplyAddress {
+        let ours = std::fs::read_link("/proc/self/ns/net");
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"));
+        match (ours, theirs) {
+            (Ok(ours), Ok(theirs)) if ours == theirs => ReplyAddress::Abstract,
+            _ => ReplyAddress::File,
+        }
+    }
+}
+
+/// Where a client socket is bound. A file lives in a directory of its own; both are removed on
+/// drop.
 ///
-/// Not an abstract address: those belong to one network namespace, and a guest started in
-/// another one (`ip netns exec NS uml run …`) could never send its reply to it, so `uml
+/// A file, not an abstract address, unless the guest is known to share this network namespace
+/// ([`ReplyAddress`]): abstract addresses belong to one network namespace, and a guest started
+/// in another one (`ip netns exec NS uml run …`) could never send its reply to it, so `uml
 /// version` would time out and `uml list` call the guest not responding. A file works across
 /// namespaces. The directory is made by `mkdtemp` (mode 0700, a fresh unguessable name, never
 /// an existing directory), so no other user can reach or replace the socket.
 #[derive(Debug)]
-pub(super) struct ClientAddress {
-    dir: PathBuf,
+pub(super) enum ClientAddress {
+    /// Autobound: nothing to remove.
+    Abstract,
+    File {
+        dir: PathBuf,
+    },
 }
 
 impl ClientAddress {
@@ -60,11 +93,15 @@ impl ClientAddress {
         let template = format!("{PREFIX}{}-XXXXXX", std::process::id());
         let dir = nix::unistd::mkdtemp(&base.join(template))
             .map_err(|e| Error::Socket(io::Error::from(e)))?;
-        Ok(ClientAddress { dir })
+        Ok(ClientAddress::File { dir })
     }
 
-    fn socket(&self) -> PathBuf {
-        self.dir.join(Self::SOCKET)
+    /// The socket file and its directory, for a file address.
+    fn paths(&self) -> Option<[PathBuf; 2]> {
+        match self {
+            ClientAddress::Abstract => None,
+            ClientAddress::File { dir } => Some([dir.join(Self::SOCKET), dir.clone()]),
+        }
     }
 
     /// Lets the owner of the guest's socket at `peer` send to the client socket, when that is
@@ -72,6 +109,9 @@ impl ClientAddress {
     /// the socket are then that user's. The kernel sends replies as the user it runs as.
     fn admit_owner_of(&self, peer: &Path) {
         use std::os::unix::fs::MetadataExt;
+        let Some(paths) = self.paths() else {
+            return;
+        };
         let Ok(meta) = std::fs::metadata(peer) else {
             return;
         };
@@ -80,7 +120,7 @@ impl ClientAddress {
             return;
         }
         let owner = Some(nix::unistd::Uid::from_raw(meta.uid()));
-        for p in [self.dir.clone(), self.socket()] {
+        for p in paths {
             if let Err(e) = nix::unistd::chown(&p, owner, None) {
                 tracing::debug!("cannot hand {} to uid {}: {e}", p.display(), meta.uid());
             }
@@ -130,8 +170,10 @@ pub(super) fn sweep_stale(base: &Path) {
 
 impl Drop for ClientAddress {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.socket());
-        let _ = std::fs::remove_dir(&self.dir);
+        if let Some([socket, dir]) = self.paths() {
+            let _ = std::fs::remove_file(socket);
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -142,15 +184,35 @@ impl Drop for ClientAddress {
 /// socket's datagrams to us and fails fast (ENOENT, ECONNREFUSED) when no guest is behind the
 /// path. On any error, nothing is left behind.
 pub(super) fn client_socket(path: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
-    client_socket_via(path, path)
+    client_socket_via(path, path, ReplyAddress::File)
 }
 
 /// As [`client_socket`], connecting through `via` (a `/proc/self/fd/N` of the checked file,
-/// or `path` itself); errors name `path`.
-fn client_socket_via(path: &Path, via: &Path) -> Result<(UnixDatagram, ClientAddress), Error> {
-    let address = ClientAddress::create()?;
-    let socket = UnixDatagram::bind(address.socket()).map_err(Error::Socket)?;
-    address.admit_owner_of(via);
+/// or `path` itself) and bound as `reply` says; errors name `path`.
+fn client_socket_via(
+    path: &Path,
+    via: &Path,
+    reply: ReplyAddress,
+) -> Result<(UnixDatagram, ClientAddress), Error> {
+    let (socket, address) = match reply {
+        ReplyAddress::File => {
+            let address = ClientAddress::create()?;
+            let [file, _] = address.paths().expect("a file address has paths");
+            let socket = UnixDatagram::bind(file).map_err(Error::Socket)?;
+            address.admit_owner_of(via);
+            (socket, address)
+        }
+        ReplyAddress::Abstract => {
+            let socket = UnixDatagram::unbound().map_err(Error::Socket)?;
+            // An address of the family alone: the host kernel binds a fresh abstract name.
+            nix::sys::socket::bind(
+                socket.as_raw_fd(),
+                &nix::sys::socket::UnixAddr::new_unnamed(),
+            )
+            .map_err(|e| Error::Socket(e.into()))?;
+            (socket, ClientAddress::Abstract)
+        }
+    };
     socket.connect(via).map_err(|source| Error::Connect {
         path: path.to_owned(),
         source,
@@ -263,12 +325,13 @@ pub(super) fn socket_identity(path: &Path) -> Option<(u64, u64)> {
 pub(super) fn connect_file(
     path: &Path,
     file: &std::os::fd::OwnedFd,
+    reply: ReplyAddress,
 ) -> Result<(UnixDatagram, ClientAddress, Option<Identity>), Error> {
     let via = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     let identity = nix::sys::stat::fstat(file)
         .ok()
         .map(|st| (st.st_dev, st.st_ino));
-    let (socket, address) = client_socket_via(path, &via)?;
+    let (socket, address) = client_socket_via(path, &via, reply)?;
     Ok((socket, address, identity))
 }
 
@@ -302,7 +365,21 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub fn connect_checked(socket: &Path, file: std::os::fd::OwnedFd) -> Result<Client, Error> {
-        let (client, address, peer) = connect_file(socket, &file)?;
+        Client::connect_checked_replying(socket, file, ReplyAddress::File)
+    }
+
+    /// As [`Client::connect_checked`], with the replies sent to `reply`:
+    /// [`ReplyAddress::Abstract`] spares a directory and a socket file (a third of `uml
+    /// version`'s own time) where the guest is known to share this network namespace.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub fn connect_checked_replying(
+        socket: &Path,
+        file: std::os::fd::OwnedFd,
+        reply: ReplyAddress,
+    ) -> Result<Client, Error> {
+        let (client, address, peer) = connect_file(socket, &file, reply)?;
         Ok(Client {
             path: socket.to_owned(),
             state: Mutex::new(State {
@@ -578,8 +655,8 @@ mod tests {
     #[test]
     fn a_client_leaves_nothing_behind() {
         let address = ClientAddress::create().unwrap();
-        let dir = address.dir.clone();
-        let _socket = UnixDatagram::bind(address.socket()).unwrap();
+        let [socket, dir] = address.paths().unwrap();
+        let _socket = UnixDatagram::bind(socket).unwrap();
         assert!(dir.exists());
         let meta = std::fs::metadata(&dir).unwrap();
         assert_eq!(
@@ -588,5 +665,56 @@ mod tests {
         );
         drop(address);
         assert!(!dir.exists());
+    }
+
+    /// A guest that answers one request (`version`) from a socket of its own: the reply goes to
+    /// wherever the request came from, as the kernel's mconsole does.
+    fn one_reply_guest(dir: &Path) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let path = dir.join("mconsole");
+        let guest = UnixDatagram::bind(&path).unwrap();
+        let answer = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (_, from) = guest.recv_from(&mut buf).unwrap();
+            let reply = wire::ReplyChunk {
+                err: 0,
+                more: false,
+                data: b"Linux 7.2.13".to_vec(),
+            }
+            .encode()
+            .unwrap();
+            guest.send_to_addr(&reply, &from).unwrap();
+        });
+        (path, answer)
+    }
+
+    #[test]
+    fn a_client_with_an_abstract_address_makes_no_file_and_gets_its_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, guest) = one_reply_guest(dir.path());
+        let file = nix::fcntl::open(
+            &path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let before = std::fs::read_dir(std::env::temp_dir()).unwrap().count();
+        let client =
+            Client::connect_checked_replying(&path, file, ReplyAddress::Abstract).unwrap();
+        assert_eq!(client.version().unwrap(), "Linux 7.2.13");
+        guest.join().unwrap();
+        assert_eq!(
+            std::fs::read_dir(std::env::temp_dir()).unwrap().count(),
+            before,
+            "no reply directory"
+        );
+    }
+
+    #[test]
+    fn this_process_shares_its_own_network_namespace() {
+        assert_eq!(
+            ReplyAddress::for_process(std::process::id()),
+            ReplyAddress::Abstract
+        );
+        assert_eq!(ReplyAddress::for_process(u32::MAX), ReplyAddress::File);
     }
 }

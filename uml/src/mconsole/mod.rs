@@ -43,7 +43,7 @@ mod notify;
 pub mod wire;
 
 pub use async_client::{AsyncClient, AsyncNotifyListener};
-pub use client::{Client, REMOVE_OPEN_GRACE};
+pub use client::{Client, REMOVE_OPEN_GRACE, ReplyAddress};
 pub use notify::NotifyListener;
 pub use wire::Notification;
 

@@ -561,6 +561,19 @@ pub static OPTIONS: &[OptionSpec] = &[
         )],
         ..BASE
     },
+    OptionSpec {
+        name: "lpj=",
+        syntax: "lpj=<loops>",
+        value: V::Number,
+        stage: Stage::Generic,
+        summary: "Loops per jiffy: skip the delay-loop calibration",
+        help: "Presets the loop count behind udelay() busy waits (per jiffy; HZ is always 100 \
+               in UML), so that the kernel does not calibrate it at boot (init/calibrate.c), \
+               which takes 0.1-0.2 s of a UML boot. It only scales busy waits, which UML's \
+               own drivers hardly make. `uml run` and umld set it from the host's BogoMIPS; \
+               one given after theirs wins.",
+        ..BASE
+    },
     // ---- config-dependent: Debian builds neither 6.1 nor (umlkit's) 7.2 with these ----
     OptionSpec {
         name: "dtb",
