@@ -698,8 +698,7 @@ mod tests {
         )
         .unwrap();
         let before = std::fs::read_dir(std::env::temp_dir()).unwrap().count();
-        let client =
-            Client::connect_checked_replying(&path, file, ReplyAddress::Abstract).unwrap();
+        let client = Client::connect_checked_replying(&path, file, ReplyAddress::Abstract).unwrap();
         assert_eq!(client.version().unwrap(), "Linux 7.2.13");
         guest.join().unwrap();
         assert_eq!(
