@@ -455,13 +455,11 @@ pub fn kill_group(pgid: u32) {
     }
 }
 
-/// Whether any process of the process group `pgid` still exists.
+/// Whether a process of the process group `pgid` still runs: the library's check, for which a
+/// zombie does not count (a killed kernel's helpers are reparented to pid 1, and a container's
+/// pid 1 may take seconds to reap them).
 pub fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else {
-        return false;
-    };
-    // SAFETY: kill(2) with signal 0 only checks for existence.
-    unsafe { libc::kill(-pgid, 0) == 0 }
+    uml::instance::group_alive(pgid)
 }
 
 /// A path for a socket or file under a fresh short temporary directory (unix socket paths are

@@ -72,10 +72,7 @@ fn fast_version() -> Option<ExitCode> {
     };
     // Only a socket proven to be the instance's (not a symlink, its kernel's, bound by its
     // pid), as on the ordinary path.
-    let client = uml::instance::find(&dir, umid)
-        .ok()?
-        .client(std::time::Duration::from_secs(5))
-        .ok()?;
+    let client = uml::instance::quick_client(&dir, umid, std::time::Duration::from_secs(5))?;
     let reply = match client.version() {
         Ok(reply) => reply,
         // Connected, so the guest is there: its error (a timeout, a refusal) is the answer, as

@@ -119,6 +119,30 @@ pub fn uml_dir_or_default(dir: Option<&Path>) -> Result<PathBuf, InstanceError> 
     }
 }
 
+/// A client for instance `umid` of `uml_dir`, proven as [`Instance::client`] proves it and
+/// with nothing else looked at: for a caller that only asks the guest something (`uml version`
+/// in a loop). `None` when the instance is not proven running; [`find`] then says why.
+pub fn quick_client(uml_dir: &Path, umid: &str, timeout: Duration) -> Option<mconsole::Client> {
+    if umid.is_empty() || umid.contains('/') || umid.starts_with('.') {
+        return None;
+    }
+    let dir = uml_dir.join(umid);
+    // The directory itself, never what a symlink in its place points to (as [`find`]).
+    if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return None;
+    }
+    let pid = read_pid_file(&dir.join("pid"))?;
+    Instance {
+        umid: umid.to_owned(),
+        dir,
+        pid: Some(pid),
+        // Proven by the only proof that counts: the one made on the opened socket.
+        liveness: Liveness::Running,
+    }
+    .client(timeout)
+    .ok()
+}
+
 /// What discovery can tell about an instance without asking the guest anything.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
@@ -170,19 +194,16 @@ impl Instance {
         if !self.is_running() {
             return Err(not_running(self.liveness_text()));
         }
-        let file = self.proven_socket().map_err(not_running)?;
-        let reply = self.pid.map_or(
-            mconsole::ReplyAddress::File,
-            mconsole::ReplyAddress::for_process,
-        );
+        let (file, reply) = self.proven_socket().map_err(not_running)?;
         mconsole::Client::connect_checked_replying(&self.mconsole_path(), file, reply)
             .map(|c| c.with_timeout(timeout))
             .map_err(|source| self.mconsole_error(source))
     }
 
     /// The mconsole socket file, opened `O_PATH`, once it is proven to be served by this
-    /// instance's kernel (see [`Instance::client`]); otherwise why not.
-    fn proven_socket(&self) -> Result<std::os::fd::OwnedFd, String> {
+    /// instance's kernel (see [`Instance::client`]), and where the kernel can send replies to
+    /// (an abstract address when it shares this network namespace); otherwise why not.
+    fn proven_socket(&self) -> Result<(std::os::fd::OwnedFd, mconsole::ReplyAddress), String> {
         use nix::fcntl::OFlag;
         let path = self.mconsole_path();
         let pid = self.pid.ok_or("no pid")?;
@@ -210,10 +231,19 @@ impl Instance {
                 st.st_uid
             ));
         }
-        if !UnixSockets::read().seen_by(pid).held_by(&path, pid) {
+        let same_netns = procfs::same_netns(pid);
+        let sockets = match same_netns {
+            Some(false) => UnixSockets::of_netns_of(pid),
+            _ => UnixSockets::read(),
+        };
+        if !sockets.held_by(&path, pid) {
             return Err(format!("pid {pid} does not serve {}", path.display()));
         }
-        Ok(fd)
+        let reply = match same_netns {
+            Some(true) => mconsole::ReplyAddress::Abstract,
+            _ => mconsole::ReplyAddress::File,
+        };
+        Ok((fd, reply))
     }
 
     pub(crate) fn mconsole_error(&self, source: mconsole::Error) -> InstanceError {

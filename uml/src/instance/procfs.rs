@@ -50,9 +50,12 @@ impl UnixSockets {
     /// namespace's table does not list it). `None` when `pid` shares this namespace, so the
     /// caller keeps the table it has.
     pub(super) fn of_other_netns(pid: u32) -> Option<UnixSockets> {
-        let ours = fs::read_link("/proc/self/ns/net").ok()?;
-        let theirs = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-        (ours != theirs).then(|| UnixSockets::read_from(&format!("/proc/{pid}/net/unix")))
+        (same_netns(pid) == Some(false)).then(|| UnixSockets::of_netns_of(pid))
+    }
+
+    /// The table of `pid`'s network namespace.
+    pub(super) fn of_netns_of(pid: u32) -> UnixSockets {
+        UnixSockets::read_from(&format!("/proc/{pid}/net/unix"))
     }
 
     /// [`UnixSockets::read`], or the table of `pid`'s own network namespace where it differs.
@@ -179,4 +182,11 @@ pub(super) fn group_cpu_ticks(pgid: u32) -> u64 {
         .filter(|(_, s)| s.pgrp == pgid)
         .map(|(_, s)| s.cpu_ticks)
         .sum()
+}
+/// Whether process `pid` is in this process's network namespace; `None` when either cannot be
+/// read (no such process, or no permission).
+pub(super) fn same_netns(pid: u32) -> Option<bool> {
+    let ours = fs::read_link("/proc/self/ns/net").ok()?;
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    Some(ours == theirs)
 }

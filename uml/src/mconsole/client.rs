@@ -44,19 +44,6 @@ pub enum ReplyAddress {
     Abstract,
 }
 
-impl ReplyAddress {
-    /// [`ReplyAddress::Abstract`] when process `pid` (a guest's kernel) is proven to share this
-    /// process's network namespace, else [`ReplyAddress::File`].
-    pub fn for_process(pid: u32) -> ReplyAddress {
-        let ours = std::fs::read_link("/proc/self/ns/net");
-        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"));
-        match (ours, theirs) {
-            (Ok(ours), Ok(theirs)) if ours == theirs => ReplyAddress::Abstract,
-            _ => ReplyAddress::File,
-        }
-    }
-}
-
 /// Where a client socket is bound. A file lives in a directory of its own; both are removed on
 /// drop.
 ///
@@ -707,14 +694,5 @@ mod tests {
         }
         assert_eq!(client.version().unwrap(), "Linux 7.2.13");
         guest.join().unwrap();
-    }
-
-    #[test]
-    fn this_process_shares_its_own_network_namespace() {
-        assert_eq!(
-            ReplyAddress::for_process(std::process::id()),
-            ReplyAddress::Abstract
-        );
-        assert_eq!(ReplyAddress::for_process(u32::MAX), ReplyAddress::File);
     }
 }
