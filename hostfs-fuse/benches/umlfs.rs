@@ -213,46 +213,56 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// `ls -lR` and `find`, cold and warm, umlfs and kernel ext4 mounted side by side.
+/// `ls -lR` and `find`, cold and warm, umlfs (as is and with `-o noxattr`) and kernel ext4
+/// mounted side by side.
 fn walks(img: &Path, tmp: &Path) {
     let um = tmp.join("walk-umlfs");
+    let nx = tmp.join("walk-noxattr");
     let km = tmp.join("walk-kernel");
-    fs::create_dir_all(&um).unwrap();
-    fs::create_dir_all(&km).unwrap();
+    for d in [&um, &nx, &km] {
+        fs::create_dir_all(d).unwrap();
+    }
     let _gu = Unmount(&um);
+    let _gn = Unmount(&nx);
     let _gk = Unmount(&km);
     mount(Tool::Umlfs, img, &um);
+    sh(&format!(
+        "'{BIN}' -o noxattr '{}' '{}'",
+        img.display(),
+        nx.display()
+    ));
     mount(Tool::Kernel, img, &km);
+    let mounts = [&um, &nx, &km];
     let work: [(&str, &str); 2] = [
         ("ls -lR", "ls -lR M > /dev/null"),
         ("find", "find M > /dev/null"),
     ];
     println!(
-        "\n{:<8} {:<5} {:>12} {:>14} {:>14}   ({WALK_REPS} runs each, medians)",
-        "walk", "cache", "umlfs", "kernel ext4", "umlfs/kernel"
+        "\n{:<8} {:<5} {:>10} {:>10} {:>12} {:>13} {:>15}   ({WALK_REPS} runs each, medians)",
+        "walk", "cache", "umlfs", "noxattr", "kernel ext4", "umlfs/kernel", "noxattr/kernel"
     );
     for (name, cmd) in work {
         // One untimed walk each, so "warm" means what a second walk sees.
-        run_walk(cmd, &um);
-        run_walk(cmd, &km);
-        let mut t = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for m in mounts {
+            run_walk(cmd, m);
+        }
+        let mut t: [[Vec<Duration>; 2]; 3] = Default::default();
         for rep in 0..WALK_REPS {
-            for k in 0..2 {
-                let tool = (rep + k) % 2;
-                let mnt = if tool == 0 { &um } else { &km };
+            for k in 0..mounts.len() {
+                let tool = (rep + k) % mounts.len();
                 drop_caches();
-                t[tool][0].push(run_walk(cmd, mnt));
-                t[tool][1].push(run_walk(cmd, mnt));
+                t[tool][0].push(run_walk(cmd, mounts[tool]));
+                t[tool][1].push(run_walk(cmd, mounts[tool]));
             }
         }
         for (c, cache) in ["cold", "warm"].iter().enumerate() {
             let u = median(&mut t[0][c]).as_secs_f64();
-            let k = median(&mut t[1][c]).as_secs_f64();
+            let n = median(&mut t[1][c]).as_secs_f64();
+            let k = median(&mut t[2][c]).as_secs_f64();
             println!(
-                "{name:<8} {cache:<5} {:>11.3}s {:>13.3}s {:>13.2}x",
-                u,
-                k,
-                u / k
+                "{name:<8} {cache:<5} {u:>9.3}s {n:>9.3}s {k:>11.3}s {:>12.2}x {:>14.2}x",
+                u / k,
+                n / k
             );
         }
     }
@@ -267,5 +277,6 @@ fn walks(img: &Path, tmp: &Path) {
         println!("umlfs RSS after each of ten cold `find` runs (KiB): {rss:?}");
     }
     unmount(Tool::Umlfs, &um);
+    unmount(Tool::Umlfs, &nx);
     unmount(Tool::Kernel, &km);
 }

@@ -296,6 +296,10 @@ impl fuser::Filesystem for UmlFs {
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
+        if self.view.pres.no_xattr {
+            // ENOSYS: the kernel answers every later query itself (EOPNOTSUPP), without asking.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.view.xattr(ino.0, name.as_bytes()) {
             Ok(found) => match found {
                 Some(v) if size == 0 => reply.size(v.len() as u32),
@@ -309,6 +313,9 @@ impl fuser::Filesystem for UmlFs {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
+        if self.view.pres.no_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.view.xattr_names(ino.0) {
             Ok(list) => {
                 let mut out = Vec::new();

@@ -311,6 +311,18 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
             )],
         },
         Section {
+            title: "EXTENDED ATTRIBUTES",
+            blocks: vec![
+                para(
+                    "By default the guest's extended attributes are shown (getfattr -d), and its POSIX ACLs are declared to the kernel, which caches them and enforces them with the mode bits where permissions are checked (allow_other, default_permissions, or a mount made by root).",
+                ),
+                item(
+                    "-o noxattr",
+                    "Shows no extended attributes and no ACLs, as virtiofsd does by default: the kernel learns at the first query that there are none and asks no more, which saves one round trip per file on a cold ls -l. Access is then decided by the mode bits alone, so a file that has an ACL shows no group or other permission bits: only its owner can read it through the mount, and nobody gets more than the guest's ACL gives. ls -l shows no +.",
+                ),
+            ],
+        },
+        Section {
             title: "EXAMPLES",
             blocks: vec![
                 code("umlfs web1:/ /mnt/web1"),

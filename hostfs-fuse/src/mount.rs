@@ -248,8 +248,11 @@ pub fn prepare(
         // The kernel enforces the guest's modes and ACLs once POSIX ACLs are declared: that
         // changes nothing for root (or where default_permissions was asked for), but would
         // stop a non-root user from reading files the mount used to show them.
-        posix_acl: opts.default_permissions || opts.allow_other || nix::unistd::geteuid().is_root(),
+        posix_acl: !opts.noxattr
+            && (opts.default_permissions || opts.allow_other || nix::unistd::geteuid().is_root()),
+        no_xattr: opts.noxattr,
     };
+
     if opts.snapshot {
         pres.ttl = Duration::from_secs(3600);
     }

@@ -603,3 +603,64 @@ fn guest_acls_are_enforced_and_shown_and_ls_asks_for_labels_once() {
     assert!(!ok && err.contains("No such attribute"), "{err}");
     assert!(mp.unmount());
 }
+
+/// `-o noxattr`: no extended attributes and no ACLs reach the host, and a file with an ACL is
+/// shown without group and other permission bits, so the mode bits the kernel then checks never
+/// give anyone more than the guest's ACL does.
+#[test]
+fn noxattr_shows_no_attributes_and_narrows_files_with_an_acl_to_their_owner() {
+    let tmp = tempfile::Builder::new()
+        .prefix("umlfs-noxattr")
+        .tempdir()
+        .unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("denied"), b"secret\n").unwrap();
+    fs::write(src.join("open"), b"open\n").unwrap();
+    for f in ["denied", "open"] {
+        fs::set_permissions(src.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    run(Command::new("setfattr")
+        .args(["-n", "system.posix_acl_access", "-v", ACL_DENY_NOBODY])
+        .arg(src.join("denied")));
+    run(Command::new("setfattr")
+        .args(["-n", "user.color", "-v", "blue"])
+        .arg(src.join("open")));
+    let img = tmp.path().join("noxattr.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("16M"));
+    let mp = MountPoint::new();
+    fs::set_permissions(
+        mp.path().parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    mount_image(&img, &mp, "allow_other,noxattr");
+    let m = mp.path().display().to_string();
+    let (_, dump, _) = sh(&format!("getfattr -d {m}/open 2>&1"));
+    assert!(!dump.contains("user.color"), "{dump}");
+    let (_, ls, _) = sh(&format!("ls -l {m}/denied {m}/open"));
+    assert!(
+        ls.lines().next().unwrap().starts_with("-rw------- "),
+        "a file with an ACL keeps only its owner's bits: {ls}"
+    );
+    assert!(
+        ls.lines().nth(1).unwrap().starts_with("-rw-r--r-- "),
+        "{ls}"
+    );
+    let as_nobody = |cmd: &str| {
+        sh(&format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
+        ))
+    };
+    let (ok, out, err) = as_nobody(&format!("cat {m}/open"));
+    assert!(ok && out == "open\n", "{err}");
+    let (ok, _, err) = as_nobody(&format!("cat {m}/denied"));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    let (ok, out, err) = sh(&format!("cat {m}/denied"));
+    assert!(ok && out == "secret\n", "the owner still reads it: {err}");
+    assert!(mp.unmount());
+}

@@ -130,6 +130,9 @@ pub struct Attr {
 /// The xattr `ls -l` asks every file for (through `lgetfilecon`).
 const SELINUX: &[u8] = b"security.selinux";
 
+/// A file's access ACL.
+const POSIX_ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+
 /// Whether a filesystem carries SELinux labels: a labelled filesystem labels its root
 /// directory like every other inode.
 fn is_labeled(fs: &ExtFs) -> bool {
@@ -178,6 +181,10 @@ pub struct Presentation {
     /// checks permissions itself, with the guest's modes and ACLs (it implies
     /// `default_permissions`).
     pub posix_acl: bool,
+    /// Show no extended attributes (`-o noxattr`): the kernel is told there are none, and
+    /// stops asking. A file with an ACL then shows no group or other permission bits, so that
+    /// what the mode bits alone allow never exceeds what the guest's ACL allows.
+    pub no_xattr: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -381,13 +388,26 @@ impl View {
             ctime: time(inode.ctime),
             crtime: inode.crtime.map(time).unwrap_or(UNIX_EPOCH),
             kind: inode.file_type,
-            perm: inode.mode & 0o7777 & !p.umask,
+            perm: inode.mode & 0o7777 & !p.umask & !self.acl_hidden_bits(mount, inode.ino),
             nlink: inode.nlink,
             uid: p.uid.unwrap_or(inode.uid),
             gid: p.gid.unwrap_or(inode.gid),
             rdev: inode.rdev.map(|(a, b)| encode_dev(a, b)).unwrap_or(0),
             blksize: block_size,
         }
+    }
+
+    /// The permission bits an ACL the mount does not show could narrow: group and other, for a
+    /// file that has one, when xattrs are not shown; none otherwise. An ACL that cannot be read
+    /// counts as one.
+    fn acl_hidden_bits(&self, mount: usize, ino: u64) -> u16 {
+        if !self.pres.no_xattr {
+            return 0;
+        }
+        let has_acl = self
+            .disk_of(mount)
+            .is_none_or(|disk| !matches!(disk.fs().xattr(ino, POSIX_ACL_ACCESS), Ok(None)));
+        if has_acl { 0o077 } else { 0 }
     }
 
     fn synth_attr(&self, id: u64) -> Attr {

@@ -3,7 +3,8 @@
 //! The configuration is `make ARCH=um defconfig` plus umlkit's own fragment
 //! ([`CONFIG_FRAGMENT`]): hostfs, ubd, mconsole, the vector network driver, the watchdog,
 //! sysrq, ext4, tmpfs, devtmpfs, seccomp, virtio_uml; no modules, no debug information, no
-//! boot-time self-tests. `olddefconfig` drops a symbol it cannot satisfy without a word, so
+//! boot-time self-tests, no network block devices (defconfig's 16 took 0.15 s of every boot).
+//! `olddefconfig` drops a symbol it cannot satisfy without a word, so
 //! every line of the fragment is checked in the resulting `.config` before compiling.
 //!
 //! The source is never written to: a tarball is unpacked into the build cache, and the
