@@ -232,10 +232,7 @@ impl Instance {
             ));
         }
         let same_netns = procfs::same_netns(pid);
-        let sockets = match same_netns {
-            Some(false) => UnixSockets::of_netns_of(pid),
-            _ => UnixSockets::read(),
-        };
+        let sockets = UnixSockets::read_for(&path, (same_netns == Some(false)).then_some(pid));
         if !sockets.held_by(&path, pid) {
             return Err(format!("pid {pid} does not serve {}", path.display()));
         }
@@ -273,6 +270,31 @@ impl Instance {
 mod tests {
     use super::procfs::unix_line;
     use super::*;
+
+    #[test]
+    fn a_table_read_for_one_path_holds_that_path_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("unix");
+        std::fs::write(
+            &table,
+            "Num       RefCount Protocol Flags    Type St Inode Path\n\
+             0000000000000000: 00000002 00000000 00000000 0002 01 11 /u/x/mconsole\n\
+             0000000000000000: 00000002 00000000 00000000 0002 01 12 /w/u/x/mconsole\n\
+             0000000000000000: 00000002 00000000 00000000 0002 01 13 @/u/x/mconsole\n\
+             0000000000000000: 00000002 00000000 00000000 0002 01 14 /u/x/mconsole\n\
+             0000000000000000: 00000002 00000000 00000000 0002 01 15 /a b/mconsole\n",
+        )
+        .unwrap();
+        let table = table.to_str().unwrap();
+        let one = UnixSockets::read_filtered(table, Some(Path::new("/u/x/mconsole")));
+        assert!(one.known);
+        assert_eq!(one.inodes_of(Path::new("/u/x/mconsole")), [11, 14]);
+        assert_eq!(one.by_path.len(), 1, "{:?}", one.by_path);
+        let spaced = UnixSockets::read_filtered(table, Some(Path::new("/a b/mconsole")));
+        assert_eq!(spaced.inodes_of(Path::new("/a b/mconsole")), [15]);
+        let all = UnixSockets::read_filtered(table, None);
+        assert_eq!(all.by_path.len(), 3);
+    }
 
     #[test]
     fn proc_net_unix_lines_are_read_as_bytes() {
