@@ -5,7 +5,7 @@ mod umlfs_support;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use testkit::run;
@@ -495,6 +495,73 @@ const ACL_DENY_NOBODY: &str = "0x02000000\
     10000400ffffffff\
     20000400ffffffff";
 
+/// A source tree and its ext4 image: `denied` (mode 0644, an ACL denying user 65534), `open`
+/// (0644, `user.color=blue`) and 50 small files under `many/`.
+struct AclFixture {
+    tmp: tempfile::TempDir,
+}
+
+impl AclFixture {
+    fn new(prefix: &str) -> AclFixture {
+        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        let fixture = AclFixture { tmp };
+        let src = fixture.src();
+        fs::create_dir_all(src.join("many")).unwrap();
+        for i in 0..50 {
+            fs::write(src.join(format!("many/f{i:02}")), b"x\n").unwrap();
+        }
+        fs::write(src.join("denied"), b"secret\n").unwrap();
+        fs::write(src.join("open"), b"open\n").unwrap();
+        for f in ["denied", "open"] {
+            fs::set_permissions(src.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        run(Command::new("setfattr")
+            .args(["-n", "system.posix_acl_access", "-v", ACL_DENY_NOBODY])
+            .arg(src.join("denied")));
+        run(Command::new("setfattr")
+            .args(["-n", "user.color", "-v", "blue"])
+            .arg(src.join("open")));
+        fixture.make_image();
+        fixture
+    }
+
+    fn src(&self) -> PathBuf {
+        self.tmp.path().join("src")
+    }
+
+    fn img(&self) -> PathBuf {
+        self.tmp.path().join("acl.img")
+    }
+
+    /// (Re)makes the image from the source tree.
+    fn make_image(&self) {
+        run(Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .arg(self.src())
+            .arg(self.img())
+            .arg("16M"));
+    }
+}
+
+/// `img` mounted with `options` where every user can reach the mount point.
+fn mount_for_everyone(img: &Path, options: &str) -> MountPoint {
+    let mp = MountPoint::new();
+    fs::set_permissions(
+        mp.path().parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    mount_image(img, &mp, options);
+    mp
+}
+
+/// A shell command run as user and group 65534: (success, stdout, stderr).
+fn as_nobody(cmd: &str) -> (bool, String, String) {
+    sh(&format!(
+        "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
+    ))
+}
+
 /// `ls -lR` used to cost two FUSE round trips per file (an ACL and an SELinux label query,
 /// neither cached). POSIX ACLs are now declared to the kernel, which caches them and enforces
 /// them, and a disk without labels answers a missing `security.selinux` as a filesystem
@@ -502,45 +569,10 @@ const ACL_DENY_NOBODY: &str = "0x02000000\
 /// shown: its ACLs, its labels, its other xattrs.
 #[test]
 fn guest_acls_are_enforced_and_shown_and_ls_asks_for_labels_once() {
-    let tmp = tempfile::Builder::new()
-        .prefix("umlfs-acl")
-        .tempdir()
-        .unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(src.join("many")).unwrap();
-    for i in 0..50 {
-        fs::write(src.join(format!("many/f{i:02}")), b"x\n").unwrap();
-    }
-    fs::write(src.join("denied"), b"secret\n").unwrap();
-    fs::write(src.join("open"), b"open\n").unwrap();
-    for f in ["denied", "open"] {
-        fs::set_permissions(src.join(f), fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    run(Command::new("setfattr")
-        .args(["-n", "system.posix_acl_access", "-v", ACL_DENY_NOBODY])
-        .arg(src.join("denied")));
-    run(Command::new("setfattr")
-        .args(["-n", "user.color", "-v", "blue"])
-        .arg(src.join("open")));
-    let img = tmp.path().join("acl.img");
-    run(Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&src)
-        .arg(&img)
-        .arg("16M"));
-    let mp = MountPoint::new();
-    fs::set_permissions(
-        mp.path().parent().unwrap(),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    mount_image(&img, &mp, "allow_other");
+    let fixture = AclFixture::new("umlfs-acl");
+    let (src, img) = (fixture.src(), fixture.img());
+    let mp = mount_for_everyone(&img, "allow_other");
     let m = mp.path().display().to_string();
-    let as_nobody = |cmd: &str| {
-        sh(&format!(
-            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
-        ))
-    };
     let (ok, out, err) = as_nobody(&format!("cat {m}/open"));
     assert!(ok && out == "open\n", "{err}");
     let (ok, _, err) = as_nobody(&format!("cat {m}/denied"));
@@ -588,11 +620,7 @@ fn guest_acls_are_enforced_and_shown_and_ls_asks_for_labels_once() {
     run(Command::new("setfattr")
         .args(["-n", "security.selinux", "-v", "system_u:object_r:etc_t:s0"])
         .arg(src.join("open")));
-    run(Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&src)
-        .arg(&img)
-        .arg("16M"));
+    fixture.make_image();
     mount_image(&img, &mp, "");
     let (ok, out, err) = sh(&format!(
         "getfattr --only-values -n security.selinux {m}/open"
@@ -609,36 +637,8 @@ fn guest_acls_are_enforced_and_shown_and_ls_asks_for_labels_once() {
 /// give anyone more than the guest's ACL does.
 #[test]
 fn noxattr_shows_no_attributes_and_narrows_files_with_an_acl_to_their_owner() {
-    let tmp = tempfile::Builder::new()
-        .prefix("umlfs-noxattr")
-        .tempdir()
-        .unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("denied"), b"secret\n").unwrap();
-    fs::write(src.join("open"), b"open\n").unwrap();
-    for f in ["denied", "open"] {
-        fs::set_permissions(src.join(f), fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    run(Command::new("setfattr")
-        .args(["-n", "system.posix_acl_access", "-v", ACL_DENY_NOBODY])
-        .arg(src.join("denied")));
-    run(Command::new("setfattr")
-        .args(["-n", "user.color", "-v", "blue"])
-        .arg(src.join("open")));
-    let img = tmp.path().join("noxattr.img");
-    run(Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&src)
-        .arg(&img)
-        .arg("16M"));
-    let mp = MountPoint::new();
-    fs::set_permissions(
-        mp.path().parent().unwrap(),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    mount_image(&img, &mp, "allow_other,noxattr");
+    let fixture = AclFixture::new("umlfs-noxattr");
+    let mp = mount_for_everyone(&fixture.img(), "allow_other,noxattr");
     let m = mp.path().display().to_string();
     let (_, dump, _) = sh(&format!("getfattr -d {m}/open 2>&1"));
     assert!(!dump.contains("user.color"), "{dump}");
@@ -651,11 +651,6 @@ fn noxattr_shows_no_attributes_and_narrows_files_with_an_acl_to_their_owner() {
         ls.lines().nth(1).unwrap().starts_with("-rw-r--r-- "),
         "{ls}"
     );
-    let as_nobody = |cmd: &str| {
-        sh(&format!(
-            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"{cmd}\""
-        ))
-    };
     let (ok, out, err) = as_nobody(&format!("cat {m}/open"));
     assert!(ok && out == "open\n", "{err}");
     let (ok, _, err) = as_nobody(&format!("cat {m}/denied"));

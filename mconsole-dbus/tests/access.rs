@@ -288,27 +288,8 @@ impl Bus {
     /// `nobody`), else a copy in this bus's directory, which everyone may enter and which goes
     /// with the bus.
     fn kernel_for_everyone(&self) -> PathBuf {
-        let kernel = std::fs::canonicalize(testkit::kernel()).expect("the kernel under test");
-        let runnable = Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "test",
-                "-x",
-            ])
-            .arg(&kernel)
-            .status()
-            .is_ok_and(|s| s.success());
-        if runnable {
-            return kernel;
-        }
-        let copy = self._dir.path().join("linux");
-        if !copy.exists() {
-            std::fs::copy(&kernel, &copy).unwrap();
-            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        copy
+        // nobody and nogroup.
+        testkit::kernel_runnable_by(65534, 65534, self._dir.path())
     }
 
     /// umld serving `uml_dir` on this bus: as the system service (`--system`, the bus given as

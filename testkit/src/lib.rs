@@ -462,6 +462,35 @@ pub fn group_alive(pgid: u32) -> bool {
     uml::instance::group_alive(pgid)
 }
 
+/// `program` to be run as user `uid` and group `gid` with no supplementary groups (`setpriv`).
+pub fn as_user(uid: u32, gid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
+        .arg("--clear-groups")
+        .arg(program);
+    c
+}
+
+/// The kernel under test as a file user `uid` (group `gid`) may run: itself when they can,
+/// else a copy in `dir` (which they must be able to enter), made once.
+pub fn kernel_runnable_by(uid: u32, gid: u32, dir: &Path) -> PathBuf {
+    let kernel = fs::canonicalize(kernel()).expect("the kernel under test");
+    let runnable = as_user(uid, gid, "test")
+        .arg("-x")
+        .arg(&kernel)
+        .status()
+        .is_ok_and(|s| s.success());
+    if runnable {
+        return kernel;
+    }
+    let copy = dir.join("linux");
+    if !copy.exists() {
+        fs::copy(&kernel, &copy).expect("cannot copy the kernel");
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    copy
+}
+
 /// A path for a socket or file under a fresh short temporary directory (unix socket paths are
 /// limited to 107 bytes, so tests keep them under /tmp).
 pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {

@@ -494,28 +494,14 @@ impl Init {
         if name.as_bytes().contains(&b'/') {
             return Ok(PathBuf::from(name));
         }
-        if name.is_empty() {
-            return Err(nix::errno::Errno::ENOENT);
-        }
         let path = self
             .env
             .iter()
             .find(|(k, _)| k == "PATH")
             .map_or_else(|| OsString::from(GUEST_PATH), |(_, v)| v.clone());
-        let mut denied = false;
-        for dir in path.as_bytes().split(|&b| b == b':') {
-            let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-            let candidate = Path::new(std::ffi::OsStr::from_bytes(dir)).join(name);
-            if is_executable(&candidate) {
-                return Ok(candidate);
-            }
-            denied |= candidate.is_file();
-        }
-        Err(if denied {
-            nix::errno::Errno::EACCES
-        } else {
-            nix::errno::Errno::ENOENT
-        })
+        crate::kernel::on_path_in(name, &path)
+            .filter(|_| !name.is_empty())
+            .ok_or(nix::errno::Errno::ENOENT)
     }
 
     /// Reaps children (orphans of the guest included) until `child` ends; its exit status as a

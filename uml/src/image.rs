@@ -339,22 +339,12 @@ fn parse_deb822(text: &str) -> Vec<Source> {
     out
 }
 
-/// Is `program` on PATH?
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            std::fs::metadata(d.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
 fn require(
     program: &'static str,
     package: &'static str,
     why: &'static str,
 ) -> Result<(), ImageError> {
-    if on_path(program) {
+    if crate::kernel::on_path(program).is_some() {
         Ok(())
     } else {
         Err(ImageError::MissingTool {

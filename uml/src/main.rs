@@ -123,10 +123,9 @@ fn fast_version() -> Option<ExitCode> {
     };
     let [version, umid] = rest else { return None };
     let umid = umid.to_str()?;
+    // An option (`version --help`) goes the ordinary way; the library judges the name.
     if version != "version"
-        || umid.is_empty()
-        || umid.starts_with(['-', '.'])
-        || umid.contains('/')
+        || umid.starts_with('-')
         || dir.as_ref().is_some_and(|d| d.as_os_str().is_empty())
     {
         return None;

@@ -138,14 +138,8 @@ fn clean_as_root_is_safe_against_a_symlink_swap_by_another_user() {
     // The other user's loop: a dead instance `g` (pid, many files); as soon as a clean has
     // started removing its files, `g` becomes a symlink to root's directory.
     let mut swapper = Reaped(
-        Command::new("setpriv")
-            .args([
-                "--reuid",
-                &user.0.to_string(),
-                "--regid",
-                &user.1.to_string(),
-            ])
-            .args(["--clear-groups", "/usr/bin/python3", "-c", SWAPPER])
+        testkit::as_user(user.0, user.1, "/usr/bin/python3")
+            .args(["-c", SWAPPER])
             .arg(d.path())
             .arg(victim.path())
             .arg(names.len().to_string())
@@ -479,14 +473,8 @@ fn a_runtime_directory_another_user_made_first_is_refused() {
     let base = short_tempdir("umlkit-r");
     fs::set_permissions(base.path(), fs::Permissions::from_mode(0o1777)).unwrap();
     let as_user = |script: &str| {
-        let status = Command::new("setpriv")
-            .args([
-                "--reuid",
-                &user.0.to_string(),
-                "--regid",
-                &user.1.to_string(),
-            ])
-            .args(["--clear-groups", "sh", "-c", script])
+        let status = testkit::as_user(user.0, user.1, "sh")
+            .args(["-c", script])
             .status()
             .unwrap();
         assert!(status.success(), "{script}");
@@ -547,14 +535,8 @@ fn uml_run_writes_nothing_through_a_runtime_directory_another_user_planted() {
     // Another user made the runtime directory first, as a symlink to a directory of root's.
     let target = short_tempdir("umlkit-rt-target");
     let victim_dir = target.path().to_owned();
-    let status = Command::new("setpriv")
-        .args([
-            "--reuid",
-            &user.0.to_string(),
-            "--regid",
-            &user.1.to_string(),
-        ])
-        .args(["--clear-groups", "ln", "-s"])
+    let status = testkit::as_user(user.0, user.1, "ln")
+        .arg("-s")
         .arg(&victim_dir)
         .arg(dir.path().join(".umlkit"))
         .status()
@@ -596,20 +578,7 @@ fn root_asks_a_guest_that_another_user_runs() {
     let uml_dir = scratch.path().join("uml");
     fs::create_dir(&uml_dir).unwrap();
     nix::unistd::chown(&uml_dir, Some(uid.into()), Some(gid.into())).unwrap();
-    // The kernel under test as the user can run it: itself, or a copy they may run.
-    let mut kernel = fs::canonicalize(testkit::kernel()).unwrap();
-    let runnable = Command::new("setpriv")
-        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
-        .args(["--clear-groups", "test", "-x"])
-        .arg(&kernel)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !runnable {
-        let copy = scratch.path().join("linux");
-        fs::copy(&kernel, &copy).unwrap();
-        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
-        kernel = copy;
-    }
+    let kernel = testkit::kernel_runnable_by(uid, gid, scratch.path());
     let init = scratch.path().join("init");
     fs::write(
         &init,
@@ -622,10 +591,7 @@ fn root_asks_a_guest_that_another_user_runs() {
     argv.push(format!("uml_dir={}", uml_dir.display()));
     let child = {
         use std::os::unix::process::CommandExt;
-        Command::new("setpriv")
-            .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
-            .arg("--clear-groups")
-            .arg(&kernel)
+        testkit::as_user(uid, gid, &kernel)
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

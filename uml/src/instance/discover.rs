@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -54,11 +54,7 @@ pub fn discover(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
 /// # Errors
 /// [`InstanceError::NotFound`] naming the running instances when there is no such directory.
 pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
-    let dir = uml_dir.join(umid);
-    // The directory itself, not what a symlink in its place points to: a name in a uml_dir
-    // that another user can write must not lead to that user's choice of instance.
-    let is_dir = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-    if umid.is_empty() || umid.contains('/') || umid.starts_with('.') || !is_dir {
+    let Some(dir) = instance_dir(uml_dir, umid) else {
         let known = discover(uml_dir)
             .unwrap_or_default()
             .into_iter()
@@ -70,8 +66,21 @@ pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
             uml_dir: uml_dir.to_owned(),
             known,
         });
-    }
+    };
     Ok(inspect(&dir, umid, &UnixSockets::read()))
+}
+
+/// `<uml_dir>/<umid>` when `umid` is a name (not empty, no `/`, not starting with `.`) and that
+/// is a directory itself, not what a symlink in its place points to: a name in a uml_dir that
+/// another user can write must not lead to that user's choice of instance.
+pub(super) fn instance_dir(uml_dir: &Path, umid: &str) -> Option<PathBuf> {
+    if umid.is_empty() || umid.contains('/') || umid.starts_with('.') {
+        return None;
+    }
+    let dir = uml_dir.join(umid);
+    fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(dir)
 }
 
 /// The running instance `umid`.

@@ -123,14 +123,7 @@ pub fn uml_dir_or_default(dir: Option<&Path>) -> Result<PathBuf, InstanceError> 
 /// with nothing else looked at: for a caller that only asks the guest something (`uml version`
 /// in a loop). `None` when the instance is not proven running; [`find`] then says why.
 pub fn quick_client(uml_dir: &Path, umid: &str, timeout: Duration) -> Option<mconsole::Client> {
-    if umid.is_empty() || umid.contains('/') || umid.starts_with('.') {
-        return None;
-    }
-    let dir = uml_dir.join(umid);
-    // The directory itself, never what a symlink in its place points to (as [`find`]).
-    if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-        return None;
-    }
+    let dir = discover::instance_dir(uml_dir, umid)?;
     let pid = read_pid_file(&dir.join("pid"))?;
     Instance {
         umid: umid.to_owned(),
@@ -275,6 +268,10 @@ mod tests {
     fn a_table_read_for_one_path_holds_that_path_alone() {
         let dir = tempfile::tempdir().unwrap();
         let table = dir.path().join("unix");
+        let overlong = format!(
+            "0000000000000000: 00000002 00000000 00000000 0002 01 16 /{}/u/x/mconsole\n",
+            "d/".repeat(400)
+        );
         std::fs::write(
             &table,
             "Num       RefCount Protocol Flags    Type St Inode Path\n\
@@ -282,13 +279,17 @@ mod tests {
              0000000000000000: 00000002 00000000 00000000 0002 01 12 /w/u/x/mconsole\n\
              0000000000000000: 00000002 00000000 00000000 0002 01 13 @/u/x/mconsole\n\
              0000000000000000: 00000002 00000000 00000000 0002 01 14 /u/x/mconsole\n\
-             0000000000000000: 00000002 00000000 00000000 0002 01 15 /a b/mconsole\n",
+             0000000000000000: 00000002 00000000 00000000 0002 01 15 /a b/mconsole\n"
+                .to_owned()
+                + &overlong
+                + "0000000000000000: 00000002 00000000 00000000 0002 01 17 /u/x/mconsole\n",
         )
         .unwrap();
         let table = table.to_str().unwrap();
         let one = UnixSockets::read_filtered(table, Some(Path::new("/u/x/mconsole")));
         assert!(one.known);
-        assert_eq!(one.inodes_of(Path::new("/u/x/mconsole")), [11, 14]);
+        // A line longer than any socket's is skipped, and the next one still read.
+        assert_eq!(one.inodes_of(Path::new("/u/x/mconsole")), [11, 14, 17]);
         assert_eq!(one.by_path.len(), 1, "{:?}", one.by_path);
         let spaced = UnixSockets::read_filtered(table, Some(Path::new("/a b/mconsole")));
         assert_eq!(spaced.inodes_of(Path::new("/a b/mconsole")), [15]);

@@ -83,18 +83,45 @@ impl UnixSockets {
     }
 
     pub(super) fn read_filtered(table: &str, only: Option<&Path>) -> UnixSockets {
+        use std::io::BufRead;
         use std::os::unix::ffi::OsStrExt;
-        // Bytes, not UTF-8: an abstract name (a `uml switch` has some) can be any bytes.
-        let Ok(text) = fs::read(table) else {
+        // A line is at most about 170 bytes (the path is at most 108); longer ones are no
+        // socket's and are skipped. The table is read a line at a time, so its size (other
+        // users' sockets count too) never decides an allocation.
+        const MAX_LINE: u64 = 512;
+        let Ok(file) = fs::File::open(table) else {
             return UnixSockets {
                 known: false,
                 by_path: BTreeMap::new(),
             };
         };
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
         let mut by_path: BTreeMap<PathBuf, Vec<u64>> = BTreeMap::new();
-        // Num RefCount Protocol Flags Type St Inode Path
         let wanted = only.map(|p| p.as_os_str().as_bytes());
-        for line in text.split(|&b| b == b'\n').skip(1) {
+        // Bytes, not UTF-8: an abstract name (a `uml switch` has some) can be any bytes.
+        let mut line = Vec::with_capacity(MAX_LINE as usize);
+        // Num RefCount Protocol Flags Type St Inode Path
+        for number in 0.. {
+            line.clear();
+            let read = match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => {
+                    return UnixSockets {
+                        known: false,
+                        by_path: BTreeMap::new(),
+                    };
+                }
+            };
+            let complete = line.last() == Some(&b'\n');
+            if !complete && read as u64 == MAX_LINE {
+                let _ = reader.skip_until(b'\n');
+                continue;
+            }
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            if number == 0 {
+                continue;
+            }
             // A line ends with " PATH": others are skipped before any parsing.
             if let Some(w) = wanted
                 && !line

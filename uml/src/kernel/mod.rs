@@ -621,9 +621,14 @@ pub fn packaged() -> Option<PathBuf> {
 
 /// `name` looked up in `$PATH`, as a shell would: the first executable regular file.
 pub fn on_path(name: &str) -> Option<PathBuf> {
+    on_path_in(name.as_ref(), &std::env::var_os("PATH")?)
+}
+
+/// `name` looked up in the directories of `path` (a `PATH` value, not necessarily this
+/// process's): the first executable regular file. Relative directories are skipped.
+pub fn on_path_in(name: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    std::env::split_paths(path)
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(name))
         .find(|candidate| {
