@@ -150,7 +150,7 @@ impl fuser::Filesystem for UmlFs {
             .unwrap_or_else(|| "/nonexistent-untracked".into());
         match self.view.lookup_in(parent.0, &ppath, name) {
             Ok((_, attr)) => {
-                let g = Generation(self.view.generation(attr.ino));
+                let g = Generation(attr.generation);
                 reply.entry(&self.ttl(attr.ino), &file_attr(&attr), g);
             }
             Err(e) => reply.error(errno(e)),
@@ -261,11 +261,7 @@ impl fuser::Filesystem for UmlFs {
                     (None, Err(_)) => return false,
                 };
                 let _ = id;
-                let g = if attr.is_some() {
-                    self.view.generation(a.ino)
-                } else {
-                    0
-                };
+                let g = if attr.is_some() { a.generation } else { 0 };
                 let fa = file_attr(&a);
                 !reply.add(fa.ino, next, name, &self.ttl(a.ino), &fa, Generation(g))
             });

@@ -51,3 +51,36 @@ impl BlockCache {
         map.insert(block, data);
     }
 }
+
+/// Parsed group descriptors, a few slots deep (`group % SLOTS`): parsing one means a checksum
+/// over it, and a walk asks for the same few groups for every inode it reads. Like the block
+/// cache it lives as long as its [`super::Filesystem`], a point in time.
+#[derive(Debug)]
+pub(crate) struct DescMemo<T: Copy> {
+    slots: Vec<Mutex<Option<(u64, T)>>>,
+}
+
+const DESC_SLOTS: usize = 64;
+
+impl<T: Copy> DescMemo<T> {
+    pub fn new() -> DescMemo<T> {
+        DescMemo {
+            slots: (0..DESC_SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    fn slot(&self, g: u64) -> Option<&Mutex<Option<(u64, T)>>> {
+        self.slots.get((g % DESC_SLOTS as u64) as usize)
+    }
+
+    pub fn get(&self, g: u64) -> Option<T> {
+        let s = self.slot(g)?.lock().unwrap_or_else(|e| e.into_inner());
+        s.filter(|(k, _)| *k == g).map(|(_, v)| v)
+    }
+
+    pub fn put(&self, g: u64, v: T) {
+        if let Some(s) = self.slot(g) {
+            *s.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, v));
+        }
+    }
+}

@@ -40,7 +40,7 @@ pub use source::BlockSource;
 pub use superblock::Features;
 pub use xattr::Xattr;
 
-use cache::BlockCache;
+use cache::{BlockCache, DescMemo};
 use inode::FL_ENCRYPT;
 use superblock::{
     BG_INODE_UNINIT, COMPAT_HAS_JOURNAL, GroupDesc, INCOMPAT_RECOVER, RO_COMPAT_GDT_CSUM,
@@ -104,6 +104,7 @@ pub struct Filesystem<S: BlockSource> {
     free_counts: std::sync::OnceLock<Option<(u64, u64)>>,
     overlay: HashMap<u64, OverlayBlock>,
     cache: BlockCache,
+    descs: DescMemo<GroupDesc>,
     journal: Option<JournalReplayInfo>,
     /// EA-inode value bytes materialised by requests in flight (bounded, see xattr.rs).
     xattr_inflight: std::sync::atomic::AtomicU64,
@@ -161,6 +162,7 @@ impl<S: BlockSource> Filesystem<S> {
             image_len,
             bs: u64::from(sb.block_size),
             cache: BlockCache::new(cache_bytes, sb.block_size as usize),
+            descs: DescMemo::new(),
             sb: sb.clone(),
             free_counts: std::sync::OnceLock::new(),
             overlay,
@@ -217,10 +219,15 @@ impl<S: BlockSource> Filesystem<S> {
                 accepted: "a block inside the filesystem",
             });
         }
+        if let Some(d) = self.descs.get(g) {
+            return Ok(d);
+        }
         let blk = self.meta_block(b)?;
         let off = ((g % per_block) * u64::from(sb.desc_size)) as usize;
         let d = blk.get(off..off + sb.desc_size as usize).unwrap_or(&[]);
-        Ok(GroupDesc::parse(sb, g as u32, d))
+        let d = GroupDesc::parse(sb, g as u32, d);
+        self.descs.put(g, d);
+        Ok(d)
     }
 
     /// Free blocks and inodes summed over the group descriptors, when the table is at most

@@ -60,6 +60,7 @@ impl View {
             gid: md.gid(),
             rdev: encode_dev(libc::major(rdev), libc::minor(rdev)),
             blksize: md.blksize() as u32,
+            generation: 0,
         }
     }
 

@@ -125,6 +125,9 @@ pub struct Attr {
     /// Device number, encoded as Linux's `new_encode_dev`.
     pub rdev: u32,
     pub blksize: u32,
+    /// The FUSE generation of the node: a disk inode's `i_generation`, so a reused inode number
+    /// is seen as a new file (fs/fuse/inode.c fuse_stale_inode); 0 otherwise.
+    pub generation: u64,
 }
 
 /// The xattr `ls -l` asks every file for (through `lgetfilecon`).
@@ -394,6 +397,7 @@ impl View {
             gid: p.gid.unwrap_or(inode.gid),
             rdev: inode.rdev.map(|(a, b)| encode_dev(a, b)).unwrap_or(0),
             blksize: block_size,
+            generation: u64::from(inode.generation),
         }
     }
 
@@ -426,6 +430,7 @@ impl View {
             gid: self.pres.gid.unwrap_or(0),
             rdev: 0,
             blksize: 4096,
+            generation: 0,
         }
     }
 
@@ -452,18 +457,6 @@ impl View {
         match self.node(id)? {
             Node::Ext { mount, .. } => Some(self.disk_of(mount)?.fs().statfs()),
             _ => None,
-        }
-    }
-
-    /// The FUSE generation of a node: the ext inode's `i_generation`, so a reused inode
-    /// number is seen as a new file (fs/fuse/inode.c fuse_stale_inode); 0 otherwise.
-    pub(crate) fn generation(&self, id: u64) -> u64 {
-        match self.node(id) {
-            Some(Node::Ext { mount, ino }) => self
-                .disk_of(mount)
-                .and_then(|d| d.fs().inode(ino).ok())
-                .map_or(0, |i| u64::from(i.generation)),
-            _ => 0,
         }
     }
 

@@ -6,6 +6,71 @@ use super::*;
 /// A host file as (view mount, host st_dev, host st_ino).
 pub(super) type HostKey = (usize, u64, u64);
 
+/// A map keyed by node id.
+pub(super) type IdMap<V> = HashMap<u64, V, IdHash>;
+
+/// Hashing of node ids: one folded multiply (the 128-bit product's halves xored, as ahash's
+/// fallback and foldhash do) keyed by two random words per process. A walk touches several
+/// tables per entry, and SipHash was a tenth of umlfs's time listing a large tree; the keys
+/// still keep a disk image, which chooses its inode numbers, from aiming them at one bucket.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IdHash {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for IdHash {
+    fn default() -> IdHash {
+        static KEYS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+        let &(k0, k1) = KEYS.get_or_init(|| {
+            use std::hash::BuildHasher;
+            let r = std::collections::hash_map::RandomState::new();
+            (r.hash_one(0u64), r.hash_one(1u64) | 1)
+        });
+        IdHash { k0, k1 }
+    }
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The state of one [`IdHash`] hashing.
+#[derive(Debug)]
+pub(super) struct IdHasher {
+    h: u64,
+    k1: u64,
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.h = fold_mul(self.h ^ x, self.k1);
+    }
+
+    fn finish(&self) -> u64 {
+        fold_mul(self.h, 0x9E37_79B9_7F4A_7C15 ^ self.k1)
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            h: self.k0,
+            k1: self.k1,
+        }
+    }
+}
+
 /// Node tables. Every id handed out carries references: one per lookup the kernel was told
 /// about (a LOOKUP reply or a READDIRPLUS entry), dropped by FORGET; internal uses take one and
 /// give it back at once. An id without references is removed from every table, so the tables
@@ -13,24 +78,24 @@ pub(super) type HostKey = (usize, u64, u64);
 #[derive(Debug, Default)]
 pub(super) struct Tables {
     /// Guest path of directories seen (only kept when the view has nested mounts).
-    pub(super) dir_paths: HashMap<u64, String>,
+    pub(super) dir_paths: IdMap<String>,
     /// Host node id → (mount, host path, its key in `host_rev`).
-    pub(super) host: HashMap<u64, (usize, PathBuf, HostKey)>,
+    pub(super) host: IdMap<(usize, PathBuf, HostKey)>,
     pub(super) host_rev: HashMap<HostKey, u64>,
-    pub(super) synth: HashMap<u64, String>,
+    pub(super) synth: IdMap<String>,
     pub(super) synth_rev: HashMap<String, u64>,
     /// Ext node ids the kernel has been told about, to invalidate on a new generation.
-    pub(super) known: HashSet<u64>,
+    pub(super) known: HashSet<u64, IdHash>,
     /// What the kernel was last told about each ext node: a new generation compares against
     /// this (not against the old generation, which may read the image's new bytes).
-    pub(super) stamps: HashMap<u64, Stamp>,
+    pub(super) stamps: IdMap<Stamp>,
     /// Names the kernel was given in disk directories: directory node → name → child node.
     /// When a directory changes in a new generation, the names that now lead elsewhere are
     /// forgotten by name, so entries can live as long as a generation.
-    pub(super) names: HashMap<u64, HashMap<Vec<u8>, u64>>,
+    pub(super) names: IdMap<HashMap<Vec<u8>, u64>>,
     pub(super) names_len: usize,
     /// References of every live id (see above).
-    pub(super) refs: HashMap<u64, u64>,
+    pub(super) refs: IdMap<u64>,
     /// The next host or synthetic id number (never reused, so a forgotten id cannot come
     /// back naming another file).
     pub(super) next_id: u64,
@@ -128,10 +193,14 @@ impl View {
             return;
         }
         t.refs.remove(&id);
-        if let Some((_, _, key)) = t.host.remove(&id) {
+        if id & HOST_BIT != 0
+            && let Some((_, _, key)) = t.host.remove(&id)
+        {
             t.host_rev.remove(&key);
         }
-        if let Some(p) = t.synth.remove(&id) {
+        if id & SYNTH_BIT != 0
+            && let Some(p) = t.synth.remove(&id)
+        {
             t.synth_rev.remove(&p);
         }
         t.known.remove(&id);
