@@ -332,6 +332,35 @@ fn a_symlinked_mconsole_socket_reaches_no_other_guest() {
 }
 
 #[test]
+fn a_live_socket_of_another_process_is_not_taken_for_the_guest_it_names() {
+    // The directory names a running guest's pid, and its mconsole is a socket that is bound
+    // and served, but by this test, not by that kernel: nothing may be sent to it as if it
+    // were the guest's, and the guest must not be signalled.
+    let guest = GuestBuilder::new("named").boot().unwrap();
+    let other = short_tempdir("umlkit-i");
+    let ghost = other.path().join("ghost");
+    fs::create_dir(&ghost).unwrap();
+    fs::write(ghost.join("pid"), format!("{}\n", guest.pid())).unwrap();
+    let impostor = UnixDatagram::bind(ghost.join("mconsole")).unwrap();
+    impostor.set_nonblocking(true).unwrap();
+
+    for args in [["version", "ghost"], ["halt", "ghost"]] {
+        let out = uml(other.path(), &args);
+        assert!(!out.status.success(), "{}", show_output("uml", &out));
+    }
+    let mut buf = [0u8; 1024];
+    assert!(
+        impostor.recv(&mut buf).is_err(),
+        "a request was sent to a socket the guest does not hold"
+    );
+    let rows = list_json(other.path());
+    assert_ne!(row(&rows, "ghost").unwrap()["state"], "running", "{rows}");
+    assert!(running(guest.pid()));
+    let out = uml(guest.uml_dir(), &["version", guest.umid()]);
+    assert!(out.status.success(), "{}", show_output("version", &out));
+}
+
+#[test]
 fn a_process_with_a_con_argument_is_no_guest() {
     let dir = short_tempdir("umlkit-c");
     let sleeper = Reaped(

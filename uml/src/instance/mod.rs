@@ -22,6 +22,7 @@ mod discover;
 mod procfs;
 mod runtime;
 mod shutdown;
+mod sock_diag;
 mod state;
 mod watch;
 
@@ -225,8 +226,16 @@ impl Instance {
             ));
         }
         let same_netns = procfs::same_netns(pid);
-        let sockets = UnixSockets::read_for(&path, (same_netns == Some(false)).then_some(pid));
-        if !sockets.held_by(&path, pid) {
+        // The file's own socket, by identity, where the kernel's socket diagnostics answer for
+        // the guest's namespace; else (or if that proves nothing) the namespace's socket
+        // table, by path.
+        let held = same_netns
+            .filter(|same| *same)
+            .and_then(|_| sock_diag::sockets_bound_to(st.st_dev, st.st_ino))
+            .is_some_and(|inodes| procfs::holds_any(pid, &inodes))
+            || UnixSockets::read_for(&path, (same_netns == Some(false)).then_some(pid))
+                .held_by(&path, pid);
+        if !held {
             return Err(format!("pid {pid} does not serve {}", path.display()));
         }
         let reply = match same_netns {

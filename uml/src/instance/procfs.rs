@@ -146,17 +146,22 @@ impl UnixSockets {
 
     /// Whether process `pid` has an open descriptor on a socket bound to `path`.
     pub(super) fn held_by(&self, path: &Path, pid: u32) -> bool {
-        let inodes: HashSet<u64> = self.inodes_of(path).iter().copied().collect();
-        if inodes.is_empty() {
-            return false;
-        }
-        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-            return false;
-        };
-        fds.flatten()
-            .take(65_536)
-            .any(|fd| socket_inode(&fd.path()).is_some_and(|inode| inodes.contains(&inode)))
+        holds_any(pid, self.inodes_of(path))
     }
+}
+
+/// Whether process `pid` has an open descriptor on one of the sockets `inodes`.
+pub(super) fn holds_any(pid: u32, inodes: &[u64]) -> bool {
+    let inodes: HashSet<u64> = inodes.iter().copied().collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .take(65_536)
+        .any(|fd| socket_inode(&fd.path()).is_some_and(|inode| inodes.contains(&inode)))
 }
 
 /// The inode and the filesystem path of one `/proc/net/unix` line; `None` for the header, an
