@@ -171,11 +171,12 @@ impl Instance {
 
     /// A client for this instance's mconsole socket.
     ///
-    /// It connects only to a socket proven to be this instance's: the file at
-    /// `<dir>/mconsole` itself (not a symlink), a socket, owned by the user the kernel runs
-    /// as, and bound by the kernel's pid (`/proc/net/unix` and `/proc/PID/fd`). The connect
-    /// goes through the descriptor of the file that was checked, so swapping the file
-    /// afterwards changes nothing.
+    /// It talks only to a socket proven to be this instance's: the file at `<dir>/mconsole`
+    /// itself (not a symlink), a socket, owned by the user the kernel runs as, and the socket
+    /// the connected client sends to is held by the kernel's pid (its peer from the kernel's
+    /// socket diagnostics and `/proc/PID/fd`; in another network namespace, a socket bound at
+    /// that path in its `/proc/PID/net/unix`). The connect goes through the descriptor of the
+    /// file that was checked, so swapping the file afterwards changes nothing.
     ///
     /// # Errors
     /// [`InstanceError::NotRunning`] for a stale or starting instance, or a socket that is
@@ -188,19 +189,43 @@ impl Instance {
         if !self.is_running() {
             return Err(not_running(self.liveness_text()));
         }
-        let (file, reply) = self.proven_socket().map_err(not_running)?;
-        mconsole::Client::connect_checked_replying(&self.mconsole_path(), file, reply)
-            .map(|c| c.with_timeout(timeout))
-            .map_err(|source| self.mconsole_error(source))
+        let path = self.mconsole_path();
+        let pid = self.pid.ok_or_else(|| not_running("no pid".into()))?;
+        let file = self.socket_file(pid).map_err(not_running)?;
+        let same_netns = procfs::same_netns(pid);
+        let reply = match same_netns {
+            Some(true) => mconsole::ReplyAddress::Abstract,
+            _ => mconsole::ReplyAddress::File,
+        };
+        let served_by_table = || {
+            UnixSockets::read_for(&path, (same_netns == Some(false)).then_some(pid))
+                .held_by(&path, pid)
+        };
+        let not_served = || not_running(format!("pid {pid} does not serve {}", path.display()));
+        let client = match mconsole::Client::connect_checked_replying(&path, file, reply) {
+            Ok(client) => client,
+            Err(_) if !served_by_table() => return Err(not_served()),
+            Err(source) => return Err(self.mconsole_error(source)),
+        };
+        // The socket our requests go to (the peer of the connected client, from the kernel's
+        // socket diagnostics) is one the kernel holds; else, where diagnostics cannot say
+        // (another network namespace), a socket bound at this path is.
+        let served = same_netns == Some(true)
+            && client
+                .own_socket_inode()
+                .and_then(sock_diag::peer_of)
+                .is_some_and(|peer| procfs::holds_any(pid, &[peer]));
+        if !served && !served_by_table() {
+            return Err(not_served());
+        }
+        Ok(client.with_timeout(timeout))
     }
 
-    /// The mconsole socket file, opened `O_PATH`, once it is proven to be served by this
-    /// instance's kernel (see [`Instance::client`]), and where the kernel can send replies to
-    /// (an abstract address when it shares this network namespace); otherwise why not.
-    fn proven_socket(&self) -> Result<(std::os::fd::OwnedFd, mconsole::ReplyAddress), String> {
+    /// The mconsole socket file, opened `O_PATH`, once it is the file itself (not a symlink), a
+    /// socket, and owned by the user the kernel `pid` runs as; otherwise why not.
+    fn socket_file(&self, pid: u32) -> Result<std::os::fd::OwnedFd, String> {
         use nix::fcntl::OFlag;
         let path = self.mconsole_path();
-        let pid = self.pid.ok_or("no pid")?;
         let fd = nix::fcntl::open(
             &path,
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -225,24 +250,7 @@ impl Instance {
                 st.st_uid
             ));
         }
-        let same_netns = procfs::same_netns(pid);
-        // The file's own socket, by identity, where the kernel's socket diagnostics answer for
-        // the guest's namespace; else (or if that proves nothing) the namespace's socket
-        // table, by path.
-        let held = same_netns
-            .filter(|same| *same)
-            .and_then(|_| sock_diag::sockets_bound_to(st.st_dev, st.st_ino))
-            .is_some_and(|inodes| procfs::holds_any(pid, &inodes))
-            || UnixSockets::read_for(&path, (same_netns == Some(false)).then_some(pid))
-                .held_by(&path, pid);
-        if !held {
-            return Err(format!("pid {pid} does not serve {}", path.display()));
-        }
-        let reply = match same_netns {
-            Some(true) => mconsole::ReplyAddress::Abstract,
-            _ => mconsole::ReplyAddress::File,
-        };
-        Ok((fd, reply))
+        Ok(fd)
     }
 
     pub(crate) fn mconsole_error(&self, source: mconsole::Error) -> InstanceError {

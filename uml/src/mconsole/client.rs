@@ -399,6 +399,14 @@ impl Client {
         self
     }
 
+    /// The inode of this client's own socket (what the kernel's socket diagnostics name it
+    /// by), if it can be read.
+    pub(crate) fn own_socket_inode(&self) -> Option<u64> {
+        nix::sys::stat::fstat(&self.lock().socket)
+            .ok()
+            .map(|st| st.st_ino)
+    }
+
     /// The guest socket this client talks to.
     pub fn socket_path(&self) -> &Path {
         &self.path
