@@ -170,9 +170,17 @@ impl<S: BlockSource> Filesystem<S> {
     /// # Errors
     /// As [`Filesystem::xattrs`].
     pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>, ExtError> {
-        let inode = self.inode(ino)?;
+        self.xattr_of(&self.inode(ino)?, name)
+    }
+
+    /// [`Filesystem::xattr`] of an inode already read.
+    ///
+    /// # Errors
+    /// As [`Filesystem::xattrs`].
+    pub fn xattr_of(&self, inode: &Inode, name: &[u8]) -> Result<Option<Vec<u8>>, ExtError> {
+        let ino = inode.ino;
         let Some(x) = self
-            .raw_xattrs(&inode)?
+            .raw_xattrs(inode)?
             .into_iter()
             .find(|x| full_name(x).as_deref() == Some(name))
         else {
@@ -183,7 +191,7 @@ impl<S: BlockSource> Filesystem<S> {
             RawValue::Bytes(_) => 0,
         };
         let _held = self.reserve_xattr_bytes(ino, size)?;
-        self.materialise(&inode, x).map(Some)
+        self.materialise(inode, x).map(Some)
     }
 
     /// Take `bytes` from the filesystem-wide budget of materialised EA-inode values.

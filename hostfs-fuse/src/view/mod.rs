@@ -391,7 +391,7 @@ impl View {
             ctime: time(inode.ctime),
             crtime: inode.crtime.map(time).unwrap_or(UNIX_EPOCH),
             kind: inode.file_type,
-            perm: inode.mode & 0o7777 & !p.umask & !self.acl_hidden_bits(mount, inode.ino),
+            perm: inode.mode & 0o7777 & !p.umask & !self.acl_hidden_bits(mount, inode),
             nlink: inode.nlink,
             uid: p.uid.unwrap_or(inode.uid),
             gid: p.gid.unwrap_or(inode.gid),
@@ -404,13 +404,13 @@ impl View {
     /// The permission bits an ACL the mount does not show could narrow: group and other, for a
     /// file that has one, when xattrs are not shown; none otherwise. An ACL that cannot be read
     /// counts as one.
-    fn acl_hidden_bits(&self, mount: usize, ino: u64) -> u16 {
+    fn acl_hidden_bits(&self, mount: usize, inode: &Inode) -> u16 {
         if !self.pres.no_xattr {
             return 0;
         }
         let has_acl = self
             .disk_of(mount)
-            .is_none_or(|disk| !matches!(disk.fs().xattr(ino, POSIX_ACL_ACCESS), Ok(None)));
+            .is_none_or(|disk| !matches!(disk.fs().xattr_of(inode, POSIX_ACL_ACCESS), Ok(None)));
         if has_acl { 0o077 } else { 0 }
     }
 
