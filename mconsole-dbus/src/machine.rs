@@ -332,20 +332,24 @@ impl MachineData {
     /// restarted service must not guess. Only from running or paused; a sample that a Pause or
     /// Resume of this service overtook is dropped.
     pub(crate) async fn sync_run_state(&self) {
-        // While this service reads the devices, the kernel spends its time answering (not
-        // blocked in the stop loop's recvfrom): a sample then could take a pause for running.
-        if !matches!(self.state(), State::Running | State::Paused)
-            || self.refreshing.load(Ordering::SeqCst)
-        {
+        if !matches!(self.state(), State::Running | State::Paused) {
             return;
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
+        let refreshing = self.refreshing.load(Ordering::SeqCst);
         let instance = self.instance();
         let Ok(Some(paused)) =
             tokio::task::spawn_blocking(move || uml::instance::paused_now(&instance)).await
         else {
             return;
         };
+        // While this service reads the devices, a paused kernel spends its time answering
+        // (not blocked in the stop loop's recvfrom): "running" then proves nothing. "Paused"
+        // always does, and is what a refresh shows when the pause caught one of its requests
+        // queued: the kernel answers that one only after `go`, and the refresh waits for it.
+        if (refreshing || self.refreshing.load(Ordering::SeqCst)) && !paused {
+            return;
+        }
         if self.epoch.load(Ordering::SeqCst) != epoch {
             return;
         }
