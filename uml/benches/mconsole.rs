@@ -141,7 +141,7 @@ fn main() {
         ours_s.median.as_secs_f64() / raw_s.median.as_secs_f64(),
         ours_s.mean.as_secs_f64() / raw_s.mean.as_secs_f64()
     );
-    processes(&guest, "process runs");
+    processes(&guest, "process runs", "");
 
     let dir = tempfile::tempdir().unwrap();
     let _bound: Vec<UnixDatagram> = (0..BUSY_SOCKETS)
@@ -150,13 +150,14 @@ fn main() {
     processes(
         &guest,
         &format!("process runs with {BUSY_SOCKETS} more unix sockets bound on the host"),
+        &format!(" with {BUSY_SOCKETS} more sockets"),
     );
 }
 
 const BUSY_SOCKETS: usize = 2000;
 
 /// `uml_mconsole SOCKET version` against `uml version UMID`, alternating.
-fn processes(guest: &testkit::Guest, title: &str) {
+fn processes(guest: &testkit::Guest, title: &str, case: &str) {
     let socket = guest.mconsole_path();
     let path = socket.to_str().unwrap();
     let uml_dir = guest.uml_dir().to_str().unwrap();
@@ -175,7 +176,7 @@ fn processes(guest: &testkit::Guest, title: &str) {
     show("uml_mconsole SOCKET version", &reference_s);
     show("uml version UMID", &cli_s);
     println!(
-        "ratio uml/uml_mconsole: median {:.3}, mean {:.3}",
+        "ratio uml/uml_mconsole{case}: median {:.3}, mean {:.3}",
         cli_s.median.as_secs_f64() / reference_s.median.as_secs_f64(),
         cli_s.mean.as_secs_f64() / reference_s.mean.as_secs_f64()
     );
