@@ -25,7 +25,7 @@ pub fn discover(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
             });
         }
     };
-    let sockets = UnixSockets::read();
+    let sockets = UnixSockets::read_under(uml_dir);
     let mut found = Vec::new();
     // A uml_dir others can write may hold any number of entries: look at a bounded number.
     for entry in entries.flatten().take(MAX_ENTRIES) {
@@ -67,7 +67,7 @@ pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
             known,
         });
     };
-    Ok(inspect(&dir, umid, &UnixSockets::read()))
+    Ok(inspect(&dir, umid, &UnixSockets::read_under(&dir)))
 }
 
 /// `<uml_dir>/<umid>` when `umid` is a name (not empty, no `/`, not starting with `.`) and that

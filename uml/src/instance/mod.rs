@@ -278,7 +278,7 @@ impl Instance {
 
 #[cfg(test)]
 mod tests {
-    use super::procfs::unix_line;
+    use super::procfs::{Only, unix_line};
     use super::*;
 
     #[test]
@@ -303,15 +303,29 @@ mod tests {
         )
         .unwrap();
         let table = table.to_str().unwrap();
-        let one = UnixSockets::read_filtered(table, Some(Path::new("/u/x/mconsole")));
+        let one = UnixSockets::read_filtered(table, Only::Path(Path::new("/u/x/mconsole")));
         assert!(one.known);
         // A line longer than any socket's is skipped, and the next one still read.
         assert_eq!(one.inodes_of(Path::new("/u/x/mconsole")), [11, 14, 17]);
         assert_eq!(one.by_path.len(), 1, "{:?}", one.by_path);
-        let spaced = UnixSockets::read_filtered(table, Some(Path::new("/a b/mconsole")));
+        let spaced = UnixSockets::read_filtered(table, Only::Path(Path::new("/a b/mconsole")));
         assert_eq!(spaced.inodes_of(Path::new("/a b/mconsole")), [15]);
-        let all = UnixSockets::read_filtered(table, None);
+        let all = UnixSockets::read_filtered(table, Only::All);
         assert_eq!(all.by_path.len(), 3);
+        // A uml_dir's sockets, with or without a trailing slash; not a sibling that only
+        // shares the prefix, nor an abstract name.
+        for dir in ["/u", "/u/"] {
+            let under = UnixSockets::read_filtered(table, Only::Under(Path::new(dir)));
+            assert_eq!(under.inodes_of(Path::new("/u/x/mconsole")), [11, 14, 17]);
+            assert_eq!(under.by_path.len(), 1, "{:?}", under.by_path);
+        }
+        let spaced = UnixSockets::read_filtered(table, Only::Under(Path::new("/a b")));
+        assert_eq!(spaced.inodes_of(Path::new("/a b/mconsole")), [15]);
+        assert!(
+            UnixSockets::read_filtered(table, Only::Under(Path::new("/w/u/x/m")))
+                .by_path
+                .is_empty()
+        );
     }
 
     #[test]

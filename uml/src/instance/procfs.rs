@@ -32,6 +32,16 @@ pub(super) fn is_kernel_of(pid: u32, umid: &str) -> bool {
     }
 }
 
+/// Which lines of a socket table to keep.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Only<'a> {
+    All,
+    /// Sockets bound to this path.
+    Path(&'a Path),
+    /// Sockets bound below this directory.
+    Under(&'a Path),
+}
+
 /// The bound unix sockets of a network namespace (`/proc/net/unix`): path → socket inodes.
 #[derive(Debug, Clone)]
 pub(super) struct UnixSockets {
@@ -75,14 +85,25 @@ impl UnixSockets {
             Some(pid) => format!("/proc/{pid}/net/unix"),
             None => "/proc/net/unix".to_owned(),
         };
-        UnixSockets::read_filtered(&table, Some(path))
+        UnixSockets::read_filtered(&table, Only::Path(path))
+    }
+
+    /// The sockets of this network namespace bound below directory `dir` (an absolute path;
+    /// anything else reads the whole table): what a scan of a uml_dir needs, without an entry
+    /// for every other socket of the host.
+    pub(super) fn read_under(dir: &Path) -> UnixSockets {
+        if dir.is_absolute() {
+            UnixSockets::read_filtered("/proc/net/unix", Only::Under(dir))
+        } else {
+            UnixSockets::read()
+        }
     }
 
     fn read_from(table: &str) -> UnixSockets {
-        UnixSockets::read_filtered(table, None)
+        UnixSockets::read_filtered(table, Only::All)
     }
 
-    pub(super) fn read_filtered(table: &str, only: Option<&Path>) -> UnixSockets {
+    pub(super) fn read_filtered(table: &str, only: Only<'_>) -> UnixSockets {
         use std::io::BufRead;
         use std::os::unix::ffi::OsStrExt;
         // A line is at most about 170 bytes (the path is at most 108); longer ones are no
@@ -97,7 +118,18 @@ impl UnixSockets {
         };
         let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
         let mut by_path: BTreeMap<PathBuf, Vec<u64>> = BTreeMap::new();
-        let wanted = only.map(|p| p.as_os_str().as_bytes());
+        // "/dir/" for Under, with its separator once.
+        let under = match only {
+            Only::Under(dir) => {
+                let mut d = dir.as_os_str().as_bytes().to_vec();
+                while d.last() == Some(&b'/') {
+                    d.pop();
+                }
+                d.push(b'/');
+                Some(d)
+            }
+            _ => None,
+        };
         // Bytes, not UTF-8: an abstract name (a `uml switch` has some) can be any bytes.
         let mut line = Vec::with_capacity(MAX_LINE as usize);
         // Num RefCount Protocol Flags Type St Inode Path
@@ -122,12 +154,21 @@ impl UnixSockets {
             if number == 0 {
                 continue;
             }
-            // A line ends with " PATH": others are skipped before any parsing.
-            if let Some(w) = wanted
-                && !line
-                    .strip_suffix(w)
-                    .is_some_and(|head| head.ends_with(b" "))
-            {
+            // A line ends with " PATH": others are skipped before any parsing. The fields before
+            // the path are numbers, so a path starts at the line's first '/'.
+            let keep = match only {
+                Only::All => true,
+                Only::Path(p) => line
+                    .strip_suffix(p.as_os_str().as_bytes())
+                    .is_some_and(|head| head.ends_with(b" ")),
+                Only::Under(_) => line
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .and_then(|at| line.get(at..))
+                    .zip(under.as_deref())
+                    .is_some_and(|(path, dir)| path.starts_with(dir)),
+            };
+            if !keep {
                 continue;
             }
             if let Some((inode, path)) = unix_line(line) {

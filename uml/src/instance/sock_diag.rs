@@ -17,7 +17,9 @@ use nix::sys::socket::{
 /// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 0x1;
+const UDIAG_SHOW_VFS: u32 = 0x2;
 const UDIAG_SHOW_PEER: u32 = 0x4;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
 /// `struct nlmsghdr`.
 const NLMSG_HDR: usize = 16;
@@ -28,14 +30,33 @@ const DIAG_MSG: usize = 16;
 /// client's datagram socket, the very socket its requests go to. `None` when the kernel cannot
 /// say or the socket is connected to nothing.
 pub(super) fn peer_of(ino: u64) -> Option<u64> {
+    let answer = ask(ino, UDIAG_SHOW_PEER)?;
+    attribute(&answer, UNIX_DIAG_PEER, 4)
+        .and_then(|a| u32_at(a, 0))
+        .map(u64::from)
+}
+
+/// The file this namespace's unix socket `ino` is bound to, as (major, minor, inode) of the
+/// file; `None` when the kernel cannot say or the socket is bound to no file (unbound, or an
+/// abstract name).
+pub(super) fn bound_file_of(ino: u64) -> Option<(u64, u64, u64)> {
+    let answer = ask(ino, UDIAG_SHOW_VFS)?;
+    let vfs = attribute(&answer, UNIX_DIAG_VFS, 8)?;
+    // struct unix_diag_vfs { udiag_vfs_ino; udiag_vfs_dev }, the device as the kernel holds
+    // it (MKDEV: 12 bits of major above 20 of minor), not as `stat` encodes it.
+    let (file_ino, dev) = (u32_at(vfs, 0)?, u32_at(vfs, 4)?);
+    Some((
+        u64::from(dev >> 20),
+        u64::from(dev & 0xF_FFFF),
+        u64::from(file_ino),
+    ))
+}
+
+/// The `unix_diag_msg` (with its attributes) the kernel answers about socket `ino`.
+fn ask(ino: u64, show: u32) -> Option<Vec<u8>> {
     let ino = u32::try_from(ino).ok()?;
     let sock = diag_socket()?;
-    send(
-        sock.as_raw_fd(),
-        &request(ino, UDIAG_SHOW_PEER),
-        MsgFlags::empty(),
-    )
-    .ok()?;
+    send(sock.as_raw_fd(), &request(ino, show), MsgFlags::empty()).ok()?;
     let mut buf = vec![0u8; 8 * 1024];
     let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).ok()?;
     let msg = buf.get(..n)?;
@@ -44,12 +65,7 @@ pub(super) fn peer_of(ino: u64) -> Option<u64> {
         return None;
     }
     let body = msg.get(NLMSG_HDR..len)?;
-    if u32_at(body, 4)? != ino {
-        return None;
-    }
-    attribute(body, UNIX_DIAG_PEER, 4)
-        .and_then(|a| u32_at(a, 0))
-        .map(u64::from)
+    (u32_at(body, 4)? == ino).then(|| body.to_vec())
 }
 
 /// A socket diagnostics socket whose receives give up after a second.
@@ -120,6 +136,23 @@ mod tests {
     fn inode_of_fd(fd: i32) -> u64 {
         super::super::procfs::socket_inode(std::path::Path::new(&format!("/proc/self/fd/{fd}")))
             .unwrap()
+    }
+
+    #[test]
+    fn the_file_a_socket_is_bound_to_is_the_one_stat_sees() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mconsole");
+        let bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let md = std::fs::metadata(&path).unwrap();
+        let want = (
+            nix::sys::stat::major(md.dev()),
+            nix::sys::stat::minor(md.dev()),
+            md.ino(),
+        );
+        assert_eq!(bound_file_of(inode_of_fd(bound.as_raw_fd())), Some(want));
+        let unbound = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        assert_eq!(bound_file_of(inode_of_fd(unbound.as_raw_fd())), None);
     }
 
     #[test]

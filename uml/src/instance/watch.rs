@@ -110,14 +110,15 @@ impl Watcher {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (event_tx, event_rx) = mpsc::channel();
         let kick = kick_tx.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if !res.as_ref().is_ok_and(only_reads) {
                 let _ = kick.send(());
-            })
-            .map_err(|source| InstanceError::Watch {
-                path: uml_dir.to_owned(),
-                source,
-            })?;
+            }
+        })
+        .map_err(|source| InstanceError::Watch {
+            path: uml_dir.to_owned(),
+            source,
+        })?;
         watcher
             .watch(uml_dir, notify::RecursiveMode::Recursive)
             .map_err(|source| InstanceError::Watch {
@@ -140,6 +141,23 @@ impl Watcher {
             event_rx,
         ))
     }
+}
+
+/// Whether `event` is a file or directory being opened or read, which changes nothing. The
+/// inotify backend reports opens, and every rescan opens the directory and the pid files: a
+/// rescan for them started the next one, 50 times a second for as long as the watcher ran.
+fn only_reads(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    matches!(
+        event.kind,
+        EventKind::Access(
+            AccessKind::Any
+                | AccessKind::Read
+                | AccessKind::Open(_)
+                | AccessKind::Close(AccessMode::Read | AccessMode::Execute | AccessMode::Any)
+                | AccessKind::Other
+        )
+    )
 }
 
 fn watch_loop(
@@ -187,5 +205,54 @@ fn watch_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn an_idle_watcher_rescans_at_its_poll_rate_not_for_its_own_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let guest = dir.path().join("g1");
+        fs::create_dir(&guest).unwrap();
+        fs::write(guest.join("pid"), "4000000\n").unwrap();
+        // Every rescan opens the uml_dir to list it: count the opens another watcher sees.
+        let opens = Arc::new(AtomicUsize::new(0));
+        let seen = opens.clone();
+        let mut counter = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok_and(|e| {
+                matches!(
+                    e.kind,
+                    notify::event::EventKind::Access(notify::event::AccessKind::Open(_))
+                )
+            }) {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+        notify::Watcher::watch(
+            &mut counter,
+            dir.path(),
+            notify::RecursiveMode::NonRecursive,
+        )
+        .unwrap();
+        let (watcher, events) = Watcher::start(dir.path(), Duration::from_secs(1)).unwrap();
+        assert!(matches!(
+            events.recv_timeout(Duration::from_secs(5)),
+            Ok(InstanceEvent::Changed(_))
+        ));
+        let before = opens.load(Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(2500));
+        let rescans = opens.load(Ordering::SeqCst) - before;
+        drop(watcher);
+        // Two or three polls in 2.5 s (a rescan opens the directory and the guest's files).
+        assert!(
+            rescans <= 12,
+            "{rescans} opens in 2.5 s: the watcher rescans without end"
+        );
     }
 }
