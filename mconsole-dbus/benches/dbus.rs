@@ -2,7 +2,8 @@
 //! * `Version` round trip through the bus (zbus client → dbus-daemon → umld → guest) vs a
 //!   direct `uml::mconsole::Client` request to the same guest;
 //! * time from a guest's boot notification to the `MconsoleReady` signal on the bus;
-//! * umld's resident memory with 0 and with 20 guests (mem=40M each).
+//! * umld's resident memory with 0 and with 20 guests (mem=40M each), and its CPU time while
+//!   it only follows those 20 guests for 10 s (state sync, device refresh, uml_dir watch).
 //!
 //! Run: `cargo bench -p umld --bench dbus`. Needs `dbus-daemon` and the UML kernel.
 
@@ -38,6 +39,17 @@ fn start_umld(bus: &SessionBus, uml_dir: &Path, notify: &Path) -> Service {
         .spawn()
         .expect("cannot start umld");
     Service(child)
+}
+
+/// CPU time of every thread of `pid` so far, in nanoseconds (`/proc/PID/task/*/schedstat`).
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {
@@ -163,7 +175,7 @@ async fn run() {
     let t = Instant::now();
     for _ in 0..N {
         let v: String = proxy.call("Version", &()).await.unwrap();
-        assert!(v.contains("6.1"));
+        assert!(!v.trim().is_empty(), "an empty version");
     }
     let bus_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
     // The same path without the guest: Peer.Ping (answered by zbus) and a cached property.
@@ -197,7 +209,7 @@ async fn run() {
     let t = Instant::now();
     for _ in 0..N {
         let v = client.version().unwrap();
-        assert!(v.contains("6.1"));
+        assert!(!v.trim().is_empty(), "an empty version");
     }
     let direct_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
     // The tokio client umld uses, from this process: separates umld's own cost from the
@@ -385,6 +397,14 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss20 = vm_rss_kib(umld_pid);
     println!("umld VmRSS: {rss0} KiB with 0 guests, {rss20} KiB with 20 guests");
+    let before = cpu_ns(umld_pid);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let used = cpu_ns(umld_pid).saturating_sub(before);
+    println!(
+        "umld CPU following 20 idle guests: {:.1} ms per 10 s ({:.2}% of a core)",
+        used as f64 / 1e6,
+        used as f64 / 1e8
+    );
     for _ in 0..4 {
         let _ = done_tx.send(());
     }
