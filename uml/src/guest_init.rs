@@ -489,7 +489,8 @@ impl Init {
     }
 
     /// `name` as `execvp` finds it in the payload's PATH (not init's own): a name with a `/`
-    /// as it is, else the first executable file of that name in a PATH directory.
+    /// as it is, else the first executable file of that name in a PATH directory. EACCES (a
+    /// shell's 126) when only a file that cannot be run has that name, ENOENT (127) when none.
     fn find_program(&self, name: &OsString) -> Result<PathBuf, nix::errno::Errno> {
         if name.as_bytes().contains(&b'/') {
             return Ok(PathBuf::from(name));
@@ -499,9 +500,19 @@ impl Init {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map_or_else(|| OsString::from(GUEST_PATH), |(_, v)| v.clone());
-        crate::kernel::on_path_in(name, &path)
-            .filter(|_| !name.is_empty())
-            .ok_or(nix::errno::Errno::ENOENT)
+        if name.is_empty() {
+            return Err(nix::errno::Errno::ENOENT);
+        }
+        crate::kernel::on_path_in(name, &path).ok_or_else(|| {
+            let not_runnable = std::env::split_paths(&path)
+                .filter(|dir| dir.is_absolute())
+                .any(|dir| dir.join(name).is_file());
+            if not_runnable {
+                nix::errno::Errno::EACCES
+            } else {
+                nix::errno::Errno::ENOENT
+            }
+        })
     }
 
     /// Reaps children (orphans of the guest included) until `child` ends; its exit status as a

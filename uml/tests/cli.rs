@@ -2,6 +2,7 @@
 //! mconsole command, with replies compared to `uml_mconsole`'s.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -116,6 +117,38 @@ fn run_gives_the_commands_output_and_exit_status() {
     );
     // Nothing is left behind: no instance directory, no runtime files of the guest.
     assert_eq!(list_json(dir.path()).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn run_reports_a_missing_or_unrunnable_command_as_a_shell_does() {
+    // A file of that name on the guest's PATH (the host's /usr/local/bin, seen through the
+    // hostfs root) that cannot be run: 126 and "Permission denied", as bash says; no such
+    // command at all: 127.
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let name = format!("umlkit-test-noexec-{}", std::process::id());
+    let file = Remove(std::path::Path::new("/usr/local/bin").join(&name));
+    std::fs::create_dir_all("/usr/local/bin").unwrap();
+    std::fs::write(&file.0, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = UmlDir::new();
+    let args = ["run", "--", name.as_str()];
+    let out = uml(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(126), "{}", show(&args, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        show(&args, &out)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+    let missing = format!("{name}-missing");
+    let args = ["run", "--", missing.as_str()];
+    let out = uml(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(127), "{}", show(&args, &out));
 }
 
 #[test]
