@@ -6,6 +6,7 @@
 //! network transport ([`switch`]). Every other part of umlkit (the `uml` binary, `umlfs`,
 //! `umld`) stands on this crate and never reads a UML socket or file format itself.
 
+mod bytes;
 pub mod check;
 pub mod cmdline;
 pub mod cow;

@@ -9,9 +9,11 @@
 
 use std::os::fd::AsRawFd;
 
+use crate::bytes::{ne_u16, ne_u32};
+
 use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, setsockopt, socket,
-    sockopt,
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recvfrom, send,
+    setsockopt, socket, sockopt,
 };
 
 /// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h).
@@ -32,7 +34,7 @@ const DIAG_MSG: usize = 16;
 pub(super) fn peer_of(ino: u64) -> Option<u64> {
     let answer = ask(ino, UDIAG_SHOW_PEER)?;
     attribute(&answer, UNIX_DIAG_PEER, 4)
-        .and_then(|a| u32_at(a, 0))
+        .and_then(|a| ne_u32(a, 0))
         .map(u64::from)
 }
 
@@ -44,7 +46,7 @@ pub(super) fn bound_file_of(ino: u64) -> Option<(u64, u64, u64)> {
     let vfs = attribute(&answer, UNIX_DIAG_VFS, 8)?;
     // struct unix_diag_vfs { udiag_vfs_ino; udiag_vfs_dev }, the device as the kernel holds
     // it (MKDEV: 12 bits of major above 20 of minor), not as `stat` encodes it.
-    let (file_ino, dev) = (u32_at(vfs, 0)?, u32_at(vfs, 4)?);
+    let (file_ino, dev) = (ne_u32(vfs, 0)?, ne_u32(vfs, 4)?);
     Some((
         u64::from(dev >> 20),
         u64::from(dev & 0xF_FFFF),
@@ -57,15 +59,25 @@ fn ask(ino: u64, show: u32) -> Option<Vec<u8>> {
     let ino = u32::try_from(ino).ok()?;
     let sock = diag_socket()?;
     send(sock.as_raw_fd(), &request(ino, show), MsgFlags::empty()).ok()?;
+    answer(&sock, ino)
+}
+
+/// The next datagram on `sock`, if the kernel sent it and it is a `unix_diag_msg` about `ino`.
+fn answer(sock: &std::os::fd::OwnedFd, ino: u32) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 8 * 1024];
-    let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).ok()?;
+    // Any process may send to a netlink socket's port: only what the kernel sent (port 0)
+    // is an answer, or another user could vouch for the socket of their choice.
+    let (n, from) = recvfrom::<NetlinkAddr>(sock.as_raw_fd(), &mut buf).ok()?;
+    if from.is_none_or(|a| a.pid() != 0) {
+        return None;
+    }
     let msg = buf.get(..n)?;
-    let len = u32_at(msg, 0)? as usize;
-    if u16_at(msg, 4)? != SOCK_DIAG_BY_FAMILY || len < NLMSG_HDR + DIAG_MSG || len > msg.len() {
+    let len = ne_u32(msg, 0)? as usize;
+    if ne_u16(msg, 4)? != SOCK_DIAG_BY_FAMILY || len < NLMSG_HDR + DIAG_MSG || len > msg.len() {
         return None;
     }
     let body = msg.get(NLMSG_HDR..len)?;
-    (u32_at(body, 4)? == ino).then(|| body.to_vec())
+    (ne_u32(body, 4)? == ino).then(|| body.to_vec())
 }
 
 /// A socket diagnostics socket whose receives give up after a second.
@@ -108,25 +120,17 @@ fn request(ino: u32, show: u32) -> Vec<u8> {
 fn attribute(msg: &[u8], kind: u16, min: usize) -> Option<&[u8]> {
     let mut attrs = msg.get(DIAG_MSG..)?;
     while attrs.len() >= 4 {
-        let len = usize::from(u16_at(attrs, 0)?);
+        let len = usize::from(ne_u16(attrs, 0)?);
         if len < 4 || len > attrs.len() {
             return None;
         }
-        if u16_at(attrs, 2)? == kind && len >= 4 + min {
+        if ne_u16(attrs, 2)? == kind && len >= 4 + min {
             return attrs.get(4..len);
         }
         let next = (len + 3) & !3;
         attrs = attrs.get(next.min(attrs.len())..)?;
     }
     None
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -153,6 +157,41 @@ mod tests {
         assert_eq!(bound_file_of(inode_of_fd(bound.as_raw_fd())), Some(want));
         let unbound = std::os::unix::net::UnixDatagram::unbound().unwrap();
         assert_eq!(bound_file_of(inode_of_fd(unbound.as_raw_fd())), None);
+    }
+
+    #[test]
+    fn an_answer_another_process_sends_is_not_taken() {
+        use nix::sys::socket::{bind, getsockname, sendto};
+        let sock = diag_socket().unwrap();
+        bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0)).unwrap();
+        let port = getsockname::<NetlinkAddr>(sock.as_raw_fd()).unwrap().pid();
+        // What the kernel would say of socket 4242: its peer is socket 777.
+        let mut forged = Vec::new();
+        forged.extend_from_slice(&((NLMSG_HDR + DIAG_MSG + 8) as u32).to_ne_bytes());
+        forged.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        forged.extend_from_slice(&[0; 10]);
+        forged.extend_from_slice(&[libc::AF_UNIX as u8, 2, 7, 0]);
+        forged.extend_from_slice(&4242u32.to_ne_bytes());
+        forged.extend_from_slice(&[0; 8]);
+        forged.extend_from_slice(&8u16.to_ne_bytes());
+        forged.extend_from_slice(&UNIX_DIAG_PEER.to_ne_bytes());
+        forged.extend_from_slice(&777u32.to_ne_bytes());
+        let forger = diag_socket().unwrap();
+        sendto(
+            forger.as_raw_fd(),
+            &forged,
+            &NetlinkAddr::new(port, 0),
+            MsgFlags::empty(),
+        )
+        .expect("another socket can send to this port");
+        // The same bytes parse as an answer (so the check below is what refuses them) ...
+        let body = &forged[NLMSG_HDR..];
+        assert_eq!(
+            attribute(body, UNIX_DIAG_PEER, 4).and_then(|a| ne_u32(a, 0)),
+            Some(777)
+        );
+        // ... but they did not come from the kernel.
+        assert_eq!(answer(&sock, 4242), None);
     }
 
     #[test]

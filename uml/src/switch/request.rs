@@ -15,6 +15,7 @@
 //! v3 has its version). Packed v3 clients (VDE's) send 122 bytes without the tail padding; they
 //! are accepted too. Parsing never panics and never needs more than [`MAX_REQUEST_LEN`] bytes.
 
+use crate::bytes::{ne_u16, ne_u32};
 use thiserror::Error;
 
 /// `SWITCH_MAGIC` of `daemon_user.c` and `uml_switch.c`.
@@ -76,7 +77,7 @@ impl PeerAddr {
 
     /// Parse a 110-byte `sockaddr_un`; the family must be `AF_UNIX`.
     pub fn from_sockaddr(bytes: &[u8]) -> Result<Self, RequestError> {
-        let family = read_u16(bytes, 0).ok_or(RequestError::Truncated {
+        let family = ne_u16(bytes, 0).ok_or(RequestError::Truncated {
             got: bytes.len(),
             need: SOCKADDR_LEN,
         })?;
@@ -114,8 +115,8 @@ impl PeerAddr {
     /// names, the path for filesystem names.
     pub fn describe(&self) -> String {
         if self.is_abstract() {
-            let pid = read_u32(&self.path, 4).unwrap_or(0);
-            let usec = read_u32(&self.path, 8).unwrap_or(0);
+            let pid = ne_u32(&self.path, 4).unwrap_or(0);
+            let usec = ne_u32(&self.path, 8).unwrap_or(0);
             format!("@pid={pid},usec={usec}")
         } else {
             let end = self
@@ -226,7 +227,7 @@ pub enum RequestError {
 /// A request that can never become valid: version 2 or above 3, a type other than
 /// `REQ_NEW_CONTROL`, or an address family other than `AF_UNIX`.
 pub fn parse(buf: &[u8]) -> Result<Parse, RequestError> {
-    let Some(first) = read_u32(buf, 0) else {
+    let Some(first) = ne_u32(buf, 0) else {
         return Ok(Parse::Incomplete { need: 4 });
     };
     if first != SWITCH_MAGIC {
@@ -242,7 +243,7 @@ pub fn parse(buf: &[u8]) -> Result<Parse, RequestError> {
             })
         });
     }
-    let Some(second) = read_u32(buf, 4) else {
+    let Some(second) = ne_u32(buf, 4) else {
         return Ok(Parse::Incomplete { need: 8 });
     };
     match second {
@@ -256,7 +257,7 @@ pub fn parse(buf: &[u8]) -> Result<Parse, RequestError> {
         }),
         2 => Err(RequestError::Version2),
         3 => {
-            if let Some(kind) = read_u32(buf, 8)
+            if let Some(kind) = ne_u32(buf, 8)
                 && kind != REQ_NEW_CONTROL
             {
                 return Err(RequestError::BadType(kind));
@@ -297,14 +298,6 @@ fn mac_at(buf: &[u8], off: usize) -> [u8; 6] {
     buf.get(off..off + 6)
         .and_then(|m| m.try_into().ok())
         .unwrap_or([0; 6])
-}
-
-fn read_u32(buf: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(buf.get(off..off + 4)?.try_into().ok()?))
-}
-
-fn read_u16(buf: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(buf.get(off..off + 2)?.try_into().ok()?))
 }
 
 #[cfg(test)]
