@@ -67,6 +67,16 @@ fn dead_socket(path: &Path) {
     assert!(path.exists());
 }
 
+/// A uml_dir in a fresh directory with an instance `ghost` whose pid file names `guest`'s
+/// kernel: (the uml_dir, the instance's directory), its mconsole left to the test.
+fn ghost_of(guest: &testkit::Guest, prefix: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let other = short_tempdir(prefix);
+    let ghost = other.path().join("ghost");
+    fs::create_dir(&ghost).unwrap();
+    fs::write(ghost.join("pid"), format!("{}\n", guest.pid())).unwrap();
+    (other, ghost)
+}
+
 #[test]
 fn clean_removes_only_dead_instances_and_never_an_unknown_file() {
     let dir = UmlDir::new();
@@ -296,10 +306,7 @@ fn a_stale_directory_naming_a_live_guest_never_gets_it_signalled() {
         UnixDatagram::bind_addr(&addr).unwrap()
     };
     let guest = GuestBuilder::new("victim").boot().unwrap();
-    let other = short_tempdir("umlkit-o");
-    let ghost = other.path().join("ghost");
-    fs::create_dir(&ghost).unwrap();
-    fs::write(ghost.join("pid"), format!("{}\n", guest.pid())).unwrap();
+    let (other, ghost) = ghost_of(&guest, "umlkit-o");
     dead_socket(&ghost.join("mconsole"));
 
     let rows = list_json(other.path());
@@ -315,10 +322,7 @@ fn a_stale_directory_naming_a_live_guest_never_gets_it_signalled() {
 #[test]
 fn a_symlinked_mconsole_socket_reaches_no_other_guest() {
     let guest = GuestBuilder::new("target").boot().unwrap();
-    let other = short_tempdir("umlkit-l");
-    let ghost = other.path().join("ghost");
-    fs::create_dir(&ghost).unwrap();
-    fs::write(ghost.join("pid"), format!("{}\n", guest.pid())).unwrap();
+    let (other, ghost) = ghost_of(&guest, "umlkit-l");
     std::os::unix::fs::symlink(guest.mconsole_path(), ghost.join("mconsole")).unwrap();
 
     for args in [["halt", "ghost"], ["version", "ghost"]] {
@@ -337,10 +341,7 @@ fn a_live_socket_of_another_process_is_not_taken_for_the_guest_it_names() {
     // and served, but by this test, not by that kernel: nothing may be sent to it as if it
     // were the guest's, and the guest must not be signalled.
     let guest = GuestBuilder::new("named").boot().unwrap();
-    let other = short_tempdir("umlkit-i");
-    let ghost = other.path().join("ghost");
-    fs::create_dir(&ghost).unwrap();
-    fs::write(ghost.join("pid"), format!("{}\n", guest.pid())).unwrap();
+    let (other, ghost) = ghost_of(&guest, "umlkit-i");
     let impostor = UnixDatagram::bind(ghost.join("mconsole")).unwrap();
     impostor.set_nonblocking(true).unwrap();
 
