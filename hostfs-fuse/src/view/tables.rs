@@ -282,3 +282,31 @@ impl View {
         t.dir_paths.get(&id).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn ids_an_image_chooses_alike_still_spread_over_buckets() {
+        let h = IdHash::default();
+        // Ids that differ only above bit 32 (one inode number on 4,096 mounts) or only in
+        // high bits of the inode number: a bucket index taken from the low bits of a plain
+        // multiply would be the same for all of them.
+        for ids in [
+            (0..4096u64).map(|k| (k << 32) | 7).collect::<Vec<_>>(),
+            (0..4096u64).map(|k| (k << 20) | 1).collect(),
+        ] {
+            let buckets: HashSet<u64> = ids.iter().map(|&id| h.hash_one(id) & 0xFFF).collect();
+            assert!(
+                buckets.len() > 2000,
+                "{} of 4096 buckets used",
+                buckets.len()
+            );
+        }
+
+        // One key, one hash, in every table of the process (they share the keys).
+        assert_eq!(h.hash_one(42u64), IdHash::default().hash_one(42u64));
+    }
+}
