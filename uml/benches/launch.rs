@@ -7,15 +7,18 @@
 //! * bare: the kernel alone with the same argv and memory, whose init powers off at once (this
 //!   bench binary, which does only that when it runs as a guest's pid 1);
 //! * bare without `lpj=`: as a user types it, the kernel calibrating its delay loop;
-//! * bare running `true`: the same init, which first runs `true` and waits for it: the least
-//!   any launcher must do to run the command (a process started in a guest costs 10-20 ms);
+//! * bare running `true`: the same init, which first runs `true` and waits for it, as a plain
+//!   Rust init does (std's `Command`, that is glibc's `posix_spawn`);
+//! * bare running `true` raw: the same, with a child that makes one system call, execve: the
+//!   least any launcher must do to run the command (a process started in a guest costs
+//!   10-20 ms);
 //! * the shell-script init that `uml run` used before the compiled one, running `true` under
 //!   the bare kernel (the launcher's own share is not in it);
 //! * time to the first byte of output of `uml run -- echo hi`.
 //!
 //! Prints the medians and the ratios of `uml run -- true` to: bare (goal: at most 1.05), bare
-//! running `true` (the launcher's and its init's own cost), and bare without `lpj=` (what a
-//! user saves over typing the kernel's command line).
+//! running `true` either way (the launcher's and its init's own cost), and bare without `lpj=`
+//! (what a user saves over typing the kernel's command line).
 
 use std::io::Read;
 use std::path::Path;
@@ -42,6 +45,9 @@ fn main() {
         // variable), the least that runs a command first.
         if let Some(program) = std::env::var_os("umlkit_bench_run") {
             let _ = Command::new(program).status();
+        }
+        if let Some(program) = std::env::var_os("umlkit_bench_run_raw") {
+            run_raw(&program);
         }
         nix::unistd::sync();
         let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
@@ -100,9 +106,10 @@ fn main() {
     let mut first_byte = Vec::new();
     let mut calibrating = Vec::new();
     let mut bare_true = Vec::new();
+    let mut bare_raw = Vec::new();
     for round in 0..ROUNDS {
-        for pass in 0..6 {
-            match (round + pass) % 6 {
+        for pass in 0..7 {
+            match (round + pass) % 7 {
                 0 => {
                     let t = Instant::now();
                     let out = uml(&["true"]).output().unwrap();
@@ -127,6 +134,11 @@ fn main() {
                     args.push(format!("umlkit_bench_run={}", true_path.display()));
                     bare_true.push(boot(&kernel, &args, scratch.path()));
                 }
+                5 => {
+                    let mut args = bare_args(&minimal, &format!("raw-{round}"));
+                    args.push(format!("umlkit_bench_run_raw={}", true_path.display()));
+                    bare_raw.push(boot(&kernel, &args, scratch.path()));
+                }
                 _ => {
                     let t = Instant::now();
                     let mut child = uml(&["echo", "hi"])
@@ -149,6 +161,7 @@ fn main() {
     let f = median(&mut first_byte);
     let c = median(&mut calibrating);
     let t = median(&mut bare_true);
+    let r = median(&mut bare_raw);
     println!(
         "boot, run the payload, power off: {ROUNDS} runs each, interleaved, medians (mem=256M{})",
         if seccomp { ", seccomp=auto" } else { "" }
@@ -158,11 +171,16 @@ fn main() {
     println!("bare kernel, shell-script init, true {:>7.1} ms", ms(s));
     println!("bare kernel without lpj= (calibrates){:>7.1} ms", ms(c));
     println!("bare kernel, init runs true          {:>7.1} ms", ms(t));
+    println!("bare kernel, init runs true, raw     {:>7.1} ms", ms(r));
     println!("uml run -- echo hi, first byte       {:>7.1} ms", ms(f));
     println!("ratio uml/bare: {:.3}", o.as_secs_f64() / b.as_secs_f64());
     println!(
         "ratio uml/bare running true: {:.3}",
         o.as_secs_f64() / t.as_secs_f64()
+    );
+    println!(
+        "ratio uml/bare running true raw: {:.3}",
+        o.as_secs_f64() / r.as_secs_f64()
     );
     println!(
         "ratio uml/bare without lpj=: {:.3}",
@@ -172,6 +190,52 @@ fn main() {
         "ratio script init/bare: {:.3}",
         s.as_secs_f64() / b.as_secs_f64()
     );
+}
+
+/// Runs `program` the cheapest way a guest can: a child that shares this process's memory and
+/// makes one system call, execve (std's `Command` spawns through glibc's `posix_spawn`, whose
+/// child resets all 64 signal dispositions first: 120 more system calls, each a round trip
+/// between two host processes in a UML guest).
+fn run_raw(program: &std::ffi::OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    struct Plan {
+        argv: [*const libc::c_char; 2],
+        envp: [*const libc::c_char; 1],
+    }
+    extern "C" fn child(plan: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `plan` points to the `Plan` below, alive and unchanged until this child has
+        // called execve or exited (CLONE_VFORK stops the parent); execve and _exit are
+        // async-signal-safe.
+        unsafe {
+            let plan = &*plan.cast::<Plan>();
+            libc::execve(plan.argv[0], plan.argv.as_ptr(), plan.envp.as_ptr());
+            libc::_exit(127)
+        }
+    }
+    let path = std::ffi::CString::new(program.as_bytes()).unwrap();
+    let plan = Plan {
+        argv: [path.as_ptr(), std::ptr::null()],
+        envp: [std::ptr::null()],
+    };
+    let mut stack = vec![0u8; 64 * 1024];
+    let top = stack.as_mut_ptr().wrapping_add(stack.len());
+    let top = top.wrapping_sub(top as usize % 16);
+    // SAFETY: the child runs `child` on `stack` with a pointer to `plan`; both outlive it, as
+    // CLONE_VFORK keeps this thread stopped until the child has called execve or exited.
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(&plan).cast_mut().cast(),
+        )
+    };
+    if pid > 0 {
+        // SAFETY: waits for the child just started; a null status pointer is allowed.
+        unsafe {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
 }
 
 /// Boots `kernel` with `args` (boot log on descriptor 3, as `uml run` gives it) and returns the

@@ -328,11 +328,19 @@ pub fn run(path: &Path) -> ! {
 }
 
 fn read_config(path: &Path) -> Result<Config, Box<dyn std::error::Error>> {
-    let mut text = Vec::new();
-    fs::File::open(path)?
-        .take(MAX_CONFIG)
-        .read_to_end(&mut text)?;
-    Ok(Config::parse(&text)?)
+    Ok(Config::parse(&read_small(path, MAX_CONFIG)?)?)
+}
+
+/// At most `limit` bytes of the file at `path`, read in one call when its size is known (every
+/// system call costs a guest: std's `read_to_end` without a size starts with 32-byte reads).
+fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let file = fs::File::open(path)?;
+    let size = file.metadata().map_or(0, |m| m.len()).min(limit);
+    // /proc files report 0: a page, which holds the kernel command line.
+    let capacity = usize::try_from(size).unwrap_or(0).max(4096) + 1;
+    let mut text = Vec::with_capacity(capacity);
+    file.take(limit).read_to_end(&mut text)?;
+    Ok(text)
 }
 
 /// Writes the exit status the kernel reports (`/proc/exitcode`), flushes the disks and powers
@@ -360,8 +368,14 @@ impl Init {
     fn start(config: Config) -> Init {
         mount_system();
         for dir in &config.tmpfs {
-            if dir.is_dir() {
-                mount_or_say("tmpfs", dir, "tmpfs", MsFlags::empty(), Some("mode=1777"));
+            // A directory the host does not have gets none (no stat first: it would double
+            // the system calls).
+            match mount("tmpfs", dir, "tmpfs", MsFlags::empty(), Some("mode=1777")) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
+                Err(e) => eprintln!(
+                    "uml guest init: cannot mount tmpfs on {}: {e}",
+                    dir.display()
+                ),
             }
         }
         // hostfs takes the host path as its mount data.
@@ -380,10 +394,13 @@ impl Init {
         let mut env: Vec<(OsString, OsString)> =
             std::env::vars_os().filter(|(k, _)| k != "PATH").collect();
         set(&mut env, "PATH".into(), GUEST_PATH.into());
-        rename_network_interfaces(&env);
-        apply_host_settings(&env);
+        let cmdline = read_small(Path::new("/proc/cmdline"), 64 * 1024).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        rename_network_interfaces(&cmdline, &env);
+        apply_host_settings(&cmdline, &env);
         // ctrl-alt-del (mconsole `cad`, `uml shutdown`) becomes SIGINT to init: power off.
-        let _ = fs::write("/proc/sys/kernel/ctrl-alt-del", "0\n");
+        // (`reboot(2)`'s CAD_OFF is what writing 0 to /proc/sys/kernel/ctrl-alt-del does.)
+        let _ = nix::sys::reboot::set_cad_enabled(false);
         let mut signals = SigSet::empty();
         for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
             signals.add(s);
@@ -392,15 +409,14 @@ impl Init {
         // child that ends before the wait leaves its SIGCHLD pending.
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None);
         let tty0 = open_tty("/dev/tty0");
-        if let Some(tty) = &tty0 {
-            if config.raw_input {
-                raw_input(tty);
-            }
-            if config.raw_output {
-                no_output_processing(tty);
-                if let Some(tty1) = open_tty("/dev/tty1") {
-                    no_output_processing(&tty1);
-                }
+        if let Some(tty) = &tty0
+            && (config.raw_input || config.raw_output)
+        {
+            set_line(tty, config.raw_input, config.raw_output);
+            if config.raw_output
+                && let Some(tty1) = open_tty("/dev/tty1")
+            {
+                set_line(&tty1, false, true);
             }
         }
         for (k, v) in &config.env {
@@ -604,12 +620,24 @@ fn set(env: &mut Vec<(OsString, OsString)>, key: OsString, value: OsString) {
 /// console (`/dev/tty0`) and its errors on `stderr_tty`; with `controlling`, the console
 /// becomes the session's controlling terminal, so that ^C and job control reach it.
 ///
-/// `posix_spawn`, not fork and exec: glibc starts the child with `CLONE_VM|CLONE_VFORK`, so
-/// the guest kernel never copies init's address space, which took 15 ms of a 85 ms `uml run
-/// -- true` (measured on 7.2.13). The console is opened in the child after `setsid`, without
-/// `O_NOCTTY`, which is what makes it the controlling terminal (init, pid 1 of the kernel, leads
-/// no session, so it never took the console itself). The child's signal mask is emptied and
-/// SIGPIPE, which Rust's runtime ignores in init, is back to its default.
+/// Neither fork and exec nor `posix_spawn`, but what `posix_spawn` does inside, with only the
+/// system calls this child needs. Every system call of a guest process is a round trip between
+/// two host processes, the guest's and the kernel's (30-50 µs on a 2-vCPU host), so their
+/// number is what a short guest's life costs:
+/// * fork would have the guest kernel copy init's address space (15 ms of a 85 ms `uml run --
+///   true`, measured on 7.2.13); the child here shares it (`CLONE_VM|CLONE_VFORK`, init waits
+///   until the child has called execve);
+/// * glibc's `posix_spawn` child sets every one of the 64 signals' disposition it might have
+///   inherited, 120 `rt_sigaction` calls, and init first tried to open each line, to fall back
+///   on /dev/null: 135 system calls, where this child makes 10.
+///
+/// The console is opened in the child after `setsid`, without `O_NOCTTY`, which is what makes it
+/// the controlling terminal (init, pid 1 of the kernel, leads no session, so it never took the
+/// console itself). A line that cannot be opened is /dev/null instead: the payload still runs.
+/// The child's signal mask is emptied and SIGPIPE, which init ignores, is back to its default.
+/// Init catches no signal that another process could send to the child before its execve (as
+/// `umld`, Rust's runtime has handlers for SIGSEGV and SIGBUS, faults this child does not
+/// make), so no handler runs on init's memory.
 fn spawn_on_console(
     program: &Path,
     argv: &[OsString],
@@ -617,89 +645,143 @@ fn spawn_on_console(
     controlling: bool,
     stderr_tty: &str,
 ) -> Result<Pid, nix::errno::Errno> {
-    use nix::fcntl::OFlag;
-    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
-    use nix::sys::stat::Mode;
     use std::ffi::CString;
 
-    let cstring = |bytes: Vec<u8>| CString::new(bytes).map_err(|_| nix::errno::Errno::EINVAL);
+    let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| nix::errno::Errno::EINVAL);
     let args = argv
         .iter()
-        .map(|a| cstring(a.as_bytes().to_vec()))
+        .map(|a| cstring(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
     let envp = env
         .iter()
-        .map(|(k, v)| {
-            let mut pair = k.as_bytes().to_vec();
-            pair.push(b'=');
-            pair.extend_from_slice(v.as_bytes());
-            cstring(pair)
-        })
+        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect::<Result<Vec<_>, _>>()?;
-
-    let mut attr = PosixSpawnAttr::init()?;
-    attr.set_flags(PosixSpawnFlags::from_bits_retain(
-        libc::c_int::from(libc::POSIX_SPAWN_SETSID)
-            | libc::POSIX_SPAWN_SETSIGMASK
-            | libc::POSIX_SPAWN_SETSIGDEF,
-    ))?;
-    attr.set_sigmask(&SigSet::empty())?;
-    let mut defaults = SigSet::empty();
-    defaults.add(Signal::SIGPIPE);
-    attr.set_sigdefault(&defaults)?;
-
-    // A line the child cannot open is /dev/null instead, as before: the payload still runs.
-    let usable = |path: &str, flags: OFlag| {
-        if nix::fcntl::open(
-            path,
-            flags | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .is_ok()
-        {
-            path.to_owned()
-        } else {
-            "/dev/null".to_owned()
-        }
-    };
-    let console_in = usable("/dev/tty0", OFlag::O_RDONLY);
-    let console_out = usable("/dev/tty0", OFlag::O_WRONLY);
-    let errors = usable(stderr_tty, OFlag::O_WRONLY);
-    let ctty = if controlling {
-        OFlag::empty()
-    } else {
-        OFlag::O_NOCTTY
-    };
-    let mut actions = PosixSpawnFileActions::init()?;
-    actions.add_open(
-        0,
-        console_in.as_str(),
-        OFlag::O_RDONLY | ctty,
-        Mode::empty(),
-    )?;
-    actions.add_open(
-        1,
-        console_out.as_str(),
-        OFlag::O_WRONLY | OFlag::O_NOCTTY,
-        Mode::empty(),
-    )?;
-    actions.add_open(
-        2,
-        errors.as_str(),
-        OFlag::O_WRONLY | OFlag::O_NOCTTY,
-        Mode::empty(),
-    )?;
-
-    let program = cstring(program.as_os_str().as_bytes().to_vec())?;
-    match nix::spawn::posix_spawn(program.as_c_str(), &actions, &attr, &args, &envp) {
+    let program = cstring(program.as_os_str().as_bytes())?;
+    let stderr_tty = cstring(stderr_tty.as_bytes())?;
+    let ctty = if controlling { 0 } else { libc::O_NOCTTY };
+    let lines = [
+        (c"/dev/tty0", libc::O_RDONLY | ctty),
+        (c"/dev/tty0", libc::O_WRONLY | libc::O_NOCTTY),
+        (stderr_tty.as_c_str(), libc::O_WRONLY | libc::O_NOCTTY),
+    ];
+    match exec_child(&program, &args, &envp, &lines) {
         // A file the kernel cannot execute by itself (a script without `#!`) runs under
         // /bin/sh, as execvp runs it.
         Err(nix::errno::Errno::ENOEXEC) => {
             let mut shell_args = vec![c"/bin/sh".to_owned(), program.clone()];
             shell_args.extend(args.into_iter().skip(1));
-            nix::spawn::posix_spawn(c"/bin/sh", &actions, &attr, &shell_args, &envp)
+            exec_child(c"/bin/sh", &shell_args, &envp, &lines)
         }
         other => other,
+    }
+}
+
+/// What the child of [`exec_child`] reads, all of it made before the clone: the child
+/// allocates nothing and takes no lock (it runs on init's memory while init waits).
+struct ChildPlan {
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// Descriptors 0, 1 and 2: path and open flags.
+    lines: [(*const libc::c_char, libc::c_int); 3],
+    /// The errno of the child's failed execve; 0 while it has not failed.
+    error: std::sync::atomic::AtomicI32,
+}
+
+/// Stack of the child of [`exec_child`]: its few frames, the C library's calls and the kernel's
+/// signal frame, with room to spare (glibc's `posix_spawn` gives its child 32 KiB).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// Starts `program` in a child that shares init's memory until it calls execve, and returns
+/// its pid, or the errno of its failed execve (the child is then reaped).
+fn exec_child(
+    program: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+    lines: &[(&std::ffi::CStr, libc::c_int); 3],
+) -> Result<Pid, nix::errno::Errno> {
+    use std::sync::atomic::Ordering;
+
+    let pointers = |v: &[std::ffi::CString]| {
+        v.iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect::<Vec<_>>()
+    };
+    let argv = pointers(argv);
+    let envp = pointers(envp);
+    let plan = ChildPlan {
+        program: program.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        lines: lines.map(|(path, flags)| (path.as_ptr(), flags)),
+        error: std::sync::atomic::AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down from its end, which the ABI wants 16-byte aligned.
+    let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK);
+    let top = top.wrapping_sub(top as usize % 16);
+    // SAFETY: `child_main` gets a pointer to `plan`, which, like every string and array it
+    // points to and the child's stack, lives until this function returns; CLONE_VFORK keeps
+    // this thread stopped until the child has called execve or exited, so nothing here runs
+    // or moves while the child uses them, and the child changes nothing but `plan.error`, an
+    // atomic. The child makes only async-signal-safe C library calls (`child_main`).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(&plan).cast_mut().cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    let pid = Pid::from_raw(pid);
+    match plan.error.load(Ordering::Acquire) {
+        0 => Ok(pid),
+        errno => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(nix::errno::Errno::from_raw(errno))
+        }
+    }
+}
+
+/// The child of [`exec_child`]: a new session, the three lines, SIGPIPE and the signal mask
+/// back to their defaults, execve; on failure its errno in the plan, and exit 127.
+extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `plan` is the `ChildPlan` that `exec_child` keeps alive and unchanged until this
+    // child has called execve or exited (CLONE_VFORK). Every call below is an async-signal-
+    // safe C library call on pointers from the plan (NUL-terminated strings, NULL-terminated
+    // arrays of them) or on local values; none allocates or takes a lock.
+    unsafe {
+        let plan = &*plan.cast::<ChildPlan>();
+        libc::setsid();
+        for (fd, &(path, flags)) in (0..).zip(&plan.lines) {
+            // Descriptors 0-2 of init are open (the kernel gives init its console): closed
+            // first, the line opens as the lowest free descriptor, the one it is for.
+            libc::close(fd);
+            let mut opened = libc::open(path, flags);
+            if opened < 0 {
+                opened = libc::open(c"/dev/null".as_ptr(), flags & libc::O_ACCMODE);
+            }
+            if opened >= 0 && opened != fd {
+                libc::dup2(opened, fd);
+                libc::close(opened);
+            }
+        }
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::execve(plan.program, plan.argv, plan.envp);
+        plan.error.store(
+            *libc::__errno_location(),
+            std::sync::atomic::Ordering::Release,
+        );
+        libc::_exit(127)
     }
 }
 
@@ -715,44 +797,50 @@ fn open_tty(path: &str) -> Option<fs::File> {
         .ok()
 }
 
-/// `stty -echo -icrnl -isig -iexten -ixon` and no editing characters: piped text passes
-/// unchanged, ended by the ^D the launcher sends.
-fn raw_input(tty: &fs::File) {
+/// The line settings of a console: with `raw_input`, `stty -echo -icrnl -isig -iexten -ixon`
+/// and no editing characters (piped text passes unchanged, ended by the ^D the launcher sends);
+/// with `raw_output`, `stty -opost` (output bytes pass unchanged, no `\r` before `\n`). One
+/// read and one write of the settings.
+fn set_line(tty: &fs::File, raw_input: bool, raw_output: bool) {
     use termios::{InputFlags, LocalFlags, SpecialCharacterIndices as C};
     let Ok(mut t) = termios::tcgetattr(tty) else {
         return;
     };
-    t.local_flags
-        .remove(LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
-    t.input_flags.remove(InputFlags::ICRNL | InputFlags::IXON);
-    for c in [
-        C::VERASE,
-        C::VKILL,
-        C::VWERASE,
-        C::VLNEXT,
-        C::VREPRINT,
-        C::VEOL,
-        C::VEOL2,
-    ] {
-        // _POSIX_VDISABLE on Linux.
-        t.control_chars[c as usize] = 0;
+    if raw_input {
+        t.local_flags
+            .remove(LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
+        t.input_flags.remove(InputFlags::ICRNL | InputFlags::IXON);
+        for c in [
+            C::VERASE,
+            C::VKILL,
+            C::VWERASE,
+            C::VLNEXT,
+            C::VREPRINT,
+            C::VEOL,
+            C::VEOL2,
+        ] {
+            // _POSIX_VDISABLE on Linux.
+            t.control_chars[c as usize] = 0;
+        }
     }
-    let _ = termios::tcsetattr(tty, termios::SetArg::TCSANOW, &t);
-}
-
-/// `stty -opost`: output bytes pass unchanged (no `\r` before `\n`).
-fn no_output_processing(tty: &fs::File) {
-    let Ok(mut t) = termios::tcgetattr(tty) else {
-        return;
-    };
-    t.output_flags.remove(termios::OutputFlags::OPOST);
+    if raw_output {
+        t.output_flags.remove(termios::OutputFlags::OPOST);
+    }
     let _ = termios::tcsetattr(tty, termios::SetArg::TCSANOW, &t);
 }
 
 /// The vector driver names interfaces vec<n>, the legacy one eth<n> (`uml::net`): the same name
 /// on every kernel, with the vector name kept as an altname. Renaming needs netlink, which `ip`
-/// speaks; a guest without a vector interface starts no process for it.
-fn rename_network_interfaces(env: &[(OsString, OsString)]) {
+/// speaks; a guest without a vector interface starts no process for it, and one whose command
+/// line names none (`vec<n>:`) does not even look.
+fn rename_network_interfaces(cmdline: &str, env: &[(OsString, OsString)]) {
+    let named = cmdline.split_ascii_whitespace().any(|word| {
+        word.strip_prefix("vec")
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    if !named {
+        return;
+    }
     let has_vector = fs::read_dir("/sys/class/net").is_ok_and(|dir| {
         dir.flatten()
             .any(|e| e.file_name().as_bytes().starts_with(b"vec"))
@@ -775,13 +863,8 @@ fn rename_network_interfaces(env: &[(OsString, OsString)]) {
 /// them ([`crate::net::HostSettings`]): `systemd.hostname=` (the umid by default, else `uml`)
 /// and `ip=ADDR::GW:MASK::IFACE:none` from `uml run --net …,ip=`. The interface named there is
 /// the kernel's (`vecN` or `ethN`); after the renaming above, a `vecN` is `ethN`.
-fn apply_host_settings(env: &[(OsString, OsString)]) {
-    let mut cmdline = String::new();
-    if let Ok(f) = fs::File::open("/proc/cmdline") {
-        use std::io::Read;
-        let _ = f.take(64 * 1024).read_to_string(&mut cmdline);
-    }
-    let settings = crate::net::HostSettings::from_cmdline(&cmdline);
+fn apply_host_settings(cmdline: &str, env: &[(OsString, OsString)]) {
+    let settings = crate::net::HostSettings::from_cmdline(cmdline);
     let _ = nix::unistd::sethostname(settings.hostname.as_deref().unwrap_or("uml"));
     for (iface, address) in &settings.addresses {
         let dev = if Path::new("/sys/class/net").join(iface).exists() {

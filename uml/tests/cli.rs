@@ -149,6 +149,14 @@ fn run_reports_a_missing_or_unrunnable_command_as_a_shell_does() {
     let args = ["run", "--", missing.as_str()];
     let out = uml(dir.path(), &args);
     assert_eq!(out.status.code(), Some(127), "{}", show(&args, &out));
+    // An executable script without `#!`, which execve refuses (ENOEXEC): run by /bin/sh with
+    // its arguments, as execvp and shells run it.
+    std::fs::write(&file.0, "echo ran \"$@\"\nexit 3\n").unwrap();
+    std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = ["run", "--", name.as_str(), "a b", "c"];
+    let out = uml(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&args, &out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran a b c\n");
 }
 
 #[test]
@@ -824,4 +832,87 @@ fn a_shell_given_commands_on_stdin_runs_them_without_prompts_and_ends_with_its_i
         "{}",
         show(&args, &out)
     );
+}
+
+/// `uml run` on the user's terminal (a pty that is its controlling terminal): ^C typed there
+/// reaches the guest command as SIGINT through the guest console's line discipline, which
+/// needs the command to lead a session whose controlling terminal is that console; the
+/// command's standard descriptors are the console lines.
+#[test]
+fn ctrl_c_on_the_users_terminal_stops_the_guest_command() {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let dir = UmlDir::new();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uml"));
+    cmd.arg("--uml-dir")
+        .arg(dir.path())
+        .args(["run", "--", "sh", "-c"])
+        .arg("echo fds $(readlink /proc/$$/fd/0 /proc/$$/fd/1); echo ready; exec sleep 60")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty (descriptor 0, set up
+    // before this runs) the controlling terminal of the child's new session.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Killed(cmd.spawn().unwrap());
+    drop(cmd);
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "no \"ready\" from the guest: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&master),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).unwrap() > 0 {
+            match master.read(&mut buf) {
+                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                other => panic!("the terminal closed early ({other:?}): {seen:?}"),
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        text.contains("fds /dev/tty0 /dev/tty0"),
+        "the command's input and output are not the console: {text}"
+    );
+    let typed = Instant::now();
+    master.write_all(b"\x03").unwrap();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            typed.elapsed() < Duration::from_secs(20),
+            "^C did not stop the guest command: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // As a shell reports a command killed by SIGINT.
+    assert_eq!(status.code(), Some(130), "{text}");
 }
