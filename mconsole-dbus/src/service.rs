@@ -747,10 +747,13 @@ impl Service {
                 .map_err(|e| Error::LaunchFailed(crate::error::chain(&e)))?;
         }
         let boot_log = runtime.join(format!("{umid}.log"));
+        // Each guest on one host CPU, the guests spread over them (uml::launch::guest_cpu).
+        let cpu = uml::launch::guest_cpu(&args);
         Ok(Plan {
             launch: uml::launch::Launch {
                 kernel,
                 args,
+                cpu,
                 umid: umid.clone(),
                 uml_dir: home,
                 console: uml::launch::Console::Log {

@@ -1110,6 +1110,29 @@ fn typed_launch_joins_guests_on_a_named_switch_with_the_transport_the_kernel_has
     let path_b = path_of(&b);
     let seen = monitor.wait_for(&[&path_b, "org.umlkit.uml1.Machine.Notified", "ping-"]);
     assert!(seen.contains("ping-ok"), "{seen}");
+    // Each guest on one host CPU, the two on different ones where umld may use several.
+    let cpus_allowed = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let ours = cpus_allowed(std::process::id());
+    let cpus: Vec<String> = [&a, &b]
+        .iter()
+        .map(|umid| {
+            let pid = uml::instance::read_pid_file(&dir.path().join(umid).join("pid")).unwrap();
+            cpus_allowed(pid)
+        })
+        .collect();
+    if ours.contains(['-', ',']) {
+        assert!(
+            cpus.iter().all(|c| c.parse::<u32>().is_ok()) && cpus[0] != cpus[1],
+            "guests on CPUs {cpus:?}, umld may use {ours}"
+        );
+    }
     for path in [&path_a, &path_b] {
         machine_call(&bus, path, "Halt", &[]).unwrap();
         monitor.wait_for(&[path, "org.umlkit.uml1.Machine.Exited"]);

@@ -14,7 +14,10 @@
 //!   10-20 ms);
 //! * the shell-script init that `uml run` used before the compiled one, running `true` under
 //!   the bare kernel (the launcher's own share is not in it);
-//! * time to the first byte of output of `uml run -- echo hi`.
+//! * time to the first byte of output of `uml run -- echo hi`;
+//! * `uml run --cpu any -- true`, the guest left to the host scheduler (`uml run` confines a
+//!   one-CPU guest to one host CPU by default), and the bare kernel confined to one CPU as
+//!   `uml run` confines it, powering off at once and running `true` raw: like for like.
 //!
 //! Prints the medians and the ratios of `uml run -- true` to: bare (goal: at most 1.05), bare
 //! running `true` either way (the launcher's and its init's own cost), and bare without `lpj=`
@@ -87,19 +90,22 @@ fn main() {
         }
         args
     };
-    let uml = |command: &[&str]| {
+    let uml_with = |options: &[&str], command: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_uml"));
         c.arg("--uml-dir")
             .arg(&uml_dir)
             .arg("run")
             .arg("--kernel")
             .arg(&kernel)
-            .args(["--mem", "256M", "--"])
+            .args(["--mem", "256M"])
+            .args(options)
+            .arg("--")
             .args(command)
             .current_dir("/")
             .stdin(Stdio::null());
         c
     };
+    let uml = |command: &[&str]| uml_with(&[], command);
     let mut ours = Vec::new();
     let mut bare = Vec::new();
     let mut old = Vec::new();
@@ -107,9 +113,12 @@ fn main() {
     let mut calibrating = Vec::new();
     let mut bare_true = Vec::new();
     let mut bare_raw = Vec::new();
+    let mut pinned = Vec::new();
+    let mut pinned_raw = Vec::new();
+    let mut unpinned = Vec::new();
     for round in 0..ROUNDS {
-        for pass in 0..7 {
-            match (round + pass) % 7 {
+        for pass in 0..10 {
+            match (round + pass) % 10 {
                 0 => {
                     let t = Instant::now();
                     let out = uml(&["true"]).output().unwrap();
@@ -118,26 +127,45 @@ fn main() {
                 }
                 1 => {
                     let args = bare_args(&minimal, &format!("bare-{round}"));
-                    bare.push(boot(&kernel, &args, scratch.path()));
+                    bare.push(boot(&kernel, &args, scratch.path(), None));
                 }
                 2 => {
                     let args = bare_args(&script, &format!("script-{round}"));
-                    old.push(boot(&kernel, &args, scratch.path()));
+                    old.push(boot(&kernel, &args, scratch.path(), None));
                 }
                 3 => {
                     let mut args = bare_args(&minimal, &format!("cal-{round}"));
                     args.retain(|a| !a.starts_with("lpj="));
-                    calibrating.push(boot(&kernel, &args, scratch.path()));
+                    calibrating.push(boot(&kernel, &args, scratch.path(), None));
                 }
                 4 => {
                     let mut args = bare_args(&minimal, &format!("true-{round}"));
                     args.push(format!("umlkit_bench_run={}", true_path.display()));
-                    bare_true.push(boot(&kernel, &args, scratch.path()));
+                    bare_true.push(boot(&kernel, &args, scratch.path(), None));
                 }
                 5 => {
                     let mut args = bare_args(&minimal, &format!("raw-{round}"));
                     args.push(format!("umlkit_bench_run_raw={}", true_path.display()));
-                    bare_raw.push(boot(&kernel, &args, scratch.path()));
+                    bare_raw.push(boot(&kernel, &args, scratch.path(), None));
+                }
+                // The bare kernel confined to one CPU as `uml run` confines its guest
+                // (uml::launch::guest_cpu): like for like.
+                6 => {
+                    let args = bare_args(&minimal, &format!("pin-{round}"));
+                    let cpu = uml::launch::guest_cpu(&args);
+                    pinned.push(boot(&kernel, &args, scratch.path(), cpu));
+                }
+                7 => {
+                    let mut args = bare_args(&minimal, &format!("pinraw-{round}"));
+                    args.push(format!("umlkit_bench_run_raw={}", true_path.display()));
+                    let cpu = uml::launch::guest_cpu(&args);
+                    pinned_raw.push(boot(&kernel, &args, scratch.path(), cpu));
+                }
+                8 => {
+                    let t = Instant::now();
+                    let out = uml_with(&["--cpu", "any"], &["true"]).output().unwrap();
+                    unpinned.push(t.elapsed());
+                    assert!(out.status.success(), "{out:?}");
                 }
                 _ => {
                     let t = Instant::now();
@@ -162,6 +190,9 @@ fn main() {
     let c = median(&mut calibrating);
     let t = median(&mut bare_true);
     let r = median(&mut bare_raw);
+    let p = median(&mut pinned);
+    let pr = median(&mut pinned_raw);
+    let u = median(&mut unpinned);
     println!(
         "boot, run the payload, power off: {ROUNDS} runs each, interleaved, medians (mem=256M{})",
         if seccomp { ", seccomp=auto" } else { "" }
@@ -172,6 +203,9 @@ fn main() {
     println!("bare kernel without lpj= (calibrates){:>7.1} ms", ms(c));
     println!("bare kernel, init runs true          {:>7.1} ms", ms(t));
     println!("bare kernel, init runs true, raw     {:>7.1} ms", ms(r));
+    println!("uml run --cpu any -- true (unpinned) {:>7.1} ms", ms(u));
+    println!("bare kernel on one CPU, powers off   {:>7.1} ms", ms(p));
+    println!("bare kernel on one CPU, true raw     {:>7.1} ms", ms(pr));
     println!("uml run -- echo hi, first byte       {:>7.1} ms", ms(f));
     println!("ratio uml/bare: {:.3}", o.as_secs_f64() / b.as_secs_f64());
     println!(
@@ -181,6 +215,18 @@ fn main() {
     println!(
         "ratio uml/bare running true raw: {:.3}",
         o.as_secs_f64() / r.as_secs_f64()
+    );
+    println!(
+        "ratio uml/bare on one CPU: {:.3}",
+        o.as_secs_f64() / p.as_secs_f64()
+    );
+    println!(
+        "ratio uml/bare on one CPU running true raw: {:.3}",
+        o.as_secs_f64() / pr.as_secs_f64()
+    );
+    println!(
+        "ratio uml --cpu any/bare running true raw: {:.3}",
+        u.as_secs_f64() / r.as_secs_f64()
     );
     println!(
         "ratio uml/bare without lpj=: {:.3}",
@@ -238,9 +284,9 @@ fn run_raw(program: &std::ffi::OsStr) {
     }
 }
 
-/// Boots `kernel` with `args` (boot log on descriptor 3, as `uml run` gives it) and returns the
-/// time until it has exited successfully.
-fn boot(kernel: &Path, args: &[String], cwd: &Path) -> Duration {
+/// Boots `kernel` with `args` (boot log on descriptor 3, as `uml run` gives it), on `cpu` alone
+/// if given, and returns the time until it has exited successfully.
+fn boot(kernel: &Path, args: &[String], cwd: &Path, cpu: Option<usize>) -> Duration {
     let log = std::fs::File::create(cwd.join("log")).unwrap();
     let t = Instant::now();
     let status = Command::new(kernel)
@@ -249,7 +295,7 @@ fn boot(kernel: &Path, args: &[String], cwd: &Path) -> Duration {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn_with_fd3(log)
+        .spawn_with_fd3(log, cpu)
         .wait()
         .unwrap();
     let elapsed = t.elapsed();
@@ -258,19 +304,32 @@ fn boot(kernel: &Path, args: &[String], cwd: &Path) -> Duration {
 }
 
 trait SpawnWithFd3 {
-    fn spawn_with_fd3(&mut self, file: std::fs::File) -> std::process::Child;
+    fn spawn_with_fd3(&mut self, file: std::fs::File, cpu: Option<usize>) -> std::process::Child;
 }
 
 impl SpawnWithFd3 for Command {
-    fn spawn_with_fd3(&mut self, file: std::fs::File) -> std::process::Child {
+    fn spawn_with_fd3(&mut self, file: std::fs::File, cpu: Option<usize>) -> std::process::Child {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let fd = file.as_raw_fd();
-        // SAFETY: only dup2(2), async-signal-safe, runs between fork and exec; `file` stays open
-        // in the parent until spawn returns.
+        // SAFETY: a zeroed cpu_set_t is empty; CPU_SET sets one bit of it (a CPU number that
+        // guest_cpu took from this process's own set, below CPU_SETSIZE).
+        let set = cpu.map(|cpu| unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            set
+        });
+        // SAFETY: only dup2(2) and sched_setaffinity(2), async-signal-safe, run between fork and
+        // exec, on a set made before the fork; `file` stays open in the parent until spawn
+        // returns.
         unsafe {
             self.pre_exec(move || {
                 if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(set) = &set
+                    && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

@@ -339,6 +339,7 @@ pub fn probe(kernel: &Path, timeout: Duration) -> Probe {
         console: Console::Log { log: log.clone() },
         cwd: dir.clone(),
         notify_socket: dir.join("notify"),
+        cpu: None,
     };
     let mut running = match launch.spawn() {
         Ok(r) => r,

@@ -916,3 +916,95 @@ fn ctrl_c_on_the_users_terminal_stops_the_guest_command() {
     // As a shell reports a command killed by SIGINT.
     assert_eq!(status.code(), Some(130), "{text}");
 }
+
+/// The CPUs a host process may run on, as /proc/PID/status lists them ("0-1", "1").
+fn cpus_allowed(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The processes of the process group `pgid` (a UML kernel and every process it started).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|p| p.parse::<u32>().ok());
+        if pgrp == Some(pgid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// `uml run` confines a one-CPU guest, the kernel and all its host processes, to one host CPU
+/// (the launcher's, or the one `--cpu` names); `--cpu any` leaves it where the launcher may run;
+/// a CPU the launcher may not use is refused before anything starts.
+#[test]
+fn run_keeps_a_guest_on_one_host_cpu_unless_told_otherwise() {
+    let ours = cpus_allowed(std::process::id());
+    let allowed: Vec<String> = {
+        let mut v = Vec::new();
+        for part in ours.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+                    v.extend((a..=b).map(|c| c.to_string()));
+                }
+                None => v.push(part.to_owned()),
+            }
+        }
+        v
+    };
+    let dir = UmlDir::new();
+    let d = dir.path();
+    let last = allowed.last().unwrap().clone();
+    for (umid, cpu, expected) in [
+        ("cpu-named", Some(last.as_str()), Some(last.clone())),
+        ("cpu-any", Some("any"), Some(ours.clone())),
+        ("cpu-default", None, None),
+    ] {
+        let mut args = vec!["run", "--detach", "--umid", umid, "--mem", "64M"];
+        if let Some(cpu) = cpu {
+            args.extend(["--cpu", cpu]);
+        }
+        args.extend(["--", "sleep", "60"]);
+        let out = ok(d, &args);
+        dir.remember();
+        assert_eq!(out.trim(), umid);
+        let pid = uml::instance::read_pid_file(&d.join(umid).join("pid")).unwrap();
+        let members = group_members(pid);
+        // The kernel and the host processes of the guest's processes (init, sleep).
+        assert!(members.len() >= 2, "{umid}: {members:?}");
+        let lists: Vec<String> = members.iter().map(|&p| cpus_allowed(p)).collect();
+        match &expected {
+            Some(list) => assert!(lists.iter().all(|l| l == list), "{umid}: {lists:?}"),
+            // One CPU of ours (or, where we may use only one, that one).
+            None => assert!(
+                lists.iter().all(|l| l == &lists[0]) && allowed.contains(&lists[0]),
+                "{umid}: {lists:?}, allowed {ours}"
+            ),
+        }
+        ok(d, &["shutdown", umid]);
+    }
+    let err = fails(d, &["run", "--cpu", "100000", "--", "true"]);
+    assert!(
+        err.contains("--cpu 100000") && err.contains(&format!("{last} or `any`")),
+        "{err}"
+    );
+    assert!(dir.kernel_pids().is_empty(), "a guest started after all");
+}

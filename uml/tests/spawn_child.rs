@@ -29,6 +29,7 @@ fn spawn_child_gives_the_program_the_log_on_1_2_and_3_no_stdin_and_the_notify_wo
         console: uml::launch::Console::Log { log: log.clone() },
         cwd: cwd.clone(),
         notify_socket: notify.clone(),
+        cpu: None,
     };
     let mut child = launch.spawn_child().unwrap();
     let status = wait_within(&mut child, Duration::from_secs(20));
@@ -65,6 +66,7 @@ fn spawn_child_of_a_missing_kernel_names_it() {
         },
         cwd: dir.path().join("run"),
         notify_socket: dir.path().join("n"),
+        cpu: None,
     };
     let err = launch.spawn_child().unwrap_err();
     assert!(

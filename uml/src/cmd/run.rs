@@ -95,6 +95,12 @@ pub struct Args {
     /// Seconds to wait for the guest to boot before it is killed
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub boot_timeout: u64,
+    /// The host CPU the guest runs on: a CPU number, or `any` to let the host's scheduler move
+    /// it [default: the CPU uml starts on]. A one-CPU guest is two host processes taking turns
+    /// (a guest process and the kernel), much faster on one CPU than woken across two; a guest
+    /// with ncpus= above 1 is never confined
+    #[arg(long, value_name = "CPU|any")]
+    pub cpu: Option<String>,
     /// Start even if `uml check` finds errors in the kernel command line
     #[arg(long)]
     pub no_check: bool,
@@ -296,6 +302,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     if args.root.is_none() {
         guest.write_init(&init)?;
     }
+    let cpu = match args.cpu.as_deref() {
+        None => uml::launch::guest_cpu(&kernel_args),
+        Some("any") => None,
+        Some(n) => Some(host_cpu(n)?),
+    };
     let launch = Launch {
         kernel: kernel.clone(),
         args: kernel_args,
@@ -311,6 +322,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         },
         cwd: rt.clone(),
         notify_socket,
+        cpu,
     };
 
     let uml_dir_for_cleanup = uml_dir;
@@ -414,6 +426,39 @@ fn net_arg(
 
 /// Validates the kernel command line with the option model before anything starts, and
 /// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
+/// `--cpu N`: a CPU that this process may run on, hence the kernel too.
+fn host_cpu(text: &str) -> anyhow::Result<usize> {
+    // SAFETY: cpu_set_t is a plain bit array, valid all zeros; sched_getaffinity writes at most
+    // the size it is given into it, and CPU_ISSET reads one bit within it.
+    let allowed: Vec<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            bail!("--cpu {text}: cannot read which CPUs this process may use");
+        }
+        (0..usize::try_from(libc::CPU_SETSIZE).unwrap_or(0))
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    };
+    let list = || {
+        allowed
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match text.parse::<usize>() {
+        Ok(cpu) if allowed.contains(&cpu) => Ok(cpu),
+        Ok(_) => bail!(
+            "--cpu {text}: not a CPU this process may run on; expected one of {} or `any`",
+            list()
+        ),
+        Err(_) => bail!(
+            "--cpu {text:?}: expected a CPU number ({}) or `any`",
+            list()
+        ),
+    }
+}
+
 fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Result<Vec<String>> {
     use uml::check::{CheckEnv, Severity};
     let cmdline = uml::cmdline::CommandLine::parse(kernel_args);

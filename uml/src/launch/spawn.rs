@@ -170,12 +170,26 @@ impl Launch {
             }
         }
         let log_fd = std::os::fd::AsRawFd::as_raw_fd(log);
-        // SAFETY: between fork and exec only sigemptyset(3), pthread_sigmask(2), dup2(2) and
-        // fcntl(2) run, all async-signal-safe, on a local sigset and plain descriptors. They
-        // give the kernel an empty signal mask (the launcher blocks SIGINT/SIGTERM for its
-        // signal thread, and a blocked SIGTERM would make the kernel unstoppable) and make the
-        // log file its descriptor 3 (the boot log channel) without close-on-exec. `log_fd`
-        // stays open in the parent until spawn returns.
+        // Made before the fork: the child only hands it to the kernel.
+        let cpu_set = self
+            .cpu
+            .filter(|&cpu| cpu < usize::try_from(libc::CPU_SETSIZE).unwrap_or(0))
+            .map(|cpu| {
+                // SAFETY: cpu_set_t is a plain bit array, valid all zeros; CPU_SET sets one bit
+                // within it (the number was checked against its size).
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    set
+                }
+            });
+        // SAFETY: between fork and exec only sigemptyset(3), pthread_sigmask(2), dup2(2),
+        // fcntl(2) and sched_setaffinity(2) run, all async-signal-safe, on a local sigset, a
+        // CPU set made before the fork and plain descriptors. They give the kernel an empty
+        // signal mask (the launcher blocks SIGINT/SIGTERM for its signal thread, and a blocked
+        // SIGTERM would make the kernel unstoppable), make the log file its descriptor 3 (the
+        // boot log channel) without close-on-exec, and confine it to its CPU. `log_fd` stays
+        // open in the parent until spawn returns.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
                 let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -190,6 +204,11 @@ impl Launch {
                     }
                 } else if libc::dup2(log_fd, 3) < 0 {
                     return Err(io::Error::last_os_error());
+                }
+                // Inherited by every thread and process the kernel starts. A CPU that went
+                // offline since it was chosen leaves the kernel where the host puts it.
+                if let Some(set) = &cpu_set {
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
                 }
                 Ok(())
             });
