@@ -67,7 +67,7 @@ complete -c uml -n "__fish_uml_using_subcommand run" -s n -l net -d 'A network i
 complete -c uml -n "__fish_uml_using_subcommand run" -l rw -d 'A host directory that is writable at the same path in the guest (the root is read-only)' -r -F
 complete -c uml -n "__fish_uml_using_subcommand run" -s a -l arg -d 'An extra kernel argument, passed as it is (repeatable), e.g. --arg loglevel=7' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l boot-timeout -d 'Seconds to wait for the guest to boot before it is killed' -r
-complete -c uml -n "__fish_uml_using_subcommand run" -l cpu -d 'The host CPU the guest runs on: a CPU number, or `any` to let the host\'s scheduler move it [default: the CPU uml starts on]. A one-CPU guest is two host processes taking turns (a guest process and the kernel), much faster on one CPU than woken across two; a guest with ncpus= above 1 is never confined' -r
+complete -c uml -n "__fish_uml_using_subcommand run" -l cpu -d 'The host CPU the guest runs on: a CPU number, or `any` to let the host\'s scheduler move it [default: one that runs the fewest guests of the uml_dir, the one uml starts on if it is among them]. A one-CPU guest is two host processes taking turns (a guest process and the kernel), much faster on one CPU than woken across two; a guest with ncpus= above 1 is never confined' -r
 complete -c uml -n "__fish_uml_using_subcommand run" -l uml-dir -d 'Directory that holds the instances\' sockets and pid files [default: ~/.uml]' -r -F
 complete -c uml -n "__fish_uml_using_subcommand run" -l detach -d 'Return once the guest has booted and print its umid; the guest keeps running'
 complete -c uml -n "__fish_uml_using_subcommand run" -l no-check -d 'Start even if `uml check` finds errors in the kernel command line'

@@ -748,7 +748,7 @@ impl Service {
         }
         let boot_log = runtime.join(format!("{umid}.log"));
         // Each guest on one host CPU, the guests spread over them (uml::launch::guest_cpu).
-        let cpu = uml::launch::guest_cpu(&args);
+        let cpu = uml::launch::guest_cpu(&args, Some(&home));
         Ok(Plan {
             launch: uml::launch::Launch {
                 kernel,

@@ -152,13 +152,13 @@ fn main() {
                 // (uml::launch::guest_cpu): like for like.
                 6 => {
                     let args = bare_args(&minimal, &format!("pin-{round}"));
-                    let cpu = uml::launch::guest_cpu(&args);
+                    let cpu = uml::launch::guest_cpu(&args, None);
                     pinned.push(boot(&kernel, &args, scratch.path(), cpu));
                 }
                 7 => {
                     let mut args = bare_args(&minimal, &format!("pinraw-{round}"));
                     args.push(format!("umlkit_bench_run_raw={}", true_path.display()));
-                    let cpu = uml::launch::guest_cpu(&args);
+                    let cpu = uml::launch::guest_cpu(&args, None);
                     pinned_raw.push(boot(&kernel, &args, scratch.path(), cpu));
                 }
                 8 => {

@@ -952,8 +952,9 @@ fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// `uml run` confines a one-CPU guest, the kernel and all its host processes, to one host CPU
-/// (the launcher's, or the one `--cpu` names); `--cpu any` leaves it where the launcher may run;
-/// a CPU the launcher may not use is refused before anything starts.
+/// (one that runs fewer of the uml_dir's guests, or the one `--cpu` names); `--cpu any` leaves
+/// it where the launcher may run; a CPU the launcher may not use is refused before anything
+/// starts.
 #[test]
 fn run_keeps_a_guest_on_one_host_cpu_unless_told_otherwise() {
     let ours = cpus_allowed(std::process::id());
@@ -993,12 +994,17 @@ fn run_keeps_a_guest_on_one_host_cpu_unless_told_otherwise() {
         let lists: Vec<String> = members.iter().map(|&p| cpus_allowed(p)).collect();
         match &expected {
             Some(list) => assert!(lists.iter().all(|l| l == list), "{umid}: {lists:?}"),
-            // One CPU of ours (or, where we may use only one, that one).
+            // One CPU of ours (or, where we may use only one, that one), not the one of the
+            // guest still running on `last` when there is another.
             None => assert!(
-                lists.iter().all(|l| l == &lists[0]) && allowed.contains(&lists[0]),
-                "{umid}: {lists:?}, allowed {ours}"
+                lists.iter().all(|l| l == &lists[0])
+                    && allowed.contains(&lists[0])
+                    && (allowed.len() < 2 || lists[0] != last),
+                "{umid}: {lists:?}, allowed {ours}, a guest on {last}"
             ),
         }
+    }
+    for umid in ["cpu-named", "cpu-any", "cpu-default"] {
         ok(d, &["shutdown", umid]);
     }
     let err = fails(d, &["run", "--cpu", "100000", "--", "true"]);

@@ -96,9 +96,10 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub boot_timeout: u64,
     /// The host CPU the guest runs on: a CPU number, or `any` to let the host's scheduler move
-    /// it [default: the CPU uml starts on]. A one-CPU guest is two host processes taking turns
-    /// (a guest process and the kernel), much faster on one CPU than woken across two; a guest
-    /// with ncpus= above 1 is never confined
+    /// it [default: one that runs the fewest guests of the uml_dir, the one uml starts on if
+    /// it is among them]. A one-CPU guest is two host processes taking turns (a guest process
+    /// and the kernel), much faster on one CPU than woken across two; a guest with ncpus=
+    /// above 1 is never confined
     #[arg(long, value_name = "CPU|any")]
     pub cpu: Option<String>,
     /// Start even if `uml check` finds errors in the kernel command line
@@ -303,7 +304,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         guest.write_init(&init)?;
     }
     let cpu = match args.cpu.as_deref() {
-        None => uml::launch::guest_cpu(&kernel_args),
+        None => uml::launch::guest_cpu(&kernel_args, Some(&uml_dir)),
         Some("any") => None,
         Some(n) => Some(host_cpu(n)?),
     };
@@ -428,16 +429,8 @@ fn net_arg(
 /// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
 /// `--cpu N`: a CPU that this process may run on, hence the kernel too.
 fn host_cpu(text: &str) -> anyhow::Result<usize> {
-    // SAFETY: cpu_set_t is a plain bit array, valid all zeros; sched_getaffinity writes at most
-    // the size it is given into it, and CPU_ISSET reads one bit within it.
-    let allowed: Vec<usize> = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            bail!("--cpu {text}: cannot read which CPUs this process may use");
-        }
-        (0..usize::try_from(libc::CPU_SETSIZE).unwrap_or(0))
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
+    let Some(allowed) = uml::launch::allowed_cpus() else {
+        bail!("--cpu {text}: cannot read which CPUs this process may use");
     };
     let list = || {
         allowed

@@ -179,10 +179,12 @@ pub struct Launch {
 /// halt, it waits for a halted CPU to come back: a guest system call took 50 µs on a 2-vCPU
 /// host, against 3.5 µs with both on one CPU, and `uml run -- true` 40 ms against 27 ms.
 ///
-/// The CPU is the one this thread runs on for the first guest a process starts, then the next
-/// allowed ones in turn, so that the guests of one launcher (umld) spread over the host's CPUs.
-/// Only CPUs this process may use are chosen (`taskset`, cpusets).
-pub fn guest_cpu(args: &[String]) -> Option<usize> {
+/// The CPU is one that holds the fewest guests of `uml_dir` already confined to a CPU (so that
+/// guests started one after another, `uml run --detach` from one shell, do not pile up on one
+/// CPU); among those, the one this thread runs on for the first guest a process starts, then
+/// the next ones in turn (the guests umld launches at once spread too). Only CPUs this process
+/// may use are chosen (`taskset`, cpusets).
+pub fn guest_cpu(args: &[String], uml_dir: Option<&Path>) -> Option<usize> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(usize::MAX);
     let smp = args.iter().any(|a| {
@@ -192,22 +194,17 @@ pub fn guest_cpu(args: &[String]) -> Option<usize> {
     if smp {
         return None;
     }
-    // SAFETY: cpu_set_t is a plain bit array, valid all zeros; sched_getaffinity writes at most
-    // the size it is given into it.
-    let allowed = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return None;
-        }
-        set
-    };
-    let cpus: Vec<usize> = (0..usize::try_from(libc::CPU_SETSIZE).unwrap_or(0))
-        // SAFETY: CPU_ISSET reads one bit of the set, within its size.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
-        .collect();
+    let cpus = allowed_cpus()?;
     if cpus.len() < 2 {
         return None;
     }
+    let mut taken = vec![0usize; cpus.len()];
+    for cpu in uml_dir.map(confined_guests).unwrap_or_default() {
+        if let Some(i) = cpus.iter().position(|&c| c == cpu) {
+            taken[i] += 1;
+        }
+    }
+    let least = taken.iter().copied().min()?;
     // SAFETY: sched_getcpu takes no arguments and only reads this thread's state.
     let here = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
     let first = here
@@ -218,7 +215,52 @@ pub fn guest_cpu(args: &[String]) -> Option<usize> {
             Ok(_) => first,
             Err(_) => NEXT.fetch_add(1, Ordering::Relaxed),
         };
-    cpus.get(turn % cpus.len()).copied()
+    (0..cpus.len())
+        .map(|k| (turn + k) % cpus.len())
+        .find(|&i| taken[i] == least)
+        .map(|i| cpus[i])
+}
+
+/// The CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array, valid all zeros; sched_getaffinity writes at most
+    // the size it is given into it, and CPU_ISSET reads one bit within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(
+            (0..usize::try_from(libc::CPU_SETSIZE).unwrap_or(0))
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect(),
+        )
+    }
+}
+
+/// The most instance directories [`confined_guests`] looks at: a uml_dir is the user's, but the
+/// choice of a CPU must stay quick whatever it holds.
+const MAX_COUNTED: usize = 4096;
+
+/// The host CPU of each running guest of `uml_dir` that is confined to one (its kernel's
+/// `Cpus_allowed_list` in /proc is a single CPU). Pid files are read as discovery reads them;
+/// a wrong one only moves the next guest to another CPU.
+fn confined_guests(uml_dir: &Path) -> Vec<usize> {
+    let Ok(entries) = std::fs::read_dir(uml_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .take(MAX_COUNTED)
+        .filter_map(|e| crate::instance::read_pid_file(&e.path().join("pid")))
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            list.trim().parse::<usize>().ok()
+        })
+        .collect()
 }
 
 /// The user a kernel runs as ([`Launch::spawn_child_as`]).
@@ -249,25 +291,21 @@ mod tests {
 
     #[test]
     fn a_one_cpu_guest_gets_one_allowed_cpu_and_the_guests_of_a_launcher_spread() {
-        let allowed: Vec<usize> = (0..usize::try_from(libc::CPU_SETSIZE).unwrap())
-            .filter(|&c| {
-                // SAFETY: as in guest_cpu: a zeroed set filled by sched_getaffinity, one bit read.
-                unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-                    libc::CPU_ISSET(c, &set)
-                }
-            })
-            .collect();
+        let allowed = cpus_in_status(&std::fs::read_to_string("/proc/self/status").unwrap());
         let smp = |n: &str| vec!["mem=64M".to_owned(), format!("ncpus={n}")];
-        assert_eq!(guest_cpu(&smp("2")), None, "an SMP guest is never confined");
-        assert_eq!(guest_cpu(&smp("lots")), None);
+        assert_eq!(
+            guest_cpu(&smp("2"), None),
+            None,
+            "an SMP guest is never confined"
+        );
+        assert_eq!(guest_cpu(&smp("lots"), None), None);
         if allowed.len() < 2 {
-            assert_eq!(guest_cpu(&[]), None);
+            assert_eq!(guest_cpu(&[], None), None);
             return;
         }
-        let picks: Vec<usize> = (0..allowed.len() * 2)
-            .map(|_| guest_cpu(&smp("1")).expect("a one-CPU guest gets a CPU"))
+        // Many picks: another test may take turns at the same time.
+        let picks: Vec<usize> = (0..100)
+            .map(|_| guest_cpu(&smp("1"), None).expect("a one-CPU guest gets a CPU"))
             .collect();
         assert!(
             picks.iter().all(|c| allowed.contains(c)),
@@ -276,6 +314,83 @@ mod tests {
         for cpu in &allowed {
             assert!(picks.contains(cpu), "CPU {cpu} never chosen: {picks:?}");
         }
+    }
+
+    /// "0-2,5" in a /proc status file's Cpus_allowed_list, as CPU numbers.
+    fn cpus_in_status(status: &str) -> Vec<usize> {
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim();
+        let mut cpus = Vec::new();
+        for part in list.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+                None => cpus.push(part.parse().unwrap()),
+            }
+        }
+        cpus
+    }
+
+    #[test]
+    fn a_guest_goes_to_a_cpu_that_holds_fewer_confined_guests_of_its_uml_dir() {
+        use std::os::unix::process::CommandExt;
+        let allowed = cpus_in_status(&std::fs::read_to_string("/proc/self/status").unwrap());
+        if allowed.len() < 2 {
+            assert_eq!(guest_cpu(&[], None), None);
+            return;
+        }
+        // Two "guests" (processes confined to the first CPU, named by pid files the way
+        // kernels write them) in a uml_dir: every next guest goes elsewhere.
+        let busy = allowed[0];
+        let dir = tempfile::tempdir().unwrap();
+        struct Reap(Vec<std::process::Child>);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                for c in &mut self.0 {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        let mut guests = Reap(Vec::new());
+        for name in ["a", "b"] {
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("60");
+            // SAFETY: sched_setaffinity is async-signal-safe; the set is made in the child
+            // from a local, with the CPU number checked against the set's size.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(busy, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().unwrap();
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(
+                dir.path().join(name).join("pid"),
+                format!("{}\n", child.id()),
+            )
+            .unwrap();
+            guests.0.push(child);
+        }
+        for _ in 0..allowed.len() * 2 {
+            let cpu = guest_cpu(&[], Some(dir.path())).unwrap();
+            assert_ne!(cpu, busy, "a third guest on the CPU of two others");
+            assert!(allowed.contains(&cpu));
+        }
+        // Without them, the first CPU is a choice again.
+        drop(guests);
+        let picks: Vec<usize> = (0..100)
+            .map(|_| guest_cpu(&[], Some(dir.path())).unwrap())
+            .collect();
+        assert!(picks.contains(&busy), "{picks:?}");
     }
 
     #[test]
