@@ -226,16 +226,23 @@ pub(super) fn reconnect(path: &Path) -> Result<(UnixDatagram, ClientAddress), Er
 }
 
 /// Sends one datagram, waiting at most `within` for room in the guest's receive queue: a
-/// guest that is stopped, or does not read, must not hold the caller forever.
-pub(super) fn send_within(
+/// guest that is stopped, or does not read, must not hold the caller forever. The
+/// `setsockopt` is skipped when `set` already holds that timeout.
+fn send_within(
     socket: &UnixDatagram,
+    set: &mut Option<Duration>,
     datagram: &[u8],
     within: Duration,
     command: &str,
 ) -> Result<(), Error> {
-    socket
-        .set_write_timeout(Some(within.max(Duration::from_millis(1))))
-        .map_err(Error::Socket)?;
+    let timeout = within.max(Duration::from_millis(1));
+    if *set != Some(timeout) {
+        *set = None;
+        socket
+            .set_write_timeout(Some(timeout))
+            .map_err(Error::Socket)?;
+        *set = Some(timeout);
+    }
     loop {
         return match socket.send(datagram) {
             Ok(_) => Ok(()),
@@ -294,6 +301,11 @@ struct State {
     _address: ClientAddress,
     /// The receive timeout last set on the socket, to skip a setsockopt per receive.
     timeout: Option<Duration>,
+    /// The same for the send timeout.
+    send_timeout: Option<Duration>,
+    /// Whether the last request may have left datagrams behind (it ended before its reply
+    /// did): they are drained before the next request, and only then.
+    unfinished: bool,
     /// (st_dev, st_ino) of the socket file we connected to.
     peer: Option<(u64, u64)>,
 }
@@ -337,6 +349,10 @@ impl Client {
                 socket: client,
                 _address: address,
                 timeout: None,
+                send_timeout: None,
+                // A connected datagram socket receives from its peer alone: nothing but the
+                // guest's replies can be waiting.
+                unfinished: false,
                 peer: socket_identity(socket),
             }),
             per_receive: DEFAULT_TIMEOUT,
@@ -373,6 +389,8 @@ impl Client {
                 socket: client,
                 _address: address,
                 timeout: None,
+                send_timeout: None,
+                unfinished: false,
                 peer,
             }),
             per_receive: DEFAULT_TIMEOUT,
@@ -439,22 +457,42 @@ impl Client {
             tracing::debug!(path = %self.path.display(), "mconsole socket replaced, reconnecting");
             (state.socket, state._address) = reconnect(&self.path)?;
             state.timeout = None;
+            state.send_timeout = None;
             state.peer = now;
         }
-        drain(&state.socket);
+        if state.unfinished {
+            drain(&state.socket);
+        }
+        // Until the whole reply is in: an early return (timeout, bad datagram) leaves the rest
+        // of it, or all of it, to come.
+        state.unfinished = true;
+        let state = &mut *state;
         // The send has a deadline too: the host blocks it while the guest's receive queue is
         // full (a stopped guest, or one that does not read).
         let started = Instant::now();
         let send_wait = self.per_receive.min(self.deadline);
-        match send_within(&state.socket, &datagram, send_wait, command) {
+        match send_within(
+            &state.socket,
+            &mut state.send_timeout,
+            &datagram,
+            send_wait,
+            command,
+        ) {
             Err(Error::Send { source, .. }) if peer_gone(&source) => {
                 // The guest may have rebooted and bound a new socket at the same path.
                 tracing::debug!(path = %self.path.display(), "mconsole peer gone, reconnecting");
                 (state.socket, state._address) = reconnect(&self.path)?;
                 state.timeout = None;
+                state.send_timeout = None;
                 state.peer = socket_identity(&self.path);
                 let left = send_wait.saturating_sub(started.elapsed());
-                send_within(&state.socket, &datagram, left, command)?;
+                send_within(
+                    &state.socket,
+                    &mut state.send_timeout,
+                    &datagram,
+                    left,
+                    command,
+                )?;
             }
             other => other?,
         }
@@ -495,6 +533,7 @@ impl Client {
                 }
             };
             if reply.push(buf.get(..n).unwrap_or_default())? {
+                state.unfinished = false;
                 return Ok(reply.finish());
             }
         }
