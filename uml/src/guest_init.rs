@@ -622,7 +622,8 @@ fn set(env: &mut Vec<(OsString, OsString)>, key: OsString, value: OsString) {
 ///
 /// Neither fork and exec nor `posix_spawn`, but what `posix_spawn` does inside, with only the
 /// system calls this child needs. Every system call of a guest process is a round trip between
-/// two host processes, the guest's and the kernel's (30-50 µs on a 2-vCPU host), so their
+/// two host processes, the guest's and the kernel's (3.5 µs when both run on one host CPU, as
+/// `uml run` places them; 50 µs woken across the CPUs of a VM whose idle CPUs halt), so their
 /// number is what a short guest's life costs:
 /// * fork would have the guest kernel copy init's address space (15 ms of a 85 ms `uml run --
 ///   true`, measured on 7.2.13); the child here shares it (`CLONE_VM|CLONE_VFORK`, init waits

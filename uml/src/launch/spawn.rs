@@ -232,7 +232,7 @@ impl Launch {
                 });
             }
         }
-        tracing::info!(kernel = %self.kernel.display(), ?args, "starting UML kernel");
+        tracing::info!(kernel = %self.kernel.display(), ?args, host_cpu = ?self.cpu, "starting UML kernel");
         command.spawn().map_err(|source| LaunchError::Kernel {
             kernel: self.kernel.clone(),
             source,
