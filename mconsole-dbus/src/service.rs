@@ -470,7 +470,7 @@ impl Service {
                 Some(m) if m.home == home => self.socket_seen(&m).await,
                 Some(_) => {}
                 None => {
-                    if let Ok(instance) = uml::instance::find(&home, &umid) {
+                    if let Some(instance) = uml::instance::find_existing(&home, &umid) {
                         self.adopt(&instance).await;
                     }
                 }
@@ -720,7 +720,7 @@ impl Service {
         // Before anything is written in its runtime directory (the init script).
         // A umid names one machine on the bus, whichever uml_dir it lives in.
         for dir in [&self.uml_dir, &home] {
-            if let Ok(existing) = uml::instance::find(dir, &umid)
+            if let Some(existing) = uml::instance::find_existing(dir, &umid)
                 && !matches!(existing.liveness, Liveness::Stale { .. })
             {
                 return Err(umid_in_use(&umid, existing.pid.unwrap_or(0)));

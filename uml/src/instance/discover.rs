@@ -70,6 +70,14 @@ pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
     Ok(inspect(&dir, umid, &UnixSockets::read_under(&dir)))
 }
 
+/// The instance `umid` when its directory exists: [`find`] without the error's list of the
+/// guests that do run, which costs a scan of the whole uml_dir and the host's socket table. For
+/// callers that only ask whether a umid is taken (every `uml run`, before and after its guest).
+pub fn find_existing(uml_dir: &Path, umid: &str) -> Option<Instance> {
+    let dir = instance_dir(uml_dir, umid)?;
+    Some(inspect(&dir, umid, &UnixSockets::read_under(&dir)))
+}
+
 /// `<uml_dir>/<umid>` when `umid` is a name (not empty, no `/`, not starting with `.`) and that
 /// is a directory itself, not what a symlink in its place points to: a name in a uml_dir that
 /// another user can write must not lead to that user's choice of instance.
@@ -212,7 +220,7 @@ pub fn clean(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
 /// killed. Returns whether it did.
 pub fn remove_if_stale(uml_dir: &Path, umid: &str) -> bool {
     use nix::fcntl::OFlag;
-    let Ok(instance) = find(uml_dir, umid) else {
+    let Some(instance) = find_existing(uml_dir, umid) else {
         return false;
     };
     if !matches!(instance.refresh().liveness, Liveness::Stale { .. }) {

@@ -27,8 +27,8 @@ mod state;
 mod watch;
 
 pub use discover::{
-    Sweep, clean, discover, find, find_running, pid_alive, read_pid_file, remove_if_stale, sweep,
-    umid_of_pid,
+    Sweep, clean, discover, find, find_existing, find_running, pid_alive, read_pid_file,
+    remove_if_stale, sweep, umid_of_pid,
 };
 pub use procfs::userspace_started;
 pub use runtime::{create_file, private_dir};

@@ -43,7 +43,7 @@ pub fn sweep_runtime_dir(rt: &Path, uml_dir: &Path) {
         if !meta.file_type().is_file() || young {
             continue;
         }
-        let alive = crate::instance::find(uml_dir, umid).is_ok_and(|i| {
+        let alive = crate::instance::find_existing(uml_dir, umid).is_some_and(|i| {
             !matches!(
                 i.refresh().liveness,
                 crate::instance::Liveness::Stale { .. }

@@ -124,7 +124,7 @@ impl Launch {
 
     /// The kernel itself would silently take a random umid when this one is in use.
     fn check_umid(&self) -> Result<(), LaunchError> {
-        if let Ok(existing) = crate::instance::find(&self.uml_dir, &self.umid)
+        if let Some(existing) = crate::instance::find_existing(&self.uml_dir, &self.umid)
             && let (Some(pid), true) = (
                 existing.pid,
                 existing.pid.is_some_and(crate::instance::pid_alive),
