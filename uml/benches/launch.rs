@@ -231,39 +231,23 @@ fn main() {
         "uml run -- true, {BUSY_SOCKETS} more unix sockets {:>7.1} ms",
         ms(w)
     );
-    println!("ratio uml/bare: {:.3}", o.as_secs_f64() / b.as_secs_f64());
-    println!(
-        "ratio uml/bare running true: {:.3}",
-        o.as_secs_f64() / t.as_secs_f64()
-    );
-    println!(
-        "ratio uml/bare running true raw: {:.3}",
-        o.as_secs_f64() / r.as_secs_f64()
-    );
-    println!(
-        "ratio uml/bare on one CPU: {:.3}",
-        o.as_secs_f64() / p.as_secs_f64()
-    );
-    println!(
-        "ratio uml/bare on one CPU running true raw: {:.3}",
-        o.as_secs_f64() / pr.as_secs_f64()
-    );
-    println!(
-        "ratio uml --cpu any/bare running true raw: {:.3}",
-        u.as_secs_f64() / r.as_secs_f64()
-    );
-    println!(
-        "ratio uml with {BUSY_SOCKETS} more sockets/without: {:.3}",
-        w.as_secs_f64() / o.as_secs_f64()
-    );
-    println!(
-        "ratio uml/bare without lpj=: {:.3}",
-        o.as_secs_f64() / c.as_secs_f64()
-    );
-    println!(
-        "ratio script init/bare: {:.3}",
-        s.as_secs_f64() / b.as_secs_f64()
-    );
+    let sockets_label = format!("uml with {BUSY_SOCKETS} more sockets/without");
+    for (label, ours, reference) in [
+        ("uml/bare", o, b),
+        ("uml/bare running true", o, t),
+        ("uml/bare running true raw", o, r),
+        ("uml/bare on one CPU", o, p),
+        ("uml/bare on one CPU running true raw", o, pr),
+        ("uml --cpu any/bare running true raw", u, r),
+        (sockets_label.as_str(), w, o),
+        ("uml/bare without lpj=", o, c),
+        ("script init/bare", s, b),
+    ] {
+        println!(
+            "ratio {label}: {:.3}",
+            ours.as_secs_f64() / reference.as_secs_f64()
+        );
+    }
 }
 
 /// Runs `program` the cheapest way a guest can: a child that shares this process's memory and

@@ -917,38 +917,13 @@ fn ctrl_c_on_the_users_terminal_stops_the_guest_command() {
     assert_eq!(status.code(), Some(130), "{text}");
 }
 
-/// The CPUs a host process may run on, as /proc/PID/status lists them ("0-1", "1").
-fn cpus_allowed(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .map(|l| l.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// The processes of the process group `pgid` (a UML kernel and every process it started).
+/// The processes of the process group `pgid` that still run (a UML kernel and every process
+/// it started).
 fn group_members(pgid: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
-        let pgrp = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-            .and_then(|p| p.parse::<u32>().ok());
-        if pgrp == Some(pgid) {
-            pids.push(pid);
-        }
-    }
-    pids
+    uml::procfs::Stat::all()
+        .filter(|(_, s)| s.pgrp == pgid && !s.is_dead())
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// `uml run` confines a one-CPU guest, the kernel and all its host processes, to one host CPU
@@ -957,25 +932,16 @@ fn group_members(pgid: u32) -> Vec<u32> {
 /// starts.
 #[test]
 fn run_keeps_a_guest_on_one_host_cpu_unless_told_otherwise() {
-    let ours = cpus_allowed(std::process::id());
-    let allowed: Vec<String> = {
-        let mut v = Vec::new();
-        for part in ours.split(',') {
-            match part.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
-                    v.extend((a..=b).map(|c| c.to_string()));
-                }
-                None => v.push(part.to_owned()),
-            }
-        }
-        v
-    };
+    // What the kernel says of each process (sched_getaffinity), through the library's one
+    // reader of it.
+    let cpus = |pid: u32| uml::launch::cpus_of(pid).unwrap_or_default();
+    let ours = cpus(std::process::id());
     let dir = UmlDir::new();
     let d = dir.path();
-    let last = allowed.last().unwrap().clone();
+    let last = *ours.last().unwrap();
+    let last_text = last.to_string();
     for (umid, cpu, expected) in [
-        ("cpu-named", Some(last.as_str()), Some(last.clone())),
+        ("cpu-named", Some(last_text.as_str()), Some(vec![last])),
         ("cpu-any", Some("any"), Some(ours.clone())),
         ("cpu-default", None, None),
     ] {
@@ -991,16 +957,17 @@ fn run_keeps_a_guest_on_one_host_cpu_unless_told_otherwise() {
         let members = group_members(pid);
         // The kernel and the host processes of the guest's processes (init, sleep).
         assert!(members.len() >= 2, "{umid}: {members:?}");
-        let lists: Vec<String> = members.iter().map(|&p| cpus_allowed(p)).collect();
+        let lists: Vec<Vec<usize>> = members.iter().map(|&p| cpus(p)).collect();
         match &expected {
             Some(list) => assert!(lists.iter().all(|l| l == list), "{umid}: {lists:?}"),
             // One CPU of ours (or, where we may use only one, that one), not the one of the
             // guest still running on `last` when there is another.
             None => assert!(
                 lists.iter().all(|l| l == &lists[0])
-                    && allowed.contains(&lists[0])
-                    && (allowed.len() < 2 || lists[0] != last),
-                "{umid}: {lists:?}, allowed {ours}, a guest on {last}"
+                    && lists[0].len() == 1
+                    && ours.contains(&lists[0][0])
+                    && (ours.len() < 2 || lists[0] != [last]),
+                "{umid}: {lists:?}, allowed {ours:?}, a guest on {last}"
             ),
         }
     }

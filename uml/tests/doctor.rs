@@ -325,12 +325,26 @@ fn without_a_session_bus_dbus_and_umld_are_warnings_not_errors() {
     let report = json(&out);
     assert_eq!(finding(&report, "dbus")["status"], "warning", "{report:#}");
     assert_eq!(finding(&report, "umld")["status"], "warning", "{report:#}");
-    // Where guests run is for information, never a failure.
+    // Where guests run: the CPUs this process may use, and, on a VM whose idle CPUs halt
+    // without polling, what that costs; information either way, never a failure.
     let cpu = finding(&report, "cpu");
-    assert!(
-        cpu["status"] == "ok" || cpu["status"] == "info",
+    let summary = cpu["summary"].as_str().unwrap();
+    let ours = uml::launch::cpus_of(std::process::id()).unwrap();
+    let list = ours
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(summary.contains(&format!("({list})")), "{report:#}");
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let halts = read("/sys/devices/system/cpu/cpuidle/current_driver").trim() == "haltpoll"
+        && read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").trim() == "0";
+    assert_eq!(
+        cpu["status"],
+        if halts { "info" } else { "ok" },
         "{report:#}"
     );
+    assert_eq!(summary.contains("halt at once"), halts, "{report:#}");
 }
 
 #[test]

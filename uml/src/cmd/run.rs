@@ -425,8 +425,6 @@ fn net_arg(
         .expect("every spec but switch has a kernel argument"))
 }
 
-/// Validates the kernel command line with the option model before anything starts, and
-/// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
 /// `--cpu N`: a CPU that this process may run on, hence the kernel too.
 fn host_cpu(text: &str) -> anyhow::Result<usize> {
     let Some(allowed) = uml::launch::allowed_cpus() else {
@@ -452,6 +450,8 @@ fn host_cpu(text: &str) -> anyhow::Result<usize> {
     }
 }
 
+/// Validates the kernel command line with the option model before anything starts, and
+/// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
 fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Result<Vec<String>> {
     use uml::check::{CheckEnv, Severity};
     let cmdline = uml::cmdline::CommandLine::parse(kernel_args);

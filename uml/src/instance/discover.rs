@@ -54,20 +54,19 @@ pub fn discover(uml_dir: &Path) -> Result<Vec<Instance>, InstanceError> {
 /// # Errors
 /// [`InstanceError::NotFound`] naming the running instances when there is no such directory.
 pub fn find(uml_dir: &Path, umid: &str) -> Result<Instance, InstanceError> {
-    let Some(dir) = instance_dir(uml_dir, umid) else {
+    find_existing(uml_dir, umid).ok_or_else(|| {
         let known = discover(uml_dir)
             .unwrap_or_default()
             .into_iter()
             .filter(Instance::is_running)
             .map(|i| i.umid)
             .collect();
-        return Err(InstanceError::NotFound {
+        InstanceError::NotFound {
             umid: umid.to_owned(),
             uml_dir: uml_dir.to_owned(),
             known,
-        });
-    };
-    Ok(inspect(&dir, umid, &UnixSockets::read_under(&dir)))
+        }
+    })
 }
 
 /// The instance `umid` when its directory exists: [`find`] without the error's list of the

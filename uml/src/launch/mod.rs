@@ -223,11 +223,18 @@ pub fn guest_cpu(args: &[String], uml_dir: Option<&Path>) -> Option<usize> {
 
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> Option<Vec<usize>> {
+    cpus_of(0)
+}
+
+/// The CPUs process `pid` (0: this one) may run on, in order; `None` when it cannot be asked
+/// (gone, or not a pid).
+pub fn cpus_of(pid: u32) -> Option<Vec<usize>> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
     // SAFETY: cpu_set_t is a plain bit array, valid all zeros; sched_getaffinity writes at most
     // the size it is given into it, and CPU_ISSET reads one bit within it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+        if libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return None;
         }
         Some(
@@ -242,9 +249,9 @@ pub fn allowed_cpus() -> Option<Vec<usize>> {
 /// choice of a CPU must stay quick whatever it holds.
 const MAX_COUNTED: usize = 4096;
 
-/// The host CPU of each running guest of `uml_dir` that is confined to one (its kernel's
-/// `Cpus_allowed_list` in /proc is a single CPU). Pid files are read as discovery reads them;
-/// a wrong one only moves the next guest to another CPU.
+/// The host CPU of each running guest of `uml_dir` that is confined to one (its kernel may run
+/// on a single CPU). Only directories are looked into, never through a symlink, and pid files
+/// are read as discovery reads them; a wrong one only moves the next guest to another CPU.
 fn confined_guests(uml_dir: &Path) -> Vec<usize> {
     let Ok(entries) = std::fs::read_dir(uml_dir) else {
         return Vec::new();
@@ -252,13 +259,11 @@ fn confined_guests(uml_dir: &Path) -> Vec<usize> {
     entries
         .flatten()
         .take(MAX_COUNTED)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| crate::instance::read_pid_file(&e.path().join("pid")))
-        .filter_map(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let list = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
-            list.trim().parse::<usize>().ok()
+        .filter_map(|pid| match cpus_of(pid)?.as_slice() {
+            [cpu] => Some(*cpu),
+            _ => None,
         })
         .collect()
 }
@@ -386,11 +391,51 @@ mod tests {
             assert!(allowed.contains(&cpu));
         }
         // Without them, the first CPU is a choice again.
-        drop(guests);
+        for c in &mut guests.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let picks: Vec<usize> = (0..100)
             .map(|_| guest_cpu(&[], Some(dir.path())).unwrap())
             .collect();
         assert!(picks.contains(&busy), "{picks:?}");
+
+        // One guest on each of two CPUs, and a symlink to the first one's directory: counted
+        // once, the first CPU is as good as the second.
+        let other = allowed[1];
+        let dir = tempfile::tempdir().unwrap();
+        for (name, cpu) in [("x", busy), ("y", other)] {
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("60");
+            // SAFETY: as above.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().unwrap();
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(
+                dir.path().join(name).join("pid"),
+                format!("{}\n", child.id()),
+            )
+            .unwrap();
+            guests.0.push(child);
+        }
+        std::os::unix::fs::symlink(dir.path().join("x"), dir.path().join("z")).unwrap();
+        let picks: Vec<usize> = (0..100)
+            .map(|_| guest_cpu(&[], Some(dir.path())).unwrap())
+            .collect();
+        assert!(
+            picks.contains(&busy),
+            "a symlink counted as a guest: {picks:?}"
+        );
     }
 
     #[test]
