@@ -3,8 +3,9 @@
 //! small file. Each measurement runs on a fresh mount (cold FUSE/ext4 caches; the image
 //! itself sits in the host's page cache for all three). Prints times and ratios.
 //!
-//! Then the metadata walks the way a user repeats them: umlfs and the kernel's ext4 mounted
-//! side by side, `ls -lR` and `find` each run cold (`drop_caches` before every run: dentries,
+//! Then the metadata walks the way a user repeats them: umlfs (over /dev/fuse, over the
+//! kernel's per-CPU io_uring queues where it has them, and with `-o noxattr`) and the kernel's
+//! ext4 mounted side by side, `ls -lR` and `find` each run cold (`drop_caches` before every run: dentries,
 //! inodes and the image's page cache; then 0.3 s for the daemons to take the kernel's FORGETs)
 //! and warm (right after), alternating which mount goes
 //! first, medians printed with the umlfs/kernel time ratio; and umlfs's resident memory across
@@ -219,70 +220,119 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// `ls -lR` and `find`, cold and warm, umlfs (as is and with `-o noxattr`) and kernel ext4
-/// mounted side by side.
+/// The fuse module's switch for FUSE over io_uring (absent: the kernel has none).
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Mount umlfs with `opts` while the kernel offers FUSE over io_uring (the switch is read at
+/// INIT only, so it is put back at once). Whether the daemon serves from io_uring queues.
+fn mount_with_uring(img: &Path, mnt: &Path, opts: &str) -> bool {
+    let Ok(before) = fs::read_to_string(ENABLE_URING) else {
+        sh(&format!(
+            "'{BIN}' {opts} '{}' '{}'",
+            img.display(),
+            mnt.display()
+        ));
+        return false;
+    };
+    fs::write(ENABLE_URING, "Y").unwrap();
+    let st = Command::new("sh")
+        .args([
+            "-c",
+            &format!("'{BIN}' {opts} '{}' '{}'", img.display(), mnt.display()),
+        ])
+        .status();
+    fs::write(ENABLE_URING, before.trim()).unwrap();
+    assert!(st.unwrap().success(), "umlfs {opts} on {}", mnt.display());
+    daemon_of(mnt).is_some_and(|pid| {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| {
+                fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("umlfs-ring"))
+            })
+    })
+}
+
+/// `ls -lR` and `find`, cold and warm: umlfs over `/dev/fuse` (`-o nouring`, all a kernel
+/// without FUSE over io_uring offers), over the kernel's per-CPU io_uring queues, and with
+/// `-o noxattr`, and kernel ext4, all mounted side by side.
 fn walks(img: &Path, tmp: &Path) {
-    let um = tmp.join("walk-umlfs");
-    let nx = tmp.join("walk-noxattr");
-    let km = tmp.join("walk-kernel");
-    for d in [&um, &nx, &km] {
+    let names = ["/dev/fuse", "io_uring", "noxattr", "kernel"];
+    let dirs: Vec<PathBuf> = names
+        .iter()
+        .map(|n| tmp.join(format!("walk-{}", n.trim_start_matches("/dev/"))))
+        .collect();
+    for d in &dirs {
         fs::create_dir_all(d).unwrap();
     }
-    let _gu = Unmount(&um);
-    let _gn = Unmount(&nx);
-    let _gk = Unmount(&km);
-    mount(Tool::Umlfs, img, &um);
+    let _guards: Vec<Unmount> = dirs.iter().map(|d| Unmount(d)).collect();
     sh(&format!(
-        "'{BIN}' -o noxattr '{}' '{}'",
+        "'{BIN}' -o nouring '{}' '{}'",
         img.display(),
-        nx.display()
+        dirs[0].display()
     ));
-    mount(Tool::Kernel, img, &km);
-    let mounts = [&um, &nx, &km];
+    let ring = mount_with_uring(img, &dirs[1], "");
+    if !ring {
+        println!(
+            "\n(this kernel has no FUSE over io_uring: the io_uring column is /dev/fuse again)"
+        );
+    }
+    sh(&format!(
+        "'{BIN}' -o noxattr,nouring '{}' '{}'",
+        img.display(),
+        dirs[2].display()
+    ));
+    mount(Tool::Kernel, img, &dirs[3]);
     let work: [(&str, &str); 2] = [
         ("ls -lR", "ls -lR M > /dev/null"),
         ("find", "find M > /dev/null"),
     ];
     println!(
-        "\n{:<8} {:<5} {:>10} {:>10} {:>12} {:>13} {:>15}   ({WALK_REPS} runs each, medians)",
-        "walk", "cache", "umlfs", "noxattr", "kernel ext4", "umlfs/kernel", "noxattr/kernel"
+        "\n{:<8} {:<5} {:>10} {:>10} {:>10} {:>10}  {:>10} {:>10} {:>10}   ({WALK_REPS} runs each, medians; ratios to kernel ext4)",
+        "walk", "cache", names[0], names[1], names[2], names[3], "/dev/fuse", "io_uring", "noxattr"
     );
     for (name, cmd) in work {
         // One untimed walk each, so "warm" means what a second walk sees.
-        for m in mounts {
+        for m in &dirs {
             run_walk(cmd, m);
         }
-        let mut t: [[Vec<Duration>; 2]; 3] = Default::default();
+        let mut t: [[Vec<Duration>; 2]; 4] = Default::default();
         for rep in 0..WALK_REPS {
-            for k in 0..mounts.len() {
-                let tool = (rep + k) % mounts.len();
+            for k in 0..dirs.len() {
+                let tool = (rep + k) % dirs.len();
                 drop_caches();
-                t[tool][0].push(run_walk(cmd, mounts[tool]));
-                t[tool][1].push(run_walk(cmd, mounts[tool]));
+                t[tool][0].push(run_walk(cmd, &dirs[tool]));
+                t[tool][1].push(run_walk(cmd, &dirs[tool]));
             }
         }
         for (c, cache) in ["cold", "warm"].iter().enumerate() {
-            let u = median(&mut t[0][c]).as_secs_f64();
-            let n = median(&mut t[1][c]).as_secs_f64();
-            let k = median(&mut t[2][c]).as_secs_f64();
+            let m: Vec<f64> = (0..4).map(|k| median(&mut t[k][c]).as_secs_f64()).collect();
             println!(
-                "{name:<8} {cache:<5} {u:>9.3}s {n:>9.3}s {k:>11.3}s {:>12.2}x {:>14.2}x",
-                u / k,
-                n / k
+                "{name:<8} {cache:<5} {:>9.3}s {:>9.3}s {:>9.3}s {:>9.3}s  {:>9.2}x {:>9.2}x {:>9.2}x",
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[0] / m[3],
+                m[1] / m[3],
+                m[2] / m[3]
             );
         }
     }
+    let (um, nx, km) = (&dirs[0], &dirs[2], &dirs[3]);
     println!("(time ratios: below 1 means umlfs is faster)");
-    if let Some(pid) = daemon_of(&um) {
+    if let Some(pid) = daemon_of(um) {
         let mut rss = Vec::new();
         for _ in 0..10 {
             drop_caches();
-            run_walk("find M > /dev/null", &um);
+            run_walk("find M > /dev/null", um);
             rss.push(rss_kib(pid));
         }
         println!("umlfs RSS after each of ten cold `find` runs (KiB): {rss:?}");
     }
-    unmount(Tool::Umlfs, &um);
-    unmount(Tool::Umlfs, &nx);
-    unmount(Tool::Kernel, &km);
+    unmount(Tool::Umlfs, um);
+    unmount(Tool::Umlfs, &dirs[1]);
+    unmount(Tool::Umlfs, nx);
+    unmount(Tool::Kernel, km);
 }

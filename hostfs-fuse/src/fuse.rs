@@ -16,6 +16,7 @@ use fuser::{
 };
 
 use crate::ext::FileType;
+use crate::ring;
 use crate::view::{Attr, View};
 
 /// A view's errno as fuser's.
@@ -23,7 +24,7 @@ fn errno(e: nix::errno::Errno) -> Errno {
     Errno::from_i32(e as i32)
 }
 
-fn ftype(t: FileType) -> fuser::FileType {
+pub(crate) fn ftype(t: FileType) -> fuser::FileType {
     use fuser::FileType as F;
     match t {
         FileType::Regular | FileType::Unknown => F::RegularFile,
@@ -44,7 +45,7 @@ fn ftype(t: FileType) -> fuser::FileType {
 const DIR_BLKSIZE: u32 = 256 << 10;
 
 /// A view's attributes as fuser's (the node id is the `st_ino`).
-fn file_attr(a: &Attr) -> fuser::FileAttr {
+pub(crate) fn file_attr(a: &Attr) -> fuser::FileAttr {
     fuser::FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -76,7 +77,7 @@ thread_local! {
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn register_handler_thread() {
+pub(crate) fn register_handler_thread() {
     REGISTERED.with(|r| {
         if r.get() {
             return;
@@ -95,8 +96,13 @@ fn register_handler_thread() {
 }
 
 fn from_own_handler(req: &Request) -> bool {
+    from_own_pid(req.pid())
+}
+
+/// Whether a request comes from a thread of this process that serves requests (registering
+/// the calling thread as one).
+pub(crate) fn from_own_pid(pid: u32) -> bool {
     register_handler_thread();
-    let pid = req.pid();
     pid != 0
         && HANDLER_TIDS
             .iter()
@@ -107,20 +113,121 @@ fn from_own_handler(req: &Request) -> bool {
 #[derive(Debug)]
 pub struct UmlFs {
     pub view: Arc<View>,
+    /// Where [`fuser::Filesystem::init`] leaves the per-CPU io_uring queues it negotiated, for
+    /// [`ring::Slot::start`] once the session exists; `None`: never negotiate them.
+    pub rings: Option<Arc<ring::Slot>>,
 }
 
 /// How long the kernel may keep entries and attributes of nodes that change only with a new
 /// generation or mount table ([`View::lasts_a_generation`]).
 const GENERATION_TTL: Duration = Duration::from_secs(3600);
 
+/// The entry and attribute time-to-live of node `id`.
+pub(crate) fn ttl(view: &View, id: u64) -> Duration {
+    if view.lasts_a_generation(id) {
+        GENERATION_TTL.max(view.pres.ttl)
+    } else {
+        view.pres.ttl
+    }
+}
+
+/// The largest WRITE the kernel may send. Nothing is ever written; the figure sizes the
+/// kernel's largest request (with READ's `max_pages`), and so each io_uring payload buffer.
+pub(crate) const MAX_WRITE: u32 = 1 << 20;
+
+/// LOOKUP of `name` in directory node `parent`.
+pub(crate) fn lookup(view: &View, parent: u64, name: &OsStr) -> Result<Attr, nix::errno::Errno> {
+    let ppath = view
+        .dir_path(parent)
+        .unwrap_or_else(|| "/nonexistent-untracked".into());
+    view.lookup_in(parent, &ppath, name).map(|(_, attr)| attr)
+}
+
+/// The attributes and generation READDIRPLUS gives an entry: its own, or for "." and ".."
+/// (never instantiated by the kernel, fs/fuse/readdir.c fuse_direntplus_link, but they need an
+/// attribute record) the directory's with generation 0. `None` ends the listing.
+pub(crate) fn plus_attr(
+    attr: Option<&Attr>,
+    dir_attr: &Result<Attr, nix::errno::Errno>,
+) -> Option<(Attr, u64)> {
+    match (attr, dir_attr) {
+        (Some(a), _) => Some((*a, a.generation)),
+        (None, Ok(d)) => Some((*d, 0)),
+        (None, Err(_)) => None,
+    }
+}
+
+/// The answer to GETXATTR or LISTXATTR: the value's size (the caller asked with size 0) or
+/// the value.
+#[derive(Debug)]
+pub(crate) enum XattrAnswer {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// The answer to a value of `len` bytes asked for with a buffer of `size`.
+fn sized(v: Vec<u8>, size: u32) -> Result<XattrAnswer, Errno> {
+    if size == 0 {
+        Ok(XattrAnswer::Size(v.len() as u32))
+    } else if v.len() <= size as usize {
+        Ok(XattrAnswer::Data(v))
+    } else {
+        Err(Errno::ERANGE)
+    }
+}
+
+/// GETXATTR. ENOSYS under `noxattr`: the kernel answers every later query itself
+/// (EOPNOTSUPP), without asking.
+pub(crate) fn getxattr(
+    view: &View,
+    ino: u64,
+    name: &[u8],
+    size: u32,
+) -> Result<XattrAnswer, Errno> {
+    if view.pres.no_xattr {
+        return Err(Errno::ENOSYS);
+    }
+    match view.xattr(ino, name).map_err(errno)? {
+        Some(v) => sized(v, size),
+        None => Err(Errno::NO_XATTR),
+    }
+}
+
+/// LISTXATTR: the names, each ended by a NUL.
+pub(crate) fn listxattr(view: &View, ino: u64, size: u32) -> Result<XattrAnswer, Errno> {
+    if view.pres.no_xattr {
+        return Err(Errno::ENOSYS);
+    }
+    let mut out = Vec::new();
+    for n in &view.xattr_names(ino).map_err(errno)? {
+        out.extend_from_slice(n);
+        out.push(0);
+    }
+    sized(out, size)
+}
+
+/// STATFS: blocks, free, available, files, free files, block size, longest name, fragment
+/// size.
+pub(crate) fn statfs(view: &View, ino: u64) -> ([u64; 5], [u32; 3]) {
+    match view.statfs(ino) {
+        Some(s) => (
+            [
+                s.blocks,
+                s.blocks_free,
+                s.blocks_available,
+                s.files,
+                s.files_free,
+            ],
+            [s.block_size, s.name_max, s.block_size],
+        ),
+        None => ([0; 5], [4096, 255, 4096]),
+    }
+}
+
 impl UmlFs {
     /// The entry and attribute time-to-live of node `id`.
     fn ttl(&self, id: u64) -> Duration {
-        if self.view.lasts_a_generation(id) {
-            GENERATION_TTL.max(self.view.pres.ttl)
-        } else {
-            self.view.pres.ttl
-        }
+        ttl(&self.view, id)
     }
 }
 
@@ -150,17 +257,30 @@ impl fuser::Filesystem for UmlFs {
         let offered = cfg.capabilities();
         cfg.add_capabilities(want & offered)
             .map_err(|u| io::Error::other(format!("{u:?}")))?;
+        let _ = cfg.set_max_write(MAX_WRITE);
+        if let Some(slot) = &self.rings
+            && offered.contains(InitFlags::FUSE_OVER_IO_URING)
+        {
+            // The largest request is READ's max_pages (from the larger of max_write and the
+            // readahead the kernel offers) or max_write: what each payload buffer must hold.
+            let readahead = cfg.set_max_readahead(u32::MAX).err().unwrap_or(MAX_WRITE);
+            let payload = MAX_WRITE.max(readahead).max(8192) as usize;
+            // Queues are set up before they are negotiated: once they are, the kernel holds
+            // every request until each CPU's queue is registered.
+            match slot.prepare(self.view.clone(), payload) {
+                Ok(()) => cfg
+                    .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                    .map_err(|u| io::Error::other(format!("{u:?}")))?,
+                Err(e) => tracing::info!("FUSE over io_uring is offered but unusable here: {e}"),
+            }
+        }
         Ok(())
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         guard!(req, reply);
-        let ppath = self
-            .view
-            .dir_path(parent.0)
-            .unwrap_or_else(|| "/nonexistent-untracked".into());
-        match self.view.lookup_in(parent.0, &ppath, name) {
-            Ok((_, attr)) => {
+        match lookup(&self.view, parent.0, name) {
+            Ok(attr) => {
                 let g = Generation(attr.generation);
                 reply.entry(&self.ttl(attr.ino), &file_attr(&attr), g);
             }
@@ -264,15 +384,10 @@ impl fuser::Filesystem for UmlFs {
         let r = self
             .view
             .list(ino.0, offset, true, |next, name, id, _, attr| {
-                // "." and ".." are never instantiated by the kernel (fs/fuse/readdir.c
-                // fuse_direntplus_link), but need an attribute record.
-                let a = match (attr, &dir_attr) {
-                    (Some(a), _) => *a,
-                    (None, Ok(d)) => *d,
-                    (None, Err(_)) => return false,
-                };
                 let _ = id;
-                let g = if attr.is_some() { a.generation } else { 0 };
+                let Some((a, g)) = plus_attr(attr, &dir_attr) else {
+                    return false;
+                };
                 let fa = file_attr(&a);
                 !reply.add(fa.ino, next, name, &self.ttl(a.ino), &fa, Generation(g))
             });
@@ -284,61 +399,26 @@ impl fuser::Filesystem for UmlFs {
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         guard!(req, reply);
-        match self.view.statfs(ino.0) {
-            Some(s) => {
-                reply.statfs(
-                    s.blocks,
-                    s.blocks_free,
-                    s.blocks_available,
-                    s.files,
-                    s.files_free,
-                    s.block_size,
-                    s.name_max,
-                    s.block_size,
-                );
-            }
-            None => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
-        }
+        let ([blocks, bfree, bavail, files, ffree], [bsize, namelen, frsize]) =
+            statfs(&self.view, ino.0);
+        reply.statfs(blocks, bfree, bavail, files, ffree, bsize, namelen, frsize);
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
-        if self.view.pres.no_xattr {
-            // ENOSYS: the kernel answers every later query itself (EOPNOTSUPP), without asking.
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.view.xattr(ino.0, name.as_bytes()) {
-            Ok(found) => match found {
-                Some(v) if size == 0 => reply.size(v.len() as u32),
-                Some(v) if v.len() <= size as usize => reply.data(&v),
-                Some(_) => reply.error(Errno::ERANGE),
-                None => reply.error(Errno::NO_XATTR),
-            },
-            Err(e) => reply.error(errno(e)),
+        match getxattr(&self.view, ino.0, name.as_bytes(), size) {
+            Ok(XattrAnswer::Size(n)) => reply.size(n),
+            Ok(XattrAnswer::Data(v)) => reply.data(&v),
+            Err(e) => reply.error(e),
         }
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         guard!(req, reply);
-        if self.view.pres.no_xattr {
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.view.xattr_names(ino.0) {
-            Ok(list) => {
-                let mut out = Vec::new();
-                for n in &list {
-                    out.extend_from_slice(n);
-                    out.push(0);
-                }
-                if size == 0 {
-                    reply.size(out.len() as u32);
-                } else if out.len() <= size as usize {
-                    reply.data(&out);
-                } else {
-                    reply.error(Errno::ERANGE);
-                }
-            }
-            Err(e) => reply.error(errno(e)),
+        match listxattr(&self.view, ino.0, size) {
+            Ok(XattrAnswer::Size(n)) => reply.size(n),
+            Ok(XattrAnswer::Data(v)) => reply.data(&v),
+            Err(e) => reply.error(e),
         }
     }
 }

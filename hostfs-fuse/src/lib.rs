@@ -11,5 +11,6 @@ pub mod ext;
 pub mod fuse;
 pub mod mount;
 pub mod options;
+pub mod ring;
 pub mod source;
 pub mod view;

@@ -166,7 +166,19 @@ fn serve(
     let frozen = p.frozen;
     let follow = p.follow;
     let view = Arc::new(p.view);
-    let fs = UmlFs { view: view.clone() };
+    let rings = (!p.nouring).then(|| {
+        umlfs::ring::Slot::new(match config.acl {
+            SessionACL::All => umlfs::ring::Access::All,
+            SessionACL::RootAndOwner => umlfs::ring::Access::RootAndOwner,
+            SessionACL::Owner => umlfs::ring::Access::Owner,
+        })
+    });
+    let fs = UmlFs {
+        view: view.clone(),
+        rings: rings.clone(),
+    };
+    // Before the session: INIT starts the io_uring queue threads.
+    let signals = block_stop_signals();
     let mut session = match fuser::Session::new(fs, mountpoint, config) {
         Ok(s) => s,
         Err(e) => {
@@ -175,8 +187,24 @@ fn serve(
             return ExitCode::from(1);
         }
     };
+    if let Some(r) = &rings {
+        use std::os::fd::AsFd;
+        match r.start(session.as_fd()) {
+            Ok(true) => tracing::info!("serving requests on one io_uring queue per CPU"),
+            Ok(false) => {}
+            // The threads wait for the device in vain and end; the kernel, which holds every
+            // request until each queue registers, is released when the session ends.
+            Err(e) => {
+                let msg = format!("cannot hand the FUSE device to the io_uring queues: {e}");
+                report(ready, &msg);
+                return ExitCode::from(1);
+            }
+        }
+    }
     mount::raise_readahead(mountpoint);
-    unmount_on_signal(session.unmount_callable());
+    if let Some(set) = signals {
+        unmount_on_signal(set, session.unmount_callable());
+    }
     let notifier = session.notifier();
     let daemon = ready.is_some();
     report(ready, "OK");
@@ -200,18 +228,28 @@ fn serve(
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP unmount (lazily) and so end the session cleanly. The signals
-/// are blocked before any other thread exists, so only the waiting thread receives them.
-fn unmount_on_signal(mut unmounter: fuser::SessionUnmounter) {
+/// Block SIGINT, SIGTERM and SIGHUP in the calling thread, before any other thread exists, so
+/// that every thread inherits the mask and only the waiting thread of [`unmount_on_signal`]
+/// receives them (a thread without the mask would die of them and end the process without
+/// unmounting).
+fn block_stop_signals() -> Option<nix::sys::signal::SigSet> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(s);
     }
-    if let Err(e) = set.thread_block() {
-        tracing::warn!("cannot block signals: {e}");
-        return;
+    match set.thread_block() {
+        Ok(()) => Some(set),
+        Err(e) => {
+            tracing::warn!("cannot block signals: {e}");
+            None
+        }
     }
+}
+
+/// SIGINT, SIGTERM and SIGHUP (blocked by [`block_stop_signals`]) unmount (lazily) and so end
+/// the session cleanly.
+fn unmount_on_signal(set: nix::sys::signal::SigSet, mut unmounter: fuser::SessionUnmounter) {
     let spawned = std::thread::Builder::new()
         .name("umlfs-signal".into())
         .spawn(move || {
@@ -331,6 +369,18 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
                 item(
                     "-o noxattr",
                     "Shows no extended attributes and no ACLs, as virtiofsd does by default: the kernel learns at the first query that there are none and asks no more, which saves one round trip per file on a cold ls -l. Access is then decided by the mode bits alone, so a file that has an ACL shows no group or other permission bits: only its owner can read it through the mount, and nobody gets more than the guest's ACL gives. ls -l shows no +.",
+                ),
+            ],
+        },
+        Section {
+            title: "SPEED",
+            blocks: vec![
+                para(
+                    "Where the kernel offers FUSE over io_uring (Linux 6.14 and later, once root has set /sys/module/fuse/parameters/enable_uring to Y before the mount), umlfs serves each CPU's requests from a thread on that CPU: a request no longer wakes a thread on another CPU and its answer no longer wakes the caller across CPUs, which is most of the time of a cold ls -lR on a virtual machine whose idle CPUs halt. Otherwise requests go through /dev/fuse.",
+                ),
+                item(
+                    "-o nouring",
+                    "Serves every request through /dev/fuse even where io_uring is offered.",
                 ),
             ],
         },

@@ -73,6 +73,9 @@ pub struct Prepared {
     pub frozen: bool,
     /// For a running guest's tree: what following its mount table needs.
     pub follow: Option<Follow>,
+    /// Serve every request through `/dev/fuse`, even where the kernel offers its per-CPU
+    /// io_uring queues (`-o nouring`).
+    pub nouring: bool,
 }
 
 /// What the thread following a guest's mount table needs ([`spawn_follower`]).
@@ -443,6 +446,7 @@ pub fn prepare(
         notes,
         frozen: opts.snapshot,
         follow,
+        nouring: opts.nouring,
     })
 }
 

@@ -7,6 +7,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use testkit::run;
 use umlfs_support::*;
@@ -426,10 +427,18 @@ fn a_changed_image_starts_a_new_generation_and_a_broken_one_keeps_the_last() {
     assert!(mp.unmount());
 }
 
+/// Also with FUSE over io_uring, whose queue threads start during INIT: a thread that did not
+/// block the signal died of it and took the process down without unmounting.
 #[test]
 fn sigterm_to_a_foreground_umlfs_unmounts_and_exits() {
+    sigterm_unmounts(false);
+    sigterm_unmounts(true);
+}
+
+fn sigterm_unmounts(uring: bool) {
     let (_tmp, _src, img) = tree_and_image("ext4");
     let mp = MountPoint::new();
+    let on = uring.then(UringOn::new);
     let mut child = Command::new(BIN)
         .arg(&img)
         .arg(mp.path())
@@ -441,6 +450,7 @@ fn sigterm_to_a_foreground_umlfs_unmounts_and_exits() {
         assert!(std::time::Instant::now() < end, "never mounted");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    drop(on);
     assert_eq!(fs::read(mp.path().join("hello.txt")).unwrap(), b"hello\n");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -657,5 +667,163 @@ fn noxattr_shows_no_attributes_and_narrows_files_with_an_acl_to_their_owner() {
     assert!(!ok && err.contains("Permission denied"), "{err}");
     let (ok, out, err) = sh(&format!("cat {m}/denied"));
     assert!(ok && out == "secret\n", "the owner still reads it: {err}");
+    assert!(mp.unmount());
+}
+
+/// The fuse module's switch for FUSE over io_uring; absent when the kernel has none.
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Turns FUSE over io_uring on while it lives (the kernel reads the switch at each mount's
+/// INIT only) and puts the old value back, also when a test fails. `None` where the kernel
+/// has no FUSE over io_uring.
+struct UringOn(Option<String>);
+
+impl UringOn {
+    fn new() -> UringOn {
+        let before = fs::read_to_string(ENABLE_URING).ok();
+        if before.is_some() {
+            fs::write(ENABLE_URING, "Y").unwrap();
+        }
+        UringOn(before)
+    }
+}
+
+impl Drop for UringOn {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            let _ = fs::write(ENABLE_URING, b.trim());
+        }
+    }
+}
+
+/// The io_uring queue threads of umlfs process `pid`, with the times each went to sleep
+/// (every request it answers wakes it once).
+fn ring_threads(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("umlfs-ring-") {
+            continue;
+        }
+        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let sleeps = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        out.push((comm.trim().to_owned(), sleeps));
+    }
+    out.sort();
+    out
+}
+
+/// What a user sees of a mount, relative to its root: every attribute `stat` shows, the
+/// listing, xattrs, link targets, contents, the filesystem's figures, and the errors of a
+/// missing file, a missing xattr and a read of a directory.
+fn everything_seen(root: &Path) -> Vec<String> {
+    let r = root.display();
+    let mut seen = stat_tree(
+        root,
+        "%A %a %h %u %g %s %b %B %i %W %X %Y %Z %x %y %z %F %t %T %N",
+    );
+    for cmd in [
+        format!("cd {r} && ls -lRa --full-time ."),
+        format!("cd {r} && getfattr -R -h -d -m - -e hex . 2>&1 | LC_ALL=C sort"),
+        format!("cd {r} && find . -type l | LC_ALL=C sort | xargs readlink"),
+        format!("cd {r} && find . -type f | LC_ALL=C sort | xargs md5sum"),
+        format!("stat -f -c '%b %f %a %c %d %s %S %l' {r}"),
+        format!(
+            "cd {r} && stat nothing-here 2>&1; getfattr -n user.none hello.txt 2>&1; cat sub 2>&1"
+        ),
+    ] {
+        let (_, out, err) = sh(&cmd);
+        let shown = format!("{out}{err}").replace(&r.to_string(), "MOUNT");
+        seen.extend(shown.lines().map(str::to_owned));
+    }
+    seen
+}
+
+/// With FUSE over io_uring on, umlfs serves each CPU's requests from its own thread, and
+/// what a user sees is what `/dev/fuse` shows, byte for byte: attributes, listings
+/// (READDIRPLUS), xattrs and their sizes, links, contents read in 1 MiB requests, statfs,
+/// errors. Access is checked as on `/dev/fuse`. Unmounting ends the daemon. `-o nouring`
+/// keeps a mount on /dev/fuse. Where the kernel has no FUSE over io_uring, both mounts are
+/// /dev/fuse mounts and must still work.
+#[test]
+fn io_uring_queues_answer_every_request_as_dev_fuse_does() {
+    let (_tmp, src, img) = tree_and_image("ext4");
+    let ring = MountPoint::new();
+    let dev = MountPoint::new();
+    let uring = {
+        let on = UringOn::new();
+        mount_image(&img, &ring, "");
+        mount_image(&img, &dev, "nouring");
+        on.0.is_some()
+    };
+    let ring_pid = daemons_for(ring.path())[0];
+    let dev_pid = daemons_for(dev.path())[0];
+    let before = ring_threads(ring_pid);
+    assert_eq!(!before.is_empty(), uring, "{before:?}");
+    assert!(ring_threads(dev_pid).is_empty(), "-o nouring was not kept");
+
+    let seen = everything_seen(ring.path());
+    let want = everything_seen(dev.path());
+    let differ: Vec<_> = seen
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty() && seen.len() == want.len(),
+        "io_uring vs /dev/fuse: {differ:#?}"
+    );
+    let (_, big, _) = sh(&format!("md5sum < {}/sub/big.bin", src.display()));
+    let (_, shown, _) = sh(&format!("md5sum < {}/sub/big.bin", ring.path().display()));
+    assert_eq!(big, shown);
+    assert!(
+        seen.iter().any(|l| l.contains("user.color=0x626c7565")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("No such attribute")),
+        "{seen:?}"
+    );
+
+    if uring {
+        let asleep = |t: &[(String, u64)]| t.iter().map(|(_, n)| n).sum::<u64>();
+        let after = ring_threads(ring_pid);
+        // 300-odd files, each looked up, stat'ed, read and asked for xattrs.
+        assert!(
+            asleep(&after) >= asleep(&before) + 600,
+            "the io_uring queues answered almost nothing: {before:?} → {after:?}"
+        );
+    }
+    assert!(ring.unmount());
+    assert!(dev.unmount());
+    assert!(wait_no_daemon(ring.path(), Duration::from_secs(10)));
+
+    // The owner's mount keeps others out; with allow_other the guest's ACL decides.
+    let fixture = AclFixture::new("umlfs-uring-acl");
+    let mp = {
+        let _on = UringOn::new();
+        mount_for_everyone(&fixture.img(), "allow_other")
+    };
+    assert_eq!(!ring_threads(daemons_for(mp.path())[0]).is_empty(), uring);
+    let m = mp.path().display().to_string();
+    let (ok, out, err) = as_nobody(&format!("cat {m}/open"));
+    assert!(ok && out == "open\n", "{err}");
+    let (ok, _, err) = as_nobody(&format!("cat {m}/denied"));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    assert!(mp.unmount());
+    let mp = {
+        let _on = UringOn::new();
+        mount_for_everyone(&fixture.img(), "")
+    };
+    let m = mp.path().display().to_string();
+    let (ok, _, err) = as_nobody(&format!("ls {m}/"));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    let (ok, out, err) = sh(&format!("cat {m}/denied"));
+    assert!(ok && out == "secret\n", "{err}");
     assert!(mp.unmount());
 }
