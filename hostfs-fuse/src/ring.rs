@@ -50,14 +50,11 @@ const START_WAIT: Duration = Duration::from_secs(30);
 const LOOKUP: u32 = 1;
 const GETATTR: u32 = 3;
 const READLINK: u32 = 5;
-const OPEN: u32 = 14;
 const READ: u32 = 15;
 const STATFS: u32 = 17;
 const RELEASE: u32 = 18;
 const GETXATTR: u32 = 22;
 const LISTXATTR: u32 = 23;
-const FLUSH: u32 = 25;
-const OPENDIR: u32 = 27;
 const READDIR: u32 = 28;
 const RELEASEDIR: u32 = 29;
 const READDIRPLUS: u32 = 44;
@@ -456,6 +453,21 @@ fn mode_kind(kind: fuser::FileType) -> u32 {
     }
 }
 
+/// A request's header fields and its opcode's own header.
+struct Request<'a> {
+    opcode: u32,
+    node: u64,
+    uid: u32,
+    pid: u32,
+    op: &'a [u8; 128],
+}
+
+/// Where a successful answer is: in the `out` buffer, or already in the payload buffer.
+enum Reply {
+    Out,
+    Written(usize),
+}
+
 impl Answerer {
     /// Answer the request in entry `e`: the reply goes into its buffers. Returns the commit
     /// id the kernel gave the request.
@@ -472,22 +484,22 @@ impl Answerer {
         op.copy_from_slice(&h[OP_IN..OP_IN + 128]);
         out.clear();
         let max = e.payload.len();
-        let err = self.dispatch(
+        let req = Request {
             opcode,
             node,
             uid,
             pid,
-            &op,
-            &e.payload[..payload_len],
-            max,
-            out,
-        );
-        let (err, len) = match err {
-            0 if out.len() <= max => (0, out.len()),
-            0 => (libc::EIO, 0),
-            e => (e, 0),
+            op: &op,
         };
-        e.payload[..len].copy_from_slice(&out[..len]);
+        let (err, len) = match self.dispatch(&req, &mut e.payload, payload_len, out) {
+            Ok(Reply::Written(n)) if n <= max => (0, n),
+            Ok(Reply::Out) if out.len() <= max => {
+                e.payload[..out.len()].copy_from_slice(out);
+                (0, out.len())
+            }
+            Ok(_) => (libc::EIO, 0),
+            Err(errno) => (errno, 0),
+        };
         let h = &mut e.headers[..];
         h[IN_OUT..IN_OUT + 4].copy_from_slice(&(16 + len as u32).to_ne_bytes());
         h[IN_OUT + 4..IN_OUT + 8].copy_from_slice(&(-err).to_ne_bytes());
@@ -496,19 +508,24 @@ impl Answerer {
         commit_id
     }
 
-    /// The errno of request `opcode` (0: success, its reply in `out`).
-    #[allow(clippy::too_many_arguments)]
+    /// The answer to `req`, whose other arguments are the first `len` bytes of `payload`:
+    /// the reply is put in `out`, or, for READ, straight into `payload`. Err: the errno.
     fn dispatch(
         &self,
-        opcode: u32,
-        node: u64,
-        uid: u32,
-        pid: u32,
-        op: &[u8; 128],
-        payload: &[u8],
-        max: usize,
+        req: &Request<'_>,
+        payload: &mut [u8],
+        len: usize,
         out: &mut Vec<u8>,
-    ) -> i32 {
+    ) -> Result<Reply, i32> {
+        let &Request {
+            opcode,
+            node,
+            uid,
+            pid,
+            op,
+        } = req;
+        let max = payload.len();
+        let args = &payload[..len];
         // fuser's check for a mount without allow_other (fuser's request.rs): the kernel
         // already keeps other users out; this is the same second line.
         let stranger = match self.access {
@@ -517,7 +534,7 @@ impl Answerer {
             Access::RootAndOwner => uid != self.owner && uid != 0,
         };
         if stranger && !matches!(opcode, READ | READDIR | READDIRPLUS | RELEASE | RELEASEDIR) {
-            return libc::EACCES;
+            return Err(libc::EACCES);
         }
         let answers = matches!(
             opcode,
@@ -532,48 +549,33 @@ impl Answerer {
                 | LISTXATTR
         );
         if answers && f::from_own_pid(pid) {
-            return libc::EIO;
+            return Err(libc::EIO);
         }
         let view = &*self.view;
         let code = |e: nix::errno::Errno| e as i32;
         match opcode {
             LOOKUP => {
-                let name = std::ffi::OsStr::from_bytes(name_arg(payload));
-                match f::lookup(view, node, name) {
-                    Ok(a) => {
-                        put_entry(out, &f::file_attr(&a), a.generation, f::ttl(view, a.ino));
-                        0
-                    }
-                    Err(e) => code(e),
-                }
+                let name = std::ffi::OsStr::from_bytes(name_arg(args));
+                let a = f::lookup(view, node, name).map_err(code)?;
+                put_entry(out, &f::file_attr(&a), a.generation, f::ttl(view, a.ino));
             }
-            GETATTR => match view.attr(node) {
-                Ok(a) => {
-                    let ttl = f::ttl(view, a.ino);
-                    out.extend_from_slice(&ttl.as_secs().to_ne_bytes());
-                    out.extend_from_slice(&ttl.subsec_nanos().to_ne_bytes());
-                    out.extend_from_slice(&0u32.to_ne_bytes());
-                    put_attr(out, &f::file_attr(&a));
-                    0
-                }
-                Err(e) => code(e),
-            },
-            READLINK => match view.readlink(node) {
-                Ok(t) => {
-                    out.extend_from_slice(&t);
-                    0
-                }
-                Err(e) => code(e),
-            },
+            GETATTR => {
+                let a = view.attr(node).map_err(code)?;
+                let ttl = f::ttl(view, a.ino);
+                out.extend_from_slice(&ttl.as_secs().to_ne_bytes());
+                out.extend_from_slice(&ttl.subsec_nanos().to_ne_bytes());
+                out.extend_from_slice(&0u32.to_ne_bytes());
+                put_attr(out, &f::file_attr(&a));
+            }
+            READLINK => out.extend_from_slice(&view.readlink(node).map_err(code)?),
             READ => {
-                let (offset, size) = (u64_at(op, 8), u32_at(op, 16));
-                match view.read(node, offset, size.min(max as u32)) {
-                    Ok(d) => {
-                        out.extend_from_slice(&d);
-                        0
-                    }
-                    Err(e) => code(e),
-                }
+                // Straight into the payload buffer: a 1 MiB READ is copied once, by the
+                // kernel, to the caller's pages.
+                let (offset, size) = (u64_at(op, 8), (u32_at(op, 16) as usize).min(max));
+                let n = view
+                    .read_into(node, offset, &mut payload[..size])
+                    .map_err(code)?;
+                return Ok(Reply::Written(n));
             }
             READDIR | READDIRPLUS => {
                 let (offset, size) = (u64_at(op, 8), (u32_at(op, 16) as usize).min(max));
@@ -584,18 +586,11 @@ impl Answerer {
                     Err(nix::errno::Errno::ENOENT)
                 };
                 let mut head = Vec::with_capacity(128);
-                let r = view.list(node, offset, plus, |next, name, id, kind, attr| {
+                view.list(node, offset, plus, |next, name, id, kind, attr| {
                     let name = name.as_bytes();
                     if !plus {
-                        return put_dirent(
-                            out,
-                            size,
-                            &[],
-                            id,
-                            next,
-                            mode_kind(f::ftype(kind)) >> 12,
-                            name,
-                        );
+                        let typ = mode_kind(f::ftype(kind)) >> 12;
+                        return put_dirent(out, size, &[], id, next, typ, name);
                     }
                     let Some((a, g)) = f::plus_attr(attr, &dir_attr) else {
                         return false;
@@ -605,11 +600,8 @@ impl Answerer {
                     put_entry(&mut head, &fa, g, f::ttl(view, a.ino));
                     let typ = mode_kind(fa.kind) >> 12;
                     put_dirent(out, size, &head, fa.ino.0, next, typ, name)
-                });
-                match r {
-                    Ok(()) => 0,
-                    Err(e) => code(e),
-                }
+                })
+                .map_err(code)?;
             }
             STATFS => {
                 let (n, s) = f::statfs(view, node);
@@ -619,33 +611,28 @@ impl Answerer {
                 for v in [s[0], s[1], s[2], 0, 0, 0, 0, 0, 0, 0] {
                     out.extend_from_slice(&v.to_ne_bytes());
                 }
-                0
             }
             GETXATTR | LISTXATTR => {
                 let size = u32_at(op, 0);
                 let answer = if opcode == GETXATTR {
-                    f::getxattr(view, node, name_arg(payload), size)
+                    f::getxattr(view, node, name_arg(args), size)
                 } else {
                     f::listxattr(view, node, size)
                 };
-                match answer {
-                    Ok(XattrAnswer::Size(n)) => {
+                match answer.map_err(|e| e.code())? {
+                    XattrAnswer::Size(n) => {
                         out.extend_from_slice(&n.to_ne_bytes());
                         out.extend_from_slice(&0u32.to_ne_bytes());
-                        0
                     }
-                    Ok(XattrAnswer::Data(v)) => {
-                        out.extend_from_slice(&v);
-                        0
-                    }
-                    Err(e) => e.code(),
+                    XattrAnswer::Data(v) => out.extend_from_slice(&v),
                 }
             }
-            RELEASE | RELEASEDIR => 0,
+            RELEASE | RELEASEDIR => {}
             // As the fuser adapter: ENOSYS to OPEN and OPENDIR makes the kernel stop sending
-            // them and keep its caches; FLUSH has nothing to flush; the rest is unsupported.
-            OPEN | OPENDIR | FLUSH => libc::ENOSYS,
-            _ => libc::ENOSYS,
+            // them and keep its caches; FLUSH has nothing to flush; the rest (writes, locks,
+            // ioctl...) is not supported.
+            _ => return Err(libc::ENOSYS),
         }
+        Ok(Reply::Out)
     }
 }

@@ -670,15 +670,22 @@ impl View {
     }
 
     pub(crate) fn read(&self, id: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let mut buf = vec![0u8; size.min(MAX_READ) as usize];
+        let n = self.read_into(id, offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Read from `offset` into `buf` (at most [`MAX_READ`] bytes): the number read, short at
+    /// the end of the file.
+    pub(crate) fn read_into(&self, id: u64, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let real = if id == 1 { self.root() } else { id };
-        let size = size.min(MAX_READ) as usize;
+        let size = buf.len().min(MAX_READ as usize);
+        let buf = &mut buf[..size];
         match self.node(real).ok_or(Errno::ENOENT)? {
             Node::Ext { mount, ino } => {
                 let fs = self.disk_of(mount).ok_or(Errno::ENOENT)?.fs();
-                let mut buf = vec![0u8; size];
-                let n = fs.read(ino, offset, &mut buf).map_err(|e| errno(&e))?;
-                buf.truncate(n);
-                Ok(buf)
+                fs.read(ino, offset, buf).map_err(|e| errno(&e))
             }
             Node::Synth { .. } => Err(Errno::EISDIR),
             Node::Host { mount, path } => {
@@ -696,7 +703,6 @@ impl View {
                 if !md.is_file() {
                     return Err(Errno::EINVAL);
                 }
-                let mut buf = vec![0u8; size];
                 let mut done = 0;
                 while done < size {
                     match FileExt::read_at(&f, &mut buf[done..], offset + done as u64) {
@@ -706,8 +712,7 @@ impl View {
                         Err(e) => return Err(io_errno(&e)),
                     }
                 }
-                buf.truncate(done);
-                Ok(buf)
+                Ok(done)
             }
         }
     }
