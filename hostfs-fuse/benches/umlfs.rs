@@ -1,7 +1,8 @@
 //! umlfs against fuse2fs and the kernel's ext4 (read-only loop mount), same image, one run:
 //! sequential read of a 512 MiB file, `find` over 20,000 files, `ls -lR`, and reading every
 //! small file. Each measurement runs on a fresh mount (cold FUSE/ext4 caches; the image
-//! itself sits in the host's page cache for all three). Prints times and ratios.
+//! itself sits in the host's page cache for all), three rounds in rotating order. Prints
+//! medians and ratios.
 //!
 //! Then the metadata walks the way a user repeats them: umlfs (over /dev/fuse, over the
 //! kernel's per-CPU io_uring queues where it has them, and with `-o noxattr`) and the kernel's
@@ -60,7 +61,10 @@ fn build(root: &Path, big_mib: usize) -> PathBuf {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Tool {
+    /// umlfs over /dev/fuse (`-o nouring`).
     Umlfs,
+    /// umlfs over the kernel's per-CPU io_uring queues, where the kernel has them.
+    UmlfsUring,
     Fuse2fs,
     Kernel,
 }
@@ -69,6 +73,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::Umlfs => "umlfs",
+            Tool::UmlfsUring => "umlfs io_uring",
             Tool::Fuse2fs => "fuse2fs",
             Tool::Kernel => "kernel ext4",
         }
@@ -78,7 +83,10 @@ impl Tool {
 fn mount(tool: Tool, img: &Path, mnt: &Path) {
     let (i, m) = (img.display(), mnt.display());
     match tool {
-        Tool::Umlfs => sh(&format!("'{BIN}' '{i}' '{m}'")),
+        Tool::Umlfs => sh(&format!("'{BIN}' -o nouring '{i}' '{m}'")),
+        Tool::UmlfsUring => {
+            mount_with_uring(img, mnt, "");
+        }
         Tool::Fuse2fs => sh(&format!("fuse2fs -o ro,fakeroot '{i}' '{m}' >/dev/null")),
         Tool::Kernel => sh(&format!("mount -o ro,loop,noload '{i}' '{m}'")),
     }
@@ -151,26 +159,41 @@ fn main() {
             "find M -name 'small*' -exec cat {} + > /dev/null",
         ),
     ];
-    let tools = [Tool::Umlfs, Tool::Fuse2fs, Tool::Kernel];
+    let tools = [Tool::Umlfs, Tool::UmlfsUring, Tool::Fuse2fs, Tool::Kernel];
     println!(
-        "{:<26} {:>10} {:>10} {:>12} {:>16} {:>16}",
-        "workload", "umlfs", "fuse2fs", "kernel ext4", "umlfs/fuse2fs", "umlfs/kernel"
+        "{:<26} {:>10} {:>10} {:>10} {:>12} {:>16} {:>16} {:>16}",
+        "workload",
+        "umlfs",
+        "io_uring",
+        "fuse2fs",
+        "kernel ext4",
+        "umlfs/fuse2fs",
+        "umlfs/kernel",
+        "io_uring/kernel"
     );
     for (name, cmd) in work {
-        let mut t = [Duration::ZERO; 3];
-        for (k, tool) in tools.iter().enumerate() {
-            t[k] = time(*tool, &img, &mnt, cmd);
-            eprintln!("  {name}: {} {:?}", tool.name(), t[k]);
+        // Three rounds, each tool once per round in a rotating order; medians.
+        let mut runs: [Vec<Duration>; 4] = Default::default();
+        for round in 0..3 {
+            for i in 0..tools.len() {
+                let k = (round + i) % tools.len();
+                let d = time(tools[k], &img, &mnt, cmd);
+                eprintln!("  {name}: {} {d:?}", tools[k].name());
+                runs[k].push(d);
+            }
         }
+        let t: Vec<Duration> = runs.iter_mut().map(|r| median(r)).collect();
         let secs = |d: Duration| d.as_secs_f64();
         println!(
-            "{:<26} {:>9.3}s {:>9.3}s {:>11.3}s {:>15.2}x {:>15.2}x",
+            "{:<26} {:>9.3}s {:>9.3}s {:>9.3}s {:>11.3}s {:>15.2}x {:>15.2}x {:>15.2}x",
             name,
             secs(t[0]),
             secs(t[1]),
             secs(t[2]),
-            secs(t[1]) / secs(t[0]),
+            secs(t[3]),
             secs(t[2]) / secs(t[0]),
+            secs(t[3]) / secs(t[0]),
+            secs(t[3]) / secs(t[1]),
         );
     }
     println!("(ratios are speed relative to umlfs: >1 means umlfs is faster)");
