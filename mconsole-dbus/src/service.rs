@@ -695,11 +695,22 @@ impl Service {
             "mconsole=notify:{}",
             self.config.notify_socket.display()
         ));
+        // Checked against the kernel that will run, not the default one.
+        let env = match uml::kernel::Profile::read(&kernel) {
+            Ok(profile) => uml::check::CheckEnv::from_process_for(profile),
+            Err(e) => {
+                tracing::debug!(
+                    "{}: {e}; checking against the default kernel",
+                    kernel.display()
+                );
+                uml::check::CheckEnv::from_process()
+            }
+        };
         let report = uml::check::check(
             &uml::cmdline::CommandLine::parse(&argv),
             &uml::check::CheckEnv {
                 default_uml_dir: Some(home.clone()),
-                ..uml::check::CheckEnv::from_process()
+                ..env
             },
         );
         if report.has_errors() {

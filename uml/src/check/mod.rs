@@ -61,16 +61,22 @@ impl CheckEnv {
     /// were profiled. A caller that knows which kernel it will run sets [`kernel`](Self::kernel)
     /// itself.
     pub fn from_process() -> CheckEnv {
-        let vars = ["HOME", "TMPDIR", "TMP", "TEMP", "DISPLAY"]
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-            .collect();
         let kernel = kernel::resolve(None)
             .and_then(|path| Profile::read(&path))
             .unwrap_or_else(|err| {
                 tracing::debug!("{err}; checking against Debian's 6.1");
                 Profile::assumed(Version::new(6, 1, 0))
             });
+        CheckEnv::from_process_for(kernel)
+    }
+
+    /// [`CheckEnv::from_process`] for a kernel the caller has already profiled: the one it
+    /// will run.
+    pub fn from_process_for(kernel: Profile) -> CheckEnv {
+        let vars = ["HOME", "TMPDIR", "TMP", "TEMP", "DISPLAY"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+            .collect();
         CheckEnv {
             filesystem: true,
             vars,

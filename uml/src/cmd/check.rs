@@ -78,7 +78,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| Profile::assumed(Version::new(6, 1, 0))),
     };
     let assumed = profile.path.as_os_str().is_empty();
-    let mut env = CheckEnv::from_process().with_kernel(profile);
+    let mut env = CheckEnv::from_process_for(profile);
     env.filesystem = !args.no_fs;
     env.default_uml_dir.clone_from(&global.uml_dir);
     let report = check::check(&cmdline, &env);

@@ -293,7 +293,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     {
         kernel_args.push("seccomp=auto".into());
     }
-    let kernel_args = gate(&kernel_args, args.no_check, &uml_dir)?;
+    let kernel_args = gate(&kernel_args, args.no_check, &uml_dir, &profile)?;
 
     // The runtime directory (or its fallback under /tmp, which another user could have made
     // first) must be this user's alone before the init, log and notify socket go there.
@@ -452,10 +452,16 @@ fn host_cpu(text: &str) -> anyhow::Result<usize> {
 
 /// Validates the kernel command line with the option model before anything starts, and
 /// renders the argv from it. Errors stop the launch (unless `--no-check`); warnings are shown.
-fn gate(kernel_args: &[String], no_check: bool, uml_dir: &Path) -> anyhow::Result<Vec<String>> {
+fn gate(
+    kernel_args: &[String],
+    no_check: bool,
+    uml_dir: &Path,
+    kernel: &uml::kernel::Profile,
+) -> anyhow::Result<Vec<String>> {
     use uml::check::{CheckEnv, Severity};
     let cmdline = uml::cmdline::CommandLine::parse(kernel_args);
-    let mut env = CheckEnv::from_process();
+    // The kernel that will run (`--kernel`), not the default one.
+    let mut env = CheckEnv::from_process_for(kernel.clone());
     env.default_uml_dir = Some(uml_dir.to_owned());
     let report = uml::check::check(&cmdline, &env);
     let mut errors = Vec::new();
@@ -542,6 +548,31 @@ mod tests {
         assert!(disk_arg(0, "/nonexistent/file.img").is_err());
         assert!(disk_arg(16, "/dev/null").is_err());
         assert!(disk_arg(0, "").is_err());
+    }
+
+    /// `uml run --kernel K` checks the command line against K. It used to check against the
+    /// default kernel, so a word K has no driver for passed (and was dropped by K at boot), and
+    /// one K accepts could be refused.
+    #[test]
+    fn the_gate_checks_against_the_kernel_that_will_run() {
+        use uml::kernel::{Profile, Version};
+        let dir = tempfile::tempdir().unwrap();
+        let words: Vec<String> = ["mem=64M", "root=/dev/root", "rootfstype=hostfs", "con=null"]
+            .iter()
+            .map(|w| (*w).to_owned())
+            .chain(["eth0=mcast".to_owned()])
+            .collect();
+        let new = Profile::assumed(Version::new(7, 2, 13));
+        let old = Profile::assumed(Version::new(6, 1, 176));
+        let refused = gate(&words, false, dir.path(), &new)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("eth0=mcast") && refused.contains("no eth driver"),
+            "{refused}"
+        );
+        let old_verdict = gate(&words, false, dir.path(), &old);
+        assert!(old_verdict.is_ok(), "{old_verdict:?}");
     }
 
     #[test]
