@@ -159,6 +159,91 @@ fn run_reports_a_missing_or_unrunnable_command_as_a_shell_does() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran a b c\n");
 }
 
+/// The guest's pid 1 is `uml-init`, the init's own small binary beside `uml`, not `uml`
+/// itself; and an `uml-init` of another build hands the config to the `uml` that wrote it.
+#[test]
+fn the_guest_init_is_the_small_binary_of_the_same_build() {
+    let dir = UmlDir::new();
+    let args = [
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "readlink /proc/1/exe; tr '\\0' ' ' < /proc/1/cmdline",
+    ];
+    let out = uml(dir.path(), &args);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(env!("CARGO_BIN_EXE_uml-init")),
+        "{}",
+        show(&args, &out)
+    );
+    let word = format!(
+        "__guest-init:{}:{}",
+        uml::guest_init::BUILD,
+        env!("CARGO_BIN_EXE_uml")
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.split(' ').nth(1) == Some(word.as_str())),
+        "{}",
+        show(&args, &out)
+    );
+
+    // Another build: the config goes to WRITER as `WRITER __guest-init CONFIG` (a stand-in
+    // that records its arguments, on the host: the init proper must not run here).
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = tmp.path().join("writer");
+    let record = tmp.path().join("args");
+    std::fs::write(
+        &writer,
+        format!("#!/bin/sh\necho \"$@\" > {}\n", record.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&writer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stale = format!("__guest-init:0.0.0-0000000000000000:{}", writer.display());
+    let st = Command::new(env!("CARGO_BIN_EXE_uml-init"))
+        .args([stale.as_str(), "/the/config"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "__guest-init /the/config\n"
+    );
+    // Run by hand, it only says what it is; asked to serve a config anywhere but as a
+    // guest's pid 1 (here, on the host, as root), it refuses, rather than mount over the host's
+    // /proc and power the host off. So does `uml`.
+    let out = Command::new(env!("CARGO_BIN_EXE_uml-init"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pid 1"));
+    let config = tmp.path().join("config");
+    std::fs::write(&config, "#!/bin/false\n# umlkit guest init 1\nrun true\n").unwrap();
+    let current = format!(
+        "__guest-init:{}:{}",
+        uml::guest_init::BUILD,
+        env!("CARGO_BIN_EXE_uml")
+    );
+    for (bin, word) in [
+        (env!("CARGO_BIN_EXE_uml-init"), current.as_str()),
+        (env!("CARGO_BIN_EXE_uml"), "__guest-init"),
+    ] {
+        let out = Command::new(bin).arg(word).arg(&config).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin} {word}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only as a guest's pid 1"),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn run_passes_piped_stdin_through_to_its_end() {
     let dir = UmlDir::new();

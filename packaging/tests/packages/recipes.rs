@@ -17,7 +17,7 @@ use std::process::Command;
 
 use crate::support::*;
 
-const BINARIES: [&str; 3] = ["uml", "umlfs", "umld"];
+const BINARIES: [&str; 4] = ["uml", "uml-init", "umlfs", "umld"];
 
 /// Files only the Debian package has: its packaging metadata.
 const DEBIAN_ONLY: [&str; 3] = [
@@ -46,10 +46,13 @@ const FEDORA_MACROS: [(&str, &str); 4] = [
 
 /// A path in the form the three distributions share.
 fn common_form(path: &str) -> String {
-    let path = path.replace(
-        "/usr/share/zsh/vendor-completions/",
-        "/usr/share/zsh/site-functions/",
-    );
+    let path = path
+        .replace(
+            "/usr/share/zsh/vendor-completions/",
+            "/usr/share/zsh/site-functions/",
+        )
+        // Arch keeps helper programs in /usr/lib/PACKAGE, Debian and Fedora in /usr/libexec.
+        .replace("/usr/lib/umlkit/", "/usr/libexec/umlkit/");
     match path.strip_suffix(".gz") {
         Some(p) if path.starts_with("/usr/share/man/") => p.to_owned(),
         _ => path,

@@ -195,15 +195,19 @@ impl DefaultGuest {
     /// # Errors
     /// [`LaunchError::Prepare`] when it cannot be written.
     pub fn write_init(&self, path: &Path) -> Result<(), LaunchError> {
-        self.write_init_with(path, crate::guest_init::program().as_deref())
+        self.write_init_with(path, crate::guest_init::program().as_ref())
     }
 
-    /// Writes the guest's init to `path`: the compiled init run by `program` (a `uml` binary),
-    /// or the init script with `None`.
+    /// Writes the guest's init to `path`: the compiled init run by `program` (`uml-init` or a
+    /// `uml` binary), or the init script with `None`.
     ///
     /// # Errors
     /// [`LaunchError::Prepare`] when it cannot be written.
-    pub fn write_init_with(&self, path: &Path, program: Option<&Path>) -> Result<(), LaunchError> {
+    pub fn write_init_with(
+        &self,
+        path: &Path,
+        program: Option<&crate::guest_init::Interpreter>,
+    ) -> Result<(), LaunchError> {
         let err = |source| LaunchError::Prepare {
             path: path.to_owned(),
             source,
