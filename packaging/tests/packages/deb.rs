@@ -105,11 +105,17 @@ fn package_metadata_names_what_umlkit_needs() {
         "{recommends}"
     );
     // The binaries are stripped; their debug information is in the dbgsym package beside it.
-    for bin in ["uml", "umlfs", "umld"] {
+    // The guest init is where `uml` and umld look for it from /usr/bin.
+    for path in [
+        "/usr/bin/uml",
+        "/usr/bin/umlfs",
+        "/usr/bin/umld",
+        "/usr/libexec/umlkit/uml-init",
+    ] {
         let member = deb_members(deb())
             .into_iter()
-            .find(|m| m.path == format!("/usr/bin/{bin}"))
-            .unwrap_or_else(|| panic!("no /usr/bin/{bin} in the package"));
+            .find(|m| m.path == path)
+            .unwrap_or_else(|| panic!("no {path} in the package"));
         assert_eq!(member.mode, 0o755, "{member:?}");
     }
     let ddeb = deb().with_file_name(format!(
@@ -119,7 +125,7 @@ fn package_metadata_names_what_umlkit_needs() {
     let debug = ok(Command::new("dpkg-deb").arg("-c").arg(&ddeb));
     assert_eq!(
         debug.lines().filter(|l| l.ends_with(".debug")).count(),
-        3,
+        4,
         "{debug}"
     );
 }
@@ -156,6 +162,7 @@ fn deb_installs_works_from_the_installed_files_and_purges_without_a_trace() {
     systemd_accepts_the_user_unit();
     completion_is_picked_up_by_the_shells();
     umld_starts_by_dbus_activation_and_mount_works_with_installed_binaries();
+    installed_uml_runs_its_guests_with_the_installed_init();
 
     drop(installed);
     assert!(!is_installed(), "{PACKAGE} is still installed after purge");
@@ -420,6 +427,20 @@ fn mountinfo_line(dir: &Path) -> Option<String> {
         .rev()
         .find(|l| l.split(' ').nth(4) == Some(d.as_str()))
         .map(str::to_owned)
+}
+
+/// `uml run` from /usr/bin starts its guests with the init the package puts in
+/// /usr/libexec/umlkit, which it finds from its own directory.
+fn installed_uml_runs_its_guests_with_the_installed_init() {
+    let dir = testkit::short_tempdir("pkg-run");
+    let out = ok(Command::new("/usr/bin/uml")
+        .arg("--uml-dir")
+        .arg(dir.path())
+        .arg("run")
+        .arg("--kernel")
+        .arg(testkit::kernel())
+        .args(["--", "readlink", "/proc/1/exe"]));
+    assert_eq!(out.trim(), "/usr/libexec/umlkit/uml-init");
 }
 
 fn umld_starts_by_dbus_activation_and_mount_works_with_installed_binaries() {
