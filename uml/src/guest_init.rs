@@ -374,8 +374,10 @@ pub fn program() -> Option<Interpreter> {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
-    if let Some(init) = init_binary_beside(&exe) {
-        let word = format!("{SUBCOMMAND}:{BUILD}:{}", exe.display());
+    // The word carries the writer's path as it is: a path that is not UTF-8 keeps the init in
+    // the writer.
+    if let (Some(init), Some(writer)) = (init_binary_beside(&exe), exe.to_str()) {
+        let word = format!("{SUBCOMMAND}:{BUILD}:{writer}");
         if usable_interpreter(&init, &word) {
             return Some(Interpreter {
                 program: init,
@@ -391,7 +393,9 @@ pub fn program() -> Option<Interpreter> {
 
 /// [`INIT_BINARY`] beside `exe` (cargo's target directory, `cargo install`), or where the
 /// packages put it from `exe`'s directory: `../libexec/umlkit/` (Debian, Fedora) or
-/// `../lib/umlkit/` (Arch).
+/// `../lib/umlkit/` (Arch). Only a file that no one else could have put or changed there
+/// ([`only_ours`]): a `uml` in /tmp/x/ must not run a /tmp/libexec/umlkit/uml-init that another
+/// user planted as its guests' init.
 pub fn init_binary_beside(exe: &Path) -> Option<PathBuf> {
     let dir = exe.parent()?;
     let prefix = dir.parent();
@@ -401,7 +405,31 @@ pub fn init_binary_beside(exe: &Path) -> Option<PathBuf> {
                 ["libexec/umlkit", "lib/umlkit"].map(|d| p.join(d).join(INIT_BINARY))
             }),
         )
-        .find(|p| p.is_file())
+        .find(|p| p.is_file() && only_ours(p))
+}
+
+/// Whether `path` and every directory above it belong to root or to us and are writable by no
+/// one else: not by others, and by a group only when it is our own (a user's private group,
+/// with umask 002). A root-owned directory with the sticky bit, such as /tmp, may be writable
+/// by all: there, no one else can move what is ours.
+fn only_ours(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let my_group = nix::unistd::getegid().as_raw();
+    let mut at = Some(path);
+    while let Some(p) = at {
+        let Ok(m) = fs::symlink_metadata(p) else {
+            return false;
+        };
+        let owner_ok = m.uid() == 0 || m.uid() == me;
+        let others_write = m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != my_group);
+        let sticky_dir = m.is_dir() && m.mode() & 0o1000 != 0 && m.uid() == 0;
+        if !owner_ok || (others_write && !sticky_dir) {
+            return false;
+        }
+        at = p.parent().filter(|q| !q.as_os_str().is_empty());
+    }
+    true
 }
 
 /// Can `path` be the interpreter of a `#!` line? An existing file whose path has no whitespace
@@ -1035,6 +1063,24 @@ mod tests {
             split_word(b"__guest-init:0.1.0-00ff:/usr/bin/uml"),
             Some((&b"0.1.0-00ff"[..], &b"/usr/bin/uml"[..]))
         );
+        // One that others could have put there is passed over.
+        let shared = tmp.path().join("shared");
+        fs::create_dir_all(shared.join("bin")).unwrap();
+        fs::create_dir_all(shared.join("libexec/umlkit")).unwrap();
+        fs::write(shared.join("libexec/umlkit").join(INIT_BINARY), b"").unwrap();
+        let shared_exe = shared.join("bin/uml");
+        assert!(init_binary_beside(&shared_exe).is_some());
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(shared.join("libexec"), fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(init_binary_beside(&shared_exe), None);
+        fs::set_permissions(shared.join("libexec"), fs::Permissions::from_mode(0o755)).unwrap();
+        // Another user's file (only root can make one here; `scripts/test --unit` may run as a
+        // user, the whole suite runs as root).
+        if nix::unistd::geteuid().is_root() {
+            let planted = shared.join("libexec/umlkit").join(INIT_BINARY);
+            nix::unistd::chown(&planted, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            assert_eq!(init_binary_beside(&shared_exe), None);
+        }
         assert_eq!(split_word(b"__guest-init"), None);
         assert_eq!(split_word(b"__guest-init:nocolon"), None);
         assert_eq!(split_word(b"--help"), None);
