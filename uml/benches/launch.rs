@@ -3,7 +3,7 @@
 //! kernel's own boot.
 //!
 //! Run with `cargo bench -p uml --bench launch`. Interleaved, `ROUNDS` times each:
-//! * `uml run -- true`: the launcher and its compiled init (`uml __guest-init`);
+//! * `uml run -- true`: the launcher and its compiled init (`uml-init`);
 //! * bare: the kernel alone with the same argv and memory, whose init powers off at once (this
 //!   bench binary, which does only that when it runs as a guest's pid 1);
 //! * bare without `lpj=`: as a user types it, the kernel calibrating its delay loop;

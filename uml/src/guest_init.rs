@@ -5,12 +5,13 @@
 //! `setsid` and `env` spends most of a short guest's life starting tools. This init does the
 //! same work with system calls in one process.
 //!
-//! The guest's root is the host's `/` over hostfs, so the init is the host's own `uml` (or
-//! `umld`) binary, the one that launches the guest.
-//! [`DefaultGuest::write_init`](crate::launch::DefaultGuest::write_init) writes a [`Config`]
-//! file that starts with `#!/path/to/uml __guest-init`: the kernel's `init=` names that file,
-//! and the kernel's script loader (`fs/binfmt_script.c`) runs `uml __guest-init FILE`, which
-//! reads the rest of the file and calls [`run`]. No kernel argument changes, and any caller of
+//! The guest's root is the host's `/` over hostfs, so the init is a binary of the host's:
+//! `uml-init` ([`INIT_BINARY`]) installed with the `uml` (or `umld`) that launches the guest,
+//! else that binary itself. [`DefaultGuest::write_init`](crate::launch::DefaultGuest::write_init)
+//! writes a [`Config`] file that starts with `#!/path/to/uml-init __guest-init:BUILD:WRITER`
+//! (or `#!/path/to/uml __guest-init`): the kernel's `init=` names that file, and the kernel's
+//! script loader (`fs/binfmt_script.c`) runs the binary with that word and the file, which reads
+//! the rest of the file and calls [`run`]. No kernel argument changes, and any caller of
 //! `write_init` (`uml run`, `umld`) gets the compiled init.
 //!
 //! The config is a small line format, one record a line (`KEY VALUE`), values escaped so that

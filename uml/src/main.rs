@@ -27,7 +27,8 @@ use clap::Parser;
 /// /proc/self/maps (the overflow still stops the process, by SIGSEGV on the kernel's guard
 /// gap), and the naming of the main thread. That start cost 0.1 ms of every `uml` process
 /// (21 system calls; 1.10 against 0.99 ms for an empty program, `perf stat -r 500`), a tenth of
-/// `uml version`, and more inside a guest, whose init is this binary.
+/// `uml version`, and more inside a guest, whose init this binary was (`uml-init`, which now is,
+/// starts the same way).
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
@@ -76,8 +77,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    // The built-in guest's init (`#!/path/to/uml __guest-init` in the file the kernel runs as
-    // init): before clap, which a guest's pid 1 has no use for.
+    // The built-in guest's init when no `uml-init` is installed beside this binary
+    // (`#!/path/to/uml __guest-init` in the file the kernel runs as init), or when one of
+    // another build hands the config back: before clap, which a guest's pid 1 has no use for.
     uml::guest_init::serve_if_asked();
     if let Some(code) = fast_version() {
         return code;
