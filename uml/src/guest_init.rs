@@ -395,7 +395,7 @@ pub fn program() -> Option<Interpreter> {
 /// [`INIT_BINARY`] beside `exe` (cargo's target directory, `cargo install`), or where the
 /// packages put it from `exe`'s directory: `../libexec/umlkit/` (Debian, Fedora) or
 /// `../lib/umlkit/` (Arch). Only a file that no one else could have put or changed there
-/// ([`only_ours`]): a `uml` in /tmp/x/ must not run a /tmp/libexec/umlkit/uml-init that another
+/// (`only_ours`): a `uml` in /tmp/x/ must not run a /tmp/libexec/umlkit/uml-init that another
 /// user planted as its guests' init.
 pub fn init_binary_beside(exe: &Path) -> Option<PathBuf> {
     let dir = exe.parent()?;
