@@ -696,7 +696,11 @@ impl Service {
             self.config.notify_socket.display()
         ));
         // Checked against the kernel that will run, not the default one.
-        let env = match uml::kernel::Profile::read(&kernel) {
+        let profile = uml::kernel::Profile::read(&kernel);
+        let aslr_off = profile
+            .as_ref()
+            .is_ok_and(uml::launch::reexecs_without_aslr);
+        let env = match profile {
             Ok(profile) => uml::check::CheckEnv::from_process_for(profile),
             Err(e) => {
                 tracing::debug!(
@@ -774,6 +778,7 @@ impl Service {
                 // as with `uml run --detach`.
                 cwd: runtime,
                 notify_socket: self.config.notify_socket.clone(),
+                aslr_off,
             },
             argv,
             guest: guest.and_then(|(_, g)| g),

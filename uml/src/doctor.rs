@@ -341,6 +341,7 @@ pub fn probe(kernel: &Path, timeout: Duration) -> Probe {
         cwd: dir.clone(),
         notify_socket: dir.join("notify"),
         cpu: None,
+        aslr_off: false,
     };
     let mut running = match launch.spawn() {
         Ok(r) => r,

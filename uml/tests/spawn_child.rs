@@ -30,6 +30,7 @@ fn spawn_child_gives_the_program_the_log_on_1_2_and_3_no_stdin_and_the_notify_wo
         cwd: cwd.clone(),
         notify_socket: notify.clone(),
         cpu: None,
+        aslr_off: false,
     };
     let mut child = launch.spawn_child().unwrap();
     let status = wait_within(&mut child, Duration::from_secs(20));
@@ -52,6 +53,40 @@ fn spawn_child_gives_the_program_the_log_on_1_2_and_3_no_stdin_and_the_notify_wo
     );
 }
 
+/// With `aslr_off` the program starts with address space randomization off
+/// (`personality(2)` ADDR_NO_RANDOMIZE, 0x0040000), as a 7.x kernel would otherwise arrange by
+/// executing itself a second time; without it, as the launcher has it.
+#[test]
+fn spawn_child_can_start_the_program_with_randomization_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("fake-linux");
+    std::fs::write(
+        &kernel,
+        "#!/bin/sh\necho \"personality: $(cat /proc/self/personality)\" >&3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let own = std::fs::read_to_string("/proc/self/personality").unwrap();
+    for (aslr_off, want) in [(true, "00040000"), (false, own.trim())] {
+        let log = dir.path().join(format!("boot-{aslr_off}.log"));
+        let launch = uml::launch::Launch {
+            kernel: kernel.clone(),
+            args: vec!["mem=64M".into()],
+            umid: format!("sc3{aslr_off}"),
+            uml_dir: dir.path().join("uml"),
+            console: uml::launch::Console::Log { log: log.clone() },
+            cwd: dir.path().join("run"),
+            notify_socket: dir.path().join("n"),
+            cpu: None,
+            aslr_off,
+        };
+        let mut child = launch.spawn_child().unwrap();
+        assert!(wait_within(&mut child, Duration::from_secs(20)).success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains(&format!("personality: {want}")), "{text}");
+    }
+}
+
 #[test]
 fn spawn_child_of_a_missing_kernel_names_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,6 +102,7 @@ fn spawn_child_of_a_missing_kernel_names_it() {
         cwd: dir.path().join("run"),
         notify_socket: dir.path().join("n"),
         cpu: None,
+        aslr_off: false,
     };
     let err = launch.spawn_child().unwrap_err();
     assert!(

@@ -324,6 +324,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         cwd: rt.clone(),
         notify_socket,
         cpu,
+        aslr_off: uml::launch::reexecs_without_aslr(&profile),
     };
 
     let uml_dir_for_cleanup = uml_dir;

@@ -183,13 +183,15 @@ impl Launch {
                     set
                 }
             });
+        let aslr_off = self.aslr_off;
         // SAFETY: between fork and exec only sigemptyset(3), pthread_sigmask(2), dup2(2),
-        // fcntl(2) and sched_setaffinity(2) run, all async-signal-safe, on a local sigset, a
-        // CPU set made before the fork and plain descriptors. They give the kernel an empty
-        // signal mask (the launcher blocks SIGINT/SIGTERM for its signal thread, and a blocked
-        // SIGTERM would make the kernel unstoppable), make the log file its descriptor 3 (the
-        // boot log channel) without close-on-exec, and confine it to its CPU. `log_fd` stays
-        // open in the parent until spawn returns.
+        // fcntl(2), sched_setaffinity(2) and personality(2) run, all async-signal-safe, on a
+        // local sigset, a CPU set made before the fork and plain descriptors. They give the
+        // kernel an empty signal mask (the launcher blocks SIGINT/SIGTERM for its signal
+        // thread, and a blocked SIGTERM would make the kernel unstoppable), make the log file
+        // its descriptor 3 (the boot log channel) without close-on-exec, confine it to its
+        // CPU, and turn randomization off for a kernel that would re-exec itself to do so.
+        // `log_fd` stays open in the parent until spawn returns.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
                 let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -209,6 +211,10 @@ impl Launch {
                 // offline since it was chosen leaves the kernel where the host puts it.
                 if let Some(set) = &cpu_set {
                     libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
+                }
+                if aslr_off {
+                    // PER_LINUX (0) with ADDR_NO_RANDOMIZE, what the kernel itself asks for.
+                    libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
                 }
                 Ok(())
             });
