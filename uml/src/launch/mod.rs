@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_one_cpu_guest_gets_one_allowed_cpu_and_the_guests_of_a_launcher_spread() {
-        let allowed = cpus_in_status(&std::fs::read_to_string("/proc/self/status").unwrap());
+        let allowed = allowed_cpus().unwrap();
         let smp = |n: &str| vec!["mem=64M".to_owned(), format!("ncpus={n}")];
         assert_eq!(
             guest_cpu(&smp("2"), None),
@@ -346,33 +346,38 @@ mod tests {
         }
     }
 
-    /// "0-2,5" in a /proc status file's Cpus_allowed_list, as CPU numbers.
-    fn cpus_in_status(status: &str) -> Vec<usize> {
-        let list = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap()
-            .trim();
-        let mut cpus = Vec::new();
-        for part in list.split(',') {
-            match part.split_once('-') {
-                Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
-                None => cpus.push(part.parse().unwrap()),
-            }
+    /// A stand-in for a confined guest: a process on CPU `cpu` alone, named by a pid file in
+    /// `dir/name/` the way kernels write theirs.
+    fn confined_sleeper(dir: &Path, name: &str, cpu: usize) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("60");
+        // SAFETY: sched_setaffinity is async-signal-safe; the set is made in the child from a
+        // local, with the CPU number checked against the set's size.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-        cpus
+        let child = cmd.spawn().unwrap();
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("pid"), format!("{}\n", child.id())).unwrap();
+        child
     }
 
     #[test]
     fn a_guest_goes_to_a_cpu_that_holds_fewer_confined_guests_of_its_uml_dir() {
-        use std::os::unix::process::CommandExt;
-        let allowed = cpus_in_status(&std::fs::read_to_string("/proc/self/status").unwrap());
+        let allowed = allowed_cpus().unwrap();
         if allowed.len() < 2 {
             assert_eq!(guest_cpu(&[], None), None);
             return;
         }
-        // Two "guests" (processes confined to the first CPU, named by pid files the way
-        // kernels write them) in a uml_dir: every next guest goes elsewhere.
+        // Two "guests" confined to the first CPU in a uml_dir: every next guest goes elsewhere.
         let busy = allowed[0];
         let dir = tempfile::tempdir().unwrap();
         struct Reap(Vec<std::process::Child>);
@@ -386,29 +391,7 @@ mod tests {
         }
         let mut guests = Reap(Vec::new());
         for name in ["a", "b"] {
-            let mut cmd = std::process::Command::new("sleep");
-            cmd.arg("60");
-            // SAFETY: sched_setaffinity is async-signal-safe; the set is made in the child
-            // from a local, with the CPU number checked against the set's size.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(busy, &mut set);
-                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn().unwrap();
-            std::fs::create_dir(dir.path().join(name)).unwrap();
-            std::fs::write(
-                dir.path().join(name).join("pid"),
-                format!("{}\n", child.id()),
-            )
-            .unwrap();
-            guests.0.push(child);
+            guests.0.push(confined_sleeper(dir.path(), name, busy));
         }
         for _ in 0..allowed.len() * 2 {
             let cpu = guest_cpu(&[], Some(dir.path())).unwrap();
@@ -430,28 +413,7 @@ mod tests {
         let other = allowed[1];
         let dir = tempfile::tempdir().unwrap();
         for (name, cpu) in [("x", busy), ("y", other)] {
-            let mut cmd = std::process::Command::new("sleep");
-            cmd.arg("60");
-            // SAFETY: as above.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut set);
-                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn().unwrap();
-            std::fs::create_dir(dir.path().join(name)).unwrap();
-            std::fs::write(
-                dir.path().join(name).join("pid"),
-                format!("{}\n", child.id()),
-            )
-            .unwrap();
-            guests.0.push(child);
+            guests.0.push(confined_sleeper(dir.path(), name, cpu));
         }
         std::os::unix::fs::symlink(dir.path().join("x"), dir.path().join("z")).unwrap();
         let picks: Vec<usize> = (0..100)
