@@ -278,10 +278,12 @@ fn mount_with_uring(img: &Path, mnt: &Path, opts: &str) -> bool {
 }
 
 /// `ls -lR` and `find`, cold and warm: umlfs over `/dev/fuse` (`-o nouring`, all a kernel
-/// without FUSE over io_uring offers), over the kernel's per-CPU io_uring queues, and with
-/// `-o noxattr`, and kernel ext4, all mounted side by side.
+/// without FUSE over io_uring offers) answering from the caller's CPU and, with `-o anycpu`,
+/// from any; over the kernel's per-CPU io_uring queues; with `-o noxattr`; and kernel ext4,
+/// all mounted side by side.
 fn walks(img: &Path, tmp: &Path) {
-    let names = ["/dev/fuse", "io_uring", "noxattr", "kernel"];
+    let names = ["/dev/fuse", "anycpu", "io_uring", "noxattr", "kernel"];
+    let n = names.len();
     let dirs: Vec<PathBuf> = names
         .iter()
         .map(|n| tmp.join(format!("walk-{}", n.trim_start_matches("/dev/"))))
@@ -290,12 +292,14 @@ fn walks(img: &Path, tmp: &Path) {
         fs::create_dir_all(d).unwrap();
     }
     let _guards: Vec<Unmount> = dirs.iter().map(|d| Unmount(d)).collect();
-    sh(&format!(
-        "'{BIN}' -o nouring '{}' '{}'",
-        img.display(),
-        dirs[0].display()
-    ));
-    let ring = mount_with_uring(img, &dirs[1], "");
+    for (opts, dir) in [("nouring", &dirs[0]), ("nouring,anycpu", &dirs[1])] {
+        sh(&format!(
+            "'{BIN}' -o {opts} '{}' '{}'",
+            img.display(),
+            dir.display()
+        ));
+    }
+    let ring = mount_with_uring(img, &dirs[2], "");
     if !ring {
         println!(
             "\n(this kernel has no FUSE over io_uring: the io_uring column is /dev/fuse again)"
@@ -304,46 +308,44 @@ fn walks(img: &Path, tmp: &Path) {
     sh(&format!(
         "'{BIN}' -o noxattr,nouring '{}' '{}'",
         img.display(),
-        dirs[2].display()
+        dirs[3].display()
     ));
-    mount(Tool::Kernel, img, &dirs[3]);
+    mount(Tool::Kernel, img, &dirs[n - 1]);
     let work: [(&str, &str); 2] = [
         ("ls -lR", "ls -lR M > /dev/null"),
         ("find", "find M > /dev/null"),
     ];
+    let head: String = names.iter().map(|c| format!(" {c:>10}")).collect();
+    let ratio_head: String = names[..n - 1].iter().map(|c| format!(" {c:>10}")).collect();
     println!(
-        "\n{:<8} {:<5} {:>10} {:>10} {:>10} {:>10}  {:>10} {:>10} {:>10}   ({WALK_REPS} runs each, medians; ratios to kernel ext4)",
-        "walk", "cache", names[0], names[1], names[2], names[3], "/dev/fuse", "io_uring", "noxattr"
+        "\n{:<8} {:<5}{head} {ratio_head}   ({WALK_REPS} runs each, medians; ratios to kernel ext4)",
+        "walk", "cache"
     );
     for (name, cmd) in work {
         // One untimed walk each, so "warm" means what a second walk sees.
         for m in &dirs {
             run_walk(cmd, m);
         }
-        let mut t: [[Vec<Duration>; 2]; 4] = Default::default();
+        let mut t: Vec<[Vec<Duration>; 2]> = vec![Default::default(); n];
         for rep in 0..WALK_REPS {
-            for k in 0..dirs.len() {
-                let tool = (rep + k) % dirs.len();
+            for k in 0..n {
+                let tool = (rep + k) % n;
                 drop_caches();
                 t[tool][0].push(run_walk(cmd, &dirs[tool]));
                 t[tool][1].push(run_walk(cmd, &dirs[tool]));
             }
         }
         for (c, cache) in ["cold", "warm"].iter().enumerate() {
-            let m: Vec<f64> = (0..4).map(|k| median(&mut t[k][c]).as_secs_f64()).collect();
-            println!(
-                "{name:<8} {cache:<5} {:>9.3}s {:>9.3}s {:>9.3}s {:>9.3}s  {:>9.2}x {:>9.2}x {:>9.2}x",
-                m[0],
-                m[1],
-                m[2],
-                m[3],
-                m[0] / m[3],
-                m[1] / m[3],
-                m[2] / m[3]
-            );
+            let m: Vec<f64> = (0..n).map(|k| median(&mut t[k][c]).as_secs_f64()).collect();
+            let times: String = m.iter().map(|v| format!(" {v:>9.3}s")).collect();
+            let ratios: String = m[..n - 1]
+                .iter()
+                .map(|v| format!(" {:>9.2}x", v / m[n - 1]))
+                .collect();
+            println!("{name:<8} {cache:<5}{times} {ratios}");
         }
     }
-    let (um, nx, km) = (&dirs[0], &dirs[2], &dirs[3]);
+    let um = &dirs[0];
     println!("(time ratios: below 1 means umlfs is faster)");
     if let Some(pid) = daemon_of(um) {
         let mut rss = Vec::new();
@@ -354,8 +356,8 @@ fn walks(img: &Path, tmp: &Path) {
         }
         println!("umlfs RSS after each of ten cold `find` runs (KiB): {rss:?}");
     }
-    unmount(Tool::Umlfs, um);
-    unmount(Tool::Umlfs, &dirs[1]);
-    unmount(Tool::Umlfs, nx);
-    unmount(Tool::Kernel, km);
+    for d in &dirs[..n - 1] {
+        unmount(Tool::Umlfs, d);
+    }
+    unmount(Tool::Kernel, &dirs[n - 1]);
 }

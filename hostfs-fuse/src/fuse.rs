@@ -233,10 +233,14 @@ impl UmlFs {
 
 macro_rules! guard {
     ($req:expr, $reply:expr) => {
+        guard!($req, $reply, false)
+    };
+    ($req:expr, $reply:expr, $bulk:expr) => {
         if from_own_handler($req) {
             $reply.error(Errno::EIO);
             return;
         }
+        crate::near::settle($req.pid(), $bulk);
     };
 }
 
@@ -344,7 +348,7 @@ impl fuser::Filesystem for UmlFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guard!(req, reply);
+        guard!(req, reply, size >= crate::near::BULK_READ);
         match self.view.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(e)),

@@ -10,6 +10,7 @@
 pub mod ext;
 pub mod fuse;
 pub mod mount;
+pub mod near;
 pub mod options;
 pub mod ring;
 pub mod source;

@@ -165,6 +165,9 @@ fn serve(
 ) -> ExitCode {
     let frozen = p.frozen;
     let follow = p.follow;
+    if !p.anycpu {
+        umlfs::near::enable();
+    }
     let view = Arc::new(p.view);
     let rings = (!p.nouring).then(|| {
         umlfs::ring::Slot::new(match config.acl {
@@ -376,7 +379,14 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
             title: "SPEED",
             blocks: vec![
                 para(
-                    "Where the kernel offers FUSE over io_uring (Linux 6.14 and later, once root has set /sys/module/fuse/parameters/enable_uring to Y before the mount), umlfs serves each CPU's requests from a thread on that CPU: a request no longer wakes a thread on another CPU and its answer no longer wakes the caller across CPUs, which is most of the time of a cold ls -lR on a virtual machine whose idle CPUs halt (there, 1.1x the kernel's own ext4 instead of 2.5x). Reading a big file sequentially is then about 1.5x slower than over /dev/fuse: one thread per CPU answers the readahead. Otherwise requests go through /dev/fuse. uml doctor says whether io_uring is on.",
+                    "A process that walks a tree (ls -lR, find, cp -r) makes one request at a time and sleeps until it is answered. Over /dev/fuse the kernel wakes whichever umlfs thread waits, on any CPU, and on a virtual machine whose idle CPUs halt, each wake-up of an idle CPU is a trip through the hypervisor. So the thread that answers a small request moves to the CPU where the caller sleeps and runs there at the lowest priority (SCHED_IDLE): the request, the answer and the caller's wake-up stay on one CPU, and a cold ls -lR takes about 1.4x the kernel's own ext4 instead of 2.7x. The caller's CPU is read from /proc/PID/stat, again when another process asks or after 2 ms. Reads of 64 KiB and more are answered from any CPU at normal priority, and so is everything while two processes take turns.",
+                ),
+                item(
+                    "-o anycpu",
+                    "Answers every request from whichever CPU the scheduler picks, at normal priority.",
+                ),
+                para(
+                    "Where the kernel offers FUSE over io_uring (Linux 6.14 and later, once root has set /sys/module/fuse/parameters/enable_uring to Y before the mount), umlfs serves each CPU's requests from a thread on that CPU, which the kernel itself routes: a cold ls -lR takes about 1.1x the kernel's ext4. Reading a big file sequentially is then about 1.5x slower than over /dev/fuse: one thread per CPU answers the readahead. uml doctor says whether io_uring is on.",
                 ),
                 item(
                     "-o nouring",

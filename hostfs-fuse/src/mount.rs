@@ -76,6 +76,8 @@ pub struct Prepared {
     /// Serve every request through `/dev/fuse`, even where the kernel offers its per-CPU
     /// io_uring queues (`-o nouring`).
     pub nouring: bool,
+    /// Answer /dev/fuse requests from any CPU (`-o anycpu`), never from the caller's.
+    pub anycpu: bool,
 }
 
 /// What the thread following a guest's mount table needs ([`spawn_follower`]).
@@ -447,6 +449,7 @@ pub fn prepare(
         frozen: opts.snapshot,
         follow,
         nouring: opts.nouring,
+        anycpu: opts.anycpu,
     })
 }
 

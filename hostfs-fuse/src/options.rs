@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionError {
     #[error(
-        "unknown mount option \"{0}\" (accepted: ro, rw, allow_other, allow_root, default_permissions, uid=N, gid=N, umask=OCTAL, uml_dir=DIR, snapshot, noxattr, nouring, noexec, fsname=NAME, and mount's own options such as nofail, noauto, user, _netdev, x-*)"
+        "unknown mount option \"{0}\" (accepted: ro, rw, allow_other, allow_root, default_permissions, uid=N, gid=N, umask=OCTAL, uml_dir=DIR, snapshot, noxattr, nouring, anycpu, noexec, fsname=NAME, and mount's own options such as nofail, noauto, user, _netdev, x-*)"
     )]
     Unknown(String),
     #[error("mount option \"{name}\" has the bad value \"{value}\": {accepted}")]
@@ -48,6 +48,8 @@ pub struct MountOptions {
     pub noxattr: bool,
     /// Requests through `/dev/fuse` only, never the kernel's per-CPU io_uring queues.
     pub nouring: bool,
+    /// Answer /dev/fuse requests from any CPU, never from the caller's.
+    pub anycpu: bool,
     /// `rw` was asked for (it is ignored: the mount is read-only).
     pub rw_requested: bool,
     pub noexec: bool,
@@ -112,6 +114,7 @@ impl MountOptions {
                 "snapshot" => self.snapshot = true,
                 "noxattr" => self.noxattr = true,
                 "nouring" => self.nouring = true,
+                "anycpu" => self.anycpu = true,
                 "noexec" => self.noexec = true,
                 "uid" => self.uid = Some(number(name, need(value)?)?),
                 "gid" => self.gid = Some(number(name, need(value)?)?),

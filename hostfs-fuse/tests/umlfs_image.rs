@@ -827,3 +827,67 @@ fn io_uring_queues_answer_every_request_as_dev_fuse_does() {
     assert!(ok && out == "secret\n", "{err}");
     assert!(mp.unmount());
 }
+
+/// The CPUs each thread of process `pid` may run on (`Cpus_allowed_list`) and its scheduling
+/// policy (field 41 of its stat: 5 is SCHED_IDLE).
+fn thread_placement(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let policy = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(41 - 3))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(u32::MAX);
+        out.push((cpus, policy));
+    }
+    out
+}
+
+/// Over /dev/fuse, a thread that answers a walk moves to the CPU where the walker sleeps and
+/// runs there as a SCHED_IDLE thread, so that neither the request nor the answer wakes
+/// another CPU. With `-o anycpu` every thread stays where the process may run, at normal
+/// priority. Both mounts show the same.
+#[test]
+fn dev_fuse_answers_a_walk_from_the_walkers_cpu_unless_anycpu() {
+    const SCHED_IDLE: u32 = 5;
+    let (_tmp, _src, img) = tree_and_image("ext4");
+    let near = MountPoint::new();
+    let any = MountPoint::new();
+    mount_image(&img, &near, "nouring");
+    mount_image(&img, &any, "nouring,anycpu");
+    let (_, mine, _) = sh("grep Cpus_allowed_list /proc/self/status | cut -f2");
+    let cpu = mine.trim().rsplit([',', '-']).next().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for mp in [&near, &any] {
+        let m = mp.path().display();
+        let (ok, out, err) = sh(&format!(
+            "taskset -c {cpu} sh -c 'cd {m} && ls -lRa --full-time . && getfattr -R -d -m - .'"
+        ));
+        assert!(ok, "{err}");
+        seen.push(out);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert!(seen[0].contains("user.color"), "{}", seen[0]);
+
+    let placed = thread_placement(daemons_for(near.path())[0]);
+    assert!(
+        placed.iter().any(|(c, p)| *c == cpu && *p == SCHED_IDLE),
+        "no thread answered from CPU {cpu}: {placed:?}"
+    );
+    let placed = thread_placement(daemons_for(any.path())[0]);
+    let all = &placed[0].0;
+    assert!(
+        placed.iter().all(|(c, p)| c == all && *p != SCHED_IDLE),
+        "-o anycpu moved a thread: {placed:?}"
+    );
+    assert!(near.unmount());
+    assert!(any.unmount());
+}
