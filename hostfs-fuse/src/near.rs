@@ -92,10 +92,14 @@ fn step(s: &mut State, pid: u32, bulk: bool, now: Instant) -> Step {
     }
     s.last = Some(now);
     if bulk || s.paused_until.is_some_and(|t| now < t) {
+        // The next small request locates the caller again.
+        s.checked = None;
         return Step::Release;
     }
     s.paused_until = None;
-    if s.cpu.is_some() && s.checked.is_some_and(|t| now.duration_since(t) < RECHECK) {
+    // Where the last look found a caller that cannot be followed (a CPU this process may not
+    // use, a /proc that hides it), that too stands until the next look.
+    if s.checked.is_some_and(|t| now.duration_since(t) < RECHECK) {
         return Step::Stay;
     }
     s.checked = Some(now);
@@ -200,7 +204,8 @@ mod tests {
         assert_eq!(parse_stat(b"no parenthesis"), None);
     }
 
-    /// Runs `step` the way `settle` does, with the thread's CPU following the outcome.
+    /// Runs `step` the way `settle` does, with the thread's CPU following the outcome (a
+    /// caller found on CPU 1).
     fn run(s: &mut State, pid: u32, bulk: bool, at: Instant) -> Step {
         let st = step(s, pid, bulk, at);
         match st {
@@ -209,6 +214,19 @@ mod tests {
             Step::Stay => {}
         }
         st
+    }
+
+    #[test]
+    fn a_caller_that_cannot_be_followed_is_looked_for_once_per_recheck() {
+        let t0 = Instant::now();
+        let us = |n| t0 + Duration::from_micros(n);
+        let mut s = State::default();
+        // Its CPU is one this process may not use: the thread stays where it is.
+        assert_eq!(step(&mut s, 7, false, us(0)), Step::Locate);
+        assert_eq!(step(&mut s, 7, false, us(10)), Step::Stay);
+        assert_eq!(step(&mut s, 7, false, us(1_500)), Step::Stay);
+        assert_eq!(step(&mut s, 7, false, us(2_000)), Step::Locate);
+        assert_eq!(s.cpu, None);
     }
 
     #[test]
