@@ -16,7 +16,8 @@
 //! when another process asks or 2 ms have passed.
 //!
 //! Bulk reads are answered from anywhere at normal priority: a reader that copies one answer
-//! while the next is being read goes faster on two CPUs than on one. When two processes take
+//! while the next is being read goes faster on two CPUs than on one. (A process without
+//! CAP_SYS_NICE may not leave SCHED_IDLE; there the thread only lets go of the CPU.) When two processes take
 //! turns, following them would move the thread at each request, so it stops following until
 //! one of them has been alone for a while.
 
@@ -38,6 +39,11 @@ const CROWD: Duration = Duration::from_micros(500);
 const CROWD_PAUSE: Duration = Duration::from_millis(20);
 
 static ALLOWED: OnceLock<CpuSet> = OnceLock::new();
+/// Whether a thread may go back from SCHED_IDLE to SCHED_OTHER: only with CAP_SYS_NICE or an
+/// RLIMIT_NICE that allows nice 0 (kernel/sched/syscalls.c, can_nice), which a user's
+/// process rarely has. Without it a thread that once followed a caller stays SCHED_IDLE, as
+/// the io_uring queue threads are, and only its CPU is let go.
+static MAY_LEAVE_IDLE: OnceLock<bool> = OnceLock::new();
 
 /// Answer small /dev/fuse requests near their callers from now on (`-o anycpu` leaves this
 /// off). It stays off where `/proc` is not this process's pid namespace: the pids of
@@ -50,14 +56,25 @@ pub fn enable() {
     // What the process may run on: the set a thread goes back to when it stops following,
     // and the CPUs it may follow a caller to.
     if let Ok(all) = nix::sched::sched_getaffinity(Pid::from_raw(0)) {
+        let _ = MAY_LEAVE_IDLE.set(may_leave_idle());
         let _ = ALLOWED.set(all);
     }
 }
 
+/// Whether this process's threads may go back from SCHED_IDLE to SCHED_OTHER, tried on a
+/// thread of its own.
+fn may_leave_idle() -> bool {
+    std::thread::spawn(|| set_policy(libc::SCHED_IDLE) && set_policy(libc::SCHED_OTHER))
+        .join()
+        .unwrap_or(false)
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct State {
-    /// The CPU this thread is kept on, as a SCHED_IDLE thread.
+    /// The CPU this thread is kept on.
     cpu: Option<usize>,
+    /// Whether it is a SCHED_IDLE thread.
+    idle: bool,
     /// The process of the last request, and when it came.
     pid: u32,
     last: Option<Instant>,
@@ -130,30 +147,40 @@ fn pin(s: &mut State, cpu: usize) {
     if s.cpu == Some(cpu) {
         return;
     }
-    let mut one = CpuSet::new();
-    if one.set(cpu).is_ok() && nix::sched::sched_setaffinity(Pid::from_raw(0), &one).is_ok() {
-        if s.cpu.is_none() {
-            set_policy(libc::SCHED_IDLE);
+    if confine(cpu) {
+        if !s.idle {
+            s.idle = set_policy(libc::SCHED_IDLE);
         }
         s.cpu = Some(cpu);
     }
+}
+
+/// Keep the calling thread on `cpu`; false when it is not a CPU this process may use.
+pub(crate) fn confine(cpu: usize) -> bool {
+    let mut one = CpuSet::new();
+    one.set(cpu).is_ok() && nix::sched::sched_setaffinity(Pid::from_raw(0), &one).is_ok()
 }
 
 /// Stop following: any allowed CPU, normal priority.
 fn release(s: &mut State, all: &CpuSet) {
     if s.cpu.take().is_some() {
         let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), all);
-        set_policy(libc::SCHED_OTHER);
+    }
+    if s.idle && MAY_LEAVE_IDLE.get() == Some(&true) {
+        s.idle = !set_policy(libc::SCHED_OTHER);
     }
 }
 
-fn set_policy(policy: libc::c_int) {
+/// Set the calling thread's scheduling policy (priority 0); false if refused.
+pub(crate) fn set_policy(policy: libc::c_int) -> bool {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads the sched_param it is given, which lives across the
     // call; pid 0 is the calling thread.
-    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+    let ok = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
+    if !ok {
         tracing::debug!("sched_setscheduler: {}", std::io::Error::last_os_error());
     }
+    ok
 }
 
 /// The CPU process `pid` last ran on and the pid its `/proc/PID/stat` names. The line is the
@@ -267,6 +294,68 @@ mod tests {
         // 20 ms after the last turn, 7 is alone.
         assert_eq!(run(&mut s, 7, false, us(40 + 20_000)), Step::Locate);
         assert_eq!(run(&mut s, 7, false, us(40 + 20_010)), Step::Stay);
+    }
+
+    #[test]
+    fn root_may_leave_sched_idle_and_a_thread_without_cap_sys_nice_may_not() {
+        assert!(nix::unistd::geteuid().is_root(), "the tests run as root");
+        assert!(may_leave_idle());
+        // A nice limit that allows nice 0 would also let it (can_nice): the usual 0.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read or write the one rlimit they are given, which
+        // lives across the calls.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NICE, &mut lim), 0);
+            lim.rlim_cur = 0;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NICE, &lim), 0);
+        }
+        // Capabilities are per thread, and a thread inherits its creator's.
+        let without = std::thread::spawn(|| {
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let eff = status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .unwrap();
+            let eff = u64::from_str_radix(eff.trim(), 16).unwrap();
+            const CAP_SYS_NICE: u32 = 23;
+            drop_capabilities(eff & !(1 << CAP_SYS_NICE));
+            may_leave_idle()
+        });
+        assert!(!without.join().unwrap());
+    }
+
+    /// Keep only `keep` of the calling thread's effective and permitted capabilities.
+    fn drop_capabilities(keep: u64) {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        let header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let half = |shift: u32| Data {
+            effective: (keep >> shift) as u32,
+            permitted: (keep >> shift) as u32,
+            inheritable: 0,
+        };
+        let data = [half(0), half(32)];
+        // SAFETY: capset reads a version-3 header and two data structs, which are laid out
+        // as the kernel's (repr(C), u32 fields) and live across the call; pid 0 is this thread.
+        let r = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+        assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
     }
 
     #[test]

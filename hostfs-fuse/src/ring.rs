@@ -239,16 +239,8 @@ fn command(
 /// this 2-CPU host, 0.35–0.37 s against 0.36–2.5 s over /dev/fuse and 0.38–0.49 s for the
 /// kernel's ext4. Lowering one's own scheduling class needs no privilege.
 fn pin_to(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-    }
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads the sched_param it is given, which lives across the
-    // call; pid 0 is the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-        tracing::debug!("SCHED_IDLE: {}", io::Error::last_os_error());
-    }
+    crate::near::confine(cpu);
+    crate::near::set_policy(libc::SCHED_IDLE);
 }
 
 /// The ring of a queue thread: its task work (a request being copied in) runs only when
