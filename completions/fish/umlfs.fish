@@ -838,3 +838,10 @@ function __umlfs_slot
     test "$sub" = "$argv[1]"; and test $pos = $argv[2]
 end
 complete -c umlfs -n '__umlfs_slot "" 0' -a '(for u in (__umlfs_umids); echo $u:; end)'
+
+# A comma-separated list (-o): each piece completed on its own.
+function __umlfs_list_0
+    set -l base (string match -r -- '^.*,' (commandline -ct)); or set base ''
+    printf '%s\t%s\n' $base'ro' 'Read-only, the default: the mount is always read-only.' $base'rw' 'Accepted because mount(8) and mount.fuse3 pass it; the mount is read-only all the same.' $base'allow_other' 'Other users see the files too, with the guest\'s modes and ACLs checked by the kernel.' $base'allow_root' 'Root sees the files too.' $base'default_permissions' 'The kernel checks the guest\'s modes and ACLs for the mounting user as well.' $base'uid=' 'Every file is shown as owned by user N.' $base'gid=' 'Every file is shown as owned by group N.' $base'umask=' 'These permission bits are cleared from every file shown.' $base'uml_dir=' 'The running guests\' directory, where UMID is looked for, instead of ~/.uml.' $base'snapshot' 'One consistent view, frozen: the guest is synced and paused while it is captured, and the pause is reported.' $base'noexec' 'Nothing on the mount can be executed.' $base'fsname=' 'The source column of /proc/mounts and df (the source as given, by default).' $base'noxattr' 'No extended attributes and no ACLs: see EXTENDED ATTRIBUTES.' $base'anycpu' 'Requests are answered from any CPU: see SPEED.' $base'nouring' 'Requests go through /dev/fuse, never FUSE over io_uring: see SPEED.'
+end
+complete -c umlfs -s o -r -f -a '(__umlfs_list_0)'

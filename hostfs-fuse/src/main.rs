@@ -42,6 +42,11 @@ const COMPLETION_HOOKS: &[(&str, uml::options::complete::Hook)] = &[
     // A running guest as `UMID:`, or an image file. (Its uml_dir is `-o uml_dir=DIR`, not an
     // option of its own.)
     ("source", uml::options::complete::Hook::Source),
+    // `-o`: umlfs's own mount options, a piece at a time.
+    (
+        "options",
+        uml::options::complete::Hook::CommaList(umlfs::options::OPTIONS),
+    ),
 ];
 
 /// One malloc arena for the whole daemon. With glibc's default of one per thread, the two
@@ -356,6 +361,23 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
                     "A stopped guest's image, or a COW file (v1, v2, v3) read through to its backing file.",
                 ),
             ],
+        },
+        Section {
+            title: "MOUNT OPTIONS",
+            blocks: {
+                let mut b = vec![para(
+                    "Given with -o, comma-separated (-o may be repeated), by mount -o, or in the options column of an fstab line:",
+                )];
+                b.extend(
+                    umlfs::options::OPTIONS
+                        .iter()
+                        .map(|(spelled, help)| item(spelled, help)),
+                );
+                b.push(para(
+                    "Options meant for mount(8), mount.fuse3 or other readers of fstab (defaults, nofail, noauto, user, users, _netdev, x-*, the atime family, dev, suid, exec and their no forms) are accepted and ignored; nosuid and nodev always hold. Any other option is refused, by name.",
+                ));
+                b
+            },
         },
         Section {
             title: "SAFETY",

@@ -8,11 +8,72 @@
 
 use std::path::PathBuf;
 
+/// umlfs's own `-o` options, each spelled as it is written (`uid=N`: a value follows) with
+/// what it does. From this one table come the list an unknown option's error gives, the MOUNT
+/// OPTIONS of umlfs(1) and the completion of `-o`; a test holds the parser to it.
+pub const OPTIONS: &[(&str, &str)] = &[
+    (
+        "ro",
+        "Read-only, the default: the mount is always read-only.",
+    ),
+    (
+        "rw",
+        "Accepted because mount(8) and mount.fuse3 pass it; the mount is read-only all the same.",
+    ),
+    (
+        "allow_other",
+        "Other users see the files too, with the guest's modes and ACLs checked by the kernel.",
+    ),
+    ("allow_root", "Root sees the files too."),
+    (
+        "default_permissions",
+        "The kernel checks the guest's modes and ACLs for the mounting user as well.",
+    ),
+    ("uid=N", "Every file is shown as owned by user N."),
+    ("gid=N", "Every file is shown as owned by group N."),
+    (
+        "umask=OCTAL",
+        "These permission bits are cleared from every file shown.",
+    ),
+    (
+        "uml_dir=DIR",
+        "The running guests' directory, where UMID is looked for, instead of ~/.uml.",
+    ),
+    (
+        "snapshot",
+        "One consistent view, frozen: the guest is synced and paused while it is captured, and the pause is reported.",
+    ),
+    ("noexec", "Nothing on the mount can be executed."),
+    (
+        "fsname=NAME",
+        "The source column of /proc/mounts and df (the source as given, by default).",
+    ),
+    (
+        "noxattr",
+        "No extended attributes and no ACLs: see EXTENDED ATTRIBUTES.",
+    ),
+    ("anycpu", "Requests are answered from any CPU: see SPEED."),
+    (
+        "nouring",
+        "Requests go through /dev/fuse, never FUSE over io_uring: see SPEED.",
+    ),
+];
+
+/// The options of [`OPTIONS`] as a list for a message: `ro, rw, …, uid=N, …`.
+fn accepted() -> String {
+    OPTIONS
+        .iter()
+        .map(|(o, _)| *o)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Why an option list was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionError {
     #[error(
-        "unknown mount option \"{0}\" (accepted: ro, rw, allow_other, allow_root, default_permissions, uid=N, gid=N, umask=OCTAL, uml_dir=DIR, snapshot, noxattr, nouring, anycpu, noexec, fsname=NAME, and mount's own options such as nofail, noauto, user, _netdev, x-*)"
+        "unknown mount option \"{0}\" (accepted: {list}, and mount's own options such as nofail, noauto, user, _netdev, x-*)",
+        list = accepted()
     )]
     Unknown(String),
     #[error("mount option \"{name}\" has the bad value \"{value}\": {accepted}")]
@@ -107,6 +168,7 @@ impl MountOptions {
             };
             let need = |v: Option<&'a str>| v.ok_or_else(|| OptionError::MissingValue(name.into()));
             match name {
+                "ro" if value.is_none() => {}
                 "rw" => self.rw_requested = true,
                 "allow_other" => self.allow_other = true,
                 "allow_root" => self.allow_root = true,
@@ -190,6 +252,38 @@ mod tests {
             )
         );
         assert!(o.snapshot);
+    }
+
+    /// Every option of the table parses (with a value where it takes one, and refuses to go
+    /// without), and the error of an unknown one lists them all.
+    #[test]
+    fn the_table_is_what_the_parser_accepts() {
+        for (spelled, help) in OPTIONS {
+            assert!(help.ends_with('.'), "{spelled}: {help}");
+            let mut o = MountOptions::default();
+            match spelled.split_once('=') {
+                Some((name, _)) => {
+                    let sample = if name == "umask" { "022" } else { "7" };
+                    o.parse_into(&format!("{name}={sample}"))
+                        .unwrap_or_else(|e| panic!("{spelled}: {e}"));
+                    assert_eq!(
+                        o.parse_into(name),
+                        Err(OptionError::MissingValue(name.into())),
+                        "{spelled}"
+                    );
+                }
+                None => o
+                    .parse_into(spelled)
+                    .unwrap_or_else(|e| panic!("{spelled}: {e}")),
+            }
+            if *spelled != "ro" {
+                assert_ne!(o, MountOptions::default(), "{spelled} changed nothing");
+            }
+        }
+        let e = MountOptions::default().parse_into("bogus").unwrap_err();
+        for (spelled, _) in OPTIONS {
+            assert!(e.to_string().contains(spelled), "{spelled}: {e}");
+        }
     }
 
     #[test]

@@ -1075,3 +1075,44 @@ fn umlfs_offers_running_umids_as_sources_and_image_files() {
         );
     }
 }
+
+#[test]
+fn umlfs_completes_its_mount_options_a_piece_at_a_time() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let wd = workdir();
+    for shell in SHELLS {
+        let offer = complete(shell, &root, "umlfs -o ", wd.path(), &[]);
+        for w in ["allow_other", "noxattr", "anycpu", "nouring", "snapshot"] {
+            assert!(offer.has(w), "{shell:?}: {w}: {offer:?}");
+        }
+        assert!(
+            !offer.has("base.img"),
+            "{shell:?}: files after -o: {offer:?}"
+        );
+        // The pieces before the current one stay; only ours are offered.
+        let offer = complete(shell, &root, "umlfs -o allow_other,no", wd.path(), &[]);
+        for w in [
+            "allow_other,noxattr",
+            "allow_other,nouring",
+            "allow_other,noexec",
+        ] {
+            assert!(offer.has(w), "{shell:?}: {w}: {offer:?}");
+        }
+        assert!(
+            !offer.has("allow_other,anycpu") && !offer.has("allow_other,nofail"),
+            "{shell:?}: {offer:?}"
+        );
+        // After a piece with a value, too.
+        let offer = complete(shell, &root, "umlfs -o uid=1000,an", wd.path(), &[]);
+        assert!(offer.has("uid=1000,anycpu"), "{shell:?}: {offer:?}");
+        // A value-taking option: its name, to be followed by the value.
+        let offer = complete(shell, &root, "umlfs -o ro,um", wd.path(), &[]);
+        assert!(
+            offer.words.iter().any(|w| w.starts_with("ro,umask")),
+            "{shell:?}: {offer:?}"
+        );
+    }
+}

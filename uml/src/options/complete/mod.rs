@@ -294,6 +294,10 @@ pub enum Hook {
     /// An option naming the uml_dir in which running umids are found (`--uml-dir`). Without
     /// one, the umids are those of `$UML_DIR`, else `~/.uml`.
     UmlDir,
+    /// An option whose value is a comma-separated list of these words (`umlfs -o`), each
+    /// with a line of help; a word spelled `NAME=VALUE` takes a value and is offered as
+    /// `NAME=`. Each piece of the list is completed on its own.
+    CommaList(&'static [(&'static str, &'static str)]),
 }
 
 impl Hook {
@@ -303,7 +307,11 @@ impl Hook {
             Hook::Device => Some(Dynamic::Device),
             Hook::Line => Some(Dynamic::Line),
             Hook::Source => Some(Dynamic::Source),
-            Hook::KernelWords | Hook::Kernel | Hook::KernelVersion | Hook::UmlDir => None,
+            Hook::KernelWords
+            | Hook::Kernel
+            | Hook::KernelVersion
+            | Hook::UmlDir
+            | Hook::CommaList(_) => None,
         }
     }
 
@@ -318,6 +326,7 @@ impl Hook {
                 "an option with a long name in a subcommand with kernel words"
             }
             Hook::UmlDir => "an option with a long name",
+            Hook::CommaList(_) => "option that takes a value",
         }
     }
 }
@@ -541,6 +550,55 @@ fn uml_dir_options(
     out
 }
 
+/// An option declared [`Hook::CommaList`]: its spellings (`-o`, `--options`) and words.
+struct CommaList {
+    spellings: Vec<String>,
+    words: &'static [(&'static str, &'static str)],
+}
+
+impl CommaList {
+    /// The candidates: `uid=N` is offered as `uid=`.
+    fn candidates(&self) -> impl Iterator<Item = (String, &'static str)> + '_ {
+        self.words.iter().map(|(w, help)| match w.split_once('=') {
+            Some((name, _)) => (format!("{name}="), *help),
+            None => ((*w).to_owned(), *help),
+        })
+    }
+}
+
+/// The options (of the command or any subcommand) declared [`Hook::CommaList`].
+fn comma_lists(
+    cmd: &Command,
+    hooks: &[(&str, Hook)],
+    used: &mut Vec<(String, Hook)>,
+) -> Vec<CommaList> {
+    let mut out = Vec::new();
+    let mut stack = vec![cmd];
+    while let Some(c) = stack.pop() {
+        for arg in c.get_arguments() {
+            let Some(Hook::CommaList(words)) = hook_of(hooks, arg) else {
+                continue;
+            };
+            if arg.is_positional() || !arg.get_action().takes_values() {
+                continue;
+            }
+            let mut spellings: Vec<String> = arg
+                .get_long_and_visible_aliases()
+                .unwrap_or_default()
+                .iter()
+                .map(|l| format!("--{l}"))
+                .collect();
+            if let Some(c) = arg.get_short() {
+                spellings.push(format!("-{c}"));
+            }
+            used.push((arg.get_id().to_string(), Hook::CommaList(words)));
+            out.push(CommaList { spellings, words });
+        }
+        stack.extend(c.get_subcommands());
+    }
+    out
+}
+
 /// The completions of a clap command `bin` for bash, zsh and fish, with the hooks `bin`
 /// declares for its arguments (`(clap argument id, hook)`).
 ///
@@ -559,6 +617,7 @@ pub fn command_scripts(
     let value_opts = value_options(&cmd);
     let kernel = kernel_args(&cmd, hooks, &mut used);
     let uml_dir = uml_dir_options(&cmd, hooks, &mut used);
+    let lists = comma_lists(&cmd, hooks, &mut used);
     // A declaration applied nowhere: an id no argument has, a hook on the wrong kind of
     // argument, or a second hook for an id (the first one wins).
     let unused = hooks
@@ -586,15 +645,17 @@ pub fn command_scripts(
         let (path, text) = match shell {
             Shell::Bash => (
                 format!("bash/{bin}"),
-                bash_hooks(&base, bin, &f, &slots, &kernel, &value_opts, &uml_dir),
+                bash_hooks(&base, bin, &f, &slots, &kernel, &value_opts, &uml_dir)
+                    + &bash_lists(bin, &f, &lists),
             ),
             Shell::Zsh => (
                 format!("zsh/_{bin}"),
-                zsh_hooks(&base, &f, hooks, &slots, &kernel, &uml_dir),
+                zsh_hooks(&base, &f, hooks, &slots, &kernel, &uml_dir, &lists),
             ),
             _ => (
                 format!("fish/{bin}.fish"),
-                fish_hooks(&base, bin, &f, &slots, &kernel, &value_opts, &uml_dir),
+                fish_hooks(&base, bin, &f, &slots, &kernel, &value_opts, &uml_dir)
+                    + &fish_lists(bin, &f, &lists),
             ),
         };
         out.push(Script { path, text });
@@ -735,6 +796,82 @@ fn bash_hooks(
     s
 }
 
+/// bash: the pieces of [`Hook::CommaList`] values, in a function that hands every other word
+/// to the hooks' and takes over the registration.
+fn bash_lists(bin: &str, f: &str, lists: &[CommaList]) -> String {
+    if lists.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n# Comma-separated lists: each piece completed on its own, after the pieces before it.\n",
+    );
+    let mut cases = String::new();
+    for (k, list) in lists.iter().enumerate() {
+        let words: Vec<String> = list.candidates().map(|(w, _)| w).collect();
+        let _ = write!(
+            s,
+            "__{f}_list_{k}() {{\n    \
+                 local piece=${{cur##*,}} keep=${{cur%\"${{cur##*[=:]}}\"}}\n    \
+                 COMPREPLY=($(compgen -P \"${{cur%\"$piece\"}}\" -W {words} -- \"$piece\"))\n    \
+                 # readline replaces only what follows the last = or : of the word.\n    \
+                 COMPREPLY=(\"${{COMPREPLY[@]#\"$keep\"}}\")\n    \
+                 compopt -o nospace\n\
+             }}\n",
+            words = sh_quote(&words.join(" ")),
+        );
+        let _ = writeln!(
+            cases,
+            "    {}) __{f}_list_{k}; return 0 ;;",
+            list.spellings.join("|")
+        );
+    }
+    let _ = write!(
+        s,
+        "_{f}_lists() {{\n    \
+             local cur prev words cword\n    \
+             _init_completion -n =: || return\n    \
+             case $prev in\n\
+         {cases}    \
+             esac\n    \
+             _{f}_dynamic \"$@\"\n\
+         }}\n\
+         complete -F _{f}_lists -o nosort -o bashdefault -o default {bin}\n"
+    );
+    s
+}
+
+/// fish: the pieces of [`Hook::CommaList`] values, each offered after the pieces before it.
+fn fish_lists(bin: &str, f: &str, lists: &[CommaList]) -> String {
+    let mut s = String::new();
+    for (k, list) in lists.iter().enumerate() {
+        let pairs: Vec<String> = list
+            .candidates()
+            .map(|(w, help)| format!("$base{} {}", fish_quote(&w), fish_quote(help)))
+            .collect();
+        let flags: Vec<String> = list
+            .spellings
+            .iter()
+            .map(|o| match o.strip_prefix("--") {
+                Some(l) => format!("-l {l}"),
+                None => format!("-s {}", o.trim_start_matches('-')),
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "\n# A comma-separated list ({spellings}): each piece completed on its own.\n\
+             function __{f}_list_{k}\n    \
+                 set -l base (string match -r -- '^.*,' (commandline -ct)); or set base ''\n    \
+                 printf '%s\\t%s\\n' {pairs}\n\
+             end\n\
+             complete -c {bin} {flags} -r -f -a '(__{f}_list_{k})'\n",
+            spellings = list.spellings.join(", "),
+            pairs = pairs.join(" "),
+            flags = flags.join(" "),
+        );
+    }
+    s
+}
+
 fn zsh_hooks(
     base: &str,
     f: &str,
@@ -742,9 +879,35 @@ fn zsh_hooks(
     slots: &[(String, usize, Dynamic)],
     kernel: &KernelArgs,
     uml_dir: &[String],
+    lists: &[CommaList],
 ) -> String {
+    let mut list_funcs = String::new();
+    for (k, list) in lists.iter().enumerate() {
+        let specs: Vec<String> = list
+            .words
+            .iter()
+            .map(|(w, help)| {
+                let help = help.replace('[', r"\[").replace(']', r"\]");
+                match w.split_once('=') {
+                    Some((name, value)) => sh_quote(&format!("{name}[{help}]:{value}: ")),
+                    None => sh_quote(&format!("{w}[{help}]")),
+                }
+            })
+            .collect();
+        let _ = write!(
+            list_funcs,
+            "# A comma-separated list ({spellings}): each piece completed on its own.\n\
+             (( $+functions[_{f}_list_{k}] )) ||\n\
+             _{f}_list_{k}() {{\n    \
+                 _values -s , 'option' {specs}\n\
+             }}\n",
+            spellings = list.spellings.join(", "),
+            specs = specs.join(" "),
+        );
+    }
     let hooks = format!(
         "# {HEADER} (hooks)\n\
+         {list_funcs}\
          {support}\
          # Running instances: the directories of the uml_dir, as `uml list` finds them.\n\
          (( $+functions[_{f}_umids] )) ||\n\
@@ -819,6 +982,21 @@ fn zsh_hooks(
             vec![format!("'*::{id} -- "), format!("':{id} -- ")],
             format!("_{f}_kernel_words"),
         ));
+    }
+    for (k, list) in lists.iter().enumerate() {
+        let heads = list
+            .spellings
+            .iter()
+            .flat_map(|o| {
+                let head = if o.starts_with("--") {
+                    format!("{o}=[")
+                } else {
+                    format!("{o}+[")
+                };
+                [format!("'*{head}"), format!("'{head}")]
+            })
+            .collect();
+        rules.push((None, heads, format!("_{f}_list_{k}")));
     }
     for (sub, spellings) in &kernel.options {
         let heads = spellings
@@ -1103,6 +1281,8 @@ mod tests {
             ("id", Hook::UmlDir),
             // An option naming the kernel, in a command without kernel words.
             ("dir", Hook::Kernel),
+            // A positional, where a comma-separated list needs an option.
+            ("id", Hook::CommaList(&[("ro", "Read-only.")])),
         ] {
             let err = command_scripts(tool(), "tool", &[(id, hook)]).unwrap_err();
             assert_eq!((err.id.as_str(), err.hook), (id, hook));
@@ -1116,6 +1296,31 @@ mod tests {
         let twice = [("id", Hook::Umid), ("id", Hook::Line)];
         let err = command_scripts(tool(), "tool", &twice).unwrap_err();
         assert_eq!((err.id.as_str(), err.hook), ("id", Hook::Line));
+    }
+
+    #[test]
+    fn a_comma_list_offers_value_words_by_name_and_escapes_its_help() {
+        let words: &'static [(&str, &str)] = &[("uid=N", "Owner [N]."), ("ro", "It's ro.")];
+        let scripts = command_scripts(tool(), "tool", &[("dir", Hook::CommaList(words))]).unwrap();
+        let text = |p: &str| &scripts.iter().find(|s| s.path == p).unwrap().text;
+        assert!(
+            bash(&scripts).contains("-W 'uid= ro'"),
+            "{}",
+            bash(&scripts)
+        );
+        assert!(bash(&scripts).contains("    --dir) __tool_list_0; return 0 ;;"));
+        let zsh = text("zsh/_tool");
+        assert!(
+            zsh.contains(r"'uid[Owner \[N\].]:N: ' 'ro[It'\''s ro.]'"),
+            "{zsh}"
+        );
+        assert!(zsh.contains(":_tool_list_0'"), "{zsh}");
+        let fish = text("fish/tool.fish");
+        assert!(
+            fish.contains(r"$base'uid=' 'Owner [N].' $base'ro' 'It\'s ro.'"),
+            "{fish}"
+        );
+        assert!(fish.contains("complete -c tool -l dir -r -f -a '(__tool_list_0)'"));
     }
 
     #[test]
