@@ -837,9 +837,10 @@ fn check_fuse(uring: Option<bool>) -> Finding {
             "fuse",
             Status::Info,
             format!(
-                "{mounts}; FUSE over io_uring is off: umlfs answers a process that walks a mount from \
-                 that process's CPU, but processes using a mount at the same time across CPUs (on a \
-                 2-vCPU VM two `ls -lR` of 10,000 files each took 0.55 s together, 0.11 s over io_uring)"
+                "{mounts}; FUSE over io_uring is off: umlfs answers a process that walks a mount on \
+                 that process's own CPU, but processes that use a mount at the same time across CPUs \
+                 (on a 2-vCPU VM two `ls -lR` of 10,000 files each took 0.55 s together, 0.11 s over \
+                 io_uring)"
             ),
         )
         .fix(
