@@ -17,9 +17,9 @@
 //!
 //! Bulk reads are answered from anywhere at normal priority: a reader that copies one answer
 //! while the next is being read goes faster on two CPUs than on one. (A process without
-//! CAP_SYS_NICE may not leave SCHED_IDLE; there the thread only lets go of the CPU.) When two processes take
-//! turns, following them would move the thread at each request, so it stops following until
-//! one of them has been alone for a while.
+//! CAP_SYS_NICE may not leave SCHED_IDLE; there the thread only lets go of the CPU.) When two
+//! processes take turns, following them would move the thread at each request, so it stops
+//! following until one of them has been alone for a while.
 
 use std::cell::Cell;
 use std::io::Read;
