@@ -201,9 +201,12 @@ fn stat_cpu_and_pid(pid: u32) -> Option<(usize, u32)> {
 }
 
 fn parse_stat(line: &[u8]) -> Option<(usize, u32)> {
-    let line = std::str::from_utf8(line).ok()?;
-    let (head, tail) = line.rsplit_once(')')?;
-    let pid = head.split(' ').next()?.parse().ok()?;
+    // The name may be any bytes, UTF-8 or not; what is around it is ASCII.
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let open = line.iter().position(|&b| b == b'(')?;
+    let head = std::str::from_utf8(&line[..open]).ok()?;
+    let tail = std::str::from_utf8(&line[close + 1..]).ok()?;
+    let pid = head.trim_end().parse().ok()?;
     // After the name: field 3 (state) is the first; "processor" is field 39.
     let cpu = tail.split_ascii_whitespace().nth(39 - 3)?.parse().ok()?;
     Some((cpu, pid))
@@ -227,6 +230,9 @@ mod tests {
             .join(" ");
         let line = format!("1234 (a) b) 1 2) S {rest}\n");
         assert_eq!(parse_stat(line.as_bytes()), Some((7, 1234)));
+        let mut odd = b"99 (\xff\n)) ".to_vec();
+        odd.extend_from_slice(format!("S {rest}").as_bytes());
+        assert_eq!(parse_stat(&odd), Some((7, 99)));
         assert_eq!(parse_stat(b"1234 (x) S 1 2 3"), None);
         assert_eq!(parse_stat(b"no parenthesis"), None);
     }
