@@ -685,7 +685,7 @@ pub fn spawn_freshness(view: Arc<View>, notifier: fuser::Notifier) -> std::io::R
 }
 
 /// Raise the readahead of the FUSE mount at `mountpoint` to 1 MiB so buffered reads arrive
-/// as 1 MiB requests (the bdi is per mount: /sys/class/bdi/0:<minor>). Best effort.
+/// as 1 MiB requests (the bdi is per mount: `/sys/class/bdi/0:<minor>`). Best effort.
 pub fn raise_readahead(mountpoint: &Path) {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let point = mountpoint

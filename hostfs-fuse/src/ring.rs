@@ -14,8 +14,8 @@
 //!
 //! Setup order matters: once INIT negotiates `FUSE_OVER_IO_URING`, the kernel holds every
 //! request until each CPU's queue has registered its entries. So the rings and threads exist
-//! before INIT is answered ([`Queues::prepare`], from `init`), and only wait for the device
-//! ([`Queues::start`]). A failed registration makes the kernel fall back to `/dev/fuse`.
+//! before INIT is answered (`Slot::prepare`, from `init`), and only wait for the device
+//! ([`Slot::start`]). A failed registration makes the kernel fall back to `/dev/fuse`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};

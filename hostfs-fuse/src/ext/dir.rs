@@ -99,7 +99,7 @@ fn parse_entries(
 impl<S: BlockSource> Filesystem<S> {
     /// List directory `dir` from cookie `offset` (0 = start, else an entry's `next_offset`),
     /// calling `f` for each entry until it returns false. "." and ".." are included.
-    /// One call walks at most [`SCAN_BUDGET_BYTES`] of the directory: a listing that
+    /// One call walks at most 64 MiB of the directory (`SCAN_BUDGET_BYTES`): a listing that
     /// stops there returns Ok after its last entry, to be continued from that entry's cookie.
     ///
     /// # Errors

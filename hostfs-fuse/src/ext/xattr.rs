@@ -117,8 +117,8 @@ impl<S: BlockSource> Filesystem<S> {
     /// All extended attributes of an inode as (full name, value), e.g. `user.color`.
     /// POSIX ACLs are converted to the form `getxattr` returns; inline data's internal
     /// `system.data` attribute is not listed (the kernel hides it too). Values held in EA
-    /// inodes count against a per-request budget ([`XATTR_REQUEST_BUDGET`]) and a per-filesystem
-    /// one ([`XATTR_MOUNT_BUDGET`]).
+    /// inodes count against a per-request budget of 1 MiB (`XATTR_REQUEST_BUDGET`) and a
+    /// per-filesystem one of 16 MiB (`XATTR_MOUNT_BUDGET`).
     ///
     /// # Errors
     /// A corrupt attribute area or block, a read error, or `TooLarge` when the values exceed a

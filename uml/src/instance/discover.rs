@@ -170,7 +170,7 @@ pub(super) fn inspect(dir: &Path, umid: &str, sockets: &UnixSockets) -> Instance
 /// The file is untrusted (a uml_dir may be writable by others, a dead guest's directory by
 /// its owner): it is opened without following a symlink and without blocking (a FIFO named
 /// `pid` would otherwise block the open for good), and only a regular file of at most
-/// [`PID_FILE_LIMIT`] bytes is read.
+/// 64 bytes (`PID_FILE_LIMIT`) is read.
 pub fn read_pid_file(path: &Path) -> Option<u32> {
     let file = fs::OpenOptions::new()
         .read(true)

@@ -335,8 +335,9 @@ pub(super) fn connect_file(
 }
 
 impl Client {
-    /// Bind a client socket (a file in a private directory, see [`ClientAddress`]) and connect it to
-    /// the guest's mconsole socket at `socket`.
+    /// Bind a client socket (an abstract address where the guest is known to share this
+    /// network namespace, else a file in a private directory) and connect it to the guest's
+    /// mconsole socket at `socket`.
     ///
     /// # Errors
     /// [`Error::Connect`] when nothing is listening at `socket`; [`Error::Socket`] when the

@@ -94,7 +94,7 @@ pub struct SwitchStats {
     pub ports_removed: u64,
     /// Control connections closed without a port: malformed, unsupported, silent, naming a
     /// data address that is not the peer's, or closed as the oldest of too many silent ones;
-    /// and connections turned away because [`MAX_PORTS`] ports all talk.
+    /// and connections turned away because all 1,024 ports (`MAX_PORTS`) talk.
     pub requests_refused: u64,
     /// Ports that never sent a valid frame, closed to make room for a new one.
     pub ports_evicted: u64,
