@@ -466,16 +466,8 @@ fn kernel_args(
                 out.positional
                     .push((sub.get_name().to_owned(), arg.get_id().to_string()));
             } else {
-                let mut spellings: Vec<String> = arg
-                    .get_long_and_visible_aliases()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|l| format!("--{l}"))
-                    .collect();
-                if let Some(c) = arg.get_short() {
-                    spellings.push(format!("-{c}"));
-                }
-                out.options.push((sub.get_name().to_owned(), spellings));
+                out.options
+                    .push((sub.get_name().to_owned(), spellings_of(arg)));
             }
         }
     }
@@ -566,6 +558,20 @@ impl CommaList {
     }
 }
 
+/// How an option is written: `--long` and its visible aliases, then `-s`.
+fn spellings_of(arg: &clap::Arg) -> Vec<String> {
+    let mut spellings: Vec<String> = arg
+        .get_long_and_visible_aliases()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| format!("--{l}"))
+        .collect();
+    if let Some(c) = arg.get_short() {
+        spellings.push(format!("-{c}"));
+    }
+    spellings
+}
+
 /// The options (of the command or any subcommand) declared [`Hook::CommaList`].
 fn comma_lists(
     cmd: &Command,
@@ -582,17 +588,11 @@ fn comma_lists(
             if arg.is_positional() || !arg.get_action().takes_values() {
                 continue;
             }
-            let mut spellings: Vec<String> = arg
-                .get_long_and_visible_aliases()
-                .unwrap_or_default()
-                .iter()
-                .map(|l| format!("--{l}"))
-                .collect();
-            if let Some(c) = arg.get_short() {
-                spellings.push(format!("-{c}"));
-            }
             used.push((arg.get_id().to_string(), Hook::CommaList(words)));
-            out.push(CommaList { spellings, words });
+            out.push(CommaList {
+                spellings: spellings_of(arg),
+                words,
+            });
         }
         stack.extend(c.get_subcommands());
     }
@@ -848,14 +848,6 @@ fn fish_lists(bin: &str, f: &str, lists: &[CommaList]) -> String {
             .candidates()
             .map(|(w, help)| format!("$base{} {}", fish_quote(&w), fish_quote(help)))
             .collect();
-        let flags: Vec<String> = list
-            .spellings
-            .iter()
-            .map(|o| match o.strip_prefix("--") {
-                Some(l) => format!("-l {l}"),
-                None => format!("-s {}", o.trim_start_matches('-')),
-            })
-            .collect();
         let _ = write!(
             s,
             "\n# A comma-separated list ({spellings}): each piece completed on its own.\n\
@@ -866,7 +858,7 @@ fn fish_lists(bin: &str, f: &str, lists: &[CommaList]) -> String {
              complete -c {bin} {flags} -r -f -a '(__{f}_list_{k})'\n",
             spellings = list.spellings.join(", "),
             pairs = pairs.join(" "),
-            flags = flags.join(" "),
+            flags = fish_flags(&list.spellings),
         );
     }
     s
@@ -984,33 +976,18 @@ fn zsh_hooks(
         ));
     }
     for (k, list) in lists.iter().enumerate() {
-        let heads = list
-            .spellings
-            .iter()
-            .flat_map(|o| {
-                let head = if o.starts_with("--") {
-                    format!("{o}=[")
-                } else {
-                    format!("{o}+[")
-                };
-                [format!("'*{head}"), format!("'{head}")]
-            })
-            .collect();
-        rules.push((None, heads, format!("_{f}_list_{k}")));
+        rules.push((
+            None,
+            zsh_option_heads(&list.spellings),
+            format!("_{f}_list_{k}"),
+        ));
     }
     for (sub, spellings) in &kernel.options {
-        let heads = spellings
-            .iter()
-            .flat_map(|o| {
-                let head = if o.starts_with("--") {
-                    format!("{o}=[")
-                } else {
-                    format!("{o}+[")
-                };
-                [format!("'*{head}"), format!("'{head}")]
-            })
-            .collect();
-        rules.push((Some(sub.as_str()), heads, format!("_{f}_kernel_words")));
+        rules.push((
+            Some(sub.as_str()),
+            zsh_option_heads(spellings),
+            format!("_{f}_kernel_words"),
+        ));
     }
     let mut text = String::new();
     let mut section = String::new();
@@ -1043,6 +1020,34 @@ fn zsh_hooks(
         &format!("# {HEADER}\n"),
     );
     text
+}
+
+/// zsh: how clap_complete begins the spec of an option with these spellings (`'--long=[`,
+/// `'-s+[`, each also repeatable: `'*--long=[`).
+fn zsh_option_heads(spellings: &[String]) -> Vec<String> {
+    spellings
+        .iter()
+        .flat_map(|o| {
+            let head = if o.starts_with("--") {
+                format!("{o}=[")
+            } else {
+                format!("{o}+[")
+            };
+            [format!("'*{head}"), format!("'{head}")]
+        })
+        .collect()
+}
+
+/// fish: `complete`'s flags for an option with these spellings (`-l long -s s`).
+fn fish_flags(spellings: &[String]) -> String {
+    spellings
+        .iter()
+        .map(|o| match o.strip_prefix("--") {
+            Some(l) => format!("-l {l}"),
+            None => format!("-s {}", o.trim_start_matches('-')),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// zsh: sets each `(variable, options)` from the last of its options in `$all` (`k` and `v`
@@ -1080,17 +1085,10 @@ fn fish_hooks(
         );
     }
     for (sub, spellings) in &kernel.options {
-        let flags: Vec<String> = spellings
-            .iter()
-            .map(|o| match o.strip_prefix("--") {
-                Some(l) => format!("-l {l}"),
-                None => format!("-s {}", o.trim_start_matches('-')),
-            })
-            .collect();
         let _ = writeln!(
             s,
             "complete -c {bin} -n '__fish_{f}_using_subcommand {sub}' {} -r -f -a '(__{f}_kernel_words)'",
-            flags.join(" ")
+            fish_flags(spellings)
         );
     }
     let find = fish_find(&[("k", &kernel.kernel), ("v", &kernel.kernel_version)]);
