@@ -315,6 +315,49 @@ fn hot_added_disk_shows_in_config_and_can_be_removed() {
     client.remove("ubd1").unwrap();
 }
 
+/// A disk is hot-added only once the guest's disk driver runs. `ubd_init`, a late initcall,
+/// is held back here for good (`initcall_blacklist`), as it is for a moment in every boot
+/// after mconsole answers: both clients wait for it, then refuse with the reason, and the
+/// guest has no disk and still answers. (Sent anyway, the request stalls the guest's mconsole:
+/// it did not answer `config ubd1=` within 5 s on 7.2.13.)
+#[test]
+fn a_disk_is_not_added_before_the_guests_disk_driver_runs() {
+    let dir = short_tempdir("mcd");
+    let disk = dir.path().join("early.img");
+    fs::File::create(&disk).unwrap().set_len(4 << 20).unwrap();
+    let guest = ready(GuestBuilder::new("mcd").arg("initcall_blacklist=ubd_init"));
+    let client = Client::connect(&guest.mconsole_path()).unwrap();
+    let start = std::time::Instant::now();
+    let err = client
+        .config_set("ubd1", disk.to_str().unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DiskDriverNotUp { dev, .. } if dev == "ubd1"),
+        "{err:?}"
+    );
+    assert!(start.elapsed() >= uml::mconsole::DISK_DRIVER_WAIT);
+    assert!(
+        err.to_string().contains("disk driver has not started"),
+        "{err}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt.block_on(async {
+        let client = AsyncClient::connect(&guest.mconsole_path()).await.unwrap();
+        client
+            .config_set("ubd2", disk.to_str().unwrap())
+            .await
+            .unwrap_err()
+    });
+    assert!(matches!(err, Error::DiskDriverNotUp { .. }), "{err:?}");
+    assert!(!client.proc_file("partitions").unwrap().contains("ubd"));
+    assert!(client.version().unwrap().contains("Linux"));
+    // Other devices do not wait for it.
+    client.config_set("con5", "null").unwrap();
+}
+
 #[test]
 fn removing_a_disk_the_guest_holds_open_is_refused_after_the_grace() {
     let dir = short_tempdir("mco");

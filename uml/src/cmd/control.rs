@@ -59,7 +59,9 @@ pub struct ConfigArgs {
     #[command(flatten)]
     pub target: Target,
     /// DEVICE to query it (ubd1, con0, ssl2, …), DEVICE=SPEC to add or change it
-    /// (ubd1=/srv/disk.img, con1=pts, eth0=daemon,,unix,/tmp/sw.ctl, mem=+64M)
+    /// (ubd1=/srv/disk.img, con1=pts, eth0=daemon,,unix,/tmp/sw.ctl, mem=+64M). A disk is
+    /// added once the guest's disk driver runs, which a booting guest is given 5 s to start
+    /// (added earlier, a disk stalls the guest's mconsole and is registered twice)
     #[arg(value_name = "DEVICE[=SPEC]")]
     pub device: String,
 }

@@ -10,8 +10,8 @@ use tokio::net::UnixDatagram;
 use tokio::sync::Mutex;
 
 use super::client::{
-    ClientAddress, RECV_BUFFER, REMOVE_OPEN_GRACE, REMOVE_OPEN_RETRY, client_socket, disk_open,
-    peer_gone, reconnect,
+    ClientAddress, DISK_DRIVER_RETRY, DISK_DRIVER_WAIT, RECV_BUFFER, REMOVE_OPEN_GRACE,
+    REMOVE_OPEN_RETRY, client_socket, disk_open, peer_gone, reconnect,
 };
 use super::notify::{SocketFile, bind_notify_socket};
 use super::{
@@ -276,8 +276,23 @@ impl AsyncClient {
         self.run(&command::config_get(dev)?).await
     }
 
+    /// Like [`Client::config_set`](super::Client::config_set), including its wait for a
+    /// booting guest's disk driver.
     pub async fn config_set(&self, dev: &str, spec: &str) -> Result<(), Error> {
-        self.run(&command::config_set(dev, spec)?).await.map(drop)
+        let request = command::config_set(dev, spec)?;
+        if command::needs_disk_driver(dev) {
+            let start = Instant::now();
+            while !command::disk_driver_up(&self.proc_file("devices").await?) {
+                if start.elapsed() >= DISK_DRIVER_WAIT {
+                    return Err(Error::DiskDriverNotUp {
+                        dev: dev.to_owned(),
+                        waited: DISK_DRIVER_WAIT,
+                    });
+                }
+                tokio::time::sleep(DISK_DRIVER_RETRY).await;
+            }
+        }
+        self.run(&request).await.map(drop)
     }
 
     /// Like [`Client::remove`](super::Client::remove), including its grace for a disk that a

@@ -18,6 +18,13 @@ pub const REMOVE_OPEN_GRACE: Duration = Duration::from_secs(2);
 /// How often [`Client::remove`] asks again during [`REMOVE_OPEN_GRACE`].
 pub(super) const REMOVE_OPEN_RETRY: Duration = Duration::from_millis(20);
 
+/// How long [`Client::config_set`] waits for a booting guest's disk driver before it adds a
+/// disk (it starts within a second of the kernel's start).
+pub const DISK_DRIVER_WAIT: Duration = Duration::from_secs(5);
+
+/// How often it looks during [`DISK_DRIVER_WAIT`].
+pub(super) const DISK_DRIVER_RETRY: Duration = Duration::from_millis(50);
+
 /// Did the guest refuse to remove `dev` because the disk is open (`-EBUSY`, `Device is
 /// currently open`, ubd_kern.c `ubd_remove`)?
 pub(super) fn disk_open(dev: &str, err: &Error) -> bool {
@@ -600,8 +607,24 @@ impl Client {
 
     /// Hot-add or change a device with command-line syntax: `config_set("ubd1", "/a.img")`.
     /// Relative file names are resolved by the guest kernel, in its own working directory.
+    ///
+    /// A disk is added only once the guest's disk driver runs: a booting guest is given up to
+    /// [`DISK_DRIVER_WAIT`] ([`Error::DiskDriverNotUp`] after that).
     pub fn config_set(&self, dev: &str, spec: &str) -> Result<(), Error> {
-        self.run(&command::config_set(dev, spec)?).map(drop)
+        let request = command::config_set(dev, spec)?;
+        if command::needs_disk_driver(dev) {
+            let start = Instant::now();
+            while !command::disk_driver_up(&self.proc_file("devices")?) {
+                if start.elapsed() >= DISK_DRIVER_WAIT {
+                    return Err(Error::DiskDriverNotUp {
+                        dev: dev.to_owned(),
+                        waited: DISK_DRIVER_WAIT,
+                    });
+                }
+                std::thread::sleep(DISK_DRIVER_RETRY);
+            }
+        }
+        self.run(&request).map(drop)
     }
 
     /// Remove a device (`con`/`ssl`: set the line to `none`).

@@ -43,7 +43,7 @@ mod notify;
 pub mod wire;
 
 pub use async_client::{AsyncClient, AsyncNotifyListener};
-pub use client::{Client, REMOVE_OPEN_GRACE, ReplyAddress};
+pub use client::{Client, DISK_DRIVER_WAIT, REMOVE_OPEN_GRACE, ReplyAddress};
 pub use notify::NotifyListener;
 pub use wire::Notification;
 
@@ -133,6 +133,10 @@ pub enum Error {
     NotifyReceive(#[source] std::io::Error),
     #[error("the async mconsole API must be used from within a tokio runtime")]
     NoRuntime,
+    #[error(
+        "the guest's disk driver has not started ({dev} not added): its /proc/devices names no \"ubd\" block device after {waited:?}. The driver starts late in the kernel's boot, after mconsole answers; a disk added before it would stall the guest's mconsole and be registered twice. Add it once the guest has booted"
+    )]
+    DiskDriverNotUp { dev: String, waited: Duration },
 }
 
 /// A reply's `err` as a reader wants it: `1`, or `-19 (ENODEV)` for a negative errno.
@@ -240,6 +244,27 @@ mod command {
         Ok(format!("config {dev}={spec}"))
     }
 
+    /// Whether setting up `dev` needs the guest's disk driver running ([`disk_driver_up`]).
+    pub(super) fn needs_disk_driver(dev: &str) -> bool {
+        dev.starts_with("ubd")
+    }
+
+    /// Whether the guest's `/proc/devices` lists the ubd block driver, which registers its
+    /// major in `ubd_init`, a late initcall (ubd_kern.c). mconsole answers from an earlier
+    /// initcall, and a `config ubdN=` sent in between registers the disk before the driver's
+    /// I/O thread exists: the guest's mconsole stalls on it (seen on 7.2.13, with ubd_init held
+    /// back by `initcall_blacklist`), and `ubd_init` then registers the disk a second time
+    /// (6.1.176 and 7.2.12 log `kobject ... tried to init an initialized object`).
+    pub(super) fn disk_driver_up(proc_devices: &str) -> bool {
+        proc_devices
+            .lines()
+            .skip_while(|l| l.trim() != "Block devices:")
+            .any(|l| {
+                let mut f = l.split_whitespace();
+                f.next().is_some_and(|n| n.parse::<u32>().is_ok()) && f.next() == Some("ubd")
+            })
+    }
+
     pub(super) fn remove(dev: &str) -> Result<String, Error> {
         check_device(dev)?;
         Ok(format!("remove {dev}"))
@@ -286,6 +311,22 @@ mod command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_driver_is_up_once_proc_devices_lists_its_block_major() {
+        let booted = "Character devices:\n  1 mem\n136 pts\n\nBlock devices:\n  7 loop\n 98 ubd\n259 blkext\n";
+        assert!(command::disk_driver_up(booted));
+        let early = "Character devices:\n  1 mem\n\nBlock devices:\n  7 loop\n259 blkext\n";
+        assert!(!command::disk_driver_up(early));
+        // The name among the character devices, or not as a name, is not it.
+        assert!(!command::disk_driver_up(
+            "Character devices:\n 98 ubd\nBlock devices:\n"
+        ));
+        assert!(!command::disk_driver_up(
+            "Block devices:\n 98 ubdx\nx ubd\n"
+        ));
+        assert!(command::needs_disk_driver("ubd1") && !command::needs_disk_driver("con1"));
+    }
 
     fn chunk(err: u32, more: bool, text: &str) -> Vec<u8> {
         wire::ReplyChunk {
