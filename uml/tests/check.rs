@@ -1197,3 +1197,72 @@ fn vec_sessions_and_keys_above_int_max_are_errors() {
     assert!(found[0].contains("rx_session=0xffffffff") && found[0].contains("crashes"));
     assert!(found[1].contains("rx_key=2147483648"));
 }
+
+/// The kernel of `series` booted straight (init is `/bin/true`) with `words`: what it printed
+/// before init ran. Only the boot messages are looked at, so this works where the kernel
+/// cannot run a process.
+fn boot_log(series: &'static str, words: &[&str]) -> String {
+    let [_, kernel] = kernel_option(series);
+    let dir = testkit::short_tempdir("chk-n");
+    let umid = testkit::unique_umid("chk-n");
+    let out = testkit::output_of(
+        Command::new(&kernel)
+            .args([
+                "mem=64M",
+                "root=/dev/root",
+                "rootfstype=hostfs",
+                "rootflags=/",
+                "ro",
+                "init=/bin/true",
+                "con=null",
+                "con0=fd:0,fd:1",
+                &format!("umid={umid}"),
+                &format!("uml_dir={}", dir.path().display()),
+            ])
+            .args(words)
+            .stdin(std::process::Stdio::null()),
+        testkit::RUN_TIMEOUT,
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A number option's value is judged as each kernel's handler reads it, and booting the real
+/// kernels shows they do: 6.1 reads `lpj=12abc` as 12 (simple_strtoul), 7.2 refuses it
+/// (kstrtoul) and hands the word to init; both refuse `loglevel=x`.
+#[test]
+fn numbers_are_judged_as_each_kernel_reads_them() {
+    let words = ["lpj=12abc", "loglevel=x", "stderr=y"];
+    let [flag, value] = kernel_option(K61);
+    let on_61 = uml_check(&["--no-fs", &flag, &value], &with_base(&words));
+    on_61.assert_line("warning: lpj=12abc: `12abc` is read as 12: the kernel stops at `abc`");
+    on_61.assert_line("error: loglevel=x: `x` is not a number");
+    on_61.assert_line("(`Malformed early option 'loglevel'`) and keeps its level");
+    on_61.assert_line("error: stderr=y: `y` is not a number");
+    let [flag, value] = kernel_option(K72);
+    let on_72 = uml_check(&["--no-fs", &flag, &value], &with_base(&words));
+    on_72.assert_line(
+        "error: lpj=12abc: `12abc` is not a number: the kernel refuses it and passes the word to init's environment",
+    );
+    on_72.assert_line("error: loglevel=x: `x` is not a number");
+    assert_eq!(on_72.code(), 1, "{}", on_72.context());
+    let fine = uml_check(
+        &["--no-fs", &flag, &value],
+        &with_base(&["lpj=0x10", "loglevel=7"]),
+    );
+    assert_eq!(fine.code(), 0, "{}", fine.context());
+
+    let log = boot_log(K61, &["lpj=12abc", "loglevel=x"]);
+    assert!(
+        log.contains("preset value.. 0.00 BogoMIPS (lpj=12)"),
+        "{log}"
+    );
+    assert!(log.contains("Malformed early option 'loglevel'"), "{log}");
+    let log = boot_log(K72, &["lpj=12abc", "loglevel=x"]);
+    assert!(log.contains("\"lpj=12abc\""), "{log}");
+    assert!(log.contains("Calibrating delay loop..."), "{log}");
+    assert!(log.contains("Malformed early option 'loglevel'"), "{log}");
+}

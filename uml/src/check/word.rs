@@ -325,9 +325,18 @@ impl Checker<'_> {
             ParseError::Virtio(_) => (Severity::Error, "virtio-syntax"),
             ParseError::Seccomp(_) => (Severity::Error, "seccomp-value"),
             ParseError::Size(_) => (Severity::Error, "size"),
+            ParseError::Number(_) => (Severity::Error, "number"),
+            ParseError::NumberTail { .. } => (Severity::Warning, "number-tail"),
         };
-        let _ = spec;
-        self.push(severity, code, at, error.to_string());
+        let message = match error {
+            ParseError::Number(_) | ParseError::NumberTail { .. } => {
+                let (severity, message) =
+                    number_verdict(spec.name(), error, self.env.kernel.version.major);
+                return self.push(severity, code, at, message);
+            }
+            _ => error.to_string(),
+        };
+        self.push(severity, code, at, message);
     }
 
     pub(super) fn unknown(&mut self, index: usize, arg: &Arg, word: &str) {
@@ -410,6 +419,55 @@ impl Checker<'_> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// What the kernel (of major version `major`) makes of the value of number option `name`
+/// that is no number, or a number with more after it, as each handler reads it:
+/// `lpj=` with `kstrtoul` on 7.2 (the whole value or nothing; refused, the word goes to init)
+/// and `simple_strtoul` on 6.1 (init/calibrate.c, checked by booting both); `loglevel=` with
+/// `get_option` (init/main.c); `stderr=` with `simple_strtoul` (stderr_console.c); `ncpus=`
+/// with `kstrtoint` in base 10 (smp.c); `time-travel-start=` with `kstrtoull` (time.c).
+fn number_verdict(name: &str, error: &ParseError, major: u32) -> (Severity, String) {
+    let (text, tail) = match error {
+        ParseError::NumberTail { text, .. } => (text, true),
+        ParseError::Number(text) => (text, false),
+        other => return (Severity::Error, other.to_string()),
+    };
+    let not_a_number = format!("`{text}` is not a number");
+    let refused = match name {
+        "lpj=" if major >= 7 => Some(
+            "the kernel refuses it and passes the word to init's environment; unless an \
+             earlier lpj= set it, it calibrates its delay loop at boot (0.1-0.2 s)",
+        ),
+        "ncpus=" => {
+            Some("the kernel refuses it (`Couldn't parse`, base 10 only) and starts one CPU")
+        }
+        "time-travel-start" => {
+            Some("the kernel ignores it: the guest's clock starts at the host's time")
+        }
+        _ => None,
+    };
+    match (refused, tail) {
+        (Some(outcome), _) => (Severity::Error, format!("{not_a_number}: {outcome}")),
+        // The handler reads the leading number and stops: the message says which.
+        (None, true) => (Severity::Warning, error.to_string()),
+        (None, false) => {
+            let outcome = match name {
+                "lpj=" => "the kernel reads 0 and calibrates its delay loop at boot (0.1-0.2 s)",
+                "loglevel=" => {
+                    "the kernel refuses it (`Malformed early option 'loglevel'`) and keeps its level"
+                }
+                "stderr=" => "the kernel reads 0: no early console on stderr",
+                _ => "the kernel reads no number from it",
+            };
+            (
+                Severity::Error,
+                format!(
+                    "{not_a_number} (expected a decimal, 0x hex or 0 octal integer): {outcome}"
+                ),
+            )
         }
     }
 }

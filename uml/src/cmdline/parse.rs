@@ -89,6 +89,14 @@ pub enum ParseError {
         "`seccomp={0}` is not accepted: expected on, auto or off; the kernel stops at start (`Invalid seccomp option`)"
     )]
     Seccomp(String),
+    #[error("`{0}` is not a number: expected a decimal, 0x hex or 0 octal integer")]
+    Number(String),
+    #[error("`{text}` is read as {read}: the kernel stops at `{tail}` and ignores the rest")]
+    NumberTail {
+        text: String,
+        read: u64,
+        tail: String,
+    },
     #[error(
         "`{0}` is not a virtio device: expected <socket>:<virtio id>[:<platform id>] with decimal ids"
     )]
@@ -121,7 +129,33 @@ pub(super) fn parse_option(
     text: &str,
 ) -> Result<Option<Arg>, ParseError> {
     let rest = text.get(spec.name().len()..).unwrap_or("");
+    if spec.value() == crate::options::ValueKind::Number && spec.parser().is_none() {
+        // A key matched without its `=` (`time-travel-start`) leaves it on the value.
+        let value = rest.strip_prefix('=').unwrap_or(rest);
+        number(value)?;
+        // ncpus= is read in base 10 only (kstrtoint, arch/um/kernel/smp.c).
+        if spec.name() == "ncpus=" && value.parse::<i32>().is_err() {
+            return Err(ParseError::Number(value.into()));
+        }
+        return Ok(None);
+    }
     spec.parser().map(|parse| parse(rest)).transpose()
+}
+
+/// A number option's value as the kernel's `simple_strtoul(s, NULL, 0)` or `get_option` reads
+/// it (a `-` sign allowed): some digits, and nothing after them.
+fn number(value: &str) -> Result<u64, ParseError> {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let (read, used) =
+        super::number::strtoul0(digits).ok_or_else(|| ParseError::Number(value.into()))?;
+    match &digits[used..] {
+        "" => Ok(read),
+        tail => Err(ParseError::NumberTail {
+            text: value.into(),
+            read,
+            tail: tail.into(),
+        }),
+    }
 }
 
 /// The typed parsers the option table points at ([`OptionSpec::parser`]): each gets the text
