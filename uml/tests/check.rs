@@ -1207,18 +1207,12 @@ fn boot_log(series: &'static str, words: &[&str]) -> String {
     let umid = testkit::unique_umid("chk-n");
     let out = testkit::output_of(
         Command::new(&kernel)
-            .args([
-                "mem=64M",
-                "root=/dev/root",
-                "rootfstype=hostfs",
-                "rootflags=/",
-                "ro",
-                "init=/bin/true",
-                "con=null",
-                "con0=fd:0,fd:1",
-                &format!("umid={umid}"),
-                &format!("uml_dir={}", dir.path().display()),
-            ])
+            .args(testkit::guest_argv(
+                "64M",
+                std::path::Path::new("/bin/true"),
+            ))
+            .arg(format!("umid={umid}"))
+            .arg(format!("uml_dir={}", dir.path().display()))
             .args(words)
             .stdin(std::process::Stdio::null()),
         testkit::RUN_TIMEOUT,
