@@ -22,7 +22,6 @@
 //! following until one of them has been alone for a while.
 
 use std::cell::Cell;
-use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,7 @@ static MAY_LEAVE_IDLE: OnceLock<bool> = OnceLock::new();
 /// off). It stays off where `/proc` is not this process's pid namespace: the pids of
 /// requests are the mount's, and such a `/proc` would name other processes.
 pub fn enable() {
-    if stat_cpu_and_pid(std::process::id()).map(|(_, p)| p) != Some(std::process::id()) {
+    if !proc_is_ours() {
         tracing::info!("/proc does not show this process: requests are answered from any CPU");
         return;
     }
@@ -134,8 +133,8 @@ pub(crate) fn settle(pid: u32, bulk: bool) {
     match step(&mut s, pid, bulk, Instant::now()) {
         Step::Stay => {}
         Step::Release => release(&mut s, all),
-        Step::Locate => match stat_cpu_and_pid(pid) {
-            Some((cpu, _)) if all.is_set(cpu).unwrap_or(false) => pin(&mut s, cpu),
+        Step::Locate => match cpu_of(pid) {
+            Some(cpu) if all.is_set(cpu).unwrap_or(false) => pin(&mut s, cpu),
             _ => release(&mut s, all),
         },
     }
@@ -183,59 +182,22 @@ pub(crate) fn set_policy(policy: libc::c_int) -> bool {
     ok
 }
 
-/// The CPU process `pid` last ran on and the pid its `/proc/PID/stat` names. The line is the
-/// kernel's, but the command name in it is the process's own choice: fields are counted after
-/// the last `)`.
-fn stat_cpu_and_pid(pid: u32) -> Option<(usize, u32)> {
-    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let mut buf = [0u8; 1024];
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    parse_stat(&buf[..n])
+/// The CPU process (or thread) `pid` last ran on, from its `/proc/PID/stat`.
+fn cpu_of(pid: u32) -> Option<usize> {
+    uml::procfs::Stat::read(pid)?.processor.map(|c| c as usize)
 }
 
-fn parse_stat(line: &[u8]) -> Option<(usize, u32)> {
-    // The name may be any bytes, UTF-8 or not; what is around it is ASCII.
-    let close = line.iter().rposition(|&b| b == b')')?;
-    let open = line.iter().position(|&b| b == b'(')?;
-    let head = std::str::from_utf8(&line[..open]).ok()?;
-    let tail = std::str::from_utf8(&line[close + 1..]).ok()?;
-    let pid = head.trim_end().parse().ok()?;
-    // After the name: field 3 (state) is the first; "processor" is field 39.
-    let cpu = tail.split_ascii_whitespace().nth(39 - 3)?.parse().ok()?;
-    Some((cpu, pid))
+/// Whether `/proc` is of this process's pid namespace: its `self` names this process.
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|l| l.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cpu_is_field_39_counted_after_the_last_parenthesis() {
-        let rest = (4..=52)
-            .map(|i| {
-                if i == 39 {
-                    "7".to_string()
-                } else {
-                    i.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let line = format!("1234 (a) b) 1 2) S {rest}\n");
-        assert_eq!(parse_stat(line.as_bytes()), Some((7, 1234)));
-        let mut odd = b"99 (\xff\n)) ".to_vec();
-        odd.extend_from_slice(format!("S {rest}").as_bytes());
-        assert_eq!(parse_stat(&odd), Some((7, 99)));
-        assert_eq!(parse_stat(b"1234 (x) S 1 2 3"), None);
-        assert_eq!(parse_stat(b"no parenthesis"), None);
-    }
 
     /// Runs `step` the way `settle` does, with the thread's CPU following the outcome (a
     /// caller found on CPU 1).
@@ -365,9 +327,10 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_found_in_its_own_stat() {
-        let (cpu, pid) = stat_cpu_and_pid(std::process::id()).expect("own stat");
-        assert_eq!(pid, std::process::id());
-        assert!(cpu < 4096);
+    fn this_process_is_in_its_proc_and_its_cpu_is_one_it_may_use() {
+        assert!(proc_is_ours());
+        let cpu = cpu_of(nix::unistd::gettid().as_raw() as u32).expect("own stat");
+        let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
+        assert!(allowed.is_set(cpu).unwrap(), "CPU {cpu}");
     }
 }

@@ -168,7 +168,6 @@ impl MountOptions {
             };
             let need = |v: Option<&'a str>| v.ok_or_else(|| OptionError::MissingValue(name.into()));
             match name {
-                "ro" if value.is_none() => {}
                 "rw" => self.rw_requested = true,
                 "allow_other" => self.allow_other = true,
                 "allow_root" => self.allow_root = true,

@@ -828,23 +828,17 @@ fn io_uring_queues_answer_every_request_as_dev_fuse_does() {
     assert!(mp.unmount());
 }
 
-/// The CPUs each thread of process `pid` may run on (`Cpus_allowed_list`) and its scheduling
-/// policy (field 41 of its stat: 5 is SCHED_IDLE).
-fn thread_placement(pid: u32) -> Vec<(String, u32)> {
+/// The CPUs each thread of process `pid` may run on and its scheduling policy (5 is
+/// SCHED_IDLE), as the uml library reads them.
+fn thread_placement(pid: u32) -> Vec<(Vec<usize>, u32)> {
     let mut out = Vec::new();
     for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
-        let cpus = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let policy = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(41 - 3))
-            .and_then(|p| p.parse().ok())
+        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let cpus = uml::launch::cpus_of(tid).unwrap_or_default();
+        let policy = uml::procfs::Stat::read(tid)
+            .and_then(|s| s.policy)
             .unwrap_or(u32::MAX);
         out.push((cpus, policy));
     }
@@ -874,9 +868,9 @@ fn dev_fuse_answers_a_walk_from_the_walkers_cpu_unless_anycpu() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let (_, mine, _) = sh("grep Cpus_allowed_list /proc/self/status | cut -f2");
-    let all = mine.trim().to_owned();
-    let cpu = all.rsplit([',', '-']).next().unwrap().to_owned();
+    let all = uml::launch::allowed_cpus().unwrap();
+    let cpu = *all.last().unwrap();
+    let one = vec![cpu];
     let mut seen = Vec::new();
     for mp in [&near, &any, &nonice] {
         let m = mp.path().display();
@@ -903,7 +897,7 @@ fn dev_fuse_answers_a_walk_from_the_walkers_cpu_unless_anycpu() {
     for mp in [&near, &nonice] {
         let placed = thread_placement(daemons_for(mp.path())[0]);
         assert!(
-            placed.iter().any(|(c, p)| *c == cpu && *p == SCHED_IDLE),
+            placed.iter().any(|(c, p)| *c == one && *p == SCHED_IDLE),
             "no thread answered from CPU {cpu}: {placed:?}"
         );
     }
@@ -925,7 +919,7 @@ fn dev_fuse_answers_a_walk_from_the_walkers_cpu_unless_anycpu() {
     };
     let placed = bulk(&near);
     assert!(
-        placed.iter().all(|(c, p)| *p != SCHED_IDLE || *c == cpu),
+        placed.iter().all(|(c, p)| *p != SCHED_IDLE || *c == one),
         "a thread let go of its CPU but not of SCHED_IDLE: {placed:?}"
     );
     let placed = bulk(&nonice);

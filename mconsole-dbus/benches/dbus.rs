@@ -401,12 +401,10 @@ async fn run() {
     let rss20 = vm_rss_kib(umld_pid);
     println!("umld VmRSS: {rss0} KiB with 0 guests, {rss20} KiB with 20 guests");
     // The guests' kernels answer umld's requests: their CPU time is part of the price.
-    let kernels: Vec<u32> = std::fs::read_dir(dir.path())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
-        .filter_map(|p| p.trim().parse().ok())
+    let kernels: Vec<u32> = uml::instance::discover(dir.path())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.pid)
         .collect();
     let guests_cpu = || kernels.iter().map(|p| cpu_ns(*p)).sum::<u64>();
     let (before, guests_before) = (cpu_ns(umld_pid), guests_cpu());

@@ -23,10 +23,16 @@ pub struct Stat {
     pub cpu_ticks: u64,
     /// `starttime`: clock ticks after the host booted.
     pub start_ticks: u64,
+    /// `processor`: the CPU it last ran on (field 39; `None` in a line cut short).
+    pub processor: Option<u32>,
+    /// `policy`: its scheduling policy (field 41: 0 SCHED_OTHER, 5 SCHED_IDLE, …).
+    pub policy: Option<u32>,
 }
 
 impl Stat {
-    /// Reads `/proc/<pid>/stat`; `None` when the process is gone or the file is malformed.
+    /// Reads `/proc/<pid>/stat` (a thread's id reads that thread's); `None` when the process
+    /// is gone or the file is malformed. A name that is not UTF-8 is read lossily: the fields
+    /// that follow it are ASCII.
     pub fn read(pid: u32) -> Option<Stat> {
         if pid == 0 {
             return None;
@@ -40,14 +46,17 @@ impl Stat {
         let (_, rest) = text.rsplit_once(") ")?;
         // state(3) ppid(4) pgrp(5) … utime(14) stime(15) … starttime(22), counted from 1 with
         // pid and comm; `rest` starts at field 3.
-        let f: Vec<&str> = rest.split_whitespace().take(20).collect();
+        let f: Vec<&str> = rest.split_whitespace().take(39).collect();
         let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+        let small = |i: usize| f.get(i)?.parse::<u32>().ok();
         Some(Stat {
             state: f.first()?.chars().next()?,
             ppid: f.get(1)?.parse().ok()?,
             pgrp: f.get(2)?.parse().ok()?,
             cpu_ticks: num(11)?.saturating_add(num(12)?),
             start_ticks: num(19)?,
+            processor: small(36),
+            policy: small(38),
         })
     }
 
@@ -129,14 +138,15 @@ pub fn host_boot_time() -> Option<u64> {
         .ok()
 }
 
+/// At most `max` bytes of `path`, lossily as text: a process chooses its own name.
 fn read_bounded(path: &str, max: u64) -> Option<String> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     fs::File::open(path)
         .ok()?
         .take(max)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .ok()?;
-    Some(text)
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -154,8 +164,34 @@ mod tests {
         assert_eq!(s.cpu_ticks, 12);
         assert_eq!(s.start_ticks, 98765);
         assert!(!s.is_dead());
+        assert_eq!((s.processor, s.policy), (None, None), "a line cut short");
+        let rest: Vec<String> = (4..=52).map(|i| i.to_string()).collect();
+        let full = Stat::parse(&format!("7 (a) b) S {}\n", rest.join(" "))).unwrap();
+        assert_eq!(
+            (full.ppid, full.processor, full.policy),
+            (4, Some(39), Some(41))
+        );
         assert!(Stat::parse("1 (x) Z 0 1 1").is_none(), "truncated");
         assert!(Stat::parse("garbage").is_none());
+    }
+
+    /// A thread named with bytes that are not UTF-8, `)` and a newline is read all the same,
+    /// with the CPU it runs on.
+    #[test]
+    fn a_thread_with_any_name_is_read() {
+        let (comm, stat) = std::thread::spawn(|| {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes from the
+            // pointer, which points at a static string.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"\xff)\n(x".as_ptr()) };
+            let comm = fs::read("/proc/thread-self/comm").unwrap();
+            (comm, Stat::read(nix::unistd::gettid().as_raw() as u32))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(comm, b"\xff)\n(x\n");
+        let stat = stat.expect("a thread with an odd name");
+        assert!(stat.processor.is_some(), "{stat:?}");
+        assert_eq!(stat.policy, Some(0));
     }
 
     #[test]

@@ -327,6 +327,14 @@ fn a_disk_is_not_added_before_the_guests_disk_driver_runs() {
     fs::File::create(&disk).unwrap().set_len(4 << 20).unwrap();
     let guest = ready(GuestBuilder::new("mcd").arg("initcall_blacklist=ubd_init"));
     let client = Client::connect(&guest.mconsole_path()).unwrap();
+    // The premise: the kernel held the driver back (initcall_blacklist= needs its symbol
+    // table, CONFIG_KALLSYMS, which Debian's kernels and `uml kernel build` have).
+    let devices = client.proc_file("devices").unwrap();
+    assert!(
+        !devices.contains(" ubd"),
+        "the kernel did not hold ubd_init back:\n{devices}\n{}",
+        guest.log_tail(20)
+    );
     let start = std::time::Instant::now();
     let err = client
         .config_set("ubd1", disk.to_str().unwrap())

@@ -414,25 +414,27 @@ fn dynamic_slots(
 /// Options (of any subcommand) that take a value in the next word, so a hook does not count
 /// that word as a positional argument.
 fn value_options(cmd: &Command) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut stack = vec![cmd];
-    while let Some(c) = stack.pop() {
-        for arg in c.get_arguments() {
-            if arg.is_positional() || !arg.get_action().takes_values() {
-                continue;
-            }
-            for l in arg.get_long_and_visible_aliases().unwrap_or_default() {
-                out.push(format!("--{l}"));
-            }
-            if let Some(s) = arg.get_short() {
-                out.push(format!("-{s}"));
-            }
-        }
-        stack.extend(c.get_subcommands());
-    }
+    let mut out: Vec<String> = options_of(cmd)
+        .filter(|arg| arg.get_action().takes_values())
+        .flat_map(spellings_of)
+        .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// Every option (not positional argument) of `cmd` and of its subcommands, at any depth.
+fn options_of(cmd: &Command) -> impl Iterator<Item = &clap::Arg> {
+    let mut commands = vec![cmd];
+    let mut i = 0;
+    while let Some(c) = commands.get(i) {
+        commands.extend(c.get_subcommands());
+        i += 1;
+    }
+    commands
+        .into_iter()
+        .flat_map(|c| c.get_arguments())
+        .filter(|a| !a.is_positional())
 }
 
 /// Arguments that take kernel command-line words, completed like `linux …`: the positionals
@@ -524,18 +526,11 @@ fn uml_dir_options(
     used: &mut Vec<(String, Hook)>,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![cmd];
-    while let Some(c) = stack.pop() {
-        for arg in c.get_arguments().filter(|a| !a.is_positional()) {
-            if hook_of(hooks, arg) != Some(Hook::UmlDir) {
-                continue;
-            }
-            for l in arg.get_long_and_visible_aliases().unwrap_or_default() {
-                out.push(format!("--{l}"));
-                used.push((arg.get_id().to_string(), Hook::UmlDir));
-            }
+    for arg in options_of(cmd).filter(|a| hook_of(hooks, a) == Some(Hook::UmlDir)) {
+        for l in arg.get_long_and_visible_aliases().unwrap_or_default() {
+            out.push(format!("--{l}"));
+            used.push((arg.get_id().to_string(), Hook::UmlDir));
         }
-        stack.extend(c.get_subcommands());
     }
     out.sort();
     out.dedup();
@@ -579,22 +574,14 @@ fn comma_lists(
     used: &mut Vec<(String, Hook)>,
 ) -> Vec<CommaList> {
     let mut out = Vec::new();
-    let mut stack = vec![cmd];
-    while let Some(c) = stack.pop() {
-        for arg in c.get_arguments() {
-            let Some(Hook::CommaList(words)) = hook_of(hooks, arg) else {
-                continue;
-            };
-            if arg.is_positional() || !arg.get_action().takes_values() {
-                continue;
-            }
+    for arg in options_of(cmd).filter(|a| a.get_action().takes_values()) {
+        if let Some(Hook::CommaList(words)) = hook_of(hooks, arg) {
             used.push((arg.get_id().to_string(), Hook::CommaList(words)));
             out.push(CommaList {
                 spellings: spellings_of(arg),
                 words,
             });
         }
-        stack.extend(c.get_subcommands());
     }
     out
 }
